@@ -1,0 +1,48 @@
+"""gr-argos: live RF spectrum from GNU Radio flowgraphs to WebSocket clients.
+
+The pure core (:mod:`gr_argos.protocol`, :mod:`gr_argos.hub`, :mod:`gr_argos.server`,
+:mod:`gr_argos.client`) imports no GNU Radio, so clients and gateways run without it. The GNU
+Radio blocks load on first use: ``from gr_argos import websocket_sink`` gives the block class,
+as GNU Radio Companion expects, without importing GNU Radio for the rest of the package.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any
+
+__version__ = "0.1.0"
+
+# Block name -> module that defines it (one block per module, named like the block).
+_BLOCKS = {
+    "websocket_sink": "gr_argos.websocket_sink",
+    "sim_band_source": "gr_argos.sim_band_source",
+}
+
+__all__ = ["__version__", *_BLOCKS]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _BLOCKS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'gr_argos' has no attribute {name!r}")
+    return getattr(importlib.import_module(module_name), name)
+
+
+class _Package(types.ModuleType):
+    """Resolves a block name to its class even after Python bound the name to its module.
+
+    Importing ``gr_argos.websocket_sink`` sets the package attribute ``websocket_sink`` to the
+    module; a block's name must still mean the block.
+    """
+
+    def __getattribute__(self, name: str) -> Any:
+        value = super().__getattribute__(name)
+        if name in _BLOCKS and isinstance(value, types.ModuleType):
+            return getattr(value, name)
+        return value
+
+
+sys.modules[__name__].__class__ = _Package

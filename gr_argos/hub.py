@@ -1,0 +1,336 @@
+"""The broadcast hub: per-client bounded queues with drop-oldest, counted and reported.
+
+The hub owns the one decision that shapes gr-argos: the radio never waits for a client.
+Producers (a GNU Radio block's ``work()``, a ZeroMQ subscriber) call :meth:`BroadcastHub.publish_frame`
+and :meth:`BroadcastHub.publish_message` from any thread. Those calls only append to a small
+bounded ingress buffer and wake the event loop once, so they cost O(1) whatever the number of
+clients, never block, and never raise into the producer.
+
+On the event loop the hub fans each frame out to every client's :class:`ClientQueue`:
+
+- spectrum frames go to a queue of ``queue_depth`` frames; a new frame that finds it full
+  displaces the oldest one, which counts as a drop for that client, and the next frame of that
+  stream it receives carries the count in its ``missed`` field;
+- JSON messages (status, gps, replies) go to a separate queue that spectrum frames never
+  displace; a client so far behind that this queue overflows is closed, never allowed to grow
+  memory.
+
+Frames are encoded once by the producer; every client gets the same ``bytes`` object, and
+only a client that lost frames gets a copy with its four ``missed`` bytes patched.
+
+This module imports neither GNU Radio nor any socket code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from gr_argos.protocol import with_missed
+
+__all__ = ["BroadcastHub", "ClientQueue", "ClientTooSlow", "HubClosed"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_QUEUE_DEPTH = 8
+DEFAULT_MESSAGE_QUEUE_DEPTH = 256
+DEFAULT_INGRESS_DEPTH = 64
+
+
+class ClientTooSlow(Exception):
+    """A client's message queue overflowed: it must be closed (code 1008)."""
+
+
+class HubClosed(Exception):
+    """The hub is shutting down; no more items will come."""
+
+
+@dataclass
+class ClientQueue:
+    """Outbound state of one client, touched only on the hub's event loop.
+
+    Attributes:
+        client_id: a number unique within the hub.
+        peer: a printable remote address, for logs and stats.
+        depth: spectrum frames kept before the oldest is dropped.
+        message_depth: JSON messages kept before the client counts as too slow.
+    """
+
+    client_id: int
+    peer: str
+    depth: int
+    message_depth: int
+    connected_at: float = field(default_factory=time.monotonic)
+    frames: deque[tuple[int, bytes]] = field(default_factory=deque)
+    messages: deque[str] = field(default_factory=deque)
+    pending_missed: dict[int, int] = field(default_factory=dict)
+    frames_sent: int = 0
+    frames_dropped: int = 0
+    messages_sent: int = 0
+    bytes_sent: int = 0
+    too_slow: bool = False
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def push_frame(self, stream_id: int, data: bytes) -> None:
+        """Queue a frame, displacing (and counting) the oldest when the queue is full."""
+        if len(self.frames) >= self.depth:
+            dropped_stream, _ = self.frames.popleft()
+            self.frames_dropped += 1
+            self.pending_missed[dropped_stream] = self.pending_missed.get(dropped_stream, 0) + 1
+        self.frames.append((stream_id, data))
+        self.wakeup.set()
+
+    def push_message(self, text: str) -> bool:
+        """Queue a JSON message; return False (and mark the client too slow) on overflow."""
+        if len(self.messages) >= self.message_depth:
+            self.too_slow = True
+            self.wakeup.set()
+            return False
+        self.messages.append(text)
+        self.wakeup.set()
+        return True
+
+    def pop(self) -> bytes | str | None:
+        """The next item to send: messages first (in order), then the oldest frame.
+
+        A frame of a stream that lost frames since this client's previous frame of that
+        stream comes back as a patched copy carrying the missed count.
+        """
+        if self.messages:
+            return self.messages.popleft()
+        if self.frames:
+            stream_id, data = self.frames.popleft()
+            missed = self.pending_missed.pop(stream_id, 0)
+            return with_missed(data, missed) if missed else data
+        return None
+
+    def record_sent(self, item: bytes | str) -> None:
+        """Count an item the transport accepted."""
+        if isinstance(item, bytes):
+            self.frames_sent += 1
+            self.bytes_sent += len(item)
+        else:
+            self.messages_sent += 1
+            self.bytes_sent += len(item.encode())
+
+    def snapshot(self) -> dict[str, Any]:
+        """Per-client counters, as reported in stats and logs."""
+        return {
+            "id": self.client_id,
+            "peer": self.peer,
+            "connected_s": round(time.monotonic() - self.connected_at, 3),
+            "frames_sent": self.frames_sent,
+            "frames_dropped": self.frames_dropped,
+            "messages_sent": self.messages_sent,
+            "bytes_sent": self.bytes_sent,
+            "queue_depth": len(self.frames),
+            "message_queue_depth": len(self.messages),
+        }
+
+
+class BroadcastHub:
+    """Fans frames and messages out to clients; producers call it from any thread.
+
+    Args:
+        queue_depth: spectrum frames queued per client before the oldest is dropped.
+        message_queue_depth: JSON messages queued per client before it is closed as too slow.
+        ingress_depth: frames buffered between a producer thread and the loop; if the loop
+            falls this far behind, the oldest are dropped and counted as ``ingress_dropped``.
+    """
+
+    def __init__(
+        self,
+        queue_depth: int = DEFAULT_QUEUE_DEPTH,
+        message_queue_depth: int = DEFAULT_MESSAGE_QUEUE_DEPTH,
+        ingress_depth: int = DEFAULT_INGRESS_DEPTH,
+    ) -> None:
+        if queue_depth < 1:
+            raise ValueError(f"queue_depth must be at least 1, got {queue_depth}")
+        if message_queue_depth < 1:
+            raise ValueError(f"message_queue_depth must be at least 1, got {message_queue_depth}")
+        self.queue_depth = queue_depth
+        self.message_queue_depth = message_queue_depth
+        self._ingress_depth = max(1, ingress_depth)
+        self._lock = threading.Lock()
+        self._ingress: deque[tuple[int, bytes] | str] = deque()
+        self._ingress_frames = 0
+        self._wakeup_pending = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._clients: dict[int, ClientQueue] = {}
+        self._ids = itertools.count(1)
+        self._on_too_slow: Callable[[ClientQueue], None] | None = None
+        self._closed = False
+        # Totals (frames_sent etc. of departed clients are folded in when they leave).
+        self.frames_in = 0
+        self.messages_in = 0
+        self.ingress_dropped = 0
+        self.unsent_after_stop = 0
+        self._departed = {"frames_sent": 0, "frames_dropped": 0, "messages_sent": 0,
+                          "bytes_sent": 0}
+        self.clients_total = 0
+
+    # -- producer side (any thread) -------------------------------------------------------
+
+    def attach(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_too_slow: Callable[[ClientQueue], None] | None = None,
+    ) -> None:
+        """Bind the hub to the event loop that serves its clients."""
+        self._loop = loop
+        self._on_too_slow = on_too_slow
+
+    def publish_frame(self, stream_id: int, data: bytes) -> None:
+        """Hand an encoded spectrum frame to every client. Thread-safe, O(1), never raises."""
+        with self._lock:
+            self.frames_in += 1
+            if self._ingress_frames >= self._ingress_depth:
+                self._drop_oldest_ingress_frame()
+            self._ingress.append((stream_id, data))
+            self._ingress_frames += 1
+            self._wake_locked()
+
+    def publish_message(self, text: str) -> None:
+        """Hand an encoded JSON message to every client. Thread-safe, never raises.
+
+        Messages are never dropped for frames; the ingress keeps them all (they are small
+        and rare); each client's own message queue is bounded.
+        """
+        with self._lock:
+            self.messages_in += 1
+            self._ingress.append(text)
+            self._wake_locked()
+
+    def _drop_oldest_ingress_frame(self) -> None:
+        for index, item in enumerate(self._ingress):
+            if not isinstance(item, str):
+                del self._ingress[index]
+                self._ingress_frames -= 1
+                self.ingress_dropped += 1
+                return
+
+    def _wake_locked(self) -> None:
+        if self._wakeup_pending:
+            return
+        loop = self._loop
+        if loop is None or self._closed:
+            self._discard_ingress_locked()
+            return
+        try:
+            loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop is closed or closing: nobody left to send to
+            self._discard_ingress_locked()
+            return
+        self._wakeup_pending = True
+
+    def _discard_ingress_locked(self) -> None:
+        self.unsent_after_stop += len(self._ingress)
+        self._ingress.clear()
+        self._ingress_frames = 0
+
+    # -- loop side ------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        with self._lock:
+            items = list(self._ingress)
+            self._ingress.clear()
+            self._ingress_frames = 0
+            self._wakeup_pending = False
+        clients = list(self._clients.values())
+        for item in items:
+            if isinstance(item, str):
+                for client in clients:
+                    if not client.push_message(item):
+                        self._report_too_slow(client)
+            else:
+                stream_id, data = item
+                for client in clients:
+                    client.push_frame(stream_id, data)
+
+    def _report_too_slow(self, client: ClientQueue) -> None:
+        if self._on_too_slow is not None and client.client_id in self._clients:
+            self._on_too_slow(client)
+
+    def add_client(self, peer: str) -> ClientQueue:
+        """Register a new client (on the loop); it receives frames published from now on."""
+        client = ClientQueue(
+            client_id=next(self._ids),
+            peer=peer,
+            depth=self.queue_depth,
+            message_depth=self.message_queue_depth,
+        )
+        self._clients[client.client_id] = client
+        self.clients_total += 1
+        return client
+
+    def remove_client(self, client: ClientQueue) -> None:
+        """Forget a client; its counters are folded into the totals."""
+        if self._clients.pop(client.client_id, None) is None:
+            return
+        for key in self._departed:
+            self._departed[key] += getattr(client, key)
+        client.wakeup.set()
+
+    def send_to(self, client: ClientQueue, text: str) -> None:
+        """Queue a JSON reply for one client only (on the loop)."""
+        if not client.push_message(text):
+            self._report_too_slow(client)
+
+    async def next_item(self, client: ClientQueue) -> bytes | str:
+        """Wait for the next item to send to ``client``.
+
+        Raises:
+            ClientTooSlow: the client's message queue overflowed.
+            HubClosed: the hub is closing or the client was removed.
+        """
+        while True:
+            if client.too_slow:
+                raise ClientTooSlow(
+                    f"client {client.peer} too slow: {client.message_depth} messages pending"
+                )
+            if self._closed or client.client_id not in self._clients:
+                raise HubClosed()
+            item = client.pop()
+            if item is not None:
+                return item
+            client.wakeup.clear()
+            await client.wakeup.wait()
+
+    def close(self) -> None:
+        """Stop accepting items and wake every client's sender so it can finish."""
+        with self._lock:
+            self._closed = True
+            self._discard_ingress_locked()
+        for client in self._clients.values():
+            client.wakeup.set()
+
+    @property
+    def client_count(self) -> int:
+        return len(self._clients)
+
+    def clients(self) -> list[ClientQueue]:
+        return list(self._clients.values())
+
+    def stats(self) -> dict[str, Any]:
+        """A snapshot of per-client and total counters (call on the loop)."""
+        clients = [c.snapshot() for c in self._clients.values()]
+        total = dict(self._departed)
+        for snap in clients:
+            for key in total:
+                total[key] += snap[key]
+        total.update(
+            clients=len(clients),
+            clients_total=self.clients_total,
+            frames_in=self.frames_in,
+            messages_in=self.messages_in,
+            ingress_dropped=self.ingress_dropped,
+            unsent_after_stop=self.unsent_after_stop,
+            queue_depth=sum(snap["queue_depth"] for snap in clients),
+        )
+        return {"clients": clients, "total": total}

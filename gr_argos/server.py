@@ -1,0 +1,569 @@
+"""The WebSocket server: one port for the stream, health and the browser.
+
+:class:`SpectrumServer` runs a ``websockets`` server on its own asyncio event loop in a
+daemon thread, so a GNU Radio block (or any program) can start it, publish encoded frames
+from its own thread, and stop it. It is a thin adapter around :class:`~gr_argos.hub.BroadcastHub`:
+each connection gets a hub queue, a sender task that drains it, and a reader that answers the
+client's small JSON requests.
+
+HTTP on the same port: ``GET /healthz`` (JSON), ``GET /`` (the browser page when present).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import http
+import json
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from gr_argos import __version__
+from gr_argos.hub import (
+    DEFAULT_MESSAGE_QUEUE_DEPTH,
+    DEFAULT_QUEUE_DEPTH,
+    BroadcastHub,
+    ClientQueue,
+    ClientTooSlow,
+    HubClosed,
+)
+from gr_argos.protocol import (
+    ENCODING_NAMES,
+    ENCODING_FLOAT32,
+    MAX_CLIENT_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
+    ProtocolError,
+    decode_message,
+    encode_message,
+)
+
+__all__ = [
+    "ServerConfig",
+    "ServerError",
+    "SpectrumServer",
+    "StreamInfo",
+    "acquire_server",
+    "release_server",
+]
+
+log = logging.getLogger(__name__)
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_POLICY_VIOLATION = 1008
+
+_START_TIMEOUT_S = 30.0
+_STOP_TIMEOUT_S = 10.0
+_WEB_PACKAGE = "gr_argos.web"
+
+
+class ServerError(RuntimeError):
+    """The server could not start; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Settings of one server. Names match the sink's GRC parameters and the app's flags.
+
+    Attributes:
+        host: address to listen on ("127.0.0.1" keeps it on this machine; "0.0.0.0" exposes it).
+        port: TCP port; 0 picks a free one (read it back from :attr:`SpectrumServer.port`).
+        queue_depth: spectrum frames queued per client before the oldest is dropped.
+        message_queue_depth: JSON messages queued per client before it is closed as too slow.
+        ping_interval: seconds between WebSocket pings (0 disables keepalive).
+        ping_timeout: seconds to wait for a pong before the connection counts as dead.
+        write_limit: bytes the transport may buffer per client before a send waits.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    queue_depth: int = DEFAULT_QUEUE_DEPTH
+    message_queue_depth: int = DEFAULT_MESSAGE_QUEUE_DEPTH
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    write_limit: int = 32 * 1024
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be in 0..65535, got {self.port}")
+        if self.queue_depth < 1:
+            raise ValueError(f"queue_depth must be at least 1, got {self.queue_depth}")
+        if self.message_queue_depth < 1:
+            raise ValueError(
+                f"message_queue_depth must be at least 1, got {self.message_queue_depth}"
+            )
+        if self.ping_interval < 0 or self.ping_timeout < 0:
+            raise ValueError("ping_interval and ping_timeout must be >= 0 seconds")
+
+
+@dataclass
+class StreamInfo:
+    """What a client is told about a stream in the ``hello`` message."""
+
+    stream_id: int = 0
+    name: str = "spectrum"
+    bins: int = 2048
+    center_freq_hz: float = 0.0
+    span_hz: float = 0.0
+    encoding: int = ENCODING_FLOAT32
+    fps: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.stream_id,
+            "name": self.name,
+            "bins": self.bins,
+            "center_freq_hz": self.center_freq_hz,
+            "span_hz": self.span_hz,
+            "encoding": ENCODING_NAMES.get(self.encoding, str(self.encoding)),
+            "fps": self.fps,
+            **self.extra,
+        }
+
+
+class SpectrumServer:
+    """A gr-argos WebSocket server running on its own event loop thread.
+
+    ``publish_frame`` and ``publish_message`` may be called from any thread, before, while and
+    after the server runs: they never block and never raise.
+    """
+
+    def __init__(self, config: ServerConfig | None = None) -> None:
+        self.config = config or ServerConfig()
+        self.hub = BroadcastHub(self.config.queue_depth, self.config.message_queue_depth)
+        self.session = secrets.token_hex(8)
+        self._streams: dict[int, StreamInfo] = {}
+        self._streams_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: Server | None = None
+        self._connections: dict[int, ServerConnection] = {}
+        self._port: int | None = None
+        self._started_at = time.monotonic()
+
+    # -- streams -------------------------------------------------------------------------
+
+    def add_stream(self, info: StreamInfo) -> None:
+        """Announce a stream to clients (in ``hello``).
+
+        Raises:
+            ValueError: another stream already has this id.
+        """
+        with self._streams_lock:
+            if info.stream_id in self._streams:
+                raise ValueError(
+                    f"stream id {info.stream_id} is already used on this server "
+                    f"by stream {self._streams[info.stream_id].name!r}: give each sink its own "
+                    "stream_id"
+                )
+            self._streams[info.stream_id] = info
+
+    def remove_stream(self, stream_id: int) -> None:
+        with self._streams_lock:
+            self._streams.pop(stream_id, None)
+
+    def update_stream(self, stream_id: int, **changes: Any) -> None:
+        """Change a stream's descriptor (e.g. after a retune); thread-safe."""
+        with self._streams_lock:
+            if stream_id in self._streams:
+                self._streams[stream_id] = replace(self._streams[stream_id], **changes)
+
+    def streams(self) -> list[StreamInfo]:
+        with self._streams_lock:
+            return list(self._streams.values())
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The port actually listened on (resolves port 0)."""
+        if self._port is None:
+            raise ServerError("server is not running")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        if host in ("", "0.0.0.0", "::"):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"ws://{host}:{self.port}/"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start listening; return once the port is bound.
+
+        Raises:
+            ServerError: the port is in use, the address is not valid here, or the server did
+                not come up.
+        """
+        if self.running:
+            return
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        self._thread = threading.Thread(
+            target=self._run, args=(ready, failure), name=f"argos-server-{self.config.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        if not ready.wait(_START_TIMEOUT_S):
+            raise ServerError(f"server on {self.config.host}:{self.config.port} did not start "
+                              f"within {_START_TIMEOUT_S:.0f} s")
+        if failure:
+            self._thread.join(_STOP_TIMEOUT_S)
+            self._thread = None
+            raise _explain_start_failure(failure[0], self.config) from failure[0]
+
+    def stop(self) -> None:
+        """Close every client with code 1001 and stop the loop thread. Idempotent."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        try:
+            future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+            future.result(_STOP_TIMEOUT_S)
+        except Exception as exc:  # the loop died or shutdown hung: stop it regardless
+            log.warning("server shutdown did not complete cleanly: %s", exc)
+        thread.join(_STOP_TIMEOUT_S)
+        self._thread = None
+
+    def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._open())
+        except BaseException as exc:  # report any start failure to start()
+            failure.append(exc)
+            ready.set()
+            loop.close()
+            self._loop = None
+            return
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+            self._loop = None
+            self._port = None
+
+    async def _open(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.hub = BroadcastHub(self.config.queue_depth, self.config.message_queue_depth)
+        self.hub.attach(loop, on_too_slow=self._close_too_slow)
+        cfg = self.config
+        self._server = await serve(
+            self._handle,
+            cfg.host,
+            cfg.port,
+            process_request=self._process_request,
+            max_size=MAX_CLIENT_MESSAGE_BYTES,
+            ping_interval=cfg.ping_interval or None,
+            ping_timeout=cfg.ping_timeout or None,
+            write_limit=cfg.write_limit,
+            compression=None,
+            server_header=f"gr-argos/{__version__}",
+        )
+        self._port = self._server.sockets[0].getsockname()[1]
+        log.info("gr-argos serving %s (health %shealthz)", self.url,
+                 self.url.replace("ws://", "http://"))
+
+    async def _shutdown(self) -> None:
+        self.hub.close()
+        if self._server is not None:
+            self._server.close(close_connections=True, code=CLOSE_GOING_AWAY,
+                               reason="server shutting down")
+            await self._server.wait_closed()
+        loop = asyncio.get_running_loop()
+        loop.call_soon(loop.stop)
+
+    # -- producers (any thread) ----------------------------------------------------------
+
+    def publish_frame(self, stream_id: int, frame: bytes) -> None:
+        """Send an encoded spectrum frame to every client. Thread-safe, never blocks or raises."""
+        self.hub.publish_frame(stream_id, frame)
+
+    def publish_message(self, msg_type: str, body: dict[str, Any] | None = None) -> None:
+        """Send a JSON message to every client; it is never dropped to make room for frames.
+
+        Thread-safe and never raises: a body that cannot be encoded is logged and dropped.
+        """
+        try:
+            text = encode_message(msg_type, body)
+        except ProtocolError as exc:
+            log.warning("dropped a %s message: %s", msg_type, exc)
+            return
+        self.hub.publish_message(text)
+
+    def stats(self) -> dict[str, Any]:
+        """Per-client and total counters (thread-safe; empty totals when stopped)."""
+        loop = self._loop
+        if loop is None or not self.running:
+            return self.hub.stats()
+        if _in_loop(loop):
+            return self.hub.stats()
+        future = asyncio.run_coroutine_threadsafe(_call(self.hub.stats), loop)
+        return future.result(_STOP_TIMEOUT_S)
+
+    # -- connections ---------------------------------------------------------------------
+
+    def hello(self) -> dict[str, Any]:
+        return {
+            "server": "gr-argos",
+            "version": __version__,
+            "protocol": PROTOCOL_VERSION,
+            "session": self.session,
+            "streams": [s.describe() for s in self.streams()],
+            "queue_depth": self.config.queue_depth,
+        }
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        peer = _peer(ws)
+        client = self.hub.add_client(peer)
+        self._connections[client.client_id] = ws
+        log.info("client %d connected from %s", client.client_id, peer)
+        self.hub.send_to(client, encode_message("hello", self.hello()))
+        sender = asyncio.create_task(self._send_loop(ws, client))
+        reason = "closed by client"
+        try:
+            async for message in ws:
+                if isinstance(message, bytes):
+                    reason = "sent a binary message"
+                    await ws.close(CLOSE_UNSUPPORTED_DATA,
+                                   "binary messages are not accepted; send JSON text")
+                    break
+                self._answer(client, message)
+        except ConnectionClosed as exc:
+            reason = _close_text(exc)
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+            if ws.close_code is not None and reason == "closed by client":
+                reason = _close_text_codes(ws.close_code, ws.close_reason)
+            totals = client.snapshot()
+            self.hub.remove_client(client)
+            self._connections.pop(client.client_id, None)
+            log.info(
+                "client %d (%s) disconnected: %s; frames sent %d, dropped %d, bytes %d",
+                client.client_id, peer, reason, totals["frames_sent"],
+                totals["frames_dropped"], totals["bytes_sent"],
+            )
+
+    async def _send_loop(self, ws: ServerConnection, client: ClientQueue) -> None:
+        try:
+            while True:
+                item = await self.hub.next_item(client)
+                await ws.send(item)
+                client.record_sent(item)
+        except ClientTooSlow as exc:
+            log.warning("%s; closing it", exc)
+            await ws.close(CLOSE_POLICY_VIOLATION, "too slow: message queue overflow")
+        except (HubClosed, ConnectionClosed):
+            pass
+
+    def _close_too_slow(self, client: ClientQueue) -> None:
+        ws = self._connections.get(client.client_id)
+        if ws is not None:
+            # The sender may be stuck in send() on a full transport; close from here too.
+            asyncio.ensure_future(
+                ws.close(CLOSE_POLICY_VIOLATION, "too slow: message queue overflow"))
+
+    def _answer(self, client: ClientQueue, text: str) -> None:
+        """Reply to one inbound JSON message; errors go back to that client only."""
+        try:
+            message = decode_message(text)
+        except ProtocolError as exc:
+            self.hub.send_to(client, encode_message(
+                "error", {"code": "bad_json", "message": str(exc)}))
+            return
+        msg_type = message["type"]
+        if msg_type == "ping":
+            self.hub.send_to(client, encode_message(
+                "pong", {"id": message.get("id"), "server_time_ns": time.time_ns()}))
+        elif msg_type == "stats":
+            stats = self.hub.stats()
+            self.hub.send_to(client, encode_message(
+                "stats", {"client": client.snapshot(), "total": stats["total"]}))
+        else:
+            self.hub.send_to(client, encode_message("error", {
+                "code": "unknown_type",
+                "message": f"unknown message type {msg_type!r}; this server answers "
+                           "'ping' and 'stats'",
+            }))
+
+    async def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            if path in ("/", "/ws"):
+                return None
+            return ws.respond(http.HTTPStatus.NOT_FOUND,
+                              f"no WebSocket endpoint at {path}; connect to / instead\n")
+        if path == "/healthz":
+            body = json.dumps({
+                "status": "ok",
+                "server": "gr-argos",
+                "version": __version__,
+                "clients": self.hub.client_count,
+                "uptime_s": round(time.monotonic() - self._started_at, 3),
+                "streams": [s.describe() for s in self.streams()],
+            })
+            return _response(http.HTTPStatus.OK, "application/json", body.encode())
+        static = _static_file(path)
+        if static is not None:
+            return _response(http.HTTPStatus.OK, *static)
+        return ws.respond(http.HTTPStatus.NOT_FOUND, f"not found: {path}\n")
+
+
+_CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+    ".ts": "text/plain; charset=utf-8",
+}
+
+_FALLBACK_INDEX = (
+    "<!doctype html><meta charset=utf-8><title>gr-argos</title>"
+    "<p>gr-argos is serving live spectrum on this port over WebSocket. "
+    "Connect with <code>argos-client ws://HOST:PORT/</code>.</p>"
+).encode()
+
+
+def _static_file(path: str) -> tuple[str, bytes] | None:
+    """The packaged browser file for ``path`` (``/`` is index.html), if there is one."""
+    name = "index.html" if path == "/" else path.lstrip("/")
+    if "/" in name or name.startswith(".") or not name:
+        return None
+    suffix = name[name.rfind("."):] if "." in name else ""
+    if suffix not in _CONTENT_TYPES:
+        return None
+    try:
+        data = resources.files(_WEB_PACKAGE).joinpath(name).read_bytes()
+    except (FileNotFoundError, ModuleNotFoundError, IsADirectoryError, NotADirectoryError):
+        if name == "index.html":
+            return _CONTENT_TYPES[".html"], _FALLBACK_INDEX
+        return None
+    return _CONTENT_TYPES[suffix], data
+
+
+def _response(status: http.HTTPStatus, content_type: str, body: bytes) -> Response:
+    headers = Headers([
+        ("Content-Type", content_type),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-cache"),
+        ("Server", f"gr-argos/{__version__}"),
+    ])
+    return Response(status.value, status.phrase, headers, body)
+
+
+def _peer(ws: ServerConnection) -> str:
+    address = ws.remote_address
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address)
+
+
+def _close_text(exc: ConnectionClosed) -> str:
+    frame = exc.rcvd or exc.sent
+    if frame is None:
+        return "connection lost"
+    return _close_text_codes(frame.code, frame.reason)
+
+
+def _close_text_codes(code: int | None, reason: str | None) -> str:
+    return f"code {code}" + (f" ({reason})" if reason else "")
+
+
+def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+async def _call(function: Any) -> Any:
+    return function()
+
+
+def _explain_start_failure(exc: BaseException, config: ServerConfig) -> ServerError:
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return ServerError(
+            f"port {config.port} on {config.host} is already in use: stop the program using it "
+            "or choose another port (--port)"
+        )
+    if isinstance(exc, OSError) and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+        return ServerError(
+            f"cannot listen on {config.host}: not an address of this machine (--host)"
+        )
+    if isinstance(exc, OSError) and exc.errno == errno.EACCES:
+        return ServerError(
+            f"no permission to listen on port {config.port}: use a port above 1023 (--port)"
+        )
+    return ServerError(f"server on {config.host}:{config.port} failed to start: {exc}")
+
+
+
+# -- servers shared by the sinks of one process ------------------------------------------
+
+_shared_lock = threading.Lock()
+_shared: dict[tuple[str, int], tuple[SpectrumServer, int]] = {}
+
+
+def acquire_server(config: ServerConfig) -> SpectrumServer:
+    """A running server for ``config``, shared by every sink that asks for the same host:port.
+
+    Several sinks in one flowgraph (a spectrum and a sweep, say) can so serve their streams on
+    one port. Port 0 always gets a server of its own. Release it with :func:`release_server`.
+
+    Raises:
+        ServerError: the server could not start.
+    """
+    key = (config.host, config.port)
+    with _shared_lock:
+        if config.port != 0 and key in _shared:
+            server, users = _shared[key]
+            if server.config != config:
+                log.warning("sinks sharing %s:%d have different settings; the first one's "
+                            "apply: %s", config.host, config.port, server.config)
+            _shared[key] = (server, users + 1)
+            return server
+        server = SpectrumServer(config)
+        server.start()
+        _shared[(config.host, server.port)] = (server, 1)
+        return server
+
+
+def release_server(server: SpectrumServer) -> None:
+    """Give back a server from :func:`acquire_server`; the last user stops it."""
+    with _shared_lock:
+        for key, (shared, users) in list(_shared.items()):
+            if shared is server:
+                if users > 1:
+                    _shared[key] = (shared, users - 1)
+                    return
+                del _shared[key]
+                break
+    server.stop()

@@ -1,0 +1,201 @@
+"""GNU Radio sink that streams dB spectra to WebSocket clients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pmt
+from gnuradio import gr
+
+from gr_argos.hub import DEFAULT_INGRESS_DEPTH, DEFAULT_MESSAGE_QUEUE_DEPTH, DEFAULT_QUEUE_DEPTH
+from gr_argos.server import (
+    ServerConfig,
+    SpectrumServer,
+    StreamInfo,
+    acquire_server,
+    release_server,
+)
+from gr_argos.stream import SpectrumStream
+
+__all__ = ["websocket_sink"]
+
+TAG_RX_FREQ = pmt.intern("rx_freq")
+TAG_RX_RATE = pmt.intern("rx_rate")
+TAG_RX_TIME = pmt.intern("rx_time")
+
+
+class websocket_sink(gr.sync_block):
+    """Stream float32 dB spectrum vectors to WebSocket clients.
+
+    Each input vector (``vlen`` bins, FFT-shifted, lowest frequency first) becomes one binary
+    frame of the gr-argos protocol, encoded once and queued for every client; a client that
+    cannot keep up loses its oldest frames, counted and reported to it. ``work()`` only hands
+    frames off: it never waits for the network.
+
+    Frame metadata comes from the stream tags ``rx_freq`` and ``rx_rate`` (Hz) and
+    ``rx_time`` ((uint64 s, double frac) as gr-osmosdr and UHD emit it), and falls back to
+    ``center_freq`` and ``samp_rate`` until a tag arrives. PMT dicts arriving on the ``msg``
+    port are broadcast as JSON messages of type ``msg_channel``.
+
+    Args:
+        vlen: bins per spectrum vector.
+        center_freq: centre frequency in Hz until an ``rx_freq`` tag says otherwise.
+        samp_rate: span of a spectrum in Hz (the sample rate) until an ``rx_rate`` tag.
+        host: address to listen on; "0.0.0.0" exposes the server on every interface.
+        port: TCP port; 0 picks a free one (the URL is logged). Sinks of one flowgraph that
+            name the same host and port share one server, each with its own stream_id.
+        stream_id: id of this stream in the frames (0..65535).
+        stream_name: name of this stream in the ``hello`` message.
+        fps: nominal frames per second, announced to clients.
+        queue_depth: spectrum frames queued per client before the oldest is dropped.
+        message_queue_depth: JSON messages queued per client before it is closed as too slow.
+        ping_interval: seconds between WebSocket keepalive pings (0 = off).
+        ping_timeout: seconds without a pong before a client counts as dead.
+        msg_channel: JSON ``type`` of messages from the ``msg`` port ("status", "gps", ...).
+    """
+
+    MSG_PORT = pmt.intern("msg")
+
+    def __init__(
+        self,
+        vlen: int = 2048,
+        center_freq: float = 0.0,
+        samp_rate: float = 0.0,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        stream_id: int = 0,
+        stream_name: str = "spectrum",
+        fps: float = 30.0,
+        queue_depth: int = DEFAULT_QUEUE_DEPTH,
+        message_queue_depth: int = DEFAULT_MESSAGE_QUEUE_DEPTH,
+        ping_interval: float = 20.0,
+        ping_timeout: float = 20.0,
+        msg_channel: str = "status",
+    ) -> None:
+        gr.sync_block.__init__(
+            self, name="websocket_sink", in_sig=[(np.float32, int(vlen))], out_sig=None
+        )
+        if int(vlen) < 1:
+            raise ValueError(f"vlen must be at least 1, got {vlen}")
+        if not 0 <= int(stream_id) <= 0xFFFF:
+            raise ValueError(f"stream_id must be in 0..65535, got {stream_id}")
+        if not msg_channel or not str(msg_channel).isidentifier():
+            raise ValueError(f"msg_channel must be a simple name like 'status' or 'gps', "
+                             f"got {msg_channel!r}")
+        self.vlen = int(vlen)
+        self.msg_channel = str(msg_channel)
+        self.config = ServerConfig(
+            host=str(host),
+            port=int(port),
+            queue_depth=int(queue_depth),
+            message_queue_depth=int(message_queue_depth),
+            ping_interval=float(ping_interval),
+            ping_timeout=float(ping_timeout),
+        )
+        self._info = StreamInfo(
+            stream_id=int(stream_id),
+            name=str(stream_name),
+            bins=self.vlen,
+            center_freq_hz=float(center_freq),
+            span_hz=float(samp_rate),
+            fps=float(fps),
+        )
+        self.server: SpectrumServer | None = None
+        self.stream: SpectrumStream | None = None
+        self.message_port_register_in(self.MSG_PORT)
+        self.set_msg_handler(self.MSG_PORT, self._handle_msg)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> bool:
+        """Start (or join) the server for host:port and announce this stream."""
+        server = acquire_server(self.config)
+        try:
+            server.add_stream(self._info)
+        except ValueError:
+            release_server(server)
+            raise
+        self.server = server
+        if self.stream is None:  # kept across restarts so sequence numbers keep counting
+            self.stream = SpectrumStream(server, self._info)
+        else:
+            self.stream.attach(server)
+        self.logger.info(f"serving {self._info.name!r} (stream {self._info.stream_id}) on "
+                         f"{server.url} — health at {server.url.replace('ws://', 'http://')}healthz")
+        return True
+
+    def stop(self) -> bool:
+        """Close every client (code 1001) and stop the server if no other sink uses it."""
+        server, self.server = self.server, None
+        if server is not None:
+            server.remove_stream(self._info.stream_id)
+            release_server(server)
+        return True
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL clients connect to (while running)."""
+        if self.server is None:
+            raise RuntimeError("the sink is not running")
+        return self.server.url
+
+    # -- data ----------------------------------------------------------------------------
+
+    def work(self, input_items: list[np.ndarray], output_items: list[np.ndarray]) -> int:
+        vectors = input_items[0]
+        count = len(vectors)
+        stream = self.stream
+        if stream is None or self.server is None:
+            return count
+        first = self.nitems_read(0)
+        tags = sorted(self.get_tags_in_window(0, 0, count), key=lambda tag: tag.offset)
+        # Hand off at most what the hub's ingress holds; older vectors of a large backlog
+        # would only be dropped there. Their sequence numbers still pass, so clients see it.
+        keep_from = max(0, count - DEFAULT_INGRESS_DEPTH)
+        tag_index = 0
+        for index in range(count):
+            while tag_index < len(tags) and tags[tag_index].offset <= first + index:
+                self._apply_tag(stream, tags[tag_index])
+                tag_index += 1
+            if index < keep_from:
+                stream.skip(1)
+            else:
+                stream.publish(vectors[index])
+        return count
+
+    def _apply_tag(self, stream: SpectrumStream, tag: Any) -> None:
+        key, value = tag.key, tag.value
+        try:
+            if pmt.eq(key, TAG_RX_FREQ):
+                stream.retune(center_freq_hz=pmt.to_double(value))
+            elif pmt.eq(key, TAG_RX_RATE):
+                stream.retune(span_hz=pmt.to_double(value))
+            elif pmt.eq(key, TAG_RX_TIME):
+                seconds = pmt.to_uint64(pmt.tuple_ref(value, 0))
+                fraction = pmt.to_double(pmt.tuple_ref(value, 1))
+                stream.set_capture_time(seconds * 1_000_000_000 + round(fraction * 1e9))
+        except (RuntimeError, ValueError, TypeError) as exc:
+            self.logger.warn(f"ignored malformed {pmt.symbol_to_string(key)} tag "
+                             f"{pmt.write_string(value)}: {exc}")
+
+    # -- messages ------------------------------------------------------------------------
+
+    def _handle_msg(self, msg: Any) -> None:
+        if not pmt.is_dict(msg):
+            self.logger.warn(f"dropped a message on port 'msg': expected a PMT dict, got "
+                             f"{pmt.write_string(msg)[:200]}")
+            return
+        try:
+            body = pmt.to_python(msg)
+        except Exception as exc:  # pmt.to_python raises bare ValueError/TypeError variants
+            self.logger.warn(f"dropped a message on port 'msg' that cannot be converted: {exc}")
+            return
+        if not isinstance(body, dict) or not all(isinstance(k, str) for k in body):
+            self.logger.warn("dropped a message on port 'msg': its keys must be symbols")
+            return
+        server = self.server
+        if server is None:
+            self.logger.warn(f"dropped a {self.msg_channel} message: the sink is not running")
+            return
+        server.publish_message(self.msg_channel, {"stream": self._info.stream_id, **body})

@@ -1,0 +1,393 @@
+"""Tests for gr_argos.protocol: the v1 frame codec, the shared test vectors, JSON messages."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import re
+import struct
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gr_argos.protocol import (
+    HEADER_SIZE,
+    MAX_CLIENT_MESSAGE_BYTES,
+    ProtocolError,
+    decode_frame,
+    decode_message,
+    encode_frame,
+    encode_message,
+    with_missed,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+VECTORS_DIR = REPO_ROOT / "tests" / "vectors"
+MANIFEST = json.loads((VECTORS_DIR / "vectors.json").read_text(encoding="utf-8"))
+VALID_VECTORS = MANIFEST["valid"]
+INVALID_VECTORS = MANIFEST["invalid"]
+
+# A frame whose every field differs from its default, reused where the values do not matter.
+FIELDS = dict(center_freq_hz=433.92e6, span_hz=2.4e6, timestamp_ns=1_700_000_000_123_456_789,
+              sequence=42, stream_id=3)
+
+
+def load_script(name: str) -> ModuleType:
+    """Import scripts/<name>.py, which is not part of the package."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def header_field(frame: bytes, offset: int, fmt: str) -> Any:
+    """One header field read straight from the bytes at its documented offset."""
+    return struct.unpack_from("<" + fmt, frame, offset)[0]
+
+
+# Round trips
+
+
+@pytest.mark.parametrize("bin_count", [1, 2, 3, 4, 5, 63, 64, 1000, 1024, 2048, 4096, 65536])
+def test_random_spectrum_round_trips_exactly(bin_count: int) -> None:
+    """Any float32 spectrum and header comes back from decode_frame bit for bit."""
+    rng = np.random.default_rng(bin_count)
+    power_db = rng.uniform(-160.0, 20.0, bin_count).astype(np.float32)
+    fields = dict(
+        center_freq_hz=float(rng.uniform(0.0, 6e9)),
+        span_hz=float(rng.uniform(1e3, 6e7)),
+        timestamp_ns=int(rng.integers(0, 2**63, dtype=np.int64)),
+        sequence=int(rng.integers(0, 2**64, dtype=np.uint64)),
+        stream_id=int(rng.integers(0, 2**16)),
+        missed=int(rng.integers(0, 2**32, dtype=np.uint64)),
+    )
+
+    frame = encode_frame(power_db, **fields)
+    decoded = decode_frame(frame)
+
+    assert len(frame) == HEADER_SIZE + 4 * bin_count
+    assert decoded.power_db.dtype == np.float32
+    assert np.array_equal(decoded.power_db, power_db)
+    assert decoded.bin_count == bin_count
+    assert {name: getattr(decoded, name) for name in fields} == fields
+    assert (decoded.encoding, decoded.flags) == (0, 0)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("sequence", 0), ("sequence", 2**64 - 1),
+    ("stream_id", 0), ("stream_id", 65535),
+    ("missed", 0), ("missed", 2**32 - 1),
+    ("timestamp_ns", -(2**63)), ("timestamp_ns", 2**63 - 1),
+    ("center_freq_hz", 0.0), ("center_freq_hz", -1.5e6), ("span_hz", 1e-3),
+])
+def test_header_field_limits_round_trip(field: str, value: int | float) -> None:
+    """Each header field keeps its value at the ends of its range."""
+    decoded = decode_frame(encode_frame([-50.0], **{**FIELDS, field: value}))
+
+    assert getattr(decoded, field) == value
+
+
+def test_float64_input_is_sent_as_float32() -> None:
+    """A float64 spectrum is rounded to float32, the only v1 payload type."""
+    decoded = decode_frame(encode_frame(np.array([0.1, -97.3]), **FIELDS))
+
+    assert np.array_equal(decoded.power_db, np.array([0.1, -97.3], dtype=np.float32))
+
+
+def test_header_bytes_follow_the_documented_layout() -> None:
+    """Every field sits at the offset docs/protocol.md gives, little-endian, reserved bytes 0."""
+    frame = encode_frame([-1.0, -2.0], missed=9, **FIELDS)
+
+    assert frame[0:4] == b"ARGS"
+    assert [header_field(frame, offset, fmt) for offset, fmt in [
+        (4, "B"), (5, "B"), (6, "H"), (8, "H"), (10, "B"), (11, "B"), (12, "H"), (14, "H"),
+        (16, "Q"), (24, "I"), (28, "I"), (32, "q"), (40, "d"), (48, "d"), (56, "f"), (60, "f"),
+    ]] == [1, 1, 64, 0, 0, 0, 3, 0, 42, 9, 2, 1_700_000_000_123_456_789, 433.92e6, 2.4e6,
+           0.0, 0.0]
+    assert frame[64:] == struct.pack("<2f", -1.0, -2.0)
+
+
+@pytest.mark.parametrize("power_db, changes, keyword", [
+    ([[1.0, 2.0]], {}, "1-D"),
+    ([], {}, "non-empty"),
+    ([1.0], {"stream_id": -1}, "stream_id"),
+    ([1.0], {"stream_id": 65536}, "stream_id"),
+    ([1.0], {"sequence": -1}, "sequence"),
+    ([1.0], {"sequence": 2**64}, "sequence"),
+    ([1.0], {"timestamp_ns": 2**63}, "timestamp_ns"),
+    ([1.0], {"timestamp_ns": -(2**63) - 1}, "timestamp_ns"),
+])
+def test_encode_frame_rejects_what_v1_cannot_carry(
+    power_db: Any, changes: dict[str, Any], keyword: str
+) -> None:
+    """A spectrum or field that does not fit the v1 header raises ProtocolError naming it."""
+    with pytest.raises(ProtocolError, match=keyword):
+        encode_frame(power_db, **{**FIELDS, **changes})
+
+
+@pytest.mark.parametrize("missed, sent", [(-5, 0), (2**32, 2**32 - 1), (2**40, 2**32 - 1)])
+def test_encode_frame_clamps_missed_to_u32(missed: int, sent: int) -> None:
+    """A missed count outside 0..2**32-1 is clamped, not an error."""
+    assert decode_frame(encode_frame([0.0], missed=missed, **FIELDS)).missed == sent
+
+
+@pytest.mark.parametrize("missed, sent", [
+    (1, 1), (7, 7), (2**32 - 1, 2**32 - 1), (2**32, 2**32 - 1), (-3, 0),
+])
+def test_with_missed_changes_only_the_missed_bytes(missed: int, sent: int) -> None:
+    """with_missed rewrites bytes 24..27 and leaves every other byte of the frame identical."""
+    frame = encode_frame(np.linspace(-120.0, -20.0, 257), **FIELDS)
+
+    patched = with_missed(frame, missed)
+
+    assert len(patched) == len(frame)
+    assert patched[:24] == frame[:24]
+    assert patched[28:] == frame[28:]
+    assert header_field(patched, 24, "I") == sent
+    assert decode_frame(patched).missed == sent
+    assert with_missed(patched, 0) == frame
+
+
+def test_with_missed_works_on_a_frame_with_a_header_extension() -> None:
+    """Patching missed in a frame with header_len > 64 leaves the extension and payload intact."""
+    frame = (VECTORS_DIR / "header_extension.bin").read_bytes()
+
+    patched = with_missed(frame, 12)
+
+    assert patched[:24] + patched[28:] == frame[:24] + frame[28:]
+    assert decode_frame(patched).missed == 12
+
+
+def test_decode_frame_accepts_any_buffer_and_copies_the_payload() -> None:
+    """bytes, bytearray and memoryview decode alike, and the array outlives the buffer."""
+    frame = bytearray(encode_frame([-10.0, -20.0, -30.0], **FIELDS))
+
+    from_bytes = decode_frame(bytes(frame))
+    from_view = decode_frame(memoryview(frame))
+    from_bytearray = decode_frame(frame)
+    frame[HEADER_SIZE:] = bytes(len(frame) - HEADER_SIZE)
+
+    for decoded in (from_bytes, from_view, from_bytearray):
+        assert decoded.power_db.tolist() == [-10.0, -20.0, -30.0]
+
+
+@pytest.mark.parametrize("bin_count, expected_hz", [
+    (4, [98.0, 99.0, 100.0, 101.0]),
+    (5, [98.0, 99.0, 100.0, 101.0, 102.0]),
+    (1, [100.0]),
+])
+def test_bin_freqs_hz_put_bin_count_half_at_the_centre(
+    bin_count: int, expected_hz: list[float]
+) -> None:
+    """Bin i is centred at center_freq_hz + (i - bin_count//2) * span_hz/bin_count."""
+    frame = encode_frame(np.zeros(bin_count), center_freq_hz=100.0, span_hz=float(bin_count),
+                         timestamp_ns=0, sequence=0)
+
+    assert decode_frame(frame).bin_freqs_hz().tolist() == expected_hz
+
+
+# The shared test vectors
+
+
+def test_checked_in_vectors_are_what_the_encoder_produces() -> None:
+    """tests/vectors/ holds exactly the bytes scripts/make_test_vectors.py makes today."""
+    generator = load_script("make_test_vectors")
+
+    files = generator.build()
+
+    assert generator.stale_files(VECTORS_DIR, files) == []
+    assert generator.build() == files
+
+
+def test_manifest_lists_every_vector_file() -> None:
+    """Every .bin file in tests/vectors/ has a manifest entry, so none goes untested."""
+    on_disk = {path.relative_to(VECTORS_DIR).as_posix() for path in VECTORS_DIR.rglob("*.bin")}
+    listed = {entry["file"] for entry in VALID_VECTORS + INVALID_VECTORS}
+
+    assert on_disk == listed
+
+
+@pytest.mark.parametrize("entry", VALID_VECTORS, ids=lambda entry: entry["file"])
+def test_valid_vector_decodes_to_the_manifest_values(entry: dict[str, Any]) -> None:
+    """Each valid vector decodes to exactly the header and payload its manifest entry lists."""
+    frame = (VECTORS_DIR / entry["file"]).read_bytes()
+    header = entry["header"]
+    payload = entry["payload"]
+
+    decoded = decode_frame(frame)
+
+    assert len(frame) == entry["size_bytes"]
+    assert frame[0:4] == header["magic"].encode("ascii")
+    assert [header_field(frame, offset, "B") for offset in (4, 5)] == [
+        header["version"], header["msg_type"]]
+    assert header_field(frame, 6, "H") == header["header_len"]
+    assert [header_field(frame, offset, "f") for offset in (56, 60)] == [
+        header["scale_offset_db"], header["scale_step_db"]]
+    for name in ("flags", "encoding", "stream_id", "sequence", "missed", "bin_count",
+                 "timestamp_ns", "center_freq_hz", "span_hz"):
+        assert getattr(decoded, name) == header[name], name
+    assert header["sequence_str"] == str(decoded.sequence)
+    assert header["timestamp_ns_str"] == str(decoded.timestamp_ns)
+    if "values" in payload:
+        assert decoded.power_db.tolist() == payload["values"]
+        assert decoded.bin_freqs_hz().tolist() == payload["bin_freqs_hz"]
+    else:
+        values = decoded.power_db
+        assert hashlib.sha256(frame[header["header_len"]:]).hexdigest() == payload["sha256"]
+        assert [values.min(), values.max()] == [payload["min"], payload["max"]]
+        assert [np.argmin(values), np.argmax(values)] == [payload["argmin"], payload["argmax"]]
+        assert decoded.bin_freqs_hz()[payload["argmax"]] == payload["argmax_freq_hz"]
+        assert [[i, values[i]] for i, _ in payload["samples"]] == payload["samples"]
+
+
+def test_spectrum_2048_formula_reproduces_its_payload() -> None:
+    """The manifest's formula and parameters, computed in plain arithmetic, give the payload."""
+    (entry,) = [entry for entry in VALID_VECTORS if "formula" in entry["payload"]]
+    p = entry["payload"]["parameters"]
+    frame = (VECTORS_DIR / entry["file"]).read_bytes()
+
+    expected = [
+        max(p["floor_db"] + ((7 * i * i + 3 * i) % p["ripple_modulus"]) * p["ripple_step_db"],
+            p["peak_db"] - p["peak_slope_db_per_bin"] * abs(i - p["peak_bin"]))
+        for i in range(p["bin_count"])
+    ]
+
+    assert frame[HEADER_SIZE:] == struct.pack(f"<{p['bin_count']}f", *expected)
+
+
+@pytest.mark.parametrize("entry", INVALID_VECTORS, ids=lambda entry: entry["file"])
+def test_invalid_vector_is_rejected_with_a_message_naming_the_problem(
+    entry: dict[str, Any]
+) -> None:
+    """Each invalid vector raises ProtocolError whose message contains the manifest keyword."""
+    frame = (VECTORS_DIR / entry["file"]).read_bytes()
+
+    with pytest.raises(ProtocolError) as raised:
+        decode_frame(frame)
+
+    assert entry["error_keyword"] in str(raised.value).lower()
+
+
+def test_client_example_in_the_docs_reads_the_vectors() -> None:
+    """The struct-only decoder in docs/protocol.md agrees with the manifest on every vector."""
+    docs = (REPO_ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+    match = re.search(r"## Writing a client.*?```python\n(.*?)```", docs, re.DOTALL)
+    assert match is not None
+    example: dict[str, Any] = {"__name__": "protocol_docs_example"}
+    exec(match.group(1), example)
+    parse_frame = example["parse_frame"]
+
+    for entry in VALID_VECTORS:
+        frame = parse_frame((VECTORS_DIR / entry["file"]).read_bytes())
+        for name in ("stream_id", "sequence", "missed", "timestamp_ns", "center_freq_hz",
+                     "span_hz"):
+            assert frame[name] == entry["header"][name], (entry["file"], name)
+        if "values" in entry["payload"]:
+            assert frame["power_db"] == entry["payload"]["values"]
+            assert frame["freqs_hz"] == entry["payload"]["bin_freqs_hz"]
+    for entry in INVALID_VECTORS:
+        with pytest.raises(ValueError):
+            parse_frame((VECTORS_DIR / entry["file"]).read_bytes())
+
+
+# JSON messages
+
+
+def test_message_round_trips() -> None:
+    """decode_message(encode_message(t, body)) gives back the body with its type."""
+    body = {"stream": 0, "lat": 52.2297, "fix": True, "sats": [3, 7, 19], "note": "żółw",
+            "nested": {"a": None, "b": [1.5, "x"]}}
+
+    assert decode_message(encode_message("gps", body)) == {"type": "gps", **body}
+
+
+def test_encode_message_is_compact_json_with_type_first() -> None:
+    """Messages go out as compact JSON objects that start with their type."""
+    assert encode_message("pong", {"id": 1, "server_time_ns": 5}) == (
+        '{"type":"pong","id":1,"server_time_ns":5}')
+    assert encode_message("stats") == '{"type":"stats"}'
+
+
+@pytest.mark.parametrize("value, sent", [
+    (float("nan"), None),
+    (float("inf"), None),
+    (float("-inf"), None),
+    (np.float32("nan"), None),
+    (np.float64("-inf"), None),
+    ([1.0, float("nan"), (float("inf"), 2)], [1.0, None, [None, 2]]),
+    ({"snr_db": float("nan"), "gain_db": 40.0}, {"snr_db": None, "gain_db": 40.0}),
+    (np.array([1.5, np.nan, -np.inf], dtype=np.float32), [1.5, None, None]),
+])
+def test_encode_message_sends_non_finite_numbers_as_null(value: Any, sent: Any) -> None:
+    """NaN and infinities, also inside containers and numpy values, become null."""
+    text = encode_message("status", {"value": value})
+
+    assert json.loads(text) == {"type": "status", "value": sent}
+
+
+def test_encode_message_type_cannot_be_overridden_by_the_body() -> None:
+    """A "type" key in the body is dropped: the type is always the msg_type argument."""
+    text = encode_message("status", {"stream": 0, "type": "hello", "gain_db": 40.0})
+
+    assert json.loads(text) == {"type": "status", "stream": 0, "gain_db": 40.0}
+
+
+def test_encode_message_converts_numpy_values_and_bytes() -> None:
+    """numpy scalars and arrays become JSON numbers and arrays, bytes become hex strings."""
+    body = {"gain": np.float32(40.5), "count": np.int64(3), "taps": np.arange(3, dtype=np.int16),
+            "raw": b"\x01\xab"}
+
+    assert json.loads(encode_message("status", body)) == {
+        "type": "status", "gain": 40.5, "count": 3, "taps": [0, 1, 2], "raw": "01ab"}
+
+
+def test_encode_message_rejects_values_json_cannot_carry() -> None:
+    """A value with no JSON form raises ProtocolError naming the message type."""
+    with pytest.raises(ProtocolError, match="status message cannot be sent as JSON"):
+        encode_message("status", {"callback": object()})
+
+
+@pytest.mark.parametrize("text, keyword", [
+    ("[1, 2]", "object"),
+    ('"ping"', "object"),
+    ("42", "object"),
+    ("null", "object"),
+    ("{}", "type"),
+    ('{"id": 1}', "type"),
+    ('{"type": 3}', "type"),
+    ('{"type": ""}', "type"),
+    ('{"type": null}', "type"),
+    ('{"type": "ping"', "JSON"),
+    ("", "JSON"),
+    ("ping", "JSON"),
+    (b"\xff\xfe", "UTF-8"),
+    ('{"type":"ping"}'.encode("utf-16"), "UTF-8"),
+    (b'{"type":"ping","id":"\xed\xa0\x80"}', "UTF-8"),
+])
+def test_decode_message_rejects_anything_but_a_typed_json_object(
+    text: str | bytes, keyword: str
+) -> None:
+    """Non-objects, a missing or empty type, bad JSON and non-UTF-8 bytes raise ProtocolError."""
+    with pytest.raises(ProtocolError, match=keyword):
+        decode_message(text)
+
+
+def test_decode_message_accepts_utf8_bytes() -> None:
+    """A message given as UTF-8 bytes decodes like the same text."""
+    text = '{"type":"ping","id":"żółw"}'
+
+    assert decode_message(text.encode("utf-8")) == decode_message(text) == {
+        "type": "ping", "id": "żółw"}
+
+
+def test_client_message_limit_is_the_documented_4096_bytes() -> None:
+    """The inbound size limit matches the number docs/protocol.md promises clients."""
+    docs = (REPO_ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+
+    assert MAX_CLIENT_MESSAGE_BYTES == 4096
+    assert "at most 4096 bytes" in docs
