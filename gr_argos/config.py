@@ -63,9 +63,12 @@ class Setting:
             if self.kind is bool:
                 converted = _to_bool(value)
             elif self.kind is int:
-                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                # "1e3" is an integer; "1024.5" and "inf" are not (int() would truncate or raise).
+                number = float(value) if isinstance(value, str) else value
+                if isinstance(number, bool) or (isinstance(number, float)
+                                                and not number.is_integer()):
                     raise ValueError
-                converted = int(float(value)) if isinstance(value, str) else int(value)
+                converted = int(number)
             elif self.kind is float:
                 if isinstance(value, bool):
                     raise ValueError

@@ -11,6 +11,7 @@ from gnuradio import gr
 from gr_argos.hub import DEFAULT_INGRESS_DEPTH, DEFAULT_MESSAGE_QUEUE_DEPTH, DEFAULT_QUEUE_DEPTH
 from gr_argos.server import (
     ServerConfig,
+    ServerError,
     SpectrumServer,
     StreamInfo,
     acquire_server,
@@ -45,6 +46,8 @@ class websocket_sink(gr.sync_block):
         host: address to listen on; "0.0.0.0" exposes the server on every interface.
         port: TCP port; 0 picks a free one (the URL is logged). Sinks of one flowgraph that
             name the same host and port share one server, each with its own stream_id.
+            The port is bound when the block is made, so a port in use fails there, with a
+            ServerError that names it.
         stream_id: id of this stream in the frames (0..65535).
         stream_name: name of this stream in the ``hello`` message.
         fps: nominal frames per second, announced to clients.
@@ -105,11 +108,11 @@ class websocket_sink(gr.sync_block):
         self.stream: SpectrumStream | None = None
         self.message_port_register_in(self.MSG_PORT)
         self.set_msg_handler(self.MSG_PORT, self._handle_msg)
+        self._serve()
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def start(self) -> bool:
-        """Start (or join) the server for host:port and announce this stream."""
+    def _serve(self) -> None:
         server = acquire_server(self.config)
         try:
             server.add_stream(self._info)
@@ -123,6 +126,18 @@ class websocket_sink(gr.sync_block):
             self.stream.attach(server)
         self.logger.info(f"serving {self._info.name!r} (stream {self._info.stream_id}) on "
                          f"{server.url} — health at {server.url.replace('ws://', 'http://')}healthz")
+
+    def start(self) -> bool:
+        """Serve again after a stop(); a failure is logged, never raised.
+
+        The server is first started by the constructor, like gr-zeromq binds its sockets
+        there: an exception from a Python block's start() would hang or crash the scheduler.
+        """
+        if self.server is None:
+            try:
+                self._serve()
+            except (ServerError, ValueError) as exc:
+                self.logger.error(f"not serving: {exc}")
         return True
 
     def stop(self) -> bool:

@@ -1,0 +1,1 @@
+"""Command-line programs of gr-argos (console scripts declared in pyproject.toml)."""

@@ -1,0 +1,374 @@
+"""argos-spectrum as a user runs it: a real process, real GNU Radio, a real WebSocket client.
+
+The app runs as ``python -m gr_argos.apps.spectrum --port 0``; the tests read the URL from its
+``argos-spectrum: connect to ws://...`` line, connect, and check what a client sees. Every
+process is stopped in a ``finally`` (SIGINT, then SIGKILL) so none outlives its test. The tests
+that only read frames share one simulated-band app, since every start loads GNU Radio.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from gr_argos.apps.spectrum import SETTINGS
+from gr_argos.protocol import SpectrumFrame, decode_frame, decode_message
+
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+APP = [sys.executable, "-u", "-m", "gr_argos.apps.spectrum"]
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+
+STARTUP_TIMEOUT_S = 60.0  # GNU Radio imports and flowgraph set-up on a loaded 2-core machine
+RECEIVE_TIMEOUT_S = 30.0
+EXIT_TIMEOUT_S = 30.0
+FRAMES_TO_AVERAGE = 8
+URL_LINE = re.compile(r"argos-spectrum: connect to (ws://127\.0\.0\.1:\d+/)")
+
+
+class RunningApp:
+    """argos-spectrum running as a subprocess; stdout and stderr are collected together."""
+
+    def __init__(self, args: list[str], cwd: Path) -> None:
+        self.process = subprocess.Popen(
+            [*APP, "--port", "0", *args],  # a later --port in args wins
+            cwd=cwd, env=ENV, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self.lines: list[str] = []
+        self._url: str | None = None
+        self._new_lines: queue.Queue[str | None] = queue.Queue()
+        # Drain the pipe for the whole run so the app never blocks writing to it.
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+            self._new_lines.put(line)
+        self._new_lines.put(None)
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for_url(self) -> str:
+        """The ws:// URL the app prints once it serves (port 0 -> the real port)."""
+        if self._url is not None:
+            return self._url
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                line = self._new_lines.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if line is None:
+                pytest.fail(f"argos-spectrum exited with {self.process.wait()} before serving:\n"
+                            f"{self.output()}")
+            match = URL_LINE.search(line)
+            if match:
+                self._url = match.group(1)
+                return self._url
+        pytest.fail(f"no 'connect to ws://...' line within {STARTUP_TIMEOUT_S:.0f} s:\n"
+                    f"{self.output()}")
+
+    def wait_for_exit(self) -> int:
+        """Exit status once the app ends by itself; its whole output has been read."""
+        try:
+            status = self.process.wait(timeout=EXIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"argos-spectrum still running after {EXIT_TIMEOUT_S:.0f} s:\n"
+                        f"{self.output()}")
+        self._reader.join(timeout=5)
+        return status
+
+    def stop(self) -> None:
+        """SIGINT (the app stops its flowgraph cleanly), then SIGKILL if it hangs."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=15)
+        self._reader.join(timeout=5)
+
+
+@contextmanager
+def running_app(args: list[str], cwd: Path) -> Iterator[RunningApp]:
+    app = RunningApp(args, cwd)
+    try:
+        yield app
+    finally:
+        app.stop()
+
+
+def app_messages(stream: str) -> list[str]:
+    """The app's own lines (GNU Radio and gr-osmosdr print banners to stderr as well)."""
+    return [line for line in stream.splitlines() if line.startswith("argos-spectrum:")]
+
+
+def error_of_failed_run(args: list[str], cwd: Path, status: int) -> str:
+    """Run the app expecting it to exit by itself with ``status``; return its one error line."""
+    result = subprocess.run([*APP, *args], cwd=cwd, env=ENV, stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=STARTUP_TIMEOUT_S)
+    assert result.returncode == status, result.stdout + result.stderr
+    messages = app_messages(result.stderr)
+    assert len(messages) == 1, result.stderr
+    return messages[0]
+
+
+def receive(url: str, frame_count: int) -> tuple[dict[str, Any], list[SpectrumFrame]]:
+    """Connect a real WebSocket client; return the hello message and the next frames."""
+    frames: list[SpectrumFrame] = []
+    with connect(url, open_timeout=RECEIVE_TIMEOUT_S) as websocket:
+        first = websocket.recv(timeout=RECEIVE_TIMEOUT_S)
+        assert isinstance(first, str), "the first message must be the JSON hello"
+        hello = decode_message(first)
+        while len(frames) < frame_count:
+            message = websocket.recv(timeout=RECEIVE_TIMEOUT_S)
+            if isinstance(message, bytes):  # JSON status messages may come in between
+                frames.append(decode_frame(message))
+    return hello, frames
+
+
+def expected_bin(offset_fraction: float, bins: int) -> int:
+    """Index of the FFT-shifted bin (DC in the middle) of a signal at offset_fraction * span."""
+    return round(bins / 2 + offset_fraction * bins)
+
+
+def strongest_bin(frames: list[SpectrumFrame]) -> int:
+    """Strongest bin of the frames' spectra averaged in linear power."""
+    linear = np.mean([10 ** (frame.power_db.astype(np.float64) / 10) for frame in frames], axis=0)
+    return int(np.argmax(linear))
+
+
+def assert_stream_is(hello: dict[str, Any], frames: list[SpectrumFrame], *, bins: int,
+                     center_freq_hz: float, span_hz: float, fps: float) -> None:
+    """The hello announces the stream and every frame carries the configured metadata."""
+    assert hello["type"] == "hello"
+    (stream,) = hello["streams"]
+    assert stream["bins"] == bins
+    assert stream["center_freq_hz"] == pytest.approx(center_freq_hz)
+    assert stream["span_hz"] == pytest.approx(span_hz)
+    assert stream["fps"] == pytest.approx(fps)
+    for frame in frames:
+        assert frame.bin_count == bins
+        assert frame.center_freq_hz == pytest.approx(center_freq_hz)
+        assert frame.span_hz == pytest.approx(span_hz)
+        assert np.all(np.isfinite(frame.power_db))
+    sequences = [frame.sequence for frame in frames]
+    assert all(later > earlier for earlier, later in zip(sequences, sequences[1:])), sequences
+
+
+def assert_peak_at(frames: list[SpectrumFrame], offset_fraction: float) -> None:
+    """The strongest bin of the averaged frames lies within one bin of the given offset."""
+    want = expected_bin(offset_fraction, frames[0].bin_count)
+    got = strongest_bin(frames)
+    assert abs(got - want) <= 1, f"strongest bin {got}, expected {want} +- 1"
+
+
+# -- the simulated band ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sim_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    """One argos-spectrum --source sim with default settings, shared by read-only tests."""
+    with running_app([], tmp_path_factory.mktemp("sim_app")) as app:
+        app.wait_for_url()
+        yield app
+
+
+def test_sim_source_serves_the_simulated_band_with_defaults(sim_app: RunningApp) -> None:
+    """With no flags a client gets hello, then 2048-bin frames at 100 MHz / 8 MHz span whose
+    strongest bin is the strongest simulated carrier."""
+    from gr_argos.sim_band_source import STRONGEST_CARRIER
+
+    hello, frames = receive(sim_app.wait_for_url(), FRAMES_TO_AVERAGE)
+
+    assert_stream_is(hello, frames, bins=2048, center_freq_hz=100e6, span_hz=8e6, fps=30.0)
+    assert_peak_at(frames, STRONGEST_CARRIER[0])
+    assert "argos-spectrum: streaming sim at 100 MHz, 8 MS/s, 2048 bins, 30 frames/s" in (
+        sim_app.output())
+
+
+def test_two_clients_get_the_same_stream(sim_app: RunningApp) -> None:
+    """A second client connecting while the first one is open gets the same stream."""
+    url = sim_app.wait_for_url()
+    with connect(url, open_timeout=RECEIVE_TIMEOUT_S) as first:
+        assert decode_message(first.recv(timeout=RECEIVE_TIMEOUT_S))["type"] == "hello"
+        hello, frames = receive(url, 2)
+    assert_stream_is(hello, frames, bins=2048, center_freq_hz=100e6, span_hz=8e6, fps=30.0)
+
+
+def test_flags_set_frequency_rate_bins_and_fps(tmp_path: Path) -> None:
+    """--center-freq, --samp-rate, --fft-size and --fps show in the hello and the frames."""
+    from gr_argos.sim_band_source import STRONGEST_CARRIER
+
+    args = ["--center-freq", "433.92e6", "--samp-rate", "2e6", "--fft-size", "1024",
+            "--fps", "10"]
+    with running_app(args, tmp_path) as app:
+        hello, frames = receive(app.wait_for_url(), 4)
+
+    assert_stream_is(hello, frames, bins=1024, center_freq_hz=433.92e6, span_hz=2e6, fps=10.0)
+    assert_peak_at(frames, STRONGEST_CARRIER[0])
+
+
+def test_config_file_applies_and_flags_override_it(tmp_path: Path) -> None:
+    """YAML keys with underscores and dashes apply; the --rate alias overrides samp_rate."""
+    config = tmp_path / "field.yaml"
+    config.write_text("center_freq: 145.8e6\nfft-size: 512\nsamp_rate: 4e6\nfps: 15\n",
+                      encoding="utf-8")
+    with running_app(["--config", str(config), "--rate", "1e6"], tmp_path) as app:
+        hello, frames = receive(app.wait_for_url(), 3)
+
+    assert_stream_is(hello, frames, bins=512, center_freq_hz=145.8e6, span_hz=1e6, fps=15.0)
+
+
+# -- an IQ recording through gr-osmosdr's file source ----------------------------------------
+
+def test_file_source_plays_an_iq_recording(tmp_path: Path) -> None:
+    """A raw complex64 file with one tone, under a path with a space and a comma, plays
+    through gr-osmosdr's file source with its peak at the tone's bin."""
+    samp_rate, offset_fraction = 2e6, 256 / 2048  # a 250 kHz tone, 8 samples per cycle
+    samples = np.arange(int(samp_rate))  # 1 s, a whole number of cycles: it loops seamlessly
+    rng = np.random.default_rng(1)
+    tone = 0.5 * np.exp(2j * np.pi * offset_fraction * samples)
+    noise = 0.01 * (rng.standard_normal(samples.size) + 1j * rng.standard_normal(samples.size))
+    recording = tmp_path / "field captures, day 1" / "tone.cfile"
+    recording.parent.mkdir()
+    (tone + noise).astype(np.complex64).tofile(recording)
+
+    args = ["--source", f"file={recording}", "--samp-rate", "2e6", "--center-freq", "50e6",
+            "--fps", "10"]
+    with running_app(args, tmp_path) as app:
+        hello, frames = receive(app.wait_for_url(), 4)
+
+    assert_stream_is(hello, frames, bins=2048, center_freq_hz=50e6, span_hz=2e6, fps=10.0)
+    assert_peak_at(frames, offset_fraction)
+
+
+# -- stopping --------------------------------------------------------------------------------
+
+def test_sigterm_closes_clients_with_1001_and_exits_0(tmp_path: Path) -> None:
+    """SIGTERM with a client connected: the client sees close code 1001, the app exits 0."""
+    with running_app(["--fps", "10"], tmp_path) as app:
+        with connect(app.wait_for_url(), open_timeout=RECEIVE_TIMEOUT_S) as websocket:
+            assert decode_message(websocket.recv(timeout=RECEIVE_TIMEOUT_S))["type"] == "hello"
+            assert isinstance(websocket.recv(timeout=RECEIVE_TIMEOUT_S), bytes)
+            app.process.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:  # frames already queued may still arrive before the close
+                    websocket.recv(timeout=EXIT_TIMEOUT_S)
+        status = app.wait_for_exit()
+
+    assert closed.value.rcvd is not None, "the server dropped the connection without a close"
+    assert closed.value.rcvd.code == 1001
+    assert status == 0, app.output()
+    assert "argos-spectrum: stopped" in app_messages(app.output())
+
+
+# -- failures: exit 1 for the source or server, exit 2 for configuration ---------------------
+
+def test_port_in_use_exits_1_naming_the_port(tmp_path: Path) -> None:
+    """A port another program listens on makes the app exit 1 with a message naming it."""
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        message = error_of_failed_run(["--port", str(port)], tmp_path, 1)
+
+    assert f"port {port}" in message and "already in use" in message
+
+
+def test_missing_hackrf_exits_1_suggesting_sim(tmp_path: Path) -> None:
+    """--source hackrf without a HackRF exits 1 with one line saying so and naming --source sim."""
+    message = error_of_failed_run(["--source", "hackrf"], tmp_path, 1)
+    assert "no HackRF found" in message and "--source sim" in message
+
+
+def test_missing_iq_file_exits_1_naming_it(tmp_path: Path) -> None:
+    """--source file=PATH for a file that does not exist exits 1 with one line naming it."""
+    message = error_of_failed_run(["--source", "file=/nonexistent"], tmp_path, 1)
+    assert "/nonexistent" in message
+
+
+@pytest.mark.parametrize(("yaml_text", "expected"), [
+    ("center_freq: 1e6\ncentre_freq: 2e6\n", ["unknown key 'centre_freq'", "known keys:"]),
+    ("fft_size: abc\n", ["'fft_size'", "expected an integer"]),
+    ("port: 70000\n", ["'port'", "must be between 0 and 65535"]),
+    ("source: bogus\n",
+     ["'source'", "expected sim, hackrf[=ARGS], osmosdr=ARGS or file=PATH"]),
+    ("center_freq: [1e6\n", ["is not valid YAML"]),
+], ids=["unknown-key", "fft_size-abc", "port-70000", "source-bogus", "invalid-yaml"])
+def test_bad_config_file_exits_2_saying_why(tmp_path: Path, yaml_text: str,
+                                            expected: list[str]) -> None:
+    """A config file with an unknown key, a bad value or broken YAML exits 2 saying why."""
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml_text, encoding="utf-8")
+    message = error_of_failed_run(["--config", str(config)], tmp_path, 2)
+    assert str(config) in message
+    for text in expected:
+        assert text in message
+
+
+def test_missing_config_file_exits_2(tmp_path: Path) -> None:
+    """--config naming a file that does not exist exits 2 with a message naming it."""
+    missing = tmp_path / "absent.yaml"
+    message = error_of_failed_run(["--config", str(missing)], tmp_path, 2)
+    assert f"cannot read config file {missing}" in message
+
+
+def test_bad_flag_value_exits_2_naming_the_flag(tmp_path: Path) -> None:
+    """A flag value that is not an integer exits 2 with one line naming flag and setting."""
+    message = error_of_failed_run(["--fft-size", "1024.5"], tmp_path, 2)
+    assert "--fft-size" in message and "expected an integer" in message
+
+
+# -- the shim and the reference --------------------------------------------------------------
+
+def test_shim_runs_the_app(tmp_path: Path) -> None:
+    """apps/argos-spectrum is executable and runs the same program (--help lists the flags)."""
+    shim = REPO_ROOT / "apps" / "argos-spectrum"
+    assert os.access(shim, os.X_OK)
+    result = subprocess.run([sys.executable, str(shim), "--help"], cwd=tmp_path, env=ENV,
+                            capture_output=True, text=True, timeout=STARTUP_TIMEOUT_S)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: argos-spectrum")
+    for setting in SETTINGS:
+        assert setting.flag in result.stdout
+
+
+def test_reference_lists_every_setting_with_its_flag_and_default() -> None:
+    """docs/app.md has one table row per setting whose flags and default match SETTINGS."""
+    text = (REPO_ROOT / "docs" / "app.md").read_text(encoding="utf-8")
+    section = text.split("\n## Settings\n", 1)[1].split("\n#", 1)[0]
+    rows: dict[str, list[str]] = {}
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            rows[cells[0].strip("`")] = cells
+
+    assert set(rows) == {setting.name for setting in SETTINGS}
+    for setting in SETTINGS:
+        _name, flags, default, _meaning = rows[setting.name]
+        aliases = ["--" + alias.replace("_", "-") for alias in setting.aliases]
+        negation = ["--no-" + setting.flag[2:]] if setting.kind is bool else []
+        assert re.findall(r"`(--[a-z-]+)`", flags) == [setting.flag, *aliases, *negation]
+        assert setting.coerce(default.strip("`"), "docs/app.md") == setting.default, setting.name
