@@ -1,0 +1,300 @@
+"""argos-client: watch a gr-argos spectrum server from a terminal or a script.
+
+    argos-client ws://127.0.0.1:8765/                      # one refreshing status line
+    argos-client ws://127.0.0.1:8765/ --json --count 5     # five JSON frame summaries
+
+The status line shows the connection state, frames per second, bins, centre frequency,
+frames lost so far and the age of the newest frame. On a terminal it refreshes in place;
+otherwise one line is printed per second. With ``--json`` every frame becomes one JSON
+object on stdout and the status line goes to stderr, only when that is a terminal.
+
+Exit status: 0 when frames were received (``--count`` reached, ``--duration`` over, or
+stdout closed by a reader such as ``head``), 1 when ``--duration`` passed without a
+single frame, 2 for a bad URL or option, 130 after Ctrl-C (SIGINT) and 143 after SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from typing import Any, TextIO
+
+import numpy as np
+
+from gr_argos.client import (
+    STATE_CONNECTING,
+    ArgosClient,
+    FrameEvent,
+    StateEvent,
+    check_url,
+)
+
+__all__ = ["argument_parser", "frame_summary", "format_status", "main"]
+
+EXIT_OK = 0
+EXIT_NO_FRAMES = 1
+EXIT_USAGE = 2
+_EXIT_ON_SIGNAL = {signal.SIGINT: 128 + signal.SIGINT, signal.SIGTERM: 128 + signal.SIGTERM}
+
+_TTY_REFRESH_S = 0.25
+_PIPE_REFRESH_S = 1.0
+_RATE_WINDOW_S = 1.0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    """The command-line parser of argos-client."""
+    parser = argparse.ArgumentParser(
+        prog="argos-client",
+        description="Receive live spectrum frames from a gr-argos server and show how the "
+                    "stream is doing: state, frames/s, bins, centre frequency, frames lost "
+                    "and the age of the newest frame. Reconnects until stopped.",
+        epilog="Exit status: 0 frames received, 1 none within --duration, 2 bad URL or "
+               "option, 130 Ctrl-C, 143 SIGTERM.",
+    )
+    parser.add_argument("url", metavar="URL", help="server URL, e.g. ws://127.0.0.1:8765/")
+    stop = parser.add_argument_group("when to stop (default: run until Ctrl-C)")
+    stop.add_argument("--count", type=_positive_int, metavar="N",
+                      help="exit after N frames")
+    stop.add_argument("--duration", type=_positive_float, metavar="S",
+                      help="exit after S seconds")
+    output = parser.add_argument_group("output")
+    output.add_argument("--json", action="store_true",
+                        help="print one JSON summary per frame on stdout (sequence, missed, "
+                             "gap, bins, center_freq_hz, span_hz, peak_bin, peak_db, age_ms)")
+    connection = parser.add_argument_group("reconnecting")
+    connection.add_argument("--backoff-base", type=_positive_float, default=0.5, metavar="S",
+                            help="largest delay before the first retry, in s (default 0.5)")
+    connection.add_argument("--backoff-cap", type=_positive_float, default=10.0, metavar="S",
+                            help="largest delay between retries, in s (default 10)")
+    return parser
+
+
+def frame_summary(event: FrameEvent) -> dict[str, Any]:
+    """The ``--json`` line of one frame: where, how strong, how late, and what was lost.
+
+    ``missed`` is the frame's own field (frames the server dropped for this client), ``gap``
+    all frames lost before it, sequence jumps across reconnects included. ``peak_db`` and
+    ``peak_bin`` are None when no bin holds a finite value.
+    """
+    frame = event.frame
+    power = frame.power_db
+    finite = np.isfinite(power)
+    if finite.any():
+        peak_bin: int | None = int(np.argmax(np.where(finite, power, -np.inf)))
+        peak_db: float | None = float(power[peak_bin])
+    else:
+        peak_bin = peak_db = None
+    return {
+        "stream_id": frame.stream_id,
+        "sequence": frame.sequence,
+        "missed": frame.missed,
+        "gap": event.gap,
+        "bins": frame.bin_count,
+        "center_freq_hz": frame.center_freq_hz,
+        "span_hz": frame.span_hz,
+        "timestamp_ns": frame.timestamp_ns,
+        "peak_bin": peak_bin,
+        "peak_db": peak_db,
+        "age_ms": round(event.age_ms, 3),
+    }
+
+
+def format_status(
+    state: str,
+    frames_per_s: float,
+    newest: FrameEvent | None,
+    frames_lost: int,
+    error: str | None = None,
+) -> str:
+    """One status line, e.g. ``open  29.9 frames/s  2048 bins  100.000 MHz  lost 0  age 12 ms``."""
+    parts = [f"{state:<12}", f"{frames_per_s:5.1f} frames/s"]
+    if newest is not None:
+        parts += [
+            f"{newest.frame.bin_count} bins",
+            f"{newest.frame.center_freq_hz / 1e6:.3f} MHz",
+        ]
+    parts.append(f"lost {frames_lost}")
+    if newest is not None:
+        parts.append(f"age {newest.age_ms:.0f} ms")
+    if error and state != "open":
+        parts.append(f"({error})")
+    return "  ".join(parts)
+
+
+class _StatusLine:
+    """Writes the status line: in place on a terminal, one line per second otherwise."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self._stream = stream
+        self._tty = stream is not None and stream.isatty()
+        self.refresh_s = _TTY_REFRESH_S if self._tty else _PIPE_REFRESH_S
+        self._written = False
+
+    def show(self, text: str) -> None:
+        if self._stream is None:
+            return
+        if self._tty:
+            self._stream.write("\r" + text + "\x1b[K")  # erase what a longer line left
+        else:
+            self._stream.write(text + "\n")
+        self._stream.flush()
+        self._written = True
+
+    def erase(self) -> None:
+        """Clear a line drawn in place, so that a log message does not land inside it."""
+        if self._tty and self._written and self._stream is not None:
+            self._stream.write("\r\x1b[K")
+            self._stream.flush()
+
+    def finish(self) -> None:
+        """End the refreshing line so the shell prompt starts on a line of its own."""
+        if self._tty and self._written and self._stream is not None:
+            self._stream.write("\n")
+            self._stream.flush()
+
+
+class _LogHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Log records go to stderr, after erasing the status line; the next refresh redraws it."""
+
+    def __init__(self, status_line: _StatusLine) -> None:
+        super().__init__(sys.stderr)
+        self.setFormatter(logging.Formatter("argos-client: %(message)s"))
+        self._status_line = status_line
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._status_line.erase()
+        super().emit(record)
+
+
+class _Watch:
+    """What the status line needs: the newest frame, the state, the frame rate."""
+
+    def __init__(self, client: ArgosClient) -> None:
+        self.client = client
+        self.state = STATE_CONNECTING
+        self.newest: FrameEvent | None = None
+        self.frames_per_s = 0.0
+        self._rate_start_s = time.monotonic()
+        self._rate_start_frames = 0
+
+    def status(self) -> str:
+        now_s = time.monotonic()
+        if now_s - self._rate_start_s >= _RATE_WINDOW_S:
+            frames = self.client.stats.frames
+            self.frames_per_s = (frames - self._rate_start_frames) / (now_s - self._rate_start_s)
+            self._rate_start_s, self._rate_start_frames = now_s, frames
+        return format_status(self.state, self.frames_per_s, self.newest,
+                             self.client.stats.frames_lost, self.client.last_error)
+
+
+async def _refresh(status_line: _StatusLine, watch: _Watch) -> None:
+    while True:
+        status_line.show(watch.status())
+        await asyncio.sleep(status_line.refresh_s)
+
+
+async def _watch(client: ArgosClient, args: argparse.Namespace) -> int:
+    """Receive until --count, --duration, a signal or a closed stdout; return the exit code."""
+    loop = asyncio.get_running_loop()
+    stopped_by: list[int] = []
+    closing: list[asyncio.Task[None]] = []  # keep references: the loop holds tasks weakly
+
+    def close_soon() -> None:
+        closing.append(loop.create_task(client.close()))
+
+    def on_signal(signum: int) -> None:
+        stopped_by.append(signum)
+        close_soon()
+
+    for signum in _EXIT_ON_SIGNAL:
+        # Not available off the main thread or on Windows: Ctrl-C then raises instead.
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, on_signal, signum)
+    if args.duration is not None:
+        loop.call_later(args.duration, close_soon)
+
+    status_stream: TextIO | None = sys.stdout
+    if args.json:
+        status_stream = sys.stderr if sys.stderr.isatty() else None
+    status_line = _StatusLine(status_stream)
+    logging.basicConfig(level=logging.WARNING, handlers=[_LogHandler(status_line)])
+    watch = _Watch(client)
+    refresher = loop.create_task(_refresh(status_line, watch))
+    try:
+        async with client:
+            async for event in client:
+                if isinstance(event, StateEvent):
+                    watch.state = event.state
+                elif isinstance(event, FrameEvent):
+                    watch.newest = event
+                    if args.json:
+                        print(json.dumps(frame_summary(event)), flush=True)
+                    if args.count is not None and client.stats.frames >= args.count:
+                        await client.close()
+    except BrokenPipeError:
+        # The reader went away (``argos-client --json URL | head``): stop quietly, and
+        # point stdout at /dev/null so the interpreter's final flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        refresher.cancel()
+        for signum in _EXIT_ON_SIGNAL:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signum)
+    status_line.show(watch.status())
+    status_line.finish()
+    stats = client.stats
+    print(f"argos-client: {stats.frames} frames, {stats.frames_lost} lost in {stats.gaps} "
+          f"gaps, {stats.reconnects} reconnects, {stats.malformed} malformed",
+          file=sys.stderr)
+    if stopped_by:
+        return _EXIT_ON_SIGNAL[signal.Signals(stopped_by[0])]
+    if stats.frames == 0:
+        reason = f" (last error: {client.last_error})" if client.last_error else ""
+        print(f"argos-client: no frames received from {client.url}{reason}", file=sys.stderr)
+        return EXIT_NO_FRAMES
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run argos-client with ``argv`` (default: the command line); return the exit status."""
+    parser = argument_parser()
+    args = parser.parse_args(argv)
+    try:
+        check_url(args.url)
+    except ValueError as exc:
+        parser.exit(EXIT_USAGE, f"argos-client: error: {exc}\n")
+    if args.backoff_cap < args.backoff_base:
+        parser.error(f"--backoff-cap ({args.backoff_cap} s) must be at least "
+                     f"--backoff-base ({args.backoff_base} s)")
+    client = ArgosClient(args.url, backoff_base=args.backoff_base,
+                         backoff_cap=args.backoff_cap)
+    try:
+        return asyncio.run(_watch(client, args))
+    except KeyboardInterrupt:  # SIGINT before the handler was installed
+        return _EXIT_ON_SIGNAL[signal.SIGINT]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

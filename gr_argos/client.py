@@ -1,0 +1,580 @@
+"""A Python client for a gr-argos spectrum server: one async iterator of events.
+
+``ArgosClient`` connects to ``ws://HOST:PORT/``, decodes the wire protocol v1
+(:mod:`gr_argos.protocol`) and yields events: decoded spectrum frames, JSON messages,
+connection state changes and gaps (frames this client never got). It reconnects forever,
+with exponential backoff and full jitter, until the user closes it::
+
+    async with ArgosClient("ws://127.0.0.1:8765/") as client:
+        async for event in client:
+            if isinstance(event, FrameEvent):
+                print(event.frame.sequence, event.frame.power_db.max())
+
+Frames are read only when the caller asks for the next event, so a slow consumer slows
+its own TCP stream and the server drops frames for it (and says how many) instead of this
+process buffering without bound.
+
+The gap logic (:class:`GapDetector`) and the retry policy (:class:`Backoff`) are plain
+code without sockets. This module does not import GNU Radio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidURI
+from websockets.uri import parse_uri
+
+from gr_argos.protocol import (
+    PROTOCOL_VERSION,
+    ProtocolError,
+    SpectrumFrame,
+    decode_frame,
+    decode_message,
+    encode_message,
+)
+
+__all__ = [
+    "STATE_CONNECTING",
+    "STATE_OPEN",
+    "STATE_RECONNECTING",
+    "STATE_CLOSED",
+    "GAP_DROPPED_BY_SERVER",
+    "GAP_SEQUENCE_JUMP",
+    "GAP_STREAM_RESTARTED",
+    "Backoff",
+    "GapDetector",
+    "FrameEvent",
+    "MessageEvent",
+    "StateEvent",
+    "GapEvent",
+    "Event",
+    "ClientStats",
+    "ArgosClient",
+    "check_url",
+]
+
+logger = logging.getLogger(__name__)
+
+State = Literal["connecting", "open", "reconnecting", "closed"]
+STATE_CONNECTING: State = "connecting"  # before the first connection opened
+STATE_OPEN: State = "open"
+STATE_RECONNECTING: State = "reconnecting"  # a connection was lost; retrying until one opens
+STATE_CLOSED: State = "closed"  # closed by the user; iteration ends
+
+GapReason = Literal["dropped by server", "sequence jump", "stream restarted"]
+GAP_DROPPED_BY_SERVER: GapReason = "dropped by server"  # the frame's missed field says so
+GAP_SEQUENCE_JUMP: GapReason = "sequence jump"  # e.g. frames produced while reconnecting
+GAP_STREAM_RESTARTED: GapReason = "stream restarted"  # the sequence went backwards
+
+_MAX_PINGS_IN_FLIGHT = 8
+# Largest message accepted (websockets' default is 1 MiB, about 262,000 float32 bins; a
+# wideband sweep can be longer). The limit only guards against a broken server.
+_MAX_MESSAGE_BYTES = 64 * 2**20
+
+class Backoff:
+    """Reconnect delays: exponential backoff with full jitter, reset once a link is stable.
+
+    Attempt ``n`` (counting from 0) waits ``random.uniform(0, min(cap_s, base_s * 2**n))``
+    seconds, so many clients cut off together do not all come back at the same moment.
+    The attempt counter goes back to 0 when a connection stayed open ``stable_after_s``.
+
+    Args:
+        base_s: delay ceiling of the first attempt, in seconds (> 0).
+        cap_s: largest delay ceiling, in seconds (>= base_s).
+        stable_after_s: how long a connection must stay open to reset the counter, in s.
+        rng: random source (pass ``random.Random(seed)`` for repeatable delays).
+
+    Raises:
+        ValueError: if a duration is negative or zero where it must be positive.
+    """
+
+    def __init__(
+        self,
+        base_s: float = 0.5,
+        cap_s: float = 10.0,
+        stable_after_s: float = 5.0,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        if base_s <= 0:
+            raise ValueError(f"backoff base must be > 0 s, got {base_s}")
+        if cap_s < base_s:
+            raise ValueError(f"backoff cap ({cap_s} s) must be >= its base ({base_s} s)")
+        if stable_after_s < 0:
+            raise ValueError(f"stable_after must be >= 0 s, got {stable_after_s}")
+        self.base_s = base_s
+        self.cap_s = cap_s
+        self.stable_after_s = stable_after_s
+        self.attempt = 0
+        self._rng = rng or random.Random()
+
+    def ceiling_s(self) -> float:
+        """The largest delay the next attempt can get, in seconds."""
+        return min(self.cap_s, self.base_s * 2.0 ** min(self.attempt, 1023))
+
+    def next_delay_s(self) -> float:
+        """Draw the delay before the next attempt (in seconds) and count the attempt."""
+        delay_s = self._rng.uniform(0.0, self.ceiling_s())
+        if self.ceiling_s() < self.cap_s:
+            # Stop counting once the cap is reached: 2**attempt would grow without need.
+            self.attempt += 1
+        return delay_s
+
+    def connection_closed(self, open_for_s: float) -> None:
+        """Report that a connection closed after ``open_for_s`` seconds open."""
+        if open_for_s >= self.stable_after_s:
+            self.attempt = 0
+
+
+@dataclass(frozen=True)
+class FrameEvent:
+    """A spectrum frame arrived.
+
+    Attributes:
+        frame: the decoded frame (``frame.power_db`` is the float32 array in dB).
+        gap: frames of this stream lost just before this one (0 when none; see
+            :class:`GapEvent`, which is yielded before this event when ``gap`` > 0).
+        received_ns: wall-clock receive time, ns since the Unix epoch.
+        age_ms: receive time minus the frame's capture timestamp, in ms (depends on
+            both clocks agreeing).
+        size_bytes: size of the binary message.
+    """
+
+    frame: SpectrumFrame
+    gap: int
+    received_ns: int
+    age_ms: float
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class MessageEvent:
+    """A JSON text message arrived (``hello``, ``status``, ``gps``, ``pong``, ``stats``, ...).
+
+    Attributes:
+        message: the decoded object; ``message["type"]`` says which message it is.
+    """
+
+    message: dict[str, Any]
+
+    @property
+    def type(self) -> str:
+        return str(self.message["type"])
+
+
+@dataclass(frozen=True)
+class StateEvent:
+    """The connection state changed.
+
+    Attributes:
+        state: ``"connecting"``, ``"open"``, ``"reconnecting"`` or ``"closed"``.
+        error: why the previous connection ended, for ``"reconnecting"``; else None.
+    """
+
+    state: State
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class GapEvent:
+    """Frames of a stream were lost before the next frame.
+
+    Attributes:
+        stream_id: the stream that lost frames.
+        lost: how many frames were lost (0 when unknown, for a restarted stream).
+        from_sequence: sequence of the last frame received before the gap (for a gap
+            reported only by the ``missed`` field of a first frame: the sequence implied).
+        to_sequence: sequence of the frame received after the gap.
+        reason: ``"dropped by server"`` (the frame's ``missed`` field; this client was too
+            slow), ``"sequence jump"`` (frames produced while it was not connected, e.g.
+            across a reconnect) or ``"stream restarted"`` (the sequence went backwards: the
+            producer started counting again; ``lost`` is unknown).
+        session_changed: the server restarted (its hello carried a new session) since the
+            previous frame. A sequence jump across a server restart assumes the producer
+            kept counting, as it does behind a gateway.
+    """
+
+    stream_id: int
+    lost: int
+    from_sequence: int
+    to_sequence: int
+    reason: GapReason
+    session_changed: bool = False
+
+
+Event = FrameEvent | MessageEvent | StateEvent | GapEvent
+
+
+class GapDetector:
+    """Find lost frames from each frame's ``missed`` field and per-stream sequence numbers.
+
+    Plain code without sockets: feed it every hello's session with :meth:`new_session`
+    and every frame with :meth:`observe`.
+    """
+
+    def __init__(self) -> None:
+        self._last_sequence: dict[int, int] = {}
+        self._session: str | None = None
+        self._session_changed: set[int] = set()
+
+    def new_session(self, session: str | None) -> None:
+        """Record the session of a hello; a different one means the server restarted."""
+        if self._session is not None and session != self._session:
+            self._session_changed = set(self._last_sequence)
+        self._session = session
+
+    def observe(self, frame: SpectrumFrame) -> GapEvent | None:
+        """Account for one frame; return the gap before it, or None if there was none.
+
+        With a previous frame of the same stream, the lost count is the larger of the
+        ``missed`` field and the sequence jump: the server knows what it dropped for this
+        client, the sequence also covers frames produced while no connection was open.
+        """
+        stream_id = frame.stream_id
+        sequence = frame.sequence
+        previous = self._last_sequence.get(stream_id)
+        session_changed = stream_id in self._session_changed
+        self._session_changed.discard(stream_id)
+        self._last_sequence[stream_id] = sequence
+        if previous is None:
+            if frame.missed == 0:
+                return None
+            return GapEvent(stream_id, frame.missed, sequence - frame.missed - 1, sequence,
+                            GAP_DROPPED_BY_SERVER, session_changed)
+        if sequence <= previous:
+            return GapEvent(stream_id, 0, previous, sequence, GAP_STREAM_RESTARTED,
+                            session_changed)
+        jump = sequence - previous - 1
+        lost = max(jump, frame.missed)
+        if lost == 0:
+            return None
+        reason = GAP_DROPPED_BY_SERVER if frame.missed >= jump else GAP_SEQUENCE_JUMP
+        return GapEvent(stream_id, lost, previous, sequence, reason, session_changed)
+
+
+@dataclass
+class ClientStats:
+    """Counters of one :class:`ArgosClient` since it was created.
+
+    Attributes:
+        frames: spectrum frames received and decoded.
+        messages: JSON messages received and decoded.
+        bytes_received: bytes of all WebSocket messages received (frames and text).
+        gaps: gap events (times frames were lost).
+        frames_lost: frames lost in all gaps.
+        malformed: messages skipped because they did not decode.
+        reconnects: connections opened again after one was lost.
+        failed_attempts: connection attempts that failed.
+        last_rtt_ms: round-trip time of the last heartbeat ping, in ms (None until one).
+    """
+
+    frames: int = 0
+    messages: int = 0
+    bytes_received: int = 0
+    gaps: int = 0
+    frames_lost: int = 0
+    malformed: int = 0
+    reconnects: int = 0
+    failed_attempts: int = 0
+    last_rtt_ms: float | None = None
+
+
+class ArgosClient:
+    """Receive spectrum frames and messages from a gr-argos server, reconnecting forever.
+
+    Use it as ``async with ArgosClient(url) as client: async for event in client: ...``.
+    Events are :class:`StateEvent`, :class:`MessageEvent` (the ``hello`` too),
+    :class:`GapEvent` and :class:`FrameEvent`. A message that does not decode is logged
+    as a warning, counted in ``stats.malformed`` and skipped. Iteration ends after
+    :meth:`close`, with a final ``"closed"`` state event.
+
+    Args:
+        url: server URL, ``ws://HOST:PORT/`` or ``wss://...``.
+        backoff_base: ceiling of the first reconnect delay, in seconds.
+        backoff_cap: largest reconnect delay, in seconds.
+        stable_after: seconds a connection must stay open to reset the backoff.
+        heartbeat_interval: seconds between application-level ``ping`` messages, whose
+            ``pong`` replies give ``stats.last_rtt_ms``; 0 turns them off. (Dead links
+            are found by the WebSocket keepalive of the ``websockets`` library.)
+        open_timeout: seconds allowed for the opening handshake of one attempt.
+        rng: random source for the backoff jitter (for repeatable tests).
+
+    Raises:
+        ValueError: if ``url`` is not a ws:// or wss:// URL or a duration is invalid.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 10.0,
+        stable_after: float = 5.0,
+        heartbeat_interval: float = 5.0,
+        open_timeout: float = 10.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        check_url(url)
+        if heartbeat_interval < 0:
+            raise ValueError(f"heartbeat_interval must be >= 0 s, got {heartbeat_interval}")
+        if open_timeout <= 0:
+            raise ValueError(f"open_timeout must be > 0 s, got {open_timeout}")
+        self.url = url
+        self.stats = ClientStats()
+        self.hello: dict[str, Any] | None = None
+        self.last_error: str | None = None
+        self._backoff = Backoff(backoff_base, backoff_cap, stable_after, rng=rng)
+        self._heartbeat_interval_s = heartbeat_interval
+        self._open_timeout_s = open_timeout
+        self._gaps = GapDetector()
+        self._state: State = STATE_CONNECTING
+        self._closing = asyncio.Event()
+        self._ws: ClientConnection | None = None
+        self._events: AsyncGenerator[Event, None] | None = None
+        self._ping_count = 0
+        self._pings_in_flight: dict[str, float] = {}  # id -> monotonic send time, s
+
+    @property
+    def state(self) -> State:
+        """The current connection state."""
+        return self._state
+
+    async def __aenter__(self) -> ArgosClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+        if self._events is not None:
+            await self._events.aclose()
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        if self._events is None:
+            self._events = self._run()
+        return self._events
+
+    async def close(self) -> None:
+        """Stop: close the connection (code 1000) and end the iteration."""
+        self._closing.set()
+        ws = self._ws
+        if ws is not None:
+            await ws.close()
+
+    async def send_message(self, msg_type: str, body: dict[str, Any] | None = None) -> None:
+        """Send a JSON message to the server, e.g. ``send_message("stats")``.
+
+        Raises:
+            ConnectionError: if no connection is open.
+            ProtocolError: if ``body`` cannot be sent as JSON.
+        """
+        ws = self._ws
+        if ws is None or self._state != STATE_OPEN:
+            raise ConnectionError(f"not connected to {self.url} (state {self._state})")
+        try:
+            await ws.send(encode_message(msg_type, body))
+        except ConnectionClosed as exc:
+            raise ConnectionError(f"connection to {self.url} closed: {exc}") from exc
+
+    async def _run(self) -> AsyncGenerator[Event, None]:
+        """The event stream: connect, read until the link drops, back off, repeat."""
+        yield StateEvent(STATE_CONNECTING)
+        ever_opened = False
+        try:
+            while not self._closing.is_set():
+                try:
+                    ws = await self._open_unless_closed()
+                except Exception as exc:  # every failure to connect is retried, by design
+                    self.stats.failed_attempts += 1
+                    self.last_error = _describe(exc)
+                    delay_s = self._backoff.next_delay_s()
+                    logger.info("cannot connect to %s: %s; retrying in %.2f s",
+                                self.url, self.last_error, delay_s)
+                    if await self._sleep_unless_closed(delay_s):
+                        continue
+                    break
+                if ws is None:
+                    break
+                if ever_opened:
+                    self.stats.reconnects += 1
+                ever_opened = True
+                self._ws = ws
+                self.last_error = None
+                opened_at_s = time.monotonic()
+                self._state = STATE_OPEN
+                yield StateEvent(STATE_OPEN)
+                heartbeat = self._start_heartbeat(ws)
+                try:
+                    while (events := await self._receive(ws)) is not None:
+                        for event in events:
+                            yield event
+                finally:
+                    if heartbeat is not None:
+                        heartbeat.cancel()
+                    self._ws = None
+                    await ws.close()
+                self._backoff.connection_closed(time.monotonic() - opened_at_s)
+                if self._closing.is_set():
+                    break
+                self.last_error = _close_reason(ws)
+                logger.warning("connection to %s lost: %s", self.url, self.last_error)
+                self._state = STATE_RECONNECTING
+                yield StateEvent(STATE_RECONNECTING, self.last_error)
+                if not await self._sleep_unless_closed(self._backoff.next_delay_s()):
+                    break
+        finally:
+            self._closing.set()
+            self._state = STATE_CLOSED
+        yield StateEvent(STATE_CLOSED)
+
+    async def _open_unless_closed(self) -> ClientConnection | None:
+        """Open one connection; None if :meth:`close` came first.
+
+        Raises:
+            Exception: whatever the attempt failed with (OSError, InvalidHandshake,
+                TimeoutError, ...).
+        """
+        # No permessage-deflate: compression state is per connection, so it would cost
+        # the server CPU for every client, and dB spectra hardly compress anyway.
+        opening = asyncio.ensure_future(
+            connect(self.url, open_timeout=self._open_timeout_s, compression=None,
+                    max_size=_MAX_MESSAGE_BYTES))
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait({opening, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+            if not opening.done():
+                opening.cancel()
+                await asyncio.gather(opening, return_exceptions=True)
+        if not self._closing.is_set():
+            return opening.result()
+        if not opening.cancelled() and opening.exception() is None:
+            await opening.result().close()
+        return None
+
+    async def _receive(self, ws: ClientConnection) -> list[Event] | None:
+        """The events of the next message (none if it was skipped); None once closed."""
+        try:
+            data = await ws.recv()
+        except ConnectionClosed:
+            return None
+        if self._closing.is_set():
+            return None  # recv() still hands out what was buffered; the user wants no more
+        if isinstance(data, bytes):
+            self.stats.bytes_received += len(data)
+            return self._on_frame(data)
+        self.stats.bytes_received += len(data.encode())
+        return self._on_text(data)
+
+    def _on_frame(self, data: bytes) -> list[Event]:
+        received_ns = time.time_ns()
+        try:
+            frame = decode_frame(data)
+        except ProtocolError as exc:
+            return self._skip("frame", exc)
+        self.stats.frames += 1
+        events: list[Event] = []
+        gap = self._gaps.observe(frame)
+        if gap is not None:
+            self.stats.gaps += 1
+            self.stats.frames_lost += gap.lost
+            events.append(gap)
+        age_ms = (received_ns - frame.timestamp_ns) / 1e6
+        events.append(FrameEvent(frame, gap.lost if gap else 0, received_ns, age_ms, len(data)))
+        return events
+
+    def _on_text(self, text: str) -> list[Event]:
+        try:
+            message = decode_message(text)
+        except ProtocolError as exc:
+            return self._skip("message", exc)
+        self.stats.messages += 1
+        if message["type"] == "hello":
+            self._on_hello(message)
+        elif message["type"] == "pong":
+            sent_s = self._pings_in_flight.pop(str(message.get("id")), None)
+            if sent_s is not None:
+                self.stats.last_rtt_ms = (time.monotonic() - sent_s) * 1e3
+        return [MessageEvent(message)]
+
+    def _skip(self, what: str, exc: ProtocolError) -> list[Event]:
+        """Count and log a message that did not decode; it yields no event."""
+        self.stats.malformed += 1
+        logger.warning("skipped a malformed %s from %s: %s", what, self.url, exc)
+        return []
+
+    def _on_hello(self, hello: dict[str, Any]) -> None:
+        self.hello = hello
+        if hello.get("protocol") != PROTOCOL_VERSION:
+            logger.warning("%s speaks protocol %r; this client speaks %d",
+                           self.url, hello.get("protocol"), PROTOCOL_VERSION)
+        session = hello.get("session")
+        self._gaps.new_session(None if session is None else str(session))
+
+    def _start_heartbeat(self, ws: ClientConnection) -> asyncio.Task[None] | None:
+        if self._heartbeat_interval_s <= 0:
+            return None
+        return asyncio.get_running_loop().create_task(self._send_heartbeats(ws))
+
+    async def _send_heartbeats(self, ws: ClientConnection) -> None:
+        """Send ``{"type": "ping", "id": "heartbeat-N"}`` every heartbeat interval."""
+        while True:
+            await asyncio.sleep(self._heartbeat_interval_s)
+            self._ping_count += 1
+            ping_id = f"heartbeat-{self._ping_count}"
+            if len(self._pings_in_flight) >= _MAX_PINGS_IN_FLIGHT:
+                # A server that never answers must not make this grow.
+                del self._pings_in_flight[next(iter(self._pings_in_flight))]
+            self._pings_in_flight[ping_id] = time.monotonic()
+            try:
+                await ws.send(encode_message("ping", {"id": ping_id}))
+            except ConnectionClosed:
+                return
+
+    async def _sleep_unless_closed(self, delay_s: float) -> bool:
+        """Wait ``delay_s`` seconds; return False if :meth:`close` was called meanwhile."""
+        try:
+            await asyncio.wait_for(self._closing.wait(), delay_s)
+        except TimeoutError:
+            return True
+        return False
+
+
+def check_url(url: str) -> None:
+    """Check that ``url`` is a WebSocket URL a client can connect to.
+
+    Raises:
+        ValueError: with a message that says what is wrong and what is expected.
+    """
+    try:
+        parse_uri(url)
+    except InvalidURI as exc:
+        problem = exc.msg
+    except ValueError as exc:  # urllib's complaints about ports and IPv6 brackets
+        problem = str(exc)
+    else:
+        return
+    raise ValueError(f"bad URL {url!r}: {problem}; expected ws://HOST:PORT/ or wss://HOST:PORT/")
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line description of a connection error."""
+    if isinstance(exc, TimeoutError):
+        return "timed out opening the connection"
+    return str(exc) or type(exc).__name__
+
+
+def _close_reason(ws: ClientConnection) -> str:
+    """Why a connection closed, e.g. ``"closed by server: 1001 server shutting down"``."""
+    received = ws.protocol.close_rcvd
+    if received is None:
+        return "connection lost without a close frame from the server"
+    text = f"closed by server: {received.code}"
+    return f"{text} {received.reason}" if received.reason else text

@@ -1,0 +1,231 @@
+"""Tests of the argos-client command, run as a real subprocess against a real server."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import pty
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gr_argos.apps.client import format_status, frame_summary
+from gr_argos.client import FrameEvent
+from gr_argos.protocol import SpectrumFrame, encode_frame
+from gr_argos.server import ServerConfig, SpectrumServer, StreamInfo
+
+BINS = 16
+WAIT_S = 60.0  # a hang guard, not a speed requirement
+
+
+class Publisher:
+    """Publishes a 16-bin frame every 20 ms from a thread and remembers each one."""
+
+    def __init__(self, server: SpectrumServer) -> None:
+        self.server = server
+        self.published: dict[int, dict[str, Any]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        sequence = 0
+        while not self._stop.wait(0.02):
+            peak_bin, peak_db = sequence % BINS, -30.0 - sequence % 5
+            power = np.full(BINS, -100.0, dtype=np.float32)
+            power[peak_bin] = peak_db
+            timestamp_ns = time.time_ns()
+            self.published[sequence] = {"peak_bin": peak_bin, "peak_db": peak_db,
+                                        "timestamp_ns": timestamp_ns}
+            self.server.publish_frame(0, encode_frame(
+                power, center_freq_hz=433.92e6, span_hz=2e6, timestamp_ns=timestamp_ns,
+                sequence=sequence))
+            sequence += 1
+
+    def __enter__(self) -> Publisher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.fixture
+def server() -> Iterator[SpectrumServer]:
+    """A SpectrumServer on a free port with one 16-bin stream, stopped after the test."""
+    started = SpectrumServer(ServerConfig(host="127.0.0.1", port=0, queue_depth=8))
+    started.add_stream(StreamInfo(stream_id=0, name="spectrum", bins=BINS,
+                                  center_freq_hz=433.92e6, span_hz=2e6, fps=50.0))
+    started.start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def publisher(server: SpectrumServer) -> Iterator[Publisher]:
+    """Frames flowing on ``server`` for the whole test."""
+    with Publisher(server) as running:
+        yield running
+
+
+def argos_client(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gr_argos.apps.client", *args]
+
+
+def run(command: list[str], repo_root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, timeout=WAIT_S,
+                          cwd=repo_root)
+
+
+def test_json_count_prints_one_summary_per_published_frame(
+        server: SpectrumServer, publisher: Publisher, repo_root: Path) -> None:
+    """--json --count 5 prints five JSON lines that describe frames the server published."""
+    result = run(argos_client(server.url, "--json", "--count", "5"), repo_root)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 5
+    for line in lines:
+        sent = publisher.published[line["sequence"]]
+        assert line["peak_bin"] == sent["peak_bin"] and line["peak_db"] == sent["peak_db"]
+        assert line["timestamp_ns"] == sent["timestamp_ns"]
+        assert (line["bins"], line["center_freq_hz"], line["span_hz"]) == (BINS, 433.92e6, 2e6)
+        assert line["stream_id"] == 0 and line["age_ms"] >= 0
+    for before, after in itertools.pairwise(lines):
+        assert after["gap"] == after["sequence"] - before["sequence"] - 1
+        assert after["missed"] <= after["gap"]
+    assert result.stderr.splitlines()[-1].startswith("argos-client: 5 frames,")
+
+
+def test_shim_in_apps_runs_the_same_program(
+        server: SpectrumServer, publisher: Publisher, repo_root: Path) -> None:
+    """apps/argos-client is executable and behaves like the console script."""
+    shim = repo_root / "apps" / "argos-client"
+    assert os.access(shim, os.X_OK)
+    result = run([sys.executable, str(shim), server.url, "--json", "--count", "2"], repo_root)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 2
+
+
+def test_status_lines_are_printed_one_per_line_when_not_a_tty(
+        server: SpectrumServer, publisher: Publisher, repo_root: Path) -> None:
+    """Without a terminal the status goes to stdout as whole lines, ending with the last frame."""
+    result = run(argos_client(server.url, "--count", "3"), repo_root)
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stdout
+    last = result.stdout.splitlines()[-1]
+    assert last.startswith("closed")
+    assert "16 bins" in last and "433.920 MHz" in last and "frames/s" in last
+    assert " lost " in last and " age " in last
+
+
+def test_status_line_refreshes_in_place_on_a_tty(
+        server: SpectrumServer, publisher: Publisher, repo_root: Path) -> None:
+    """On a terminal the status line is redrawn with carriage returns and ends with a newline."""
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(argos_client(server.url, "--duration", "1.5"), cwd=repo_root,
+                               stdout=terminal, stderr=subprocess.PIPE, text=True)
+    os.close(terminal)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # EIO: the program exited and closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(controller)
+    _, stderr = process.communicate(timeout=WAIT_S)
+    assert process.returncode == 0, stderr
+    text = output.decode()
+    assert text.count("\r") >= 2
+    assert "frames/s" in text and "433.920 MHz" in text
+    assert text.endswith("\n")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8765/", "localhost:8765", "ws://h:70000/"])
+def test_bad_url_gives_one_line_error_and_exit_2(url: str, repo_root: Path) -> None:
+    """A URL the client cannot use is refused at once with one line that says what to type."""
+    result = run(argos_client(url, "--count", "1"), repo_root)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("argos-client: error: bad URL")
+    assert "ws://HOST:PORT/" in line
+
+
+def test_no_server_gives_exit_1_after_duration(repo_root: Path) -> None:
+    """With nobody listening, --duration ends the run with exit 1 and the reason."""
+    stopped = SpectrumServer(ServerConfig(host="127.0.0.1", port=0))
+    stopped.start()
+    url = stopped.url
+    stopped.stop()  # the port is free: every attempt is refused
+    result = run(argos_client(url, "--duration", "1", "--backoff-base", "0.1",
+                              "--backoff-cap", "0.2"), repo_root)
+    assert result.returncode == 1
+    assert "no frames received from" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_ctrl_c_exits_130_without_a_traceback(
+        server: SpectrumServer, publisher: Publisher, repo_root: Path) -> None:
+    """SIGINT while frames flow stops the client cleanly with the conventional status 130."""
+    process = subprocess.Popen(argos_client(server.url, "--json"), cwd=repo_root,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()  # frames are flowing: the handler is installed
+        assert json.loads(first)["bins"] == BINS
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=WAIT_S)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 130
+    assert "Traceback" not in stderr
+    assert "frames," in stderr.splitlines()[-1]
+
+
+def frame_event(power_db: list[float], *, missed: int = 0, gap: int = 0) -> FrameEvent:
+    frame = SpectrumFrame(np.array(power_db, dtype=np.float32), 100e6, 8e6, 1_000_000,
+                          sequence=7, missed=missed)
+    return FrameEvent(frame, gap=gap, received_ns=3_500_000, age_ms=2.5, size_bytes=80)
+
+
+def test_frame_summary_finds_the_peak_and_ignores_non_finite_bins() -> None:
+    """The JSON summary reports the strongest finite bin; NaN and +inf are not peaks."""
+    summary = frame_summary(frame_event([-90.0, float("nan"), -40.0, float("inf"), -60.0],
+                                        missed=1, gap=3))
+    assert summary == {
+        "stream_id": 0, "sequence": 7, "missed": 1, "gap": 3, "bins": 5,
+        "center_freq_hz": 100e6, "span_hz": 8e6, "timestamp_ns": 1_000_000,
+        "peak_bin": 2, "peak_db": -40.0, "age_ms": 2.5,
+    }
+    json.dumps(summary, allow_nan=False)
+
+
+def test_frame_summary_of_an_all_nan_frame_has_no_peak() -> None:
+    """A frame without a finite bin gives null peak fields, still valid JSON."""
+    summary = frame_summary(frame_event([float("nan")] * 3))
+    assert summary["peak_bin"] is None and summary["peak_db"] is None
+    json.dumps(summary, allow_nan=False)
+
+
+def test_status_shows_state_rate_bins_frequency_losses_and_age() -> None:
+    """The status line has every figure a user watches, in MHz and ms."""
+    line = format_status("open", 29.94, frame_event([-50.0] * 2048), frames_lost=12)
+    assert line.split() == ["open", "29.9", "frames/s", "2048", "bins", "100.000", "MHz",
+                            "lost", "12", "age", "2", "ms"]
+    waiting = format_status("reconnecting", 0.0, None, 0, error="connection refused")
+    assert waiting.split()[0] == "reconnecting" and waiting.endswith("(connection refused)")
