@@ -73,6 +73,7 @@ class ClientQueue:
     frames_sent: int = 0
     frames_dropped: int = 0
     messages_sent: int = 0
+    messages_dropped: int = 0
     bytes_sent: int = 0
     too_slow: bool = False
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -87,9 +88,14 @@ class ClientQueue:
         self.wakeup.set()
 
     def push_message(self, text: str) -> bool:
-        """Queue a JSON message; return False (and mark the client too slow) on overflow."""
-        if len(self.messages) >= self.message_depth:
+        """Queue a JSON message; return False (and mark the client too slow) on overflow.
+
+        A client marked too slow is being closed: what it is sent from then on is counted
+        in ``messages_dropped`` and discarded.
+        """
+        if self.too_slow or len(self.messages) >= self.message_depth:
             self.too_slow = True
+            self.messages_dropped += 1
             self.wakeup.set()
             return False
         self.messages.append(text)
@@ -128,6 +134,7 @@ class ClientQueue:
             "frames_sent": self.frames_sent,
             "frames_dropped": self.frames_dropped,
             "messages_sent": self.messages_sent,
+            "messages_dropped": self.messages_dropped,
             "bytes_sent": self.bytes_sent,
             "queue_depth": len(self.frames),
             "message_queue_depth": len(self.messages),
@@ -172,7 +179,7 @@ class BroadcastHub:
         self.ingress_dropped = 0
         self.unsent_after_stop = 0
         self._departed = {"frames_sent": 0, "frames_dropped": 0, "messages_sent": 0,
-                          "bytes_sent": 0}
+                          "messages_dropped": 0, "bytes_sent": 0}
         self.clients_total = 0
 
     # -- producer side (any thread) -------------------------------------------------------
@@ -216,11 +223,13 @@ class BroadcastHub:
                 return
 
     def _wake_locked(self) -> None:
-        if self._wakeup_pending:
-            return
         loop = self._loop
+        # Checked before _wakeup_pending: a drain scheduled before close() must not carry
+        # items published after it (nor let them pile up if the loop never runs it).
         if loop is None or self._closed:
             self._discard_ingress_locked()
+            return
+        if self._wakeup_pending:
             return
         try:
             loop.call_soon_threadsafe(self._drain)
@@ -246,16 +255,18 @@ class BroadcastHub:
         for item in items:
             if isinstance(item, str):
                 for client in clients:
-                    if not client.push_message(item):
-                        self._report_too_slow(client)
+                    self._push_message(client, item)
             else:
                 stream_id, data = item
                 for client in clients:
                     client.push_frame(stream_id, data)
 
-    def _report_too_slow(self, client: ClientQueue) -> None:
-        if self._on_too_slow is not None and client.client_id in self._clients:
-            self._on_too_slow(client)
+    def _push_message(self, client: ClientQueue, text: str) -> None:
+        was_too_slow = client.too_slow
+        if not client.push_message(text) and not was_too_slow:
+            # Reported once: the client is closed; later messages are only counted.
+            if self._on_too_slow is not None and client.client_id in self._clients:
+                self._on_too_slow(client)
 
     def add_client(self, peer: str) -> ClientQueue:
         """Register a new client (on the loop); it receives frames published from now on."""
@@ -279,8 +290,7 @@ class BroadcastHub:
 
     def send_to(self, client: ClientQueue, text: str) -> None:
         """Queue a JSON reply for one client only (on the loop)."""
-        if not client.push_message(text):
-            self._report_too_slow(client)
+        self._push_message(client, text)
 
     async def next_item(self, client: ClientQueue) -> bytes | str:
         """Wait for the next item to send to ``client``.

@@ -64,6 +64,9 @@ CLOSE_POLICY_VIOLATION = 1008
 
 _START_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 10.0
+# On stop, time a client gets to answer the close frame before its connection is dropped.
+# websockets waits without limit for a socket that a stalled client stopped reading.
+_CLOSE_GRACE_S = 3.0
 _WEB_PACKAGE = "gr_argos.web"
 
 
@@ -149,6 +152,7 @@ class SpectrumServer:
         self._thread: threading.Thread | None = None
         self._server: Server | None = None
         self._connections: dict[int, ServerConnection] = {}
+        self._closing: set[asyncio.Future[None]] = set()
         self._port: int | None = None
         self._started_at = time.monotonic()
 
@@ -294,7 +298,13 @@ class SpectrumServer:
         if self._server is not None:
             self._server.close(close_connections=True, code=CLOSE_GOING_AWAY,
                                reason="server shutting down")
-            await self._server.wait_closed()
+            try:
+                async with asyncio.timeout(_CLOSE_GRACE_S):
+                    await self._server.wait_closed()
+            except TimeoutError:
+                for ws in list(self._connections.values()):
+                    ws.transport.abort()
+                await self._server.wait_closed()
         loop = asyncio.get_running_loop()
         loop.call_soon(loop.stop)
 
@@ -350,8 +360,9 @@ class SpectrumServer:
             async for message in ws:
                 if isinstance(message, bytes):
                     reason = "sent a binary message"
-                    await ws.close(CLOSE_UNSUPPORTED_DATA,
-                                   "binary messages are not accepted; send JSON text")
+                    await _close_or_abort(ws, CLOSE_UNSUPPORTED_DATA,
+                                          "binary messages are not accepted; send JSON text",
+                                          error_code="binary_not_supported")
                     break
                 self._answer(client, message)
         except ConnectionClosed as exc:
@@ -376,18 +387,20 @@ class SpectrumServer:
                 item = await self.hub.next_item(client)
                 await ws.send(item)
                 client.record_sent(item)
-        except ClientTooSlow as exc:
-            log.warning("%s; closing it", exc)
-            await ws.close(CLOSE_POLICY_VIOLATION, "too slow: message queue overflow")
-        except (HubClosed, ConnectionClosed):
-            pass
+        except (ClientTooSlow, HubClosed, ConnectionClosed):
+            pass  # a too-slow client is closed by _close_too_slow
 
     def _close_too_slow(self, client: ClientQueue) -> None:
+        """Close a client whose message queue overflowed (the hub calls this once)."""
         ws = self._connections.get(client.client_id)
-        if ws is not None:
-            # The sender may be stuck in send() on a full transport; close from here too.
-            asyncio.ensure_future(
-                ws.close(CLOSE_POLICY_VIOLATION, "too slow: message queue overflow"))
+        if ws is None:
+            return
+        log.warning("client %d (%s) too slow: %d messages pending; closing it with 1008",
+                    client.client_id, client.peer, client.message_depth)
+        task = asyncio.ensure_future(_close_or_abort(
+            ws, CLOSE_POLICY_VIOLATION, "too slow: message queue overflow"))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def _answer(self, client: ClientQueue, text: str) -> None:
         """Reply to one inbound JSON message; errors go back to that client only."""
@@ -395,7 +408,7 @@ class SpectrumServer:
             message = decode_message(text)
         except ProtocolError as exc:
             self.hub.send_to(client, encode_message(
-                "error", {"code": "bad_json", "message": str(exc)}))
+                "error", {"code": _error_code(text), "message": str(exc)}))
             return
         msg_type = message["type"]
         if msg_type == "ping":
@@ -477,6 +490,32 @@ def _response(status: http.HTTPStatus, content_type: str, body: bytes) -> Respon
         ("Server", f"gr-argos/{__version__}"),
     ])
     return Response(status.value, status.phrase, headers, body)
+
+
+async def _close_or_abort(
+    ws: ServerConnection, code: int, reason: str, error_code: str | None = None
+) -> None:
+    """Close with ``code`` (after an ``error`` message with ``error_code``, if given); drop
+    the connection if the peer does not take them within the grace time (a client that
+    stopped reading never would)."""
+    try:
+        async with asyncio.timeout(_CLOSE_GRACE_S):
+            if error_code is not None:
+                await ws.send(encode_message("error", {"code": error_code, "message": reason}))
+            await ws.close(code, reason)
+    except TimeoutError:
+        ws.transport.abort()
+    except ConnectionClosed:
+        pass
+
+
+def _error_code(text: str) -> str:
+    """The error code for a message decode_message refused (see docs/protocol.md)."""
+    try:
+        json.loads(text)
+    except ValueError:
+        return "bad_json"
+    return "bad_message"
 
 
 def _peer(ws: ServerConnection) -> str:

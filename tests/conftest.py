@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,3 +24,48 @@ def pytest_configure(config: pytest.Config) -> None:
 def repo_root() -> Path:
     """The repository root as a Path."""
     return REPO_ROOT
+
+
+#: How long a test waits for something that normally takes milliseconds (a loaded 2-core
+#: machine can be very slow; a test only waits this long when it is about to fail anyway).
+WAIT_TIMEOUT_S = 20.0
+
+WaitUntil = Callable[..., Awaitable[None]]
+
+
+async def _wait_until(
+    predicate: Callable[[], object], timeout: float = WAIT_TIMEOUT_S, what: str = ""
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for "
+                                 f"{what or getattr(predicate, '__name__', 'a condition')}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def wait_until() -> WaitUntil:
+    """``await wait_until(predicate, timeout=20, what="...")``: poll until true, else fail.
+
+    It sleeps on the running event loop between polls, so clients and hub callbacks on that
+    loop keep running while the test waits.
+    """
+    return _wait_until
+
+
+def _argos_server_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("argos-server-")}
+
+
+@pytest.fixture
+def no_server_thread_left() -> Iterator[None]:
+    """Fail the test if a SpectrumServer loop thread it started is still alive afterwards.
+
+    Use it as the first fixture of a test (or with ``usefixtures``) so it checks after the
+    test's own fixtures have stopped their servers and flowgraphs.
+    """
+    before = _argos_server_threads()
+    yield
+    left = sorted(t.name for t in _argos_server_threads() - before)
+    assert not left, f"server threads still running after the test: {left}"

@@ -1,0 +1,592 @@
+"""Tests for gr_argos.server: a real SpectrumServer on port 0 with real WebSocket clients.
+
+Well-behaved clients use the ``websockets`` asyncio client. Clients that misbehave (stop
+reading, never answer pings) are :class:`RawClient`: a bare TCP socket that completes the
+WebSocket handshake and then does only what the test tells it to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import socket
+import struct
+import threading
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from gr_argos.protocol import MAX_CLIENT_MESSAGE_BYTES, decode_frame, encode_frame
+from gr_argos.server import ServerConfig, ServerError, SpectrumServer, StreamInfo
+
+WAIT_S = 20.0  # deadline for anything that normally takes milliseconds
+OP_TEXT, OP_CLOSE, OP_PING = 0x1, 0x8, 0x9
+
+StartServer = Callable[..., SpectrumServer]
+
+
+@pytest.fixture
+def start_server(no_server_thread_left: None) -> Iterator[StartServer]:
+    """``start_server(**ServerConfig settings)``: a running server on a free port, stopped
+    after the test."""
+    servers: list[SpectrumServer] = []
+
+    def start(**settings: Any) -> SpectrumServer:
+        server = SpectrumServer(ServerConfig(port=0, **settings))
+        server.add_stream(StreamInfo(stream_id=0, name="spectrum", bins=2048,
+                                     center_freq_hz=100e6, span_hz=2.048e6, fps=30.0))
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def spectrum_frame(sequence: int) -> bytes:
+    """An encoded 2048-bin frame of stream 0 whose payload differs with its sequence."""
+    power_db = np.linspace(-120.0, -20.0, 2048, dtype=np.float32) + np.float32(sequence % 97)
+    return encode_frame(power_db, center_freq_hz=100e6, span_hz=2.048e6,
+                        timestamp_ns=1_700_000_000_000_000_000 + sequence, sequence=sequence)
+
+
+@contextlib.asynccontextmanager
+async def client(server: SpectrumServer) -> AsyncIterator[ClientConnection]:
+    """A connected client whose hello has been read, so the server now sends it frames."""
+    async with connect(server.url, open_timeout=WAIT_S) as ws:
+        hello = await next_json(ws)
+        assert hello["type"] == "hello"
+        yield ws
+
+
+async def next_json(ws: ClientConnection) -> dict[str, Any]:
+    """The next text message, skipping spectrum frames."""
+    async with asyncio.timeout(WAIT_S):
+        while True:
+            message = await ws.recv()
+            if isinstance(message, str):
+                return json.loads(message)
+
+
+async def next_frames(ws: ClientConnection, count: int) -> list[bytes]:
+    """The next ``count`` spectrum frames, skipping text messages."""
+    frames: list[bytes] = []
+    async with asyncio.timeout(WAIT_S):
+        while len(frames) < count:
+            message = await ws.recv()
+            if isinstance(message, bytes):
+                frames.append(message)
+    return frames
+
+
+async def close_code_seen(ws: ClientConnection) -> int | None:
+    """Read until the server closes the connection; the close code it sent."""
+    async with asyncio.timeout(WAIT_S):
+        try:
+            while True:
+                await ws.recv()
+        except ConnectionClosed as exc:
+            return exc.rcvd.code if exc.rcvd is not None else None
+
+
+def server_threads() -> set[threading.Thread]:
+    """The SpectrumServer loop threads alive now."""
+    return {t for t in threading.enumerate() if t.name.startswith("argos-server-")}
+
+
+def client_stats(server: SpectrumServer, peer: str) -> dict[str, Any] | None:
+    """The server's counters for the client at ``peer`` (None once it is gone)."""
+    for snapshot in server.stats()["clients"]:
+        if snapshot["peer"] == peer:
+            return snapshot
+    return None
+
+
+class RawClient:
+    """A WebSocket client on a bare socket that reads only when the test asks it to.
+
+    Args:
+        port: the server's port on 127.0.0.1.
+        small_buffers: ask for a small receive window and segment size, so that the server's
+            send buffers fill after a few hundred kB when this client stops reading (as they
+            would over a slow link) instead of after several MB on loopback.
+    """
+
+    def __init__(self, port: int, small_buffers: bool = False) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if small_buffers:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+        self.sock.settimeout(WAIT_S)
+        self.sock.connect(("127.0.0.1", port))
+        self.peer = "%s:%d" % self.sock.getsockname()[:2]
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        self._buffer = b""
+        while b"\r\n\r\n" not in self._buffer:
+            self._buffer += self._recv()
+        status, self._buffer = self._buffer.split(b"\r\n\r\n", 1)
+        assert status.startswith(b"HTTP/1.1 101"), status
+
+    def _recv(self) -> bytes:
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError("server closed the TCP connection")
+        return data
+
+    def _read_exactly(self, size: int) -> bytes:
+        while len(self._buffer) < size:
+            self._buffer += self._recv()
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def read_frame(self) -> tuple[int, bytes]:
+        """The next WebSocket frame from the server: (opcode, payload)."""
+        first, second = self._read_exactly(2)
+        length = second & 0x7F
+        if length == 126:
+            (length,) = struct.unpack("!H", self._read_exactly(2))
+        elif length == 127:
+            (length,) = struct.unpack("!Q", self._read_exactly(8))
+        return first & 0x0F, self._read_exactly(length)
+
+    def read_until_close(self) -> tuple[list[tuple[int, bytes]], int]:
+        """Everything up to the server's close frame, and the close code in it."""
+        frames = []
+        while True:
+            opcode, payload = self.read_frame()
+            if opcode == OP_CLOSE:
+                return frames, struct.unpack("!H", payload[:2])[0]
+            frames.append((opcode, payload))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+# hello, frames, requests
+
+
+async def test_hello_announces_streams_session_and_protocol(start_server: StartServer) -> None:
+    """The first message is a hello naming the protocol, the server session and every stream."""
+    server = start_server(queue_depth=16)
+    server.add_stream(StreamInfo(stream_id=1, name="sweep", bins=512, center_freq_hz=2.4e9,
+                                 span_hz=100e6, fps=5.0))
+
+    async with connect(server.url, open_timeout=WAIT_S) as first, \
+            connect(server.url, open_timeout=WAIT_S) as second:
+        hellos = [json.loads(await ws.recv()) for ws in (first, second)]
+
+    hello = hellos[0]
+    assert hello["type"] == "hello" and hello["server"] == "gr-argos"
+    assert hello["protocol"] == 1
+    assert hello["queue_depth"] == 16
+    assert len(hello["session"]) == 16 and int(hello["session"], 16) >= 0
+    assert hellos[1]["session"] == hello["session"]
+    assert sorted(hello["streams"], key=lambda s: s["id"]) == [
+        {"id": 0, "name": "spectrum", "bins": 2048, "center_freq_hz": 100e6,
+         "span_hz": 2.048e6, "encoding": "float32", "fps": 30.0},
+        {"id": 1, "name": "sweep", "bins": 512, "center_freq_hz": 2.4e9,
+         "span_hz": 100e6, "encoding": "float32", "fps": 5.0},
+    ]
+
+
+async def test_a_restarted_server_has_a_new_session(start_server: StartServer) -> None:
+    """A client can tell from hello's session that the server it reconnected to is new."""
+    sessions = []
+    for _ in range(2):
+        server = start_server()
+        async with connect(server.url, open_timeout=WAIT_S) as ws:
+            sessions.append(json.loads(await ws.recv())["session"])
+        server.stop()
+
+    assert sessions[0] != sessions[1]
+
+
+async def test_clients_receive_every_frame_in_order_with_the_published_bytes(
+        start_server: StartServer) -> None:
+    """Every client receives each published frame, in order, byte for byte."""
+    server = start_server(queue_depth=64)
+    published = [spectrum_frame(sequence) for sequence in range(40)]
+
+    async with client(server) as first, client(server) as second:
+        for frame in published:
+            server.publish_frame(0, frame)
+        received = [await next_frames(ws, len(published)) for ws in (first, second)]
+
+    assert received == [published, published]
+    assert [decode_frame(f).sequence for f in received[0]] == list(range(40))
+
+
+async def test_ping_is_answered_with_a_pong_carrying_the_same_id(
+        start_server: StartServer) -> None:
+    """An application ping gets a pong with the same id (any JSON value, null if absent)."""
+    server = start_server()
+
+    async with client(server) as ws:
+        replies = []
+        for ping in ({"type": "ping", "id": 17}, {"type": "ping", "id": "a\u00e9"},
+                     {"type": "ping", "id": {"n": [1, 2]}}, {"type": "ping"}):
+            await ws.send(json.dumps(ping))
+            replies.append(await next_json(ws))
+
+    assert [r["type"] for r in replies] == ["pong"] * 4
+    assert [r["id"] for r in replies] == [17, "a\u00e9", {"n": [1, 2]}, None]
+    assert all(isinstance(r["server_time_ns"], int) and r["server_time_ns"] > 0
+               for r in replies)
+
+
+async def test_stats_request_reports_this_client_and_server_totals(
+        start_server: StartServer) -> None:
+    """A stats request is answered with this connection's counters and the server's totals."""
+    server = start_server(queue_depth=64)
+
+    async with client(server) as ws, client(server):
+        for sequence in range(3):
+            server.publish_frame(0, spectrum_frame(sequence))
+        await next_frames(ws, 3)
+        await ws.send('{"type": "stats"}')
+        reply = await next_json(ws)
+
+    assert reply["type"] == "stats"
+    assert reply["client"]["frames_sent"] == 3
+    assert reply["client"]["frames_dropped"] == 0
+    assert reply["client"]["messages_sent"] >= 1  # the hello
+    assert reply["total"]["clients"] == 2
+    assert reply["total"]["frames_in"] == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("this is not json {", "bad_json"),
+        ('["ping", 1]', "bad_message"),
+        ('{"id": 1}', "bad_message"),
+        ('{"type": ""}', "bad_message"),
+        ('{"type": "subscribe", "stream": 0}', "unknown_type"),
+    ],
+    ids=["invalid_json", "json_array", "no_type", "empty_type", "unknown_type"],
+)
+async def test_bad_request_gets_an_error_and_nobody_is_disconnected(
+        start_server: StartServer, text: str, code: str) -> None:
+    """A request the server cannot handle gets an error with the documented code; that
+    connection stays open and another client keeps receiving every frame."""
+    server = start_server(queue_depth=64)
+    published = [spectrum_frame(sequence) for sequence in range(20)]
+
+    async with client(server) as asking, client(server) as watching:
+        for frame in published[:10]:
+            server.publish_frame(0, frame)
+        await asking.send(text)
+        error = await next_json(asking)
+        for frame in published[10:]:
+            server.publish_frame(0, frame)
+        await asking.send('{"type": "ping", "id": "still open"}')
+        pong = await next_json(asking)
+        watched = await next_frames(watching, len(published))
+
+    assert error["type"] == "error"
+    assert error["code"] == code
+    assert isinstance(error["message"], str) and error["message"]
+    assert (pong["type"], pong["id"]) == ("pong", "still open")
+    assert watched == published
+
+
+async def test_binary_message_gets_an_error_then_close_1003_others_unaffected(
+        start_server: StartServer) -> None:
+    """A client that sends a binary message is told why and closed with 1003; another client
+    keeps receiving every frame."""
+    server = start_server(queue_depth=64)
+    published = [spectrum_frame(sequence) for sequence in range(10)]
+
+    async with client(server) as offender, client(server) as watching:
+        await offender.send(b"\x00\x01binary")
+        error = await next_json(offender)
+        code = await close_code_seen(offender)
+        for frame in published:
+            server.publish_frame(0, frame)
+        watched = await next_frames(watching, len(published))
+
+    assert (error["type"], error["code"]) == ("error", "binary_not_supported")
+    assert code == 1003
+    assert watched == published
+
+
+async def test_request_over_4096_bytes_closes_with_1009_others_unaffected(
+        start_server: StartServer) -> None:
+    """A request of exactly 4096 bytes is answered; one byte more closes that client with
+    1009, and another client keeps receiving every frame."""
+    server = start_server(queue_depth=64)
+    published = [spectrum_frame(sequence) for sequence in range(10)]
+
+    def ping_of_size(size: int) -> str:
+        text = '{"type":"ping","id":"%s"}' % ("x" * size)
+        return '{"type":"ping","id":"%s"}' % ("x" * (size - (len(text) - size)))
+
+    largest, too_large = ping_of_size(MAX_CLIENT_MESSAGE_BYTES), ping_of_size(4097)
+    assert (len(largest), len(too_large)) == (4096, 4097)
+    async with client(server) as offender, client(server) as watching:
+        await offender.send(largest)
+        pong = await next_json(offender)
+        await offender.send(too_large)
+        code = await close_code_seen(offender)
+        for frame in published:
+            server.publish_frame(0, frame)
+        watched = await next_frames(watching, len(published))
+
+    assert pong["type"] == "pong" and pong["id"] == json.loads(largest)["id"]
+    assert code == 1009
+    assert watched == published
+
+
+async def test_healthz_reports_status_and_client_count(
+        start_server: StartServer, wait_until: Callable[..., Any]) -> None:
+    """GET /healthz on the WebSocket port returns JSON with the number of connected clients."""
+    server = start_server()
+    url = f"http://127.0.0.1:{server.port}/healthz"
+
+    def get() -> tuple[int, str, dict[str, Any]]:
+        with urllib.request.urlopen(url, timeout=WAIT_S) as response:
+            return (response.status, response.headers["Content-Type"],
+                    json.loads(response.read()))
+
+    async with client(server), client(server):
+        status, content_type, health = await asyncio.to_thread(get)
+    await wait_until(lambda: server.hub.client_count == 0, what="the clients to leave")
+    _, _, after = await asyncio.to_thread(get)
+
+    assert (status, content_type) == (200, "application/json")
+    assert health["status"] == "ok" and health["server"] == "gr-argos"
+    assert health["clients"] == 2
+    assert [s["id"] for s in health["streams"]] == [0]
+    assert after["clients"] == 0
+
+
+# lifecycle
+
+
+async def test_stop_closes_clients_with_1001_and_leaves_no_thread(
+        start_server: StartServer) -> None:
+    """stop() closes every client with 1001 (going away), frees the port and ends its thread."""
+    threads_before = server_threads()
+    server = start_server()
+    port = server.port
+
+    async with client(server) as first, client(server) as second:
+        await asyncio.to_thread(server.stop)
+        codes = [await close_code_seen(ws) for ws in (first, second)]
+
+    assert codes == [1001, 1001]
+    assert not server.running
+    assert server_threads() <= threads_before
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=WAIT_S).close()
+
+
+def test_port_in_use_raises_server_error_naming_the_port(no_server_thread_left: None) -> None:
+    """Starting on a port another program listens on fails with a ServerError naming it."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = SpectrumServer(ServerConfig(port=port))
+
+        with pytest.raises(ServerError, match=f"port {port} .*in use"):
+            server.start()
+        assert not server.running
+
+
+# slow, stalled and dead clients
+
+
+async def test_client_whose_message_queue_overflows_is_closed_with_1008(
+        start_server: StartServer, wait_until: Callable[..., Any]) -> None:
+    """A client too slow to take its JSON messages is closed with 1008 after receiving, in
+    order and without a gap, the messages it did take."""
+    server = start_server(message_queue_depth=4)
+    raw = await asyncio.to_thread(RawClient, server.port, True)
+    try:
+        await wait_until(lambda: server.hub.client_count == 1, what="the raw client")
+        padding = "p" * 1000
+        published = 0
+
+        def publish_two() -> None:
+            nonlocal published
+            for _ in range(2):  # fewer than the queue holds: only a stall can overflow it
+                server.publish_message("status", {"n": published, "padding": padding})
+                published += 1
+
+        for _ in range(5000):  # bounded: 10 MB at most
+            publish_two()
+            stats = client_stats(server, raw.peer)  # also waits for the server to take them
+            if stats is not None and stats["message_queue_depth"] >= 4:
+                break  # full: the server can no longer write to this client
+        else:
+            raise AssertionError("the server never stopped writing to the raw client")
+        publish_two()  # overflows
+
+        frames, code = await asyncio.to_thread(raw.read_until_close)
+    finally:
+        raw.close()
+
+    texts = [json.loads(payload) for opcode, payload in frames if opcode == OP_TEXT]
+    numbers = [t["n"] for t in texts if t["type"] == "status"]
+    assert code == 1008
+    assert numbers == list(range(len(numbers)))
+    assert 0 < len(numbers) < published
+    await wait_until(lambda: server.hub.client_count == 0, what="the slow client to be removed")
+
+
+async def test_too_slow_client_that_never_reads_is_dropped_and_others_keep_messages(
+        start_server: StartServer, wait_until: Callable[..., Any]) -> None:
+    """A client that stopped reading altogether is dropped once its message queue overflows,
+    even with keepalive off, while a healthy client gets every message."""
+    server = start_server(message_queue_depth=4, ping_interval=0)
+    raw = await asyncio.to_thread(RawClient, server.port, True)
+    try:
+        async with client(server) as healthy:
+            await wait_until(lambda: server.hub.client_count == 2, what="both clients")
+            padding = "p" * 1000
+            published = 0
+            for _ in range(5000):  # bounded: 5 MB at most
+                server.publish_message("status", {"n": published, "padding": padding})
+                published += 1
+                if client_stats(server, raw.peer) is None:
+                    break  # dropped
+                assert (await next_json(healthy))["n"] == published - 1
+            await wait_until(lambda: client_stats(server, raw.peer) is None,
+                             what="the client that never reads to be dropped")
+            totals = server.stats()["total"]
+            assert totals["messages_dropped"] >= 1
+            server.publish_message("status", {"n": "after"})
+            while (message := await next_json(healthy))["n"] != "after":
+                pass
+    finally:
+        raw.close()
+
+
+async def test_stalled_client_loses_only_its_own_frames_with_bounded_memory(
+        start_server: StartServer, wait_until: Callable[..., Any]) -> None:
+    """With a client that stopped reading, ten healthy clients still get every frame (missed
+    0, consecutive sequences) while the stalled one's queue stays within queue_depth and its
+    drops are counted."""
+    queue_depth, healthy_count = 64, 10
+    min_frames, max_frames = 150, 900  # ~5 s at 30 fps; the cap bounds a failing run
+    server = start_server(queue_depth=queue_depth)
+    published: list[bytes] = []
+    received: list[list[bytes]] = [[] for _ in range(healthy_count)]
+    samples: list[dict[str, Any]] = []
+
+    async def read(ws: ClientConnection, into: list[bytes]) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for message in ws:
+                if isinstance(message, bytes):
+                    into.append(message)
+
+    def produce(stalled_peer: str) -> None:
+        for sequence in range(max_frames):
+            frame = spectrum_frame(sequence)
+            published.append(frame)
+            server.publish_frame(0, frame)
+            if sequence % 10 == 0:
+                stats = client_stats(server, stalled_peer)
+                assert stats is not None, "the stalled client was disconnected"
+                samples.append(stats)
+                if sequence >= min_frames and stats["frames_dropped"] > 0:
+                    return
+            time.sleep(1 / 30)
+
+    async with contextlib.AsyncExitStack() as stack:
+        healthy = [await stack.enter_async_context(client(server))
+                   for _ in range(healthy_count)]
+        stalled = await asyncio.to_thread(RawClient, server.port, True)
+        stack.callback(stalled.close)
+        readers = [asyncio.create_task(read(ws, into)) for ws, into in zip(healthy, received)]
+        await wait_until(lambda: server.hub.client_count == healthy_count + 1)
+
+        await asyncio.to_thread(produce, stalled.peer)
+        await wait_until(lambda: all(len(r) == len(published) for r in received),
+                         what="every healthy client to receive every frame")
+        final = client_stats(server, stalled.peer)
+        for reader in readers:
+            reader.cancel()
+
+    for frames in received:
+        assert frames == published
+        decoded = [decode_frame(f) for f in frames]
+        assert [f.sequence for f in decoded] == list(range(len(published)))
+        assert all(f.missed == 0 for f in decoded)
+    assert final is not None
+    assert max(s["queue_depth"] for s in samples + [final]) <= queue_depth
+    assert final["frames_dropped"] > 0
+    assert final["frames_dropped"] >= max(s["frames_dropped"] for s in samples)
+    # Every frame is sent, dropped or queued (one may be half-written to the socket).
+    accounted = final["frames_sent"] + final["frames_dropped"] + final["queue_depth"]
+    assert len(published) - 1 <= accounted <= len(published)
+
+
+async def test_stop_with_a_client_that_stopped_reading_still_ends_the_thread(
+        start_server: StartServer) -> None:
+    """stop() returns and leaves no thread even when a client stopped reading mid-stream, and
+    the healthy clients still see 1001."""
+    threads_before = server_threads()
+    server = start_server(queue_depth=8, ping_interval=0)  # no keepalive to break the stall
+
+    def fill_until_stalled(stalled_peer: str) -> None:
+        for sequence in range(10_000):
+            server.publish_frame(0, spectrum_frame(sequence))
+            stats = client_stats(server, stalled_peer)
+            if stats is not None and stats["queue_depth"] == 8 and stats["frames_dropped"] > 0:
+                return  # the server's sends to it are blocked: its socket is full
+            time.sleep(0.005)
+        raise AssertionError("the stalled client never dropped a frame")
+
+    async with client(server) as healthy:
+        reading = asyncio.create_task(close_code_seen(healthy))
+        stalled = await asyncio.to_thread(RawClient, server.port, True)
+        try:
+            await asyncio.to_thread(fill_until_stalled, stalled.peer)
+            await asyncio.to_thread(server.stop)
+            # Checked while the stalled client is still connected and still not reading.
+            threads_left = server_threads() - threads_before
+            code = await reading
+        finally:
+            stalled.close()
+
+    assert not threads_left
+    assert not server.running
+    assert code == 1001
+
+
+async def test_client_that_never_answers_pings_is_removed(
+        start_server: StartServer, wait_until: Callable[..., Any]) -> None:
+    """A client that stops answering WebSocket pings is closed (1011) and removed, while
+    clients that answer stay connected."""
+    server = start_server(ping_interval=0.5, ping_timeout=1.0)
+    async with client(server) as first, client(server) as second:
+        dead = await asyncio.to_thread(RawClient, server.port)
+        try:
+            await wait_until(lambda: server.hub.client_count == 3, what="three clients")
+            await wait_until(lambda: server.hub.client_count == 2, timeout=40,
+                             what="the dead client to be removed")
+            frames, code = await asyncio.to_thread(dead.read_until_close)
+        finally:
+            dead.close()
+        for ws in (first, second):
+            await ws.send('{"type": "ping", "id": 1}')
+            assert (await next_json(ws))["type"] == "pong"
+
+    assert code == 1011
+    assert any(opcode == OP_PING for opcode, _ in frames)

@@ -1,0 +1,244 @@
+"""Tests for the websocket_sink block in real GNU Radio flowgraphs, with real clients.
+
+The sink opens its server when it is made, so each test connects its client before it
+starts the flowgraph and sees every vector from the first one on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+gr = pytest.importorskip("gnuradio.gr")
+import pmt  # noqa: E402
+from gnuradio import blocks  # noqa: E402
+from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
+from websockets.exceptions import ConnectionClosed  # noqa: E402
+
+from gr_argos.protocol import SpectrumFrame, decode_frame  # noqa: E402
+from gr_argos.server import ServerError  # noqa: E402
+from gr_argos.websocket_sink import websocket_sink  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+WAIT_S = 20.0
+VLEN = 16
+VECTORS_PER_S = 20  # slow enough that a client on a loaded machine never falls behind
+# Eight distinct spectra; vector k holds -10k dB plus a ramp, so any mix-up shows.
+VECTORS = [np.float32(-10.0 * k) - np.arange(VLEN, dtype=np.float32) * np.float32(1.5)
+           + np.float32(0.125) for k in range(8)]
+RX_TIME_S, RX_TIME_FRAC = 1_700_000_000, 0.123456789
+RX_TIME_NS = 1_700_000_000_123_456_789
+
+MakeFlowgraph = Callable[..., tuple[Any, websocket_sink]]
+
+
+def tag(vector_index: int, key: str, value: Any, vlen: int = VLEN) -> Any:
+    """A stream tag on the first sample of a vector, as a source upstream would put it."""
+    t = gr.tag_t()
+    t.offset = vector_index * vlen
+    t.key = pmt.intern(key)
+    t.value = value
+    return t
+
+
+@pytest.fixture
+def make_flowgraph(no_server_thread_left: None) -> Iterator[MakeFlowgraph]:
+    """``make_flowgraph(vectors, tags=(), **sink_args)``: a top block feeding the vectors
+    (repeated) through stream_to_vector and a throttle into a websocket_sink; returns
+    (tb, sink).
+
+    The sink's server runs as soon as it is made; flowgraphs and sinks are stopped afterwards.
+    """
+    made: list[tuple[Any, websocket_sink]] = []
+
+    def make(vectors: Sequence[np.ndarray], tags: Sequence[Any] = (),
+             **sink_args: Any) -> tuple[Any, websocket_sink]:
+        vlen = len(vectors[0])
+        tb = gr.top_block()
+        source = blocks.vector_source_f(np.concatenate(vectors).tolist(), True, 1, list(tags))
+        to_vector = blocks.stream_to_vector(gr.sizeof_float, vlen)
+        throttle = blocks.throttle(gr.sizeof_float * vlen, VECTORS_PER_S, True)
+        throttle.set_max_noutput_items(1)  # else its first call waits for a whole buffer
+        sink = websocket_sink(vlen=vlen, **sink_args)
+        made.append((tb, sink))
+        tb.connect(source, to_vector, throttle, sink)
+        return tb, sink
+
+    yield make
+    for tb, sink in made:
+        tb.stop()
+        tb.wait()
+        sink.stop()  # a sink whose flowgraph never ran still holds its server
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (another program could take it before use)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def next_message(ws: ClientConnection) -> str | bytes:
+    async with asyncio.timeout(WAIT_S):
+        return await ws.recv()
+
+
+async def next_frames(ws: ClientConnection, count: int) -> list[SpectrumFrame]:
+    """The next ``count`` spectrum frames; fails on any text message in between."""
+    frames = []
+    while len(frames) < count:
+        message = await next_message(ws)
+        assert isinstance(message, bytes), f"unexpected message {message!r}"
+        frames.append(decode_frame(message))
+    return frames
+
+
+async def close_code_seen(ws: ClientConnection) -> int | None:
+    """Read until the server closes the connection; the close code it sent."""
+    try:
+        while True:
+            await next_message(ws)
+    except ConnectionClosed as exc:
+        return exc.rcvd.code if exc.rcvd is not None else None
+
+
+async def test_client_gets_every_vector_with_metadata_from_parameters_then_tags(
+        make_flowgraph: MakeFlowgraph) -> None:
+    """Each vector reaches the client bit for bit; centre and span come from the block's
+    parameters until rx_freq/rx_rate tags change them, and the rx_time-tagged vector carries
+    exactly that capture time."""
+    rx_time = pmt.make_tuple(pmt.from_uint64(RX_TIME_S), pmt.from_double(RX_TIME_FRAC))
+    tb, sink = make_flowgraph(
+        VECTORS,
+        tags=[tag(2, "rx_freq", pmt.from_double(433.92e6)),
+              tag(3, "rx_rate", pmt.from_double(2.4e6)),
+              tag(4, "rx_time", rx_time)],
+        center_freq=100e6, samp_rate=2e6, port=0, queue_depth=256, stream_name="hackrf")
+
+    async with connect(sink.url, open_timeout=WAIT_S) as ws:
+        hello = json.loads(await next_message(ws))
+        before_ns = time.time_ns()
+        tb.start()
+        frames = await next_frames(ws, len(VECTORS))
+        after_ns = time.time_ns()
+        async with connect(sink.url, open_timeout=WAIT_S) as late:
+            late_hello = json.loads(await next_message(late))
+        tb.stop()
+        await asyncio.to_thread(tb.wait)
+        code = await close_code_seen(ws)
+
+    assert hello["streams"] == [{"id": 0, "name": "hackrf", "bins": VLEN,
+                                 "center_freq_hz": 100e6, "span_hz": 2e6,
+                                 "encoding": "float32", "fps": 30.0}]
+    assert [f.sequence for f in frames] == list(range(len(VECTORS)))
+    assert all(f.missed == 0 and f.stream_id == 0 for f in frames)
+    assert [f.power_db.tobytes() for f in frames] == [v.tobytes() for v in VECTORS]
+    assert [(f.center_freq_hz, f.span_hz) for f in frames] == (
+        [(100e6, 2e6)] * 2 + [(433.92e6, 2e6)] + [(433.92e6, 2.4e6)] * 5)
+    assert all(before_ns <= f.timestamp_ns <= after_ns for f in frames[:4])
+    assert frames[4].timestamp_ns == RX_TIME_NS
+    assert all(f.timestamp_ns >= RX_TIME_NS for f in frames[5:])
+    assert (late_hello["streams"][0]["center_freq_hz"],
+            late_hello["streams"][0]["span_hz"]) == (433.92e6, 2.4e6)
+    assert code == 1001  # the flowgraph stopped: its server went away
+
+
+async def test_pmt_dict_on_msg_port_reaches_clients_as_json(
+        make_flowgraph: MakeFlowgraph) -> None:
+    """A PMT dict posted to the msg port reaches clients as a JSON message whose type is the
+    sink's msg_channel, with the stream id and the dict's keys."""
+    tb, sink = make_flowgraph(VECTORS, port=0, stream_id=3, msg_channel="gps")
+
+    async with connect(sink.url, open_timeout=WAIT_S) as ws:
+        await next_message(ws)  # hello
+        tb.start()
+        sink._post(sink.MSG_PORT, pmt.to_pmt({"lat": 52.2297, "lon": 21.0122, "fix": True,
+                                              "sats": 9, "fix_type": "3d"}))
+        message = await next_message(ws)
+        while isinstance(message, bytes):
+            message = await next_message(ws)
+
+    assert json.loads(message) == {"type": "gps", "stream": 3, "lat": 52.2297,
+                                   "lon": 21.0122, "fix": True, "sats": 9, "fix_type": "3d"}
+
+
+@pytest.mark.parametrize(
+    "rejected",
+    [pmt.from_long(42), pmt.intern("status"), pmt.to_pmt([1.0, 2.0]),
+     pmt.dict_add(pmt.make_dict(), pmt.from_long(1), pmt.from_long(2))],
+    ids=["integer", "symbol", "vector", "dict_with_integer_key"],
+)
+async def test_message_that_is_not_a_dict_of_symbols_is_dropped(
+        make_flowgraph: MakeFlowgraph, rejected: Any) -> None:
+    """A message that is not a PMT dict with symbol keys reaches no client and does not
+    disturb the flowgraph: frames keep coming and later messages still arrive."""
+    tb, sink = make_flowgraph(VECTORS, port=0, queue_depth=256)
+
+    async with connect(sink.url, open_timeout=WAIT_S) as ws:
+        await next_message(ws)  # hello
+        tb.start()
+        await next_frames(ws, 1)
+        sink._post(sink.MSG_PORT, rejected)
+        sink._post(sink.MSG_PORT, pmt.to_pmt({"after": 1}))
+        texts: list[dict[str, Any]] = []
+        frames: list[SpectrumFrame] = []
+        while not texts or len(frames) < 3:
+            message = await next_message(ws)
+            if isinstance(message, bytes):
+                frames.append(decode_frame(message))
+            else:
+                texts.append(json.loads(message))
+
+    assert texts == [{"type": "status", "stream": 0, "after": 1}]
+    sequences = [f.sequence for f in frames]
+    assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
+
+
+async def test_two_sinks_on_one_port_share_one_server(make_flowgraph: MakeFlowgraph) -> None:
+    """Two sinks given the same port serve both streams from one server: one hello lists
+    both, and a client receives the frames of each."""
+    port = free_port()
+    narrow = [np.full(4, -60.0 - k, dtype=np.float32) for k in range(4)]
+    wide_tb, wide = make_flowgraph(VECTORS, port=port, stream_id=0, stream_name="wide",
+                                   center_freq=100e6, samp_rate=20e6)
+    narrow_tb, narrow_sink = make_flowgraph(narrow, port=port, stream_id=1,
+                                            stream_name="narrow", center_freq=2.4e9,
+                                            samp_rate=1e6)
+
+    async with connect(wide.url, open_timeout=WAIT_S) as ws:
+        hello = json.loads(await next_message(ws))
+        wide_tb.start()
+        narrow_tb.start()
+        first_by_stream: dict[int, SpectrumFrame] = {}
+        while len(first_by_stream) < 2:
+            frame = (await next_frames(ws, 1))[0]
+            first_by_stream.setdefault(frame.stream_id, frame)
+
+    assert narrow_sink.url == wide.url == f"ws://127.0.0.1:{port}/"
+    assert sorted((s["id"], s["name"], s["bins"], s["center_freq_hz"])
+                  for s in hello["streams"]) == [(0, "wide", VLEN, 100e6),
+                                                 (1, "narrow", 4, 2.4e9)]
+    assert first_by_stream[0].power_db.tobytes() == VECTORS[0].tobytes()
+    assert first_by_stream[1].power_db.tobytes() == narrow[0].tobytes()
+    assert (first_by_stream[1].center_freq_hz, first_by_stream[1].span_hz) == (2.4e9, 1e6)
+
+
+def test_port_in_use_fails_when_the_sink_is_made_naming_the_port(
+        no_server_thread_left: None) -> None:
+    """A sink asked for a port another program listens on fails at once with a ServerError
+    that names the port."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        with pytest.raises(ServerError, match=f"port {port} .*in use"):
+            websocket_sink(vlen=VLEN, port=port)
