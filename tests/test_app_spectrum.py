@@ -9,18 +9,14 @@ that only read frames share one simulated-band app, since every start loads GNU 
 from __future__ import annotations
 
 import os
-import queue
 import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -28,97 +24,23 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from gr_argos.apps.spectrum import SETTINGS
-from gr_argos.protocol import SpectrumFrame, decode_frame, decode_message
+from gr_argos.protocol import SpectrumFrame, decode_message
+
+from helpers import (ENV, EXIT_TIMEOUT_S, RECEIVE_TIMEOUT_S, REPO_ROOT, STARTUP_TIMEOUT_S,
+                     RunningProcess, assert_stream_is, expected_bin, receive, running,
+                     strongest_bin)
 
 pytestmark = pytest.mark.slow
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 APP = [sys.executable, "-u", "-m", "gr_argos.apps.spectrum"]
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
-    filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-
-STARTUP_TIMEOUT_S = 60.0  # GNU Radio imports and flowgraph set-up on a loaded 2-core machine
-RECEIVE_TIMEOUT_S = 30.0
-EXIT_TIMEOUT_S = 30.0
 FRAMES_TO_AVERAGE = 8
 URL_LINE = re.compile(r"argos-spectrum: connect to (ws://127\.0\.0\.1:\d+/)")
 
 
-class RunningApp:
-    """argos-spectrum running as a subprocess; stdout and stderr are collected together."""
-
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        self.process = subprocess.Popen(
-            [*APP, "--port", "0", *args],  # a later --port in args wins
-            cwd=cwd, env=ENV, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        self.lines: list[str] = []
-        self._url: str | None = None
-        self._new_lines: queue.Queue[str | None] = queue.Queue()
-        # Drain the pipe for the whole run so the app never blocks writing to it.
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-            self._new_lines.put(line)
-        self._new_lines.put(None)
-
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for_url(self) -> str:
-        """The ws:// URL the app prints once it serves (port 0 -> the real port)."""
-        if self._url is not None:
-            return self._url
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                line = self._new_lines.get(timeout=remaining)
-            except queue.Empty:
-                break
-            if line is None:
-                pytest.fail(f"argos-spectrum exited with {self.process.wait()} before serving:\n"
-                            f"{self.output()}")
-            match = URL_LINE.search(line)
-            if match:
-                self._url = match.group(1)
-                return self._url
-        pytest.fail(f"no 'connect to ws://...' line within {STARTUP_TIMEOUT_S:.0f} s:\n"
-                    f"{self.output()}")
-
-    def wait_for_exit(self) -> int:
-        """Exit status once the app ends by itself; its whole output has been read."""
-        try:
-            status = self.process.wait(timeout=EXIT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"argos-spectrum still running after {EXIT_TIMEOUT_S:.0f} s:\n"
-                        f"{self.output()}")
-        self._reader.join(timeout=5)
-        return status
-
-    def stop(self) -> None:
-        """SIGINT (the app stops its flowgraph cleanly), then SIGKILL if it hangs."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=15)
-        self._reader.join(timeout=5)
-
-
-@contextmanager
-def running_app(args: list[str], cwd: Path) -> Iterator[RunningApp]:
-    app = RunningApp(args, cwd)
-    try:
-        yield app
-    finally:
-        app.stop()
+def running_app(args: list[str], cwd: Path) -> AbstractContextManager[RunningProcess]:
+    """argos-spectrum on port 0 for a ``with`` block; stopped on the way out."""
+    return running([*APP, "--port", "0", *args],  # a later --port in args wins
+                   cwd, url_pattern=URL_LINE, name="argos-spectrum")
 
 
 def app_messages(stream: str) -> list[str]:
@@ -136,49 +58,6 @@ def error_of_failed_run(args: list[str], cwd: Path, status: int) -> str:
     return messages[0]
 
 
-def receive(url: str, frame_count: int) -> tuple[dict[str, Any], list[SpectrumFrame]]:
-    """Connect a real WebSocket client; return the hello message and the next frames."""
-    frames: list[SpectrumFrame] = []
-    with connect(url, open_timeout=RECEIVE_TIMEOUT_S) as websocket:
-        first = websocket.recv(timeout=RECEIVE_TIMEOUT_S)
-        assert isinstance(first, str), "the first message must be the JSON hello"
-        hello = decode_message(first)
-        while len(frames) < frame_count:
-            message = websocket.recv(timeout=RECEIVE_TIMEOUT_S)
-            if isinstance(message, bytes):  # JSON status messages may come in between
-                frames.append(decode_frame(message))
-    return hello, frames
-
-
-def expected_bin(offset_fraction: float, bins: int) -> int:
-    """Index of the FFT-shifted bin (DC in the middle) of a signal at offset_fraction * span."""
-    return round(bins / 2 + offset_fraction * bins)
-
-
-def strongest_bin(frames: list[SpectrumFrame]) -> int:
-    """Strongest bin of the frames' spectra averaged in linear power."""
-    linear = np.mean([10 ** (frame.power_db.astype(np.float64) / 10) for frame in frames], axis=0)
-    return int(np.argmax(linear))
-
-
-def assert_stream_is(hello: dict[str, Any], frames: list[SpectrumFrame], *, bins: int,
-                     center_freq_hz: float, span_hz: float, fps: float) -> None:
-    """The hello announces the stream and every frame carries the configured metadata."""
-    assert hello["type"] == "hello"
-    (stream,) = hello["streams"]
-    assert stream["bins"] == bins
-    assert stream["center_freq_hz"] == pytest.approx(center_freq_hz)
-    assert stream["span_hz"] == pytest.approx(span_hz)
-    assert stream["fps"] == pytest.approx(fps)
-    for frame in frames:
-        assert frame.bin_count == bins
-        assert frame.center_freq_hz == pytest.approx(center_freq_hz)
-        assert frame.span_hz == pytest.approx(span_hz)
-        assert np.all(np.isfinite(frame.power_db))
-    sequences = [frame.sequence for frame in frames]
-    assert all(later > earlier for earlier, later in zip(sequences, sequences[1:])), sequences
-
-
 def assert_peak_at(frames: list[SpectrumFrame], offset_fraction: float) -> None:
     """The strongest bin of the averaged frames lies within one bin of the given offset."""
     want = expected_bin(offset_fraction, frames[0].bin_count)
@@ -189,14 +68,14 @@ def assert_peak_at(frames: list[SpectrumFrame], offset_fraction: float) -> None:
 # -- the simulated band ----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def sim_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+def sim_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProcess]:
     """One argos-spectrum --source sim with default settings, shared by read-only tests."""
     with running_app([], tmp_path_factory.mktemp("sim_app")) as app:
         app.wait_for_url()
         yield app
 
 
-def test_sim_source_serves_the_simulated_band_with_defaults(sim_app: RunningApp) -> None:
+def test_sim_source_serves_the_simulated_band_with_defaults(sim_app: RunningProcess) -> None:
     """With no flags a client gets hello, then 2048-bin frames at 100 MHz / 8 MHz span whose
     strongest bin is the strongest simulated carrier."""
     from gr_argos.sim_band_source import STRONGEST_CARRIER
@@ -209,7 +88,7 @@ def test_sim_source_serves_the_simulated_band_with_defaults(sim_app: RunningApp)
         sim_app.output())
 
 
-def test_two_clients_get_the_same_stream(sim_app: RunningApp) -> None:
+def test_two_clients_get_the_same_stream(sim_app: RunningProcess) -> None:
     """A second client connecting while the first one is open gets the same stream."""
     url = sim_app.wait_for_url()
     with connect(url, open_timeout=RECEIVE_TIMEOUT_S) as first:

@@ -12,50 +12,30 @@ from __future__ import annotations
 import ast
 import inspect
 import os
-import queue
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from importlib import import_module
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import yaml
 
-from gr_argos.protocol import SpectrumFrame, decode_frame, decode_message
+from helpers import (REPO_ROOT, RunningProcess, assert_stream_is, expected_bin, receive,
+                     running, strongest_bin)
 
 pytestmark = pytest.mark.slow
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 FLOWGRAPHS = sorted((REPO_ROOT / "flowgraphs").glob("*.grc"))
 
-URL_TIMEOUT_S = 60.0  # start-up on a loaded 2-core machine, including GNU Radio imports
-RECEIVE_TIMEOUT_S = 30.0
 FRAMES_TO_AVERAGE = 10
-URL_PATTERN = re.compile(r"ws://127\.0\.0\.1:(\d+)/")
+URL_PATTERN = re.compile(r"(ws://127\.0\.0\.1:\d+/)")
 
 grcc = shutil.which("grcc")
 needs_grcc = pytest.mark.skipif(grcc is None, reason="grcc (GNU Radio Companion) is not installed")
-
-
-def expected_bin(offset_hz: float, frame: SpectrumFrame) -> int:
-    """Index of the FFT-shifted bin (DC in the middle) holding a signal at offset_hz."""
-    bin_width_hz = frame.span_hz / frame.bin_count
-    return round(frame.bin_count / 2 + offset_hz / bin_width_hz)
-
-
-def strongest_bin(frames: list[SpectrumFrame]) -> int:
-    """Strongest bin of the frames' spectra averaged in linear power."""
-    linear = np.mean([10 ** (frame.power_db.astype(np.float64) / 10) for frame in frames], axis=0)
-    return int(np.argmax(linear))
 
 
 @pytest.fixture(scope="module")
@@ -79,101 +59,12 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return scripts
 
 
-class RunningFlowgraph:
-    """A generated flowgraph script running as a subprocess; its output is collected."""
-
-    def __init__(self, script: Path, args: list[str], cwd: Path) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-        self.process = subprocess.Popen(
-            [sys.executable, "-u", str(script), *args],
-            cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        self.lines: list[str] = []
-        self._new_lines: queue.Queue[str | None] = queue.Queue()
-        # Drain the pipe for the whole run so a chatty flowgraph never blocks on it.
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-            self._new_lines.put(line)
-        self._new_lines.put(None)
-
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for_url(self, timeout_s: float = URL_TIMEOUT_S) -> str:
-        """Return the ws:// URL the sink logs once it listens (port 0 -> the real port)."""
-        deadline = time.monotonic() + timeout_s
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                line = self._new_lines.get(timeout=remaining)
-            except queue.Empty:
-                break
-            if line is None:
-                pytest.fail(f"flowgraph exited with {self.process.wait()} before serving:\n"
-                            f"{self.output()}")
-            match = URL_PATTERN.search(line)
-            if match:
-                return match.group(0)
-        pytest.fail(f"no ws://127.0.0.1:PORT/ line within {timeout_s:.0f} s:\n{self.output()}")
-
-    def stop(self) -> None:
-        """SIGINT (the generated script stops the flowgraph cleanly), then SIGKILL."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=15)
-        self._reader.join(timeout=5)
-
-
-@contextmanager
-def running(script: Path, args: list[str], cwd: Path) -> Iterator[RunningFlowgraph]:
-    flowgraph = RunningFlowgraph(script, args, cwd)
-    try:
-        yield flowgraph
-    finally:
-        flowgraph.stop()
-
-
-def receive(url: str, frame_count: int) -> tuple[dict[str, Any], list[SpectrumFrame]]:
-    """Connect a real WebSocket client; return the hello message and the next frames."""
-    from websockets.sync.client import connect
-
-    frames: list[SpectrumFrame] = []
-    with connect(url, open_timeout=RECEIVE_TIMEOUT_S) as websocket:
-        first = websocket.recv(timeout=RECEIVE_TIMEOUT_S)
-        assert isinstance(first, str), "the first message must be the JSON hello"
-        hello = decode_message(first)
-        while len(frames) < frame_count:
-            message = websocket.recv(timeout=RECEIVE_TIMEOUT_S)
-            if isinstance(message, bytes):  # JSON status messages may come in between
-                frames.append(decode_frame(message))
-    return hello, frames
-
-
-def assert_stream_is(hello: dict[str, Any], frames: list[SpectrumFrame], *, bins: int,
-                     center_freq_hz: float, span_hz: float) -> None:
-    """The hello announces the stream and every frame carries the configured metadata."""
-    assert hello["type"] == "hello"
-    streams = hello["streams"]
-    assert isinstance(streams, list) and len(streams) == 1
-    assert streams[0]["bins"] == bins
-    assert streams[0]["fps"] == pytest.approx(30.0)
-    for frame in frames:
-        assert frame.bin_count == bins
-        assert frame.center_freq_hz == pytest.approx(center_freq_hz)
-        assert frame.span_hz == pytest.approx(span_hz)
-        assert np.all(np.isfinite(frame.power_db))
-    sequences = [frame.sequence for frame in frames]
-    assert all(later > earlier for earlier, later in zip(sequences, sequences[1:])), sequences
+def running_flowgraph(script: Path, args: list[str],
+                      cwd: Path) -> AbstractContextManager[RunningProcess]:
+    """A generated flowgraph script for a ``with`` block; SIGINT (the generated script stops
+    the flowgraph cleanly), then SIGKILL, on the way out."""
+    return running([sys.executable, "-u", str(script), *args], cwd,
+                   url_pattern=URL_PATTERN, name="flowgraph")
 
 
 def test_there_are_flowgraphs_to_check() -> None:
@@ -216,13 +107,13 @@ def test_sim_spectrum_serves_the_simulated_band(generated: dict[str, Path],
 
     center_freq_hz, samp_rate = 433.92e6, 4e6
     args = ["--port", "0", "--center-freq", str(center_freq_hz), "--samp-rate", str(samp_rate)]
-    with running(generated["sim_spectrum"], args, tmp_path) as flowgraph:
+    with running_flowgraph(generated["sim_spectrum"], args, tmp_path) as flowgraph:
         url = flowgraph.wait_for_url()
         hello, frames = receive(url, FRAMES_TO_AVERAGE + 2)
 
     assert flowgraph.process.returncode == 0, f"unclean stop on SIGINT:\n{flowgraph.output()}"
     assert_stream_is(hello, frames, bins=2048, center_freq_hz=center_freq_hz, span_hz=samp_rate)
-    carrier_bin = expected_bin(STRONGEST_CARRIER[0] * samp_rate, frames[0])
+    carrier_bin = expected_bin(STRONGEST_CARRIER[0], 2048)
     assert abs(strongest_bin(frames[2:]) - carrier_bin) <= 1
 
 
@@ -246,10 +137,10 @@ def test_hackrf_spectrum_serves_an_osmosdr_file_source(generated: dict[str, Path
         "--samp-rate", str(samp_rate),
         "--center-freq", str(center_freq_hz),
     ]
-    with running(generated["hackrf_spectrum"], args, tmp_path) as flowgraph:
+    with running_flowgraph(generated["hackrf_spectrum"], args, tmp_path) as flowgraph:
         url = flowgraph.wait_for_url()
         hello, frames = receive(url, FRAMES_TO_AVERAGE + 2)
 
     assert flowgraph.process.returncode == 0, f"unclean stop on SIGINT:\n{flowgraph.output()}"
     assert_stream_is(hello, frames, bins=2048, center_freq_hz=center_freq_hz, span_hz=samp_rate)
-    assert abs(strongest_bin(frames[2:]) - expected_bin(tone_offset_hz, frames[0])) <= 1
+    assert abs(strongest_bin(frames[2:]) - expected_bin(tone_offset_hz / samp_rate, 2048)) <= 1
