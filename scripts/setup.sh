@@ -31,6 +31,10 @@ APT_PACKAGES=(
     cmake make                          # CMake install and the Makefile
     g++                                 # GnuradioConfig's Boost/Threads checks need a C++ compiler
     python3-venv python3-dev            # venv for Debian's python (+ headers GrPython looks for)
+    chromium                            # headless browser for the viewer tests (Playwright drives it)
+    nodejs                              # runs the JavaScript client against the shared test vectors
+    hackrf                              # hackrf_sweep, run by the sweep source
+    gpsd gpsd-clients                   # a real gpsd fed by gpsfake for the GPS tests
 )
 
 log() { printf 'setup: %s\n' "$*"; }
