@@ -1,0 +1,1 @@
+"""The browser viewer and the JavaScript client, served by gr_argos.server at / on the stream port."""
