@@ -17,6 +17,7 @@ from gr_argos.server import (
     acquire_server,
     release_server,
 )
+from gr_argos.status import StatusReporter
 from gr_argos.stream import SpectrumStream
 
 __all__ = ["websocket_sink"]
@@ -37,7 +38,11 @@ class websocket_sink(gr.sync_block):
     Frame metadata comes from the stream tags ``rx_freq`` and ``rx_rate`` (Hz) and
     ``rx_time`` ((uint64 s, double frac) as gr-osmosdr and UHD emit it), and falls back to
     ``center_freq`` and ``samp_rate`` until a tag arrives. PMT dicts arriving on the ``msg``
-    port are broadcast as JSON messages of type ``msg_channel``.
+    port are broadcast at once as JSON messages of type ``msg_channel`` (a GPS fix, say).
+    Every ``status_interval`` seconds the sink sends a ``status`` message: the stream's
+    frequency, span, bins and measured frame rate, merged with the latest PMT dict from each
+    source on the ``status`` port (a ``blocks.probe_rate`` there reports the measured sample
+    rate as ``samp_rate_measured``).
 
     Args:
         vlen: bins per spectrum vector.
@@ -55,10 +60,12 @@ class websocket_sink(gr.sync_block):
         message_queue_depth: JSON messages queued per client before it is closed as too slow.
         ping_interval: seconds between WebSocket keepalive pings (0 = off).
         ping_timeout: seconds without a pong before a client counts as dead.
-        msg_channel: JSON ``type`` of messages from the ``msg`` port ("status", "gps", ...).
+        msg_channel: JSON ``type`` of messages from the ``msg`` port ("gps", ...).
+        status_interval: seconds between ``status`` messages (0 = none).
     """
 
     MSG_PORT = pmt.intern("msg")
+    STATUS_PORT = pmt.intern("status")
 
     def __init__(
         self,
@@ -74,7 +81,8 @@ class websocket_sink(gr.sync_block):
         message_queue_depth: int = DEFAULT_MESSAGE_QUEUE_DEPTH,
         ping_interval: float = 20.0,
         ping_timeout: float = 20.0,
-        msg_channel: str = "status",
+        msg_channel: str = "gps",
+        status_interval: float = 1.0,
     ) -> None:
         gr.sync_block.__init__(
             self, name="websocket_sink", in_sig=[(np.float32, int(vlen))], out_sig=None
@@ -83,11 +91,14 @@ class websocket_sink(gr.sync_block):
             raise ValueError(f"vlen must be at least 1, got {vlen}")
         if not 0 <= int(stream_id) <= 0xFFFF:
             raise ValueError(f"stream_id must be in 0..65535, got {stream_id}")
+        if float(status_interval) < 0:
+            raise ValueError(f"status_interval must be >= 0 seconds, got {status_interval}")
         if not msg_channel or not str(msg_channel).isidentifier():
             raise ValueError(f"msg_channel must be a simple name like 'status' or 'gps', "
                              f"got {msg_channel!r}")
         self.vlen = int(vlen)
         self.msg_channel = str(msg_channel)
+        self.status_interval = float(status_interval)
         self.config = ServerConfig(
             host=str(host),
             port=int(port),
@@ -106,8 +117,11 @@ class websocket_sink(gr.sync_block):
         )
         self.server: SpectrumServer | None = None
         self.stream: SpectrumStream | None = None
+        self.status: StatusReporter | None = None
         self.message_port_register_in(self.MSG_PORT)
         self.set_msg_handler(self.MSG_PORT, self._handle_msg)
+        self.message_port_register_in(self.STATUS_PORT)
+        self.set_msg_handler(self.STATUS_PORT, self._handle_status)
         self._serve()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -122,6 +136,7 @@ class websocket_sink(gr.sync_block):
         self.server = server
         if self.stream is None:  # kept across restarts so sequence numbers keep counting
             self.stream = SpectrumStream(server, self._info)
+            self.status = StatusReporter(self.stream, self._publish, self.status_interval)
         else:
             self.stream.attach(server)
         self.logger.info(f"serving {self._info.name!r} (stream {self._info.stream_id}) on "
@@ -138,10 +153,15 @@ class websocket_sink(gr.sync_block):
                 self._serve()
             except (ServerError, ValueError) as exc:
                 self.logger.error(f"not serving: {exc}")
+                return True
+        if self.status is not None:
+            self.status.start()
         return True
 
     def stop(self) -> bool:
         """Close every client (code 1001) and stop the server if no other sink uses it."""
+        if self.status is not None:
+            self.status.stop()
         server, self.server = self.server, None
         if server is not None:
             server.remove_stream(self._info.stream_id)
@@ -196,21 +216,44 @@ class websocket_sink(gr.sync_block):
 
     # -- messages ------------------------------------------------------------------------
 
-    def _handle_msg(self, msg: Any) -> None:
+    def set_source_status(self, fields: dict[str, Any]) -> None:
+        """Describe the source in every periodic ``status`` message (kind, args, gains...).
+
+        Thread-safe; the fields are merged with what arrives on the ``status`` port.
+        """
+        if self.status is not None:
+            self.status.update_source(fields)
+
+    def _handle_status(self, msg: Any) -> None:
+        body = self._pmt_dict(msg, "status")
+        if body is not None:
+            self.set_source_status(body)
+
+    def _pmt_dict(self, msg: Any, port: str) -> dict[str, Any] | None:
+        """A PMT dict as a Python dict with string keys, or None (logged) for anything else."""
         if not pmt.is_dict(msg):
-            self.logger.warn(f"dropped a message on port 'msg': expected a PMT dict, got "
+            self.logger.warn(f"dropped a message on port '{port}': expected a PMT dict, got "
                              f"{pmt.write_string(msg)[:200]}")
-            return
+            return None
         try:
             body = pmt.to_python(msg)
         except Exception as exc:  # pmt.to_python raises bare ValueError/TypeError variants
-            self.logger.warn(f"dropped a message on port 'msg' that cannot be converted: {exc}")
-            return
+            self.logger.warn(f"dropped a message on port '{port}' that cannot be converted: "
+                             f"{exc}")
+            return None
         if not isinstance(body, dict) or not all(isinstance(k, str) for k in body):
-            self.logger.warn("dropped a message on port 'msg': its keys must be symbols")
-            return
+            self.logger.warn(f"dropped a message on port '{port}': its keys must be symbols")
+            return None
+        return body
+
+    def _handle_msg(self, msg: Any) -> None:
+        body = self._pmt_dict(msg, "msg")
+        if body is not None:
+            self._publish(self.msg_channel, {"stream": self._info.stream_id, **body})
+
+    def _publish(self, msg_type: str, body: dict[str, Any]) -> None:
         server = self.server
         if server is None:
-            self.logger.warn(f"dropped a {self.msg_channel} message: the sink is not running")
+            self.logger.warn(f"dropped a {msg_type} message: the sink is not running")
             return
-        server.publish_message(self.msg_channel, {"stream": self._info.stream_id, **body})
+        server.publish_message(msg_type, body)

@@ -53,7 +53,7 @@ def tag(vector_index: int, key: str, value: Any, vlen: int = VLEN) -> Any:
 def make_flowgraph(no_server_thread_left: None) -> Iterator[MakeFlowgraph]:
     """``make_flowgraph(vectors, tags=(), **sink_args)``: a top block feeding the vectors
     (repeated) through stream_to_vector and a throttle into a websocket_sink; returns
-    (tb, sink).
+    (tb, sink). Periodic status messages are off unless ``status_interval`` is given.
 
     The sink's server runs as soon as it is made; flowgraphs and sinks are stopped afterwards.
     """
@@ -67,6 +67,7 @@ def make_flowgraph(no_server_thread_left: None) -> Iterator[MakeFlowgraph]:
         to_vector = blocks.stream_to_vector(gr.sizeof_float, vlen)
         throttle = blocks.throttle(gr.sizeof_float * vlen, VECTORS_PER_S, True)
         throttle.set_max_noutput_items(1)  # else its first call waits for a whole buffer
+        sink_args.setdefault("status_interval", 0)  # periodic status only where a test asks
         sink = websocket_sink(vlen=vlen, **sink_args)
         made.append((tb, sink))
         tb.connect(source, to_vector, throttle, sink)
@@ -197,9 +198,38 @@ async def test_message_that_is_not_a_dict_of_symbols_is_dropped(
             else:
                 texts.append(json.loads(message))
 
-    assert texts == [{"type": "status", "stream": 0, "after": 1}]
+    assert texts == [{"type": "gps", "stream": 0, "after": 1}]
     sequences = [f.sequence for f in frames]
     assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
+
+
+async def test_periodic_status_reports_the_stream_and_what_the_source_posted(
+        make_flowgraph: MakeFlowgraph) -> None:
+    """Every status_interval the client gets a status message with the stream's frequency,
+    span and bins, a growing frame count, and the fields sources posted on the status port
+    (a probe_rate's rate_avg as samp_rate_measured)."""
+    tb, sink = make_flowgraph(VECTORS, port=0, center_freq=433.92e6, samp_rate=2e6,
+                              status_interval=0.2)
+    sink.set_source_status({"source": "test", "lna_gain": 16.0})
+    async with connect(sink.url, open_timeout=WAIT_S) as ws:
+        await next_message(ws)  # hello
+        tb.start()
+        sink._post(sink.STATUS_PORT, pmt.to_pmt({"rate_avg": 1.99e6, "rate_now": 2.01e6}))
+        sink._post(sink.STATUS_PORT, pmt.intern("not a dict"))  # logged and dropped
+        statuses: list[dict[str, Any]] = []
+        while len(statuses) < 2 or "samp_rate_measured" not in statuses[-1] or (
+                statuses[-1]["frames"] <= statuses[0]["frames"]):
+            message = await next_message(ws)
+            if isinstance(message, str):
+                statuses.append(json.loads(message))
+
+    last = statuses[-1]
+    assert {s["type"] for s in statuses} == {"status"}
+    assert last["stream"] == 0 and last["bins"] == VLEN
+    assert last["center_freq_hz"] == 433.92e6 and last["span_hz"] == 2e6
+    assert last["source"] == "test" and last["lna_gain"] == 16.0
+    assert last["samp_rate_measured"] == 1.99e6 and "rate_now" not in last
+    assert last["fps"] >= 0 and last["frames_skipped"] == 0
 
 
 async def test_two_sinks_on_one_port_share_one_server(make_flowgraph: MakeFlowgraph) -> None:
