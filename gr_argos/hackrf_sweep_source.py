@@ -1,0 +1,427 @@
+"""GNU Radio source of wideband spectra from ``hackrf_sweep`` (HackRF tools).
+
+The block runs ``hackrf_sweep`` as a child process, reassembles its segments into one vector
+per sweep (:mod:`gr_argos.sweep`) and outputs the vectors, tagged so that the WebSocket sink
+describes the whole swept range. A watchdog restarts a child that falls silent.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import select
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+import pmt
+from gnuradio import gr
+
+from gr_argos.sweep import (
+    HACKRF_FREQ_MAX_HZ,
+    BinaryRecordParser,
+    Sweep,
+    SweepAssembler,
+    TextLineParser,
+)
+
+__all__ = ["hackrf_sweep_source"]
+
+TAG_RX_FREQ = pmt.intern("rx_freq")
+TAG_RX_RATE = pmt.intern("rx_rate")
+TAG_RX_TIME = pmt.intern("rx_time")
+TAG_SWEEP_NUMBER = pmt.intern("sweep_number")
+TAG_SWEEP_COMPLETE = pmt.intern("sweep_complete")
+
+#: Sweeps waiting for work(); when full the oldest is dropped (and counted).
+QUEUE_DEPTH = 16
+#: First pause before restarting a child; doubles up to restart_backoff_max.
+RESTART_BACKOFF_MIN_S = 0.5
+#: Time a child gets to exit after SIGTERM before SIGKILL.
+TERMINATE_GRACE_S = 2.0
+#: Longest time work() waits for a sweep before returning 0 items.
+WORK_WAIT_S = 0.1
+#: Status messages carry sweep counts at most this often (events are sent at once).
+STATUS_INTERVAL_S = 1.0
+#: Sweeps per second are measured over this many of the latest sweeps.
+RATE_WINDOW = 20
+
+_CHILD_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE)
+_NO_DEVICE_MARKERS = ("no hackrf boards found", "hackrf not found", "hackrf_error_not_found")
+_PROGRESS_MARKERS = ("total sweeps completed", "sweeps/second")
+
+
+class hackrf_sweep_source(gr.sync_block):
+    """Wideband spectrum from ``hackrf_sweep``: one float32 dB vector per sweep.
+
+    Output: vectors of ``bins`` dB values over ``[freq_min, freq_max)``, lowest frequency
+    first, one per pass of the HackRF over the range. Uncovered bins hold the sweep's lowest
+    value (see :class:`gr_argos.sweep.Sweep`). Each vector is tagged ``rx_freq`` (centre of
+    the range, Hz), ``rx_rate`` (the span, Hz), ``rx_time`` (when the sweep began, host
+    clock), ``sweep_number`` and ``sweep_complete`` (bool: every bin covered).
+
+    The message port ``status`` sends a PMT dict on every event (child started, exited,
+    restarted, failed) and at most once a second while sweeps flow: ``source``, ``args``,
+    ``freq_min_hz``, ``freq_max_hz``, ``bin_width_hz``, ``sweeps``, ``sweeps_incomplete``,
+    ``sweeps_dropped``, ``sweep_rate_hz``, ``restarts``, ``state`` and ``last_error``.
+
+    The child starts in ``start()`` and ends in ``stop()`` (SIGTERM, SIGKILL after 2 s).
+    If it writes nothing for ``watchdog_timeout`` seconds, or exits, it is restarted after a
+    pause that doubles from 0.5 s up to ``restart_backoff_max`` (reset by the next sweep).
+
+    Args:
+        freq_min: lowest frequency of the output in Hz (hackrf_sweep ``-f`` takes whole
+            MHz: the sweep starts at this rounded down).
+        freq_max: end of the output range in Hz (rounded up to whole MHz for ``-f``;
+            hackrf_sweep extends its sweep to whole 20 MHz steps, the extra is dropped).
+        bin_width: FFT bin width in Hz (``-w``, 2445 to 5e6).
+        bins: output vector length; many input bins per output bin combine by ``reduce``.
+        lna_gain: LNA (IF) gain in dB, 0-40 in 8 dB steps (``-l``).
+        vga_gain: VGA (baseband) gain in dB, 0-62 in 2 dB steps (``-g``).
+        amp: RF amplifier on (``-a 1``).
+        reduce: "max" keeps the strongest input bin per output bin, "mean" averages power.
+        executable: the hackrf_sweep program (a name on PATH or a path).
+        output_format: "binary" (``-B``, exact float32) or "text" (0.01 dB resolution).
+        watchdog_timeout: seconds without output before the child is restarted.
+        restart_backoff_max: longest pause in seconds between restarts.
+        device_args: serial number of the HackRF to use (``-d``); empty = the first one.
+
+    Raises:
+        FileNotFoundError: ``executable`` is not found (``apt-get install hackrf``).
+        ValueError: a parameter is out of range.
+    """
+
+    STATUS_PORT = pmt.intern("status")
+
+    def __init__(
+        self,
+        freq_min: float = 2400e6,
+        freq_max: float = 2500e6,
+        bin_width: float = 1e6,
+        bins: int = 1024,
+        lna_gain: float = 16,
+        vga_gain: float = 20,
+        amp: bool = False,
+        reduce: str = "max",
+        executable: str = "hackrf_sweep",
+        output_format: str = "binary",
+        watchdog_timeout: float = 5.0,
+        restart_backoff_max: float = 10.0,
+        device_args: str = "",
+    ) -> None:
+        gr.sync_block.__init__(
+            self, name="hackrf_sweep_source", in_sig=None, out_sig=[(np.float32, int(bins))]
+        )
+        if not 0 <= freq_min < freq_max <= HACKRF_FREQ_MAX_HZ:
+            raise ValueError(f"need 0 <= freq_min < freq_max <= {HACKRF_FREQ_MAX_HZ:g} Hz, "
+                             f"got {freq_min:g} and {freq_max:g}")
+        if not 2445 <= bin_width <= 5e6:
+            raise ValueError(f"bin_width must be 2445 to 5e6 Hz (hackrf_sweep -w), "
+                             f"got {bin_width:g}")
+        if not 0 <= lna_gain <= 40:
+            raise ValueError(f"lna_gain must be 0-40 dB, got {lna_gain:g}")
+        if not 0 <= vga_gain <= 62:
+            raise ValueError(f"vga_gain must be 0-62 dB, got {vga_gain:g}")
+        if output_format not in ("binary", "text"):
+            raise ValueError(f"output_format must be 'binary' or 'text', got {output_format!r}")
+        if watchdog_timeout <= 0 or restart_backoff_max <= 0:
+            raise ValueError("watchdog_timeout and restart_backoff_max must be positive")
+        program = shutil.which(executable)
+        if program is None:
+            raise FileNotFoundError(
+                f"{executable} not found: apt-get install hackrf (or set executable to the "
+                f"path of hackrf_sweep)")
+        self.freq_min_hz = float(freq_min)
+        self.freq_max_hz = float(freq_max)
+        self.bin_width_hz = float(bin_width)
+        self.output_format = output_format
+        self.watchdog_timeout_s = float(watchdog_timeout)
+        self.restart_backoff_max_s = float(restart_backoff_max)
+        self.args = [
+            "-f", f"{math.floor(freq_min / 1e6)}:{math.ceil(freq_max / 1e6)}",
+            "-w", str(round(bin_width)),
+            "-l", str(round(lna_gain)),
+            "-g", str(round(vga_gain)),
+            "-a", "1" if amp else "0",
+            *(["-d", str(device_args)] if device_args else []),
+            *(["-B"] if output_format == "binary" else []),
+        ]
+        self.command = [program, *self.args]
+        self.assembler = SweepAssembler(freq_min, freq_max, int(bins), reduce)  # type: ignore[arg-type]
+
+        self.sweeps = 0
+        self.sweeps_incomplete = 0
+        self.sweeps_dropped = 0
+        self.restarts = 0
+        self.last_error = ""
+        self.state = "stopped"
+        self.child_pid: int | None = None
+        self._sweep_times: deque[float] = deque(maxlen=RATE_WINDOW)
+        self._queue: deque[Sweep] = deque()
+        self._ready = threading.Condition()
+        self._stopping = threading.Event()
+        self._child: subprocess.Popen[bytes] | None = None
+        self._child_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._last_status_s = 0.0
+        self.message_port_register_out(self.STATUS_PORT)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> bool:
+        """Start the child and its supervisor; errors are logged, never raised (an exception
+        from a Python block's start() hangs or crashes the scheduler)."""
+        try:
+            self._stopping.clear()
+            supervisor = threading.Thread(target=self._supervise, name="hackrf_sweep",
+                                          daemon=True)
+            supervisor.start()
+            self._threads = [supervisor]
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            self.logger.error(f"cannot start hackrf_sweep: {exc}")
+        return True
+
+    def stop(self) -> bool:
+        """End the child (SIGTERM, then SIGKILL) and join the threads."""
+        self._stopping.set()
+        for thread in self._threads:
+            thread.join(timeout=TERMINATE_GRACE_S + 5)
+        self._threads = []
+        self._kill_child()  # only if the supervisor did not end it in time
+        self.state = "stopped"
+        with self._ready:
+            self._ready.notify_all()
+        return True
+
+    # -- the child process -----------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        # GNU Radio's scheduler threads block signals, this thread inherits that mask and a
+        # child inherits it through fork and exec: a child with SIGTERM blocked cannot be
+        # stopped gently. Unblock them here, for this thread and so for the children.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _CHILD_SIGNALS)
+        try:
+            self._restart_until_stopped()
+        except Exception as exc:  # noqa: BLE001 - a thread's exception would only be printed
+            self._error(f"hackrf_sweep supervisor failed: {exc!r}")
+            self._kill_child()
+
+    def _restart_until_stopped(self) -> None:
+        backoff_s = RESTART_BACKOFF_MIN_S
+        while not self._stopping.is_set():
+            sweeps_before = self.sweeps
+            self._run_child()
+            if self._stopping.is_set():
+                break
+            if self.sweeps > sweeps_before:
+                backoff_s = RESTART_BACKOFF_MIN_S
+            self.restarts += 1
+            self.state = "restarting"
+            self.logger.warn(f"restarting hackrf_sweep in {backoff_s:g} s "
+                             f"(restart {self.restarts})")
+            self._publish_status()
+            if self._stopping.wait(backoff_s):
+                break
+            backoff_s = min(backoff_s * 2, self.restart_backoff_max_s)
+
+    def _run_child(self) -> None:
+        try:
+            child = subprocess.Popen(
+                self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, start_new_session=True,  # our SIGINT is not its
+            )
+        except OSError as exc:
+            self._error(f"cannot run {self.command[0]}: {exc}")
+            return
+        with self._child_lock:
+            self._child = child
+            self.child_pid = child.pid
+        self.state = "running"
+        self.logger.info(f"started {' '.join(self.command)} (pid {child.pid})")
+        self._publish_status()
+        stderr_reader = threading.Thread(target=self._log_stderr, args=(child,),
+                                         name="hackrf_sweep stderr", daemon=True)
+        stderr_reader.start()
+        try:
+            self._read_stdout(child)
+        finally:
+            if child.poll() is None:  # only after an unexpected exception
+                child.kill()
+                child.wait()
+            stderr_reader.join(timeout=5)
+            self._queue_sweep(self.assembler.flush())
+            with self._child_lock:
+                self._child = None
+        if not self._stopping.is_set() and child.returncode not in (None, 0, -signal.SIGTERM,
+                                                                    -signal.SIGKILL):
+            if not self.last_error:
+                self._error(f"hackrf_sweep exited with status {child.returncode}")
+            else:
+                self.logger.warn(f"hackrf_sweep exited with status {child.returncode}")
+        self._publish_status()
+
+    def _read_stdout(self, child: subprocess.Popen[bytes]) -> None:
+        """Read until the child's output ends; end the child on stop() or when it is silent.
+
+        The output is drained while the child terminates: a child blocked writing to a full
+        pipe could not act on SIGTERM.
+        """
+        assert child.stdout is not None
+        parser = BinaryRecordParser() if self.output_format == "binary" else TextLineParser()
+        descriptor = child.stdout.fileno()
+        last_output_s = time.monotonic()
+        terminated_s: float | None = None
+        while True:
+            readable, _, _ = select.select([descriptor], [], [], 0.2)
+            now = time.monotonic()
+            if terminated_s is None and (self._stopping.is_set()
+                                         or now - last_output_s > self.watchdog_timeout_s):
+                if not self._stopping.is_set():
+                    self._error(f"hackrf_sweep wrote nothing for {self.watchdog_timeout_s:g} s;"
+                                f" restarting it")
+                child.terminate()
+                terminated_s = now
+            elif terminated_s is not None and now - terminated_s > TERMINATE_GRACE_S:
+                if child.poll() is None:
+                    self.logger.warn(f"hackrf_sweep (pid {child.pid}) ignored SIGTERM; "
+                                     f"killing it")
+                    child.kill()
+                terminated_s = math.inf  # killed: only wait for the end of the output
+            if not readable:
+                continue
+            data = os.read(descriptor, 65536)
+            if not data:
+                child.wait()
+                return
+            if terminated_s is not None:
+                continue  # the rest of a child being stopped is discarded
+            last_output_s = now
+            received_s = time.time()
+            for segment in parser.feed(data):
+                self._queue_sweep(self.assembler.add(segment, received_s))
+            self._report_skipped(parser)
+
+    def _report_skipped(self, parser: BinaryRecordParser | TextLineParser) -> None:
+        if isinstance(parser, TextLineParser) and parser.lines_skipped:
+            self.logger.warn(f"skipped {parser.lines_skipped} unreadable line(s) of "
+                             f"hackrf_sweep, last: {parser.last_bad_line!r}")
+            parser.lines_skipped = 0
+        elif isinstance(parser, BinaryRecordParser) and parser.bytes_skipped:
+            self.logger.warn(f"skipped {parser.bytes_skipped} bytes of hackrf_sweep output "
+                             f"that are no record")
+            parser.bytes_skipped = 0
+
+    def _log_stderr(self, child: subprocess.Popen[bytes]) -> None:
+        assert child.stderr is not None
+        for raw in child.stderr:
+            line = raw.decode("utf-8", "replace").strip()
+            if not line:
+                continue
+            lower = line.lower()
+            if any(marker in lower for marker in _NO_DEVICE_MARKERS):
+                self._error(f"no HackRF found ({line}): attach one, check `hackrf_info`"
+                            + (f", or check the serial number {self.args[-1]!r}"
+                               if "-d" in self.args else ""))
+            elif any(marker in lower for marker in _PROGRESS_MARKERS):
+                self.logger.debug(f"hackrf_sweep: {line}")
+            elif "failed" in lower or "error" in lower:
+                self._error(f"hackrf_sweep: {line}")
+            elif not line.startswith("[-") and not line.startswith("-r "):  # usage text
+                self.logger.info(f"hackrf_sweep: {line}")
+
+    def _kill_child(self) -> None:
+        with self._child_lock:
+            child = self._child
+        if child is not None and child.poll() is None:
+            self.logger.warn(f"killing hackrf_sweep (pid {child.pid})")
+            child.kill()
+            child.wait()
+
+    def _error(self, message: str) -> None:
+        self.last_error = message
+        self.state = "error"
+        self.logger.error(message)
+        self._publish_status()
+
+    # -- sweeps ----------------------------------------------------------------------------
+
+    def _queue_sweep(self, sweep: Sweep | None) -> None:
+        if sweep is None:
+            return
+        self.sweeps += 1
+        if not sweep.complete:
+            self.sweeps_incomplete += 1
+        self._sweep_times.append(time.monotonic())
+        if self.state != "running":
+            self.state = "running"
+        with self._ready:
+            if len(self._queue) >= QUEUE_DEPTH:
+                self._queue.popleft()
+                self.sweeps_dropped += 1
+            self._queue.append(sweep)
+            self._ready.notify()
+        if time.monotonic() - self._last_status_s >= STATUS_INTERVAL_S:
+            self._publish_status()
+
+    def work(self, input_items: list[np.ndarray], output_items: list[np.ndarray]) -> int:
+        out = output_items[0]
+        with self._ready:
+            if not self._queue:
+                self._ready.wait(WORK_WAIT_S)  # wake for a sweep or at least ten times a second
+            sweeps = [self._queue.popleft() for _ in range(min(len(out), len(self._queue)))]
+        first = self.nitems_written(0)
+        for index, sweep in enumerate(sweeps):
+            out[index] = sweep.power_db
+            self._tag(first + index, sweep)
+        return len(sweeps)
+
+    def _tag(self, offset: int, sweep: Sweep) -> None:
+        seconds = math.floor(sweep.start_time_s)
+        for key, value in (
+            (TAG_RX_FREQ, pmt.from_double(sweep.center_freq_hz)),
+            (TAG_RX_RATE, pmt.from_double(sweep.span_hz)),
+            (TAG_RX_TIME, pmt.make_tuple(pmt.from_uint64(seconds),
+                                         pmt.from_double(sweep.start_time_s - seconds))),
+            (TAG_SWEEP_NUMBER, pmt.from_uint64(sweep.number)),
+            (TAG_SWEEP_COMPLETE, pmt.from_bool(sweep.complete)),
+        ):
+            self.add_item_tag(0, offset, key, value)
+
+    # -- status ----------------------------------------------------------------------------
+
+    @property
+    def sweep_rate_hz(self) -> float:
+        """Sweeps per second over the latest sweeps (0 until two have arrived)."""
+        times = self._sweep_times
+        if len(times) < 2 or times[-1] <= times[0]:
+            return 0.0
+        return (len(times) - 1) / (times[-1] - times[0])
+
+    def status(self) -> dict[str, Any]:
+        """What the ``status`` port sends, as a Python dict."""
+        return {
+            "source": "hackrf_sweep",
+            "args": " ".join(self.args),  # flags only: no secrets, a serial number at most
+            "freq_min_hz": self.freq_min_hz,
+            "freq_max_hz": self.freq_max_hz,
+            "bin_width_hz": self.bin_width_hz,
+            "sweeps": self.sweeps,
+            "sweeps_incomplete": self.sweeps_incomplete,
+            "sweeps_dropped": self.sweeps_dropped,
+            "sweep_rate_hz": round(self.sweep_rate_hz, 3),
+            "restarts": self.restarts,
+            "state": self.state,
+            "last_error": self.last_error,
+        }
+
+    def _publish_status(self) -> None:
+        self._last_status_s = time.monotonic()
+        try:
+            self.message_port_pub(self.STATUS_PORT, pmt.to_pmt(self.status()))
+        except Exception as exc:  # noqa: BLE001 - status must never end the reader
+            self.logger.warn(f"could not send a status message: {exc}")
