@@ -19,6 +19,9 @@ __version__ = "0.1.0"
 _BLOCKS = {
     "websocket_sink": "gr_argos.websocket_sink",
     "sim_band_source": "gr_argos.sim_band_source",
+    "gpsd_source": "gr_argos.gpsd_source",
+    "retune_sweep": "gr_argos.retune_sweep",
+    "hackrf_sweep_source": "gr_argos.hackrf_sweep_source",
 }
 
 __all__ = ["__version__", *_BLOCKS]

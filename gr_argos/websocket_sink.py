@@ -230,7 +230,10 @@ class websocket_sink(gr.sync_block):
             self.set_source_status(body)
 
     def _pmt_dict(self, msg: Any, port: str) -> dict[str, Any] | None:
-        """A PMT dict as a Python dict with string keys, or None (logged) for anything else."""
+        """A PMT dict (or a PDU's metadata dict) as a Python dict with string keys, or None
+        (logged) for anything else."""
+        if pmt.is_pair(msg) and not pmt.is_dict(msg) and pmt.is_dict(pmt.car(msg)):
+            msg = pmt.car(msg)  # a PDU, as blocks.probe_rate posts: (metadata . data)
         if not pmt.is_dict(msg):
             self.logger.warn(f"dropped a message on port '{port}': expected a PMT dict, got "
                              f"{pmt.write_string(msg)[:200]}")

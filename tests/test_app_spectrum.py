@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -97,6 +98,24 @@ def test_two_clients_get_the_same_stream(sim_app: RunningProcess) -> None:
     assert_stream_is(hello, frames, bins=2048, center_freq_hz=100e6, span_hz=8e6, fps=30.0)
 
 
+def test_status_messages_describe_the_source_and_its_measured_rate(
+        sim_app: RunningProcess) -> None:
+    """Clients get periodic status messages naming the source, the stream and the sample
+    rate the source really delivers (measured, so only checked to be there and positive)."""
+    deadline = time.monotonic() + RECEIVE_TIMEOUT_S
+    status: dict = {}
+    with connect(sim_app.wait_for_url(), open_timeout=RECEIVE_TIMEOUT_S) as ws:
+        while "samp_rate_measured" not in status and time.monotonic() < deadline:
+            message = ws.recv(timeout=RECEIVE_TIMEOUT_S)
+            if isinstance(message, str) and decode_message(message)["type"] == "status":
+                status = decode_message(message)
+    assert status.get("samp_rate_measured", 0) > 0, status
+    assert status["source"] == "sim" and status["samp_rate"] == 8e6
+    assert status["stream"] == 0 and status["bins"] == 2048
+    assert status["center_freq_hz"] == 100e6 and status["span_hz"] == 8e6
+    assert status["frames"] > 0
+
+
 def test_flags_set_frequency_rate_bins_and_fps(tmp_path: Path) -> None:
     """--center-freq, --samp-rate, --fft-size and --fps show in the hello and the frames."""
     from gr_argos.sim_band_source import STRONGEST_CARRIER
@@ -142,6 +161,90 @@ def test_file_source_plays_an_iq_recording(tmp_path: Path) -> None:
 
     assert_stream_is(hello, frames, bins=2048, center_freq_hz=50e6, span_hz=2e6, fps=10.0)
     assert_peak_at(frames, offset_fraction)
+
+
+# -- a wideband sweep through hackrf_sweep (here the stand-in of tests/tools) ----------------
+
+SWEEP_STAND_IN = REPO_ROOT / "tests" / "tools" / "hackrf_sweep"
+
+
+def test_sweep_source_serves_one_frame_per_sweep_over_the_range(tmp_path: Path) -> None:
+    """--source sweep with the stand-in hackrf_sweep: frames of --bins bins whose centre and
+    span are the swept range, with the stand-in's carrier (40% into the range) strongest."""
+    args = ["--source", "sweep", "--sweep-executable", str(SWEEP_STAND_IN),
+            "--freq-min", "900e6", "--freq-max", "1000e6", "--bin-width", "1e6",
+            "--bins", "100", "--fps", "10"]
+    with running_app(args, tmp_path) as app:
+        hello, frames = receive(app.wait_for_url(), 3)
+
+    assert_stream_is(hello, frames, bins=100, center_freq_hz=950e6, span_hz=100e6, fps=10.0)
+    assert strongest_bin(frames) == 40
+    assert ("argos-spectrum: streaming sweep of 900-1000 MHz, 100 bins, hackrf_sweep bin width "
+            "1000 kHz") in app.output()
+
+
+def test_sweep_source_without_hackrf_sweep_exits_1_saying_what_to_install(
+        tmp_path: Path) -> None:
+    """--source sweep when hackrf_sweep is not installed exits 1 naming the package."""
+    message = error_of_failed_run(["--source", "sweep", "--sweep-executable",
+                                   "hackrf_sweep_not_installed_here"], tmp_path, 1)
+    assert "apt-get install hackrf" in message and "--source sim" in message
+
+
+def test_sweep_range_the_wrong_way_round_exits_2(tmp_path: Path) -> None:
+    """--freq-min above --freq-max is refused as a configuration error naming both flags."""
+    message = error_of_failed_run(["--source", "sweep", "--freq-min", "2500e6",
+                                   "--freq-max", "2400e6"], tmp_path, 2)
+    assert "--freq-min" in message and "--freq-max" in message
+
+
+# -- GPS from gpsd (a real gpsd, fed by gpsfake) ---------------------------------------------
+
+def test_gps_flag_sends_gpsd_fixes_to_clients(tmp_path: Path) -> None:
+    """--gps HOST:PORT: clients get 'gps' messages with the log's positions beside the
+    spectrum frames."""
+    from gps_replay import assert_positions_match_the_log, free_port, gpsfake
+
+    port = free_port()
+    with gpsfake(port), running_app(["--gps", f"127.0.0.1:{port}", "--fps", "10"],
+                                    tmp_path) as app:
+        fixes, frames = [], 0
+        with connect(app.wait_for_url(), open_timeout=RECEIVE_TIMEOUT_S) as websocket:
+            deadline = time.monotonic() + 60
+            while len(fixes) < 3 and time.monotonic() < deadline:
+                message = websocket.recv(timeout=RECEIVE_TIMEOUT_S)
+                if isinstance(message, bytes):
+                    frames += 1
+                elif (body := decode_message(message))["type"] == "gps" and body["fix"]:
+                    fixes.append(body)
+
+    assert len(fixes) == 3, app.output()
+    assert frames > 0
+    assert_positions_match_the_log(fixes)
+
+
+def test_bad_gps_value_exits_2_naming_the_setting(tmp_path: Path) -> None:
+    """--gps without HOST:PORT exits 2 with one line naming the flag and the expected form."""
+    message = error_of_failed_run(["--gps", "nohostport"], tmp_path, 2)
+    assert "--gps" in message and "for gps" in message and "HOST:PORT" in message
+
+
+def test_gpsd_not_running_is_not_fatal(tmp_path: Path) -> None:
+    """--gps naming a port where no gpsd listens: the app serves the spectrum anyway and
+    logs that it cannot reach gpsd and will retry."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # bound, never listening: connections are refused
+        with running_app(["--gps", f"127.0.0.1:{port}", "--fps", "10"], tmp_path) as app:
+            hello, frames = receive(app.wait_for_url(), 2)
+            deadline = time.monotonic() + STARTUP_TIMEOUT_S
+            while f"cannot reach gpsd at 127.0.0.1:{port}" not in app.output():
+                assert time.monotonic() < deadline, app.output()
+                time.sleep(0.1)
+
+    assert_stream_is(hello, frames, bins=2048, center_freq_hz=100e6, span_hz=8e6, fps=10.0)
+    assert "Retrying every 2 s" in app.output()
+    assert app.process.returncode == 0, app.output()
 
 
 # -- stopping --------------------------------------------------------------------------------
@@ -192,7 +295,7 @@ def test_missing_iq_file_exits_1_naming_it(tmp_path: Path) -> None:
     ("fft_size: abc\n", ["'fft_size'", "expected an integer"]),
     ("port: 70000\n", ["'port'", "must be between 0 and 65535"]),
     ("source: bogus\n",
-     ["'source'", "expected sim, hackrf[=ARGS], osmosdr=ARGS or file=PATH"]),
+     ["'source'", "expected sim, sweep, hackrf[=ARGS], osmosdr=ARGS or file=PATH"]),
     ("center_freq: [1e6\n", ["is not valid YAML"]),
 ], ids=["unknown-key", "fft_size-abc", "port-70000", "source-bogus", "invalid-yaml"])
 def test_bad_config_file_exits_2_saying_why(tmp_path: Path, yaml_text: str,

@@ -471,7 +471,7 @@ async def test_too_slow_client_that_never_reads_is_dropped_and_others_keep_messa
             totals = server.stats()["total"]
             assert totals["messages_dropped"] >= 1
             server.publish_message("status", {"n": "after"})
-            while (message := await next_json(healthy))["n"] != "after":
+            while (await next_json(healthy))["n"] != "after":
                 pass
     finally:
         raw.close()

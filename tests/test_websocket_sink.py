@@ -207,14 +207,16 @@ async def test_periodic_status_reports_the_stream_and_what_the_source_posted(
         make_flowgraph: MakeFlowgraph) -> None:
     """Every status_interval the client gets a status message with the stream's frequency,
     span and bins, a growing frame count, and the fields sources posted on the status port
-    (a probe_rate's rate_avg as samp_rate_measured)."""
+    (a probe_rate PDU's rate_avg as samp_rate_measured)."""
     tb, sink = make_flowgraph(VECTORS, port=0, center_freq=433.92e6, samp_rate=2e6,
                               status_interval=0.2)
     sink.set_source_status({"source": "test", "lna_gain": 16.0})
     async with connect(sink.url, open_timeout=WAIT_S) as ws:
         await next_message(ws)  # hello
         tb.start()
-        sink._post(sink.STATUS_PORT, pmt.to_pmt({"rate_avg": 1.99e6, "rate_now": 2.01e6}))
+        # blocks.probe_rate posts a PDU: (metadata dict . nil)
+        sink._post(sink.STATUS_PORT, pmt.cons(
+            pmt.to_pmt({"rate_avg": 1.99e6, "rate_now": 2.01e6}), pmt.PMT_NIL))
         sink._post(sink.STATUS_PORT, pmt.intern("not a dict"))  # logged and dropped
         statuses: list[dict[str, Any]] = []
         while len(statuses) < 2 or "samp_rate_measured" not in statuses[-1] or (

@@ -1,7 +1,8 @@
 """``argos-spectrum``: a headless live-spectrum server for a HackRF, any osmosdr device, an IQ
-recording or the built-in simulated band.
+recording, the built-in simulated band or a wideband HackRF sweep (hackrf_sweep).
 
     argos-spectrum --source sim
+    argos-spectrum --source sweep --freq-min 2400e6 --freq-max 2500e6 --bins 1024
     argos-spectrum --source hackrf --center-freq 433.92e6 --samp-rate 10e6 --host 0.0.0.0
     argos-spectrum --config field.yaml --port 9000
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import re
 import signal
 import sys
 import threading
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from gr_argos.config import ConfigError, Setting, add_settings, resolve_settings
+from gr_argos.gpsd import parse_address
 
 __all__ = ["SETTINGS", "SpectrumFlowgraph", "argument_parser", "main"]
 
@@ -43,6 +46,14 @@ def _fft_size(value: int) -> str | None:
     return None if 16 <= value <= 65536 else "must be between 16 and 65536"
 
 
+def _sweep_freq(value: float) -> str | None:
+    return None if 0 <= value <= 7250e6 else "must be between 0 and 7250e6 Hz"
+
+
+def _bin_width(value: float) -> str | None:
+    return None if 2445 <= value <= 5e6 else "must be between 2445 and 5e6 Hz (hackrf_sweep -w)"
+
+
 def _port(value: int) -> str | None:
     return None if 0 <= value <= 65535 else "must be between 0 and 65535 (0 = any free port)"
 
@@ -51,24 +62,36 @@ def _alpha(value: float) -> str | None:
     return None if 0 < value <= 1 else "must be in (0, 1]; 1 turns averaging off"
 
 
+def _gps_address(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        parse_address(value)
+    except ValueError:
+        return "expected HOST:PORT of a gpsd, e.g. 127.0.0.1:2947 (empty = no GPS)"
+    return None
+
+
 def _source(value: str) -> str | None:
     kind = value.split("=", 1)[0]
-    if value == "sim" or kind in ("hackrf", "osmosdr", "file"):
+    if value in ("sim", "sweep") or kind in ("hackrf", "osmosdr", "file"):
         if kind in ("osmosdr", "file") and not value.partition("=")[2]:
             return f"--source {kind}= needs a value, e.g. {kind}={'rtl=0' if kind == 'osmosdr' else 'capture.cfile'}"
         return None
-    return "expected sim, hackrf[=ARGS], osmosdr=ARGS or file=PATH"
+    return "expected sim, sweep, hackrf[=ARGS], osmosdr=ARGS or file=PATH"
 
 
 SOURCE = "source"
 SPECTRUM = "spectrum"
 HACKRF = "HackRF / osmosdr gains"
 SERVER = "server"
+GPS = "GPS"
+SWEEP = "wideband sweep (--source sweep)"
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("source", str, "sim",
-            "sim | hackrf[=ARGS] | osmosdr=ARGS | file=PATH (raw complex64 IQ, paced at "
-            "--samp-rate)", check=_source, group=SOURCE),
+            "sim | sweep | hackrf[=ARGS] | osmosdr=ARGS | file=PATH (raw complex64 IQ, paced "
+            "at --samp-rate)", check=_source, group=SOURCE),
     Setting("center_freq", float, 100e6, "centre frequency in Hz", check=_positive,
             group=SOURCE),
     Setting("samp_rate", float, 8e6, "sample rate in samples/s (= span of the spectrum in Hz)",
@@ -80,6 +103,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("amp", bool, False, "HackRF RF amplifier (+14 dB)", group=HACKRF),
     Setting("bandwidth", float, 0.0, "baseband filter bandwidth in Hz (0 = automatic)",
             check=_non_negative, group=HACKRF),
+    Setting("freq_min", float, 2400e6, "start of the swept range in Hz", check=_sweep_freq,
+            group=SWEEP),
+    Setting("freq_max", float, 2500e6, "end of the swept range in Hz", check=_sweep_freq,
+            group=SWEEP),
+    Setting("bin_width", float, 1e6, "hackrf_sweep FFT bin width in Hz (-w)",
+            check=_bin_width, group=SWEEP),
+    Setting("bins", int, 1024, "bins per sweep frame",
+            check=lambda v: None if v >= 1 else "must be at least 1", group=SWEEP),
+    Setting("sweep_executable", str, "hackrf_sweep", "the hackrf_sweep program (name or path)",
+            group=SWEEP),
     Setting("fft_size", int, 2048, "bins per spectrum", check=_fft_size, group=SPECTRUM),
     Setting("fps", float, 30.0, "spectrum frames per second", check=_positive, group=SPECTRUM),
     Setting("avg_alpha", float, 0.5,
@@ -99,6 +132,9 @@ SETTINGS: tuple[Setting, ...] = (
             check=_non_negative, group=SERVER),
     Setting("ping_timeout", float, 20.0, "seconds without a pong before a client is dropped",
             check=_non_negative, group=SERVER),
+    Setting("gps", str, "",
+            "HOST:PORT of a gpsd whose fixes go to clients as 'gps' messages (empty = off)",
+            check=_gps_address, group=GPS),
     Setting("log_level", str, "info", "log level",
             choices=("debug", "info", "warning", "error"), group=SERVER),
 )
@@ -154,8 +190,55 @@ def _open_osmosdr(source: str, settings: dict[str, Any]) -> Any:
     return device
 
 
+def check_sweep_range(settings: dict[str, Any]) -> None:
+    """Raise ConfigError unless ``--source sweep`` has freq_min below freq_max."""
+    if settings["source"] == "sweep" and not settings["freq_min"] < settings["freq_max"]:
+        raise ConfigError(f"--freq-min ({settings['freq_min']:g}) must be below --freq-max "
+                          f"({settings['freq_max']:g})")
+
+
+def _open_sweep(settings: dict[str, Any]) -> Any:
+    from gr_argos.hackrf_sweep_source import hackrf_sweep_source
+
+    try:
+        return hackrf_sweep_source(
+            freq_min=settings["freq_min"],
+            freq_max=settings["freq_max"],
+            bin_width=settings["bin_width"],
+            bins=settings["bins"],
+            lna_gain=settings["lna_gain"],
+            vga_gain=settings["vga_gain"],
+            amp=settings["amp"],
+            executable=settings["sweep_executable"],
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        raise SourceError(f"{exc}; or use --source sim") from exc
+
+
+def source_status(settings: dict[str, Any]) -> dict[str, Any]:
+    """What the periodic ``status`` message says about the source (no secrets in ``args``)."""
+    kind = settings["source"].partition("=")[0]
+    status: dict[str, Any] = {
+        "source": kind,
+        "samp_rate": settings["samp_rate"],
+    }
+    if kind != "sim":
+        args = osmosdr_args(settings["source"], settings["samp_rate"])
+        status["args"] = _SECRET_ARG.sub(r"\1=***", args)
+    if kind == "hackrf":
+        status.update(lna_gain=settings["lna_gain"], vga_gain=settings["vga_gain"],
+                      amp=settings["amp"])
+    if settings["bandwidth"]:
+        status["bandwidth"] = settings["bandwidth"]
+    return status
+
+
+# Device-string parameters that may carry credentials (e.g. a remote SDR's password).
+_SECRET_ARG = re.compile(r"\b(pass(?:word)?|key|token|secret|auth)=[^,\s]*", re.IGNORECASE)
+
+
 def _make_flowgraph_class() -> type:
-    from gnuradio import gr
+    from gnuradio import blocks, gr
     from gnuradio.fft import logpwrfft
 
     from gr_argos.sim_band_source import sim_band_source
@@ -166,6 +249,14 @@ def _make_flowgraph_class() -> type:
 
         def __init__(self, settings: dict[str, Any]) -> None:
             gr.top_block.__init__(self, "argos-spectrum", catch_exceptions=True)
+            if settings["source"] == "sweep":
+                self._build_sweep(settings)
+            else:
+                self._build_fft(settings)
+            self._attach_gps(settings)
+
+        def _build_fft(self, settings: dict[str, Any]) -> None:
+            """source -> log-power FFT -> websocket_sink, with the sample rate measured."""
             if settings["source"] == "sim":
                 self.source = sim_band_source(samp_rate=settings["samp_rate"])
             else:
@@ -179,19 +270,52 @@ def _make_flowgraph_class() -> type:
                 average=settings["avg_alpha"] < 1.0,
                 shift=True,
             )
-            self.sink = websocket_sink(
-                vlen=settings["fft_size"],
-                center_freq=settings["center_freq"],
-                samp_rate=settings["samp_rate"],
+            self.sink = self._make_sink(settings, settings["fft_size"],
+                                        settings["center_freq"], settings["samp_rate"])
+            self.connect(self.source, self.fft, self.sink)
+            # The sink's periodic status reports the rate the source really delivers.
+            self.rate_probe = blocks.probe_rate(gr.sizeof_gr_complex, 1000.0, 0.15)
+            self.connect(self.source, self.rate_probe)
+            self.msg_connect(self.rate_probe, "rate", self.sink, "status")
+            self.sink.set_source_status(source_status(settings))
+
+        def _attach_gps(self, settings: dict[str, Any]) -> None:
+            """gpsd_source -> the sink's msg port, if --gps names a gpsd. gpsd not running is
+            not fatal: the block logs it and keeps retrying."""
+            if not settings["gps"]:
+                return
+            from gr_argos.gpsd_source import gpsd_source
+
+            host, port = parse_address(settings["gps"])
+            self.gps = gpsd_source(host=host, port=port)
+            self.msg_connect(self.gps, "gps", self.sink, "msg")
+
+        def _build_sweep(self, settings: dict[str, Any]) -> None:
+            """hackrf_sweep source -> websocket_sink: one frame per sweep, no FFT here."""
+            self.source = _open_sweep(settings)
+            self.sink = self._make_sink(
+                settings, settings["bins"], (settings["freq_min"] + settings["freq_max"]) / 2,
+                settings["freq_max"] - settings["freq_min"], stream_name="sweep")
+            self.connect(self.source, self.sink)
+            self.msg_connect(self.source, "status", self.sink, "status")
+
+        @staticmethod
+        def _make_sink(settings: dict[str, Any], bins: int, center_freq_hz: float,
+                       span_hz: float, stream_name: str = "spectrum") -> Any:
+            return websocket_sink(
+                vlen=bins,
+                center_freq=center_freq_hz,
+                samp_rate=span_hz,
                 host=settings["host"],
                 port=settings["port"],
+                stream_name=stream_name,
                 fps=settings["fps"],
                 queue_depth=settings["queue_depth"],
                 message_queue_depth=settings["message_queue_depth"],
                 ping_interval=settings["ping_interval"],
                 ping_timeout=settings["ping_timeout"],
+                msg_channel="gps",
             )
-            self.connect(self.source, self.fft, self.sink)
 
     return SpectrumFlowgraph
 
@@ -206,8 +330,9 @@ def __getattr__(name: str) -> Any:
 def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="argos-spectrum",
-        description="Stream live spectrum from a HackRF, an osmosdr device, an IQ file or a "
-                    "simulated band to WebSocket clients and browsers.",
+        description="Stream live spectrum from a HackRF, an osmosdr device, an IQ file, a "
+                    "simulated band or a wideband HackRF sweep to WebSocket clients and "
+                    "browsers.",
         epilog="Every setting can also be given in a YAML file (--config) under the same name, "
                "e.g. 'center_freq: 433.92e6'; flags override the file. Exit codes: 0 stopped, "
                "1 source or server failure, 2 bad flags or configuration.",
@@ -223,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = resolve_settings(args, SETTINGS, args.config)
+        check_sweep_range(settings)
     except ConfigError as exc:
         print(f"argos-spectrum: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -251,9 +377,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     flowgraph.start()
     url = flowgraph.sink.url
-    print(f"argos-spectrum: streaming {settings['source']} at "
-          f"{settings['center_freq'] / 1e6:g} MHz, {settings['samp_rate'] / 1e6:g} MS/s, "
-          f"{settings['fft_size']} bins, {settings['fps']:g} frames/s", flush=True)
+    if settings["source"] == "sweep":
+        print(f"argos-spectrum: streaming sweep of {settings['freq_min'] / 1e6:g}-"
+              f"{settings['freq_max'] / 1e6:g} MHz, {settings['bins']} bins, hackrf_sweep "
+              f"bin width {settings['bin_width'] / 1e3:g} kHz", flush=True)
+    else:
+        print(f"argos-spectrum: streaming {settings['source']} at "
+              f"{settings['center_freq'] / 1e6:g} MHz, {settings['samp_rate'] / 1e6:g} MS/s, "
+              f"{settings['fft_size']} bins, {settings['fps']:g} frames/s", flush=True)
     print(f"argos-spectrum: connect to {url}  (try: argos-client {url}; "
           f"health: {url.replace('ws://', 'http://')}healthz)", flush=True)
     if settings["host"] in ("0.0.0.0", "::"):
