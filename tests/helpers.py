@@ -169,3 +169,24 @@ def assert_stream_is(hello: dict[str, Any], frames: list[SpectrumFrame], *, bins
         assert np.all(np.isfinite(frame.power_db))
     sequences = [frame.sequence for frame in frames]
     assert all(later > earlier for earlier, later in zip(sequences, sequences[1:])), sequences
+
+
+# -- headless Chromium -------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/setup.sh installs it)
+# Headless as root, and quiet on a machine without internet: no background updates or sync.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@contextmanager
+def headless_chromium() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (never Playwright's own browser download)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

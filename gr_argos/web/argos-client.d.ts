@@ -1,0 +1,325 @@
+// Type declarations for argos-client.js, the gr-argos JavaScript client (wire protocol v1).
+// Keep this file next to argos-client.js; see docs/js-client.md.
+
+/** Size of the v1 frame header in bytes (a frame's headerLen may be larger). */
+export const HEADER_SIZE: 64;
+/** The wire protocol version this module speaks. */
+export const PROTOCOL_VERSION: 1;
+
+/** A message does not follow the gr-argos wire protocol; `message` says how. */
+export class ProtocolError extends Error {
+  constructor(message: string);
+  readonly name: "ProtocolError";
+}
+
+/** One decoded spectrum frame. */
+export interface SpectrumFrame {
+  /** Power per bin in dB, lowest frequency first (a copy: yours to keep or change). */
+  power: Float32Array;
+  /** Centre frequency of the spectrum, Hz. */
+  centerFreqHz: number;
+  /** Frequency span covered by the bins, Hz. */
+  spanHz: number;
+  /** Number of bins (power.length), at least 1. */
+  binCount: number;
+  /** Per-stream frame counter; exact up to 2**53 - 1, rounded above (see sequenceBig). */
+  sequence: number;
+  /** Per-stream frame counter, exact (u64). */
+  sequenceBig: bigint;
+  /** Frames of this stream the server dropped for this client since its previous frame. */
+  missed: number;
+  /** The stream this frame belongs to (an id from hello.streams). */
+  streamId: number;
+  /** Capture time, ns since the Unix epoch (i64). */
+  timestampNs: bigint;
+  /** Capture time, ms since the Unix epoch (comparable with Date.now()). */
+  timestampMs: number;
+  /** Payload encoding: 0 = float32 dB (the only one in v1). */
+  encoding: number;
+  /** Header flags (0 in v1). */
+  flags: number;
+  /** Offset of the payload in the frame, bytes (64, or more with header extensions). */
+  headerLen: number;
+  /** Protocol version byte (1). */
+  version: number;
+  /** Binary message type (1 = spectrum frame). */
+  msgType: number;
+  /** Reserved for quantized encodings; 0 in v1. */
+  scaleOffsetDb: number;
+  /** Reserved for quantized encodings; 0 in v1. */
+  scaleStepDb: number;
+}
+
+/**
+ * Decode one v1 binary spectrum frame (a whole binary WebSocket message).
+ * @throws {ProtocolError} if the frame is malformed or uses something v1 does not define.
+ */
+export function decodeFrame(data: ArrayBuffer | ArrayBufferView): SpectrumFrame;
+
+/** Centre frequency of every bin, Hz: centerFreqHz + (i - floor(binCount / 2)) * spanHz / binCount. */
+export function binFreqsHz(frame: Pick<SpectrumFrame, "centerFreqHz" | "spanHz" | "binCount">): Float64Array;
+
+/** Any JSON message: an object with a non-empty string `type`. */
+export interface ArgosMessage {
+  type: string;
+  [key: string]: unknown;
+}
+
+/**
+ * Decode a JSON text message.
+ * @throws {ProtocolError} if it is not JSON, not an object, or has no string `type`.
+ */
+export function decodeMessage(text: string): ArgosMessage;
+
+/** One stream as the hello message describes it. */
+export interface StreamDescription {
+  id: number;
+  name: string;
+  bins: number;
+  center_freq_hz: number;
+  span_hz: number;
+  /** "float32" = encoding 0. */
+  encoding: string;
+  fps: number;
+  [key: string]: unknown;
+}
+
+/** The first message on every connection. */
+export interface HelloMessage extends ArgosMessage {
+  type: "hello";
+  server: string;
+  version: string;
+  protocol: number;
+  /** Random hex string chosen when the server starts; a new one means it restarted. */
+  session: string;
+  streams: StreamDescription[];
+  queue_depth: number;
+}
+
+/** A message the flowgraph posted (`status`, `gps`, ...): free-form keys besides these. */
+export interface StreamMessage extends ArgosMessage {
+  stream: number;
+}
+
+export interface StatusMessage extends StreamMessage {
+  type: "status";
+}
+
+export interface GpsMessage extends StreamMessage {
+  type: "gps";
+}
+
+/** The server's answer to a client message it cannot handle. */
+export interface ErrorMessage extends ArgosMessage {
+  type: "error";
+  code: "bad_json" | "bad_message" | "unknown_type" | "binary_not_supported" | (string & {});
+  message: string;
+}
+
+/** The answer to {"type": "ping", "id": X}. */
+export interface PongMessage extends ArgosMessage {
+  type: "pong";
+  /** The ping's id, unchanged (null if it had none). */
+  id: unknown;
+  /** Server clock when it answered, ns since the Unix epoch (may lose precision). */
+  server_time_ns: number;
+}
+
+/** The answer to {"type": "stats"}: informational counters. */
+export interface StatsMessage extends ArgosMessage {
+  type: "stats";
+  client: Record<string, unknown>;
+  total: Record<string, unknown>;
+}
+
+export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
+
+export interface StateDetail {
+  state: ConnectionState;
+  /** For a scheduled retry: 1 for the first attempt since the last open connection, then 2, ... */
+  attempt?: number;
+  /** For a scheduled retry: the wait before it, ms. */
+  delayMs?: number;
+  /** For a scheduled retry: why the previous connection or attempt ended. */
+  error?: string;
+}
+
+export type GapReason = "dropped by server" | "sequence jump" | "stream restarted";
+export const GAP_DROPPED_BY_SERVER: "dropped by server";
+export const GAP_SEQUENCE_JUMP: "sequence jump";
+export const GAP_STREAM_RESTARTED: "stream restarted";
+
+/** Frames of a stream were lost before the next frame (dispatched just before it). */
+export interface GapDetail {
+  streamId: number;
+  /** Frames lost (0 when unknown: a restarted stream). */
+  lost: number;
+  /** Sequence of the last frame received before the gap. */
+  fromSequence: number;
+  /** Sequence of the frame received after the gap. */
+  toSequence: number;
+  fromSequenceBig: bigint;
+  toSequenceBig: bigint;
+  reason: GapReason;
+  /** The server restarted (a hello with a new session) since the previous frame. */
+  sessionChanged: boolean;
+}
+
+export interface FrameDetail {
+  frame: SpectrumFrame;
+  /** Frames of this stream lost right before this one (0 almost always). */
+  gap: number;
+  /** Date.now() - frame.timestampMs at reception: only as right as the two clocks. */
+  ageMs: number;
+  /** Date.now() at reception, ms. */
+  receivedMs: number;
+  /** Size of the binary message, bytes. */
+  sizeBytes: number;
+}
+
+export interface WarningDetail {
+  /** What was skipped and why. */
+  message: string;
+  error: ProtocolError;
+}
+
+export interface ArgosClientEventMap {
+  state: CustomEvent<StateDetail>;
+  hello: CustomEvent<HelloMessage>;
+  frame: CustomEvent<FrameDetail>;
+  gap: CustomEvent<GapDetail>;
+  /** Every JSON message, known types or not. */
+  message: CustomEvent<ArgosMessage>;
+  status: CustomEvent<StatusMessage>;
+  gps: CustomEvent<GpsMessage>;
+  /** A server "error" message (not a connection error: see "state"). */
+  error: CustomEvent<ErrorMessage>;
+  pong: CustomEvent<PongMessage>;
+  stats: CustomEvent<StatsMessage>;
+  warning: CustomEvent<WarningDetail>;
+}
+
+export interface ClientStats {
+  /** Spectrum frames received and decoded. */
+  frames: number;
+  /** Bytes of all messages received. */
+  bytes: number;
+  /** Frames lost in all gaps. */
+  lost: number;
+  /** Gap events. */
+  gaps: number;
+  /** Connections opened again after one was lost. */
+  reconnects: number;
+  /** Messages skipped because they did not decode. */
+  malformed: number;
+  /** Round trip of the last heartbeat ping, ms (null until one). */
+  lastRttMs: number | null;
+  /** JSON messages received and decoded. */
+  messages: number;
+  /** Connection attempts that failed. */
+  failedAttempts: number;
+}
+
+/** What the client needs of a WebSocket: the browser's, Node's global one and the ws package fit. */
+export interface WebSocketLike {
+  binaryType: string;
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((event: any) => any) | null;
+  onmessage: ((event: any) => any) | null;
+  onerror: ((event: any) => any) | null;
+  onclose: ((event: any) => any) | null;
+}
+
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+export interface ArgosClientOptions {
+  /** Ceiling of the first reconnect delay, ms (default 500). */
+  backoffBaseMs?: number;
+  /** Largest reconnect delay, ms (default 10000). */
+  backoffCapMs?: number;
+  /** How long a connection must stay open to reset the backoff, ms (default 5000). */
+  stableAfterMs?: number;
+  /** Interval of {"type":"ping"} messages, ms (default 5000; 0: none). */
+  heartbeatIntervalMs?: number;
+  /** No message for this long means the connection is dead, ms (default 10000; 0: never). */
+  heartbeatTimeoutMs?: number;
+  /** Time allowed for one connection attempt to open, ms (default 10000; 0: no limit). */
+  openTimeoutMs?: number;
+  /** WebSocket implementation (default globalThis.WebSocket). */
+  WebSocket?: WebSocketConstructor;
+  /** Random source in [0, 1) for the backoff jitter (default Math.random). */
+  random?: () => number;
+}
+
+/** Reconnect delays: exponential backoff with full jitter, reset once a link is stable. */
+export class Backoff {
+  constructor(options?: { baseMs?: number; capMs?: number; stableAfterMs?: number; random?: () => number });
+  readonly baseMs: number;
+  readonly capMs: number;
+  readonly stableAfterMs: number;
+  /** Attempts counted since the last reset (stops growing once the ceiling is the cap). */
+  attempt: number;
+  /** The largest delay the next attempt can get, ms. */
+  ceilingMs(): number;
+  /** random() * ceilingMs(), and count the attempt. */
+  nextDelayMs(): number;
+  /** Report that a connection closed after openForMs ms open. */
+  connectionClosed(openForMs: number): void;
+}
+
+/** Gap detection from `missed` and per-stream sequence numbers. */
+export class GapDetector {
+  /** Record the session of a hello; a different one means the server restarted. */
+  newSession(session: string | null): void;
+  /** Account for one frame; the gap before it, or null. */
+  observe(frame: Pick<SpectrumFrame, "streamId" | "sequence" | "missed"> & { sequenceBig?: bigint }): GapDetail | null;
+}
+
+// Spelled out rather than taken from lib.dom, so the file also checks with only @types/node.
+type ListenerOptions = boolean | { capture?: boolean; once?: boolean; passive?: boolean; signal?: AbortSignal };
+type AnyEventListener = ((event: Event) => void) | { handleEvent(event: Event): void } | null;
+
+/** Receives spectrum frames and messages from a gr-argos server, reconnecting forever. */
+export class ArgosClient extends EventTarget {
+  /**
+   * @param url ws://HOST:PORT/ or wss://...; in a page also http(s) or relative URLs, and
+   *   by default the page's own server.
+   * @throws {TypeError} for a URL that is not a WebSocket URL, or no WebSocket implementation.
+   * @throws {RangeError} for an invalid duration.
+   */
+  constructor(url?: string, options?: ArgosClientOptions);
+  /** The ws:// or wss:// URL connected to. */
+  readonly url: string;
+  /** "closed" until connect(), and after close(). */
+  readonly state: ConnectionState;
+  /** A copy of the counters since the client was created. */
+  readonly stats: ClientStats;
+  /** The latest hello message (null before the first). */
+  readonly hello: HelloMessage | null;
+  /** Why the last connection or attempt ended (null while open). */
+  readonly lastError: string | null;
+  /** Start connecting, and reconnecting until close(). Does nothing if already running. */
+  connect(): void;
+  /** Close the connection (code 1000) and stop reconnecting; connect() starts again. */
+  close(): void;
+  /**
+   * Send one JSON message, e.g. send({ type: "stats" }).
+   * @throws {Error} if no connection is open.
+   */
+  send(message: { type: string; [key: string]: unknown } | string): void;
+
+  addEventListener<K extends keyof ArgosClientEventMap>(
+    type: K,
+    listener: (this: ArgosClient, event: ArgosClientEventMap[K]) => void,
+    options?: ListenerOptions,
+  ): void;
+  addEventListener(type: string, listener: AnyEventListener, options?: ListenerOptions): void;
+  removeEventListener<K extends keyof ArgosClientEventMap>(
+    type: K,
+    listener: (this: ArgosClient, event: ArgosClientEventMap[K]) => void,
+    options?: boolean | { capture?: boolean },
+  ): void;
+  removeEventListener(type: string, listener: AnyEventListener, options?: boolean | { capture?: boolean }): void;
+}

@@ -1,0 +1,739 @@
+// gr-argos JavaScript client: decode wire protocol v1 spectrum frames and receive them
+// from a gr-argos server over a WebSocket that reconnects by itself.
+//
+// An ES module with no dependencies and no build step. It runs in browsers and in Node 20+
+// (pass a WebSocket constructor there, see docs/js-client.md). The wire format is defined
+// in docs/protocol.md; gr_argos/protocol.py is the Python codec and gr_argos/client.py the
+// Python client whose reconnect and gap rules this module follows. Both codecs are tested
+// against the shared vectors in tests/vectors/.
+//
+//   import { ArgosClient } from "/argos-client.js";
+//   const client = new ArgosClient("ws://127.0.0.1:8765/");
+//   client.addEventListener("frame", (e) => draw(e.detail.frame.power));
+//   client.connect();
+
+/** Size of the v1 frame header in bytes (a frame's header_len may be larger). */
+export const HEADER_SIZE = 64;
+/** The wire protocol version this module speaks: the version byte of every frame. */
+export const PROTOCOL_VERSION = 1;
+
+const MAGIC = "ARGS";
+const MSG_SPECTRUM = 1;
+const ENCODING_FLOAT32 = 0;
+const ENCODING_NAMES = { [ENCODING_FLOAT32]: "float32" };
+const BYTES_PER_BIN = { [ENCODING_FLOAT32]: 4 };
+const KNOWN_FLAGS = 0; // bit 0 (compressed payload) is reserved; no flag is defined in v1
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+export const GAP_DROPPED_BY_SERVER = "dropped by server"; // the frame's missed field says so
+export const GAP_SEQUENCE_JUMP = "sequence jump"; // e.g. frames produced while reconnecting
+export const GAP_STREAM_RESTARTED = "stream restarted"; // the sequence went backwards
+
+const MAX_PINGS_IN_FLIGHT = 8;
+const WS_OPEN = 1;
+
+/** A message does not follow the gr-argos wire protocol; the message says how. */
+export class ProtocolError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "ProtocolError";
+  }
+}
+
+// -- frames -------------------------------------------------------------------------------
+
+/**
+ * Decode one v1 binary spectrum frame (a whole binary WebSocket message).
+ *
+ * The rules, and the order they are checked in, are those of decode_frame in
+ * gr_argos/protocol.py, so both reject the same frames with the same words.
+ *
+ * @param {ArrayBuffer | ArrayBufferView} data the frame: header then payload.
+ * @returns {object} the frame; `power` is a Float32Array copy of the payload in dB.
+ * @throws {ProtocolError} if the frame is truncated, is not a v1 spectrum frame, uses a
+ *   flag or encoding v1 does not define, or its payload length does not match bin_count.
+ */
+export function decodeFrame(data) {
+  const bytes = asBytes(data);
+  if (bytes.byteLength < HEADER_SIZE) {
+    throw new ProtocolError(
+      `frame truncated: ${bytes.byteLength} bytes is shorter than the ${HEADER_SIZE}-byte header`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const magic = String.fromCharCode(bytes[0], bytes[1], bytes[2], bytes[3]);
+  if (magic !== MAGIC) {
+    throw new ProtocolError(
+      `not a gr-argos frame: magic ${JSON.stringify(magic)}, expected ${JSON.stringify(MAGIC)}`);
+  }
+  const version = view.getUint8(4);
+  if (version !== PROTOCOL_VERSION) {
+    throw new ProtocolError(
+      `unsupported protocol version ${version} (this decoder speaks ${PROTOCOL_VERSION})`);
+  }
+  const msgType = view.getUint8(5);
+  if (msgType !== MSG_SPECTRUM) {
+    throw new ProtocolError(`unknown binary message type ${msgType}`);
+  }
+  const headerLen = view.getUint16(6, true);
+  if (headerLen < HEADER_SIZE || headerLen > bytes.byteLength) {
+    throw new ProtocolError(
+      `bad header length ${headerLen} in a ${bytes.byteLength}-byte frame (at least ${HEADER_SIZE})`);
+  }
+  const flags = view.getUint16(8, true);
+  if (flags & ~KNOWN_FLAGS) {
+    throw new ProtocolError(
+      `unknown flags 0x${flags.toString(16).padStart(4, "0")} for protocol version ${version}`);
+  }
+  const encoding = view.getUint8(10);
+  const bytesPerBin = BYTES_PER_BIN[encoding];
+  if (bytesPerBin === undefined) {
+    throw new ProtocolError(`unknown payload encoding ${encoding}`);
+  }
+  const binCount = view.getUint32(28, true);
+  const payloadBytes = bytes.byteLength - headerLen;
+  const expectedBytes = binCount * bytesPerBin;
+  if (payloadBytes !== expectedBytes) {
+    throw new ProtocolError(
+      `payload is ${payloadBytes} bytes but ${binCount} ${ENCODING_NAMES[encoding]} bins ` +
+      `need ${expectedBytes}` + (payloadBytes < expectedBytes ? " (frame truncated)" : ""));
+  }
+  if (binCount === 0) {
+    throw new ProtocolError("frame has no bins");
+  }
+  const sequenceBig = view.getBigUint64(16, true);
+  const timestampNs = view.getBigInt64(32, true);
+  return {
+    power: readFloat32(bytes, view, headerLen, binCount),
+    centerFreqHz: view.getFloat64(40, true),
+    spanHz: view.getFloat64(48, true),
+    binCount,
+    sequence: Number(sequenceBig),
+    sequenceBig,
+    missed: view.getUint32(24, true),
+    streamId: view.getUint16(12, true),
+    timestampNs,
+    timestampMs: Number(timestampNs) / 1e6,
+    encoding,
+    flags,
+    headerLen,
+    version,
+    msgType,
+    scaleOffsetDb: view.getFloat32(56, true),
+    scaleStepDb: view.getFloat32(60, true),
+  };
+}
+
+/**
+ * Centre frequency of every bin of a frame, in Hz (FFT-shifted: DC in the middle, bin
+ * `floor(binCount / 2)` at `centerFreqHz`), computed as docs/protocol.md gives it.
+ *
+ * @param {{centerFreqHz: number, spanHz: number, binCount: number}} frame
+ * @returns {Float64Array}
+ */
+export function binFreqsHz(frame) {
+  const { centerFreqHz, spanHz, binCount } = frame;
+  const binWidthHz = spanHz / binCount;
+  const half = Math.floor(binCount / 2);
+  const freqs = new Float64Array(binCount);
+  for (let i = 0; i < binCount; i++) freqs[i] = centerFreqHz + (i - half) * binWidthHz;
+  return freqs;
+}
+
+function asBytes(data) {
+  if (Object.prototype.toString.call(data) === "[object ArrayBuffer]") return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  throw new ProtocolError(
+    `a frame must be an ArrayBuffer or a typed array, got ${Object.prototype.toString.call(data)}`);
+}
+
+function readFloat32(bytes, view, offset, count) {
+  // A copy: the frame must not change when the caller reuses the message buffer.
+  const values = new Float32Array(count);
+  if (LITTLE_ENDIAN_HOST) {
+    new Uint8Array(values.buffer).set(bytes.subarray(offset, offset + 4 * count));
+  } else {
+    for (let i = 0; i < count; i++) values[i] = view.getFloat32(offset + 4 * i, true);
+  }
+  return values;
+}
+
+// -- JSON messages -------------------------------------------------------------------------
+
+/**
+ * Decode a JSON text message: an object with a non-empty string `type`.
+ *
+ * @param {string} text
+ * @returns {object}
+ * @throws {ProtocolError} if the text is not JSON, not an object, or has no string `type`.
+ */
+export function decodeMessage(text) {
+  let message;
+  try {
+    message = JSON.parse(text);
+  } catch (error) {
+    throw new ProtocolError(`message is not valid JSON: ${error.message}`);
+  }
+  if (message === null || typeof message !== "object" || Array.isArray(message)) {
+    const kind = message === null ? "null" : Array.isArray(message) ? "array" : typeof message;
+    throw new ProtocolError(`message must be a JSON object, got ${kind}`);
+  }
+  if (typeof message.type !== "string" || message.type === "") {
+    throw new ProtocolError('message must have a string "type" field');
+  }
+  return message;
+}
+
+// -- reconnect policy ----------------------------------------------------------------------
+
+/**
+ * Reconnect delays: exponential backoff with full jitter, reset once a link is stable.
+ *
+ * Attempt n (counting from 0) waits `random() * min(capMs, baseMs * 2 ** n)` ms, so many
+ * clients cut off together do not all come back at the same moment. The attempt counter
+ * goes back to 0 when a connection stayed open `stableAfterMs`. Same policy as
+ * gr_argos.client.Backoff.
+ */
+export class Backoff {
+  /**
+   * @param {{baseMs?: number, capMs?: number, stableAfterMs?: number, random?: () => number}} [options]
+   * @throws {RangeError} if a duration is negative, or zero where it must be positive.
+   */
+  constructor({ baseMs = 500, capMs = 10000, stableAfterMs = 5000, random = Math.random } = {}) {
+    if (!(baseMs > 0)) throw new RangeError(`backoff base must be > 0 ms, got ${baseMs}`);
+    if (!(capMs >= baseMs)) {
+      throw new RangeError(`backoff cap (${capMs} ms) must be >= its base (${baseMs} ms)`);
+    }
+    if (!(stableAfterMs >= 0)) {
+      throw new RangeError(`stableAfterMs must be >= 0 ms, got ${stableAfterMs}`);
+    }
+    this.baseMs = baseMs;
+    this.capMs = capMs;
+    this.stableAfterMs = stableAfterMs;
+    this.attempt = 0;
+    this._random = random;
+  }
+
+  /** The largest delay the next attempt can get, in ms. */
+  ceilingMs() {
+    return Math.min(this.capMs, this.baseMs * 2 ** Math.min(this.attempt, 1023));
+  }
+
+  /** Draw the delay before the next attempt (in ms) and count the attempt. */
+  nextDelayMs() {
+    const ceilingMs = this.ceilingMs();
+    const delayMs = this._random() * ceilingMs;
+    if (ceilingMs < this.capMs) this.attempt += 1; // past the cap, 2 ** attempt need not grow
+    return delayMs;
+  }
+
+  /** Report that a connection closed after `openForMs` ms open. */
+  connectionClosed(openForMs) {
+    if (openForMs >= this.stableAfterMs) this.attempt = 0;
+  }
+}
+
+// -- gap detection -------------------------------------------------------------------------
+
+/**
+ * Find lost frames from each frame's `missed` field and per-stream sequence numbers.
+ *
+ * Plain code without sockets, the same rules as gr_argos.client.GapDetector: feed it every
+ * hello's session with newSession() and every decoded frame with observe().
+ */
+export class GapDetector {
+  constructor() {
+    this._lastSequence = new Map(); // streamId -> BigInt
+    this._session = null;
+    this._sessionChanged = new Set();
+  }
+
+  /** Record the session of a hello; a different one means the server restarted. */
+  newSession(session) {
+    if (this._session !== null && session !== this._session) {
+      this._sessionChanged = new Set(this._lastSequence.keys());
+    }
+    this._session = session;
+  }
+
+  /**
+   * Account for one frame; return the gap before it, or null if there was none.
+   *
+   * With a previous frame of the same stream, the lost count is the larger of the
+   * `missed` field and the sequence jump: the server knows what it dropped for this
+   * client, the sequence also covers frames produced while no connection was open.
+   */
+  observe(frame) {
+    const { streamId } = frame;
+    const sequence = BigInt(frame.sequenceBig ?? frame.sequence);
+    const missed = BigInt(frame.missed);
+    const previous = this._lastSequence.get(streamId);
+    const sessionChanged = this._sessionChanged.delete(streamId);
+    this._lastSequence.set(streamId, sequence);
+    if (previous === undefined) {
+      if (missed === 0n) return null;
+      return gap(streamId, missed, sequence - missed - 1n, sequence, GAP_DROPPED_BY_SERVER,
+        sessionChanged);
+    }
+    if (sequence <= previous) {
+      return gap(streamId, 0n, previous, sequence, GAP_STREAM_RESTARTED, sessionChanged);
+    }
+    const jump = sequence - previous - 1n;
+    const lost = missed > jump ? missed : jump;
+    if (lost === 0n) return null;
+    const reason = missed >= jump ? GAP_DROPPED_BY_SERVER : GAP_SEQUENCE_JUMP;
+    return gap(streamId, lost, previous, sequence, reason, sessionChanged);
+  }
+}
+
+function gap(streamId, lost, fromSequence, toSequence, reason, sessionChanged) {
+  return {
+    streamId,
+    lost: Number(lost),
+    fromSequence: Number(fromSequence),
+    toSequence: Number(toSequence),
+    fromSequenceBig: fromSequence,
+    toSequenceBig: toSequence,
+    reason,
+    sessionChanged,
+  };
+}
+
+// -- the client ----------------------------------------------------------------------------
+
+const DEFAULT_OPTIONS = {
+  backoffBaseMs: 500,
+  backoffCapMs: 10000,
+  stableAfterMs: 5000,
+  heartbeatIntervalMs: 5000,
+  heartbeatTimeoutMs: 10000,
+  openTimeoutMs: 10000,
+};
+
+/**
+ * Receive spectrum frames and messages from a gr-argos server, reconnecting forever.
+ *
+ * Events (all CustomEvents; the data is in `event.detail`): state, hello, frame, gap,
+ * message, status, gps, error, pong, stats, warning. See docs/js-client.md.
+ */
+export class ArgosClient extends EventTarget {
+  /**
+   * @param {string} [url] `ws://HOST:PORT/` or `wss://...`; in a page, http(s) and relative
+   *   URLs work too, and the default is the page's own server.
+   * @param {object} [options] backoffBaseMs, backoffCapMs, stableAfterMs,
+   *   heartbeatIntervalMs (0: no pings), heartbeatTimeoutMs (0: no dead-link detection),
+   *   openTimeoutMs, WebSocket (constructor), random (for the backoff jitter).
+   * @throws {TypeError} if the URL is not a WebSocket URL or there is no WebSocket.
+   * @throws {RangeError} if a duration is invalid.
+   */
+  constructor(url, options = {}) {
+    super();
+    const settings = { ...DEFAULT_OPTIONS };
+    for (const [key, value] of Object.entries(options)) {
+      if (value !== undefined) settings[key] = value;
+    }
+    for (const key of ["heartbeatIntervalMs", "heartbeatTimeoutMs", "openTimeoutMs"]) {
+      if (!(settings[key] >= 0)) throw new RangeError(`${key} must be >= 0 ms, got ${settings[key]}`);
+    }
+    const { heartbeatIntervalMs: intervalMs, heartbeatTimeoutMs: timeoutMs } = settings;
+    if (intervalMs > 0 && timeoutMs > 0 && timeoutMs <= intervalMs) {
+      throw new RangeError(`heartbeatTimeoutMs (${timeoutMs}) must be longer than ` +
+        `heartbeatIntervalMs (${intervalMs}), or a quiet link is dropped between two pings`);
+    }
+    this.url = webSocketUrl(url);
+    this._WebSocket = settings.WebSocket ?? globalThis.WebSocket;
+    if (typeof this._WebSocket !== "function") {
+      throw new TypeError(
+        "no WebSocket implementation: on Node 20 run node with --experimental-websocket " +
+        "(Node 22 and later have one built in) or pass { WebSocket } from the ws package");
+    }
+    this._backoff = new Backoff({
+      baseMs: settings.backoffBaseMs,
+      capMs: settings.backoffCapMs,
+      stableAfterMs: settings.stableAfterMs,
+      random: settings.random ?? Math.random,
+    });
+    this._heartbeatIntervalMs = settings.heartbeatIntervalMs;
+    this._heartbeatTimeoutMs = settings.heartbeatTimeoutMs;
+    this._openTimeoutMs = settings.openTimeoutMs;
+    this._gaps = new GapDetector();
+    this._stats = {
+      frames: 0, bytes: 0, lost: 0, gaps: 0, reconnects: 0, malformed: 0, lastRttMs: null,
+      messages: 0, failedAttempts: 0,
+    };
+    this._state = "closed";
+    this._running = false;
+    this._everOpened = false;
+    this._ws = null;
+    this._openedAt = null; // performance.now() when the current connection opened
+    this._lastMessageAt = 0;
+    this._firstUnansweredPingAt = null;
+    this._timers = new Set();
+    this._pingTimer = null;
+    this._watchdogTimer = null;
+    this._retries = 0; // attempts since the last open connection, for state events
+    this._pingCount = 0;
+    this._pingsInFlight = new Map(); // ping id -> performance.now() when sent
+    this.hello = null;
+    this.lastError = null;
+  }
+
+  /** "connecting" | "open" | "reconnecting" | "closed" ("closed" until connect()). */
+  get state() {
+    return this._state;
+  }
+
+  /** A copy of the counters since the client was created. */
+  get stats() {
+    return { ...this._stats };
+  }
+
+  /** Start connecting (and reconnecting forever, until close()). Does nothing if running. */
+  connect() {
+    if (this._running) return;
+    this._running = true;
+    this._everOpened = false; // a fresh start: its first connection is not a reconnect
+    this._retries = 0;
+    this._setState("connecting", {});
+    this._openSocket();
+  }
+
+  /** Stop: close the connection with code 1000 and reconnect no more. */
+  close() {
+    if (!this._running) return;
+    this._running = false;
+    this._clearTimers();
+    this._abandonSocket(1000, "client closed");
+    this._connectionLost("closed by the client", this._openedAt !== null);
+    this._setState("closed", {});
+  }
+
+  /**
+   * Send one JSON message to the server, e.g. `send({type: "stats"})`.
+   *
+   * @throws {Error} if no connection is open.
+   */
+  send(message) {
+    const ws = this._ws;
+    if (this._state !== "open" || ws === null || ws.readyState !== WS_OPEN) {
+      throw new Error(`not connected to ${this.url} (state ${this._state})`);
+    }
+    ws.send(typeof message === "string" ? message : JSON.stringify(message));
+  }
+
+  // -- connection life cycle -------------------------------------------------------------
+
+  _openSocket() {
+    let ws;
+    try {
+      ws = new this._WebSocket(this.url);
+      ws.binaryType = "arraybuffer";
+    } catch (error) {
+      this._connectionLost(`cannot connect to ${this.url}: ${error.message ?? error}`, false);
+      return;
+    }
+    this._ws = ws;
+    const openTimer = this._openTimeoutMs > 0 ? this._later(this._openTimeoutMs, () => {
+      this._abandonSocket(4000, "open timeout");
+      this._connectionLost(`timed out opening the connection after ${this._openTimeoutMs} ms`,
+        false);
+    }) : null;
+    ws.onopen = () => {
+      this._cancel(openTimer);
+      this._onOpen();
+    };
+    ws.onmessage = (event) => this._onMessage(event.data);
+    // An error event means the connection failed. Browsers follow it with a close event;
+    // Node 20's built-in WebSocket (undici) sends none when it cannot connect and stays
+    // CONNECTING, so the socket is given up at the error, whichever comes.
+    ws.onerror = (event) => {
+      const detail = event?.message || event?.error?.message;
+      this._lostSocket(openTimer, { code: 1006, reason: "" }, detail);
+    };
+    ws.onclose = (event) => this._lostSocket(openTimer, event, null);
+  }
+
+  _lostSocket(openTimer, closeEvent, errorText) {
+    this._cancel(openTimer);
+    const wasOpen = this._openedAt !== null;
+    this._abandonSocket(1000, "");
+    this._connectionLost(closeReason(this.url, closeEvent, wasOpen, errorText), wasOpen);
+  }
+
+  _onOpen() {
+    if (this._everOpened) this._stats.reconnects += 1;
+    this._everOpened = true;
+    this._retries = 0;
+    this._openedAt = performance.now();
+    this._lastMessageAt = this._openedAt;
+    this._firstUnansweredPingAt = null;
+    this._pingsInFlight.clear();
+    this.lastError = null;
+    this._startHeartbeat();
+    this._setState("open", {});
+  }
+
+  /** The open socket is gone (closed, failed or abandoned): schedule the next attempt. */
+  _connectionLost(reason, wasOpen) {
+    this._stopHeartbeat();
+    this._ws = null;
+    if (wasOpen) this._backoff.connectionClosed(performance.now() - this._openedAt);
+    this._openedAt = null;
+    if (!this._running) return;
+    this.lastError = reason;
+    if (!wasOpen) this._stats.failedAttempts += 1;
+    if (wasOpen) console.warn(`gr-argos: connection to ${this.url} lost: ${reason}`);
+    this._retries += 1;
+    const delayMs = this._backoff.nextDelayMs();
+    this._later(delayMs, () => this._openSocket());
+    this._setState(this._everOpened ? "reconnecting" : "connecting",
+      { attempt: this._retries, delayMs, error: reason });
+  }
+
+  /** Drop the current socket without waiting for its close handshake (a dead link never
+   * completes one; browsers can take minutes to report it). */
+  _abandonSocket(code, reason) {
+    const ws = this._ws;
+    if (ws === null) return;
+    this._ws = null;
+    this._detach(ws);
+    try {
+      ws.close(code, reason);
+    } catch {
+      // closing a socket that never opened may throw in some implementations; it is gone
+    }
+  }
+
+  _detach(ws) {
+    ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+  }
+
+  // -- heartbeat -------------------------------------------------------------------------
+
+  _startHeartbeat() {
+    if (this._heartbeatIntervalMs > 0) {
+      this._pingTimer = this._every(this._heartbeatIntervalMs, () => this._sendPing());
+    }
+    if (this._heartbeatTimeoutMs > 0) {
+      const checkMs = Math.max(10, Math.min(this._heartbeatTimeoutMs / 4, 1000));
+      this._watchdogTimer = this._every(checkMs, () => this._checkAlive());
+    }
+  }
+
+  _stopHeartbeat() {
+    this._cancel(this._pingTimer);
+    this._cancel(this._watchdogTimer);
+    this._pingTimer = this._watchdogTimer = null;
+  }
+
+  _sendPing() {
+    const ws = this._ws;
+    if (ws === null || ws.readyState !== WS_OPEN) return;
+    const id = ++this._pingCount;
+    if (this._pingsInFlight.size >= MAX_PINGS_IN_FLIGHT) {
+      // A server that never answers must not make this grow.
+      this._pingsInFlight.delete(this._pingsInFlight.keys().next().value);
+    }
+    const now = performance.now();
+    this._pingsInFlight.set(id, now);
+    this._firstUnansweredPingAt ??= now;
+    try {
+      ws.send(JSON.stringify({ type: "ping", id }));
+    } catch {
+      // the socket is closing; its close event follows
+    }
+  }
+
+  /**
+   * Declare the link dead after heartbeatTimeoutMs without any message. With pings on, a
+   * ping must also have gone unanswered that long (less one interval): a background tab
+   * whose timers the browser slowed down then sent no ping, and has no reason to expect
+   * an answer.
+   */
+  _checkAlive() {
+    const now = performance.now();
+    const silentMs = now - this._lastMessageAt;
+    if (silentMs < this._heartbeatTimeoutMs) return;
+    if (this._heartbeatIntervalMs > 0) {
+      const waitedMs = this._firstUnansweredPingAt === null ? 0 : now - this._firstUnansweredPingAt;
+      if (waitedMs < this._heartbeatTimeoutMs - this._heartbeatIntervalMs) return;
+    }
+    this._abandonSocket(4000, "heartbeat timeout");
+    this._connectionLost(
+      `no message for ${Math.round(silentMs)} ms (heartbeat timeout ${this._heartbeatTimeoutMs} ms)`,
+      true);
+  }
+
+  // -- incoming messages -----------------------------------------------------------------
+
+  _onMessage(data) {
+    const receivedMs = Date.now();
+    this._lastMessageAt = performance.now();
+    this._firstUnansweredPingAt = null;
+    if (typeof data === "string") {
+      this._stats.bytes += utf8Length(data);
+      this._onText(data);
+    } else {
+      this._stats.bytes += data?.byteLength ?? data?.size ?? 0;
+      this._onBinary(data, receivedMs);
+    }
+  }
+
+  _onBinary(data, receivedMs) {
+    let frame;
+    try {
+      frame = decodeFrame(data);
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) throw error;
+      this._skip("frame", error);
+      return;
+    }
+    this._stats.frames += 1;
+    const found = this._gaps.observe(frame);
+    if (found !== null) {
+      this._stats.gaps += 1;
+      this._stats.lost += found.lost;
+      this._emit("gap", found);
+    }
+    this._emit("frame", {
+      frame,
+      gap: found === null ? 0 : found.lost,
+      ageMs: receivedMs - frame.timestampMs,
+      receivedMs,
+      sizeBytes: data.byteLength,
+    });
+  }
+
+  _onText(text) {
+    let message;
+    try {
+      message = decodeMessage(text);
+    } catch (error) {
+      this._skip("message", error);
+      return;
+    }
+    this._stats.messages += 1;
+    const type = message.type;
+    if (type === "hello") {
+      this._onHello(message);
+    } else if (type === "pong") {
+      const sentAt = this._pingsInFlight.get(message.id);
+      if (sentAt !== undefined) {
+        this._pingsInFlight.delete(message.id);
+        this._stats.lastRttMs = performance.now() - sentAt;
+      }
+    }
+    this._emit("message", message);
+    if (TYPED_EVENTS.has(type)) this._emit(type, message);
+  }
+
+  _onHello(hello) {
+    this.hello = hello;
+    if (hello.protocol !== PROTOCOL_VERSION) {
+      console.warn(`gr-argos: ${this.url} speaks protocol ${JSON.stringify(hello.protocol)}; ` +
+        `this client speaks ${PROTOCOL_VERSION}`);
+    }
+    this._gaps.newSession(hello.session === undefined || hello.session === null
+      ? null : String(hello.session));
+  }
+
+  /** Count and report a message that did not decode; the client carries on. */
+  _skip(what, error) {
+    this._stats.malformed += 1;
+    const message = `skipped a malformed ${what} from ${this.url}: ${error.message}`;
+    console.warn(`gr-argos: ${message}`);
+    this._emit("warning", { message, error });
+  }
+
+  // -- helpers ---------------------------------------------------------------------------
+
+  _setState(state, extra) {
+    this._state = state;
+    this._emit("state", { state, ...extra });
+  }
+
+  _emit(type, detail) {
+    // After close() (perhaps called by a listener) only the "closed" state is reported.
+    if (!this._running && type !== "state") return;
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  _later(ms, callback) {
+    const timer = setTimeout(() => {
+      this._timers.delete(timer);
+      callback();
+    }, ms);
+    this._timers.add(timer);
+    return timer;
+  }
+
+  _every(ms, callback) {
+    const timer = setInterval(callback, ms);
+    this._timers.add(timer);
+    return timer;
+  }
+
+  _cancel(timer) {
+    if (timer === null || timer === undefined) return;
+    clearTimeout(timer); // clears intervals too
+    this._timers.delete(timer);
+  }
+
+  _clearTimers() {
+    for (const timer of this._timers) clearTimeout(timer);
+    this._timers.clear();
+    this._pingTimer = this._watchdogTimer = null;
+  }
+}
+
+// JSON types that also get an event of their own name (all of them get "message").
+const TYPED_EVENTS = new Set(["hello", "status", "gps", "error", "pong", "stats"]);
+
+/** The ws:// or wss:// URL to connect to; http(s) and relative URLs resolve against the
+ * page, and no URL at all means the page's own server. */
+function webSocketUrl(url) {
+  const base = globalThis.location?.href;
+  if (url === undefined && base === undefined) {
+    throw new TypeError("no URL given and no page to take the server from: " +
+      "pass ws://HOST:PORT/ or wss://HOST:PORT/");
+  }
+  let parsed;
+  try {
+    parsed = new URL(url ?? "/", base);
+  } catch {
+    throw new TypeError(`bad URL ${JSON.stringify(url)}: expected ws://HOST:PORT/ or wss://HOST:PORT/`);
+  }
+  if (parsed.protocol === "http:") parsed.protocol = "ws:";
+  else if (parsed.protocol === "https:") parsed.protocol = "wss:";
+  if (parsed.protocol !== "ws:" && parsed.protocol !== "wss:") {
+    throw new TypeError(
+      `bad URL ${JSON.stringify(url)}: scheme ${parsed.protocol} is not ws: or wss:; ` +
+      "expected ws://HOST:PORT/ or wss://HOST:PORT/");
+  }
+  return parsed.href;
+}
+
+/** Why a connection ended, e.g. "closed by server: 1001 server shutting down". */
+function closeReason(url, event, wasOpen, errorText) {
+  if (!wasOpen) {
+    return `cannot connect to ${url}` + (errorText ? `: ${errorText}` : "") +
+      (event?.code && event.code !== 1006 ? ` (close code ${event.code})` : "");
+  }
+  const code = event?.code;
+  if (code === undefined || code === 1006) {
+    return "connection lost " + (errorText ? `(${errorText})` : "without a close frame from the server");
+  }
+  if (code === 1005) return "closed by server without a close code";
+  return `closed by server: ${code}` + (event.reason ? ` ${event.reason}` : "");
+}
+
+function utf8Length(text) {
+  let length = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x80) length += 1;
+    else if (code < 0x800) length += 2;
+    else if (code >= 0xd800 && code <= 0xdbff) { length += 4; i++; } // a surrogate pair
+    else length += 3;
+  }
+  return length;
+}

@@ -1,0 +1,789 @@
+// gr-argos browser viewer: live spectrum trace, peak hold and a scrolling waterfall.
+//
+// Frames only update state (the latest frame, the peak hold, one pending waterfall row); all
+// drawing happens in one requestAnimationFrame callback, so a slow or hidden tab draws the
+// newest spectrum and never works through a backlog. Memory is bounded: the pending rows, the
+// ImageData and the scratch arrays are allocated when the bin count or the canvas size
+// changes, never per frame.
+
+import { ArgosClient } from "./argos-client.js";
+import {
+  COLORMAP_NAMES, GAP_RGB, LUT_SIZE, RETUNE_RGB, SKIP_RGB, colorAt, makeLut, packRgb,
+} from "./colormap.js";
+
+const MAX_WATERFALL_COLUMNS = 4096; // wider spectra are reduced to this many columns (max)
+const WATERFALL_ROWS = 480; // history kept in the waterfall: 16 s at 30 frames/s
+const MAX_PENDING_ROWS = 16; // rows waiting for the next animation frame; older ones are skipped
+const AUTO_RANGE_INTERVAL_MS = 400;
+const STATUS_INTERVAL_MS = 500;
+const DEFAULT_RANGE_DB = [-110, -30];
+const RANGE_SNAP_DB = 5; // the auto range moves in steps of this size, with hysteresis
+const RECENT_STATES = 20;
+const CLIENT_OPTIONS = [
+  "backoffBaseMs", "backoffCapMs", "stableAfterMs", "heartbeatIntervalMs", "heartbeatTimeoutMs",
+];
+
+const ROW_DATA = 0;
+const ROW_GAP = 1;
+const ROW_RETUNE = 2;
+const MARKER_PIXELS = { [ROW_GAP]: packRgb(GAP_RGB), [ROW_RETUNE]: packRgb(RETUNE_RGB) };
+const SKIP_PIXEL = packRgb(SKIP_RGB);
+
+const COLORS = {
+  background: "#07090d",
+  grid: "rgba(120, 140, 170, 0.16)",
+  gridStrong: "rgba(120, 140, 170, 0.32)",
+  label: "#8a94a6",
+  trace: "#7fd7ff",
+  traceFill: ["rgba(79, 195, 247, 0.35)", "rgba(79, 195, 247, 0.02)"],
+  peak: "rgba(255, 213, 79, 0.85)",
+};
+
+const params = new URLSearchParams(location.search);
+
+/** The WebSocket URL: ?url= if given, else the server that served this page. */
+function serverUrl() {
+  const override = params.get("url");
+  if (override) return override;
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/`;
+}
+
+function clientOptions() {
+  const options = {};
+  for (const name of CLIENT_OPTIONS) {
+    const value = Number(params.get(name));
+    if (params.has(name) && Number.isFinite(value)) options[name] = value;
+  }
+  return options;
+}
+
+function niceStep(range, targetCount) {
+  const raw = range / Math.max(1, targetCount);
+  const power = 10 ** Math.floor(Math.log10(raw));
+  for (const m of [1, 2, 2.5, 5, 10]) if (m * power >= raw) return m * power;
+  return 10 * power;
+}
+
+function decimalsOf(step) {
+  let d = 0;
+  while (d < 9 && Math.abs(Math.round(step * 10 ** d) - step * 10 ** d) > 1e-6) d++;
+  return d;
+}
+
+function formatHz(hz) {
+  const abs = Math.abs(hz);
+  if (abs >= 1e9) return `${+(hz / 1e9).toFixed(4)} GHz`;
+  if (abs >= 1e6) return `${+(hz / 1e6).toFixed(4)} MHz`;
+  if (abs >= 1e3) return `${+(hz / 1e3).toFixed(3)} kHz`;
+  return `${+hz.toFixed(1)} Hz`;
+}
+
+function formatValue(value) {
+  if (value === null || value === undefined) return "–";
+  if (typeof value === "boolean") return value ? "yes" : "no";
+  if (typeof value === "number") {
+    return Number.isInteger(value) ? String(value) : String(+value.toPrecision(6));
+  }
+  if (Array.isArray(value)) return value.map(formatValue).join(", ");
+  if (typeof value === "object") return JSON.stringify(value);
+  return String(value);
+}
+
+/** The scrolling waterfall: a canvas one column per (reduced) bin, newest row on top. */
+class Waterfall {
+  constructor(canvas) {
+    this.canvas = canvas;
+    this.ctx = canvas.getContext("2d", { alpha: false });
+    this.columns = 0;
+    this.bins = 0;
+    this.slots = [];
+    this.head = 0;
+    this.count = 0;
+    this.skippedSinceDraw = 0;
+    this.rowsSkipped = 0;
+  }
+
+  /** Start over for spectra of `bins` bins (clears the picture). */
+  configure(bins) {
+    this.bins = bins;
+    this.columns = Math.min(bins, MAX_WATERFALL_COLUMNS);
+    this.canvas.width = this.columns;
+    this.canvas.height = WATERFALL_ROWS;
+    this.ctx.fillStyle = COLORS.background;
+    this.ctx.fillRect(0, 0, this.columns, WATERFALL_ROWS);
+    this.slots = Array.from({ length: MAX_PENDING_ROWS },
+      () => ({ kind: ROW_DATA, values: new Float32Array(this.columns) }));
+    this.head = 0;
+    this.count = 0;
+    this.skippedSinceDraw = 0;
+    // One row more than the pending buffer: the "rows skipped" marker.
+    this.image = this.ctx.createImageData(this.columns, MAX_PENDING_ROWS + 1);
+    this.pixels = new Uint32Array(this.image.data.buffer);
+  }
+
+  get pending() {
+    return this.count;
+  }
+
+  /** A pending slot for a new row; when the buffer is full the oldest row is skipped. */
+  claim() {
+    if (this.count === MAX_PENDING_ROWS) {
+      this.head = (this.head + 1) % MAX_PENDING_ROWS;
+      this.count -= 1;
+      this.skippedSinceDraw += 1;
+      this.rowsSkipped += 1;
+    }
+    const slot = this.slots[(this.head + this.count) % MAX_PENDING_ROWS];
+    this.count += 1;
+    return slot;
+  }
+
+  pushSpectrum(power) {
+    const slot = this.claim();
+    slot.kind = ROW_DATA;
+    const { values } = slot;
+    const { columns, bins } = this;
+    if (columns === bins) {
+      values.set(power);
+      return;
+    }
+    // More bins than columns: each column shows the strongest of its bins.
+    for (let c = 0; c < columns; c++) {
+      const start = Math.floor((c * bins) / columns);
+      const end = Math.floor(((c + 1) * bins) / columns);
+      let max = -Infinity;
+      for (let i = start; i < end; i++) if (power[i] > max) max = power[i];
+      values[c] = max;
+    }
+  }
+
+  pushMarker(kind) {
+    this.claim().kind = kind;
+  }
+
+  /** Draw the pending rows; returns {rows, gapRows} drawn. */
+  draw(lut, dbMin, dbMax) {
+    const markerRows = this.skippedSinceDraw > 0 ? 1 : 0;
+    const batch = this.count + markerRows;
+    if (batch === 0) return { rows: 0, gapRows: 0 };
+    const { ctx, columns, pixels } = this;
+    // Scroll by drawing the canvas onto itself, batch rows lower.
+    ctx.drawImage(this.canvas, 0, 0, columns, WATERFALL_ROWS - batch,
+      0, batch, columns, WATERFALL_ROWS - batch);
+    const scale = (LUT_SIZE - 1) / Math.max(1e-6, dbMax - dbMin);
+    let gapRows = 0;
+    for (let j = 0; j < this.count; j++) {
+      const slot = this.slots[(this.head + j) % MAX_PENDING_ROWS];
+      const offset = (this.count - 1 - j) * columns; // oldest lowest, newest on top
+      if (slot.kind !== ROW_DATA) {
+        pixels.fill(MARKER_PIXELS[slot.kind], offset, offset + columns);
+        if (slot.kind === ROW_GAP) gapRows += 1;
+        continue;
+      }
+      const values = slot.values;
+      for (let c = 0; c < columns; c++) {
+        const x = (values[c] - dbMin) * scale;
+        pixels[offset + c] = lut[x < 0 ? 0 : x > LUT_SIZE - 1 ? LUT_SIZE - 1 : x | 0];
+      }
+    }
+    if (markerRows) {
+      pixels.fill(SKIP_PIXEL, this.count * columns, batch * columns);
+    }
+    ctx.putImageData(this.image, 0, 0, 0, 0, columns, batch);
+    this.head = 0;
+    this.count = 0;
+    this.skippedSinceDraw = 0;
+    return { rows: batch, gapRows };
+  }
+}
+
+/** The spectrum plot: grid, dB and MHz axes, live trace and peak hold. */
+class SpectrumPlot {
+  constructor(canvas) {
+    this.canvas = canvas;
+    this.ctx = canvas.getContext("2d");
+    this.dpr = 1;
+    this.plot = { left: 0, top: 0, width: 1, height: 1 };
+    this.columnMax = new Float32Array(1);
+  }
+
+  /** Size the canvas to its box; the plot area spans plotLeft .. plotLeft + plotWidth (CSS px). */
+  layout(plotLeft, plotWidth) {
+    const dpr = window.devicePixelRatio || 1;
+    const width = Math.max(1, Math.round(this.canvas.clientWidth * dpr));
+    const height = Math.max(1, Math.round(this.canvas.clientHeight * dpr));
+    if (this.canvas.width !== width) this.canvas.width = width;
+    if (this.canvas.height !== height) this.canvas.height = height;
+    this.dpr = dpr;
+    const axisHeight = Math.round(22 * dpr);
+    this.plot = {
+      left: Math.round(plotLeft * dpr),
+      top: Math.round(8 * dpr),
+      width: Math.max(1, Math.round(plotWidth * dpr)),
+      height: Math.max(1, height - axisHeight - Math.round(8 * dpr)),
+    };
+    if (this.columnMax.length !== this.plot.width) {
+      this.columnMax = new Float32Array(this.plot.width);
+    }
+    this.fill = this.ctx.createLinearGradient(0, this.plot.top, 0, this.plot.top + this.plot.height);
+    this.fill.addColorStop(0, COLORS.traceFill[0]);
+    this.fill.addColorStop(1, COLORS.traceFill[1]);
+  }
+
+  draw({ power, peak, dbMin, dbMax, axis }) {
+    const { ctx, plot, dpr } = this;
+    ctx.fillStyle = COLORS.background;
+    ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
+    this.drawGrid(dbMin, dbMax, axis);
+    if (!power) return;
+    const y = (db) => {
+      const t = (db - dbMin) / (dbMax - dbMin);
+      const clamped = t < 0 || !(t === t) ? 0 : t > 1 ? 1 : t; // NaN and -inf go to the floor
+      return plot.top + plot.height * (1 - clamped);
+    };
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(plot.left, plot.top, plot.width, plot.height);
+    ctx.clip();
+    const live = this.reduce(power);
+    ctx.beginPath();
+    this.tracePath(live, power.length, y);
+    ctx.lineTo(plot.left + plot.width, plot.top + plot.height);
+    ctx.lineTo(plot.left, plot.top + plot.height);
+    ctx.closePath();
+    ctx.fillStyle = this.fill;
+    ctx.fill();
+    ctx.beginPath();
+    this.tracePath(live, power.length, y);
+    ctx.lineWidth = Math.max(1, dpr);
+    ctx.strokeStyle = COLORS.trace;
+    ctx.stroke();
+    if (peak) {
+      ctx.beginPath();
+      this.tracePath(this.reduce(peak), peak.length, y);
+      ctx.strokeStyle = COLORS.peak;
+      ctx.lineWidth = Math.max(1, dpr);
+      ctx.stroke();
+    }
+    ctx.restore();
+  }
+
+  /** Per-pixel maxima of `values` when there are more bins than pixels, else `values`. */
+  reduce(values) {
+    const width = this.plot.width;
+    if (values.length <= width) return values;
+    const out = this.columnMax;
+    const bins = values.length;
+    for (let c = 0; c < width; c++) {
+      const start = Math.floor((c * bins) / width);
+      const end = Math.max(start + 1, Math.floor(((c + 1) * bins) / width));
+      let max = -Infinity;
+      for (let i = start; i < end; i++) if (values[i] > max) max = values[i];
+      out[c] = max;
+    }
+    return out;
+  }
+
+  tracePath(points, bins, y) {
+    const { ctx, plot } = this;
+    const reduced = points.length !== bins;
+    const n = reduced ? plot.width : bins;
+    for (let i = 0; i < n; i++) {
+      const x = reduced ? plot.left + i + 0.5 : plot.left + ((i + 0.5) / bins) * plot.width;
+      if (i === 0) ctx.moveTo(x, y(points[i]));
+      else ctx.lineTo(x, y(points[i]));
+    }
+  }
+
+  drawGrid(dbMin, dbMax, axis) {
+    const { ctx, plot, dpr } = this;
+    ctx.font = `${Math.round(11 * dpr)}px system-ui, sans-serif`;
+    ctx.lineWidth = 1;
+    // dB lines and labels in the left gutter.
+    const dbStep = niceStep(dbMax - dbMin, plot.height / (36 * dpr));
+    ctx.textAlign = "right";
+    ctx.textBaseline = "middle";
+    for (let db = Math.ceil(dbMin / dbStep) * dbStep; db <= dbMax + 1e-9; db += dbStep) {
+      const yy = Math.round(plot.top + plot.height * (1 - (db - dbMin) / (dbMax - dbMin))) + 0.5;
+      ctx.strokeStyle = COLORS.grid;
+      ctx.beginPath();
+      ctx.moveTo(plot.left, yy);
+      ctx.lineTo(plot.left + plot.width, yy);
+      ctx.stroke();
+      ctx.fillStyle = COLORS.label;
+      ctx.fillText(`${+db.toFixed(decimalsOf(dbStep))}`, plot.left - 6 * dpr, yy);
+    }
+    ctx.textAlign = "left";
+    ctx.textBaseline = "top";
+    ctx.fillText("dB", 4 * dpr, plot.top);
+    // Frequency lines and MHz labels under the plot.
+    if (axis && axis.spanHz > 0) {
+      const spanMHz = axis.spanHz / 1e6;
+      const startMHz = axis.startHz / 1e6;
+      const step = niceStep(spanMHz, plot.width / (90 * dpr));
+      const decimals = decimalsOf(step);
+      ctx.textAlign = "center";
+      ctx.textBaseline = "top";
+      const labelY = plot.top + plot.height + 6 * dpr;
+      for (let f = Math.ceil(startMHz / step) * step; f <= startMHz + spanMHz + 1e-9; f += step) {
+        const x = Math.round(plot.left + ((f - startMHz) / spanMHz) * plot.width) + 0.5;
+        const centre = Math.abs(f * 1e6 - axis.centerHz) < axis.spanHz * 1e-9;
+        ctx.strokeStyle = centre ? COLORS.gridStrong : COLORS.grid;
+        ctx.beginPath();
+        ctx.moveTo(x, plot.top);
+        ctx.lineTo(x, plot.top + plot.height + 3 * dpr);
+        ctx.stroke();
+        const text = f.toFixed(decimals);
+        const half = ctx.measureText(text).width / 2;
+        if (x - half >= plot.left - 2 * dpr && x + half <= this.canvas.width) {
+          ctx.fillStyle = COLORS.label;
+          ctx.fillText(text, x, labelY);
+        }
+      }
+      ctx.textAlign = "left";
+      ctx.fillStyle = COLORS.label;
+      ctx.fillText("MHz", 4 * dpr, labelY);
+    }
+    ctx.strokeStyle = COLORS.gridStrong;
+    ctx.strokeRect(plot.left + 0.5, plot.top + 0.5, plot.width - 1, plot.height - 1);
+  }
+}
+
+/** The colour scale beside the waterfall, labelled with the dB range. */
+function drawColorbar(canvas, colormap, dbMin, dbMax) {
+  const dpr = window.devicePixelRatio || 1;
+  const width = Math.max(1, Math.round(canvas.clientWidth * dpr));
+  const height = Math.max(1, Math.round(canvas.clientHeight * dpr));
+  if (canvas.width !== width) canvas.width = width;
+  if (canvas.height !== height) canvas.height = height;
+  const ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, width, height);
+  const barWidth = Math.round(8 * dpr);
+  const barLeft = width - barWidth - Math.round(6 * dpr);
+  for (let y = 0; y < height; y++) {
+    const [r, g, b] = colorAt(colormap, 1 - y / Math.max(1, height - 1));
+    ctx.fillStyle = `rgb(${r},${g},${b})`;
+    ctx.fillRect(barLeft, y, barWidth, 1);
+  }
+  ctx.font = `${Math.round(11 * dpr)}px system-ui, sans-serif`;
+  ctx.fillStyle = COLORS.label;
+  ctx.textAlign = "right";
+  ctx.textBaseline = "top";
+  ctx.fillText(`${Math.round(dbMax)}`, barLeft - 4 * dpr, 0);
+  ctx.textBaseline = "bottom";
+  ctx.fillText(`${Math.round(dbMin)}`, barLeft - 4 * dpr, height);
+}
+
+/** The auto range: a floor a little under the noise (median) and a ceiling over the peaks. */
+class AutoRange {
+  constructor() {
+    this.scratch = new Float32Array(1);
+    this.last = 0;
+  }
+
+  /** [min, max] fitted to `power`, moving `current` only when it no longer fits well. */
+  fit(power, [currentMin, currentMax]) {
+    if (this.scratch.length !== power.length) this.scratch = new Float32Array(power.length);
+    const sorted = this.scratch;
+    sorted.set(power);
+    sorted.sort();
+    let low = 0;
+    while (low < sorted.length - 1 && !Number.isFinite(sorted[low])) low++;
+    const floor = sorted[Math.floor(low + (sorted.length - low) / 2)];
+    let top = sorted[sorted.length - 1];
+    if (!Number.isFinite(floor) || !Number.isFinite(top)) return [currentMin, currentMax];
+    top = Math.max(top, floor + 20);
+    const wantMin = floor - 8;
+    const wantMax = top + 6;
+    let min = currentMin;
+    let max = currentMax;
+    if (wantMin < min || wantMin > min + RANGE_SNAP_DB) {
+      min = Math.floor(wantMin / RANGE_SNAP_DB) * RANGE_SNAP_DB;
+    }
+    if (wantMax > max || wantMax < max - 2 * RANGE_SNAP_DB) {
+      max = Math.ceil(wantMax / RANGE_SNAP_DB) * RANGE_SNAP_DB;
+    }
+    return [min, max];
+  }
+}
+
+function renderList(dl, entries) {
+  const items = [];
+  for (const [key, value] of entries) {
+    const dt = document.createElement("dt");
+    dt.textContent = key;
+    const dd = document.createElement("dd");
+    dd.textContent = value;
+    items.push(dt, dd);
+  }
+  dl.replaceChildren(...items);
+}
+
+function gpsEntries(message) {
+  const entries = [];
+  if (message.connected === false) entries.push(["gpsd", "not connected"]);
+  const coord = (value, positive, negative) =>
+    `${Math.abs(value).toFixed(6)}° ${value >= 0 ? positive : negative}`;
+  if (typeof message.lat === "number") entries.push(["lat", coord(message.lat, "N", "S")]);
+  if (typeof message.lon === "number") entries.push(["lon", coord(message.lon, "E", "W")]);
+  const alt = message.alt_m ?? message.alt ?? message.altMSL ?? message.altHAE;
+  if (typeof alt === "number") entries.push(["alt", `${alt.toFixed(1)} m`]);
+  if (message.mode !== undefined) {
+    entries.push(["fix", { 0: "unknown", 1: "no fix", 2: "2D", 3: "3D" }[message.mode]
+      ?? formatValue(message.mode)]);
+  } else if (message.fix !== undefined) {
+    entries.push(["fix", typeof message.fix === "boolean"
+      ? (message.fix ? "yes" : "no") : formatValue(message.fix)]);
+  }
+  const time = message.time ?? message.time_utc ?? message.timestamp;
+  if (time !== undefined) entries.push(["time", formatValue(time)]);
+  if (typeof message.satellites_used === "number") {
+    entries.push(["satellites", `${message.satellites_used}` + (typeof message.satellites_visible
+      === "number" ? ` of ${message.satellites_visible}` : "")]);
+  }
+  return entries;
+}
+
+function statusEntries(message) {
+  return Object.entries(message)
+    .filter(([key]) => key !== "type" && key !== "stream")
+    .map(([key, value]) => [key, formatValue(value)]);
+}
+
+function main() {
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    status: $("status"), stateText: $("state-text"), fps: $("fps"), missed: $("missed"),
+    age: $("age"), notice: $("notice"), streamInfo: $("stream-info"),
+    dbMin: $("db-min"), dbMax: $("db-max"), auto: $("auto"), peakHold: $("peak-hold"),
+    peakReset: $("peak-reset"), colormap: $("colormap"), readout: $("readout"),
+    spectrum: $("spectrum"), waterfall: $("waterfall"), colorbar: $("colorbar"),
+    side: $("side"), gpsPanel: $("gps-panel"), gps: $("gps"),
+    devicePanel: $("device-panel"), device: $("device"),
+  };
+
+  const initialMin = Number(params.get("min"));
+  const initialMax = Number(params.get("max"));
+  const manualRange = params.has("min") && params.has("max") && initialMin < initialMax;
+  const view = {
+    state: "connecting",
+    states: [],
+    streamId: params.has("stream") ? Number(params.get("stream")) : null,
+    streamName: "",
+    axis: null, // {centerHz, spanHz, bins, startHz, stopHz}
+    latest: null,
+    ageMs: NaN,
+    traceDirty: true,
+    peak: null,
+    peakHold: true,
+    range: manualRange ? [initialMin, initialMax] : [...DEFAULT_RANGE_DB],
+    auto: !manualRange,
+    colormap: COLORMAP_NAMES.includes(params.get("colormap"))
+      ? params.get("colormap") : COLORMAP_NAMES[0],
+    counters: {
+      framesReceived: 0, framesDrawn: 0, rowsDrawn: 0, gapEvents: 0, gapRowsDrawn: 0,
+      retunes: 0, warnings: 0, errors: 0, gps: 0, status: 0,
+    },
+  };
+  let lut = makeLut(view.colormap);
+  const waterfall = new Waterfall(el.waterfall);
+  const spectrum = new SpectrumPlot(el.spectrum);
+  const autoRange = new AutoRange();
+  let colorbarDirty = true;
+  let layoutDirty = true;
+  let rafPending = false;
+
+  const client = new ArgosClient(serverUrl(), clientOptions());
+
+  function requestDraw() {
+    if (rafPending) return;
+    rafPending = true;
+    requestAnimationFrame(drawNow);
+  }
+
+  function drawNow(now) {
+    rafPending = false;
+    if (layoutDirty) {
+      const plotBox = el.waterfall.getBoundingClientRect();
+      const spectrumBox = el.spectrum.getBoundingClientRect();
+      spectrum.layout(plotBox.left - spectrumBox.left, plotBox.width);
+      layoutDirty = false;
+      view.traceDirty = true;
+      colorbarDirty = true;
+    }
+    if (view.auto && view.latest && now - autoRange.last >= AUTO_RANGE_INTERVAL_MS) {
+      autoRange.last = now;
+      const [min, max] = autoRange.fit(view.latest.power, view.range);
+      if (min !== view.range[0] || max !== view.range[1]) setRange(min, max, true);
+    }
+    if (colorbarDirty) {
+      drawColorbar(el.colorbar, view.colormap, ...view.range);
+      colorbarDirty = false;
+    }
+    if (waterfall.pending > 0 || waterfall.skippedSinceDraw > 0) {
+      const drawn = waterfall.draw(lut, ...view.range);
+      view.counters.rowsDrawn += drawn.rows;
+      view.counters.gapRowsDrawn += drawn.gapRows;
+    }
+    if (view.traceDirty) {
+      spectrum.draw({
+        power: view.latest?.power,
+        peak: view.peakHold ? view.peak : null,
+        dbMin: view.range[0],
+        dbMax: view.range[1],
+        axis: view.axis,
+      });
+      if (view.latest) view.counters.framesDrawn += 1;
+      view.traceDirty = false;
+    }
+  }
+
+  function setRange(min, max, fromAuto = false) {
+    view.range = [min, max];
+    if (!fromAuto) setAuto(false);
+    for (const [input, value] of [[el.dbMin, min], [el.dbMax, max]]) {
+      if (document.activeElement !== input) input.value = String(value);
+    }
+    colorbarDirty = true;
+    view.traceDirty = true;
+    requestDraw();
+  }
+
+  function setAuto(on) {
+    view.auto = on;
+    el.auto.setAttribute("aria-pressed", String(on));
+    if (on) {
+      autoRange.last = -Infinity;
+      requestDraw();
+    }
+  }
+
+  function resetPeak() {
+    if (view.peak) view.peak.fill(-Infinity);
+    view.traceDirty = true;
+    requestDraw();
+  }
+
+  function showNotice(text) {
+    el.notice.textContent = text;
+    el.notice.title = text;
+    el.notice.hidden = false;
+    clearTimeout(showNotice.timer);
+    showNotice.timer = setTimeout(() => { el.notice.hidden = true; }, 6000);
+  }
+
+  function updateStreamInfo() {
+    const a = view.axis;
+    if (!a) return;
+    const name = view.streamName ? `${view.streamName} · ` : "";
+    el.streamInfo.textContent = `${name}${(a.centerHz / 1e6).toFixed(3)} MHz · span ` +
+      `${formatHz(a.spanHz)} · ${a.bins} bins · RBW ${formatHz(a.spanHz / a.bins)}`;
+  }
+
+  function setAxis(centerHz, spanHz, bins) {
+    const binHz = spanHz / bins;
+    const startHz = centerHz - (Math.floor(bins / 2) + 0.5) * binHz; // left edge of bin 0
+    view.axis = { centerHz, spanHz, bins, startHz, stopHz: startHz + spanHz };
+    updateStreamInfo();
+  }
+
+  // -- client events -----------------------------------------------------------------------
+
+  client.addEventListener("state", (event) => {
+    const { state, attempt, delayMs } = event.detail;
+    view.state = state;
+    view.states.push(state);
+    if (view.states.length > RECENT_STATES) view.states.shift();
+    el.status.dataset.state = state;
+    let text = state;
+    if (state === "reconnecting" && delayMs !== undefined) {
+      text = `reconnecting in ${(delayMs / 1000).toFixed(1)} s` +
+        (attempt ? ` (attempt ${attempt})` : "");
+    }
+    el.stateText.textContent = text;
+  });
+
+  client.addEventListener("hello", (event) => {
+    const streams = event.detail.streams ?? [];
+    if (view.streamId === null && streams.length) view.streamId = streams[0].id;
+    const stream = streams.find((s) => s.id === view.streamId);
+    if (stream) {
+      view.streamName = stream.name ?? "";
+      if (!view.axis && stream.bins > 0 && stream.span_hz > 0) {
+        setAxis(stream.center_freq_hz, stream.span_hz, stream.bins);
+      }
+      updateStreamInfo();
+    }
+  });
+
+  client.addEventListener("frame", (event) => {
+    const { frame, ageMs } = event.detail;
+    if (view.streamId === null) view.streamId = frame.streamId;
+    if (frame.streamId !== view.streamId) return;
+    const { power, binCount, centerFreqHz, spanHz } = frame;
+    const a = view.axis;
+    if (binCount !== waterfall.bins) {
+      waterfall.configure(binCount);
+      view.peak = new Float32Array(binCount).fill(-Infinity);
+      setAxis(centerFreqHz, spanHz, binCount);
+    } else if (a.centerHz !== centerFreqHz || a.spanHz !== spanHz) {
+      view.counters.retunes += 1;
+      waterfall.pushMarker(ROW_RETUNE);
+      view.peak.fill(-Infinity);
+      setAxis(centerFreqHz, spanHz, binCount);
+    }
+    const peak = view.peak;
+    for (let i = 0; i < binCount; i++) if (power[i] > peak[i]) peak[i] = power[i];
+    waterfall.pushSpectrum(power);
+    view.latest = frame;
+    view.ageMs = Number.isFinite(ageMs) ? ageMs : Date.now() - frame.timestampMs;
+    view.counters.framesReceived += 1;
+    view.traceDirty = true;
+    requestDraw();
+  });
+
+  client.addEventListener("gap", (event) => {
+    const { streamId, lost, reason } = event.detail;
+    if (view.streamId !== null && streamId !== view.streamId) return;
+    view.counters.gapEvents += 1;
+    if (waterfall.bins) {
+      waterfall.pushMarker(ROW_GAP);
+      requestDraw();
+    }
+    showNotice(`${lost ?? "?"} frames lost (${reason})`);
+  });
+
+  // The side panels, hidden until their first message: type -> [panel, list, entries].
+  const panels = {
+    gps: [el.gpsPanel, el.gps, gpsEntries],
+    status: [el.devicePanel, el.device, statusEntries],
+  };
+  for (const [type, [panel, list, entriesOf]] of Object.entries(panels)) {
+    client.addEventListener(type, (event) => {
+      view.counters[type] += 1;
+      renderList(list, entriesOf(event.detail));
+      if (panel.hidden) {
+        panel.hidden = false;
+        el.side.hidden = false;
+        layoutDirty = true; // the plots just got narrower
+        requestDraw();
+      }
+    });
+  }
+
+  client.addEventListener("warning", (event) => {
+    view.counters.warnings += 1;
+    showNotice(`skipped: ${event.detail.message}`);
+  });
+
+  client.addEventListener("error", (event) => {
+    view.counters.errors += 1;
+    const { code, message } = event.detail ?? {};
+    showNotice(`server: ${message ?? code ?? "error"}`);
+  });
+
+  // -- controls ----------------------------------------------------------------------------
+
+  for (const name of COLORMAP_NAMES) el.colormap.add(new Option(name, name));
+  el.colormap.value = view.colormap;
+  el.colormap.addEventListener("change", () => {
+    view.colormap = el.colormap.value;
+    lut = makeLut(view.colormap);
+    colorbarDirty = true;
+    requestDraw();
+  });
+
+  const onRangeInput = () => {
+    const min = Number(el.dbMin.value);
+    const max = Number(el.dbMax.value);
+    if (el.dbMin.value !== "" && el.dbMax.value !== "" && min < max) setRange(min, max);
+  };
+  el.dbMin.addEventListener("change", onRangeInput);
+  el.dbMax.addEventListener("change", onRangeInput);
+  el.auto.addEventListener("click", () => setAuto(!view.auto));
+  el.peakHold.addEventListener("change", () => {
+    view.peakHold = el.peakHold.checked;
+    resetPeak();
+  });
+  el.peakReset.addEventListener("click", resetPeak);
+
+  const showReadout = (event) => {
+    const a = view.axis;
+    const box = el.waterfall.getBoundingClientRect();
+    const fraction = (event.clientX - box.left) / box.width;
+    if (!a || fraction < 0 || fraction >= 1) {
+      el.readout.textContent = "";
+      return;
+    }
+    const hz = a.startHz + fraction * a.spanHz;
+    const bin = Math.floor(fraction * a.bins);
+    const db = view.latest && view.latest.binCount === a.bins ? view.latest.power[bin] : NaN;
+    el.readout.textContent = `${(hz / 1e6).toFixed(4)} MHz` +
+      (Number.isFinite(db) ? `  ${db.toFixed(1)} dB` : "");
+  };
+  for (const canvas of [el.spectrum, el.waterfall]) {
+    canvas.addEventListener("pointermove", showReadout);
+    canvas.addEventListener("pointerleave", () => { el.readout.textContent = ""; });
+  }
+
+  new ResizeObserver(() => {
+    layoutDirty = true;
+    requestDraw();
+  }).observe(el.spectrum);
+
+  // -- status bar --------------------------------------------------------------------------
+
+  let lastTick = performance.now();
+  let lastFrames = 0;
+  setInterval(() => {
+    const now = performance.now();
+    const fps = ((view.counters.framesReceived - lastFrames) * 1000) / (now - lastTick);
+    lastTick = now;
+    lastFrames = view.counters.framesReceived;
+    el.fps.textContent = view.state === "open" ? `${fps.toFixed(1)} fps` : "–";
+    el.missed.textContent = String(client.stats?.lost ?? 0);
+    el.age.textContent = view.state === "open" && Number.isFinite(view.ageMs)
+      ? `${Math.round(view.ageMs)} ms` : "–";
+  }, STATUS_INTERVAL_MS);
+
+  // -- test and console hook ---------------------------------------------------------------
+
+  window.argosViewer = {
+    client,
+    spectrumCanvas: el.spectrum,
+    waterfallCanvas: el.waterfall,
+    /** A snapshot of what the viewer shows and has done. */
+    stats() {
+      return {
+        state: view.state,
+        states: [...view.states],
+        ...view.counters,
+        rowsSkipped: waterfall.rowsSkipped,
+        pendingRows: waterfall.pending,
+        waterfallColumns: waterfall.columns,
+        waterfallRows: WATERFALL_ROWS,
+        dbMin: view.range[0],
+        dbMax: view.range[1],
+        auto: view.auto,
+        peakHold: view.peakHold,
+        colormap: view.colormap,
+        axis: view.axis ? { ...view.axis } : null,
+        streamId: view.streamId,
+        lastSequence: view.latest ? Number(view.latest.sequence) : null,
+        ageMs: view.ageMs,
+        client: { ...client.stats },
+      };
+    },
+    setRange: (min, max) => setRange(min, max),
+    setAuto,
+    resetPeak,
+  };
+
+  setRange(...view.range, true);
+  setAuto(view.auto);
+  requestDraw();
+  client.connect();
+}
+
+main();

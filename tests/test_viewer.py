@@ -1,0 +1,326 @@
+"""The browser viewer at ``/`` in real headless Chromium, against real gr-argos servers.
+
+One test runs the real ``argos-spectrum --source sim`` app and checks what a user sees: the
+waterfall fills and the strongest simulated carrier is where the simulation put it. The others
+use an in-process :class:`~gr_argos.server.SpectrumServer` fed by a publisher thread at about
+30 frames/s, so they can restart the server, inject malformed messages and retune at will.
+They read the page's state through its ``window.argosViewer`` hook and its canvases' pixels.
+Every browser, page, server, thread and process is closed in a fixture or ``finally``.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page
+
+from gr_argos.protocol import encode_frame
+from gr_argos.server import ServerConfig, SpectrumServer, StreamInfo
+
+from helpers import REPO_ROOT, expected_bin, headless_chromium, running
+
+pytestmark = pytest.mark.slow
+
+WAIT_MS = 30_000  # generous: a loaded 2-core machine; a passing test never waits this long
+APP = [sys.executable, "-u", "-m", "gr_argos.apps.spectrum", "--source", "sim", "--port", "0"]
+URL_LINE = re.compile(r"argos-spectrum: connect to (ws://127\.0\.0\.1:\d+/)")
+
+# The synthetic stream of the in-process servers.
+BINS = 1024
+CENTER_FREQ_HZ = 100e6
+SPAN_HZ = 2e6
+FPS = 30.0
+NOISE_FLOOR_DB = -90.0
+CARRIER_BIN = 700
+CARRIER_DB = -30.0
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for the module; every test opens its own context."""
+    with headless_chromium() as chromium:
+        yield chromium
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+@dataclass
+class Viewer:
+    """An open viewer page and what it printed to its console."""
+
+    page: Page
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def stats(self) -> dict[str, Any]:
+        return self.page.evaluate("window.argosViewer.stats()")
+
+    def wait_for(self, expression: str) -> None:
+        """Wait until a JavaScript expression (``s`` = the viewer's stats) is true."""
+        self.page.wait_for_function(
+            f"(() => {{ const s = window.argosViewer?.stats(); return !!s && ({expression}); }})()",
+            timeout=WAIT_MS)
+
+    def wait_for_more_frames(self, count: int = 10) -> None:
+        """Wait until the page has received and drawn ``count`` more frames than now."""
+        now = self.stats()
+        self.wait_for(f"s.framesReceived >= {now['framesReceived'] + count} && "
+                      f"s.framesDrawn > {now['framesDrawn']}")
+
+    def status_state(self) -> str | None:
+        return self.page.get_attribute("#status", "data-state")
+
+
+def open_viewer(context: BrowserContext, url: str) -> Viewer:
+    """Open ``url`` in a new tab, recording console errors, warnings and page errors."""
+    page = context.new_page()
+    viewer = Viewer(page)
+
+    def on_console(message: Any) -> None:
+        if message.type == "error":
+            viewer.errors.append(message.text)
+        elif message.type == "warning":
+            viewer.warnings.append(message.text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: viewer.errors.append(f"page error: {error}"))
+    page.goto(url)
+    return viewer
+
+
+class Publisher:
+    """A thread publishing a synthetic spectrum at ~30 frames/s to the current server.
+
+    The sequence counter keeps running when the server is swapped, like a flowgraph whose
+    server restarts; ``center_freq_hz`` may be changed to retune.
+    """
+
+    def __init__(self, server: SpectrumServer) -> None:
+        self.server = server
+        self.center_freq_hz = CENTER_FREQ_HZ
+        self.sequence = 0
+        self._stop = threading.Event()
+        self._rng = np.random.default_rng(1)
+        self._thread = threading.Thread(target=self._run, name="viewer-test-publisher",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(1 / FPS):
+            power = NOISE_FLOOR_DB + self._rng.normal(0.0, 2.0, BINS)
+            power[CARRIER_BIN - 1:CARRIER_BIN + 2] = (CARRIER_DB - 20, CARRIER_DB, CARRIER_DB - 20)
+            self.server.publish_frame(0, encode_frame(
+                power, center_freq_hz=self.center_freq_hz, span_hz=SPAN_HZ,
+                timestamp_ns=time.time_ns(), sequence=self.sequence))
+            self.sequence += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def start_server(port: int = 0) -> SpectrumServer:
+    server = SpectrumServer(ServerConfig(port=port))
+    server.add_stream(StreamInfo(stream_id=0, bins=BINS, center_freq_hz=CENTER_FREQ_HZ,
+                                 span_hz=SPAN_HZ, fps=FPS))
+    server.start()
+    return server
+
+
+@dataclass
+class Served:
+    """An in-process server with a publisher; ``page_url`` is the viewer on it."""
+
+    server: SpectrumServer
+    publisher: Publisher
+
+    @property
+    def page_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}/"
+
+
+@pytest.fixture
+def served(no_server_thread_left: None) -> Iterator[Served]:
+    server = start_server()
+    publisher = Publisher(server)
+    served = Served(server, publisher)
+    try:
+        yield served
+    finally:
+        publisher.stop()
+        served.server.stop()
+
+
+def test_viewer_shows_the_simulated_band_from_the_real_app(context: BrowserContext) -> None:
+    """Against argos-spectrum --source sim the page loads cleanly, fills the waterfall and
+    shows the strongest carrier in the waterfall column of its bin."""
+    from gr_argos.sim_band_source import STRONGEST_CARRIER  # imports GNU Radio
+
+    with running(APP, REPO_ROOT, url_pattern=URL_LINE, name="argos-spectrum") as app:
+        viewer = open_viewer(context, app.wait_for_url().replace("ws://", "http://"))
+        viewer.wait_for("s.state === 'open' && s.rowsDrawn >= 90")
+        stats = viewer.stats()
+        assert stats["axis"]["centerHz"] == pytest.approx(100e6)
+        assert stats["axis"]["spanHz"] == pytest.approx(8e6)
+        columns = viewer.page.evaluate("""() => {
+            const canvas = window.argosViewer.waterfallCanvas;
+            const rows = Math.min(canvas.height, window.argosViewer.stats().rowsDrawn);
+            const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, rows).data;
+            const brightness = new Array(canvas.width).fill(0);
+            const topRow = new Set();
+            for (let y = 0; y < rows; y++) {
+                for (let x = 0; x < canvas.width; x++) {
+                    const i = 4 * (y * canvas.width + x);
+                    brightness[x] += data[i] + data[i + 1] + data[i + 2];
+                    if (y === 0) topRow.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
+                }
+            }
+            return {width: canvas.width, brightness, topRowColours: topRow.size};
+        }""")
+    bins = stats["axis"]["bins"]
+    assert columns["topRowColours"] > 20, "the newest waterfall row is blank or flat"
+    carrier_bin = expected_bin(STRONGEST_CARRIER[0], bins)
+    expected_x = (carrier_bin + 0.5) / bins * columns["width"]
+    brightest_x = int(np.argmax(columns["brightness"])) + 0.5
+    assert abs(brightest_x - expected_x) <= 3, (brightest_x, expected_x)
+    assert viewer.errors == []
+
+
+def test_viewer_reconnects_when_the_server_restarts(served: Served,
+                                                    context: BrowserContext) -> None:
+    """A server restarted on the same port under an open page brings it back to open, frames
+    resume and the frames missed while it was down are marked by a gap row."""
+    viewer = open_viewer(context, served.page_url + "?backoffCapMs=1000")
+    viewer.wait_for("s.state === 'open' && s.framesReceived >= 10")
+    port = served.server.port
+    served.server.stop()
+    viewer.page.wait_for_selector("#status[data-state='reconnecting']", timeout=WAIT_MS)
+    assert "reconnecting" in viewer.page.inner_text("#state-text")
+    time.sleep(0.5)  # the publisher goes on: the sequence jumps over the downtime
+    served.server = start_server(port)
+    served.publisher.server = served.server
+    viewer.page.wait_for_selector("#status[data-state='open']", timeout=WAIT_MS)
+    viewer.wait_for("s.gapRowsDrawn >= 1 && s.client.reconnects >= 1")
+    viewer.wait_for_more_frames()
+    assert viewer.stats()["client"]["lost"] > 0
+
+
+def test_two_tabs_both_receive_frames(served: Served, context: BrowserContext) -> None:
+    """Two viewer tabs open at once each receive and draw the stream."""
+    first = open_viewer(context, served.page_url)
+    second = open_viewer(context, served.page_url)
+    for viewer in (first, second):
+        viewer.wait_for("s.state === 'open' && s.framesReceived >= 10 && s.rowsDrawn >= 1")
+        assert viewer.errors == []
+
+
+def test_malformed_frame_and_bad_json_are_skipped(served: Served,
+                                                  context: BrowserContext) -> None:
+    """A garbage binary frame and a non-JSON text message are skipped with a console warning,
+    an unknown message type is ignored, and newer frames keep being drawn."""
+    viewer = open_viewer(context, served.page_url)
+    viewer.wait_for("s.state === 'open' && s.framesReceived >= 5")
+    served.server.publish_frame(0, b"garbage, not a gr-argos frame" * 4)
+    served.server.hub.publish_message('{"type": "mystery", "value": 1}')
+    served.server.hub.publish_message("not json")
+    viewer.wait_for("s.warnings >= 2 && s.client.malformed >= 2")
+    viewer.wait_for_more_frames()
+    malformed = [text for text in viewer.warnings if "malformed" in text]
+    assert len(malformed) == 2, viewer.warnings
+    assert viewer.errors == []
+    assert viewer.stats()["state"] == "open"
+
+
+def test_axis_follows_a_retune(served: Served, context: BrowserContext) -> None:
+    """When the frames' centre frequency changes the MHz axis moves with it and a retune row
+    is marked in the waterfall."""
+    viewer = open_viewer(context, served.page_url)
+    viewer.wait_for("s.framesReceived >= 5")
+    assert viewer.stats()["axis"]["centerHz"] == pytest.approx(CENTER_FREQ_HZ)
+    served.publisher.center_freq_hz = 433.92e6
+    viewer.wait_for("s.axis.centerHz === 433.92e6 && s.retunes >= 1")
+    axis = viewer.stats()["axis"]
+    bin_hz = SPAN_HZ / BINS
+    assert axis["startHz"] == pytest.approx(433.92e6 - (BINS // 2 + 0.5) * bin_hz)
+    assert axis["stopHz"] - axis["startHz"] == pytest.approx(SPAN_HZ)
+    assert "433.920 MHz" in viewer.page.inner_text("#stream-info")
+
+
+def test_db_range_controls(served: Served, context: BrowserContext) -> None:
+    """Typing a dB range fixes it and turns auto off; the Auto button fits the range around
+    the noise floor and the strongest peak again."""
+    viewer = open_viewer(context, served.page_url + "?min=-60&max=-50")
+    viewer.wait_for("s.framesReceived >= 5")
+    assert viewer.stats()["auto"] is False
+    viewer.page.fill("#db-min", "-120")
+    viewer.page.fill("#db-max", "-10")
+    viewer.page.press("#db-max", "Enter")
+    viewer.wait_for("s.dbMin === -120 && s.dbMax === -10 && !s.auto")
+    viewer.page.click("#auto")
+    viewer.wait_for(f"s.auto && s.dbMin < {NOISE_FLOOR_DB} && s.dbMax > {CARRIER_DB} && "
+                    f"s.dbMax - s.dbMin < 100")
+    assert viewer.page.get_attribute("#auto", "aria-pressed") == "true"
+
+
+def test_gps_and_status_panels_appear_with_their_messages(served: Served,
+                                                          context: BrowserContext) -> None:
+    """The GPS and device panels stay hidden until a gps or status message arrives, then show
+    its values."""
+    viewer = open_viewer(context, served.page_url)
+    viewer.wait_for("s.state === 'open'")
+    assert not viewer.page.is_visible("#gps-panel")
+    assert not viewer.page.is_visible("#device-panel")
+    served.server.publish_message("gps", {"stream": 0, "lat": 52.2297, "lon": -21.0122,
+                                          "alt_m": 110.5, "mode": 3, "satellites_used": 7,
+                                          "satellites_visible": 11,
+                                          "time": "2024-05-01T12:00:00Z"})
+    served.server.publish_message("status", {"stream": 0, "device": "hackrf",
+                                             "gain_db": 40.0, "overflows": 0})
+    viewer.page.wait_for_selector("#gps-panel", state="visible", timeout=WAIT_MS)
+    viewer.page.wait_for_selector("#device-panel", state="visible", timeout=WAIT_MS)
+    gps = viewer.page.inner_text("#gps")
+    for text in ("52.229700° N", "21.012200° W", "110.5 m", "3D", "2024-05-01T12:00:00Z",
+                 "7 of 11"):
+        assert text in gps
+    device = viewer.page.inner_text("#device")
+    assert "hackrf" in device and "gain_db" in device and "40" in device
+    assert "stream" not in device
+
+
+def test_phone_sized_screen(served: Served, browser: Browser) -> None:
+    """At 390x844 nothing overflows sideways and both canvases are visible and drawn."""
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=3,
+                                is_mobile=True, has_touch=True)
+    try:
+        viewer = open_viewer(phone, served.page_url)
+        viewer.wait_for("s.framesDrawn >= 5 && s.rowsDrawn >= 5")
+        layout = viewer.page.evaluate("""() => {
+            const box = (id) => document.getElementById(id).getBoundingClientRect();
+            return {scrollWidth: document.documentElement.scrollWidth,
+                    innerWidth: window.innerWidth,
+                    spectrum: box("spectrum").toJSON(), waterfall: box("waterfall").toJSON()};
+        }""")
+        assert layout["scrollWidth"] <= layout["innerWidth"], layout
+        for name in ("spectrum", "waterfall"):
+            rect = layout[name]
+            assert rect["width"] > 200 and rect["height"] > 100, (name, rect)
+            assert rect["left"] >= 0 and rect["right"] <= layout["innerWidth"], (name, rect)
+        assert viewer.page.is_visible("#spectrum") and viewer.page.is_visible("#waterfall")
+        assert viewer.errors == []
+    finally:
+        phone.close()
