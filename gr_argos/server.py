@@ -274,6 +274,7 @@ class SpectrumServer:
 
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
+        self.session = secrets.token_hex(8)  # new per start: clients see the restart
         self.hub = BroadcastHub(self.config.queue_depth, self.config.message_queue_depth)
         self.hub.attach(loop, on_too_slow=self._close_too_slow)
         cfg = self.config

@@ -206,11 +206,12 @@ async def test_hello_announces_streams_session_and_protocol(start_server: StartS
 async def test_a_restarted_server_has_a_new_session(start_server: StartServer) -> None:
     """A client can tell from hello's session that the server it reconnected to is new."""
     sessions = []
-    for _ in range(2):
-        server = start_server()
+    server = start_server()
+    for _ in range(2):  # the same server object stopped and started again
+        server.start()
         async with connect(server.url, open_timeout=WAIT_S) as ws:
             sessions.append(json.loads(await ws.recv())["session"])
-        server.stop()
+        await asyncio.to_thread(server.stop)
 
     assert sessions[0] != sessions[1]
 

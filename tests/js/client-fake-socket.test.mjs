@@ -1,0 +1,445 @@
+// ArgosClient driven through a scripted stand-in for WebSocket (passed as the WebSocket
+// option): state changes, events, malformed input, reconnect with backoff, heartbeat
+// timeout and close(), without a network. The real server is in client.test.mjs.
+//
+// Run: node --test tests/js/client-fake-socket.test.mjs
+
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { describe, test } from "node:test";
+
+import { ArgosClient, GAP_DROPPED_BY_SERVER, GAP_SEQUENCE_JUMP } from "../../gr_argos/web/argos-client.js";
+
+const WAIT_MS = 10000; // a hang guard, not a speed requirement
+const BASIC = readFileSync(new URL("../vectors/basic.bin", import.meta.url));
+
+/** The basic.bin test vector (4 bins) with another sequence, missed and stream id. */
+function frameBytes(sequence, { missed = 0, streamId = 0 } = {}) {
+  const data = new Uint8Array(BASIC).buffer;
+  const view = new DataView(data);
+  view.setBigUint64(16, BigInt(sequence), true);
+  view.setUint32(24, missed, true);
+  view.setUint16(12, streamId, true);
+  return data;
+}
+
+function hello(session = "s1") {
+  return JSON.stringify({ type: "hello", server: "test", protocol: 1, session, streams: [] });
+}
+
+/** A WebSocket stand-in whose every socket the test opens, feeds and closes by hand. */
+function fakeWebSocketClass() {
+  class FakeWebSocket {
+    static sockets = [];
+
+    constructor(url) {
+      this.url = url;
+      this.readyState = 0;
+      this.binaryType = "blob";
+      this.sent = [];
+      this.closedWith = null;
+      this.onopen = this.onmessage = this.onerror = this.onclose = null;
+      FakeWebSocket.sockets.push(this);
+    }
+
+    send(data) {
+      if (this.readyState !== 1) throw new Error("InvalidStateError: not open");
+      this.sent.push(JSON.parse(data));
+    }
+
+    close(code, reason) {
+      this.closedWith = { code, reason };
+      this.readyState = 3;
+    }
+
+    // What the "server" does:
+    open() {
+      this.readyState = 1;
+      this.onopen?.({ type: "open" });
+    }
+
+    receive(data) {
+      this.onmessage?.({ type: "message", data });
+    }
+
+    serverClose(code = 1001, reason = "server shutting down") {
+      this.readyState = 3;
+      this.onclose?.({ type: "close", code, reason, wasClean: true });
+    }
+
+    /** What Node 20's built-in WebSocket does when it cannot connect: an error event and
+     * no close event, staying CONNECTING. */
+    errorOnly(message = "Received network error or non-101 status code.") {
+      this.onerror?.({ type: "error", message });
+    }
+
+    refuse() {
+      this.readyState = 3;
+      this.onerror?.({ type: "error" });
+      this.onclose?.({ type: "close", code: 1006, reason: "", wasClean: false });
+    }
+
+    static get last() {
+      return FakeWebSocket.sockets.at(-1);
+    }
+  }
+  return FakeWebSocket;
+}
+
+/** A client on a fake socket class that records every event it dispatches. */
+function fakeClient(options = {}) {
+  const FakeWebSocket = fakeWebSocketClass();
+  const client = new ArgosClient("ws://argos.test:8765/", {
+    WebSocket: FakeWebSocket, backoffBaseMs: 20, backoffCapMs: 80, heartbeatIntervalMs: 0,
+    heartbeatTimeoutMs: 0, random: () => 0.5, ...options,
+  });
+  const events = [];
+  for (const type of ["state", "hello", "frame", "gap", "message", "status", "gps", "error",
+    "pong", "stats", "warning"]) {
+    client.addEventListener(type, (event) => events.push({ type, detail: event.detail }));
+  }
+  return { client, FakeWebSocket, events };
+}
+
+function ofType(events, type) {
+  return events.filter((e) => e.type === type).map((e) => e.detail);
+}
+
+/** Resolve once `condition()` is true (polled), else fail after WAIT_MS saying `what`. */
+async function until(condition, what) {
+  const deadline = Date.now() + WAIT_MS;
+  while (!condition()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+function silenceWarnings(t) {
+  return t.mock.method(console, "warn", () => {});
+}
+
+describe("ArgosClient with a fake WebSocket", () => {
+  test("it stays closed until connect(), then reports connecting, open, hello and frames", () => {
+    const { client, FakeWebSocket, events } = fakeClient();
+    assert.equal(client.state, "closed");
+    assert.equal(FakeWebSocket.sockets.length, 0);
+    client.connect();
+    const ws = FakeWebSocket.last;
+    assert.equal(ws.url, "ws://argos.test:8765/");
+    assert.equal(ws.binaryType, "arraybuffer");
+    assert.equal(client.state, "connecting");
+    ws.open();
+    ws.receive(hello());
+    ws.receive(frameBytes(1));
+    ws.receive(frameBytes(2));
+    assert.deepEqual(ofType(events, "state").map((s) => s.state), ["connecting", "open"]);
+    assert.equal(ofType(events, "hello")[0].session, "s1");
+    assert.equal(client.hello.session, "s1");
+    assert.deepEqual(ofType(events, "message").map((m) => m.type), ["hello"]);
+    const frames = ofType(events, "frame");
+    assert.deepEqual(frames.map((f) => [f.frame.sequence, f.gap]), [[1, 0], [2, 0]]);
+    assert.deepEqual(Array.from(frames[0].frame.power), [-100, -50.5, -3.25, 0]);
+    assert.equal(frames[0].sizeBytes, 80);
+    assert.ok(Number.isFinite(frames[0].ageMs) && Number.isFinite(frames[0].receivedMs));
+    const stats = client.stats;
+    assert.deepEqual([stats.frames, stats.bytes, stats.gaps, stats.lost, stats.malformed],
+      [2, 160 + hello().length, 0, 0, 0]);
+    client.close();
+  });
+
+  test("JSON types get their own event after the message event; unknown types only message", () => {
+    const { client, FakeWebSocket, events } = fakeClient();
+    client.connect();
+    const ws = FakeWebSocket.last;
+    ws.open();
+    for (const type of ["status", "gps", "error", "pong", "stats", "future_type"]) {
+      ws.receive(JSON.stringify({ type, stream: 0 }));
+    }
+    assert.deepEqual(events.filter((e) => e.type !== "state").map((e) => e.type),
+      ["message", "status", "message", "gps", "message", "error", "message", "pong",
+        "message", "stats", "message"]);
+    assert.equal(ofType(events, "message").at(-1).type, "future_type");
+    assert.equal(ofType(events, "warning").length, 0);
+    client.close();
+  });
+
+  test("a malformed frame or JSON message is skipped with a warning and the client carries on", (t) => {
+    const warn = silenceWarnings(t);
+    const { client, FakeWebSocket, events } = fakeClient();
+    client.connect();
+    const ws = FakeWebSocket.last;
+    ws.open();
+    ws.receive(new Uint8Array([1, 2, 3]).buffer);
+    ws.receive("{not json");
+    ws.receive('{"no": "type"}');
+    ws.receive("[1, 2]");
+    ws.receive(frameBytes(5));
+    const warnings = ofType(events, "warning");
+    assert.equal(warnings.length, 4);
+    assert.match(warnings[0].message, /malformed frame.*frame truncated/);
+    assert.equal(warnings[0].error.name, "ProtocolError");
+    assert.match(warnings[1].message, /not valid JSON/);
+    assert.match(warnings[2].message, /string "type"/);
+    assert.match(warnings[3].message, /JSON object, got array/);
+    assert.equal(warn.mock.callCount(), 4);
+    assert.equal(client.stats.malformed, 4);
+    assert.deepEqual(ofType(events, "frame").map((f) => f.frame.sequence), [5]);
+    assert.equal(client.state, "open");
+    client.close();
+  });
+
+  test("lost frames give a gap event before the frame, and count in stats", () => {
+    const { client, FakeWebSocket, events } = fakeClient();
+    client.connect();
+    const ws = FakeWebSocket.last;
+    ws.open();
+    ws.receive(frameBytes(10));
+    ws.receive(frameBytes(14, { missed: 3 }));
+    const order = events.filter((e) => e.type === "gap" || e.type === "frame").map((e) => e.type);
+    assert.deepEqual(order, ["frame", "gap", "frame"]);
+    const [found] = ofType(events, "gap");
+    assert.deepEqual([found.lost, found.fromSequence, found.toSequence, found.reason],
+      [3, 10, 14, GAP_DROPPED_BY_SERVER]);
+    assert.equal(ofType(events, "frame")[1].gap, 3);
+    assert.deepEqual([client.stats.gaps, client.stats.lost], [1, 3]);
+    client.close();
+  });
+
+  test("a lost connection is retried after a full-jitter delay: reconnecting, then open", async (t) => {
+    silenceWarnings(t);
+    const { client, FakeWebSocket, events } = fakeClient({ backoffBaseMs: 40 });
+    client.connect();
+    const first = FakeWebSocket.last;
+    first.open();
+    first.receive(hello("s1"));
+    first.receive(frameBytes(2));
+    first.serverClose(1001, "server shutting down");
+    const reconnecting = ofType(events, "state").at(-1);
+    assert.deepEqual(reconnecting, { state: "reconnecting", attempt: 1, delayMs: 20,
+      error: "closed by server: 1001 server shutting down" });
+    assert.equal(client.state, "reconnecting");
+    assert.throws(() => client.send({ type: "stats" }), /not connected .*reconnecting/);
+    await until(() => FakeWebSocket.sockets.length === 2, "a second connection attempt");
+    const second = FakeWebSocket.last;
+    second.open();
+    second.receive(hello("s2"));
+    second.receive(frameBytes(9));
+    assert.deepEqual(ofType(events, "state").map((s) => s.state),
+      ["connecting", "open", "reconnecting", "open"]);
+    const [found] = ofType(events, "gap");
+    assert.deepEqual([found.lost, found.reason, found.sessionChanged], [6, GAP_SEQUENCE_JUMP, true]);
+    assert.equal(client.stats.reconnects, 1);
+    client.close();
+  });
+
+  test("failed attempts before the first open keep state connecting, with growing delays", async () => {
+    const { client, FakeWebSocket, events } = fakeClient({ backoffBaseMs: 10, backoffCapMs: 25 });
+    client.connect();
+    for (let n = 1; n <= 3; n++) {
+      await until(() => FakeWebSocket.sockets.length === n, `connection attempt ${n}`);
+      FakeWebSocket.last.refuse();
+    }
+    const retries = ofType(events, "state").slice(1);
+    assert.deepEqual(retries.map((s) => [s.state, s.attempt, s.delayMs]),
+      [["connecting", 1, 5], ["connecting", 2, 10], ["connecting", 3, 12.5]]);
+    assert.match(retries[0].error, /cannot connect to ws:\/\/argos\.test:8765\//);
+    assert.equal(client.stats.failedAttempts, 3);
+    await until(() => FakeWebSocket.sockets.length === 4, "connection attempt 4");
+    FakeWebSocket.last.open();
+    assert.equal(client.state, "open");
+    assert.equal(client.stats.reconnects, 0, "a first open is not a reconnect");
+    client.close();
+  });
+
+  test("an error event without a close event still ends the attempt and the connection", async (t) => {
+    silenceWarnings(t);
+    const { client, FakeWebSocket, events } = fakeClient();
+    client.connect();
+    const refused = FakeWebSocket.last;
+    refused.errorOnly();
+    assert.match(ofType(events, "state").at(-1).error, /cannot connect .*: Received network error/);
+    assert.equal(refused.closedWith.code, 1000, "the stuck socket is closed, freeing it");
+    await until(() => FakeWebSocket.sockets.length === 2, "a second attempt");
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.errorOnly("read ECONNRESET");
+    assert.deepEqual(ofType(events, "state").map((s) => s.state),
+      ["connecting", "connecting", "open", "reconnecting"]);
+    assert.equal(ofType(events, "state").at(-1).error, "connection lost (read ECONNRESET)");
+    await until(() => FakeWebSocket.sockets.length === 3, "a reconnect");
+    client.close();
+  });
+
+  test("a connection that stayed open stableAfterMs resets the backoff", async (t) => {
+    silenceWarnings(t);
+    const { client, FakeWebSocket, events } = fakeClient(
+      { backoffBaseMs: 10, backoffCapMs: 1000, stableAfterMs: 50 });
+    client.connect();
+    FakeWebSocket.last.refuse();
+    await until(() => FakeWebSocket.sockets.length === 2, "a retry");
+    FakeWebSocket.last.refuse(); // ceiling now 40 ms
+    await until(() => FakeWebSocket.sockets.length === 3, "another retry");
+    FakeWebSocket.last.open();
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    FakeWebSocket.last.serverClose();
+    const delays = ofType(events, "state").filter((s) => s.delayMs !== undefined).map((s) => s.delayMs);
+    assert.deepEqual(delays, [5, 10, 5]);
+    client.close();
+  });
+
+  test("the heartbeat pings with numeric ids and the pong gives the round-trip time", async () => {
+    const { client, FakeWebSocket, events } = fakeClient({ heartbeatIntervalMs: 20 });
+    client.connect();
+    const ws = FakeWebSocket.last;
+    ws.open();
+    assert.equal(client.stats.lastRttMs, null);
+    await until(() => ws.sent.length >= 2, "two pings");
+    assert.deepEqual(ws.sent.slice(0, 2), [{ type: "ping", id: 1 }, { type: "ping", id: 2 }]);
+    ws.receive(JSON.stringify({ type: "pong", id: 2, server_time_ns: 1 }));
+    assert.ok(client.stats.lastRttMs >= 0);
+    assert.equal(ofType(events, "pong")[0].id, 2);
+    client.close();
+  });
+
+  test("a connection silent for heartbeatTimeoutMs is dropped at once and reconnected", async (t) => {
+    silenceWarnings(t);
+    const { client, FakeWebSocket, events } = fakeClient(
+      { heartbeatIntervalMs: 20, heartbeatTimeoutMs: 100 });
+    client.connect();
+    const silent = FakeWebSocket.last;
+    silent.open(); // and never answers
+    await until(() => client.state === "reconnecting", "the heartbeat timeout");
+    assert.deepEqual(silent.closedWith, { code: 4000, reason: "heartbeat timeout" });
+    assert.equal(silent.onclose, null, "the dead socket's late close event is not awaited");
+    assert.match(ofType(events, "state").at(-1).error, /no message for \d+ ms \(heartbeat timeout 100 ms\)/);
+    await until(() => FakeWebSocket.sockets.length === 2, "a new connection");
+    client.close();
+  });
+
+  test("a connection that answers its pings is kept open past the heartbeat timeout", async () => {
+    const { client, FakeWebSocket } = fakeClient({ heartbeatIntervalMs: 20, heartbeatTimeoutMs: 60 });
+    client.connect();
+    const ws = FakeWebSocket.last;
+    ws.open();
+    const answered = new Set();
+    const deadline = Date.now() + 300;
+    while (Date.now() < deadline) {
+      for (const ping of ws.sent) {
+        if (!answered.has(ping.id)) {
+          answered.add(ping.id);
+          ws.receive(JSON.stringify({ type: "pong", id: ping.id, server_time_ns: 0 }));
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    assert.ok(answered.size >= 3);
+    assert.equal(client.state, "open");
+    assert.equal(FakeWebSocket.sockets.length, 1);
+    client.close();
+  });
+
+  test("an attempt that does not open within openTimeoutMs is abandoned and retried", async () => {
+    const { client, FakeWebSocket, events } = fakeClient({ openTimeoutMs: 30 });
+    client.connect();
+    const hanging = FakeWebSocket.last;
+    await until(() => FakeWebSocket.sockets.length === 2, "a second attempt");
+    assert.equal(hanging.closedWith.code, 4000);
+    assert.match(ofType(events, "state")[1].error, /timed out opening the connection after 30 ms/);
+    client.close();
+  });
+
+  test("close() closes with 1000, reports closed, and nothing happens afterwards", async (t) => {
+    silenceWarnings(t);
+    const { client, FakeWebSocket, events } = fakeClient();
+    client.connect();
+    const ws = FakeWebSocket.last;
+    ws.open();
+    ws.serverClose(); // a retry is now scheduled ...
+    client.close(); // ... and cancelled
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(FakeWebSocket.sockets.length, 1);
+    assert.equal(client.state, "closed");
+    assert.equal(ofType(events, "state").at(-1).state, "closed");
+    client.connect();
+    const again = FakeWebSocket.last;
+    again.open();
+    client.close();
+    assert.deepEqual(again.closedWith, { code: 1000, reason: "client closed" });
+    assert.equal(again.onmessage, null);
+    assert.throws(() => client.send({ type: "ping" }), /not connected .*closed/);
+    client.connect(); // a fresh start: a failure is a failed attempt, not a lost connection
+    FakeWebSocket.last.refuse();
+    assert.deepEqual(ofType(events, "state").slice(-2).map((s) => s.state), ["connecting", "connecting"]);
+    assert.deepEqual([client.stats.failedAttempts, client.stats.reconnects], [1, 0]);
+    client.close();
+  });
+
+  test("a listener may close the client: no further events are dispatched", () => {
+    const { client, FakeWebSocket, events } = fakeClient();
+    client.addEventListener("gap", () => client.close());
+    client.connect();
+    const ws = FakeWebSocket.last;
+    ws.open();
+    ws.receive(frameBytes(1));
+    ws.receive(frameBytes(5));
+    assert.deepEqual(events.filter((e) => e.type !== "state").map((e) => e.type), ["frame", "gap"]);
+    assert.equal(ofType(events, "state").at(-1).state, "closed");
+  });
+
+  test("send() writes JSON on an open connection", () => {
+    const { client, FakeWebSocket } = fakeClient();
+    client.connect();
+    FakeWebSocket.last.open();
+    client.send({ type: "stats" });
+    assert.deepEqual(FakeWebSocket.last.sent, [{ type: "stats" }]);
+    client.close();
+  });
+});
+
+describe("ArgosClient construction", () => {
+  test("a URL that is not a WebSocket URL is refused at once, saying what is expected", () => {
+    const WebSocket = fakeWebSocketClass();
+    for (const url of ["ftp://host/", "not a url", "127.0.0.1:8765"]) {
+      assert.throws(() => new ArgosClient(url, { WebSocket }), (error) => {
+        assert.ok(error instanceof TypeError);
+        assert.match(error.message, /expected ws:\/\/HOST:PORT\/ or wss:\/\/HOST:PORT\//);
+        return true;
+      }, url);
+    }
+  });
+
+  test("http and https URLs name the same server's WebSocket", () => {
+    const WebSocket = fakeWebSocketClass();
+    assert.equal(new ArgosClient("http://pi:8765/", { WebSocket }).url, "ws://pi:8765/");
+    assert.equal(new ArgosClient("https://pi/argos", { WebSocket }).url, "wss://pi/argos");
+  });
+
+  test("in a page the default URL is the page's own server; outside one a URL is required", () => {
+    const WebSocket = fakeWebSocketClass();
+    assert.throws(() => new ArgosClient(undefined, { WebSocket }), /no URL given/);
+    globalThis.location = { href: "https://pi.example:8765/index.html" };
+    try {
+      assert.equal(new ArgosClient(undefined, { WebSocket }).url, "wss://pi.example:8765/");
+      assert.equal(new ArgosClient("/ws", { WebSocket }).url, "wss://pi.example:8765/ws");
+    } finally {
+      delete globalThis.location;
+    }
+  });
+
+  test("without a WebSocket implementation the error says how to get one", () => {
+    const saved = globalThis.WebSocket;
+    globalThis.WebSocket = undefined;
+    try {
+      assert.throws(() => new ArgosClient("ws://pi:8765/"), /--experimental-websocket.*ws package/);
+    } finally {
+      globalThis.WebSocket = saved;
+    }
+  });
+
+  test("a negative duration, or a heartbeat timeout not longer than the interval, is refused", () => {
+    const WebSocket = fakeWebSocketClass();
+    assert.throws(() => new ArgosClient("ws://pi/", { WebSocket, heartbeatIntervalMs: 5000,
+      heartbeatTimeoutMs: 5000 }), /heartbeatTimeoutMs \(5000\) must be longer/);
+    assert.throws(() => new ArgosClient("ws://pi/", { WebSocket, heartbeatTimeoutMs: -1 }), RangeError);
+    assert.throws(() => new ArgosClient("ws://pi/", { WebSocket, backoffBaseMs: 0 }), RangeError);
+  });
+});

@@ -1,0 +1,180 @@
+// ArgosClient in Node against a real gr-argos server, started by tests/test_js_client.py.
+//
+// The Python test runs a gr_argos.server.SpectrumServer publishing 16-bin frames (peak of
+// -20 dB at bin sequence % 16, -100 dB elsewhere, 100 MHz centre, 8 MHz span) and a
+// scripted server that misbehaves, and passes their URLs in ARGOS_TEST_URL and
+// ARGOS_TEST_SCRIPTED_URL. This file asks it to restart the real server by printing the
+// line "ARGOS-CONTROL restart-server"; the Python side restarts it on the same port, with
+// a pause during which frames are produced but not sent to anyone.
+//
+// Run: python -m pytest tests/test_js_client.py (node needs --experimental-websocket on 20)
+
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+
+import { ArgosClient, GAP_SEQUENCE_JUMP, PROTOCOL_VERSION } from "../../gr_argos/web/argos-client.js";
+
+const SERVER_URL = process.env.ARGOS_TEST_URL;
+const SCRIPTED_URL = process.env.ARGOS_TEST_SCRIPTED_URL;
+const WAIT_MS = 30000; // a hang guard, not a speed requirement
+const BINS = 16;
+
+if ((SERVER_URL || SCRIPTED_URL) && typeof globalThis.WebSocket !== "function") {
+  throw new Error("this Node has no global WebSocket: run node with --experimental-websocket " +
+    "(Node 20) or use Node 22 or later");
+}
+
+function control(command) {
+  process.stdout.write(`ARGOS-CONTROL ${command}\n`);
+}
+
+/** Resolve with the detail of the next `type` event whose detail satisfies `accept`. */
+function nextEvent(client, type, accept = () => true, what = type) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      client.removeEventListener(type, listener);
+      reject(new Error(`timed out after ${WAIT_MS} ms waiting for ${what}`));
+    }, WAIT_MS);
+    function listener(event) {
+      if (!accept(event.detail)) return;
+      clearTimeout(timer);
+      client.removeEventListener(type, listener);
+      resolve(event.detail);
+    }
+    client.addEventListener(type, listener);
+  });
+}
+
+function record(client, ...types) {
+  const seen = [];
+  for (const type of types) client.addEventListener(type, (e) => seen.push({ type, detail: e.detail }));
+  return seen;
+}
+
+const skip = SERVER_URL ? false : "ARGOS_TEST_URL is not set: run through tests/test_js_client.py";
+
+describe("ArgosClient against a real gr-argos server", { skip }, () => {
+  test("hello, frames with the published metadata, a heartbeat RTT and answered requests", async () => {
+    const client = new ArgosClient(SERVER_URL, { heartbeatIntervalMs: 100 });
+    const seen = record(client, "state", "warning");
+    const hello = nextEvent(client, "hello");
+    const frames = [];
+    const threeFrames = new Promise((resolve) => {
+      client.addEventListener("frame", (e) => {
+        frames.push(e.detail);
+        if (frames.length === 3) resolve();
+      });
+    });
+    const pong = nextEvent(client, "pong", (m) => typeof m.id === "number", "a heartbeat pong");
+    client.connect();
+    try {
+      const greeting = await hello;
+      assert.equal(greeting.server, "gr-argos");
+      assert.equal(greeting.protocol, PROTOCOL_VERSION);
+      assert.equal(typeof greeting.session, "string");
+      assert.deepEqual(greeting.streams.map((s) => [s.id, s.bins, s.center_freq_hz, s.span_hz]),
+        [[0, BINS, 100e6, 8e6]]);
+      assert.equal(client.hello, greeting);
+
+      await threeFrames;
+      for (const { frame, gap, ageMs, sizeBytes } of frames) {
+        assert.deepEqual([frame.streamId, frame.binCount, frame.centerFreqHz, frame.spanHz],
+          [0, BINS, 100e6, 8e6]);
+        const peak = frame.sequence % BINS;
+        assert.equal(frame.power[peak], -20, `frame ${frame.sequence}`);
+        assert.ok(frame.power.every((value, i) => i === peak || value === -100));
+        assert.equal(typeof frame.timestampNs, "bigint");
+        assert.ok(Number.isFinite(ageMs));
+        assert.equal(sizeBytes, 64 + 4 * BINS);
+        assert.equal(typeof gap, "number");
+      }
+      const sequences = frames.map((f) => f.frame.sequence);
+      assert.ok(sequences[1] > sequences[0] && sequences[2] > sequences[1], `${sequences}`);
+
+      const heartbeat = await pong;
+      assert.equal(typeof heartbeat.server_time_ns, "number");
+      assert.ok(client.stats.lastRttMs >= 0, `lastRttMs ${client.stats.lastRttMs}`);
+
+      const manual = nextEvent(client, "pong", (m) => m.id === "manual", "the pong to send()");
+      client.send({ type: "ping", id: "manual" });
+      await manual;
+      const stats = nextEvent(client, "stats");
+      client.send({ type: "stats" });
+      assert.equal(typeof (await stats).total, "object");
+      const refused = nextEvent(client, "error");
+      client.send({ type: "subscribe" });
+      assert.equal((await refused).code, "unknown_type");
+
+      assert.deepEqual(seen.filter((e) => e.type === "state").map((e) => e.detail.state),
+        ["connecting", "open"]);
+      assert.equal(seen.filter((e) => e.type === "warning").length, 0);
+      assert.ok(client.stats.frames >= 3 && client.stats.bytes > 0);
+    } finally {
+      client.close();
+    }
+    assert.equal(client.state, "closed");
+  });
+
+  test("a server restart reads reconnecting then open, with a new session and a gap", async () => {
+    const client = new ArgosClient(SERVER_URL, { backoffBaseMs: 200, backoffCapMs: 1000 });
+    const seen = record(client, "state", "hello", "gap");
+    const firstFrame = nextEvent(client, "frame");
+    client.connect();
+    try {
+      const before = (await firstFrame).frame.sequence;
+      const sessionBefore = client.hello.session;
+      const reconnecting = nextEvent(client, "state", (s) => s.state === "reconnecting");
+      const reopened = reconnecting.then(() => nextEvent(client, "state", (s) => s.state === "open"));
+      const gap = nextEvent(client, "gap", (g) => g.sessionChanged, "a gap across the restart");
+      const frameAfter = gap.then(() => nextEvent(client, "frame"));
+      control("restart-server");
+
+      const lost = await reconnecting;
+      assert.ok(lost.attempt === 1 && lost.delayMs >= 0 && lost.delayMs <= 200, JSON.stringify(lost));
+      assert.match(lost.error, /closed by server: 1001|connection lost/);
+      await reopened;
+      const found = await gap;
+      assert.notEqual(client.hello.session, sessionBefore);
+      assert.equal(found.reason, GAP_SEQUENCE_JUMP);
+      assert.ok(found.lost >= 1 && found.fromSequence >= before, `${found.lost} lost after ${found.fromSequence}`);
+      assert.equal(found.toSequence - found.fromSequence - 1, found.lost);
+      assert.ok((await frameAfter).frame.sequence > found.toSequence, "frames flow on after the gap");
+
+      const states = seen.filter((e) => e.type === "state").map((e) => e.detail.state);
+      assert.deepEqual(states.slice(0, 3), ["connecting", "open", "reconnecting"]);
+      assert.equal(states.at(-1), "open");
+      assert.equal(seen.filter((e) => e.type === "hello").length, 2);
+      assert.equal(client.stats.reconnects, 1);
+      assert.ok(client.stats.lost >= found.lost);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe("ArgosClient against a misbehaving server", {
+  skip: SCRIPTED_URL ? false : "ARGOS_TEST_SCRIPTED_URL is not set: run through tests/test_js_client.py",
+}, () => {
+  test("malformed messages are skipped, unknown types delivered, a silent link dropped", async (t) => {
+    t.mock.method(console, "warn", () => {});
+    const client = new ArgosClient(SCRIPTED_URL, { heartbeatIntervalMs: 100, heartbeatTimeoutMs: 500 });
+    const seen = record(client, "warning", "message", "frame");
+    const frame = nextEvent(client, "frame");
+    const dead = nextEvent(client, "state", (s) => s.state === "reconnecting", "the heartbeat timeout");
+    client.connect();
+    try {
+      assert.equal((await frame).frame.sequence, 1);
+      const lost = await dead;
+      assert.match(lost.error, /heartbeat timeout 500 ms/);
+      const warnings = seen.filter((e) => e.type === "warning").map((e) => e.detail.message);
+      assert.equal(warnings.length, 2, warnings.join("\n"));
+      assert.match(warnings[0], /malformed frame .*not a gr-argos frame/);
+      assert.match(warnings[1], /malformed message .*not valid JSON/);
+      assert.deepEqual(seen.filter((e) => e.type === "message").map((e) => e.detail.type),
+        ["hello", "future_thing"]);
+      assert.equal(client.stats.malformed, 2);
+    } finally {
+      client.close();
+    }
+  });
+});

@@ -1,0 +1,122 @@
+// The JavaScript decoder against the shared wire protocol v1 test vectors (tests/vectors/):
+// every valid frame decodes to exactly what vectors.json says, every invalid one is refused
+// with a ProtocolError naming the same problem as the Python decoder.
+//
+// Run: node --test tests/js/vectors.test.mjs
+
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { test } from "node:test";
+
+import {
+  HEADER_SIZE, PROTOCOL_VERSION, ProtocolError, binFreqsHz, decodeFrame,
+} from "../../gr_argos/web/argos-client.js";
+
+const VECTORS = new URL("../vectors/", import.meta.url);
+const manifest = JSON.parse(readFileSync(new URL("vectors.json", VECTORS), "utf8"));
+
+function load(file) {
+  return readFileSync(new URL(file, VECTORS));
+}
+
+/** A file's bytes as a standalone ArrayBuffer, as a WebSocket delivers them. */
+function arrayBuffer(file) {
+  const bytes = load(file);
+  return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+}
+
+function formulaPayload(p) {
+  const expected = new Float32Array(p.bin_count);
+  for (let i = 0; i < p.bin_count; i++) {
+    expected[i] = Math.max(
+      p.floor_db + ((7 * i * i + 3 * i) % p.ripple_modulus) * p.ripple_step_db,
+      p.peak_db - p.peak_slope_db_per_bin * Math.abs(i - p.peak_bin));
+  }
+  return expected;
+}
+
+test("the manifest is for the protocol version this decoder speaks", () => {
+  assert.equal(manifest.protocol_version, PROTOCOL_VERSION);
+  assert.equal(HEADER_SIZE, 64);
+  assert.ok(manifest.valid.length >= 7 && manifest.invalid.length >= 13);
+});
+
+for (const entry of manifest.valid) {
+  test(`${entry.file} decodes to every header field and bin the manifest gives`, () => {
+    const data = arrayBuffer(entry.file);
+    assert.equal(data.byteLength, entry.size_bytes);
+    const frame = decodeFrame(data);
+    const h = entry.header;
+    assert.equal(h.magic, "ARGS");
+    assert.equal(frame.version, h.version);
+    assert.equal(frame.msgType, h.msg_type);
+    assert.equal(frame.headerLen, h.header_len);
+    assert.equal(frame.flags, h.flags);
+    assert.equal(frame.encoding, h.encoding);
+    assert.equal(frame.streamId, h.stream_id);
+    assert.equal(frame.sequenceBig, BigInt(h.sequence_str));
+    assert.equal(frame.sequence, Number(BigInt(h.sequence_str)));
+    assert.equal(frame.missed, h.missed);
+    assert.equal(frame.binCount, h.bin_count);
+    assert.equal(frame.timestampNs, BigInt(h.timestamp_ns_str));
+    assert.equal(frame.timestampMs, Number(BigInt(h.timestamp_ns_str)) / 1e6);
+    assert.equal(frame.centerFreqHz, h.center_freq_hz);
+    assert.equal(frame.spanHz, h.span_hz);
+    assert.equal(frame.scaleOffsetDb, h.scale_offset_db);
+    assert.equal(frame.scaleStepDb, h.scale_step_db);
+    assert.ok(frame.power instanceof Float32Array);
+    assert.equal(frame.power.length, h.bin_count);
+
+    const payload = entry.payload;
+    if (payload.values !== undefined) {
+      assert.deepEqual(Array.from(frame.power), payload.values);
+      assert.deepEqual(Array.from(binFreqsHz(frame)), payload.bin_freqs_hz);
+    } else {
+      assert.deepEqual(frame.power, formulaPayload(payload.parameters));
+      const payloadBytes = load(entry.file).subarray(h.header_len);
+      assert.equal(createHash("sha256").update(payloadBytes).digest("hex"), payload.sha256);
+      const power = Array.from(frame.power);
+      assert.equal(Math.min(...power), payload.min);
+      assert.equal(Math.max(...power), payload.max);
+      assert.equal(power.indexOf(payload.min), payload.argmin);
+      assert.equal(power.indexOf(payload.max), payload.argmax);
+      assert.equal(binFreqsHz(frame)[payload.argmax], payload.argmax_freq_hz);
+      for (const [index, value] of payload.samples) assert.equal(frame.power[index], value);
+    }
+  });
+}
+
+test("a frame decodes the same from a Node Buffer, a Uint8Array at an offset and a DataView", () => {
+  const bytes = load("basic.bin");
+  const expected = decodeFrame(arrayBuffer("basic.bin"));
+  const padded = new Uint8Array(bytes.length + 3);
+  padded.set(bytes, 3); // payload not 4-byte aligned in its buffer
+  for (const data of [bytes, padded.subarray(3), new DataView(padded.buffer, 3)]) {
+    assert.deepEqual(decodeFrame(data), expected);
+  }
+});
+
+test("the decoded power is a copy: changing the message buffer later does not change it", () => {
+  const data = arrayBuffer("basic.bin");
+  const frame = decodeFrame(data);
+  new Uint8Array(data).fill(0);
+  assert.deepEqual(Array.from(frame.power), manifest.valid[0].payload.values);
+});
+
+for (const entry of manifest.invalid) {
+  test(`${entry.file} is refused with a ProtocolError mentioning "${entry.error_keyword}"`, () => {
+    assert.throws(() => decodeFrame(arrayBuffer(entry.file)), (error) => {
+      assert.ok(error instanceof ProtocolError, `not a ProtocolError: ${error}`);
+      assert.equal(error.name, "ProtocolError");
+      assert.match(error.message, new RegExp(entry.error_keyword, "i"));
+      return true;
+    });
+  });
+}
+
+test("something that is not binary data is refused with a ProtocolError", () => {
+  for (const data of ["ARGS", null, undefined, [1, 2, 3]]) {
+    assert.throws(() => decodeFrame(data), ProtocolError);
+  }
+});
