@@ -22,6 +22,7 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
+from gr_argos import tags
 from gr_argos.sweep import (
     HACKRF_FREQ_MAX_HZ,
     BinaryRecordParser,
@@ -32,11 +33,6 @@ from gr_argos.sweep import (
 
 __all__ = ["hackrf_sweep_source"]
 
-TAG_RX_FREQ = pmt.intern("rx_freq")
-TAG_RX_RATE = pmt.intern("rx_rate")
-TAG_RX_TIME = pmt.intern("rx_time")
-TAG_SWEEP_NUMBER = pmt.intern("sweep_number")
-TAG_SWEEP_COMPLETE = pmt.intern("sweep_complete")
 
 #: Sweeps waiting for work(); when full the oldest is dropped (and counted).
 QUEUE_DEPTH = 16
@@ -383,12 +379,12 @@ class hackrf_sweep_source(gr.sync_block):
     def _tag(self, offset: int, sweep: Sweep) -> None:
         seconds = math.floor(sweep.start_time_s)
         for key, value in (
-            (TAG_RX_FREQ, pmt.from_double(sweep.center_freq_hz)),
-            (TAG_RX_RATE, pmt.from_double(sweep.span_hz)),
-            (TAG_RX_TIME, pmt.make_tuple(pmt.from_uint64(seconds),
+            (tags.RX_FREQ, pmt.from_double(sweep.center_freq_hz)),
+            (tags.RX_RATE, pmt.from_double(sweep.span_hz)),
+            (tags.RX_TIME, pmt.make_tuple(pmt.from_uint64(seconds),
                                          pmt.from_double(sweep.start_time_s - seconds))),
-            (TAG_SWEEP_NUMBER, pmt.from_uint64(sweep.number)),
-            (TAG_SWEEP_COMPLETE, pmt.from_bool(sweep.complete)),
+            (tags.SWEEP_NUMBER, pmt.from_uint64(sweep.number)),
+            (tags.SWEEP_COMPLETE, pmt.from_bool(sweep.complete)),
         ):
             self.add_item_tag(0, offset, key, value)
 

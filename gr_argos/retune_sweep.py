@@ -9,17 +9,16 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
+from gr_argos import tags
 __all__ = ["retune_sweep"]
 
-TAG_RX_FREQ = pmt.intern("rx_freq")
-TAG_RX_RATE = pmt.intern("rx_rate")
 
 # Vectors to wait for an rx_freq tag before the command is sent again (and a warning logged).
 _TAG_TIMEOUT_VECTORS = 256
 
 
 class retune_sweep(gr.basic_block):
-    """Sweep any tunable source across ``start_freq``..``stop_freq`` and stitch one wide
+    """Sweep any tunable source across ``freq_min``..``freq_max`` and stitch one wide
     spectrum per sweep.
 
     Input: FFT-shifted log-power vectors of ``fft_size`` bins (fft.logpwrfft or
@@ -40,11 +39,11 @@ class retune_sweep(gr.basic_block):
     gaps or overlap. Output: one vector of ``bins`` = steps x kept bins per complete sweep,
     lowest frequency first, each tagged ``rx_freq`` (``center_freq_hz``) and ``rx_rate``
     (``span_hz``), as a websocket_sink expects. Bin ``j`` lies at
-    ``start_freq + j * samp_rate / fft_size``.
+    ``freq_min + j * samp_rate / fft_size``.
 
     Args:
-        start_freq: lowest frequency of the sweep in Hz (the lower edge of bin 0).
-        stop_freq: the sweep covers at least up to this frequency in Hz (whole steps).
+        freq_min: lowest frequency of the sweep in Hz (the lower edge of bin 0).
+        freq_max: the sweep covers at least up to this frequency in Hz (whole steps).
         samp_rate: sample rate of the source in samples/s.
         fft_size: bins per input vector.
         usable_fraction: share of each input vector's bins kept; ``fft_size *
@@ -64,8 +63,8 @@ class retune_sweep(gr.basic_block):
 
     def __init__(
         self,
-        start_freq: float = 88e6,
-        stop_freq: float = 108e6,
+        freq_min: float = 88e6,
+        freq_max: float = 108e6,
         samp_rate: float = 8e6,
         fft_size: int = 2048,
         usable_fraction: float = 0.75,
@@ -78,9 +77,9 @@ class retune_sweep(gr.basic_block):
         kept = fft_size * float(usable_fraction)
         if not samp_rate > 0:
             raise ValueError(f"samp_rate must be positive, got {samp_rate} samples/s")
-        if not stop_freq > start_freq >= 0:
-            raise ValueError(f"need 0 <= start_freq < stop_freq, got {start_freq:g} and "
-                             f"{stop_freq:g} Hz")
+        if not freq_max > freq_min >= 0:
+            raise ValueError(f"need 0 <= freq_min < freq_max, got {freq_min:g} and "
+                             f"{freq_max:g} Hz")
         if not 0 < usable_fraction <= 1 or not kept.is_integer() or int(kept) % 2:
             raise ValueError(f"fft_size * usable_fraction must be an even whole number of "
                              f"bins in 2..fft_size, got {fft_size} * {usable_fraction}")
@@ -92,12 +91,12 @@ class retune_sweep(gr.basic_block):
         self.bin_hz = float(samp_rate) / fft_size
         step_hz = self.kept_bins * self.bin_hz
         # Ceiling division written as GRC's block definition computes the output size.
-        steps = max(1, int(-(-(float(stop_freq) - float(start_freq)) // step_hz)))
+        steps = max(1, int(-(-(float(freq_max) - float(freq_min)) // step_hz)))
         #: Centre frequency of each step in Hz, lowest first.
-        self.tune_freqs = [float(start_freq) + (i + 0.5) * step_hz for i in range(steps)]
+        self.tune_freqs = [float(freq_min) + (i + 0.5) * step_hz for i in range(steps)]
         self.bins = steps * self.kept_bins
         self.span_hz = self.bins * self.bin_hz
-        self.center_freq_hz = float(start_freq) + self.span_hz / 2
+        self.center_freq_hz = float(freq_min) + self.span_hz / 2
         self.skip_vectors = int(skip_vectors)
         self.dwell_vectors = int(dwell_vectors)
         self.wait_for_tag = bool(wait_for_tag)
@@ -190,12 +189,12 @@ class retune_sweep(gr.basic_block):
         if not self._commanded:
             self._retune()
         first = self.nitems_read(0)
-        tags = self.get_tags_in_window(0, 0, len(vectors), TAG_RX_FREQ)
+        freq_tags = self.get_tags_in_window(0, 0, len(vectors), tags.RX_FREQ)
         produced = consumed = 0
         while consumed < len(vectors) and produced < len(out):
             index = consumed
             consumed += 1
-            here = [t for t in tags if t.offset == first + index]
+            here = [t for t in freq_tags if t.offset == first + index]
             if self._take(vectors[index], here):
                 out[produced] = self._sweep
                 self._tag_output(self.nitems_written(0) + produced)
@@ -204,5 +203,5 @@ class retune_sweep(gr.basic_block):
         return produced
 
     def _tag_output(self, offset: int) -> None:
-        self.add_item_tag(0, offset, TAG_RX_FREQ, pmt.from_double(self.center_freq_hz))
-        self.add_item_tag(0, offset, TAG_RX_RATE, pmt.from_double(self.span_hz))
+        self.add_item_tag(0, offset, tags.RX_FREQ, pmt.from_double(self.center_freq_hz))
+        self.add_item_tag(0, offset, tags.RX_RATE, pmt.from_double(self.span_hz))

@@ -105,7 +105,7 @@ def run_sweep(*, emit_tags: bool, **sweep_args: Any) -> tuple[np.ndarray, list[A
     fft = logpwrfft.logpwrfft_c(sample_rate=SAMP_RATE, fft_size=FFT_SIZE, ref_scale=2.0,
                                 frame_rate=SAMP_RATE / FFT_SIZE, avg_alpha=1.0, average=False,
                                 shift=True)
-    sweep = retune_sweep(start_freq=START_HZ, stop_freq=STOP_HZ, samp_rate=SAMP_RATE,
+    sweep = retune_sweep(freq_min=START_HZ, freq_max=STOP_HZ, samp_rate=SAMP_RATE,
                          fft_size=FFT_SIZE, usable_fraction=KEPT / FFT_SIZE,
                          wait_for_tag=emit_tags,
                          tuner=None if emit_tags else band.set_center_freq, **sweep_args)
@@ -137,8 +137,8 @@ def assert_carriers_in_their_bins_and_no_garbage(vectors: np.ndarray) -> None:
 
 def test_geometry_tiles_the_band_with_whole_steps() -> None:
     """Steps are usable_fraction * samp_rate apart, centred on their kept slices; the output
-    spans whole steps from start_freq and names its centre and span."""
-    sweep = retune_sweep(start_freq=START_HZ, stop_freq=STOP_HZ, samp_rate=SAMP_RATE,
+    spans whole steps from freq_min and names its centre and span."""
+    sweep = retune_sweep(freq_min=START_HZ, freq_max=STOP_HZ, samp_rate=SAMP_RATE,
                          fft_size=FFT_SIZE, usable_fraction=0.75)
 
     assert sweep.tune_freqs == [START_HZ + (i + 0.5) * 750e3 for i in range(6)]

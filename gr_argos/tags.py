@@ -1,0 +1,15 @@
+"""Stream tag keys gr-argos blocks read and write.
+
+``rx_freq``, ``rx_rate`` and ``rx_time`` are the keys gr-osmosdr and UHD sources emit; the
+sweep keys are gr-argos's own, on each wideband vector a sweep source outputs.
+"""
+
+from __future__ import annotations
+
+import pmt
+
+RX_FREQ = pmt.intern("rx_freq")  # centre frequency in Hz (double)
+RX_RATE = pmt.intern("rx_rate")  # sample rate / span in Hz (double)
+RX_TIME = pmt.intern("rx_time")  # capture time: tuple (uint64 seconds, double fraction)
+SWEEP_NUMBER = pmt.intern("sweep_number")  # uint64, counting sweeps from 0
+SWEEP_COMPLETE = pmt.intern("sweep_complete")  # bool: every output bin was measured
