@@ -27,12 +27,14 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidURI
 from websockets.uri import parse_uri
 
 from gr_argos.protocol import (
+    ENCODING_CODES,
     PROTOCOL_VERSION,
     ProtocolError,
     SpectrumFrame,
@@ -306,9 +308,15 @@ class ArgosClient:
             are found by the WebSocket keepalive of the ``websockets`` library.)
         open_timeout: seconds allowed for the opening handshake of one attempt.
         rng: random source for the backoff jitter (for repeatable tests).
+        encoding: payload encoding to ask for, ``"float32"``, ``"int16"`` or ``"uint8"``
+            (None: each stream's own); frames are decoded back to float32 dB either way.
+        compress: ask for deflated payloads. Both go in the URL query
+            (``?encoding=uint8&compress=1``), so they apply from the first frame and
+            after every reconnect; the server confirms with an ``encoding`` message.
 
     Raises:
-        ValueError: if ``url`` is not a ws:// or wss:// URL or a duration is invalid.
+        ValueError: if ``url`` is not a ws:// or wss:// URL, a duration is invalid or the
+            encoding is unknown.
     """
 
     def __init__(
@@ -321,8 +329,11 @@ class ArgosClient:
         heartbeat_interval: float = 5.0,
         open_timeout: float = 10.0,
         rng: random.Random | None = None,
+        encoding: str | None = None,
+        compress: bool = False,
     ) -> None:
         check_url(url)
+        url = _with_format(url, encoding, compress)
         if heartbeat_interval < 0:
             raise ValueError(f"heartbeat_interval must be >= 0 s, got {heartbeat_interval}")
         if open_timeout <= 0:
@@ -562,6 +573,21 @@ def check_url(url: str) -> None:
     else:
         return
     raise ValueError(f"bad URL {url!r}: {problem}; expected ws://HOST:PORT/ or wss://HOST:PORT/")
+
+
+def _with_format(url: str, encoding: str | None, compress: bool) -> str:
+    """``url`` with the frame format to ask for in its query (see docs/protocol.md)."""
+    if encoding is None and not compress:
+        return url
+    if encoding is not None and encoding not in ENCODING_CODES:
+        raise ValueError(f"unknown encoding {encoding!r}: use one of "
+                         + ", ".join(repr(name) for name in ENCODING_CODES))
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("encoding", "compress")]
+    query.append(("encoding", encoding or "float32"))
+    if compress:
+        query.append(("compress", "1"))
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def _describe(exc: BaseException) -> str:

@@ -15,8 +15,14 @@ On the event loop the hub fans each frame out to every client's :class:`ClientQu
   displace; a client so far behind that this queue overflows is closed, never allowed to grow
   memory.
 
-Frames are encoded once by the producer; every client gets the same ``bytes`` object, and
-only a client that lost frames gets a copy with its four ``missed`` bytes patched.
+Producers publish each frame once, as float32 bytes. A client that asked for another
+format (int16 or uint8, deflated or not: :class:`~gr_argos.protocol.FrameFormat`) gets a
+variant derived from it lazily, when its sender takes the frame, and cached on the frame's
+:class:`PublishedFrame`: a variant is encoded at most once per frame however many clients
+use it, and never for a frame every client dropped (``stats()["total"]["encodes"]`` counts
+them). Every client of one format gets the same ``bytes`` object, and only a client that
+lost frames gets a copy with its four ``missed`` bytes patched (the header is never
+compressed).
 
 This module imports neither GNU Radio nor any socket code.
 """
@@ -28,13 +34,20 @@ import itertools
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from gr_argos.protocol import with_missed
+from gr_argos.protocol import (
+    FLAG_COMPRESSED,
+    FrameFormat,
+    ProtocolError,
+    compress_frame,
+    reencode_frame,
+    with_missed,
+)
 
-__all__ = ["BroadcastHub", "ClientQueue", "ClientTooSlow", "HubClosed"]
+__all__ = ["BroadcastHub", "ClientQueue", "ClientTooSlow", "HubClosed", "PublishedFrame"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +64,56 @@ class HubClosed(Exception):
     """The hub is shutting down; no more items will come."""
 
 
+class PublishedFrame:
+    """One published frame and the variants of it encoded so far (touched on the loop only).
+
+    Args:
+        stream_id: the stream the frame belongs to.
+        data: the frame as published (float32, uncompressed, from every producer today).
+    """
+
+    __slots__ = ("stream_id", "data", "_variants")
+
+    def __init__(self, stream_id: int, data: bytes) -> None:
+        self.stream_id = stream_id
+        self.data = data
+        self._variants: dict[FrameFormat, bytes] = {}
+
+    def in_format(self, frame_format: FrameFormat | None, encodes: Counter[str]) -> bytes:
+        """The frame in ``frame_format`` (None: as published), encoded on first use.
+
+        Each variant encoded is counted in ``encodes`` under its name; a compressed one
+        deflates the uncompressed variant of its encoding, which is cached too. A frame
+        that does not decode is passed on as published (and ``encodes["errors"]`` counts it).
+        """
+        if frame_format is None or frame_format == self._published_format():
+            return self.data
+        variant = self._variants.get(frame_format)
+        if variant is None:
+            try:
+                if frame_format.compress:
+                    plain = FrameFormat(frame_format.encoding)
+                    variant = compress_frame(self.in_format(plain, encodes))
+                else:
+                    variant = reencode_frame(self.data, frame_format)
+            except ProtocolError as exc:
+                log.warning("cannot re-encode a frame of stream %d as %s: %s; sending it as "
+                            "published", self.stream_id, frame_format.name, exc)
+                encodes["errors"] += 1
+                variant = self.data
+            else:
+                encodes[frame_format.name] += 1
+            self._variants[frame_format] = variant
+        return variant
+
+    def _published_format(self) -> FrameFormat | None:
+        data = self.data
+        try:
+            return FrameFormat(data[10], bool(data[8] & FLAG_COMPRESSED))
+        except (IndexError, ValueError):
+            return None
+
+
 @dataclass
 class ClientQueue:
     """Outbound state of one client, touched only on the hub's event loop.
@@ -60,6 +123,10 @@ class ClientQueue:
         peer: a printable remote address, for logs and stats.
         depth: spectrum frames kept before the oldest is dropped.
         message_depth: JSON messages kept before the client counts as too slow.
+        frame_format: the format this client asked for; None: each stream's default.
+        stream_formats: default format per stream id (shared with the hub; a stream not
+            in it goes out as published).
+        encodes: variants encoded, by format name (shared with the hub).
     """
 
     client_id: int
@@ -67,7 +134,10 @@ class ClientQueue:
     depth: int
     message_depth: int
     connected_at: float = field(default_factory=time.monotonic)
-    frames: deque[tuple[int, bytes]] = field(default_factory=deque)
+    frame_format: FrameFormat | None = None
+    stream_formats: dict[int, FrameFormat] = field(default_factory=dict)
+    encodes: Counter[str] = field(default_factory=Counter)
+    frames: deque[PublishedFrame] = field(default_factory=deque)
     messages: deque[str] = field(default_factory=deque)
     pending_missed: dict[int, int] = field(default_factory=dict)
     frames_sent: int = 0
@@ -78,13 +148,13 @@ class ClientQueue:
     too_slow: bool = False
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def push_frame(self, stream_id: int, data: bytes) -> None:
+    def push_frame(self, frame: PublishedFrame) -> None:
         """Queue a frame, displacing (and counting) the oldest when the queue is full."""
         if len(self.frames) >= self.depth:
-            dropped_stream, _ = self.frames.popleft()
+            dropped_stream = self.frames.popleft().stream_id
             self.frames_dropped += 1
             self.pending_missed[dropped_stream] = self.pending_missed.get(dropped_stream, 0) + 1
-        self.frames.append((stream_id, data))
+        self.frames.append(frame)
         self.wakeup.set()
 
     def push_message(self, text: str) -> bool:
@@ -105,14 +175,17 @@ class ClientQueue:
     def pop(self) -> bytes | str | None:
         """The next item to send: messages first (in order), then the oldest frame.
 
-        A frame of a stream that lost frames since this client's previous frame of that
-        stream comes back as a patched copy carrying the missed count.
+        A frame comes in this client's format (encoded now if no client needed that
+        variant of it before). A frame of a stream that lost frames since this client's
+        previous frame of that stream comes back as a patched copy carrying the missed count.
         """
         if self.messages:
             return self.messages.popleft()
         if self.frames:
-            stream_id, data = self.frames.popleft()
-            missed = self.pending_missed.pop(stream_id, 0)
+            frame = self.frames.popleft()
+            frame_format = self.frame_format or self.stream_formats.get(frame.stream_id)
+            data = frame.in_format(frame_format, self.encodes)
+            missed = self.pending_missed.pop(frame.stream_id, 0)
             return with_missed(data, missed) if missed else data
         return None
 
@@ -138,6 +211,7 @@ class ClientQueue:
             "bytes_sent": self.bytes_sent,
             "queue_depth": len(self.frames),
             "message_queue_depth": len(self.messages),
+            "format": None if self.frame_format is None else self.frame_format.name,
         }
 
 
@@ -170,6 +244,8 @@ class BroadcastHub:
         self._wakeup_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: dict[int, ClientQueue] = {}
+        self._stream_formats: dict[int, FrameFormat] = {}
+        self.encodes: Counter[str] = Counter()
         self._ids = itertools.count(1)
         self._on_too_slow: Callable[[ClientQueue], None] | None = None
         self._closed = False
@@ -202,6 +278,17 @@ class BroadcastHub:
             self._ingress.append((stream_id, data))
             self._ingress_frames += 1
             self._wake_locked()
+
+    def set_stream_format(self, stream_id: int, frame_format: FrameFormat | None) -> None:
+        """Set the format a stream's frames go out in to clients that chose none.
+
+        None (the default for every stream) sends them as published. Safe from any thread:
+        one dict assignment, read by the loop when a frame is sent.
+        """
+        if frame_format is None:
+            self._stream_formats.pop(stream_id, None)
+        else:
+            self._stream_formats[stream_id] = frame_format
 
     def publish_message(self, text: str) -> None:
         """Hand an encoded JSON message to every client. Thread-safe, never raises.
@@ -257,9 +344,9 @@ class BroadcastHub:
                 for client in clients:
                     self._push_message(client, item)
             else:
-                stream_id, data = item
+                frame = PublishedFrame(*item)
                 for client in clients:
-                    client.push_frame(stream_id, data)
+                    client.push_frame(frame)
 
     def _push_message(self, client: ClientQueue, text: str) -> None:
         was_too_slow = client.too_slow
@@ -275,6 +362,8 @@ class BroadcastHub:
             peer=peer,
             depth=self.queue_depth,
             message_depth=self.message_queue_depth,
+            stream_formats=self._stream_formats,
+            encodes=self.encodes,
         )
         self._clients[client.client_id] = client
         self.clients_total += 1
@@ -342,5 +431,6 @@ class BroadcastHub:
             ingress_dropped=self.ingress_dropped,
             unsent_after_stop=self.unsent_after_stop,
             queue_depth=sum(snap["queue_depth"] for snap in clients),
+            encodes=dict(self.encodes),
         )
         return {"clients": clients, "total": total}

@@ -11,8 +11,8 @@ A spectrum frame is a fixed 64-byte little-endian header followed by the payload
      4     1    u8    version          1
      5     1    u8    msg_type         1 = spectrum frame
      6     2    u16   header_len       64 (a reader skips any longer header it does not know)
-     8     2    u16   flags            bit 0: payload compressed (reserved, must be 0 in v1)
-    10     1    u8    encoding         0 = float32 dB (others reserved for later versions)
+     8     2    u16   flags            bit 0: payload compressed (raw deflate, RFC 1951)
+    10     1    u8    encoding         0 = float32 dB, 1 = int16 cdB, 2 = uint8 scaled
     11     1    u8    reserved         0
     12     2    u16   stream_id        which stream (channel) of the server
     14     2    u16   reserved         0
@@ -22,8 +22,12 @@ A spectrum frame is a fixed 64-byte little-endian header followed by the payload
     32     8    i64   timestamp_ns     capture time, ns since the Unix epoch
     40     8    f64   center_freq_hz   centre frequency of the frame
     48     8    f64   span_hz          frequency span (the sample rate for an FFT frame)
-    56     4    f32   scale_offset_db  for quantized encodings: dB = offset + step * value
-    60     4    f32   scale_step_db    (both 0 for float32)
+    56     4    f32   scale_offset_db  for uint8: dB = offset + step * value
+    60     4    f32   scale_step_db    (both 0 for float32 and int16)
+
+The payload is quantized first (int16: round(dB * 100); uint8: a per-frame range) and then,
+when flag bit 0 is set, deflated; the header is never compressed, so ``missed`` can be
+patched in any variant.
 
 Everything that is not a spectrum frame travels as a JSON text message with a ``type``.
 """
@@ -33,6 +37,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+import zlib
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -45,13 +50,20 @@ __all__ = [
     "HEADER_SIZE",
     "MSG_SPECTRUM",
     "ENCODING_FLOAT32",
+    "ENCODING_INT16",
+    "ENCODING_UINT8",
     "ENCODING_NAMES",
+    "ENCODING_CODES",
+    "FLAG_COMPRESSED",
+    "FrameFormat",
     "MAX_CLIENT_MESSAGE_BYTES",
     "ProtocolError",
     "SpectrumFrame",
     "encode_frame",
     "decode_frame",
     "with_missed",
+    "compress_frame",
+    "reencode_frame",
     "encode_message",
     "decode_message",
 ]
@@ -60,8 +72,12 @@ MAGIC = b"ARGS"
 PROTOCOL_VERSION = 1
 MSG_SPECTRUM = 1
 ENCODING_FLOAT32 = 0
-ENCODING_NAMES = {ENCODING_FLOAT32: "float32"}
-KNOWN_FLAGS = 0  # bit 0 (compressed payload) is reserved; no flag is defined in v1
+ENCODING_INT16 = 1
+ENCODING_UINT8 = 2
+ENCODING_NAMES = {ENCODING_FLOAT32: "float32", ENCODING_INT16: "int16", ENCODING_UINT8: "uint8"}
+ENCODING_CODES = {name: code for code, name in ENCODING_NAMES.items()}
+FLAG_COMPRESSED = 0x0001  # the payload is a raw deflate stream (RFC 1951)
+KNOWN_FLAGS = FLAG_COMPRESSED
 
 # Inbound messages from clients larger than this are refused (close code 1009).
 MAX_CLIENT_MESSAGE_BYTES = 4096
@@ -70,9 +86,17 @@ _HEADER = struct.Struct("<4sBBHHBBHHQIIqddff")
 HEADER_SIZE = _HEADER.size
 _MISSED = struct.Struct("<I")
 _MISSED_OFFSET = 24
-_MAX_U32 = 0xFFFFFFFF
 
-_BYTES_PER_BIN = {ENCODING_FLOAT32: 4}
+_FLAGS_OFFSET = 8
+_FLAGS = struct.Struct("<H")
+_MAX_U32 = 0xFFFFFFFF
+_BYTES_PER_BIN = {ENCODING_FLOAT32: 4, ENCODING_INT16: 2, ENCODING_UINT8: 1}
+_INT16_STEPS_PER_DB = 100
+# Level 6 (zlib's default): levels above it cost much more time for a few bytes less.
+_DEFLATE_LEVEL = 6
+_RAW_DEFLATE_WBITS = -15  # no zlib or gzip wrapper: what DecompressionStream("deflate-raw") reads
+# dB level of a uint8 frame without a single finite value (all bins empty or NaN).
+_UINT8_EMPTY_OFFSET_DB = -327.68
 
 
 class ProtocolError(ValueError):
@@ -91,8 +115,8 @@ class SpectrumFrame:
         sequence: per-stream frame counter.
         stream_id: the stream (channel) this frame belongs to.
         missed: frames this client lost (dropped for it) since its previous frame.
-        encoding: payload encoding code (``ENCODING_FLOAT32`` in v1).
-        flags: header flags as sent.
+        encoding: payload encoding code as sent (``power_db`` is float32 dB whatever it was).
+        flags: header flags as sent (bit 0: the payload was deflated).
     """
 
     power_db: npt.NDArray[np.float32]
@@ -115,6 +139,56 @@ class SpectrumFrame:
         return self.center_freq_hz + (np.arange(n) - n // 2) * (self.span_hz / n)
 
 
+@dataclass(frozen=True)
+class FrameFormat:
+    """How a frame's payload travels: its encoding and whether it is deflated.
+
+    Attributes:
+        encoding: ``ENCODING_FLOAT32``, ``ENCODING_INT16`` or ``ENCODING_UINT8``.
+        compress: deflate the payload; a frame it would not make smaller is sent
+            uncompressed (flag bit 0 clear) all the same.
+
+    Raises:
+        ValueError: if ``encoding`` is not one of the three codes.
+    """
+
+    encoding: int = ENCODING_FLOAT32
+    compress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.encoding not in ENCODING_NAMES:
+            raise ValueError(f"unknown payload encoding {self.encoding}; "
+                             f"known: {sorted(ENCODING_NAMES)}")
+
+    @property
+    def name(self) -> str:
+        """``"uint8"``, ``"int16+deflate"`` and the like (as in stats)."""
+        return ENCODING_NAMES[self.encoding] + ("+deflate" if self.compress else "")
+
+    @classmethod
+    def parse(cls, encoding: object, compress: object = False) -> FrameFormat:
+        """The format a client asked for in ``set_encoding`` or the URL query.
+
+        Args:
+            encoding: an encoding name (``"float32"``, ``"int16"``, ``"uint8"``).
+            compress: a JSON boolean, or a URL query value ``1``/``0``/``true``/``false``.
+
+        Raises:
+            ProtocolError: naming the accepted values, if either is not one of them.
+        """
+        if not isinstance(encoding, str) or encoding not in ENCODING_CODES:
+            raise ProtocolError(
+                f"unknown encoding {encoding!r}: use one of "
+                + ", ".join(f'"{name}"' for name in ENCODING_CODES))
+        if isinstance(compress, str):
+            compress = {"1": True, "true": True, "0": False, "false": False}.get(
+                compress.lower(), compress)
+        if not isinstance(compress, bool):
+            raise ProtocolError(f"compress must be true or false (1 or 0 in a URL), "
+                                f"got {compress!r}")
+        return cls(ENCODING_CODES[encoding], compress)
+
+
 def encode_frame(
     power_db: npt.ArrayLike,
     *,
@@ -124,8 +198,10 @@ def encode_frame(
     sequence: int,
     stream_id: int = 0,
     missed: int = 0,
+    encoding: int = ENCODING_FLOAT32,
+    compress: bool = False,
 ) -> bytes:
-    """Encode one spectrum as a v1 binary frame (float32 dB payload).
+    """Encode one spectrum as a v1 binary frame.
 
     Args:
         power_db: 1-D array of power values in dB, lowest frequency first.
@@ -135,12 +211,18 @@ def encode_frame(
         sequence: per-stream frame counter (0 .. 2**64-1).
         stream_id: stream (channel) id (0 .. 65535).
         missed: frames missed by the receiving client (normally 0; the hub patches it).
+        encoding: ``ENCODING_FLOAT32`` (exact), ``ENCODING_INT16`` (hundredths of a dB,
+            saturating at +-327.68 dB) or ``ENCODING_UINT8`` (256 levels over the frame's
+            own finite min..max). NaN and -inf become the lowest level, +inf the highest.
+        compress: deflate the quantized payload (flag bit 0), unless that does not make
+            the frame smaller.
 
     Returns:
         The frame as bytes: header then payload.
 
     Raises:
-        ProtocolError: if the spectrum is not one-dimensional or a field is out of range.
+        ProtocolError: if the spectrum is not one-dimensional, a field is out of range or
+            the encoding is unknown.
     """
     values = np.ascontiguousarray(power_db, dtype="<f4")
     if values.ndim != 1 or values.shape[0] == 0:
@@ -153,13 +235,16 @@ def encode_frame(
         raise ProtocolError(
             f"timestamp_ns must fit in a signed 64-bit integer, got {timestamp_ns}"
         )
+    if encoding not in ENCODING_NAMES:
+        raise ProtocolError(f"unknown payload encoding {encoding}")
+    payload, scale_offset_db, scale_step_db = _quantize(values, encoding)
     header = _HEADER.pack(
         MAGIC,
         PROTOCOL_VERSION,
         MSG_SPECTRUM,
         HEADER_SIZE,
         0,
-        ENCODING_FLOAT32,
+        encoding,
         0,
         stream_id,
         0,
@@ -169,17 +254,101 @@ def encode_frame(
         int(timestamp_ns),
         float(center_freq_hz),
         float(span_hz),
-        0.0,
-        0.0,
+        scale_offset_db,
+        scale_step_db,
     )
-    return header + values.tobytes()
+    frame = header + payload
+    return compress_frame(frame) if compress else frame
+
+
+def _quantize(
+    values: npt.NDArray[np.float32], encoding: int
+) -> tuple[bytes, float, float]:
+    """The payload of ``values`` in ``encoding``, with the header's scale offset and step."""
+    if encoding == ENCODING_FLOAT32:
+        return values.tobytes(), 0.0, 0.0
+    wide = values.astype(np.float64)
+    if encoding == ENCODING_INT16:
+        levels = np.nan_to_num(np.rint(wide * _INT16_STEPS_PER_DB),
+                               nan=-32768.0, posinf=32767.0, neginf=-32768.0)
+        return np.clip(levels, -32768, 32767).astype("<i2").tobytes(), 0.0, 0.0
+    offset_db, step_db = _uint8_range(values)
+    levels = np.nan_to_num(np.rint((wide - offset_db) / step_db),
+                           nan=0.0, posinf=255.0, neginf=0.0)
+    return np.clip(levels, 0, 255).astype(np.uint8).tobytes(), offset_db, step_db
+
+
+def _uint8_range(values: npt.NDArray[np.float32]) -> tuple[float, float]:
+    """Offset and step (both exact float32 values) spreading 256 levels over the finite
+    min..max of a frame; step 1 dB when the frame is flat or has no finite value."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return float(np.float32(_UINT8_EMPTY_OFFSET_DB)), 1.0
+    low, high = float(finite.min()), float(finite.max())
+    step_db = float(np.float32((high - low) / 255.0))
+    if not step_db > 0:  # a flat frame (or a range that underflows float32)
+        step_db = 1.0
+    return low, step_db
+
+
+def compress_frame(frame: bytes) -> bytes:
+    """Deflate the payload of an uncompressed frame and set flag bit 0.
+
+    The header stays as it is (so ``missed`` can still be patched); a frame that deflate
+    would not make smaller comes back unchanged, flag clear.
+
+    Raises:
+        ProtocolError: if the frame is already compressed or its header is malformed.
+    """
+    header_len = _read_header_len(frame)
+    (flags,) = _FLAGS.unpack_from(frame, _FLAGS_OFFSET)
+    if flags & FLAG_COMPRESSED:
+        raise ProtocolError("frame is already compressed (flags bit 0 set)")
+    deflater = zlib.compressobj(_DEFLATE_LEVEL, zlib.DEFLATED, _RAW_DEFLATE_WBITS)
+    compressed = deflater.compress(frame[header_len:]) + deflater.flush()
+    if len(compressed) >= len(frame) - header_len:
+        return bytes(frame)
+    header = bytearray(frame[:header_len])
+    _FLAGS.pack_into(header, _FLAGS_OFFSET, flags | FLAG_COMPRESSED)
+    return bytes(header) + compressed
+
+
+def reencode_frame(frame: bytes, frame_format: FrameFormat) -> bytes:
+    """The same frame in another format: same header fields (``missed`` too), payload
+    re-encoded; header extensions are dropped. Used by the hub, once per frame and format.
+
+    Raises:
+        ProtocolError: if ``frame`` does not decode.
+    """
+    decoded = decode_frame(frame)
+    return encode_frame(
+        decoded.power_db,
+        center_freq_hz=decoded.center_freq_hz,
+        span_hz=decoded.span_hz,
+        timestamp_ns=decoded.timestamp_ns,
+        sequence=decoded.sequence,
+        stream_id=decoded.stream_id,
+        missed=decoded.missed,
+        encoding=frame_format.encoding,
+        compress=frame_format.compress,
+    )
+
+
+def _read_header_len(frame: bytes) -> int:
+    if len(frame) < HEADER_SIZE or bytes(frame[:4]) != MAGIC:
+        raise ProtocolError("not a gr-argos frame: too short or wrong magic")
+    header_len: int = struct.unpack_from("<H", frame, 6)[0]
+    if not HEADER_SIZE <= header_len <= len(frame):
+        raise ProtocolError(f"bad header length {header_len} in a {len(frame)}-byte frame")
+    return header_len
 
 
 def with_missed(frame: bytes, missed: int) -> bytes:
     """Return a copy of an encoded frame whose ``missed`` field says ``missed``.
 
     The hub encodes a frame once for all clients (missed = 0) and patches these four
-    bytes only for the clients that lost frames, so the common case costs no copy.
+    bytes only for the clients that lost frames, so the common case costs no copy. The
+    header is never compressed, so this works on every encoding and compressed frames.
     Counts above 2**32-1 saturate.
     """
     patched = bytearray(frame)
@@ -188,12 +357,15 @@ def with_missed(frame: bytes, missed: int) -> bytes:
 
 
 def decode_frame(data: bytes | bytearray | memoryview) -> SpectrumFrame:
-    """Decode a v1 binary spectrum frame.
+    """Decode a v1 binary spectrum frame, inflating and dequantizing its payload.
 
     Raises:
         ProtocolError: if the frame is truncated, has the wrong magic or version, uses an
-            encoding or flag this version does not know, or its payload length does not
-            match its bin count. A bad frame never yields a wrong array.
+            encoding or flag this version does not know, has an invalid uint8 scale, its
+            compressed payload is not a raw deflate stream or inflates to anything but
+            ``bin_count`` bins (inflating stops there: no decompression bomb), or its
+            payload length does not match its bin count. A bad frame never yields a
+            wrong array.
     """
     view = memoryview(data).cast("B")
     if len(view) < HEADER_SIZE:
@@ -216,8 +388,8 @@ def decode_frame(data: bytes | bytearray | memoryview) -> SpectrumFrame:
         timestamp_ns,
         center_freq_hz,
         span_hz,
-        _scale_offset_db,
-        _scale_step_db,
+        scale_offset_db,
+        scale_step_db,
     ) = _HEADER.unpack_from(view)
     if magic != MAGIC:
         raise ProtocolError(f"not a gr-argos frame: magic {bytes(magic)!r}, expected {MAGIC!r}")
@@ -237,18 +409,30 @@ def decode_frame(data: bytes | bytearray | memoryview) -> SpectrumFrame:
     bytes_per_bin = _BYTES_PER_BIN.get(encoding)
     if bytes_per_bin is None:
         raise ProtocolError(f"unknown payload encoding {encoding}")
-    payload = view[header_len:]
-    expected = bin_count * bytes_per_bin
-    if len(payload) != expected:
+    if encoding == ENCODING_UINT8 and not (
+        math.isfinite(scale_offset_db) and math.isfinite(scale_step_db) and scale_step_db > 0
+    ):
         raise ProtocolError(
-            f"payload is {len(payload)} bytes but {bin_count} {ENCODING_NAMES[encoding]} bins "
-            f"need {expected}" + (" (frame truncated)" if len(payload) < expected else "")
+            f"bad uint8 scale: offset {scale_offset_db} dB, step {scale_step_db} dB "
+            "(both must be finite and the step > 0)"
+        )
+    name = f"{ENCODING_NAMES[encoding]} bins (encoding {encoding})"
+    expected = bin_count * bytes_per_bin
+    payload: bytes | memoryview = view[header_len:]
+    if flags & FLAG_COMPRESSED:
+        if bin_count == 0:
+            raise ProtocolError("frame has no bins")
+        payload = _inflate(payload, expected, f"{bin_count} {name}")
+    if len(payload) != expected:
+        kind = "decompressed payload" if flags & FLAG_COMPRESSED else "payload"
+        raise ProtocolError(
+            f"{kind} is {len(payload)} bytes but {bin_count} {name} need {expected}"
+            + (" (frame truncated)" if len(payload) < expected and kind == "payload" else "")
         )
     if bin_count == 0:
         raise ProtocolError("frame has no bins")
-    power_db = np.frombuffer(payload, dtype="<f4").astype(np.float32)
     return SpectrumFrame(
-        power_db=power_db,
+        power_db=_dequantize(payload, encoding, scale_offset_db, scale_step_db),
         center_freq_hz=center_freq_hz,
         span_hz=span_hz,
         timestamp_ns=timestamp_ns,
@@ -258,6 +442,41 @@ def decode_frame(data: bytes | bytearray | memoryview) -> SpectrumFrame:
         encoding=encoding,
         flags=flags,
     )
+
+
+def _inflate(payload: memoryview, expected: int, what: str) -> bytes:
+    """Inflate a raw deflate payload, refusing to produce more than ``expected`` bytes."""
+    inflater = zlib.decompressobj(_RAW_DEFLATE_WBITS)
+    try:
+        inflated = inflater.decompress(payload, expected + 1)
+    except zlib.error as exc:
+        raise ProtocolError(
+            f"compressed payload (flags bit 0) is not a valid raw deflate stream: {exc}"
+        ) from exc
+    if len(inflated) > expected:
+        raise ProtocolError(
+            f"compressed payload inflates to more than the {expected} bytes {what} need; "
+            "refused (decompression bomb guard)"
+        )
+    if not inflater.eof or inflater.unused_data:
+        raise ProtocolError(
+            "compressed payload (flags bit 0) is not a valid raw deflate stream: "
+            + ("it is truncated" if not inflater.eof else "bytes follow its end")
+        )
+    return inflated
+
+
+def _dequantize(
+    payload: bytes | memoryview, encoding: int, scale_offset_db: float, scale_step_db: float
+) -> npt.NDArray[np.float32]:
+    """float32 dB from a payload, computed in float64 and rounded once (as JavaScript does)."""
+    if encoding == ENCODING_FLOAT32:
+        return np.frombuffer(payload, dtype="<f4").astype(np.float32)
+    if encoding == ENCODING_INT16:
+        levels = np.frombuffer(payload, dtype="<i2").astype(np.float64)
+        return (levels / _INT16_STEPS_PER_DB).astype(np.float32)
+    levels = np.frombuffer(payload, dtype=np.uint8).astype(np.float64)
+    return (scale_offset_db + scale_step_db * levels).astype(np.float32)
 
 
 def _json_default(value: Any) -> Any:

@@ -20,6 +20,7 @@ import hashlib
 import json
 import struct
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,16 @@ MANIFEST_NAME = "vectors.json"
 # Run from a checkout without installing the package.
 sys.path.insert(0, str(REPO_ROOT))
 
-from gr_argos.protocol import HEADER_SIZE, encode_frame, with_missed  # noqa: E402
+from gr_argos.protocol import (  # noqa: E402
+    ENCODING_FLOAT32,
+    ENCODING_INT16,
+    ENCODING_UINT8,
+    HEADER_SIZE,
+    compress_frame,
+    decode_frame,
+    encode_frame,
+    with_missed,
+)
 
 # JavaScript numbers are exact only up to 2**53 - 1; the manifest repeats 64-bit fields as
 # decimal strings so that a JS test can compare them as BigInt.
@@ -66,7 +76,12 @@ _FIELD_LAYOUT = {
     "flags": (8, "H"),
     "encoding": (10, "B"),
     "bin_count": (28, "I"),
+    "scale_offset_db": (56, "f"),
+    "scale_step_db": (60, "f"),
 }
+
+# The documented error bound of each encoding, in dB (uint8: half its step, per frame).
+_INT16_ERROR_DB = 0.005
 
 # Filled by the future-extension vector's extra header bytes, which a v1 reader must skip.
 _EXTENSION_BYTES = bytes(range(0xA0, 0xC0))
@@ -142,6 +157,65 @@ def _valid_specs() -> list[dict[str, Any]]:
                           timestamp_ns=1_700_000_000_500_000_000, sequence=123_456),
             "formula": True,
         },
+        {
+            "file": "int16.bin",
+            "description": "Encoding 1 (int16, hundredths of a dB) from -100, -50.5, -3.25, 0, "
+                           "12.345, -0.004, 400, -400, -inf, NaN, +inf dB: values beyond "
+                           "+-327.67 dB saturate, NaN and -inf become -327.68 dB, +inf 327.67.",
+            "power_db": np.array([-100.0, -50.5, -3.25, 0.0, 12.345, -0.004, 400.0, -400.0,
+                                  -np.inf, np.nan, np.inf], dtype=np.float32),
+            "frame": dict(center_freq_hz=100e6, span_hz=2e6, encoding=ENCODING_INT16,
+                          timestamp_ns=1_700_000_003_000_000_000, sequence=10),
+        },
+        {
+            "file": "uint8.bin",
+            "description": "Encoding 2 (uint8) from -inf, -100, -73.5, NaN, -20, -0.1, +inf dB: "
+                           "the range is the finite min..max (-100..-0.1 dB), NaN and -inf "
+                           "become level 0, +inf level 255.",
+            "power_db": np.array([-np.inf, -100.0, -73.5, np.nan, -20.0, -0.1, np.inf],
+                                 dtype=np.float32),
+            "frame": dict(center_freq_hz=100e6, span_hz=2e6, encoding=ENCODING_UINT8,
+                          timestamp_ns=1_700_000_004_000_000_000, sequence=11),
+        },
+        {
+            "file": "uint8_flat.bin",
+            "description": "Encoding 2 (uint8) of a flat spectrum (-42.5 dB everywhere): "
+                           "offset -42.5 dB, step 1 dB, every level 0.",
+            "power_db": [-42.5] * 6,
+            "frame": dict(center_freq_hz=100e6, span_hz=2e6, encoding=ENCODING_UINT8,
+                          timestamp_ns=1_700_000_005_000_000_000, sequence=12),
+        },
+        {
+            "file": "float32_deflate.bin",
+            "description": "The 2048-bin spectrum as float32 with a deflated payload "
+                           "(flags bit 0); decodes exactly to the formula.",
+            "power_db": spectrum_2048(),
+            "frame": dict(center_freq_hz=100e6, span_hz=2.048e6, compress=True,
+                          timestamp_ns=1_700_000_000_500_000_000, sequence=123_456),
+            "formula": True,
+        },
+        {
+            "file": "int16_deflate.bin",
+            "description": "The 2048-bin spectrum as int16 with a deflated payload; "
+                           "within 0.005 dB of the formula.",
+            "power_db": spectrum_2048(),
+            "frame": dict(center_freq_hz=100e6, span_hz=2.048e6, compress=True,
+                          encoding=ENCODING_INT16, timestamp_ns=1_700_000_000_500_000_000,
+                          sequence=123_456),
+            "formula": True,
+        },
+        {
+            "file": "uint8_deflate_missed.bin",
+            "description": "The 2048-bin spectrum as uint8 with a deflated payload, missed "
+                           "patched to 3 in the (uncompressed) header; within step/2 of the "
+                           "formula.",
+            "power_db": spectrum_2048(),
+            "frame": dict(center_freq_hz=100e6, span_hz=2.048e6, compress=True,
+                          encoding=ENCODING_UINT8, timestamp_ns=1_700_000_000_500_000_000,
+                          sequence=123_456),
+            "missed": 3,
+            "formula": True,
+        },
     ]
 
 
@@ -182,10 +256,16 @@ def _invalid_specs(basic: bytes) -> list[dict[str, Any]]:
         {"file": "invalid/unknown_msg_type.bin", "data": _patched(basic, "msg_type", 2),
          "reason": "msg_type 2 (only 1 = spectrum frame exists).", "error_keyword": "type"},
         {"file": "invalid/unknown_encoding.bin", "data": _patched(basic, "encoding", 1),
-         "reason": "Encoding 1 (int16, reserved for a later version).",
+         "reason": "Encoding 1 (int16) with a float32-sized payload: 16 bytes where 4 int16 "
+                   "bins need 8.",
          "error_keyword": "encoding"},
         {"file": "invalid/unknown_flag.bin", "data": _patched(basic, "flags", 0x0001),
-         "reason": "Flag bit 0 (compressed payload, reserved) is set.", "error_keyword": "flags"},
+         "reason": "Flag bit 0 (compressed) set on a payload that is not a raw deflate stream.",
+         "error_keyword": "flags"},
+        {"file": "invalid/unknown_encoding_3.bin", "data": _patched(basic, "encoding", 3),
+         "reason": "Encoding 3 (not defined).", "error_keyword": "encoding"},
+        {"file": "invalid/unknown_flag_bit1.bin", "data": _patched(basic, "flags", 0x0002),
+         "reason": "Flag bit 1 (not defined) is set.", "error_keyword": "flags"},
         {"file": "invalid/payload_too_long.bin", "data": basic + basic[-4:],
          "reason": "bin_count says 4 but the payload holds 5 bins (20 bytes).",
          "error_keyword": "payload"},
@@ -203,6 +283,61 @@ def _invalid_specs(basic: bytes) -> list[dict[str, Any]]:
         {"file": "invalid/header_len_beyond_frame.bin",
          "data": _patched(basic, "header_len", 200),
          "reason": "header_len 200 in an 80-byte frame.", "error_keyword": "header length"},
+        *_invalid_compressed_specs(),
+        *_invalid_uint8_specs(),
+    ]
+
+
+def _compressible(bin_count: int) -> bytes:
+    """An uncompressed float32 frame of ``bin_count`` bins at -100 dB (deflates well)."""
+    return encode_frame(np.full(bin_count, -100.0, dtype=np.float32), center_freq_hz=100e6,
+                        span_hz=2e6, timestamp_ns=1_700_000_000_000_000_000, sequence=1)
+
+
+def _invalid_compressed_specs() -> list[dict[str, Any]]:
+    """Compressed frames a decoder must refuse: bad deflate data and wrong inflated sizes."""
+    compressed = compress_frame(_compressible(64))
+    header, stream = compressed[:HEADER_SIZE], compressed[HEADER_SIZE:]
+    deflater = zlib.compressobj(6, zlib.DEFLATED, -15)  # raw deflate, as the encoder
+    bomb = deflater.compress(bytes(2**20)) + deflater.flush()
+    return [
+        {"file": "invalid/deflate_corrupt.bin",
+         "data": header + b"\xff" + stream[1:],
+         "reason": "Flag bit 0 set, but the payload's first deflate block has the reserved "
+                   "block type 3.", "error_keyword": "deflate"},
+        {"file": "invalid/deflate_truncated.bin", "data": header + stream[:-3],
+         "reason": "Flag bit 0 set, but the deflate stream lacks its last 3 bytes.",
+         "error_keyword": "deflate"},
+        {"file": "invalid/deflate_size_mismatch.bin",
+         "data": _patched(header, "bin_count", 65) + stream,
+         "reason": "bin_count 65 but the deflate stream inflates to 64 float32 bins (256 "
+                   "bytes, 260 needed).", "error_keyword": "decompressed"},
+        {"file": "invalid/deflate_bomb.bin",
+         "data": _patched(_patched(header, "bin_count", 4), "flags", 1) + bomb,
+         "reason": f"A {len(bomb)}-byte deflate stream that inflates to 1 MiB for 4 float32 "
+                   "bins (16 bytes): a decoder must stop inflating at 16 bytes.",
+         "error_keyword": "bomb"},
+    ]
+
+
+def _invalid_uint8_specs() -> list[dict[str, Any]]:
+    """uint8 frames whose scale makes no sense."""
+    frame = encode_frame([-100.0, -50.0, -25.0, 0.0], center_freq_hz=100e6, span_hz=2e6,
+                         timestamp_ns=1_700_000_000_000_000_000, sequence=1,
+                         encoding=ENCODING_UINT8)
+    return [
+        {"file": "invalid/uint8_zero_step.bin",
+         "data": _patched(frame, "scale_step_db", 0.0),
+         "reason": "uint8 with scale_step_db 0.", "error_keyword": "scale"},
+        {"file": "invalid/uint8_negative_step.bin",
+         "data": _patched(frame, "scale_step_db", -1.0),
+         "reason": "uint8 with scale_step_db -1.", "error_keyword": "scale"},
+        {"file": "invalid/uint8_nan_offset.bin",
+         "data": _patched(frame, "scale_offset_db", float("nan")),
+         "reason": "uint8 with scale_offset_db NaN.", "error_keyword": "scale"},
+        {"file": "invalid/uint8_infinite_step.bin",
+         "data": _patched(frame, "scale_step_db", float("inf")),
+         "reason": "uint8 with scale_step_db +inf.", "error_keyword": "scale"},
     ]
 
 
@@ -212,16 +347,23 @@ def _bin_freqs_hz(center_freq_hz: float, span_hz: float, bin_count: int) -> list
     return [center_freq_hz + (i - bin_count // 2) * bin_width_hz for i in range(bin_count)]
 
 
-def _header_entry(spec: dict[str, Any]) -> dict[str, Any]:
-    """The header fields a decoder must read, taken from what the vector was made from."""
+def _header_entry(spec: dict[str, Any], data: bytes) -> dict[str, Any]:
+    """The header fields a decoder must read, taken from what the vector was made from
+    (flags, whether deflate shrank the payload, and the uint8 scale from the bytes)."""
+    flags, encoding = struct.unpack_from("<HB", data, 8)
+    scale_offset_db, scale_step_db = struct.unpack_from("<ff", data, 56)
+    if encoding != spec["frame"].get("encoding", ENCODING_FLOAT32):
+        raise ValueError(f"{spec['file']}: encoded with encoding {encoding}")
+    if bool(flags) != spec["frame"].get("compress", False):
+        raise ValueError(f"{spec['file']}: compression flag {flags} is not what was asked")
     frame = spec["frame"]
     header: dict[str, Any] = {
         "magic": "ARGS",
         "version": 1,
         "msg_type": 1,
         "header_len": HEADER_SIZE + len(spec.get("extension", b"")),
-        "flags": 0,
-        "encoding": 0,
+        "flags": flags,
+        "encoding": encoding,
         "stream_id": frame.get("stream_id", 0),
         "sequence": frame["sequence"],
         "missed": spec.get("missed", 0),
@@ -229,16 +371,24 @@ def _header_entry(spec: dict[str, Any]) -> dict[str, Any]:
         "timestamp_ns": frame["timestamp_ns"],
         "center_freq_hz": frame["center_freq_hz"],
         "span_hz": frame["span_hz"],
-        "scale_offset_db": 0.0,
-        "scale_step_db": 0.0,
+        "scale_offset_db": scale_offset_db,
+        "scale_step_db": scale_step_db,
     }
     for field in _U64_FIELDS:
         header[field + "_str"] = str(header[field])
     return header
 
 
-def _payload_entry(spec: dict[str, Any]) -> dict[str, Any]:
-    """The payload a decoder must read: the values, or the formula and a digest for 2048 bins."""
+def _payload_entry(spec: dict[str, Any], data: bytes) -> dict[str, Any]:
+    """The payload a decoder must read: the values, or the formula and a digest for 2048 bins.
+
+    A quantized or compressed vector lists the values the decoder must produce (exactly,
+    as float32), not the spectrum it was made from; with a formula, it gives the error
+    bound against the formula and the SHA-256 of the decoded float32 values instead.
+    """
+    frame = spec["frame"]
+    if frame.get("encoding", ENCODING_FLOAT32) != ENCODING_FLOAT32 or frame.get("compress"):
+        return _decoded_payload_entry(spec, data)
     values = np.asarray(spec["power_db"], dtype=np.float64)
     if not np.array_equal(values.astype(np.float32), values):
         raise ValueError(f"{spec['file']}: payload values must be exact float32 values")
@@ -260,6 +410,31 @@ def _payload_entry(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _decoded_payload_entry(spec: dict[str, Any], data: bytes) -> dict[str, Any]:
+    decoded = decode_frame(data)
+    frame = spec["frame"]
+    values = decoded.power_db
+    if not spec.get("formula"):
+        return {
+            "values": values.astype(np.float64).tolist(),
+            "bin_freqs_hz": _bin_freqs_hz(frame["center_freq_hz"], frame["span_hz"],
+                                          len(values)),
+        }
+    encoding = frame.get("encoding", ENCODING_FLOAT32)
+    max_error_db = {ENCODING_FLOAT32: 0.0, ENCODING_INT16: _INT16_ERROR_DB,
+                    ENCODING_UINT8: struct.unpack_from("<f", data, 60)[0] / 2}[encoding]
+    error_db = float(np.max(np.abs(values.astype(np.float64) - spectrum_2048())))
+    if error_db > max_error_db * (1 + 1e-6):
+        raise ValueError(f"{spec['file']}: error {error_db} dB beyond {max_error_db} dB")
+    return {
+        "formula": SPECTRUM_2048_FORMULA,
+        "parameters": SPECTRUM_2048_PARAMETERS,
+        "max_error_db": max_error_db,
+        "decoded_sha256": hashlib.sha256(values.astype("<f4").tobytes()).hexdigest(),
+        "samples": [[i, float(values[i])] for i in (0, 1, 1023, 1024, 1535, 1536, 2047)],
+    }
+
+
 def build() -> dict[str, bytes]:
     """Every vector file, keyed by its path relative to tests/vectors/, manifest included."""
     files: dict[str, bytes] = {}
@@ -271,8 +446,8 @@ def build() -> dict[str, bytes]:
             "file": spec["file"],
             "description": spec["description"],
             "size_bytes": len(frame),
-            "header": _header_entry(spec),
-            "payload": _payload_entry(spec),
+            "header": _header_entry(spec, frame),
+            "payload": _payload_entry(spec, frame),
         })
     invalid_entries = []
     for spec in _invalid_specs(files["basic.bin"]):

@@ -450,3 +450,36 @@ async def test_a_slow_client_accounts_for_every_frame(server: SpectrumServer) ->
     for gap in gaps(seen):
         assert gap.reason == GAP_DROPPED_BY_SERVER
         assert gap.lost == gap.to_sequence - gap.from_sequence - 1
+
+
+async def test_uint8_compressed_frames_from_a_real_server_decode_within_half_a_step() -> None:
+    """encoding="uint8", compress=True goes in the URL; the real server's deflated uint8
+    frames decode to within step/2 of what was published."""
+    server = SpectrumServer(ServerConfig(host="127.0.0.1", port=0))
+    server.add_stream(StreamInfo(stream_id=0, bins=BINS))
+    await asyncio.to_thread(server.start)
+    seen: list[Event] = []
+    try:
+        async with client_for(server.url, encoding="uint8", compress=True) as client:
+            assert client.url.endswith("/?encoding=uint8&compress=1")
+            events = aiter(client)
+            reply = await collect_until(events, seen, is_message("encoding"))
+            assert isinstance(reply, MessageEvent)
+            assert reply.message == {"type": "encoding", "encoding": "uint8", "compress": True}
+            server.publish_frame(0, spectrum(5))
+            event = await collect_until(events, seen, is_frame(5))
+    finally:
+        await asyncio.to_thread(server.stop)
+    assert isinstance(event, FrameEvent)
+    frame = event.frame
+    assert (frame.encoding, frame.flags) == (2, 1)
+    expected = np.full(BINS, -100.0)
+    expected[5] = -20.0
+    assert np.abs(frame.power_db - expected).max() <= 80 / 255 / 2 + 1e-4
+    assert event.size_bytes < 64 + BINS
+
+
+def test_an_unknown_encoding_is_refused_before_connecting() -> None:
+    """ArgosClient(encoding=...) names the accepted values."""
+    with pytest.raises(ValueError, match="uint8"):
+        ArgosClient("ws://127.0.0.1:1/", encoding="float16")

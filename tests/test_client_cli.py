@@ -229,3 +229,25 @@ def test_status_shows_state_rate_bins_frequency_losses_and_age() -> None:
                             "lost", "12", "age", "2", "ms"]
     waiting = format_status("reconnecting", 0.0, None, 0, error="connection refused")
     assert waiting.split()[0] == "reconnecting" and waiting.endswith("(connection refused)")
+
+
+def test_encoding_and_compress_flags_get_quantized_deflated_frames(
+        server: SpectrumServer, publisher: Publisher, repo_root: Path) -> None:
+    """--encoding uint8 --compress: the server sends deflated uint8 frames, and the summary's
+    peak is the published one within half a uint8 step."""
+    result = run(argos_client(server.url, "--json", "--count", "3", "--encoding", "uint8",
+                              "--compress"), repo_root)
+
+    assert result.returncode == 0, result.stderr
+    for line in map(json.loads, result.stdout.splitlines()):
+        sent = publisher.published[line["sequence"]]
+        assert line["peak_bin"] == sent["peak_bin"]
+        assert abs(line["peak_db"] - sent["peak_db"]) <= (100 - 30) / 255 / 2 + 1e-4
+    assert server.stats()["total"]["encodes"]["uint8+deflate"] >= 3
+
+
+def test_an_unknown_encoding_is_a_usage_error(repo_root: Path) -> None:
+    """--encoding float16 exits 2 naming the choices."""
+    result = run(argos_client("ws://127.0.0.1:1/", "--encoding", "float16"), repo_root)
+
+    assert result.returncode == 2 and "uint8" in result.stderr

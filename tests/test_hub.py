@@ -13,7 +13,15 @@ import numpy as np
 import pytest
 
 from gr_argos.hub import BroadcastHub, ClientQueue, ClientTooSlow, HubClosed
-from gr_argos.protocol import SpectrumFrame, decode_frame, encode_frame, with_missed
+from gr_argos.protocol import (
+    ENCODING_INT16,
+    ENCODING_UINT8,
+    FrameFormat,
+    SpectrumFrame,
+    decode_frame,
+    encode_frame,
+    with_missed,
+)
 
 
 def frame(sequence: int, stream_id: int = 0) -> bytes:
@@ -275,3 +283,61 @@ async def test_stats_totals_include_departed_clients() -> None:
     assert total["clients"] == 1 and total["clients_total"] == 2
     assert total["frames_in"] == 3
     assert total["queue_depth"] == 2  # the frames still queued for the staying client
+
+
+async def test_each_variant_is_encoded_once_per_frame_whatever_the_client_count() -> None:
+    """Three uint8+deflate clients and one int16 client: every frame is quantized and
+    deflated once, not once per client, and each client decodes its own format."""
+    hub = await attached_hub(queue_depth=16)
+    compressed = [hub.add_client(f"c{i}") for i in range(3)]
+    for client in compressed:
+        client.frame_format = FrameFormat(ENCODING_UINT8, compress=True)
+    exact = hub.add_client("exact")
+    cdb = hub.add_client("cdb")
+    cdb.frame_format = FrameFormat(ENCODING_INT16)
+    power = np.repeat(np.linspace(-120.0, -20.0, 64, dtype=np.float32), 16)
+    for sequence in range(5):
+        hub.publish_frame(0, encode_frame(power, center_freq_hz=1e6, span_hz=1e6,
+                                          timestamp_ns=0, sequence=sequence))
+    await let_hub_drain()
+
+    received = {client.peer: await receive_all(hub, client)
+                for client in [*compressed, exact, cdb]}
+
+    assert hub.stats()["total"]["encodes"] == {"uint8": 5, "uint8+deflate": 5, "int16": 5}
+    assert received["c0"] == received["c1"] == received["c2"]
+    assert all(a is b for a, b in zip(received["c0"], received["c1"]))  # the same bytes
+    assert [f.encoding for f in decoded(received["c0"])] == [2] * 5
+    assert all(f.flags == 1 for f in decoded(received["c0"]))
+    assert [f.encoding for f in decoded(received["exact"])] == [0] * 5
+    assert [f.encoding for f in decoded(received["cdb"])] == [1] * 5
+
+
+async def test_frames_dropped_for_every_client_are_never_encoded() -> None:
+    """Variants are made when a frame is sent, so frames a stalled client lost cost
+    nothing, and its next frame still reports them in missed."""
+    hub = await attached_hub(queue_depth=2)
+    client = hub.add_client("stalled")
+    client.frame_format = FrameFormat(ENCODING_UINT8, compress=True)
+    for sequence in range(6):
+        hub.publish_frame(0, frame(sequence))
+    await let_hub_drain()
+
+    frames = decoded(await receive_all(hub, client))
+
+    assert [(f.sequence, f.missed, f.encoding) for f in frames] == [(4, 4, 2), (5, 0, 2)]
+    assert hub.stats()["total"]["encodes"]["uint8"] == 2
+
+
+async def test_a_stream_default_format_applies_to_clients_that_chose_none() -> None:
+    """set_stream_format re-encodes a stream for clients without a choice of their own."""
+    hub = await attached_hub()
+    client = hub.add_client("default")
+    hub.set_stream_format(0, FrameFormat(ENCODING_INT16))
+    hub.publish_frame(0, frame(1))
+    hub.publish_frame(1, frame(1, stream_id=1))
+    await let_hub_drain()
+
+    frames = decoded(await receive_all(hub, client))
+
+    assert [(f.stream_id, f.encoding) for f in frames] == [(0, 1), (1, 0)]

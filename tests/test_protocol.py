@@ -7,21 +7,30 @@ import importlib.util
 import json
 import re
 import struct
+import zlib
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from gr_argos.protocol import (
+    ENCODING_FLOAT32,
+    ENCODING_INT16,
+    ENCODING_UINT8,
+    FLAG_COMPRESSED,
     HEADER_SIZE,
     MAX_CLIENT_MESSAGE_BYTES,
+    FrameFormat,
     ProtocolError,
+    compress_frame,
     decode_frame,
     decode_message,
     encode_frame,
     encode_message,
+    reencode_frame,
     with_missed,
 )
 
@@ -212,6 +221,14 @@ def test_manifest_lists_every_vector_file() -> None:
     assert on_disk == listed
 
 
+def formula_values(p: dict[str, Any]) -> npt.NDArray[np.float64]:
+    """The 2048-bin spectrum of the manifest's formula, in plain float64 arithmetic."""
+    i = np.arange(p["bin_count"])
+    return np.maximum(
+        p["floor_db"] + ((7 * i * i + 3 * i) % p["ripple_modulus"]) * p["ripple_step_db"],
+        p["peak_db"] - p["peak_slope_db_per_bin"] * np.abs(i - p["peak_bin"]))
+
+
 @pytest.mark.parametrize("entry", VALID_VECTORS, ids=lambda entry: entry["file"])
 def test_valid_vector_decodes_to_the_manifest_values(entry: dict[str, Any]) -> None:
     """Each valid vector decodes to exactly the header and payload its manifest entry lists."""
@@ -236,6 +253,13 @@ def test_valid_vector_decodes_to_the_manifest_values(entry: dict[str, Any]) -> N
     if "values" in payload:
         assert decoded.power_db.tolist() == payload["values"]
         assert decoded.bin_freqs_hz().tolist() == payload["bin_freqs_hz"]
+    elif "decoded_sha256" in payload:
+        values = decoded.power_db
+        assert hashlib.sha256(values.astype("<f4").tobytes()).hexdigest() == (
+            payload["decoded_sha256"])
+        error_db = np.abs(values.astype(np.float64) - formula_values(payload["parameters"])).max()
+        assert error_db <= payload["max_error_db"] * (1 + 1e-6)
+        assert [[i, values[i]] for i, _ in payload["samples"]] == payload["samples"]
     else:
         values = decoded.power_db
         assert hashlib.sha256(frame[header["header_len"]:]).hexdigest() == payload["sha256"]
@@ -247,7 +271,7 @@ def test_valid_vector_decodes_to_the_manifest_values(entry: dict[str, Any]) -> N
 
 def test_spectrum_2048_formula_reproduces_its_payload() -> None:
     """The manifest's formula and parameters, computed in plain arithmetic, give the payload."""
-    (entry,) = [entry for entry in VALID_VECTORS if "formula" in entry["payload"]]
+    (entry,) = [entry for entry in VALID_VECTORS if "sha256" in entry["payload"]]
     p = entry["payload"]["parameters"]
     frame = (VECTORS_DIR / entry["file"]).read_bytes()
 
@@ -391,3 +415,119 @@ def test_client_message_limit_is_the_documented_4096_bytes() -> None:
 
     assert MAX_CLIENT_MESSAGE_BYTES == 4096
     assert "at most 4096 bytes" in docs
+
+
+# Quantized encodings and compression
+
+
+def random_spectrum(rng: np.random.Generator, bins: int = 2048) -> npt.NDArray[np.float32]:
+    """A noisy spectrum with a few carriers, empty (-inf) and NaN bins."""
+    power = (-100.0 + 4.0 * rng.standard_normal(bins)).astype(np.float32)
+    power[rng.integers(0, bins, 5)] = rng.uniform(-60.0, 10.0, 5)
+    power[rng.integers(0, bins, 3)] = -np.inf
+    power[rng.integers(0, bins, 2)] = np.nan
+    return power
+
+
+def round_trip(power: npt.ArrayLike, encoding: int, compress: bool = False) -> tuple[bytes, Any]:
+    data = encode_frame(power, center_freq_hz=100e6, span_hz=2e6, timestamp_ns=7,
+                        sequence=3, encoding=encoding, compress=compress)
+    return data, decode_frame(data)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("seed", range(5))
+def test_quantized_round_trips_stay_within_the_documented_bounds(seed: int,
+                                                                 compress: bool) -> None:
+    """float32 is exact, int16 within 0.005 dB, uint8 within step/2 of every finite bin;
+    NaN and -inf read as the lowest level, compressed or not."""
+    power = random_spectrum(np.random.default_rng(seed))
+    finite = np.isfinite(power)
+
+    _, exact = round_trip(power, ENCODING_FLOAT32, compress)
+    _, cdb = round_trip(power, ENCODING_INT16, compress)
+    data, levels = round_trip(power, ENCODING_UINT8, compress)
+
+    assert exact.power_db.tobytes() == power.tobytes()
+    assert np.abs(cdb.power_db[finite] - power[finite]).max() <= 0.005 + 1e-5
+    assert (cdb.power_db[~finite] == np.float32(-327.68)).all()
+    offset_db, step_db = struct.unpack_from("<ff", data, 56)
+    assert offset_db == power[finite].min()
+    assert step_db == pytest.approx((power[finite].max() - offset_db) / 255, rel=1e-6)
+    assert np.abs(levels.power_db[finite] - power[finite]).max() <= step_db / 2 + 1e-5
+    assert (levels.power_db[~finite] == np.float32(offset_db)).all()
+    assert [f.encoding for f in (exact, cdb, levels)] == [0, 1, 2]
+
+
+def test_int16_saturates_and_maps_infinities_to_its_ends() -> None:
+    """Beyond +-327.67 dB int16 saturates; +inf is its top, -inf and NaN its bottom."""
+    _, frame = round_trip([400.0, -400.0, np.inf, -np.inf, np.nan, 12.344], ENCODING_INT16)
+
+    assert frame.power_db.tolist() == pytest.approx(
+        [327.67, -327.68, 327.67, -327.68, -327.68, 12.34], abs=1e-4)
+
+
+def test_uint8_of_a_flat_or_empty_frame_has_a_valid_scale() -> None:
+    """A flat frame gets step 1 dB and decodes exactly; one without finite values reads
+    -327.68 dB everywhere."""
+    flat_data, flat = round_trip([-42.5] * 4, ENCODING_UINT8)
+    _, empty = round_trip([-np.inf, np.nan], ENCODING_UINT8)
+
+    assert struct.unpack_from("<ff", flat_data, 56) == (-42.5, 1.0)
+    assert flat.power_db.tolist() == [-42.5] * 4
+    assert empty.power_db.tolist() == pytest.approx([-327.68, -327.68])
+
+
+def test_compression_flag_is_set_only_when_it_shrinks_the_frame() -> None:
+    """A compressible spectrum is deflated (flag bit 0); white noise in float32 is not,
+    and goes out uncompressed with the flag clear."""
+    noise = np.random.default_rng(1).uniform(-200, 200, 64).astype(np.float32)
+
+    smooth, _ = round_trip(np.full(2048, -90.0), ENCODING_UINT8, compress=True)
+    noisy, decoded = round_trip(noise, ENCODING_FLOAT32, compress=True)
+
+    assert header_field(smooth, 8, "H") == FLAG_COMPRESSED and len(smooth) < 64 + 2048
+    assert header_field(noisy, 8, "H") == 0 and len(noisy) == 64 + 4 * 64
+    assert decoded.power_db.tobytes() == noise.tobytes()
+
+
+def test_a_decompression_bomb_is_refused_without_inflating_it() -> None:
+    """A compressed payload that would inflate far beyond bin_count bins is refused."""
+    small = compress_frame(encode_frame(np.full(256, -90.0), center_freq_hz=1.0, span_hz=1.0,
+                                        timestamp_ns=0, sequence=0))
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
+    bomb = small[:HEADER_SIZE] + deflater.compress(bytes(64 * 2**20)) + deflater.flush()
+
+    with pytest.raises(ProtocolError, match="decompression bomb"):
+        decode_frame(bomb)
+
+
+def test_missed_can_be_patched_into_a_compressed_quantized_frame() -> None:
+    """with_missed patches the uncompressed header of any variant; the payload is intact."""
+    data, original = round_trip(np.repeat(np.linspace(-120, -20, 64), 8), ENCODING_UINT8,
+                                compress=True)
+
+    patched = decode_frame(with_missed(data, 42))
+
+    assert patched.missed == 42 and patched.flags == FLAG_COMPRESSED
+    assert patched.power_db.tobytes() == original.power_db.tobytes()
+
+
+def test_reencode_keeps_the_header_fields() -> None:
+    """reencode_frame changes the payload format only."""
+    source = with_missed(encode_frame(np.linspace(-120, -20, 64), center_freq_hz=5e6,
+                                      span_hz=1e6, timestamp_ns=99, sequence=8, stream_id=3), 2)
+
+    frame = decode_frame(reencode_frame(source, FrameFormat(ENCODING_INT16, True)))
+
+    assert (frame.encoding, frame.sequence, frame.stream_id, frame.missed) == (1, 8, 3, 2)
+    assert (frame.center_freq_hz, frame.span_hz, frame.timestamp_ns) == (5e6, 1e6, 99)
+
+
+@pytest.mark.parametrize(("encoding", "compress"), [
+    ("float16", False), (None, False), (2, False), ("uint8", "yes"), ("uint8", 1)])
+def test_frame_format_parse_names_the_accepted_values(encoding: Any, compress: Any) -> None:
+    """FrameFormat.parse refuses anything but the three names and a boolean."""
+    with pytest.raises(ProtocolError, match="float32|true or false"):
+        FrameFormat.parse(encoding, compress)
+    assert FrameFormat.parse("uint8", "1") == FrameFormat(ENCODING_UINT8, True)

@@ -2,6 +2,7 @@
 
     argos-client ws://127.0.0.1:8765/                      # one refreshing status line
     argos-client ws://127.0.0.1:8765/ --json --count 5     # five JSON frame summaries
+    argos-client ws://127.0.0.1:8765/ --encoding uint8 --compress   # about 1/10 of the bytes
 
 The status line shows the connection state, frames per second, bins, centre frequency,
 frames lost so far and the age of the newest frame. On a terminal it refreshes in place;
@@ -36,6 +37,7 @@ from gr_argos.client import (
     StateEvent,
     check_url,
 )
+from gr_argos.protocol import ENCODING_CODES
 
 __all__ = ["argument_parser", "frame_summary", "format_status", "main"]
 
@@ -44,6 +46,7 @@ EXIT_NO_FRAMES = 1
 EXIT_USAGE = 2
 _EXIT_ON_SIGNAL = {signal.SIGINT: 128 + signal.SIGINT, signal.SIGTERM: 128 + signal.SIGTERM}
 
+ENCODINGS = list(ENCODING_CODES)
 _TTY_REFRESH_S = 0.25
 _PIPE_REFRESH_S = 1.0
 _RATE_WINDOW_S = 1.0
@@ -83,6 +86,14 @@ def argument_parser() -> argparse.ArgumentParser:
     output.add_argument("--json", action="store_true",
                         help="print one JSON summary per frame on stdout (sequence, missed, "
                              "gap, bins, center_freq_hz, span_hz, peak_bin, peak_db, age_ms)")
+    frames = parser.add_argument_group("frame format (see docs/protocol.md)")
+    frames.add_argument("--encoding", choices=ENCODINGS, metavar="NAME",
+                        help="payload encoding to ask the server for: float32 (exact), int16 "
+                             "(0.005 dB) or uint8 (half a step of the frame's range); "
+                             "default: the stream's own")
+    frames.add_argument("--compress", action="store_true",
+                        help="ask for deflated payloads (compressed once by the server for "
+                             "all clients that ask)")
     connection = parser.add_argument_group("reconnecting")
     connection.add_argument("--backoff-base", type=_positive_float, default=0.5, metavar="S",
                             help="largest delay before the first retry, in s (default 0.5)")
@@ -289,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--backoff-cap ({args.backoff_cap} s) must be at least "
                      f"--backoff-base ({args.backoff_base} s)")
     client = ArgosClient(args.url, backoff_base=args.backoff_base,
-                         backoff_cap=args.backoff_cap)
+                         backoff_cap=args.backoff_cap, encoding=args.encoding,
+                         compress=args.compress)
     try:
         return asyncio.run(_watch(client, args))
     except KeyboardInterrupt:  # SIGINT before the handler was installed

@@ -34,9 +34,9 @@ export interface SpectrumFrame {
   timestampNs: bigint;
   /** Capture time, ms since the Unix epoch (comparable with Date.now()). */
   timestampMs: number;
-  /** Payload encoding: 0 = float32 dB (the only one in v1). */
+  /** Payload encoding as sent: 0 = float32, 1 = int16, 2 = uint8 (power is float32 dB either way). */
   encoding: number;
-  /** Header flags (0 in v1). */
+  /** Header flags as sent: bit 0 = the payload was deflated. */
   flags: number;
   /** Offset of the payload in the frame, bytes (64, or more with header extensions). */
   headerLen: number;
@@ -44,17 +44,30 @@ export interface SpectrumFrame {
   version: number;
   /** Binary message type (1 = spectrum frame). */
   msgType: number;
-  /** Reserved for quantized encodings; 0 in v1. */
+  /** uint8: dB of level 0; 0 for the other encodings. */
   scaleOffsetDb: number;
-  /** Reserved for quantized encodings; 0 in v1. */
+  /** uint8: dB per level (the error bound is half of it); 0 for the other encodings. */
   scaleStepDb: number;
 }
 
+/** The payload encodings a client can ask for: ["float32", "int16", "uint8"]. */
+export const ENCODINGS: readonly FrameEncoding[];
+export type FrameEncoding = "float32" | "int16" | "uint8";
+
 /**
- * Decode one v1 binary spectrum frame (a whole binary WebSocket message).
- * @throws {ProtocolError} if the frame is malformed or uses something v1 does not define.
+ * Decode one v1 binary spectrum frame (a whole binary WebSocket message) that is not
+ * compressed.
+ * @throws {ProtocolError} if the frame is malformed, uses something v1 does not define, or
+ *   is compressed (flags bit 0: use decodeFrameAsync).
  */
 export function decodeFrame(data: ArrayBuffer | ArrayBufferView): SpectrumFrame;
+
+/**
+ * Decode any v1 binary spectrum frame, inflating a compressed payload with
+ * DecompressionStream("deflate-raw") (never past the bytes bin_count needs).
+ * Rejects with a ProtocolError for a malformed frame.
+ */
+export function decodeFrameAsync(data: ArrayBuffer | ArrayBufferView): Promise<SpectrumFrame>;
 
 /** Centre frequency of every bin, Hz: centerFreqHz + (i - floor(binCount / 2)) * spanHz / binCount. */
 export function binFreqsHz(frame: Pick<SpectrumFrame, "centerFreqHz" | "spanHz" | "binCount">): Float64Array;
@@ -251,6 +264,10 @@ export interface ArgosClientOptions {
   WebSocket?: WebSocketConstructor;
   /** Random source in [0, 1) for the backoff jitter (default Math.random). */
   random?: () => number;
+  /** Frame encoding to ask the server for (in the URL query); default: each stream's own. */
+  encoding?: FrameEncoding;
+  /** Ask for deflated payloads (in the URL query); frames still arrive in order. */
+  compress?: boolean;
 }
 
 /** Reconnect delays: exponential backoff with full jitter, reset once a link is stable. */

@@ -20,9 +20,17 @@ export const PROTOCOL_VERSION = 1;
 const MAGIC = "ARGS";
 const MSG_SPECTRUM = 1;
 const ENCODING_FLOAT32 = 0;
-const ENCODING_NAMES = { [ENCODING_FLOAT32]: "float32" };
-const BYTES_PER_BIN = { [ENCODING_FLOAT32]: 4 };
-const KNOWN_FLAGS = 0; // bit 0 (compressed payload) is reserved; no flag is defined in v1
+const ENCODING_INT16 = 1;
+const ENCODING_UINT8 = 2;
+const ENCODING_NAMES = {
+  [ENCODING_FLOAT32]: "float32", [ENCODING_INT16]: "int16", [ENCODING_UINT8]: "uint8",
+};
+const BYTES_PER_BIN = { [ENCODING_FLOAT32]: 4, [ENCODING_INT16]: 2, [ENCODING_UINT8]: 1 };
+const INT16_STEPS_PER_DB = 100;
+const FLAG_COMPRESSED = 0x0001; // the payload is a raw deflate stream (RFC 1951)
+const KNOWN_FLAGS = FLAG_COMPRESSED;
+/** The payload encodings a client can ask for (the `encoding` option, `set_encoding`). */
+export const ENCODINGS = Object.freeze(Object.values(ENCODING_NAMES));
 const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 export const GAP_DROPPED_BY_SERVER = "dropped by server"; // the frame's missed field says so
@@ -43,17 +51,52 @@ export class ProtocolError extends Error {
 // -- frames -------------------------------------------------------------------------------
 
 /**
- * Decode one v1 binary spectrum frame (a whole binary WebSocket message).
+ * Decode one v1 binary spectrum frame (a whole binary WebSocket message) whose payload is
+ * not compressed; use decodeFrameAsync for any frame.
  *
  * The rules, and the order they are checked in, are those of decode_frame in
  * gr_argos/protocol.py, so both reject the same frames with the same words.
  *
  * @param {ArrayBuffer | ArrayBufferView} data the frame: header then payload.
- * @returns {object} the frame; `power` is a Float32Array copy of the payload in dB.
+ * @returns {object} the frame; `power` is a new Float32Array of the bins in dB.
  * @throws {ProtocolError} if the frame is truncated, is not a v1 spectrum frame, uses a
- *   flag or encoding v1 does not define, or its payload length does not match bin_count.
+ *   flag or encoding v1 does not define, has a bad uint8 scale, its payload length does
+ *   not match bin_count, or its payload is compressed (flags bit 0).
  */
 export function decodeFrame(data) {
+  const header = readHeader(data);
+  if (header.flags & FLAG_COMPRESSED) {
+    throw new ProtocolError("frame has a compressed payload (flags bit 0): decode it with " +
+      "decodeFrameAsync, which inflates it with DecompressionStream");
+  }
+  return finishFrame(header, header.bytes.subarray(header.headerLen), false);
+}
+
+/**
+ * Decode any v1 binary spectrum frame, inflating a compressed payload (flags bit 0) with
+ * `DecompressionStream("deflate-raw")`; inflating stops at the bytes bin_count needs, so a
+ * decompression bomb is refused, not expanded.
+ *
+ * @param {ArrayBuffer | ArrayBufferView} data the frame: header then payload (copied
+ *   before this returns its promise, so the caller may reuse the buffer).
+ * @returns {Promise<object>} the frame, as decodeFrame returns it.
+ * @throws {ProtocolError} (as a rejection) for everything decodeFrame refuses except
+ *   compression, and for a payload that is not a raw deflate stream or inflates to
+ *   anything but bin_count bins.
+ */
+export async function decodeFrameAsync(data) {
+  const header = readHeader(data);
+  if (!(header.flags & FLAG_COMPRESSED)) {
+    return finishFrame(header, header.bytes.subarray(header.headerLen), false);
+  }
+  if (header.binCount === 0) throw new ProtocolError("frame has no bins");
+  const compressed = header.bytes.slice(header.headerLen);
+  const expected = header.binCount * BYTES_PER_BIN[header.encoding];
+  const payload = await inflateRaw(compressed, expected, `${header.binCount} ${binsName(header)}`);
+  return finishFrame(header, payload, true);
+}
+
+function readHeader(data) {
   const bytes = asBytes(data);
   if (bytes.byteLength < HEADER_SIZE) {
     throw new ProtocolError(
@@ -85,17 +128,35 @@ export function decodeFrame(data) {
       `unknown flags 0x${flags.toString(16).padStart(4, "0")} for protocol version ${version}`);
   }
   const encoding = view.getUint8(10);
-  const bytesPerBin = BYTES_PER_BIN[encoding];
-  if (bytesPerBin === undefined) {
+  if (BYTES_PER_BIN[encoding] === undefined) {
     throw new ProtocolError(`unknown payload encoding ${encoding}`);
   }
-  const binCount = view.getUint32(28, true);
-  const payloadBytes = bytes.byteLength - headerLen;
-  const expectedBytes = binCount * bytesPerBin;
-  if (payloadBytes !== expectedBytes) {
+  const scaleOffsetDb = view.getFloat32(56, true);
+  const scaleStepDb = view.getFloat32(60, true);
+  if (encoding === ENCODING_UINT8 &&
+      !(Number.isFinite(scaleOffsetDb) && Number.isFinite(scaleStepDb) && scaleStepDb > 0)) {
+    throw new ProtocolError(`bad uint8 scale: offset ${scaleOffsetDb} dB, step ${scaleStepDb} dB ` +
+      "(both must be finite and the step > 0)");
+  }
+  return {
+    bytes, view, version, msgType, headerLen, flags, encoding, scaleOffsetDb, scaleStepDb,
+    binCount: view.getUint32(28, true),
+  };
+}
+
+function binsName(header) {
+  return `${ENCODING_NAMES[header.encoding]} bins (encoding ${header.encoding})`;
+}
+
+function finishFrame(header, payload, inflated) {
+  const { view, binCount, encoding } = header;
+  const expectedBytes = binCount * BYTES_PER_BIN[encoding];
+  if (payload.byteLength !== expectedBytes) {
+    const kind = inflated ? "decompressed payload" : "payload";
     throw new ProtocolError(
-      `payload is ${payloadBytes} bytes but ${binCount} ${ENCODING_NAMES[encoding]} bins ` +
-      `need ${expectedBytes}` + (payloadBytes < expectedBytes ? " (frame truncated)" : ""));
+      `${kind} is ${payload.byteLength} bytes but ${binCount} ${binsName(header)} ` +
+      `need ${expectedBytes}` +
+      (payload.byteLength < expectedBytes && !inflated ? " (frame truncated)" : ""));
   }
   if (binCount === 0) {
     throw new ProtocolError("frame has no bins");
@@ -103,7 +164,7 @@ export function decodeFrame(data) {
   const sequenceBig = view.getBigUint64(16, true);
   const timestampNs = view.getBigInt64(32, true);
   return {
-    power: readFloat32(bytes, view, headerLen, binCount),
+    power: readPower(header, payload),
     centerFreqHz: view.getFloat64(40, true),
     spanHz: view.getFloat64(48, true),
     binCount,
@@ -114,13 +175,52 @@ export function decodeFrame(data) {
     timestampNs,
     timestampMs: Number(timestampNs) / 1e6,
     encoding,
-    flags,
-    headerLen,
-    version,
-    msgType,
-    scaleOffsetDb: view.getFloat32(56, true),
-    scaleStepDb: view.getFloat32(60, true),
+    flags: header.flags,
+    headerLen: header.headerLen,
+    version: header.version,
+    msgType: header.msgType,
+    scaleOffsetDb: header.scaleOffsetDb,
+    scaleStepDb: header.scaleStepDb,
   };
+}
+
+/** Inflate a raw deflate stream, refusing to produce more than `expected` bytes. */
+async function inflateRaw(compressed, expected, what) {
+  if (typeof DecompressionStream !== "function") {
+    throw new ProtocolError("cannot inflate a compressed frame: this JavaScript runtime has no " +
+      "DecompressionStream (browsers and Node 18+ have one)");
+  }
+  const stream = new DecompressionStream("deflate-raw");
+  const writer = stream.writable.getWriter();
+  writer.write(compressed).catch(() => {}); // failures surface on the reading side
+  writer.close().catch(() => {});
+  const reader = stream.readable.getReader();
+  const chunks = [];
+  let total = 0;
+  for (;;) {
+    let result;
+    try {
+      result = await reader.read();
+    } catch (error) {
+      throw new ProtocolError("compressed payload (flags bit 0) is not a valid raw deflate " +
+        `stream: ${error?.message ?? error}`);
+    }
+    if (result.done) break;
+    total += result.value.byteLength;
+    if (total > expected) {
+      reader.cancel().catch(() => {});
+      throw new ProtocolError(`compressed payload inflates to more than the ${expected} bytes ` +
+        `${what} need; refused (decompression bomb guard)`);
+    }
+    chunks.push(result.value);
+  }
+  const payload = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    payload.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return payload;
 }
 
 /**
@@ -146,15 +246,33 @@ function asBytes(data) {
     `a frame must be an ArrayBuffer or a typed array, got ${Object.prototype.toString.call(data)}`);
 }
 
-function readFloat32(bytes, view, offset, count) {
-  // A copy: the frame must not change when the caller reuses the message buffer.
+/** The bins in dB as a new Float32Array (a copy: the frame must not change when the
+ * caller reuses the message buffer). Quantized values are computed as Numbers (float64)
+ * and rounded to float32 once, as gr_argos/protocol.py does. */
+function readPower(header, payload) {
+  const count = header.binCount;
   const values = new Float32Array(count);
-  if (LITTLE_ENDIAN_HOST) {
-    new Uint8Array(values.buffer).set(bytes.subarray(offset, offset + 4 * count));
+  const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  if (header.encoding === ENCODING_INT16) {
+    for (let i = 0; i < count; i++) values[i] = view.getInt16(2 * i, true) / INT16_STEPS_PER_DB;
+  } else if (header.encoding === ENCODING_UINT8) {
+    const { scaleOffsetDb: offsetDb, scaleStepDb: stepDb } = header;
+    for (let i = 0; i < count; i++) values[i] = offsetDb + stepDb * payload[i];
+  } else if (LITTLE_ENDIAN_HOST) {
+    new Uint8Array(values.buffer).set(payload.subarray(0, 4 * count));
   } else {
-    for (let i = 0; i < count; i++) values[i] = view.getFloat32(offset + 4 * i, true);
+    for (let i = 0; i < count; i++) values[i] = view.getFloat32(4 * i, true);
   }
   return values;
+}
+
+function isCompressedFrame(data) {
+  try {
+    const bytes = asBytes(data);
+    return bytes.byteLength > 8 && (bytes[8] & FLAG_COMPRESSED) !== 0;
+  } catch {
+    return false; // not binary: decodeFrame says why
+  }
 }
 
 // -- JSON messages -------------------------------------------------------------------------
@@ -307,6 +425,8 @@ const DEFAULT_OPTIONS = {
   heartbeatIntervalMs: 5000,
   heartbeatTimeoutMs: 10000,
   openTimeoutMs: 10000,
+  encoding: undefined,
+  compress: false,
 };
 
 /**
@@ -321,9 +441,12 @@ export class ArgosClient extends EventTarget {
    *   URLs work too, and the default is the page's own server.
    * @param {object} [options] backoffBaseMs, backoffCapMs, stableAfterMs,
    *   heartbeatIntervalMs (0: no pings), heartbeatTimeoutMs (0: no dead-link detection),
-   *   openTimeoutMs, WebSocket (constructor), random (for the backoff jitter).
+   *   openTimeoutMs, WebSocket (constructor), random (for the backoff jitter),
+   *   encoding ("float32" | "int16" | "uint8": the frame encoding to ask for; default: each
+   *   stream's own) and compress (true: ask for deflated payloads), both sent in the URL
+   *   query so that they apply from the first frame.
    * @throws {TypeError} if the URL is not a WebSocket URL or there is no WebSocket.
-   * @throws {RangeError} if a duration is invalid.
+   * @throws {RangeError} if a duration or the encoding is invalid.
    */
   constructor(url, options = {}) {
     super();
@@ -339,7 +462,7 @@ export class ArgosClient extends EventTarget {
       throw new RangeError(`heartbeatTimeoutMs (${timeoutMs}) must be longer than ` +
         `heartbeatIntervalMs (${intervalMs}), or a quiet link is dropped between two pings`);
     }
-    this.url = webSocketUrl(url);
+    this.url = withFormat(webSocketUrl(url), settings.encoding, settings.compress);
     this._WebSocket = settings.WebSocket ?? globalThis.WebSocket;
     if (typeof this._WebSocket !== "function") {
       throw new TypeError(
@@ -373,6 +496,10 @@ export class ArgosClient extends EventTarget {
     this._retries = 0; // attempts since the last open connection, for state events
     this._pingCount = 0;
     this._pingsInFlight = new Map(); // ping id -> performance.now() when sent
+    // Compressed frames decode asynchronously; frames after one wait in this chain, so no
+    // frame overtakes an earlier one.
+    this._decodeChain = Promise.resolve();
+    this._pendingDecodes = 0;
     this.hello = null;
     this.lastError = null;
   }
@@ -579,14 +706,32 @@ export class ArgosClient extends EventTarget {
   }
 
   _onBinary(data, receivedMs) {
-    let frame;
-    try {
-      frame = decodeFrame(data);
-    } catch (error) {
-      if (!(error instanceof ProtocolError)) throw error;
-      this._skip("frame", error);
+    if (this._pendingDecodes === 0 && !isCompressedFrame(data)) {
+      let frame;
+      try {
+        frame = decodeFrame(data);
+      } catch (error) {
+        if (!(error instanceof ProtocolError)) throw error;
+        this._skip("frame", error);
+        return;
+      }
+      this._onFrame(frame, data.byteLength, receivedMs);
       return;
     }
+    this._pendingDecodes += 1;
+    const decoding = decodeFrameAsync(data); // copies what it needs before returning
+    this._decodeChain = this._decodeChain.then(async () => {
+      try {
+        this._onFrame(await decoding, data.byteLength, receivedMs);
+      } catch (error) {
+        this._skip("frame", error);
+      } finally {
+        this._pendingDecodes -= 1;
+      }
+    });
+  }
+
+  _onFrame(frame, sizeBytes, receivedMs) {
     this._stats.frames += 1;
     const found = this._gaps.observe(frame);
     if (found !== null) {
@@ -599,7 +744,7 @@ export class ArgosClient extends EventTarget {
       gap: found === null ? 0 : found.lost,
       ageMs: receivedMs - frame.timestampMs,
       receivedMs,
-      sizeBytes: data.byteLength,
+      sizeBytes,
     });
   }
 
@@ -709,6 +854,19 @@ function webSocketUrl(url) {
       `bad URL ${JSON.stringify(url)}: scheme ${parsed.protocol} is not ws: or wss:; ` +
       "expected ws://HOST:PORT/ or wss://HOST:PORT/");
   }
+  return parsed.href;
+}
+
+/** The URL with the frame format to ask for in its query (see docs/protocol.md). */
+function withFormat(url, encoding, compress) {
+  if (encoding === undefined && !compress) return url;
+  if (encoding !== undefined && !ENCODINGS.includes(encoding)) {
+    throw new RangeError(`unknown encoding ${JSON.stringify(encoding)}: use one of ` +
+      ENCODINGS.map((name) => JSON.stringify(name)).join(", "));
+  }
+  const parsed = new URL(url);
+  parsed.searchParams.set("encoding", encoding ?? "float32");
+  if (compress) parsed.searchParams.set("compress", "1");
   return parsed.href;
 }
 

@@ -6,7 +6,7 @@
 // ImageData and the scratch arrays are allocated when the bin count or the canvas size
 // changes, never per frame.
 
-import { ArgosClient } from "./argos-client.js";
+import { ArgosClient, ENCODINGS } from "./argos-client.js";
 import {
   COLORMAP_NAMES, GAP_RGB, LUT_SIZE, RETUNE_RGB, SKIP_RGB, colorAt, makeLut, packRgb,
 } from "./colormap.js";
@@ -55,6 +55,9 @@ function clientOptions() {
     const value = Number(params.get(name));
     if (params.has(name) && Number.isFinite(value)) options[name] = value;
   }
+  // ?encoding=uint8&compress=1 asks the server for smaller frames (docs/protocol.md).
+  if (ENCODINGS.includes(params.get("encoding"))) options.encoding = params.get("encoding");
+  options.compress = ["1", "true"].includes(params.get("compress"));
   return options;
 }
 

@@ -115,6 +115,38 @@ describe("ArgosClient against a real gr-argos server", { skip }, () => {
     assert.equal(client.state, "closed");
   });
 
+  test("uint8 deflated frames, asked for in the URL, decode in order within step/2", async () => {
+    const client = new ArgosClient(SERVER_URL, { encoding: "uint8", compress: true });
+    assert.match(client.url, /encoding=uint8&compress=1/);
+    const reply = nextEvent(client, "message", (m) => m.type === "encoding", "the encoding reply");
+    const frames = [];
+    const fiveFrames = new Promise((resolve) => {
+      client.addEventListener("frame", (e) => {
+        frames.push(e.detail.frame);
+        if (frames.length === 5) resolve();
+      });
+    });
+    client.connect();
+    try {
+      assert.deepEqual(await reply, { type: "encoding", encoding: "uint8", compress: true });
+      await fiveFrames;
+      for (const [index, frame] of frames.entries()) {
+        assert.equal(frame.encoding, 2);
+        assert.equal(frame.flags, 1);
+        if (index > 0) assert.ok(frame.sequence > frames[index - 1].sequence, "out of order");
+        const halfStep = frame.scaleStepDb / 2 + 1e-4;
+        for (let i = 0; i < BINS; i++) {
+          const expected = i === frame.sequence % BINS ? -20 : -100;
+          assert.ok(Math.abs(frame.power[i] - expected) <= halfStep,
+            `bin ${i} of frame ${frame.sequence}: ${frame.power[i]} dB, expected ${expected}`);
+        }
+      }
+      assert.equal(client.stats.malformed, 0);
+    } finally {
+      client.close();
+    }
+  });
+
   test("a server restart reads reconnecting then open, with a new session and a gap", async () => {
     const client = new ArgosClient(SERVER_URL, { backoffBaseMs: 200, backoffCapMs: 1000 });
     const seen = record(client, "state", "hello", "gap");

@@ -10,7 +10,8 @@ import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
 import {
-  HEADER_SIZE, PROTOCOL_VERSION, ProtocolError, binFreqsHz, decodeFrame,
+  ENCODINGS, HEADER_SIZE, PROTOCOL_VERSION, ProtocolError, binFreqsHz, decodeFrame,
+  decodeFrameAsync,
 } from "../../gr_argos/web/argos-client.js";
 
 const VECTORS = new URL("../vectors/", import.meta.url);
@@ -39,14 +40,24 @@ function formulaPayload(p) {
 test("the manifest is for the protocol version this decoder speaks", () => {
   assert.equal(manifest.protocol_version, PROTOCOL_VERSION);
   assert.equal(HEADER_SIZE, 64);
-  assert.ok(manifest.valid.length >= 7 && manifest.invalid.length >= 13);
+  assert.ok(manifest.valid.length >= 13 && manifest.invalid.length >= 23);
+  assert.deepEqual(ENCODINGS, ["float32", "int16", "uint8"]);
+});
+
+test("this Node has DecompressionStream, which compressed frames need", () => {
+  assert.equal(typeof DecompressionStream, "function");
 });
 
 for (const entry of manifest.valid) {
-  test(`${entry.file} decodes to every header field and bin the manifest gives`, () => {
+  test(`${entry.file} decodes to every header field and bin the manifest gives`, async () => {
     const data = arrayBuffer(entry.file);
     assert.equal(data.byteLength, entry.size_bytes);
-    const frame = decodeFrame(data);
+    const frame = await decodeFrameAsync(data);
+    if (entry.header.flags & 1) {
+      assert.throws(() => decodeFrame(data), /compressed.*decodeFrameAsync/);
+    } else {
+      assert.deepEqual(decodeFrame(data), frame);
+    }
     const h = entry.header;
     assert.equal(h.magic, "ARGS");
     assert.equal(frame.version, h.version);
@@ -72,6 +83,15 @@ for (const entry of manifest.valid) {
     if (payload.values !== undefined) {
       assert.deepEqual(Array.from(frame.power), payload.values);
       assert.deepEqual(Array.from(binFreqsHz(frame)), payload.bin_freqs_hz);
+    } else if (payload.decoded_sha256 !== undefined) {
+      const decodedBytes = new Uint8Array(frame.power.buffer);
+      assert.equal(createHash("sha256").update(decodedBytes).digest("hex"), payload.decoded_sha256);
+      const formula = formulaPayload(payload.parameters);
+      for (let i = 0; i < formula.length; i++) {
+        assert.ok(Math.abs(frame.power[i] - formula[i]) <= payload.max_error_db * (1 + 1e-6),
+          `bin ${i}: ${frame.power[i]} vs ${formula[i]}`);
+      }
+      for (const [index, value] of payload.samples) assert.equal(frame.power[index], value);
     } else {
       assert.deepEqual(frame.power, formulaPayload(payload.parameters));
       const payloadBytes = load(entry.file).subarray(h.header_len);
@@ -105,13 +125,15 @@ test("the decoded power is a copy: changing the message buffer later does not ch
 });
 
 for (const entry of manifest.invalid) {
-  test(`${entry.file} is refused with a ProtocolError mentioning "${entry.error_keyword}"`, () => {
-    assert.throws(() => decodeFrame(arrayBuffer(entry.file)), (error) => {
+  test(`${entry.file} is refused with a ProtocolError mentioning "${entry.error_keyword}"`, async () => {
+    const check = (error) => {
       assert.ok(error instanceof ProtocolError, `not a ProtocolError: ${error}`);
       assert.equal(error.name, "ProtocolError");
       assert.match(error.message, new RegExp(entry.error_keyword, "i"));
       return true;
-    });
+    };
+    await assert.rejects(decodeFrameAsync(arrayBuffer(entry.file)), check);
+    assert.throws(() => decodeFrame(arrayBuffer(entry.file)), ProtocolError);
   });
 }
 
