@@ -7,6 +7,10 @@ each connection gets a hub queue, a sender task that drains it, and a reader tha
 client's small JSON requests.
 
 HTTP on the same port: ``GET /healthz`` (JSON), ``GET /`` (the browser page when present).
+
+Each client chooses its frame format (``set_encoding``, or ``?encoding=uint8&compress=1`` in
+the URL); the hub encodes each variant once per frame for all clients that chose it. No
+permessage-deflate: its state is per connection, so its cost would grow with the clients.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import time
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -38,8 +43,10 @@ from gr_argos.hub import (
     HubClosed,
 )
 from gr_argos.protocol import (
+    ENCODING_CODES,
     ENCODING_NAMES,
     ENCODING_FLOAT32,
+    FrameFormat,
     MAX_CLIENT_MESSAGE_BYTES,
     PROTOCOL_VERSION,
     ProtocolError,
@@ -86,6 +93,7 @@ class ServerConfig:
         ping_interval: seconds between WebSocket pings (0 disables keepalive).
         ping_timeout: seconds to wait for a pong before the connection counts as dead.
         write_limit: bytes the transport may buffer per client before a send waits.
+        reuse_port: set SO_REUSEPORT, so several processes (gateways) can share the port.
     """
 
     host: str = "127.0.0.1"
@@ -95,6 +103,7 @@ class ServerConfig:
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     write_limit: int = 32 * 1024
+    reuse_port: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -111,7 +120,11 @@ class ServerConfig:
 
 @dataclass
 class StreamInfo:
-    """What a client is told about a stream in the ``hello`` message."""
+    """What a client is told about a stream in the ``hello`` message.
+
+    ``encoding`` (a code, float32 by default) is the format, uncompressed, the stream's
+    frames go out in to clients that did not choose one.
+    """
 
     stream_id: int = 0
     name: str = "spectrum"
@@ -121,6 +134,11 @@ class StreamInfo:
     encoding: int = ENCODING_FLOAT32
     fps: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def frame_format(self) -> FrameFormat:
+        """The format clients that chose none get this stream's frames in."""
+        return FrameFormat(self.encoding)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -172,16 +190,20 @@ class SpectrumServer:
                     "stream_id"
                 )
             self._streams[info.stream_id] = info
+            self.hub.set_stream_format(info.stream_id, info.frame_format)
 
     def remove_stream(self, stream_id: int) -> None:
         with self._streams_lock:
             self._streams.pop(stream_id, None)
+            self.hub.set_stream_format(stream_id, None)
 
     def update_stream(self, stream_id: int, **changes: Any) -> None:
         """Change a stream's descriptor (e.g. after a retune); thread-safe."""
         with self._streams_lock:
             if stream_id in self._streams:
-                self._streams[stream_id] = replace(self._streams[stream_id], **changes)
+                info = replace(self._streams[stream_id], **changes)
+                self._streams[stream_id] = info
+                self.hub.set_stream_format(stream_id, info.frame_format)
 
     def streams(self) -> list[StreamInfo]:
         with self._streams_lock:
@@ -276,6 +298,8 @@ class SpectrumServer:
         loop = asyncio.get_running_loop()
         self.session = secrets.token_hex(8)  # new per start: clients see the restart
         self.hub = BroadcastHub(self.config.queue_depth, self.config.message_queue_depth)
+        for info in self.streams():
+            self.hub.set_stream_format(info.stream_id, info.frame_format)
         self.hub.attach(loop, on_too_slow=self._close_too_slow)
         cfg = self.config
         self._server = await serve(
@@ -289,6 +313,7 @@ class SpectrumServer:
             write_limit=cfg.write_limit,
             compression=None,
             server_header=f"gr-argos/{__version__}",
+            reuse_port=cfg.reuse_port,
         )
         self._port = self._server.sockets[0].getsockname()[1]
         log.info("gr-argos serving %s (health %shealthz)", self.url,
@@ -346,6 +371,7 @@ class SpectrumServer:
             "protocol": PROTOCOL_VERSION,
             "session": self.session,
             "streams": [s.describe() for s in self.streams()],
+            "encodings": list(ENCODING_CODES),
             "queue_depth": self.config.queue_depth,
         }
 
@@ -355,6 +381,7 @@ class SpectrumServer:
         self._connections[client.client_id] = ws
         log.info("client %d connected from %s", client.client_id, peer)
         self.hub.send_to(client, encode_message("hello", self.hello()))
+        self._choose_format_from_url(client, ws.request.path if ws.request else "/")
         sender = asyncio.create_task(self._send_loop(ws, client))
         reason = "closed by client"
         try:
@@ -419,12 +446,36 @@ class SpectrumServer:
             stats = self.hub.stats()
             self.hub.send_to(client, encode_message(
                 "stats", {"client": client.snapshot(), "total": stats["total"]}))
+        elif msg_type == "set_encoding":
+            self._set_format(client, message.get("encoding"), message.get("compress", False))
         else:
             self.hub.send_to(client, encode_message("error", {
                 "code": "unknown_type",
                 "message": f"unknown message type {msg_type!r}; this server answers "
-                           "'ping' and 'stats'",
+                           "'ping', 'stats' and 'set_encoding'",
             }))
+
+    def _choose_format_from_url(self, client: ClientQueue, path: str) -> None:
+        """Apply ``?encoding=...&compress=...`` from the connection URL, if given."""
+        query = parse_qs(urlsplit(path).query)
+        if "encoding" in query or "compress" in query:
+            encoding = query.get("encoding", ["float32"])[-1]
+            self._set_format(client, encoding, query.get("compress", ["0"])[-1])
+
+    def _set_format(self, client: ClientQueue, encoding: object, compress: object) -> None:
+        """Switch a client's frame format from its next frame on, and confirm it (or say
+        what is accepted)."""
+        try:
+            frame_format = FrameFormat.parse(encoding, compress)
+        except ProtocolError as exc:
+            self.hub.send_to(client, encode_message(
+                "error", {"code": "bad_message", "message": f"set_encoding: {exc}"}))
+            return
+        client.frame_format = frame_format
+        self.hub.send_to(client, encode_message("encoding", {
+            "encoding": ENCODING_NAMES[frame_format.encoding],
+            "compress": frame_format.compress,
+        }))
 
     async def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]

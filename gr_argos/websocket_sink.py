@@ -17,8 +17,12 @@ from gr_argos.server import (
     acquire_server,
     release_server,
 )
+from gr_argos.protocol import ENCODING_CODES
 from gr_argos.status import StatusReporter
 from gr_argos.stream import SpectrumStream
+from gr_argos.zmq_transport import FramePublisher
+
+TRANSPORTS = ("websocket", "zmq")
 
 __all__ = ["websocket_sink"]
 
@@ -62,6 +66,14 @@ class websocket_sink(gr.sync_block):
         ping_timeout: seconds without a pong before a client counts as dead.
         msg_channel: JSON ``type`` of messages from the ``msg`` port ("gps", ...).
         status_interval: seconds between ``status`` messages (0 = none).
+        transport: "websocket" serves clients from this process; "zmq" publishes the same
+            frames and JSON messages on a ZeroMQ PUB socket for argos-gateway processes to
+            serve (docs/zmq.md), and host, port and the per-client settings are unused.
+        zmq_endpoint: with transport "zmq", where to bind ("tcp://127.0.0.1:5555",
+            "tcp://0.0.0.0:5555", "ipc:///tmp/argos.sock"); bound when the block is made.
+        encoding: frame encoding for clients that do not choose one: "float32" (exact),
+            "int16" (within 0.005 dB) or "uint8" (within half a step of the frame's range);
+            each is encoded once per frame, however many clients use it.
     """
 
     MSG_PORT = pmt.intern("msg")
@@ -83,6 +95,9 @@ class websocket_sink(gr.sync_block):
         ping_timeout: float = 20.0,
         msg_channel: str = "gps",
         status_interval: float = 1.0,
+        transport: str = "websocket",
+        zmq_endpoint: str = "tcp://127.0.0.1:5555",
+        encoding: str = "float32",
     ) -> None:
         gr.sync_block.__init__(
             self, name="websocket_sink", in_sig=[(np.float32, int(vlen))], out_sig=None
@@ -91,12 +106,20 @@ class websocket_sink(gr.sync_block):
             raise ValueError(f"vlen must be at least 1, got {vlen}")
         if not 0 <= int(stream_id) <= 0xFFFF:
             raise ValueError(f"stream_id must be in 0..65535, got {stream_id}")
+        if encoding not in ENCODING_CODES:
+            raise ValueError(f"encoding must be one of {', '.join(ENCODING_CODES)}, "
+                             f"got {encoding!r}")
         if float(status_interval) < 0:
             raise ValueError(f"status_interval must be >= 0 seconds, got {status_interval}")
         if not msg_channel or not str(msg_channel).isidentifier():
             raise ValueError(f"msg_channel must be a simple name like 'status' or 'gps', "
                              f"got {msg_channel!r}")
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, "
+                             f"got {transport!r}")
         self.vlen = int(vlen)
+        self.transport = str(transport)
+        self.zmq_endpoint = str(zmq_endpoint)
         self.msg_channel = str(msg_channel)
         self.status_interval = float(status_interval)
         self.config = ServerConfig(
@@ -113,9 +136,10 @@ class websocket_sink(gr.sync_block):
             bins=self.vlen,
             center_freq_hz=float(center_freq),
             span_hz=float(samp_rate),
+            encoding=ENCODING_CODES[encoding],
             fps=float(fps),
         )
-        self.server: SpectrumServer | None = None
+        self.server: SpectrumServer | FramePublisher | None = None
         self.stream: SpectrumStream | None = None
         self.status: StatusReporter | None = None
         self.message_port_register_in(self.MSG_PORT)
@@ -127,11 +151,13 @@ class websocket_sink(gr.sync_block):
     # -- lifecycle -----------------------------------------------------------------------
 
     def _serve(self) -> None:
-        server = acquire_server(self.config)
+        server: SpectrumServer | FramePublisher
+        server = (FramePublisher(self.zmq_endpoint) if self.transport == "zmq"
+                  else acquire_server(self.config))
         try:
             server.add_stream(self._info)
         except ValueError:
-            release_server(server)
+            self._release(server)
             raise
         self.server = server
         if self.stream is None:  # kept across restarts so sequence numbers keep counting
@@ -139,6 +165,12 @@ class websocket_sink(gr.sync_block):
             self.status = StatusReporter(self.stream, self._publish, self.status_interval)
         else:
             self.stream.attach(server)
+        if isinstance(server, FramePublisher):
+            self.zmq_endpoint = server.endpoint  # a restart binds the same port, also for :0
+            self.logger.info(f"publishing {self._info.name!r} (stream {self._info.stream_id}) "
+                             f"over ZeroMQ on {server.endpoint}: serve it with "
+                             f"argos-gateway --connect {server.endpoint}")
+            return
         self.logger.info(f"serving {self._info.name!r} (stream {self._info.stream_id}) on "
                          f"{server.url} — health at {server.url.replace('ws://', 'http://')}healthz")
 
@@ -165,12 +197,19 @@ class websocket_sink(gr.sync_block):
         server, self.server = self.server, None
         if server is not None:
             server.remove_stream(self._info.stream_id)
-            release_server(server)
+            self._release(server)
         return True
+
+    @staticmethod
+    def _release(server: SpectrumServer | FramePublisher) -> None:
+        if isinstance(server, FramePublisher):
+            server.close()
+        else:
+            release_server(server)
 
     @property
     def url(self) -> str:
-        """The WebSocket URL clients connect to (while running)."""
+        """The WebSocket URL clients connect to, or the ZeroMQ endpoint (while running)."""
         if self.server is None:
             raise RuntimeError("the sink is not running")
         return self.server.url

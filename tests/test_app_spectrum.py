@@ -354,3 +354,30 @@ def test_reference_lists_every_setting_with_its_flag_and_default() -> None:
         negation = ["--no-" + setting.flag[2:]] if setting.kind is bool else []
         assert re.findall(r"`(--[a-z-]+)`", flags) == [setting.flag, *aliases, *negation]
         assert setting.coerce(default.strip("`"), "docs/app.md") == setting.default, setting.name
+
+
+def test_transport_zmq_publishes_frames_for_gateways(tmp_path: Path) -> None:
+    """--transport zmq publishes the sim band's frames and descriptor on the ipc endpoint."""
+    from gr_argos.protocol import decode_frame
+    from gr_argos.zmq_transport import FrameSubscriber
+
+    endpoint = f"ipc://{tmp_path / 'argos.sock'}"
+    command = [*APP, "--transport", "zmq", "--zmq-endpoint", endpoint, "--fft-size", "256"]
+    with running(command, tmp_path, url_pattern=re.compile(r"publishing on (\S+)"),
+                 name="argos-spectrum") as app:
+        assert app.wait_for_url() == endpoint
+        subscriber = FrameSubscriber([endpoint])
+        try:
+            beat, frames = None, []
+            deadline = time.monotonic() + RECEIVE_TIMEOUT_S
+            while (beat is None or len(frames) < 3) and time.monotonic() < deadline:
+                event = subscriber.receive(1.0)
+                if event is not None and event[0] == "heartbeat":
+                    beat = event[1]
+                elif event is not None and event[0] == "frame":
+                    frames.append(decode_frame(event[2]))
+        finally:
+            subscriber.close()
+    assert beat is not None and [d["bins"] for d in beat["streams"]] == [256]
+    assert len(frames) >= 3 and all(frame.bin_count == 256 for frame in frames)
+    assert app.process.returncode == 0, app.output()

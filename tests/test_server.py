@@ -591,3 +591,72 @@ async def test_client_that_never_answers_pings_is_removed(
 
     assert code == 1011
     assert any(opcode == OP_PING for opcode, _ in frames)
+
+
+async def test_clients_choose_encodings_each_encoded_once_per_frame(
+        start_server: StartServer) -> None:
+    """One client picks uint8+deflate in the URL, two ask with set_encoding (one with bad
+    values first, answered by an error on an open connection): each gets its own format,
+    and the server encodes uint8+deflate once per frame, not once per client."""
+    server = start_server(queue_depth=64)
+    async with connect(server.url + "?encoding=uint8&compress=1", open_timeout=WAIT_S) as url_ws, \
+            client(server) as asked, client(server) as cdb:
+        assert (await next_json(url_ws))["encodings"] == ["float32", "int16", "uint8"]
+        assert await next_json(url_ws) == {"type": "encoding", "encoding": "uint8",
+                                           "compress": True}
+        await cdb.send(json.dumps({"type": "set_encoding", "encoding": "float16"}))
+        error = await next_json(cdb)
+        assert error["code"] == "bad_message" and "uint8" in error["message"]
+        await cdb.send(json.dumps({"type": "set_encoding", "encoding": "int16"}))
+        assert (await next_json(cdb))["encoding"] == "int16"
+        await asked.send(json.dumps({"type": "set_encoding", "encoding": "uint8",
+                                     "compress": True}))
+        assert await next_json(asked) == {"type": "encoding", "encoding": "uint8",
+                                          "compress": True}
+        power = np.repeat(np.linspace(-120.0, -20.0, 128, dtype=np.float32), 16)
+        for sequence in range(4):
+            server.publish_frame(0, encode_frame(power, center_freq_hz=1e6, span_hz=1e6,
+                                                 timestamp_ns=0, sequence=sequence))
+        frames = {}
+        for name, ws in [("url", url_ws), ("asked", asked), ("cdb", cdb)]:
+            async with asyncio.timeout(WAIT_S):
+                frames[name] = [decode_frame(await ws.recv()) for _ in range(4)]
+
+    assert server.stats()["total"]["encodes"]["uint8+deflate"] == 4
+    for frame in frames["url"] + frames["asked"]:
+        assert (frame.encoding, frame.flags) == (2, 1)
+        assert np.abs(frame.power_db - power).max() <= 100 / 255 / 2 + 1e-4
+    for frame in frames["cdb"]:
+        assert (frame.encoding, frame.flags) == (1, 0)
+        assert np.abs(frame.power_db - power).max() <= 0.005 + 1e-5
+    assert [f.sequence for f in frames["asked"]] == [0, 1, 2, 3]
+
+
+async def test_stalled_quantized_compressed_client_gets_the_right_missed_count(
+        start_server: StartServer) -> None:
+    """A uint8+deflate client that stops reading loses its oldest frames; once it reads
+    again, missed plus the frames it got account for every frame published."""
+    server = start_server(queue_depth=4, ping_interval=0)
+    async with connect(server.url + "?encoding=uint8&compress=1", open_timeout=WAIT_S,
+                       max_queue=1) as ws:
+        await next_json(ws)  # hello
+        await next_json(ws)  # encoding
+        power = np.repeat(np.linspace(-120.0, -20.0, 64, dtype=np.float32), 32)
+        published = 400
+        for sequence in range(published):
+            server.publish_frame(0, encode_frame(power, center_freq_hz=1e6, span_hz=1e6,
+                                                 timestamp_ns=0, sequence=sequence))
+            if sequence % 16 == 15:  # let the hub drain: no frame may be lost on ingress
+                await asyncio.sleep(0.005)
+        await asyncio.sleep(0.5)
+        frames = []
+        async with asyncio.timeout(WAIT_S):
+            while not frames or frames[-1].sequence < published - 1:
+                frames.append(decode_frame(await ws.recv()))
+
+    assert all((f.encoding, f.flags) == (2, 1) for f in frames)
+    assert any(f.missed > 0 for f in frames)
+    assert server.stats()["total"]["ingress_dropped"] == 0
+    assert sum(f.missed for f in frames) + len(frames) == published
+    for before, after in zip(frames, frames[1:]):
+        assert after.missed == after.sequence - before.sequence - 1

@@ -274,3 +274,26 @@ def test_port_in_use_fails_when_the_sink_is_made_naming_the_port(
 
         with pytest.raises(ServerError, match=f"port {port} .*in use"):
             websocket_sink(vlen=VLEN, port=port)
+
+
+async def test_default_encoding_applies_to_clients_that_choose_none(
+        make_flowgraph: MakeFlowgraph) -> None:
+    """A sink made with encoding="int16" sends int16 frames to a client that did not ask for
+    an encoding, holding the spectrum within 0.005 dB."""
+    tb, sink = make_flowgraph(VECTORS, port=0, encoding="int16")
+    async with connect(sink.url, open_timeout=WAIT_S) as ws:
+        hello = json.loads(await next_message(ws))
+        assert hello["streams"][0]["encoding"] == "int16"
+        tb.start()
+        frames = await next_frames(ws, len(VECTORS))
+    for frame in frames:
+        assert frame.encoding == 1
+        # the vector it came from is the nearest one (they lie 10 dB apart)
+        error = min(float(np.max(np.abs(frame.power_db - v))) for v in VECTORS)
+        assert error <= 0.005 + 1e-5  # the bound plus float32 rounding of the decoded value
+
+
+def test_unknown_encoding_is_refused_when_the_sink_is_made() -> None:
+    """A sink asked for an encoding that does not exist says which ones do."""
+    with pytest.raises(ValueError, match="float32, int16, uint8"):
+        websocket_sink(vlen=VLEN, port=0, encoding="float16")

@@ -16,12 +16,12 @@ import argparse
 import logging
 import math
 import re
-import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any, Sequence
 
+from gr_argos.apps.common import connect_line, setup_logging, stop_event_on_signals
 from gr_argos.config import ConfigError, Setting, add_settings, resolve_settings
 from gr_argos.gpsd import parse_address
 
@@ -132,6 +132,17 @@ SETTINGS: tuple[Setting, ...] = (
             check=_non_negative, group=SERVER),
     Setting("ping_timeout", float, 20.0, "seconds without a pong before a client is dropped",
             check=_non_negative, group=SERVER),
+    Setting("encoding", str, "float32",
+            "frame encoding for clients that do not choose one: float32 (exact), int16 "
+            "(0.005 dB) or uint8 (half a step of each frame's range)",
+            choices=("float32", "int16", "uint8"), group=SERVER),
+    Setting("transport", str, "websocket",
+            "websocket = serve clients from this process; zmq = publish on --zmq-endpoint "
+            "for argos-gateway processes (docs/zmq.md)", choices=("websocket", "zmq"),
+            group=SERVER),
+    Setting("zmq_endpoint", str, "tcp://127.0.0.1:5555",
+            "with --transport zmq: ZeroMQ endpoint to publish on (tcp://HOST:PORT or "
+            "ipc://PATH)", group=SERVER),
     Setting("gps", str, "",
             "HOST:PORT of a gpsd whose fixes go to clients as 'gps' messages (empty = off)",
             check=_gps_address, group=GPS),
@@ -315,6 +326,9 @@ def _make_flowgraph_class() -> type:
                 ping_interval=settings["ping_interval"],
                 ping_timeout=settings["ping_timeout"],
                 msg_channel="gps",
+                transport=settings["transport"],
+                zmq_endpoint=settings["zmq_endpoint"],
+                encoding=settings["encoding"],
             )
 
     return SpectrumFlowgraph
@@ -352,12 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"argos-spectrum: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(
-        level=settings["log_level"].upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # websockets logs every connection at INFO; gr_argos.server already says what matters.
-    logging.getLogger("websockets").setLevel(max(logging.WARNING, logging.root.level))
+    setup_logging(settings["log_level"])
 
     from gr_argos.server import ServerError
 
@@ -367,14 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"argos-spectrum: {exc}", file=sys.stderr)
         return EXIT_FAILURE
 
-    stop_requested = threading.Event()
-
-    def request_stop(signum: int, _frame: Any) -> None:
-        log.info("%s received, stopping", signal.Signals(signum).name)
-        stop_requested.set()
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    stop_requested = stop_event_on_signals()
     flowgraph.start()
     url = flowgraph.sink.url
     if settings["source"] == "sweep":
@@ -385,9 +387,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"argos-spectrum: streaming {settings['source']} at "
               f"{settings['center_freq'] / 1e6:g} MHz, {settings['samp_rate'] / 1e6:g} MS/s, "
               f"{settings['fft_size']} bins, {settings['fps']:g} frames/s", flush=True)
-    print(f"argos-spectrum: connect to {url}  (try: argos-client {url}; "
-          f"health: {url.replace('ws://', 'http://')}healthz)", flush=True)
-    if settings["host"] in ("0.0.0.0", "::"):
+    if settings["transport"] == "zmq":
+        print(f"argos-spectrum: publishing on {url}  (serve it with: argos-gateway --connect "
+              f"{url})", flush=True)
+    else:
+        print(connect_line("argos-spectrum", url), flush=True)
+    if settings["host"] in ("0.0.0.0", "::") and settings["transport"] == "websocket":
         log.warning("listening on every interface without authentication")
 
     # The flowgraph ends on its own only if a source ends; otherwise wait for a signal.

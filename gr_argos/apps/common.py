@@ -1,0 +1,41 @@
+"""What every gr-argos command does the same way: logging, stopping on signals, the URL line."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+__all__ = ["connect_line", "setup_logging", "stop_event_on_signals"]
+
+log = logging.getLogger("gr_argos.apps")
+
+
+def setup_logging(level: str) -> None:
+    """Log to stderr at ``level`` ("debug", "info", ...), with timestamps."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # websockets logs every connection at INFO; gr_argos.server already says what matters.
+    logging.getLogger("websockets").setLevel(max(logging.WARNING, logging.root.level))
+
+
+def stop_event_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM (call from the main thread)."""
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        log.info("%s received, stopping", signal.Signals(signum).name)
+        stop_requested.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    return stop_requested
+
+
+def connect_line(prog: str, url: str) -> str:
+    """The line that tells a user where to connect (tests and scripts read it too)."""
+    return (f"{prog}: connect to {url}  (try: argos-client {url}; "
+            f"health: {url.replace('ws://', 'http://')}healthz)")

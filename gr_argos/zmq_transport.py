@@ -1,0 +1,335 @@
+"""Spectrum frames and JSON messages over ZeroMQ PUB/SUB, for gateways on other cores or hosts.
+
+:class:`FramePublisher` looks like a :class:`~gr_argos.server.SpectrumServer` to the code that
+feeds one (``publish_frame``, ``publish_message``, ``add_stream``, ``update_stream``,
+``remove_stream``), so the sink's :class:`~gr_argos.stream.SpectrumStream` and
+:class:`~gr_argos.status.StatusReporter` publish through it unchanged. It never blocks: a send
+that would wait is dropped and counted, and the counters go out in the next heartbeat.
+:class:`FrameSubscriber` connects to one or more publishers and hands back what arrives.
+
+Wire format (docs/zmq.md): multipart messages ``[topic, body]``
+
+    topic              body
+    b"frame/<id>"      one encoded gr-argos spectrum frame of stream <id> (docs/protocol.md)
+    b"msg"             one JSON message, UTF-8, exactly as WebSocket clients get it
+    b"stream"          JSON {"session", "streams": [descriptor, ...]} after any stream change
+    b"hb"              JSON heartbeat: session, interval, descriptors and drop counters
+
+No GNU Radio import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import logging
+import secrets
+import threading
+import time
+from typing import Any, Sequence
+
+import zmq
+
+from gr_argos.protocol import ProtocolError, encode_message
+from gr_argos.server import ServerError, StreamInfo
+
+__all__ = [
+    "DEFAULT_HEARTBEAT_INTERVAL_S",
+    "DEFAULT_SNDHWM",
+    "FramePublisher",
+    "FrameSubscriber",
+    "PublisherError",
+    "TOPIC_FRAME",
+    "TOPIC_HEARTBEAT",
+    "TOPIC_MESSAGE",
+    "TOPIC_STREAMS",
+    "stream_info_from_descriptor",
+]
+
+log = logging.getLogger(__name__)
+
+TOPIC_FRAME = b"frame/"  # followed by the decimal stream id
+TOPIC_MESSAGE = b"msg"
+TOPIC_STREAMS = b"stream"
+TOPIC_HEARTBEAT = b"hb"
+
+DEFAULT_SNDHWM = 16
+DEFAULT_HEARTBEAT_INTERVAL_S = 1.0
+# A restarted publisher may find its port still held for a moment by the socket it closed.
+_REBIND_RETRY_S = 2.0
+
+
+class PublisherError(ServerError):
+    """The publisher could not bind its endpoint; the message says why and what to do."""
+
+
+def stream_info_from_descriptor(descriptor: dict[str, Any]) -> StreamInfo:
+    """The :class:`StreamInfo` of a descriptor from a ``stream`` or ``hb`` message.
+
+    Fields this version does not know (from a newer publisher) are ignored.
+    """
+    known = {f.name for f in dataclasses.fields(StreamInfo)}
+    return StreamInfo(**{k: v for k, v in descriptor.items() if k in known})
+
+
+class FramePublisher:
+    """Publishes encoded frames and JSON messages on a bound ZeroMQ PUB socket.
+
+    Thread-safe; ``publish_*`` never block and never raise. With ``XPUB_NODROP`` set, a send
+    to a subscriber whose queue (``sndhwm`` messages) is full fails at once instead of being
+    dropped silently, so every drop is counted (``frames_dropped``, ``messages_dropped``).
+
+    Args:
+        endpoint: where to bind, e.g. "tcp://127.0.0.1:5555", "tcp://0.0.0.0:5555" or
+            "ipc:///tmp/argos.sock"; port 0 picks a free port (read :attr:`endpoint`).
+        sndhwm: messages queued per subscriber before sends are dropped.
+        heartbeat_interval_s: seconds between heartbeats (> 0).
+
+    Raises:
+        PublisherError: the endpoint is malformed or in use.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        sndhwm: int = DEFAULT_SNDHWM,
+        heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
+    ) -> None:
+        if sndhwm < 1:
+            raise ValueError(f"sndhwm must be at least 1, got {sndhwm}")
+        if not heartbeat_interval_s > 0:
+            raise ValueError(f"heartbeat_interval_s must be > 0, got {heartbeat_interval_s}")
+        self.session = secrets.token_hex(8)
+        self.heartbeat_interval_s = float(heartbeat_interval_s)
+        self.frames_sent = 0
+        self.frames_dropped = 0
+        self.messages_dropped = 0
+        self._streams: dict[int, StreamInfo] = {}
+        self._lock = threading.Lock()  # a ZeroMQ socket is not thread-safe
+        self._socket = zmq.Context.instance().socket(zmq.PUB)
+        self._socket.setsockopt(zmq.SNDHWM, int(sndhwm))
+        self._socket.setsockopt(zmq.XPUB_NODROP, 1)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        try:
+            _bind(self._socket, endpoint)
+        except PublisherError:
+            self._socket.close()
+            raise
+        self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._stop = threading.Event()
+        self._heartbeat = threading.Thread(target=self._beat, name="argos-zmq-heartbeat",
+                                           daemon=True)
+        self._heartbeat.start()
+        log.info("publishing on %s (session %s)", self.endpoint, self.session)
+
+    @property
+    def url(self) -> str:
+        """The endpoint subscribers connect to (as :attr:`SpectrumServer.url` for a server)."""
+        return self.endpoint
+
+    # -- streams -------------------------------------------------------------------------
+
+    def add_stream(self, info: StreamInfo) -> None:
+        """Announce a stream to gateways.
+
+        Raises:
+            ValueError: another stream already has this id.
+        """
+        with self._lock:
+            if info.stream_id in self._streams:
+                raise ValueError(f"stream id {info.stream_id} is already published here by "
+                                 f"stream {self._streams[info.stream_id].name!r}: give each "
+                                 "sink its own stream_id")
+            self._streams[info.stream_id] = info
+        self._send_streams()
+
+    def remove_stream(self, stream_id: int) -> None:
+        with self._lock:
+            self._streams.pop(stream_id, None)
+        self._send_streams()
+
+    def update_stream(self, stream_id: int, **changes: Any) -> None:
+        """Change a stream's descriptor (a retune, say) and tell gateways at once."""
+        with self._lock:
+            if stream_id not in self._streams:
+                return
+            self._streams[stream_id] = dataclasses.replace(self._streams[stream_id], **changes)
+        self._send_streams()
+
+    def descriptors(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dataclasses.asdict(info) for info in self._streams.values()]
+
+    # -- producers (any thread) ----------------------------------------------------------
+
+    def publish_frame(self, stream_id: int, frame: bytes) -> None:
+        """Publish one encoded frame on topic ``frame/<stream_id>``; drop and count it if any
+        subscriber's queue is full."""
+        self._send([TOPIC_FRAME + str(int(stream_id)).encode(), frame], is_frame=True)
+
+    def publish_message(self, msg_type: str, body: dict[str, Any] | None = None) -> None:
+        """Publish one JSON message (as WebSocket clients get it) on topic ``msg``."""
+        try:
+            text = encode_message(msg_type, body)
+        except ProtocolError as exc:
+            log.warning("dropped a %s message: %s", msg_type, exc)
+            return
+        self._send([TOPIC_MESSAGE, text.encode()])
+
+    def stats(self) -> dict[str, Any]:
+        """Counters since the publisher was made: frames sent and dropped, messages dropped."""
+        return {
+            "frames_sent": self.frames_sent,
+            "frames_dropped": self.frames_dropped,
+            "messages_dropped": self.messages_dropped,
+        }
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the heartbeat and unbind. Idempotent; later publishes are dropped."""
+        self._stop.set()
+        if self._heartbeat.is_alive() and threading.current_thread() is not self._heartbeat:
+            self._heartbeat.join()
+        with self._lock:
+            if not self._socket.closed:
+                self._socket.close()
+
+    def _send_streams(self) -> None:
+        body = {"session": self.session, "streams": self.descriptors()}
+        self._send([TOPIC_STREAMS, json.dumps(body).encode()])
+
+    def heartbeat(self) -> dict[str, Any]:
+        """The body of the next heartbeat."""
+        return {
+            "session": self.session,
+            "interval_s": self.heartbeat_interval_s,
+            "time_ns": time.time_ns(),
+            "streams": self.descriptors(),
+            **self.stats(),
+        }
+
+    def _beat(self) -> None:
+        while True:
+            # A dropped heartbeat is counted and reported by the next one that gets out.
+            self._send([TOPIC_HEARTBEAT, json.dumps(self.heartbeat()).encode()])
+            if self._stop.wait(self.heartbeat_interval_s):
+                return
+
+    def _send(self, parts: list[bytes], is_frame: bool = False) -> None:
+        """Send without waiting; count it as dropped if it would have waited (or the
+        publisher is closed)."""
+        with self._lock:
+            sent = False
+            if not self._socket.closed:
+                try:
+                    self._socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+                    sent = True
+                except zmq.Again:
+                    pass
+                except zmq.ZMQError as exc:
+                    log.warning("dropped a ZeroMQ message: %s", exc)
+            if is_frame:
+                if sent:
+                    self.frames_sent += 1
+                else:
+                    self.frames_dropped += 1
+            elif not sent:
+                self.messages_dropped += 1
+
+
+def _bind(socket: zmq.Socket, endpoint: str) -> None:
+    deadline = time.monotonic() + _REBIND_RETRY_S
+    while True:
+        try:
+            socket.bind(endpoint)
+            return
+        except zmq.ZMQError as exc:
+            if exc.errno == errno.EADDRINUSE and time.monotonic() < deadline:
+                time.sleep(0.1)
+                continue
+            if exc.errno == errno.EADDRINUSE:
+                raise PublisherError(f"ZeroMQ endpoint {endpoint} is already in use: stop the "
+                                     "program using it or choose another zmq_endpoint") from exc
+            raise PublisherError(f"cannot bind ZeroMQ endpoint {endpoint!r}: {exc} (expected "
+                                 "e.g. tcp://127.0.0.1:5555 or ipc:///tmp/argos.sock)") from exc
+
+
+class FrameSubscriber:
+    """Receives what one or more :class:`FramePublisher` s send.
+
+    :meth:`receive` returns one of:
+
+    - ``("frame", stream_id, frame_bytes)``
+    - ``("message", json_text)`` — a JSON message to pass on to clients
+    - ``("streams", {"session", "streams": [descriptor, ...]})``
+    - ``("heartbeat", {"session", "interval_s", "streams", "frames_dropped", ...})``
+
+    or None when nothing arrived in time. Malformed or unknown messages are logged and skipped.
+    ZeroMQ reconnects on its own when a publisher restarts.
+
+    Args:
+        endpoints: publisher endpoints to connect to ("tcp://HOST:PORT", "ipc://PATH").
+        rcvhwm: messages queued here before ZeroMQ drops new ones (the sequence shows it).
+    """
+
+    def __init__(self, endpoints: Sequence[str], rcvhwm: int = 1000) -> None:
+        if not endpoints:
+            raise ValueError("give at least one publisher endpoint to connect to")
+        self._socket = zmq.Context.instance().socket(zmq.SUB)
+        self._socket.setsockopt(zmq.RCVHWM, int(rcvhwm))
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.SUBSCRIBE, b"")
+        for endpoint in endpoints:
+            try:
+                self._socket.connect(endpoint)
+            except zmq.ZMQError as exc:
+                self._socket.close()
+                raise ValueError(f"cannot connect to {endpoint!r}: {exc} (expected e.g. "
+                                 "tcp://HOST:5555 or ipc:///tmp/argos.sock)") from exc
+        self.endpoints = list(endpoints)
+
+    def receive(self, timeout_s: float) -> tuple[Any, ...] | None:
+        """The next message (see the class doc), or None after ``timeout_s`` seconds."""
+        deadline = time.monotonic() + timeout_s
+        while (remaining := deadline - time.monotonic()) >= 0:
+            if not self._socket.poll(max(0, int(remaining * 1000))):
+                return None
+            parts = self._socket.recv_multipart(zmq.NOBLOCK)
+            event = _parse(parts)
+            if event is not None:
+                return event
+        return None
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+def _parse(parts: list[bytes]) -> tuple[Any, ...] | None:
+    if len(parts) != 2:
+        log.warning("skipped a ZeroMQ message of %d parts (expected topic and body)", len(parts))
+        return None
+    topic, body = parts
+    try:
+        if topic.startswith(TOPIC_FRAME):
+            return ("frame", int(topic[len(TOPIC_FRAME):]), body)
+        if topic == TOPIC_MESSAGE:
+            return ("message", body.decode())
+        if topic == TOPIC_STREAMS:
+            return ("streams", _json_object(body))
+        if topic == TOPIC_HEARTBEAT:
+            return ("heartbeat", _json_object(body))
+    except (ValueError, UnicodeDecodeError) as exc:
+        log.warning("skipped a malformed %r message: %s", topic[:32], exc)
+        return None
+    log.debug("skipped a message on unknown topic %r", topic[:32])
+    return None
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    value = json.loads(body)
+    if not isinstance(value, dict) or not isinstance(value.get("session"), str) \
+            or not isinstance(value.get("streams"), list):
+        raise ValueError("expected a JSON object with 'session' and 'streams'")
+    return value

@@ -1,0 +1,232 @@
+"""argos-gateway processes fed by a real GNU Radio flowgraph whose sink publishes over ZeroMQ,
+read by real WebSocket clients."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import numpy as np
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from helpers import REPO_ROOT, RECEIVE_TIMEOUT_S, RunningProcess, running
+
+gr = pytest.importorskip("gnuradio.gr")
+from gnuradio import blocks  # noqa: E402
+
+from gr_argos.protocol import SpectrumFrame, decode_frame, decode_message  # noqa: E402
+from gr_argos.websocket_sink import websocket_sink  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+WAIT_S = 30.0
+VLEN = 16
+VECTORS_PER_S = 20
+PUBLISHER_TIMEOUT_S = 1.5
+# Eight distinct spectra; vector k holds -10k dB plus a ramp, so any mix-up shows.
+VECTORS = [np.float32(-10.0 * k) - np.arange(VLEN, dtype=np.float32) for k in range(8)]
+URL_PATTERN = re.compile(r"connect to (ws://\S+)")
+
+
+class Client:
+    """A real WebSocket client on its own thread, keeping every message it gets."""
+
+    def __init__(self, url: str) -> None:
+        self.hello: dict[str, Any] | None = None
+        self.events: list[SpectrumFrame | dict[str, Any]] = []  # frames and JSON, in order
+        self.closed: str | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(url,), daemon=True)
+        self._thread.start()
+        assert self._ready.wait(WAIT_S) and self.hello is not None, "no hello from the gateway"
+
+    def _read(self, url: str) -> None:
+        with connect(url, open_timeout=RECEIVE_TIMEOUT_S) as ws:
+            self.hello = decode_message(ws.recv(timeout=RECEIVE_TIMEOUT_S))
+            self._ready.set()
+            try:
+                while not self._stop.is_set():
+                    try:
+                        message = ws.recv(timeout=0.2)
+                    except TimeoutError:
+                        continue
+                    event = (decode_frame(message) if isinstance(message, bytes)
+                             else decode_message(message))
+                    with self._lock:
+                        self.events.append(event)
+            except ConnectionClosed as exc:
+                self.closed = str(exc)
+
+    def snapshot(self) -> list[SpectrumFrame | dict[str, Any]]:
+        with self._lock:
+            return list(self.events)
+
+    def frames(self) -> list[SpectrumFrame]:
+        return [e for e in self.snapshot() if isinstance(e, SpectrumFrame)]
+
+    def wait_for(self, what: str, predicate: Any) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            if predicate(self.snapshot()):
+                return
+            time.sleep(0.05)
+        pytest.fail(f"client did not get {what} within {WAIT_S:.0f} s: {self.snapshot()[-5:]}")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def publisher_status(events: list[Any], state: str) -> int | None:
+    """Index of the first ``status`` message saying the publisher is ``state``, or None."""
+    for index, event in enumerate(events):
+        if isinstance(event, dict) and event.get("publisher") == state:
+            return index
+    return None
+
+
+@pytest.fixture
+def publisher_flowgraph() -> Iterator[tuple[Any, websocket_sink]]:
+    """vector source -> throttle -> websocket_sink(transport="zmq") on a free tcp port.
+
+    The source emits whole vectors, so a stop and start cannot shift them (a stream_to_vector
+    could be left holding part of one).
+    """
+    tb = gr.top_block()
+    source = blocks.vector_source_f(np.concatenate(VECTORS).tolist(), True, VLEN, [])
+    throttle = blocks.throttle(gr.sizeof_float * VLEN, VECTORS_PER_S, True)
+    throttle.set_max_noutput_items(1)
+    sink = websocket_sink(vlen=VLEN, center_freq=100e6, samp_rate=8e6, stream_name="zmq-test",
+                          status_interval=0, transport="zmq",
+                          zmq_endpoint="tcp://127.0.0.1:0")
+    tb.connect(source, throttle, sink)
+    try:
+        yield tb, sink
+    finally:
+        tb.stop()
+        tb.wait()
+        sink.stop()
+
+
+def gateway(endpoint: str) -> Any:
+    return running(
+        [sys.executable, "-u", "-m", "gr_argos.apps.gateway", "--connect", endpoint,
+         "--port", "0", "--publisher-timeout", str(PUBLISHER_TIMEOUT_S)],
+        REPO_ROOT, url_pattern=URL_PATTERN, name="argos-gateway")
+
+
+def test_two_gateways_relay_the_same_frames_and_survive_a_publisher_restart(
+        publisher_flowgraph: tuple[Any, websocket_sink]) -> None:
+    """Clients of two gateways get the same sequence numbers and payloads; when the publisher
+    stops they are told it went silent, stay connected, are told when it is back, and the
+    frames resume with the sequence continuing past the last one seen (the sink keeps counting
+    across stop/start; frames lost while the gateways reconnect show as a jump)."""
+    tb, sink = publisher_flowgraph
+    endpoint = sink.url
+    assert endpoint.startswith("tcp://127.0.0.1:") and not endpoint.endswith(":0")
+    with ExitStack() as stack:
+        gateways: list[RunningProcess] = [stack.enter_context(gateway(endpoint))
+                                          for _ in range(2)]
+        clients = []
+        for process in gateways:
+            client = Client(process.wait_for_url())
+            stack.callback(client.close)
+            clients.append(client)
+        for client in clients:
+            assert client.hello is not None
+            (stream,) = client.hello["streams"]
+            assert (stream["name"], stream["bins"], stream["center_freq_hz"],
+                    stream["span_hz"]) == ("zmq-test", VLEN, 100e6, 8e6)
+
+        tb.start()
+        for client in clients:
+            client.wait_for("10 frames", lambda events: sum(
+                isinstance(e, SpectrumFrame) for e in events) >= 10)
+        first, second = ({f.sequence: f for f in client.frames()} for client in clients)
+        common = sorted(set(first) & set(second))
+        assert len(common) >= 5, (sorted(first), sorted(second))
+        for sequence in common:
+            np.testing.assert_array_equal(first[sequence].power_db, second[sequence].power_db)
+        for frames in (first, second):
+            sequences = sorted(frames)
+            assert sequences == list(range(sequences[0], sequences[-1] + 1))  # none lost
+            for sequence, frame in frames.items():
+                np.testing.assert_array_equal(frame.power_db, VECTORS[sequence % 8])
+
+        tb.stop()
+        tb.wait()  # the sink's stop() closes the publisher: no more heartbeats
+        for client in clients:
+            client.wait_for("publisher silent", lambda events: publisher_status(
+                events, "silent") is not None)
+        last_before = [max(f.sequence for f in client.frames()) for client in clients]
+
+        tb.start()  # the sink binds the same endpoint again; ZeroMQ reconnects the gateways
+        for client in clients:
+            client.wait_for("publisher ok and 5 frames after it", lambda events: (
+                (ok := publisher_status(events, "ok")) is not None
+                and sum(isinstance(e, SpectrumFrame) for e in events[ok:]) >= 5))
+
+        for client, last in zip(clients, last_before):
+            assert client.closed is None, client.closed
+            events = client.snapshot()
+            silent, ok = publisher_status(events, "silent"), publisher_status(events, "ok")
+            assert silent is not None and ok is not None and silent < ok
+            assert not any(isinstance(e, SpectrumFrame) for e in events[silent:ok])
+            after = [e for e in events[ok:] if isinstance(e, SpectrumFrame)]
+            assert after[0].sequence > last, (last, after[0].sequence)  # continued, no restart
+            sequences = [f.sequence for f in after]
+            assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
+            for frame in after:
+                assert any(np.array_equal(frame.power_db, v) for v in VECTORS)
+        for process in gateways:
+            assert process.process.poll() is None, process.output()
+
+
+def test_workers_share_one_port_and_stop_with_the_first_gateway() -> None:
+    """--workers 3 serves one port from three processes (three hello sessions among many
+    clients, each listing the publisher's stream); SIGINT stops them all."""
+    from gr_argos.server import StreamInfo
+    from gr_argos.zmq_transport import FramePublisher
+
+    publisher = FramePublisher("tcp://127.0.0.1:0", heartbeat_interval_s=0.2)
+    publisher.add_stream(StreamInfo(stream_id=4, name="shared", bins=VLEN))
+    try:
+        with running(
+                [sys.executable, "-u", "-m", "gr_argos.apps.gateway", "--connect",
+                 publisher.endpoint, "--port", "0", "--workers", "3"],
+                REPO_ROOT, url_pattern=URL_PATTERN, name="argos-gateway") as process:
+            url = process.wait_for_url()
+            sessions = set()
+            deadline = time.monotonic() + WAIT_S
+            while len(sessions) < 3 and time.monotonic() < deadline:
+                with connect(url, open_timeout=RECEIVE_TIMEOUT_S) as ws:
+                    hello = decode_message(ws.recv(timeout=RECEIVE_TIMEOUT_S))
+                if [s["name"] for s in hello["streams"]] == ["shared"]:
+                    sessions.add(hello["session"])  # a worker may still await a heartbeat
+            assert len(sessions) == 3, process.output()
+            pids = [int(pid) for pid in re.search(r"pids ([\d, ]+)", process.output())
+                    .group(1).split(", ")]
+        deadline = time.monotonic() + WAIT_S
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in pids), process.output()
+    finally:
+        publisher.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
