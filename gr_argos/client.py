@@ -30,7 +30,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 from websockets.uri import parse_uri
 
 from gr_argos.protocol import (
@@ -61,6 +61,7 @@ __all__ = [
     "ClientStats",
     "ArgosClient",
     "check_url",
+    "retry_after_s",
 ]
 
 logger = logging.getLogger(__name__)
@@ -404,7 +405,8 @@ class ArgosClient:
                 except Exception as exc:  # every failure to connect is retried, by design
                     self.stats.failed_attempts += 1
                     self.last_error = _describe(exc)
-                    delay_s = self._backoff.next_delay_s()
+                    # A refusal's Retry-After (503/429) is the least we wait.
+                    delay_s = max(self._backoff.next_delay_s(), retry_after_s(exc))
                     logger.info("cannot connect to %s: %s; retrying in %.2f s",
                                 self.url, self.last_error, delay_s)
                     if await self._sleep_unless_closed(delay_s):
@@ -604,3 +606,14 @@ def _close_reason(ws: ClientConnection) -> str:
         return "connection lost without a close frame from the server"
     text = f"closed by server: {received.code}"
     return f"{text} {received.reason}" if received.reason else text
+
+
+def retry_after_s(exc: BaseException) -> float:
+    """The seconds a server that refused the connection asked us to wait (its
+    ``Retry-After`` header, an integer number of seconds), or 0."""
+    if not isinstance(exc, InvalidStatus):
+        return 0.0
+    try:
+        return max(0.0, float(exc.response.headers.get("Retry-After", "0")))
+    except ValueError:
+        return 0.0

@@ -70,13 +70,16 @@ class PublishedFrame:
     Args:
         stream_id: the stream the frame belongs to.
         data: the frame as published (float32, uncompressed, from every producer today).
+        published_at: ``time.monotonic()`` when the producer published it (for the send
+            latency metric).
     """
 
-    __slots__ = ("stream_id", "data", "_variants")
+    __slots__ = ("stream_id", "data", "published_at", "_variants")
 
-    def __init__(self, stream_id: int, data: bytes) -> None:
+    def __init__(self, stream_id: int, data: bytes, published_at: float = 0.0) -> None:
         self.stream_id = stream_id
         self.data = data
+        self.published_at = published_at
         self._variants: dict[FrameFormat, bytes] = {}
 
     def in_format(self, frame_format: FrameFormat | None, encodes: Counter[str]) -> bytes:
@@ -147,6 +150,8 @@ class ClientQueue:
     bytes_sent: int = 0
     too_slow: bool = False
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    # When the frame pop() returned last was published (monotonic s): the send latency.
+    last_published_at: float = 0.0
 
     def push_frame(self, frame: PublishedFrame) -> None:
         """Queue a frame, displacing (and counting) the oldest when the queue is full."""
@@ -183,6 +188,7 @@ class ClientQueue:
             return self.messages.popleft()
         if self.frames:
             frame = self.frames.popleft()
+            self.last_published_at = frame.published_at
             frame_format = self.frame_format or self.stream_formats.get(frame.stream_id)
             data = frame.in_format(frame_format, self.encodes)
             missed = self.pending_missed.pop(frame.stream_id, 0)
@@ -239,7 +245,7 @@ class BroadcastHub:
         self.message_queue_depth = message_queue_depth
         self._ingress_depth = max(1, ingress_depth)
         self._lock = threading.Lock()
-        self._ingress: deque[tuple[int, bytes] | str] = deque()
+        self._ingress: deque[tuple[int, bytes, float] | str] = deque()
         self._ingress_frames = 0
         self._wakeup_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -275,7 +281,7 @@ class BroadcastHub:
             self.frames_in += 1
             if self._ingress_frames >= self._ingress_depth:
                 self._drop_oldest_ingress_frame()
-            self._ingress.append((stream_id, data))
+            self._ingress.append((stream_id, data, time.monotonic()))
             self._ingress_frames += 1
             self._wake_locked()
 

@@ -6,7 +6,15 @@ from its own thread, and stop it. It is a thin adapter around :class:`~gr_argos.
 each connection gets a hub queue, a sender task that drains it, and a reader that answers the
 client's small JSON requests.
 
-HTTP on the same port: ``GET /healthz`` (JSON), ``GET /`` (the browser page when present).
+HTTP on the same port: ``GET /healthz`` (JSON), ``GET /metrics`` (Prometheus text format;
+behind the token when one is set), ``GET /`` (the browser page when present).
+
+Before a WebSocket upgrade the server checks the ``Origin`` allowlist (403), the connection
+limits (503 total, 429 per IP, with ``Retry-After``) and a token in an ``Authorization:
+Bearer`` header (401); a client without one authenticates with a first ``auth`` message.
+Each inbound message is rate-limited and checked against its type's fields
+(:mod:`gr_argos.security`). Connections, disconnections, refusals and security events are
+logged as ``event=... key=value`` lines, never with the token.
 
 Each client chooses its frame format (``set_encoding``, or ``?encoding=uint8&compress=1`` in
 the URL); the hub encodes each variant once per frame for all clients that chose it. No
@@ -20,9 +28,13 @@ import errno
 import http
 import json
 import logging
+import os
+import re
 import secrets
 import threading
 import time
+import weakref
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
@@ -34,6 +46,22 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from gr_argos import __version__
+from gr_argos.metrics import (
+    CONTENT_TYPE_LATEST,
+    LatencyHistogram,
+    ServerCollector,
+    metrics_registry,
+    render,
+)
+from gr_argos.security import (
+    CLIENT_MESSAGE_TYPES,
+    TokenBucket,
+    bearer_token,
+    origin_allowed,
+    parse_origins,
+    token_matches,
+    validate_message,
+)
 from gr_argos.hub import (
     DEFAULT_MESSAGE_QUEUE_DEPTH,
     DEFAULT_QUEUE_DEPTH,
@@ -75,6 +103,30 @@ _STOP_TIMEOUT_S = 10.0
 # websockets waits without limit for a socket that a stalled client stopped reading.
 _CLOSE_GRACE_S = 3.0
 _WEB_PACKAGE = "gr_argos.web"
+# Seconds a refused client is asked to wait before it tries again (Retry-After).
+_RETRY_AFTER_S = 5
+_EVERY_INTERFACE = ("", "0.0.0.0", "::")
+# What may carry a token in the websockets library's DEBUG lines: the request line
+# (?token=...), the Authorization header and an auth message's JSON.
+_SECRETS = re.compile(r'(?i)(token=)[^&\s]*|(authorization:\s*).*|("token"\s*:\s*")[^"]*')
+
+
+class _RedactSecrets(logging.Filter):
+    """Keep tokens out of the websockets library's DEBUG lines, which print every request
+    line, header and frame."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _SECRETS.sub(lambda m: (m.group(1) or m.group(2) or m.group(3)) + "***",
+                                message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+_websockets_log = logging.getLogger("websockets.server")
+if not any(isinstance(f, _RedactSecrets) for f in _websockets_log.filters):
+    _websockets_log.addFilter(_RedactSecrets())
 
 
 class ServerError(RuntimeError):
@@ -94,6 +146,19 @@ class ServerConfig:
         ping_timeout: seconds to wait for a pong before the connection counts as dead.
         write_limit: bytes the transport may buffer per client before a send waits.
         reuse_port: set SO_REUSEPORT, so several processes (gateways) can share the port.
+        allowed_origins: browser origins allowed to connect (exact ``scheme://host[:port]``;
+            a list or a comma-separated string); empty allows any. Others get HTTP 403.
+        token: shared secret a client must present (``Authorization: Bearer`` header or a
+            first ``auth`` message); empty: no authentication. Never logged or shown.
+        allow_query_token: also accept the token as ``?token=`` in the URL (it may end up in
+            proxy logs and browser history: only when a client cannot do otherwise).
+        max_clients: connections served at once (0 = no limit); more get HTTP 503.
+        max_clients_per_ip: connections per client address (0 = no limit); more get 429.
+        handshake_timeout: seconds a client has to complete the handshake and, when a token
+            is set, to authenticate.
+        max_messages_per_s: inbound messages per second allowed per client (0 = no limit);
+            a client over it is closed with 1008.
+        max_messages_burst: inbound messages a client may send at once above that rate.
     """
 
     host: str = "127.0.0.1"
@@ -104,8 +169,25 @@ class ServerConfig:
     ping_timeout: float = 20.0
     write_limit: int = 32 * 1024
     reuse_port: bool = False
+    allowed_origins: tuple[str, ...] | str = ()
+    token: str = field(default="", repr=False)
+    allow_query_token: bool = False
+    max_clients: int = 256
+    max_clients_per_ip: int = 32
+    handshake_timeout: float = 10.0
+    max_messages_per_s: float = 10.0
+    max_messages_burst: int = 20
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "allowed_origins", parse_origins(self.allowed_origins))
+        if self.max_clients < 0 or self.max_clients_per_ip < 0:
+            raise ValueError("max_clients and max_clients_per_ip must be >= 0 (0 = no limit)")
+        if not self.handshake_timeout > 0:
+            raise ValueError(f"handshake_timeout must be > 0 seconds, "
+                             f"got {self.handshake_timeout}")
+        if self.max_messages_per_s < 0 or self.max_messages_burst < 1:
+            raise ValueError("max_messages_per_s must be >= 0 (0 = no limit) and "
+                             "max_messages_burst at least 1")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
         if self.queue_depth < 1:
@@ -173,6 +255,16 @@ class SpectrumServer:
         self._closing: set[asyncio.Future[None]] = set()
         self._port: int | None = None
         self._started_at = time.monotonic()
+        # Security and latency counters (touched on the loop), read by /metrics.
+        self.refused: Counter[str] = Counter()
+        self.auth_failures: Counter[str] = Counter()
+        self.closed_by_policy: Counter[str] = Counter()
+        self.send_latency = LatencyHistogram()
+        self._registry = metrics_registry(ServerCollector(
+            lambda: self.hub.stats(), self.refused, self.auth_failures,
+            self.closed_by_policy, self.send_latency))
+        self._clients_per_ip: Counter[str] = Counter()
+        self._authorized: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
 
     # -- streams -------------------------------------------------------------------------
 
@@ -310,6 +402,7 @@ class SpectrumServer:
             max_size=MAX_CLIENT_MESSAGE_BYTES,
             ping_interval=cfg.ping_interval or None,
             ping_timeout=cfg.ping_timeout or None,
+            open_timeout=cfg.handshake_timeout,
             write_limit=cfg.write_limit,
             compression=None,
             server_header=f"gr-argos/{__version__}",
@@ -318,6 +411,10 @@ class SpectrumServer:
         self._port = self._server.sockets[0].getsockname()[1]
         log.info("gr-argos serving %s (health %shealthz)", self.url,
                  self.url.replace("ws://", "http://"))
+        if cfg.host in _EVERY_INTERFACE and not cfg.token:
+            log.warning("event=insecure_bind host=%s port=%d: listening on every interface "
+                        "without a token; set token (and allowed_origins) or bind 127.0.0.1",
+                        cfg.host or "*", self._port)
 
     async def _shutdown(self) -> None:
         self.hub.close()
@@ -370,22 +467,79 @@ class SpectrumServer:
             "version": __version__,
             "protocol": PROTOCOL_VERSION,
             "session": self.session,
+            "pid": os.getpid(),  # which process of several on one port (--workers)
             "streams": [s.describe() for s in self.streams()],
             "encodings": list(ENCODING_CODES),
             "queue_depth": self.config.queue_depth,
         }
 
     async def _handle(self, ws: ServerConnection) -> None:
-        peer = _peer(ws)
+        peer, ip = _peer(ws), _peer_ip(ws)
+        self._clients_per_ip[ip] += 1  # counted from the upgrade on, for the limits
+        try:
+            if self.config.token and ws not in self._authorized:
+                if not await self._authenticate(ws, peer):
+                    return
+            await self._serve_client(ws, peer)
+        finally:
+            self._clients_per_ip[ip] -= 1
+            if self._clients_per_ip[ip] <= 0:
+                del self._clients_per_ip[ip]
+
+    async def _authenticate(self, ws: ServerConnection, peer: str) -> bool:
+        """Wait for a first ``auth`` message with the token; close with 1008 without one.
+
+        Nothing is sent to the client before it succeeds (then ``hello`` follows).
+        """
+        timeout_s = self.config.handshake_timeout
+        try:
+            async with asyncio.timeout(timeout_s):
+                first = await ws.recv()
+        except TimeoutError:
+            method, problem = "timeout", f"no auth message within {timeout_s:g} s"
+        except ConnectionClosed:
+            return False
+        else:
+            try:
+                message = decode_message(first)
+            except ProtocolError:
+                message = {"type": ""}
+            if message["type"] == "auth" and token_matches(message.get("token"),
+                                                           self.config.token):
+                log.info("event=auth_ok peer=%s method=message", peer)
+                return True
+            method = "message"
+            problem = 'authentication failed: send {"type": "auth", "token": ...} first'
+        self.auth_failures[method] += 1
+        log.warning("event=auth_failed peer=%s method=%s", peer, method)
+        await _close_or_abort(ws, CLOSE_POLICY_VIOLATION, problem, error_code="auth_failed")
+        return False
+
+    async def _serve_client(self, ws: ServerConnection, peer: str) -> None:
+        """Register an admitted client, stream to it and answer it until it leaves."""
+        cfg = self.config
         client = self.hub.add_client(peer)
         self._connections[client.client_id] = ws
-        log.info("client %d connected from %s", client.client_id, peer)
+        log.info("event=connect client=%d peer=%s origin=%s", client.client_id, peer,
+                 ws.request.headers.get("Origin", "-") if ws.request else "-")
         self.hub.send_to(client, encode_message("hello", self.hello()))
         self._choose_format_from_url(client, ws.request.path if ws.request else "/")
         sender = asyncio.create_task(self._send_loop(ws, client))
+        bucket = TokenBucket(cfg.max_messages_per_s, cfg.max_messages_burst)
         reason = "closed by client"
         try:
             async for message in ws:
+                if not bucket.take():
+                    reason = "message rate limit exceeded"
+                    self.closed_by_policy["rate_limit"] += 1
+                    log.warning("event=rate_limited client=%d peer=%s max_messages_per_s=%g "
+                                "max_messages_burst=%d", client.client_id, peer,
+                                cfg.max_messages_per_s, cfg.max_messages_burst)
+                    await _close_or_abort(
+                        ws, CLOSE_POLICY_VIOLATION,
+                        f"more than {cfg.max_messages_per_s:g} messages/s "
+                        f"(burst {cfg.max_messages_burst})", error_code="rate_limited")
+                    break
                 if isinstance(message, bytes):
                     reason = "sent a binary message"
                     await _close_or_abort(ws, CLOSE_UNSUPPORTED_DATA,
@@ -404,9 +558,11 @@ class SpectrumServer:
             self.hub.remove_client(client)
             self._connections.pop(client.client_id, None)
             log.info(
-                "client %d (%s) disconnected: %s; frames sent %d, dropped %d, bytes %d",
+                "event=disconnect client=%d peer=%s reason=%r frames_sent=%d "
+                "frames_dropped=%d messages_sent=%d bytes_sent=%d connected_s=%.3f",
                 client.client_id, peer, reason, totals["frames_sent"],
-                totals["frames_dropped"], totals["bytes_sent"],
+                totals["frames_dropped"], totals["messages_sent"], totals["bytes_sent"],
+                totals["connected_s"],
             )
 
     async def _send_loop(self, ws: ServerConnection, client: ClientQueue) -> None:
@@ -415,6 +571,8 @@ class SpectrumServer:
                 item = await self.hub.next_item(client)
                 await ws.send(item)
                 client.record_sent(item)
+                if isinstance(item, bytes):
+                    self.send_latency.observe(time.monotonic() - client.last_published_at)
         except (ClientTooSlow, HubClosed, ConnectionClosed):
             pass  # a too-slow client is closed by _close_too_slow
 
@@ -423,7 +581,8 @@ class SpectrumServer:
         ws = self._connections.get(client.client_id)
         if ws is None:
             return
-        log.warning("client %d (%s) too slow: %d messages pending; closing it with 1008",
+        self.closed_by_policy["too_slow"] += 1
+        log.warning("event=too_slow client=%d peer=%s messages_pending=%d: closing it with 1008",
                     client.client_id, client.peer, client.message_depth)
         task = asyncio.ensure_future(_close_or_abort(
             ws, CLOSE_POLICY_VIOLATION, "too slow: message queue overflow"))
@@ -439,6 +598,13 @@ class SpectrumServer:
                 "error", {"code": _error_code(text), "message": str(exc)}))
             return
         msg_type = message["type"]
+        problem = validate_message(message)
+        if problem is not None:
+            self.hub.send_to(client, encode_message(
+                "error", {"code": "bad_message", "message": problem}))
+            return
+        if msg_type == "auth":
+            return  # already admitted (header, query or an earlier auth message)
         if msg_type == "ping":
             self.hub.send_to(client, encode_message(
                 "pong", {"id": message.get("id"), "server_time_ns": time.time_ns()}))
@@ -451,8 +617,8 @@ class SpectrumServer:
         else:
             self.hub.send_to(client, encode_message("error", {
                 "code": "unknown_type",
-                "message": f"unknown message type {msg_type!r}; this server answers "
-                           "'ping', 'stats' and 'set_encoding'",
+                "message": f"unknown message type {msg_type[:64]!r}; this server answers "
+                           + ", ".join(repr(t) for t in CLIENT_MESSAGE_TYPES),
             }))
 
     def _choose_format_from_url(self, client: ClientQueue, path: str) -> None:
@@ -481,9 +647,15 @@ class SpectrumServer:
         path = request.path.split("?", 1)[0]
         if request.headers.get("Upgrade", "").lower() == "websocket":
             if path in ("/", "/ws"):
-                return None
+                return self._admit(ws, request)
             return ws.respond(http.HTTPStatus.NOT_FOUND,
                               f"no WebSocket endpoint at {path}; connect to / instead\n")
+        if path == "/metrics":
+            if self.config.token and not token_matches(
+                    bearer_token(request.headers.get("Authorization")), self.config.token):
+                return _json_response(http.HTTPStatus.UNAUTHORIZED, {
+                    "error": "/metrics needs the token: send Authorization: Bearer <token>"})
+            return _response(http.HTTPStatus.OK, CONTENT_TYPE_LATEST, render(self._registry))
         if path == "/healthz":
             body = json.dumps({
                 "status": "ok",
@@ -498,6 +670,52 @@ class SpectrumServer:
         if static is not None:
             return _response(http.HTTPStatus.OK, *static)
         return ws.respond(http.HTTPStatus.NOT_FOUND, f"not found: {path}\n")
+
+
+    def _admit(self, ws: ServerConnection, request: Request) -> Response | None:
+        """None to let a WebSocket upgrade go on, or the HTTP refusal (counted and logged):
+        403 for an origin not allowed, 503 / 429 over the connection limits (with
+        Retry-After), 401 for a wrong token in the header (or the URL, when allowed)."""
+        cfg, peer = self.config, _peer(ws)
+        origin = request.headers.get("Origin")
+        if not origin_allowed(origin, cfg.allowed_origins):
+            return self._refuse(peer, "origin", http.HTTPStatus.FORBIDDEN,
+                                f"origin {origin} is not allowed on this server",
+                                origin=origin)
+        if cfg.max_clients and sum(self._clients_per_ip.values()) >= cfg.max_clients:
+            return self._refuse(peer, "max_clients", http.HTTPStatus.SERVICE_UNAVAILABLE,
+                                f"server full: {cfg.max_clients} clients connected",
+                                retry_after_s=_RETRY_AFTER_S)
+        if cfg.max_clients_per_ip and (
+                self._clients_per_ip[_peer_ip(ws)] >= cfg.max_clients_per_ip):
+            return self._refuse(peer, "max_clients_per_ip", http.HTTPStatus.TOO_MANY_REQUESTS,
+                                f"too many connections from your address "
+                                f"(at most {cfg.max_clients_per_ip})",
+                                retry_after_s=_RETRY_AFTER_S)
+        if cfg.token:
+            given, method = bearer_token(request.headers.get("Authorization")), "header"
+            if given is None and cfg.allow_query_token:
+                given = parse_qs(urlsplit(request.path).query).get("token", [None])[-1]
+                method = "query"
+            if given is not None:
+                if not token_matches(given, cfg.token):
+                    self.auth_failures[method] += 1
+                    return self._refuse(peer, "auth", http.HTTPStatus.UNAUTHORIZED,
+                                        "wrong token", method=method)
+                self._authorized.add(ws)
+                log.info("event=auth_ok peer=%s method=%s", peer, method)
+        return None
+
+    def _refuse(self, peer: str, reason: str, status: http.HTTPStatus, error: str,
+                retry_after_s: int | None = None, **details: object) -> Response:
+        """Count, log and build the JSON refusal of a WebSocket upgrade."""
+        self.refused[reason] += 1
+        log.warning("event=refused reason=%s peer=%s status=%d%s", reason, peer, status.value,
+                    "".join(f" {key}={value}" for key, value in details.items()))
+        body: dict[str, Any] = {"error": error}
+        if retry_after_s is not None:
+            body["retry_after_s"] = retry_after_s
+        return _json_response(status, body, retry_after_s)
 
 
 _CONTENT_TYPES = {
@@ -544,6 +762,14 @@ def _response(status: http.HTTPStatus, content_type: str, body: bytes) -> Respon
     return Response(status.value, status.phrase, headers, body)
 
 
+def _json_response(status: http.HTTPStatus, body: dict[str, Any],
+                   retry_after_s: int | None = None) -> Response:
+    response = _response(status, "application/json", json.dumps(body).encode())
+    if retry_after_s is not None:
+        response.headers["Retry-After"] = str(retry_after_s)
+    return response
+
+
 async def _close_or_abort(
     ws: ServerConnection, code: int, reason: str, error_code: str | None = None
 ) -> None:
@@ -574,6 +800,13 @@ def _peer(ws: ServerConnection) -> str:
     address = ws.remote_address
     if isinstance(address, tuple) and len(address) >= 2:
         return f"{address[0]}:{address[1]}"
+    return str(address)
+
+
+def _peer_ip(ws: ServerConnection) -> str:
+    address = ws.remote_address
+    if isinstance(address, tuple) and address:
+        return str(address[0])
     return str(address)
 
 

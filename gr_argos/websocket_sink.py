@@ -74,6 +74,18 @@ class websocket_sink(gr.sync_block):
         encoding: frame encoding for clients that do not choose one: "float32" (exact),
             "int16" (within 0.005 dB) or "uint8" (within half a step of the frame's range);
             each is encoded once per frame, however many clients use it.
+        allowed_origins: comma-separated browser origins allowed to connect, exact
+            ``scheme://host[:port]``; empty allows any (others get HTTP 403).
+        token: shared secret clients must present (``Authorization: Bearer`` header or a
+            first ``auth`` message); empty: no authentication. Never logged.
+        allow_query_token: also accept the token as ``?token=`` in the URL.
+        max_clients: clients served at once (0 = no limit); more get HTTP 503.
+        max_clients_per_ip: clients per address (0 = no limit); more get HTTP 429.
+        handshake_timeout: seconds to complete the handshake and authenticate.
+        max_messages_per_s: messages per second a client may send (0 = no limit); a
+            client over it is closed with 1008.
+        max_messages_burst: messages a client may send at once above that rate.
+        (See docs/operations.md.)
     """
 
     MSG_PORT = pmt.intern("msg")
@@ -98,6 +110,14 @@ class websocket_sink(gr.sync_block):
         transport: str = "websocket",
         zmq_endpoint: str = "tcp://127.0.0.1:5555",
         encoding: str = "float32",
+        allowed_origins: str = "",
+        token: str = "",
+        allow_query_token: bool = False,
+        max_clients: int = 256,
+        max_clients_per_ip: int = 32,
+        handshake_timeout: float = 10.0,
+        max_messages_per_s: float = 10.0,
+        max_messages_burst: int = 20,
     ) -> None:
         gr.sync_block.__init__(
             self, name="websocket_sink", in_sig=[(np.float32, int(vlen))], out_sig=None
@@ -129,6 +149,14 @@ class websocket_sink(gr.sync_block):
             message_queue_depth=int(message_queue_depth),
             ping_interval=float(ping_interval),
             ping_timeout=float(ping_timeout),
+            allowed_origins=str(allowed_origins),
+            token=str(token),
+            allow_query_token=bool(allow_query_token),
+            max_clients=int(max_clients),
+            max_clients_per_ip=int(max_clients_per_ip),
+            handshake_timeout=float(handshake_timeout),
+            max_messages_per_s=float(max_messages_per_s),
+            max_messages_burst=int(max_messages_burst),
         )
         self._info = StreamInfo(
             stream_id=int(stream_id),

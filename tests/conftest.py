@@ -7,8 +7,11 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from gr_argos.server import ServerConfig, SpectrumServer, StreamInfo
 
 #: The repository root (the directory holding pyproject.toml).
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -69,3 +72,22 @@ def no_server_thread_left() -> Iterator[None]:
     yield
     left = sorted(t.name for t in _argos_server_threads() - before)
     assert not left, f"server threads still running after the test: {left}"
+
+
+@pytest.fixture
+def start_server(no_server_thread_left: None) -> Iterator[Callable[..., SpectrumServer]]:
+    """``start_server(**ServerConfig settings)``: a running server on a free port, stopped
+    after the test."""
+    servers: list[SpectrumServer] = []
+
+    def start(**settings: Any) -> SpectrumServer:
+        server = SpectrumServer(ServerConfig(port=0, **settings))
+        server.add_stream(StreamInfo(stream_id=0, name="spectrum", bins=2048,
+                                     center_freq_hz=100e6, span_hz=2.048e6, fps=30.0))
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -25,7 +25,7 @@ from gr_argos.apps.common import connect_line, setup_logging, stop_event_on_sign
 from gr_argos.config import ConfigError, Setting, add_settings, resolve_settings
 from gr_argos.gpsd import parse_address
 
-__all__ = ["SETTINGS", "SpectrumFlowgraph", "argument_parser", "main"]
+__all__ = ["SECURITY_SETTINGS", "SETTINGS", "SpectrumFlowgraph", "argument_parser", "main"]
 
 log = logging.getLogger("argos-spectrum")
 
@@ -87,6 +87,39 @@ HACKRF = "HackRF / osmosdr gains"
 SERVER = "server"
 GPS = "GPS"
 SWEEP = "wideband sweep (--source sweep)"
+SECURITY = "security and limits (docs/operations.md)"
+
+
+def _at_least(minimum: float) -> Any:
+    return lambda value: None if value >= minimum else f"must be at least {minimum:g}"
+
+
+#: Settings of the server's security and limits, also those of argos-gateway and the sink.
+SECURITY_SETTINGS: tuple[Setting, ...] = (
+    Setting("allowed_origins", str, "",
+            "comma-separated browser origins allowed to connect, exact "
+            "scheme://host[:port] (empty = any)", group=SECURITY),
+    Setting("token", str, "",
+            "shared secret clients must present (Authorization: Bearer header or a first "
+            "auth message); empty = no authentication", group=SECURITY),
+    Setting("allow_query_token", bool, False,
+            "also accept the token as ?token= in the URL (it may land in proxy logs)",
+            group=SECURITY),
+    Setting("max_clients", int, 256, "clients served at once (0 = no limit); more get 503",
+            check=_at_least(0), group=SECURITY),
+    Setting("max_clients_per_ip", int, 32,
+            "clients per address (0 = no limit); more get 429", check=_at_least(0),
+            group=SECURITY),
+    Setting("handshake_timeout", float, 10.0,
+            "seconds to complete the WebSocket handshake and authenticate",
+            check=_positive, group=SECURITY),
+    Setting("max_messages_per_s", float, 10.0,
+            "messages per second a client may send (0 = no limit); over it: closed with 1008",
+            check=_non_negative, group=SECURITY),
+    Setting("max_messages_burst", int, 20,
+            "messages a client may send at once above that rate", check=_at_least(1),
+            group=SECURITY),
+)
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("source", str, "sim",
@@ -132,6 +165,7 @@ SETTINGS: tuple[Setting, ...] = (
             check=_non_negative, group=SERVER),
     Setting("ping_timeout", float, 20.0, "seconds without a pong before a client is dropped",
             check=_non_negative, group=SERVER),
+    *SECURITY_SETTINGS,
     Setting("encoding", str, "float32",
             "frame encoding for clients that do not choose one: float32 (exact), int16 "
             "(0.005 dB) or uint8 (half a step of each frame's range)",
@@ -329,6 +363,7 @@ def _make_flowgraph_class() -> type:
                 transport=settings["transport"],
                 zmq_endpoint=settings["zmq_endpoint"],
                 encoding=settings["encoding"],
+                **{setting.name: settings[setting.name] for setting in SECURITY_SETTINGS},
             )
 
     return SpectrumFlowgraph
@@ -392,8 +427,6 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{url})", flush=True)
     else:
         print(connect_line("argos-spectrum", url), flush=True)
-    if settings["host"] in ("0.0.0.0", "::") and settings["transport"] == "websocket":
-        log.warning("listening on every interface without authentication")
 
     # The flowgraph ends on its own only if a source ends; otherwise wait for a signal.
     finished = threading.Event()

@@ -1,0 +1,146 @@
+"""Prometheus metrics of one server, read from its counters when scraped.
+
+The hot path stays as it was: the hub and the server keep plain integer counters, and
+:class:`ServerCollector` turns them into metric families only when ``/metrics`` is fetched.
+Each server has its own :class:`~prometheus_client.CollectorRegistry` (several servers may
+live in one process), never the global one. See docs/operations.md for every metric.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import Counter
+from typing import Any, Callable, Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+__all__ = ["CONTENT_TYPE_LATEST", "LatencyHistogram", "ServerCollector", "metrics_registry",
+           "render"]
+
+#: Upper bounds (seconds) of the send latency buckets: 1 ms .. 10 s.
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                     10.0)
+
+#: Why a connection was refused before the upgrade (label ``reason``).
+REFUSAL_REASONS = ("origin", "max_clients", "max_clients_per_ip", "auth")
+#: How an authentication failed (label ``method``).
+AUTH_METHODS = ("header", "query", "message", "timeout")
+
+
+class LatencyHistogram:
+    """Bucket counts of a latency, observed on the event loop only (no lock needed)."""
+
+    __slots__ = ("bounds", "counts", "total_s", "observed")
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS_S) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.total_s = 0.0
+        self.observed = 0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(self.bounds, seconds)] += 1
+        self.total_s += seconds
+        self.observed += 1
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """``(le, cumulative count)`` pairs as Prometheus histograms expose them."""
+        buckets, running = [], 0
+        for bound, count in zip((*map(repr, self.bounds), "+Inf"), self.counts):
+            running += count
+            buckets.append((bound, running))
+        return buckets
+
+
+class ServerCollector(Collector):
+    """Metric families of one server, built from its live counters at scrape time.
+
+    Args:
+        hub_stats: returns the hub's ``stats()`` (called on the server's loop).
+        refused: connections refused, by reason (a Counter the server updates).
+        auth_failures: failed authentications, by method.
+        closed: connections the server closed for a policy, by reason
+            (``rate_limit``, ``bad_message``...).
+        latency: publish -> transport write latency of spectrum frames.
+    """
+
+    def __init__(self, hub_stats: Callable[[], dict[str, Any]], refused: Counter[str],
+                 auth_failures: Counter[str], closed: Counter[str],
+                 latency: LatencyHistogram) -> None:
+        self._hub_stats = hub_stats
+        self._refused = refused
+        self._auth_failures = auth_failures
+        self._closed = closed
+        self._latency = latency
+
+    def collect(self) -> Iterator[Any]:
+        total = self._hub_stats()["total"]
+        yield GaugeMetricFamily("argos_clients_connected", "WebSocket clients connected now",
+                                value=total["clients"])
+        yield CounterMetricFamily("argos_clients", "WebSocket clients accepted since start",
+                                  value=total["clients_total"])
+        yield CounterMetricFamily("argos_frames_in", "spectrum frames published by producers",
+                                  value=total["frames_in"])
+        yield CounterMetricFamily("argos_frames_sent", "spectrum frames written to clients",
+                                  value=total["frames_sent"])
+        yield CounterMetricFamily("argos_messages_sent", "JSON messages written to clients",
+                                  value=total["messages_sent"])
+        yield CounterMetricFamily("argos_bytes_sent",
+                                  "bytes of frames and messages written to clients",
+                                  value=total["bytes_sent"])
+        drops = CounterMetricFamily("argos_frames_dropped",
+                                    "spectrum frames dropped, by where they were dropped",
+                                    labels=["reason"])
+        drops.add_metric(["client_queue"], total["frames_dropped"])
+        drops.add_metric(["ingress"], total["ingress_dropped"])
+        yield drops
+        yield CounterMetricFamily("argos_messages_dropped",
+                                  "JSON messages dropped for clients closed as too slow",
+                                  value=total["messages_dropped"])
+        yield GaugeMetricFamily("argos_queue_depth",
+                                "spectrum frames waiting in all client queues now",
+                                value=total["queue_depth"])
+        encodes = CounterMetricFamily("argos_frame_encodes",
+                                      "frame variants encoded, by format", labels=["format"])
+        for name, count in sorted(total["encodes"].items()):
+            encodes.add_metric([name], count)
+        yield encodes
+        yield _labelled("argos_connections_refused", "connections refused before the "
+                        "WebSocket upgrade, by reason", "reason", REFUSAL_REASONS, self._refused)
+        yield _labelled("argos_auth_failures", "failed client authentications, by method",
+                        "method", AUTH_METHODS, self._auth_failures)
+        yield _labelled("argos_connections_closed_by_policy", "connections the server closed "
+                        "for a policy (code 1008), by reason", "reason",
+                        ("rate_limit", "too_slow"), self._closed)
+        latency = self._latency
+        yield HistogramMetricFamily(
+            "argos_send_latency_seconds",
+            "time from a frame's publish to its write to a client's transport",
+            buckets=latency.cumulative(), sum_value=latency.total_s)
+
+
+def _labelled(name: str, documentation: str, label: str, known: tuple[str, ...],
+              counts: Counter[str]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value in sorted(set(known) | set(counts)):
+        family.add_metric([value], counts[value])
+    return family
+
+
+def metrics_registry(collector: ServerCollector) -> CollectorRegistry:
+    """A registry of its own holding ``collector`` (never the process-wide one)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """The registry in the Prometheus text format."""
+    return generate_latest(registry)

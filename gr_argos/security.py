@@ -1,0 +1,123 @@
+"""What a server checks before it trusts a client: origin, token, message rate and shape.
+
+Plain code, no sockets: :mod:`gr_argos.server` calls these from its handshake hook and its
+reader. Nothing here ever logs or returns a token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Any, Iterable
+
+__all__ = [
+    "TokenBucket",
+    "bearer_token",
+    "origin_allowed",
+    "parse_origins",
+    "token_matches",
+    "validate_message",
+]
+
+
+def parse_origins(value: str | Iterable[str] | None) -> tuple[str, ...]:
+    """An origin allowlist from a comma-separated string or a list; blanks are ignored.
+
+    A trailing ``/`` is removed, since browsers send ``https://host`` without one.
+    """
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(str(item).strip().rstrip("/") for item in items if str(item).strip())
+
+
+def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
+    """Whether a request's ``Origin`` passes the allowlist: exact matches only.
+
+    An empty allowlist allows any origin. A request without ``Origin`` (not a browser)
+    passes: browsers always send it, and the token is what keeps other programs out.
+    """
+    if not allowed or origin is None:
+        return True
+    return origin.strip() in allowed
+
+
+def token_matches(given: object, expected: str) -> bool:
+    """Constant-time comparison of a client's token with the server's."""
+    if not isinstance(given, str):
+        return False
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value, or None."""
+    if not authorization:
+        return None
+    scheme, _, credentials = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        return None
+    return credentials.strip()
+
+
+class TokenBucket:
+    """Inbound message rate limit of one client: ``rate_per_s`` sustained, ``burst`` at once.
+
+    Args:
+        rate_per_s: messages per second refilled (0 turns the limit off).
+        burst: messages the bucket holds when full (at least 1).
+        clock: monotonic seconds (a test may pass its own).
+    """
+
+    __slots__ = ("rate_per_s", "burst", "_tokens", "_last", "_clock")
+
+    def __init__(self, rate_per_s: float, burst: int, clock: Any = time.monotonic) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = max(1, burst)
+        self._tokens = float(self.burst)
+        self._clock = clock
+        self._last = clock()
+
+    def take(self) -> bool:
+        """Spend one token; False when the client is over its rate."""
+        if self.rate_per_s <= 0:
+            return True
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate_per_s)
+        self._last = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+# Fields each client message type may carry: name -> (required, check, what it must be).
+_SCHEMAS: dict[str, dict[str, tuple[bool, Any, str]]] = {
+    "ping": {"id": (False, lambda v: True, "any JSON value (echoed in the pong)")},
+    "stats": {},
+    "set_encoding": {
+        "encoding": (True, lambda v: isinstance(v, str), "a string"),
+        "compress": (False, lambda v: isinstance(v, bool), "true or false"),
+    },
+    "auth": {"token": (True, lambda v: isinstance(v, str) and 0 < len(v) <= 4096,
+                       "a non-empty string")},
+}
+
+#: The message types a client may send.
+CLIENT_MESSAGE_TYPES = tuple(_SCHEMAS)
+
+
+def validate_message(message: dict[str, Any]) -> str | None:
+    """What is wrong with a decoded client message (an object with a string ``type``), or
+    None when it is fine. Unknown extra fields are allowed (newer clients may send them);
+    an unknown ``type`` is reported by the caller."""
+    schema = _SCHEMAS.get(message["type"])
+    if schema is None:
+        return None
+    for name, (required, check, what) in schema.items():
+        if name not in message:
+            if required:
+                return f"{message['type']}: missing field {name!r} ({what})"
+            continue
+        if not check(message[name]):
+            return f"{message['type']}: field {name!r} must be {what}"
+    return None

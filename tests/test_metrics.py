@@ -1,0 +1,149 @@
+"""Tests for ``GET /metrics``: Prometheus text from a real server's own counters.
+
+A real SpectrumServer on port 0, real clients; the text is parsed with prometheus_client's
+own parser. Counts are compared with what the test did, never with timings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from gr_argos.metrics import LatencyHistogram
+from server_helpers import (
+    WAIT_S,
+    StartServer,
+    close_code_seen,
+    next_frames,
+    next_json,
+    spectrum_frame,
+)
+
+TOKEN = "metrics-test-token-5d1c"
+
+
+def scrape(port: int, token: str | None = None) -> str:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=WAIT_S) as response:
+        assert response.headers["Content-Type"].startswith("text/plain")
+        return response.read().decode()
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the exposition: (name, sorted labels) -> value."""
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples}
+
+
+def value(found: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
+          **labels: str) -> float:
+    return found[(name, tuple(sorted(labels.items())))]
+
+
+def test_latency_histogram_buckets_are_cumulative() -> None:
+    """Observations land in the first bucket whose bound holds them; +Inf counts all."""
+    histogram = LatencyHistogram((0.01, 0.1))
+    for seconds in (0.005, 0.01, 0.05, 3.0):
+        histogram.observe(seconds)
+    assert histogram.cumulative() == [("0.01", 2), ("0.1", 3), ("+Inf", 4)]
+    assert histogram.total_s == pytest.approx(3.065)
+
+
+async def test_metrics_count_clients_frames_refusals_and_auth_failures(
+        start_server: StartServer) -> None:
+    """After two clients got five frames, one origin refusal and one wrong token, the
+    scrape says exactly that, and the token appears nowhere in it."""
+    server = start_server(token=TOKEN, allowed_origins="http://good.example")
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with pytest.raises(InvalidStatus):
+        async with connect(server.url, open_timeout=WAIT_S, origin="http://evil.example"):
+            pass
+    with pytest.raises(InvalidStatus):
+        async with connect(server.url, open_timeout=WAIT_S,
+                           additional_headers={"Authorization": "Bearer nope"}):
+            pass
+    async with connect(server.url, open_timeout=WAIT_S, additional_headers=headers) as one, \
+            connect(server.url, open_timeout=WAIT_S, additional_headers=headers) as two:
+        await next_json(one)
+        await next_json(two)
+        for sequence in range(5):
+            server.publish_frame(0, spectrum_frame(sequence))
+        received = [await next_frames(ws, 5) for ws in (one, two)]
+        text = await asyncio.to_thread(scrape, server.port, TOKEN)
+
+    found = samples(text)
+    assert value(found, "argos_clients_connected") == 2
+    assert value(found, "argos_clients_total") == 2
+    assert value(found, "argos_frames_in_total") == 5
+    assert value(found, "argos_frames_sent_total") == 10
+    assert value(found, "argos_bytes_sent_total") >= sum(len(f) for r in received for f in r)
+    assert value(found, "argos_frames_dropped_total", reason="client_queue") == 0
+    assert value(found, "argos_frames_dropped_total", reason="ingress") == 0
+    assert value(found, "argos_queue_depth") == 0
+    assert value(found, "argos_connections_refused_total", reason="origin") == 1
+    assert value(found, "argos_connections_refused_total", reason="auth") == 1
+    assert value(found, "argos_connections_refused_total", reason="max_clients") == 0
+    assert value(found, "argos_auth_failures_total", method="header") == 1
+    assert value(found, "argos_send_latency_seconds_count") == 10
+    assert value(found, "argos_send_latency_seconds_bucket", le="+Inf") == 10
+    assert TOKEN not in text and "nope" not in text
+
+
+async def test_metrics_need_the_token_when_one_is_set(start_server: StartServer) -> None:
+    """Without the Bearer token /metrics answers 401 (and with it, 200)."""
+    server = start_server(token=TOKEN)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        await asyncio.to_thread(scrape, server.port)
+    assert refused.value.code == 401
+    assert TOKEN not in refused.value.read().decode()
+    assert "argos_clients_connected" in await asyncio.to_thread(scrape, server.port, TOKEN)
+
+
+async def test_each_server_has_its_own_registry(start_server: StartServer) -> None:
+    """Two servers in one process report their own counts, not a shared total."""
+    busy, idle = start_server(), start_server()
+    for sequence in range(3):
+        busy.publish_frame(0, spectrum_frame(sequence))
+    async with connect(busy.url, open_timeout=WAIT_S) as ws:
+        await next_json(ws)
+        busy.publish_frame(0, spectrum_frame(3))
+        await next_frames(ws, 1)
+        busy_found = samples(await asyncio.to_thread(scrape, busy.port))
+    idle_found = samples(await asyncio.to_thread(scrape, idle.port))
+    assert value(busy_found, "argos_frames_in_total") == 4
+    assert value(idle_found, "argos_frames_in_total") == 0
+    assert value(idle_found, "argos_clients_total") == 0
+
+
+async def test_drops_and_policy_closes_match_the_hub_counters(
+        start_server: StartServer, wait_until: Any) -> None:
+    """Frame drops by reason equal the hub's own totals, and a rate-limited client is
+    counted among the connections closed by policy."""
+    server = start_server(queue_depth=1, max_messages_per_s=1.0, max_messages_burst=1)
+    async with connect(server.url, open_timeout=WAIT_S) as ws:
+        await next_json(ws)
+        for sequence in range(200):
+            server.publish_frame(0, spectrum_frame(sequence))
+        for index in range(5):
+            await ws.send(json.dumps({"type": "ping", "id": index}))
+        assert await close_code_seen(ws) == 1008
+    await wait_until(lambda: server.hub.client_count == 0, what="the client to leave")
+    total = server.stats()["total"]
+    found = samples(await asyncio.to_thread(scrape, server.port))
+    assert value(found, "argos_frames_dropped_total", reason="client_queue") == \
+        total["frames_dropped"]
+    assert value(found, "argos_frames_dropped_total", reason="ingress") == \
+        total["ingress_dropped"]
+    assert value(found, "argos_frames_in_total") == 200
+    assert value(found, "argos_connections_closed_by_policy_total", reason="rate_limit") == 1
