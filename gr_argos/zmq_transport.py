@@ -266,44 +266,73 @@ class FrameSubscriber:
     - ``("streams", {"session", "streams": [descriptor, ...]})``
     - ``("heartbeat", {"session", "interval_s", "streams", "frames_dropped", ...})``
 
-    or None when nothing arrived in time. Malformed or unknown messages are logged and skipped.
-    ZeroMQ reconnects on its own when a publisher restarts.
+    or None when nothing arrived in time; :meth:`receive_from` also says which endpoint sent
+    it. Malformed or unknown messages are logged and skipped. ZeroMQ reconnects on its own
+    when a publisher restarts.
 
     Args:
         endpoints: publisher endpoints to connect to ("tcp://HOST:PORT", "ipc://PATH").
-        rcvhwm: messages queued here before ZeroMQ drops new ones (the sequence shows it).
+        rcvhwm: messages queued per endpoint before ZeroMQ drops new ones (the sequence
+            shows it).
     """
 
     def __init__(self, endpoints: Sequence[str], rcvhwm: int = 1000) -> None:
         if not endpoints:
             raise ValueError("give at least one publisher endpoint to connect to")
-        self._socket = zmq.Context.instance().socket(zmq.SUB)
-        self._socket.setsockopt(zmq.RCVHWM, int(rcvhwm))
-        self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.setsockopt(zmq.SUBSCRIBE, b"")
+        # One socket per endpoint: a SUB socket does not say which peer sent a message, and
+        # the gateway reports each publisher's silence on its own.
+        self._sockets: dict[zmq.Socket, str] = {}
+        self._poller = zmq.Poller()
+        self._ready: list[zmq.Socket] = []  # polled readable, not yet read: served in turn
         for endpoint in endpoints:
+            socket = zmq.Context.instance().socket(zmq.SUB)
+            socket.setsockopt(zmq.RCVHWM, int(rcvhwm))
+            socket.setsockopt(zmq.LINGER, 0)
+            socket.setsockopt(zmq.SUBSCRIBE, b"")
             try:
-                self._socket.connect(endpoint)
+                socket.connect(endpoint)
             except zmq.ZMQError as exc:
-                self._socket.close()
+                socket.close()
+                self.close()
                 raise ValueError(f"cannot connect to {endpoint!r}: {exc} (expected e.g. "
                                  "tcp://HOST:5555 or ipc:///tmp/argos.sock)") from exc
+            self._sockets[socket] = endpoint
+            self._poller.register(socket, zmq.POLLIN)
         self.endpoints = list(endpoints)
 
     def receive(self, timeout_s: float) -> tuple[Any, ...] | None:
         """The next message (see the class doc), or None after ``timeout_s`` seconds."""
+        received = self.receive_from(timeout_s)
+        return None if received is None else received[1]
+
+    def receive_from(self, timeout_s: float) -> tuple[str, tuple[Any, ...]] | None:
+        """``(endpoint, message)`` for the next message, or None after ``timeout_s`` s.
+
+        Endpoints with messages waiting are served one message each in turn, so a busy
+        publisher cannot starve a quiet one.
+        """
         deadline = time.monotonic() + timeout_s
-        while (remaining := deadline - time.monotonic()) >= 0:
-            if not self._socket.poll(max(0, int(remaining * 1000))):
-                return None
-            parts = self._socket.recv_multipart(zmq.NOBLOCK)
+        while True:
+            if not self._ready:
+                remaining = deadline - time.monotonic()
+                if remaining < 0:
+                    return None
+                self._ready = [socket for socket, _ in
+                               self._poller.poll(max(0, int(remaining * 1000)))]
+                if not self._ready:
+                    return None
+            socket = self._ready.pop(0)
+            try:
+                parts = socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                continue
             event = _parse(parts)
             if event is not None:
-                return event
-        return None
+                return self._sockets[socket], event
 
     def close(self) -> None:
-        self._socket.close()
+        for socket in self._sockets:
+            socket.close()
 
 
 def _parse(parts: list[bytes]) -> tuple[Any, ...] | None:

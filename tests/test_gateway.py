@@ -3,8 +3,10 @@ read by real WebSocket clients."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -230,3 +232,166 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+class _FrameFeed:
+    """A FramePublisher sending stream 4 at VECTORS_PER_S frames/s, sequences 0, 1, 2, ..."""
+
+    def __init__(self) -> None:
+        from gr_argos.server import StreamInfo
+        from gr_argos.zmq_transport import FramePublisher
+
+        self.publisher = FramePublisher("tcp://127.0.0.1:0", heartbeat_interval_s=0.2)
+        self.publisher.add_stream(StreamInfo(stream_id=4, name="shared", bins=VLEN))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._feed, daemon=True)
+        self._thread.start()
+
+    def _feed(self) -> None:
+        from gr_argos.protocol import encode_frame
+
+        sequence = 0
+        while not self._stop.wait(1 / VECTORS_PER_S):
+            self.publisher.publish_frame(4, encode_frame(
+                VECTORS[sequence % 8], center_freq_hz=100e6, span_hz=8e6,
+                timestamp_ns=time.time_ns(), sequence=sequence, stream_id=4))
+            sequence += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.publisher.close()
+
+
+class _Listener:
+    """An ArgosClient on the test's event loop, keeping its frames and the pid of each hello."""
+
+    def __init__(self, url: str) -> None:
+        from gr_argos.client import ArgosClient
+
+        self.client = ArgosClient(url, backoff_base=0.2, backoff_cap=1.0, heartbeat_interval=0)
+        self.pids: list[int] = []  # one per connection, from its hello
+        self.frames_per_connection: list[int] = []
+        self.task = asyncio.ensure_future(self._listen())
+
+    async def _listen(self) -> None:
+        from gr_argos.client import FrameEvent, MessageEvent
+
+        async for event in self.client:
+            if isinstance(event, MessageEvent) and event.type == "hello":
+                self.pids.append(int(event.message["pid"]))
+                self.frames_per_connection.append(0)
+            elif isinstance(event, FrameEvent) and self.frames_per_connection:
+                self.frames_per_connection[-1] += 1
+
+
+async def _until(what: str, predicate: Any, output: Any) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {WAIT_S:.0f} s: {what}\n{output()}")
+        await asyncio.sleep(0.05)
+
+
+async def test_a_killed_worker_is_restarted_and_only_its_clients_reconnect() -> None:
+    """With --workers 3, SIGKILL of one worker: its ArgosClients report a reconnect and get
+    frames again (from another process or the restarted one), the clients of the other two
+    processes see neither a reconnect nor a gap, and a new worker process serves the port."""
+    feed = _FrameFeed()
+    listeners: list[_Listener] = []
+    try:
+        with running(
+                [sys.executable, "-u", "-m", "gr_argos.apps.gateway", "--connect",
+                 feed.publisher.endpoint, "--port", "0", "--workers", "3",
+                 "--publisher-timeout", "5"],
+                REPO_ROOT, url_pattern=URL_PATTERN, name="argos-gateway") as process:
+            url = process.wait_for_url()
+            await _until("3 gateway processes started", lambda: re.search(
+                r"pids \d+, \d+", process.output()), process.output)
+            worker_pids = {int(p) for p in re.search(r"pids ([\d, ]+)", process.output())
+                           .group(1).split(", ")}
+            # New connections are spread over the processes by a hash: add clients until
+            # each process has at least one (bounded).
+            while len({pid for x in listeners for pid in x.pids}) < 3 and len(listeners) < 30:
+                listeners.append(_Listener(url))
+                await _until("a hello", lambda: listeners[-1].pids, process.output)
+            by_pid = {pid: [x for x in listeners if x.pids == [pid]]
+                      for pid in worker_pids | {process.process.pid}}
+            assert all(by_pid.values()), (by_pid, process.output())
+            await _until("5 frames on every client", lambda: all(
+                x.frames_per_connection[-1] >= 5 for x in listeners), process.output)
+
+            victim = min(worker_pids)
+            os.kill(victim, signal.SIGKILL)
+            await _until("the victim's clients reconnected and got 5 frames", lambda: all(
+                len(x.pids) == 2 and x.frames_per_connection[-1] >= 5
+                for x in by_pid[victim]), process.output)
+            await _until("the worker restarted", lambda: re.search(
+                rf"restarted gateway worker {victim} as pid (\d+)", process.output()),
+                process.output)
+            new_pid = int(re.search(rf"restarted gateway worker {victim} as pid (\d+)",
+                                    process.output()).group(1))
+            assert "exited (killed by SIGKILL)" in process.output()
+            # The restarted worker serves the port: new connections reach it (bounded).
+            probes: list[_Listener] = []
+            while not any(p.pids == [new_pid] for p in probes) and len(probes) < 30:
+                probes.append(_Listener(url))
+                listeners.append(probes[-1])
+                await _until("a hello", lambda: probes[-1].pids, process.output)
+            assert any(p.pids == [new_pid] for p in probes), process.output()
+
+            for victim_client in by_pid[victim]:
+                assert victim_client.client.stats.reconnects == 1
+                assert victim_client.pids[1] != victim
+            for pid, clients in by_pid.items():
+                if pid == victim:
+                    continue
+                for survivor in clients:
+                    stats = survivor.client.stats
+                    assert (stats.reconnects, stats.gaps, survivor.pids) == (0, 0, [pid]), \
+                        (stats, process.output())
+            assert process.process.poll() is None, process.output()
+    finally:
+        for listener in listeners:
+            await listener.client.close()
+        await asyncio.gather(*(x.task for x in listeners), return_exceptions=True)
+        feed.close()
+
+
+def test_with_several_publishers_the_silent_one_is_named_and_its_return_too() -> None:
+    """A gateway connected to two publishers tells clients which endpoint went silent when
+    only one stops (the other is never reported), and which one is back when it returns on
+    the same endpoint."""
+    from gr_argos.server import StreamInfo
+    from gr_argos.zmq_transport import FramePublisher
+
+    steady = FramePublisher("tcp://127.0.0.1:0", heartbeat_interval_s=0.2)
+    steady.add_stream(StreamInfo(stream_id=1, name="steady", bins=VLEN))
+    flaky = FramePublisher("tcp://127.0.0.1:0", heartbeat_interval_s=0.2)
+    flaky.add_stream(StreamInfo(stream_id=2, name="flaky", bins=VLEN))
+    flaky_endpoint = flaky.endpoint
+    try:
+        with running(
+                [sys.executable, "-u", "-m", "gr_argos.apps.gateway", "--connect",
+                 steady.endpoint, "--connect", flaky_endpoint, "--port", "0",
+                 "--publisher-timeout", "1"],
+                REPO_ROOT, url_pattern=URL_PATTERN, name="argos-gateway") as process:
+            client = Client(process.wait_for_url())
+            try:
+                flaky.close()
+                client.wait_for("flaky silent", lambda events: publisher_status(
+                    events, "silent") is not None)
+                flaky = FramePublisher(flaky_endpoint, heartbeat_interval_s=0.2)
+                client.wait_for("flaky ok", lambda events: publisher_status(
+                    events, "ok") is not None)
+                time.sleep(1.5)  # longer than the timeout: steady must still not be reported
+                statuses = [e for e in client.snapshot()
+                            if isinstance(e, dict) and "publisher" in e]
+                assert [(s["publisher"], s["endpoint"]) for s in statuses] == [
+                    ("silent", flaky_endpoint), ("ok", flaky_endpoint)], process.output()
+                assert statuses[1]["session"] == flaky.session
+            finally:
+                client.close()
+    finally:
+        steady.close()
+        flaky.close()

@@ -7,9 +7,10 @@
 The publisher is a websocket_sink with transport "zmq" (``argos-spectrum --transport zmq``,
 flowgraphs/hackrf_spectrum_zmq.grc). The gateway IS a gr-argos server, the same as the sink's
 own: same protocol, hub, viewer and ``/healthz``; streams in ``hello`` are the publisher's.
-When no heartbeat arrives for ``--publisher-timeout`` seconds, clients get a ``status`` message
-with ``"publisher": "silent"``, and ``"publisher": "ok"`` once it is back; they stay connected.
-See docs/zmq.md.
+When nothing arrives from a ``--connect`` endpoint for ``--publisher-timeout`` seconds, clients
+get a ``status`` message with ``"publisher": "silent"`` and that ``endpoint``, and
+``"publisher": "ok"`` once it is back; they stay connected. With ``--workers N`` the first
+process starts N-1 more on the same port and restarts any that dies. See docs/zmq.md.
 
 Exit codes: 0 stopped by SIGINT/SIGTERM; 1 the server could not start; 2 bad flags.
 """
@@ -29,18 +30,19 @@ import time
 from typing import Any, Sequence
 
 from gr_argos.apps.common import connect_line, setup_logging, stop_event_on_signals
-from gr_argos.apps.spectrum import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, SETTINGS as SPECTRUM_SETTINGS
+from gr_argos.apps.spectrum import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, SECURITY_SETTINGS
+from gr_argos.apps.spectrum import SETTINGS as SPECTRUM_SETTINGS
 from gr_argos.config import ConfigError, Setting, add_settings, resolve_settings
 from gr_argos.protocol import ProtocolError, decode_message
 from gr_argos.server import ServerConfig, ServerError, SpectrumServer
 from gr_argos.zmq_transport import FrameSubscriber, stream_info_from_descriptor
 
-__all__ = ["Gateway", "SETTINGS", "argument_parser", "main"]
+__all__ = ["Gateway", "SETTINGS", "WorkerSupervisor", "argument_parser", "main"]
 
 log = logging.getLogger("argos-gateway")
 
 _SERVER_SETTINGS = ("host", "port", "queue_depth", "message_queue_depth", "ping_interval",
-                    "ping_timeout", "log_level")
+                    "ping_timeout", *(s.name for s in SECURITY_SETTINGS), "log_level")
 _POLL_S = 0.2
 
 SETTINGS: tuple[Setting, ...] = (
@@ -56,6 +58,21 @@ SETTINGS: tuple[Setting, ...] = (
             "--workers above 1)", group="server"),
 )
 _WORKER_STOP_TIMEOUT_S = 15.0
+# A worker that dies is restarted after 0.5 s, 1 s, 2 s, ... up to 30 s while it keeps dying
+# within 10 s of its start, so one that cannot start does not spin.
+_RESTART_BACKOFF_BASE_S = 0.5
+_RESTART_BACKOFF_CAP_S = 30.0
+_WORKER_STABLE_AFTER_S = 10.0
+
+
+@dataclasses.dataclass
+class _Publisher:
+    """What the gateway knows about one ``--connect`` endpoint."""
+
+    endpoint: str
+    last_heard: float
+    session: str | None = None
+    silent: bool = False
 
 
 class Gateway:
@@ -75,16 +92,16 @@ class Gateway:
         self.publisher_timeout_s = publisher_timeout_s
         self.first_heartbeat = threading.Event()
         self._owners: dict[int, str] = {}  # stream id -> session of the publisher sending it
-        self._last_heard = time.monotonic()
-        self._session: str | None = None
-        self._silent = False
+        self._publishers = {endpoint: _Publisher(endpoint, time.monotonic())
+                            for endpoint in endpoints}
         self._stop = threading.Event()
         self._relay = threading.Thread(target=self._run, name="argos-gateway-relay",
                                        daemon=True)
 
     def start_relay(self) -> None:
         """Start receiving from the publishers (frames reach the server once it runs)."""
-        self._last_heard = time.monotonic()
+        for publisher in self._publishers.values():
+            publisher.last_heard = time.monotonic()
         self._relay.start()
 
     def stop(self) -> None:
@@ -96,16 +113,17 @@ class Gateway:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            event = self.subscriber.receive(_POLL_S)
-            if event is not None:
-                self._dispatch(event)
+            received = self.subscriber.receive_from(_POLL_S)
+            if received is not None:
+                self._dispatch(*received)
             self._check_silence()
 
-    def _dispatch(self, event: tuple[Any, ...]) -> None:
+    def _dispatch(self, endpoint: str, event: tuple[Any, ...]) -> None:
         kind = event[0]
         # Anything from a publisher shows it is back: a restarted one sends frames before
         # its next heartbeat, and clients should hear it is back before those frames.
-        self._alive(event[1]["session"] if kind in ("streams", "heartbeat") else None)
+        self._alive(self._publishers[endpoint],
+                    event[1]["session"] if kind in ("streams", "heartbeat") else None)
         if kind == "frame":
             self.server.publish_frame(event[1], event[2])
         elif kind == "message":
@@ -120,15 +138,17 @@ class Gateway:
         elif kind == "heartbeat":
             self._heartbeat(event[1])
 
-    def _alive(self, session: str | None) -> None:
-        self._last_heard = time.monotonic()
-        if session is not None and session != self._session:
-            log.info("publisher session %s", session)
-            self._session = session
-        if self._silent:
-            self._silent = False
-            log.info("publisher is back (session %s)", self._session)
-            self.server.publish_message("status", {"publisher": "ok", "session": self._session})
+    def _alive(self, publisher: _Publisher, session: str | None) -> None:
+        publisher.last_heard = time.monotonic()
+        if session is not None and session != publisher.session:
+            log.info("publisher %s: session %s", publisher.endpoint, session)
+            publisher.session = session
+        if publisher.silent:
+            publisher.silent = False
+            log.info("publisher %s is back (session %s)", publisher.endpoint, publisher.session)
+            self.server.publish_message("status", {
+                "publisher": "ok", "endpoint": publisher.endpoint, "session": publisher.session,
+            })
 
     def _heartbeat(self, body: dict[str, Any]) -> None:
         self._set_streams(body)
@@ -138,13 +158,17 @@ class Gateway:
         self.first_heartbeat.set()
 
     def _check_silence(self) -> None:
-        silent_s = time.monotonic() - self._last_heard
-        if not self._silent and silent_s > self.publisher_timeout_s:
-            self._silent = True
-            log.warning("no publisher heartbeat for %.1f s from %s", silent_s,
-                        ", ".join(self.subscriber.endpoints))
+        """Tell clients about each publisher that went quiet for the timeout, once."""
+        now = time.monotonic()
+        for publisher in self._publishers.values():
+            silent_s = now - publisher.last_heard
+            if publisher.silent or silent_s <= self.publisher_timeout_s:
+                continue
+            publisher.silent = True
+            log.warning("nothing from publisher %s for %.1f s", publisher.endpoint, silent_s)
             self.server.publish_message("status", {
-                "publisher": "silent", "session": self._session, "silent_s": round(silent_s, 3),
+                "publisher": "silent", "endpoint": publisher.endpoint,
+                "session": publisher.session, "silent_s": round(silent_s, 3),
             })
 
     def _set_streams(self, body: dict[str, Any]) -> None:
@@ -211,31 +235,117 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"argos-gateway: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     url = gateway.server.url
-    workers = _start_workers(argv, gateway.server.port, settings["workers"] - 1)
+    workers = WorkerSupervisor(_worker_command(argv, gateway.server.port),
+                               settings["workers"] - 1)
+    workers.start()
     print(f"argos-gateway: relaying {', '.join(args.connect)}", flush=True)
     print(connect_line("argos-gateway", url), flush=True)
     while not stop_requested.wait(_POLL_S):
-        pass
-    _stop_workers(workers)
+        workers.check()
+    workers.stop()
     gateway.stop()
     print("argos-gateway: stopped", flush=True)
     return EXIT_OK
 
 
-def _start_workers(argv: Sequence[str] | None, port: int,
-                   count: int) -> list[subprocess.Popen[bytes]]:
-    """Start ``count`` more gateways with the same flags on the same (resolved) port; the
-    kernel spreads new connections over every process (SO_REUSEPORT)."""
-    if count < 1:
-        return []
+def _worker_command(argv: Sequence[str] | None, port: int) -> list[str]:
+    """The command of one more gateway with the same flags on the same (resolved) port."""
     flags = list(sys.argv[1:] if argv is None else argv)
-    command = [sys.executable, "-m", "gr_argos.apps.gateway", *flags,
-               "--port", str(port), "--workers", "1", "--reuse-port"]  # later flags win
-    workers = [subprocess.Popen(command, stdin=subprocess.DEVNULL,
-                                preexec_fn=_die_with_parent) for _ in range(count)]
-    log.info("started %d more gateway process(es) on port %d: pids %s", count, port,
-             ", ".join(str(w.pid) for w in workers))
-    return workers
+    return [sys.executable, "-m", "gr_argos.apps.gateway", *flags,
+            "--port", str(port), "--workers", "1", "--reuse-port"]  # later flags win
+
+
+@dataclasses.dataclass
+class _Worker:
+    process: subprocess.Popen[bytes]
+    started_at: float
+    quick_deaths: int = 0  # deaths in a row within _WORKER_STABLE_AFTER_S of a start
+    restart_at: float | None = None  # set while it is dead and waiting for its restart
+
+
+class WorkerSupervisor:
+    """The extra gateway processes of ``--workers``: started, restarted when they die, stopped.
+
+    The kernel spreads new connections over every process on the port (SO_REUSEPORT). A worker
+    that exits by itself (killed, crashed) is restarted after a backoff that grows while it
+    keeps dying soon after its start; the other processes keep serving meanwhile. Restarts
+    are counted (:attr:`restarts`) and logged. Call :meth:`check` from the thread that called
+    :meth:`start` (a worker gets SIGTERM when that thread ends, on Linux).
+
+    Args:
+        command: the command line of one worker.
+        count: how many workers to run (0 for none).
+    """
+
+    def __init__(self, command: list[str], count: int) -> None:
+        self.command = command
+        self.count = count
+        self.restarts = 0
+        self._workers: list[_Worker] = []
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the workers running now."""
+        return [w.process.pid for w in self._workers if w.process.poll() is None]
+
+    def start(self) -> None:
+        if self.count < 1:
+            return
+        self._workers = [_Worker(self._spawn(), time.monotonic()) for _ in range(self.count)]
+        log.info("started %d more gateway process(es): pids %s", self.count,
+                 ", ".join(str(w.process.pid) for w in self._workers))
+
+    def check(self) -> None:
+        """Schedule the restart of workers that died; restart those whose backoff is over."""
+        now = time.monotonic()
+        for worker in self._workers:
+            status = worker.process.poll()
+            if status is None:
+                continue
+            if worker.restart_at is None:
+                ran_s = now - worker.started_at
+                worker.quick_deaths = (worker.quick_deaths + 1
+                                       if ran_s < _WORKER_STABLE_AFTER_S else 0)
+                delay_s = min(_RESTART_BACKOFF_BASE_S * 2 ** worker.quick_deaths,
+                              _RESTART_BACKOFF_CAP_S)
+                worker.restart_at = now + delay_s
+                log.warning("gateway worker %d exited (%s) after %.1f s; restarting it in "
+                            "%.1f s", worker.process.pid, _describe_exit(status), ran_s,
+                            delay_s)
+            elif now >= worker.restart_at:
+                dead_pid = worker.process.pid
+                worker.process = self._spawn()
+                worker.started_at = now
+                worker.restart_at = None
+                self.restarts += 1
+                log.warning("restarted gateway worker %d as pid %d (%d restart(s) so far)",
+                            dead_pid, worker.process.pid, self.restarts)
+
+    def stop(self) -> None:
+        """SIGTERM every worker and wait for it; SIGKILL one that does not stop."""
+        for worker in self._workers:
+            if worker.process.poll() is None:
+                worker.process.terminate()
+        for worker in self._workers:
+            try:
+                worker.process.wait(_WORKER_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                log.warning("gateway worker %d did not stop; killing it", worker.process.pid)
+                worker.process.kill()
+                worker.process.wait()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self.command, stdin=subprocess.DEVNULL,
+                                preexec_fn=_die_with_parent)
+
+
+def _describe_exit(status: int) -> str:
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"exit status {status}"
 
 
 def _die_with_parent() -> None:
@@ -243,18 +353,6 @@ def _die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         pr_set_pdeathsig = 1
         ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
-    for worker in workers:
-        worker.terminate()
-    for worker in workers:
-        try:
-            worker.wait(_WORKER_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            log.warning("gateway worker %d did not stop; killing it", worker.pid)
-            worker.kill()
-            worker.wait()
 
 
 if __name__ == "__main__":
