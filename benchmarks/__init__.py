@@ -1,0 +1,5 @@
+"""Benchmarks of gr-argos against a JSON/websockets baseline and a raw-socket ceiling.
+
+Not part of the test suite; see benchmarks/README.md for the command and docs/performance.md
+for measured results.
+"""
