@@ -85,7 +85,11 @@ class websocket_sink(gr.sync_block):
         max_messages_per_s: messages per second a client may send (0 = no limit); a
             client over it is closed with 1008.
         max_messages_burst: messages a client may send at once above that rate.
+        permessage_deflate: negotiate permessage-deflate with clients that offer it
+            (compatibility; per-client CPU and memory), never with clients that asked for
+            compress-once frames (``?compress=1``). Off by default.
         (See docs/operations.md.)
+
     """
 
     MSG_PORT = pmt.intern("msg")
@@ -118,6 +122,7 @@ class websocket_sink(gr.sync_block):
         handshake_timeout: float = 10.0,
         max_messages_per_s: float = 10.0,
         max_messages_burst: int = 20,
+        permessage_deflate: bool = False,
     ) -> None:
         gr.sync_block.__init__(
             self, name="websocket_sink", in_sig=[(np.float32, int(vlen))], out_sig=None
@@ -157,6 +162,7 @@ class websocket_sink(gr.sync_block):
             handshake_timeout=float(handshake_timeout),
             max_messages_per_s=float(max_messages_per_s),
             max_messages_burst=int(max_messages_burst),
+            permessage_deflate=bool(permessage_deflate),
         )
         self._info = StreamInfo(
             stream_id=int(stream_id),

@@ -513,3 +513,83 @@ async def test_stalled_quantized_compressed_client_gets_the_right_missed_count(
     assert sum(f.missed for f in frames) + len(frames) == published
     for before, after in zip(frames, frames[1:]):
         assert after.missed == after.sequence - before.sequence - 1
+
+
+# permessage-deflate (a compatibility option) and a bad encoding request
+
+
+def _negotiated(ws: ClientConnection) -> str:
+    """The Sec-WebSocket-Extensions the server answered with ("" for none)."""
+    assert ws.response is not None
+    return ws.response.headers.get("Sec-WebSocket-Extensions", "")
+
+
+async def test_permessage_deflate_on_is_negotiated_and_frames_arrive_intact(
+        start_server: StartServer) -> None:
+    """With permessage_deflate on, a client offering it (websockets does by default) gets
+    it, with the lean window, and receives every frame byte for byte."""
+    server = start_server(queue_depth=64, permessage_deflate=True)
+    async with client(server) as ws:
+        extensions = _negotiated(ws)
+        assert "permessage-deflate" in extensions
+        assert "server_max_window_bits=12" in extensions
+        assert [type(e).__name__ for e in ws.protocol.extensions] == ["PerMessageDeflate"]
+        published = [spectrum_frame(sequence) for sequence in range(10)]
+        for frame in published:
+            server.publish_frame(0, frame)
+        assert await next_frames(ws, len(published)) == published
+
+
+async def test_permessage_deflate_is_not_negotiated_for_compress_once_clients(
+        start_server: StartServer) -> None:
+    """A client that asked for compress-once frames in its URL gets no permessage-deflate
+    (its frames are not compressed twice), and gets its deflated frames."""
+    server = start_server(queue_depth=64, permessage_deflate=True)
+    async with connect(server.url + "?encoding=uint8&compress=1", open_timeout=WAIT_S) as ws:
+        assert _negotiated(ws) == ""
+        assert ws.protocol.extensions == []
+        assert (await next_json(ws))["type"] == "hello"
+        assert await next_json(ws) == {"type": "encoding", "encoding": "uint8",
+                                       "compress": True}
+        power = np.repeat(np.linspace(-120.0, -20.0, 128, dtype=np.float32), 16)
+        for sequence in range(3):
+            server.publish_frame(0, encode_frame(power, center_freq_hz=1e6, span_hz=1e6,
+                                                 timestamp_ns=0, sequence=sequence))
+        frames = [decode_frame(frame) for frame in await next_frames(ws, 3)]
+
+    assert [(f.encoding, f.flags, f.sequence) for f in frames] == [(2, 1, 0), (2, 1, 1),
+                                                                    (2, 1, 2)]
+    assert np.abs(frames[0].power_db - power).max() <= 100 / 255 / 2 + 1e-4
+
+
+async def test_permessage_deflate_is_off_by_default(start_server: StartServer) -> None:
+    """By default the server negotiates no permessage-deflate, whatever the client offers."""
+    server = start_server()
+    assert server.config.permessage_deflate is False
+    async with client(server) as ws:
+        assert _negotiated(ws) == ""
+        assert ws.protocol.extensions == []
+
+
+async def test_an_unknown_encoding_is_refused_and_the_stream_default_kept(
+        start_server: StartServer) -> None:
+    """set_encoding with "float16" gets an error naming the accepted encodings; the
+    connection stays open and keeps receiving the stream's default encoding."""
+    server = start_server(queue_depth=64)
+    server.update_stream(0, encoding=1)  # int16: a default that is not float32
+    async with client(server) as ws:
+        await ws.send(json.dumps({"type": "set_encoding", "encoding": "float16"}))
+        error = await next_json(ws)
+        assert error["type"] == "error" and error["code"] == "bad_message"
+        assert "float16" in error["message"]
+        for name in ("float32", "int16", "uint8"):
+            assert f'"{name}"' in error["message"]
+        power = np.linspace(-120.0, -20.0, 2048, dtype=np.float32)
+        for sequence in range(3):
+            server.publish_frame(0, encode_frame(power, center_freq_hz=1e6, span_hz=1e6,
+                                                 timestamp_ns=0, sequence=sequence))
+        frames = [decode_frame(frame) for frame in await next_frames(ws, 3)]
+
+    assert [(f.encoding, f.flags) for f in frames] == [(1, 0)] * 3
+    assert [f.sequence for f in frames] == [0, 1, 2]
+    assert np.abs(frames[0].power_db - power).max() <= 0.005 + 1e-5

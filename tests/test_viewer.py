@@ -43,6 +43,24 @@ CARRIER_BIN = 700
 CARRIER_DB = -30.0
 
 
+# The waterfall's summed brightness per column, its width and the colours of its top row.
+WATERFALL_COLUMNS_JS = """() => {
+    const canvas = window.argosViewer.waterfallCanvas;
+    const rows = Math.min(canvas.height, window.argosViewer.stats().rowsDrawn);
+    const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, rows).data;
+    const brightness = new Array(canvas.width).fill(0);
+    const topRow = new Set();
+    for (let y = 0; y < rows; y++) {
+        for (let x = 0; x < canvas.width; x++) {
+            const i = 4 * (y * canvas.width + x);
+            brightness[x] += data[i] + data[i + 1] + data[i + 2];
+            if (y === 0) topRow.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
+        }
+    }
+    return {width: canvas.width, brightness, topRowColours: topRow.size};
+}"""
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """One headless Chromium for the module; every test opens its own context."""
@@ -177,21 +195,7 @@ def test_viewer_shows_the_simulated_band_from_the_real_app(context: BrowserConte
         stats = viewer.stats()
         assert stats["axis"]["centerHz"] == pytest.approx(100e6)
         assert stats["axis"]["spanHz"] == pytest.approx(8e6)
-        columns = viewer.page.evaluate("""() => {
-            const canvas = window.argosViewer.waterfallCanvas;
-            const rows = Math.min(canvas.height, window.argosViewer.stats().rowsDrawn);
-            const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, rows).data;
-            const brightness = new Array(canvas.width).fill(0);
-            const topRow = new Set();
-            for (let y = 0; y < rows; y++) {
-                for (let x = 0; x < canvas.width; x++) {
-                    const i = 4 * (y * canvas.width + x);
-                    brightness[x] += data[i] + data[i + 1] + data[i + 2];
-                    if (y === 0) topRow.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
-                }
-            }
-            return {width: canvas.width, brightness, topRowColours: topRow.size};
-        }""")
+        columns = viewer.page.evaluate(WATERFALL_COLUMNS_JS)
     bins = stats["axis"]["bins"]
     assert columns["topRowColours"] > 20, "the newest waterfall row is blank or flat"
     carrier_bin = expected_bin(STRONGEST_CARRIER[0], bins)
@@ -324,3 +328,24 @@ def test_phone_sized_screen(served: Served, browser: Browser) -> None:
         assert viewer.errors == []
     finally:
         phone.close()
+
+
+def test_compress_once_frames_are_inflated_and_drawn(served: Served,
+                                                     context: BrowserContext) -> None:
+    """With ?encoding=uint8&compress=1 the server sends this page deflated uint8 frames;
+    Chromium's DecompressionStream inflates them, the page draws them without a console
+    error, and the carrier shows in the waterfall column of its bin."""
+    viewer = open_viewer(context, served.page_url + "?encoding=uint8&compress=1")
+    viewer.wait_for("s.state === 'open' && s.framesDrawn >= 10 && s.rowsDrawn >= 30")
+    stats = viewer.stats()
+    assert stats["client"]["malformed"] == 0
+    assert stats["axis"]["bins"] == BINS
+    clients = served.server.stats()["clients"]
+    assert [c["format"] for c in clients] == ["uint8+deflate"], clients
+    assert served.server.stats()["total"]["encodes"].get("uint8+deflate", 0) >= 10
+    columns = viewer.page.evaluate(WATERFALL_COLUMNS_JS)
+    assert columns["topRowColours"] > 20, "the newest waterfall row is blank or flat"
+    expected_x = (CARRIER_BIN + 0.5) / BINS * columns["width"]
+    brightest_x = int(np.argmax(columns["brightness"])) + 0.5
+    assert abs(brightest_x - expected_x) <= 3, (brightest_x, expected_x)
+    assert viewer.errors == []

@@ -42,7 +42,8 @@ __all__ = ["Gateway", "SETTINGS", "WorkerSupervisor", "argument_parser", "main"]
 log = logging.getLogger("argos-gateway")
 
 _SERVER_SETTINGS = ("host", "port", "queue_depth", "message_queue_depth", "ping_interval",
-                    "ping_timeout", *(s.name for s in SECURITY_SETTINGS), "log_level")
+                    "ping_timeout", "permessage_deflate", *(s.name for s in SECURITY_SETTINGS),
+                    "log_level")
 _POLL_S = 0.2
 
 SETTINGS: tuple[Setting, ...] = (

@@ -165,6 +165,9 @@ SETTINGS: tuple[Setting, ...] = (
             check=_non_negative, group=SERVER),
     Setting("ping_timeout", float, 20.0, "seconds without a pong before a client is dropped",
             check=_non_negative, group=SERVER),
+    Setting("permessage_deflate", bool, False,
+            "negotiate permessage-deflate with clients that offer it (compatibility; costs "
+            "CPU and memory per client); never for ?compress=1 clients", group=SERVER),
     *SECURITY_SETTINGS,
     Setting("encoding", str, "float32",
             "frame encoding for clients that do not choose one: float32 (exact), int16 "
@@ -364,6 +367,7 @@ def _make_flowgraph_class() -> type:
                 zmq_endpoint=settings["zmq_endpoint"],
                 encoding=settings["encoding"],
                 **{setting.name: settings[setting.name] for setting in SECURITY_SETTINGS},
+                permessage_deflate=settings["permessage_deflate"],
             )
 
     return SpectrumFlowgraph
