@@ -7,6 +7,7 @@ import asyncio
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -395,3 +396,31 @@ def test_with_several_publishers_the_silent_one_is_named_and_its_return_too() ->
     finally:
         steady.close()
         flaky.close()
+
+
+def test_gateway_reads_its_settings_from_a_yaml_file(tmp_path: Any) -> None:
+    """--config applies the same setting names as argos-spectrum: a token set in the file is
+    required by the gateway, and an unknown key is refused naming the key (exit 2)."""
+    from websockets.exceptions import InvalidStatus
+
+    config = tmp_path / "gateway.yaml"
+    config.write_text("token: yaml-secret-41\npublisher_timeout: 0.5\n")
+    # Nobody publishes on port 9: the gateway serves anyway after the publisher timeout.
+    command = [sys.executable, "-u", "-m", "gr_argos.apps.gateway", "--connect",
+               "tcp://127.0.0.1:9", "--port", "0", "--config", str(config)]
+    with running(command, REPO_ROOT, url_pattern=URL_PATTERN, name="argos-gateway") as relay:
+        url = relay.wait_for_url()
+        with pytest.raises(InvalidStatus) as refused:
+            connect(url, open_timeout=RECEIVE_TIMEOUT_S,
+                    additional_headers={"Authorization": "Bearer wrong"})
+        assert refused.value.response.status_code == 401
+        with connect(url, open_timeout=RECEIVE_TIMEOUT_S,
+                     additional_headers={"Authorization": "Bearer yaml-secret-41"}) as ws:
+            assert decode_message(ws.recv(timeout=RECEIVE_TIMEOUT_S))["type"] == "hello"
+
+    config.write_text("tokn: typo\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "gr_argos.apps.gateway", "--connect", "tcp://127.0.0.1:9",
+         "--config", str(config)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "unknown key 'tokn'" in result.stderr

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, Sequence
 
 from gr_argos.apps.common import connect_line, setup_logging, stop_event_on_signals
@@ -202,8 +203,13 @@ def argument_parser() -> argparse.ArgumentParser:
         prog="argos-gateway",
         description="Serve WebSocket clients and the browser viewer with the spectrum that a "
                     "gr-argos ZeroMQ publisher (a websocket_sink with transport zmq) sends.",
-        epilog="Exit codes: 0 stopped, 1 server failure, 2 bad flags. See docs/zmq.md.",
+        epilog="Every setting can also be given in a YAML file (--config) under the same name "
+               "as for argos-spectrum (e.g. 'token: ...', kept out of `ps`); flags override the "
+               "file. Exit codes: 0 stopped, 1 server failure, 2 bad flags or configuration. "
+               "See docs/zmq.md.",
     )
+    parser.add_argument("--config", type=Path, metavar="FILE.yaml",
+                        help="YAML file of settings (keys: the names below)")
     parser.add_argument("--connect", action="append", required=True, metavar="ENDPOINT",
                         help="publisher to connect to, tcp://HOST:PORT or ipc://PATH "
                              "(repeat for several)")
@@ -215,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argument_parser()
     args = parser.parse_args(argv)
     try:
-        settings = resolve_settings(args, SETTINGS, None)
+        settings = resolve_settings(args, SETTINGS, args.config)
         config = ServerConfig(**{name: settings[name] for name in _SERVER_SETTINGS
                                  if name != "log_level"},
                               reuse_port=settings["reuse_port"] or settings["workers"] > 1)
