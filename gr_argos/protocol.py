@@ -516,7 +516,7 @@ def encode_message(msg_type: str, body: Mapping[str, Any] | None = None) -> str:
     try:
         return json.dumps(_finite(message), default=_json_default, allow_nan=False,
                           separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:  # Recursion: nested too deeply
         raise ProtocolError(f"{msg_type} message cannot be sent as JSON: {exc}") from exc
 
 
@@ -536,6 +536,8 @@ def decode_message(text: str | bytes) -> dict[str, Any]:
         message = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"message is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # e.g. 10,000 nested arrays: json gives up, so do we
+        raise ProtocolError("message is not valid JSON: nested too deeply") from exc
     if not isinstance(message, dict):
         raise ProtocolError(f"message must be a JSON object, got {type(message).__name__}")
     msg_type = message.get("type")
