@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
@@ -314,10 +315,15 @@ class ArgosClient:
         compress: ask for deflated payloads. Both go in the URL query
             (``?encoding=uint8&compress=1``), so they apply from the first frame and
             after every reconnect; the server confirms with an ``encoding`` message.
+        ssl_cafile: with a ``wss://`` URL, a PEM file of the CA certificate(s) (or the
+            self-signed server certificate) to trust instead of the system's CAs. None:
+            the system's trusted CAs. The server's certificate and host name are always
+            verified.
 
     Raises:
-        ValueError: if ``url`` is not a ws:// or wss:// URL, a duration is invalid or the
-            encoding is unknown.
+        ValueError: if ``url`` is not a ws:// or wss:// URL, a duration is invalid, the
+            encoding is unknown, or ``ssl_cafile`` is given with a ws:// URL or cannot be
+            loaded.
     """
 
     def __init__(
@@ -332,8 +338,10 @@ class ArgosClient:
         rng: random.Random | None = None,
         encoding: str | None = None,
         compress: bool = False,
+        ssl_cafile: str | None = None,
     ) -> None:
         check_url(url)
+        self._ssl = client_tls_context(url, ssl_cafile)
         url = _with_format(url, encoding, compress)
         if heartbeat_interval < 0:
             raise ValueError(f"heartbeat_interval must be >= 0 s, got {heartbeat_interval}")
@@ -457,7 +465,7 @@ class ArgosClient:
         # the server CPU for every client, and dB spectra hardly compress anyway.
         opening = asyncio.ensure_future(
             connect(self.url, open_timeout=self._open_timeout_s, compression=None,
-                    max_size=_MAX_MESSAGE_BYTES))
+                    max_size=_MAX_MESSAGE_BYTES, ssl=self._ssl))
         closing = asyncio.ensure_future(self._closing.wait())
         try:
             await asyncio.wait({opening, closing}, return_when=asyncio.FIRST_COMPLETED)
@@ -575,6 +583,26 @@ def check_url(url: str) -> None:
     else:
         return
     raise ValueError(f"bad URL {url!r}: {problem}; expected ws://HOST:PORT/ or wss://HOST:PORT/")
+
+
+def client_tls_context(url: str, ssl_cafile: str | None) -> ssl.SSLContext | None:
+    """The TLS context to connect to ``url`` with: one that trusts ``ssl_cafile``, or None
+    (plain ws://, or wss:// with the system's CAs, which websockets sets up itself).
+
+    Raises:
+        ValueError: ``ssl_cafile`` with a ws:// URL, or a file that cannot be loaded.
+    """
+    if not ssl_cafile:
+        return None
+    if not url.lower().startswith("wss://"):
+        raise ValueError(f"ssl_cafile ({ssl_cafile}) is for wss:// URLs; {url!r} is not "
+                         "one (use wss://HOST:PORT/)")
+    try:
+        return ssl.create_default_context(cafile=ssl_cafile)
+    except OSError as exc:
+        raise ValueError(f"cannot read CA file {ssl_cafile}: {exc.strerror or exc}") from exc
+    except ssl.SSLError as exc:
+        raise ValueError(f"CA file {ssl_cafile} holds no usable PEM certificate: {exc}") from exc
 
 
 def _with_format(url: str, encoding: str | None, compress: bool) -> str:

@@ -28,11 +28,13 @@ from __future__ import annotations
 import asyncio
 import errno
 import http
+import ipaddress
 import json
 import logging
 import os
 import re
 import secrets
+import ssl
 import threading
 import time
 import weakref
@@ -91,6 +93,7 @@ __all__ = [
     "SpectrumServer",
     "StreamInfo",
     "acquire_server",
+    "http_url",
     "release_server",
 ]
 
@@ -165,6 +168,9 @@ class ServerConfig:
         permessage_deflate: negotiate permessage-deflate with clients that offer it (a
             compatibility option, memory-lean settings), except those that asked for
             compress-once frames with ``compress=1`` in the URL.
+        tls_cert: path of the PEM certificate (chain) to serve TLS with (wss:// and
+            https://); empty: plain ws:// and http://. Needs ``tls_key``.
+        tls_key: path of the PEM private key of ``tls_cert`` (unencrypted).
     """
 
     host: str = "127.0.0.1"
@@ -184,6 +190,13 @@ class ServerConfig:
     max_messages_per_s: float = 10.0
     max_messages_burst: int = 20
     permessage_deflate: bool = False
+    tls_cert: str = ""
+    tls_key: str = ""
+
+    @property
+    def tls(self) -> bool:
+        """Whether the server speaks TLS (wss://, https://)."""
+        return bool(self.tls_cert or self.tls_key)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "allowed_origins", parse_origins(self.allowed_origins))
@@ -272,6 +285,7 @@ class SpectrumServer:
             self.closed_by_policy, self.send_latency))
         self._clients_per_ip: Counter[str] = Counter()
         self._authorized: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
+        self._ssl: ssl.SSLContext | None = None
 
     # -- streams -------------------------------------------------------------------------
 
@@ -324,7 +338,12 @@ class SpectrumServer:
             host = "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
-        return f"ws://{host}:{self.port}/"
+        return f"{'wss' if self.config.tls else 'ws'}://{host}:{self.port}/"
+
+    @property
+    def health_url(self) -> str:
+        """The ``/healthz`` URL (``https://`` with TLS)."""
+        return http_url(self.url) + "healthz"
 
     @property
     def running(self) -> bool:
@@ -334,11 +353,12 @@ class SpectrumServer:
         """Start listening; return once the port is bound.
 
         Raises:
-            ServerError: the port is in use, the address is not valid here, or the server did
-                not come up.
+            ServerError: the port is in use, the address is not valid here, a TLS file is
+                missing, unreadable or does not match, or the server did not come up.
         """
         if self.running:
             return
+        self._ssl = tls_context(self.config) if self.config.tls else None
         ready = threading.Event()
         failure: list[BaseException] = []
         self._thread = threading.Thread(
@@ -415,14 +435,18 @@ class SpectrumServer:
             extensions=[_permessage_deflate()] if cfg.permessage_deflate else None,
             server_header=f"gr-argos/{__version__}",
             reuse_port=cfg.reuse_port,
+            ssl=self._ssl,
         )
         self._port = self._server.sockets[0].getsockname()[1]
-        log.info("gr-argos serving %s (health %shealthz)", self.url,
-                 self.url.replace("ws://", "http://"))
+        log.info("gr-argos serving %s (health %s)", self.url, self.health_url)
         if cfg.host in _EVERY_INTERFACE and not cfg.token:
             log.warning("event=insecure_bind host=%s port=%d: listening on every interface "
                         "without a token; set token (and allowed_origins) or bind 127.0.0.1",
                         cfg.host or "*", self._port)
+        elif cfg.token and not cfg.tls and not _is_loopback(cfg.host):
+            log.warning("event=token_without_tls host=%s port=%d: clients send the token in "
+                        "clear text over plain ws://; set tls_cert and tls_key (or put a TLS "
+                        "reverse proxy in front)", cfg.host or "*", self._port)
 
     async def _shutdown(self) -> None:
         self.hub.close()
@@ -614,8 +638,13 @@ class SpectrumServer:
         if msg_type == "auth":
             return  # already admitted (header, query or an earlier auth message)
         if msg_type == "ping":
-            self.hub.send_to(client, encode_message(
-                "pong", {"id": message.get("id"), "server_time_ns": time.time_ns()}))
+            try:
+                reply = encode_message(
+                    "pong", {"id": message.get("id"), "server_time_ns": time.time_ns()})
+            except ProtocolError as exc:  # an id nested too deeply to echo
+                reply = encode_message("error", {"code": "bad_message",
+                                                 "message": f"ping: {exc}"})
+            self.hub.send_to(client, reply)
         elif msg_type == "stats":
             stats = self.hub.stats()
             self.hub.send_to(client, encode_message(
@@ -820,7 +849,7 @@ def _error_code(text: str) -> str:
     """The error code for a message decode_message refused (see docs/protocol.md)."""
     try:
         json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply to parse
         return "bad_json"
     return "bad_message"
 
@@ -859,6 +888,69 @@ def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
 
 async def _call(function: Any) -> Any:
     return function()
+
+
+def http_url(url: str) -> str:
+    """The HTTP URL of the same place as a WebSocket URL (``ws://`` -> ``http://``,
+    ``wss://`` -> ``https://``)."""
+    if url.startswith("wss://"):
+        return "https://" + url[len("wss://"):]
+    if url.startswith("ws://"):
+        return "http://" + url[len("ws://"):]
+    return url
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _no_password() -> bytes:
+    raise ServerError("key is encrypted")
+
+
+def tls_context(config: ServerConfig) -> ssl.SSLContext:
+    """The server's TLS context (TLS 1.2 or newer) from ``tls_cert`` and ``tls_key``.
+
+    Raises:
+        ServerError: a setting is empty, a file is missing or unreadable, is not PEM, the
+            key is encrypted, or the key does not match the certificate. The message names
+            the file.
+    """
+    if not config.tls_cert or not config.tls_key:
+        missing = "tls_key" if config.tls_cert else "tls_cert"
+        raise ServerError(f"TLS needs both tls_cert and tls_key: {missing} is empty "
+                          f"(--{missing.replace('_', '-')})")
+    for setting, path, marker in (("tls_cert", config.tls_cert, b"-----BEGIN CERTIFICATE"),
+                                  ("tls_key", config.tls_key, b"PRIVATE KEY-----")):
+        try:
+            with open(path, "rb") as file:
+                data = file.read()
+        except OSError as exc:
+            raise ServerError(f"cannot read {setting} file {path}: "
+                              f"{exc.strerror or exc}") from exc
+        if marker not in data:
+            what = "certificate" if setting == "tls_cert" else "private key"
+            raise ServerError(f"{setting} file {path} holds no PEM {what}")
+    if os.stat(config.tls_key).st_mode & 0o004:
+        log.warning("event=tls_key_readable path=%s: the TLS private key is readable by every "
+                    "user of this machine; chmod 600 it", config.tls_key)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(config.tls_cert, config.tls_key, password=_no_password)
+    except ServerError:
+        raise ServerError(f"tls_key file {config.tls_key} is encrypted: give the server an "
+                          "unencrypted key (readable only by its user)") from None
+    except ssl.SSLError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc):
+            raise ServerError(f"tls_key file {config.tls_key} does not match the certificate "
+                              f"in tls_cert file {config.tls_cert}") from exc
+        raise ServerError(f"cannot load TLS certificate {config.tls_cert} with key "
+                          f"{config.tls_key}: {exc}") from exc
+    return context
 
 
 def _explain_start_failure(exc: BaseException, config: ServerConfig) -> ServerError:

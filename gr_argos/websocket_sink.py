@@ -88,6 +88,11 @@ class websocket_sink(gr.sync_block):
         permessage_deflate: negotiate permessage-deflate with clients that offer it
             (compatibility; per-client CPU and memory), never with clients that asked for
             compress-once frames (``?compress=1``). Off by default.
+        tls_cert: path of the PEM certificate (chain) to serve TLS with: clients then connect
+            to wss:// and https://. Empty (the default): plain ws:// and http://.
+        tls_key: path of the PEM private key of ``tls_cert`` (unencrypted; chmod 600). A
+            missing or unreadable file, or a key that does not match the certificate, fails
+            when the block is made with a ServerError naming the file.
         (See docs/operations.md.)
 
     """
@@ -123,6 +128,8 @@ class websocket_sink(gr.sync_block):
         max_messages_per_s: float = 10.0,
         max_messages_burst: int = 20,
         permessage_deflate: bool = False,
+        tls_cert: str = "",
+        tls_key: str = "",
     ) -> None:
         gr.sync_block.__init__(
             self, name="websocket_sink", in_sig=[(np.float32, int(vlen))], out_sig=None
@@ -163,6 +170,8 @@ class websocket_sink(gr.sync_block):
             max_messages_per_s=float(max_messages_per_s),
             max_messages_burst=int(max_messages_burst),
             permessage_deflate=bool(permessage_deflate),
+            tls_cert=str(tls_cert),
+            tls_key=str(tls_key),
         )
         self._info = StreamInfo(
             stream_id=int(stream_id),
@@ -206,7 +215,7 @@ class websocket_sink(gr.sync_block):
                              f"argos-gateway --connect {server.endpoint}")
             return
         self.logger.info(f"serving {self._info.name!r} (stream {self._info.stream_id}) on "
-                         f"{server.url} — health at {server.url.replace('ws://', 'http://')}healthz")
+                         f"{server.url} — health at {server.health_url}")
 
     def start(self) -> bool:
         """Serve again after a stop(); a failure is logged, never raised.

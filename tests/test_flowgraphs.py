@@ -84,7 +84,7 @@ def test_grc_block_parameters_are_the_block_arguments(block: str) -> None:
     for name, parameter in parameters.items():
         if name == "samp_rate":  # GRC convention: default to the flowgraph's samp_rate variable
             assert parameter["default"] == "samp_rate"
-        elif parameter["dtype"] == "string":
+        elif parameter["dtype"] in ("string", "file_open"):  # both are Python strings
             assert parameter["default"] == arguments[name].default, name
         else:
             assert ast.literal_eval(str(parameter["default"])) == arguments[name].default, name

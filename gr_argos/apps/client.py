@@ -94,6 +94,10 @@ def argument_parser() -> argparse.ArgumentParser:
     frames.add_argument("--compress", action="store_true",
                         help="ask for deflated payloads (compressed once by the server for "
                              "all clients that ask)")
+    tls = parser.add_argument_group("TLS (wss:// URLs)")
+    tls.add_argument("--ssl-cafile", "--cafile", dest="ssl_cafile", metavar="FILE.pem",
+                     help="trust the CA certificate(s) in this PEM file (or a self-signed "
+                          "server certificate) instead of the system's CAs")
     connection = parser.add_argument_group("reconnecting")
     connection.add_argument("--backoff-base", type=_positive_float, default=0.5, metavar="S",
                             help="largest delay before the first retry, in s (default 0.5)")
@@ -299,9 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.backoff_cap < args.backoff_base:
         parser.error(f"--backoff-cap ({args.backoff_cap} s) must be at least "
                      f"--backoff-base ({args.backoff_base} s)")
-    client = ArgosClient(args.url, backoff_base=args.backoff_base,
-                         backoff_cap=args.backoff_cap, encoding=args.encoding,
-                         compress=args.compress)
+    try:
+        client = ArgosClient(args.url, backoff_base=args.backoff_base,
+                             backoff_cap=args.backoff_cap, encoding=args.encoding,
+                             compress=args.compress, ssl_cafile=args.ssl_cafile)
+    except ValueError as exc:
+        parser.exit(EXIT_USAGE, f"argos-client: error: {exc}\n")
     try:
         return asyncio.run(_watch(client, args))
     except KeyboardInterrupt:  # SIGINT before the handler was installed

@@ -119,6 +119,11 @@ SECURITY_SETTINGS: tuple[Setting, ...] = (
     Setting("max_messages_burst", int, 20,
             "messages a client may send at once above that rate", check=_at_least(1),
             group=SECURITY),
+    Setting("tls_cert", str, "",
+            "PEM certificate (chain) file to serve TLS with: wss:// and https:// (empty = "
+            "plain ws:// and http://); needs --tls-key", group=SECURITY),
+    Setting("tls_key", str, "",
+            "PEM private key file of --tls-cert (unencrypted; chmod 600)", group=SECURITY),
 )
 
 SETTINGS: tuple[Setting, ...] = (
