@@ -35,6 +35,8 @@ APT_PACKAGES=(
     nodejs                              # runs the JavaScript client against the shared test vectors
     hackrf                              # hackrf_sweep, run by the sweep source
     gpsd gpsd-clients                   # a real gpsd fed by gpsfake for the GPS tests
+    nginx                               # TLS reverse proxy of tests/test_reverse_proxy.py (runs its own;
+                                        # with systemd: systemctl disable --now nginx, docs/reverse-proxy.md)
 )
 
 log() { printf 'setup: %s\n' "$*"; }
