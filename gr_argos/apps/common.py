@@ -37,5 +37,6 @@ def stop_event_on_signals() -> threading.Event:
 
 def connect_line(prog: str, url: str) -> str:
     """The line that tells a user where to connect (tests and scripts read it too)."""
-    health = "http" + url[2:] if url.startswith("ws") else url  # ws -> http, wss -> https
-    return f"{prog}: connect to {url}  (try: argos-client {url}; health: {health}healthz)"
+    page = "http" + url[2:] if url.startswith("ws") else url  # ws -> http, wss -> https
+    return (f"{prog}: connect to {url}  (viewer: {page}; try: argos-client {url}; "
+            f"health: {page}healthz)")
