@@ -15,6 +15,14 @@ On the event loop the hub fans each frame out to every client's :class:`ClientQu
   displace; a client so far behind that this queue overflows is closed, never allowed to grow
   memory.
 
+A client that is keeping up never waits in a queue: when nothing is queued or in flight for
+it and its connection can take more now, the hub hands the frame or message to the client's
+``writer`` (set by the server) during the fan-out itself, so it arrives in publish order.
+Only a client that is behind (its transport paused, a send in flight, items queued) gets
+items queued for its sender. The bytes on the wire (``wrap``: the WebSocket framing, the
+same for every client of a format) are built once per frame and format, and once per
+message.
+
 Producers publish each frame once, as float32 bytes. A client that asked for another
 format (int16 or uint8, deflated or not: :class:`~gr_argos.protocol.FrameFormat`) gets a
 variant derived from it lazily, when its sender takes the frame, and cached on the frame's
@@ -47,13 +55,24 @@ from gr_argos.protocol import (
     with_missed,
 )
 
-__all__ = ["BroadcastHub", "ClientQueue", "ClientTooSlow", "HubClosed", "PublishedFrame"]
+__all__ = ["BroadcastHub", "ClientQueue", "ClientTooSlow", "HubClosed", "OutgoingMessage",
+           "PublishedFrame", "Wrap", "Writer"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_DEPTH = 8
 DEFAULT_MESSAGE_QUEUE_DEPTH = 256
 DEFAULT_INGRESS_DEPTH = 64
+
+
+#: ``wrap(data, text)``: the bytes that carry ``data`` on the wire (text: a JSON message).
+Wrap = Callable[[bytes, bool], bytes]
+#: ``writer(data, wire, text)``: write now and return True, or False if it cannot take it now.
+Writer = Callable[[bytes, bytes, bool], bool]
+
+
+def _as_is(data: bytes, text: bool) -> bytes:
+    return data
 
 
 class ClientTooSlow(Exception):
@@ -74,13 +93,23 @@ class PublishedFrame:
             latency metric).
     """
 
-    __slots__ = ("stream_id", "data", "published_at", "_variants")
+    __slots__ = ("stream_id", "data", "published_at", "_variants", "_wire")
 
     def __init__(self, stream_id: int, data: bytes, published_at: float = 0.0) -> None:
         self.stream_id = stream_id
         self.data = data
         self.published_at = published_at
         self._variants: dict[FrameFormat, bytes] = {}
+        self._wire: dict[FrameFormat | None, tuple[bytes, bytes]] = {}
+
+    def on_wire(self, frame_format: FrameFormat | None, encodes: Counter[str],
+                wrap: Wrap) -> tuple[bytes, bytes]:
+        """The frame in ``frame_format`` and those bytes as ``wrap`` frames them, built once."""
+        pair = self._wire.get(frame_format)
+        if pair is None:
+            data = self.in_format(frame_format, encodes)
+            pair = self._wire[frame_format] = (data, wrap(data, False))
+        return pair
 
     def in_format(self, frame_format: FrameFormat | None, encodes: Counter[str]) -> bytes:
         """The frame in ``frame_format`` (None: as published), encoded on first use.
@@ -117,6 +146,22 @@ class PublishedFrame:
             return None
 
 
+class OutgoingMessage:
+    """A JSON message and its bytes on the wire, built on first use (touched on the loop)."""
+
+    __slots__ = ("text", "_pair")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._pair: tuple[bytes, bytes] | None = None
+
+    def on_wire(self, wrap: Wrap) -> tuple[bytes, bytes]:
+        if self._pair is None:
+            data = self.text.encode()
+            self._pair = (data, wrap(data, True))
+        return self._pair
+
+
 @dataclass
 class ClientQueue:
     """Outbound state of one client, touched only on the hub's event loop.
@@ -130,6 +175,15 @@ class ClientQueue:
         stream_formats: default format per stream id (shared with the hub; a stream not
             in it goes out as published).
         encodes: variants encoded, by format name (shared with the hub).
+        writer: set by the server: ``writer(data, wire, text)`` writes a frame (text:
+            a JSON message) to the connection now and returns True, or returns False when
+            the connection cannot take it now (then it is queued); None: always queue.
+        sending: the sender has an item in flight (nothing may overtake it).
+        on_pending: set by the server: called when an item is queued, to start a sender
+            for this client unless one runs (``sender``). An idle client has no task.
+
+    The queues are lists, not deques: an empty deque costs ~700 bytes, and most clients
+    never have anything queued; they are short (``depth``, ``message_depth``).
     """
 
     client_id: int
@@ -140,8 +194,8 @@ class ClientQueue:
     frame_format: FrameFormat | None = None
     stream_formats: dict[int, FrameFormat] = field(default_factory=dict)
     encodes: Counter[str] = field(default_factory=Counter)
-    frames: deque[PublishedFrame] = field(default_factory=deque)
-    messages: deque[str] = field(default_factory=deque)
+    frames: list[PublishedFrame] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
     pending_missed: dict[int, int] = field(default_factory=dict)
     frames_sent: int = 0
     frames_dropped: int = 0
@@ -149,18 +203,31 @@ class ClientQueue:
     messages_dropped: int = 0
     bytes_sent: int = 0
     too_slow: bool = False
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    writer: Writer | None = None
+    sending: bool = False
+    on_pending: Callable[[ClientQueue], None] | None = None
+    sender: asyncio.Task[None] | None = None
+    _waiter: asyncio.Future[None] | None = None
     # When the frame pop() returned last was published (monotonic s): the send latency.
     last_published_at: float = 0.0
+    # Publish -> transport write latency of this client's frames (seconds).
+    latency_last_s: float = 0.0
+    latency_max_s: float = 0.0
+    latency_total_s: float = 0.0
+
+    def can_write_now(self) -> bool:
+        """Nothing queued or in flight, so an item written now keeps the order (the frame
+        fan-out checks the same inline, and also that no ``missed`` count is pending)."""
+        return self.writer is not None and not (self.sending or self.frames or self.messages)
 
     def push_frame(self, frame: PublishedFrame) -> None:
         """Queue a frame, displacing (and counting) the oldest when the queue is full."""
         if len(self.frames) >= self.depth:
-            dropped_stream = self.frames.popleft().stream_id
+            dropped_stream = self.frames.pop(0).stream_id
             self.frames_dropped += 1
             self.pending_missed[dropped_stream] = self.pending_missed.get(dropped_stream, 0) + 1
         self.frames.append(frame)
-        self.wakeup.set()
+        self.wake()
 
     def push_message(self, text: str) -> bool:
         """Queue a JSON message; return False (and mark the client too slow) on overflow.
@@ -171,11 +238,27 @@ class ClientQueue:
         if self.too_slow or len(self.messages) >= self.message_depth:
             self.too_slow = True
             self.messages_dropped += 1
-            self.wakeup.set()
+            self.wake()
             return False
         self.messages.append(text)
-        self.wakeup.set()
+        self.wake()
         return True
+
+    def wake(self) -> None:
+        """Tell whoever sends this client's queue that there is something to do."""
+        if self.on_pending is not None:
+            self.on_pending(self)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Wait for the next :meth:`wake`."""
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
 
     def pop(self) -> bytes | str | None:
         """The next item to send: messages first (in order), then the oldest frame.
@@ -185,9 +268,9 @@ class ClientQueue:
         previous frame of that stream comes back as a patched copy carrying the missed count.
         """
         if self.messages:
-            return self.messages.popleft()
+            return self.messages.pop(0)
         if self.frames:
-            frame = self.frames.popleft()
+            frame = self.frames.pop(0)
             self.last_published_at = frame.published_at
             frame_format = self.frame_format or self.stream_formats.get(frame.stream_id)
             data = frame.in_format(frame_format, self.encodes)
@@ -196,13 +279,21 @@ class ClientQueue:
         return None
 
     def record_sent(self, item: bytes | str) -> None:
-        """Count an item the transport accepted."""
+        """Count an item the transport accepted (a frame's latency: :meth:`record_frame`)."""
         if isinstance(item, bytes):
-            self.frames_sent += 1
-            self.bytes_sent += len(item)
+            self.record_frame(len(item), time.monotonic() - self.last_published_at)
         else:
             self.messages_sent += 1
             self.bytes_sent += len(item.encode())
+
+    def record_frame(self, size: int, latency_s: float) -> None:
+        """Count a frame of ``size`` bytes written ``latency_s`` after it was published."""
+        self.frames_sent += 1
+        self.bytes_sent += size
+        self.latency_last_s = latency_s
+        self.latency_total_s += latency_s
+        if latency_s > self.latency_max_s:
+            self.latency_max_s = latency_s
 
     def snapshot(self) -> dict[str, Any]:
         """Per-client counters, as reported in stats and logs."""
@@ -218,6 +309,11 @@ class ClientQueue:
             "queue_depth": len(self.frames),
             "message_queue_depth": len(self.messages),
             "format": None if self.frame_format is None else self.frame_format.name,
+            "latency_ms": {
+                "last": round(self.latency_last_s * 1e3, 3),
+                "mean": round(self.latency_total_s * 1e3 / max(self.frames_sent, 1), 3),
+                "max": round(self.latency_max_s * 1e3, 3),
+            },
         }
 
 
@@ -229,6 +325,9 @@ class BroadcastHub:
         message_queue_depth: JSON messages queued per client before it is closed as too slow.
         ingress_depth: frames buffered between a producer thread and the loop; if the loop
             falls this far behind, the oldest are dropped and counted as ``ingress_dropped``.
+        wrap: frames the bytes of a frame or message for clients' writers (the WebSocket
+            framing); built once per frame and format, and once per message. Default: as is.
+        observe_latency: called with the publish -> write latency (s) of every frame sent.
     """
 
     def __init__(
@@ -236,6 +335,8 @@ class BroadcastHub:
         queue_depth: int = DEFAULT_QUEUE_DEPTH,
         message_queue_depth: int = DEFAULT_MESSAGE_QUEUE_DEPTH,
         ingress_depth: int = DEFAULT_INGRESS_DEPTH,
+        wrap: Wrap | None = None,
+        observe_latency: Callable[[float], None] | None = None,
     ) -> None:
         if queue_depth < 1:
             raise ValueError(f"queue_depth must be at least 1, got {queue_depth}")
@@ -243,6 +344,8 @@ class BroadcastHub:
             raise ValueError(f"message_queue_depth must be at least 1, got {message_queue_depth}")
         self.queue_depth = queue_depth
         self.message_queue_depth = message_queue_depth
+        self._wrap = wrap or _as_is
+        self._observe_latency = observe_latency or (lambda seconds: None)
         self._ingress_depth = max(1, ingress_depth)
         self._lock = threading.Lock()
         self._ingress: deque[tuple[int, bytes, float] | str] = deque()
@@ -347,16 +450,52 @@ class BroadcastHub:
         clients = list(self._clients.values())
         for item in items:
             if isinstance(item, str):
+                message = OutgoingMessage(item)
                 for client in clients:
-                    self._push_message(client, item)
+                    self._push_message(client, message)
             else:
-                frame = PublishedFrame(*item)
-                for client in clients:
-                    client.push_frame(frame)
+                self._fan_out(PublishedFrame(*item), clients)
 
-    def _push_message(self, client: ClientQueue, text: str) -> None:
+    def _fan_out(self, frame: PublishedFrame, clients: list[ClientQueue]) -> None:
+        """Write ``frame`` now to every client that keeps up; queue it for the others.
+
+        This loop runs once per client per frame, so it is kept flat (no call but the
+        writer's). A client that lost frames gets its next one through the queue, where
+        the ``missed`` count is patched in.
+        """
+        stream_format = self._stream_formats.get(frame.stream_id)
+        on_wire, encodes, wrap = frame.on_wire, self.encodes, self._wrap
+        published_at, monotonic = frame.published_at, time.monotonic
+        observe = self._observe_latency
+        for client in clients:
+            writer = client.writer
+            if (writer is None or client.sending or client.frames or client.messages
+                    or client.pending_missed):
+                client.push_frame(frame)
+                continue
+            data, wire = on_wire(client.frame_format or stream_format, encodes, wrap)
+            if not writer(data, wire, False):
+                client.push_frame(frame)
+                continue
+            latency_s = monotonic() - published_at
+            client.frames_sent += 1
+            client.bytes_sent += len(data)
+            client.latency_last_s = latency_s
+            client.latency_total_s += latency_s
+            if latency_s > client.latency_max_s:
+                client.latency_max_s = latency_s
+            observe(latency_s)
+
+    def _push_message(self, client: ClientQueue, message: OutgoingMessage) -> None:
+        if client.can_write_now() and not client.too_slow:
+            data, wire = message.on_wire(self._wrap)
+            assert client.writer is not None  # can_write_now() checked it
+            if client.writer(data, wire, True):
+                client.messages_sent += 1
+                client.bytes_sent += len(data)
+                return
         was_too_slow = client.too_slow
-        if not client.push_message(text) and not was_too_slow:
+        if not client.push_message(message.text) and not was_too_slow:
             # Reported once: the client is closed; later messages are only counted.
             if self._on_too_slow is not None and client.client_id in self._clients:
                 self._on_too_slow(client)
@@ -381,11 +520,11 @@ class BroadcastHub:
             return
         for key in self._departed:
             self._departed[key] += getattr(client, key)
-        client.wakeup.set()
+        client.wake()
 
     def send_to(self, client: ClientQueue, text: str) -> None:
-        """Queue a JSON reply for one client only (on the loop)."""
-        self._push_message(client, text)
+        """Send a JSON reply to one client only (on the loop), now or after what is queued."""
+        self._push_message(client, OutgoingMessage(text))
 
     async def next_item(self, client: ClientQueue) -> bytes | str:
         """Wait for the next item to send to ``client``.
@@ -404,16 +543,15 @@ class BroadcastHub:
             item = client.pop()
             if item is not None:
                 return item
-            client.wakeup.clear()
-            await client.wakeup.wait()
+            await client.wait()
 
     def close(self) -> None:
         """Stop accepting items and wake every client's sender so it can finish."""
         with self._lock:
             self._closed = True
             self._discard_ingress_locked()
-        for client in self._clients.values():
-            client.wakeup.set()
+        for client in list(self._clients.values()):
+            client.wake()
 
     @property
     def client_count(self) -> int:

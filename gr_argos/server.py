@@ -35,6 +35,7 @@ import os
 import re
 import secrets
 import ssl
+import struct
 import threading
 import time
 import weakref
@@ -49,6 +50,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from gr_argos import __version__
 from gr_argos.metrics import (
@@ -72,8 +74,7 @@ from gr_argos.hub import (
     DEFAULT_QUEUE_DEPTH,
     BroadcastHub,
     ClientQueue,
-    ClientTooSlow,
-    HubClosed,
+    Writer,
 )
 from gr_argos.protocol import (
     ENCODING_CODES,
@@ -95,6 +96,7 @@ __all__ = [
     "acquire_server",
     "http_url",
     "release_server",
+    "websocket_frame",
 ]
 
 log = logging.getLogger(__name__)
@@ -112,6 +114,9 @@ _WEB_PACKAGE = "gr_argos.web"
 # Seconds a refused client is asked to wait before it tries again (Retry-After).
 _RETRY_AFTER_S = 5
 _EVERY_INTERFACE = ("", "0.0.0.0", "::")
+# A WebSocket frame header: FIN + opcode, then a 16-bit or 64-bit payload length.
+_FRAME_HEADER_16 = struct.Struct("!BBH")
+_FRAME_HEADER_64 = struct.Struct("!BBQ")
 # What may carry a token in the websockets library's DEBUG lines: the request line
 # (?token=...), the Authorization header and an auth message's JSON.
 _SECRETS = re.compile(r'(?i)(token=)[^&\s]*|(authorization:\s*).*|("token"\s*:\s*")[^"]*')
@@ -150,6 +155,9 @@ class ServerConfig:
         message_queue_depth: JSON messages queued per client before it is closed as too slow.
         ping_interval: seconds between WebSocket pings (0 disables keepalive).
         ping_timeout: seconds to wait for a pong before the connection counts as dead.
+            With keepalive on, a connection that takes no bytes for ``ping_interval +
+            ping_timeout`` while the server has some for it counts as dead too: it is
+            aborted (a ping cannot get through a full socket).
         write_limit: bytes the transport may buffer per client before a send waits.
         reuse_port: set SO_REUSEPORT, so several processes (gateways) can share the port.
         allowed_origins: browser origins allowed to connect (exact ``scheme://host[:port]``;
@@ -264,7 +272,8 @@ class SpectrumServer:
 
     def __init__(self, config: ServerConfig | None = None) -> None:
         self.config = config or ServerConfig()
-        self.hub = BroadcastHub(self.config.queue_depth, self.config.message_queue_depth)
+        self.send_latency = LatencyHistogram()
+        self.hub = self._new_hub()
         self.session = secrets.token_hex(8)
         self._streams: dict[int, StreamInfo] = {}
         self._streams_lock = threading.Lock()
@@ -279,13 +288,16 @@ class SpectrumServer:
         self.refused: Counter[str] = Counter()
         self.auth_failures: Counter[str] = Counter()
         self.closed_by_policy: Counter[str] = Counter()
-        self.send_latency = LatencyHistogram()
         self._registry = metrics_registry(ServerCollector(
             lambda: self.hub.stats(), self.refused, self.auth_failures,
             self.closed_by_policy, self.send_latency))
         self._clients_per_ip: Counter[str] = Counter()
         self._authorized: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
         self._ssl: ssl.SSLContext | None = None
+
+    def _new_hub(self) -> BroadcastHub:
+        return BroadcastHub(self.config.queue_depth, self.config.message_queue_depth,
+                            wrap=websocket_frame, observe_latency=self.send_latency.observe)
 
     # -- streams -------------------------------------------------------------------------
 
@@ -416,7 +428,7 @@ class SpectrumServer:
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
         self.session = secrets.token_hex(8)  # new per start: clients see the restart
-        self.hub = BroadcastHub(self.config.queue_depth, self.config.message_queue_depth)
+        self.hub = self._new_hub()
         for info in self.streams():
             self.hub.set_stream_format(info.stream_id, info.frame_format)
         self.hub.attach(loop, on_too_slow=self._close_too_slow)
@@ -552,11 +564,13 @@ class SpectrumServer:
         cfg = self.config
         client = self.hub.add_client(peer)
         self._connections[client.client_id] = ws
+        client.writer = _frame_writer(ws)
+        client.on_pending = self._start_sender
+        ws.response = None  # the handshake's response is not needed again: ~1.5 KiB
         log.info("event=connect client=%d peer=%s origin=%s", client.client_id, peer,
                  ws.request.headers.get("Origin", "-") if ws.request else "-")
         self.hub.send_to(client, encode_message("hello", self.hello()))
         self._choose_format_from_url(client, ws.request.path if ws.request else "/")
-        sender = asyncio.create_task(self._send_loop(ws, client))
         bucket = TokenBucket(cfg.max_messages_per_s, cfg.max_messages_burst)
         reason = "closed by client"
         try:
@@ -582,8 +596,10 @@ class SpectrumServer:
         except ConnectionClosed as exc:
             reason = _close_text(exc)
         finally:
-            sender.cancel()
-            await asyncio.gather(sender, return_exceptions=True)
+            client.on_pending = None
+            if client.sender is not None:
+                client.sender.cancel()
+                await asyncio.gather(client.sender, return_exceptions=True)
             if ws.close_code is not None and reason == "closed by client":
                 reason = _close_text_codes(ws.close_code, ws.close_reason)
             totals = client.snapshot()
@@ -597,16 +613,52 @@ class SpectrumServer:
                 totals["connected_s"],
             )
 
-    async def _send_loop(self, ws: ServerConnection, client: ClientQueue) -> None:
+    def _start_sender(self, client: ClientQueue) -> None:
+        """Start sending what the hub queued for a client (it is behind, or a message is
+        waiting for a frame in flight), unless a sender already runs for it."""
+        if client.sender is not None or client.too_slow:
+            return
+        ws = self._connections.get(client.client_id)
+        if ws is not None and (client.frames or client.messages):
+            client.sender = asyncio.create_task(self._send_queued(ws, client))
+
+    async def _send_queued(self, ws: ServerConnection, client: ClientQueue) -> None:
+        """Send a client's queue in order until it is empty, waiting for the transport to
+        drain between items; then end (the hub writes directly again).
+
+        A connection that takes nothing for the keepalive's time is aborted: websockets'
+        own keepalive cannot tell, as its ping and close frames wait behind the full buffer.
+        """
+        cfg = self.config
+        stall_s = (cfg.ping_interval + cfg.ping_timeout
+                   if cfg.ping_interval and cfg.ping_timeout else None)
         try:
-            while True:
-                item = await self.hub.next_item(client)
-                await ws.send(item)
+            while not client.too_slow and (item := client.pop()) is not None:
+                client.sending = True
+                try:
+                    async with asyncio.timeout(stall_s):
+                        await ws.send(item)
+                except TimeoutError:
+                    self._abort_stalled(ws, client, stall_s or 0.0)
+                    return
+                finally:
+                    client.sending = False
                 client.record_sent(item)
                 if isinstance(item, bytes):
-                    self.send_latency.observe(time.monotonic() - client.last_published_at)
-        except (ClientTooSlow, HubClosed, ConnectionClosed):
-            pass  # a too-slow client is closed by _close_too_slow
+                    self.send_latency.observe(client.latency_last_s)
+        except ConnectionClosed:
+            pass  # the connection handler sees it too, and cleans up
+        except Exception:  # a bug: keep serving everyone else, and say so
+            log.exception("event=send_failed client=%d peer=%s", client.client_id, client.peer)
+        finally:
+            client.sender = None
+
+    def _abort_stalled(self, ws: ServerConnection, client: ClientQueue, stall_s: float) -> None:
+        self.closed_by_policy["stalled"] += 1
+        log.warning("event=stalled client=%d peer=%s: took no data for %g s "
+                    "(ping_interval + ping_timeout); aborting the connection",
+                    client.client_id, client.peer, stall_s)
+        ws.transport.abort()
 
     def _close_too_slow(self, client: ClientQueue) -> None:
         """Close a client whose message queue overflowed (the hub calls this once)."""
@@ -776,6 +828,61 @@ _FALLBACK_INDEX = (
     "<p>gr-argos is serving live spectrum on this port over WebSocket. "
     "Connect with <code>argos-client ws://HOST:PORT/</code>.</p>"
 ).encode()
+
+
+def websocket_frame(payload: bytes, text: bool = False) -> bytes:
+    """``payload`` as one unmasked WebSocket frame (RFC 6455 5.2), as a server sends it:
+    binary, or text (``payload`` is then UTF-8).
+
+    A server's frames are not masked, so these bytes are the same for every client without
+    an extension: the hub builds them once per frame and format, and once per message.
+    """
+    first = 0x81 if text else 0x82  # FIN + opcode
+    size = len(payload)
+    if size < 126:
+        header = bytes((first, size))
+    elif size < 1 << 16:
+        header = _FRAME_HEADER_16.pack(first, 126, size)
+    else:
+        header = _FRAME_HEADER_64.pack(first, 127, size)
+    return header + payload
+
+
+def _frame_writer(ws: ServerConnection) -> Writer:
+    """The hub's direct path to one connection: write a frame or message now if it can.
+
+    It declines (and the hub queues the item for the client's sender, which waits for the
+    transport to drain) when the connection is not open, its transport is over its write
+    limit (paused), or a send is in progress. A connection that negotiated
+    permessage-deflate gets the item through its protocol, which compresses it; the others
+    get the prebuilt WebSocket frame, written as is.
+    """
+    protocol, transport = ws.protocol, ws.transport
+
+    def can_take() -> bool:
+        return (protocol.state is State.OPEN and not ws.paused
+                and ws.send_in_progress is None and not transport.is_closing())
+
+    if protocol.extensions:
+        def write_through_extensions(data: bytes, wire: bytes, text: bool) -> bool:
+            if not can_take():
+                return False
+            if text:
+                protocol.send_text(data)
+            else:
+                protocol.send_binary(data)
+            ws.send_data()
+            return True
+        return write_through_extensions
+
+    def write_prebuilt(data: bytes, wire: bytes, text: bool) -> bool:
+        # can_take(), inlined: this runs once per client per frame.
+        if (protocol.state is not State.OPEN or ws.paused or ws.send_in_progress is not None
+                or transport.is_closing()):
+            return False
+        transport.write(wire)
+        return True
+    return write_prebuilt
 
 
 def _static_file(path: str) -> tuple[str, bytes] | None:

@@ -99,9 +99,10 @@ class RawClient:
         small_buffers: ask for a small receive window and segment size, so that the server's
             send buffers fill after a few hundred kB when this client stops reading (as they
             would over a slow link) instead of after several MB on loopback.
+        path: the request path (a query may choose the encoding).
     """
 
-    def __init__(self, port: int, small_buffers: bool = False) -> None:
+    def __init__(self, port: int, small_buffers: bool = False, path: str = "/") -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if small_buffers:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -111,7 +112,7 @@ class RawClient:
         self.peer = "%s:%d" % self.sock.getsockname()[:2]
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall(
-            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
             "Sec-WebSocket-Version: 13\r\n\r\n".encode())
         self._buffer = b""

@@ -265,7 +265,8 @@ async def test_waiting_sender_is_released_by_close_and_by_removal() -> None:
 async def test_stats_totals_include_departed_clients() -> None:
     """Server totals keep counting what departed clients were sent and lost."""
     hub = await attached_hub(queue_depth=2)
-    departed, staying = hub.add_client("departed"), hub.add_client("staying")
+    departed = hub.add_client("departed")
+    hub.add_client("staying")
     for sequence in range(3):
         hub.publish_frame(0, frame(sequence))
     await let_hub_drain()
@@ -341,3 +342,84 @@ async def test_a_stream_default_format_applies_to_clients_that_chose_none() -> N
     frames = decoded(await receive_all(hub, client))
 
     assert [(f.stream_id, f.encoding) for f in frames] == [(0, 1), (1, 0)]
+
+
+class FakeConnection:
+    """A client's connection as the hub's writer sees it: takes items while ``open``."""
+
+    def __init__(self) -> None:
+        self.open = True
+        self.written: list[tuple[bytes, bytes, bool]] = []
+
+    def write(self, data: bytes, wire: bytes, text: bool) -> bool:
+        if self.open:
+            self.written.append((data, wire, text))
+        return self.open
+
+
+def wrap(data: bytes, text: bool) -> bytes:
+    return (b"T" if text else b"B") + data
+
+
+async def test_a_client_that_keeps_up_gets_items_written_at_once_in_publish_order() -> None:
+    """Frames and messages go straight to the writer, in order, framed once for everyone,
+    and are counted as sent; nothing waits in the queue."""
+    hub = BroadcastHub(wrap=wrap)
+    hub.attach(asyncio.get_running_loop())
+    connections = [FakeConnection(), FakeConnection()]
+    clients = [hub.add_client(f"c{n}") for n in range(2)]
+    for client, connection in zip(clients, connections):
+        client.writer = connection.write
+    hub.publish_frame(0, frame(0))
+    hub.publish_message('{"type":"status"}')
+    hub.publish_frame(0, frame(1))
+    await let_hub_drain()
+
+    for client, connection in zip(clients, connections):
+        assert [(data, text) for data, _, text in connection.written] == [
+            (frame(0), False), (b'{"type":"status"}', True), (frame(1), False)]
+        assert [wire for _, wire, _ in connection.written] == [
+            b"B" + frame(0), b'T{"type":"status"}', b"B" + frame(1)]
+        assert not client.frames and not client.messages
+        assert (client.frames_sent, client.messages_sent) == (2, 1)
+    # One wire copy per frame, shared by every client.
+    assert connections[0].written[0][1] is connections[1].written[0][1]
+
+
+async def test_a_client_whose_connection_is_full_is_queued_then_told_what_it_missed() -> None:
+    """When the writer declines, frames queue with drop-oldest; once the queue is empty
+    again the next frame carries the count, and direct writes resume after it."""
+    hub = await attached_hub(queue_depth=2)
+    hub._wrap = wrap
+    connection = FakeConnection()
+    client = hub.add_client("behind")
+    client.writer = connection.write
+    connection.open = False
+    for sequence in range(5):
+        hub.publish_frame(0, frame(sequence))
+    await let_hub_drain()
+    assert client.frames_dropped == 3 and len(client.frames) == 2
+
+    connection.open = True
+    queued = decoded(await receive_all(hub, client))  # what the sender would send
+    hub.publish_frame(0, frame(5))
+    hub.publish_frame(0, frame(6))
+    await let_hub_drain()
+
+    assert [(f.sequence, f.missed) for f in queued] == [(3, 3), (4, 0)]
+    assert [(decode_frame(data).sequence, decode_frame(data).missed)
+            for data, _, _ in connection.written] == [(5, 0), (6, 0)]
+
+
+async def test_a_frame_in_flight_is_never_overtaken() -> None:
+    """While the sender has an item in flight, new frames queue behind it."""
+    hub = await attached_hub()
+    connection = FakeConnection()
+    client = hub.add_client("sending")
+    client.writer = connection.write
+    client.sending = True
+    hub.publish_frame(0, frame(0))
+    await let_hub_drain()
+    assert connection.written == [] and len(client.frames) == 1
+    client.sending = False
+    assert [f.sequence for f in decoded(await receive_all(hub, client))] == [0]

@@ -19,9 +19,12 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 
 from gr_argos.protocol import MAX_CLIENT_MESSAGE_BYTES, decode_frame, encode_frame
-from gr_argos.server import ServerConfig, ServerError, SpectrumServer, StreamInfo
+from gr_argos.server import (
+    ServerConfig, ServerError, SpectrumServer, StreamInfo, websocket_frame,
+)
 
 from server_helpers import (
     OP_PING, OP_TEXT, WAIT_S, RawClient, StartServer, client, client_stats,
@@ -120,6 +123,55 @@ async def test_stats_request_reports_this_client_and_server_totals(
     assert reply["client"]["messages_sent"] >= 1  # the hello
     assert reply["total"]["clients"] == 2
     assert reply["total"]["frames_in"] == 3
+    latency = reply["client"]["latency_ms"]  # publish -> write, per client
+    assert 0 <= latency["last"] <= latency["max"]
+    assert 0 < latency["mean"] <= latency["max"]
+
+
+async def test_frames_and_messages_keep_the_order_they_were_published_in(
+        start_server: StartServer) -> None:
+    """Frames and messages arrive in order, no message behind a frame published after it,
+    and a client that asked for uint8 gets its frames in uint8."""
+    server = start_server(queue_depth=64)
+
+    async with client(server) as plain, \
+            connect(server.url + "?encoding=uint8", open_timeout=WAIT_S) as quantized:
+        await next_json(quantized)  # hello
+        await next_json(quantized)  # encoding
+        for sequence in range(60):
+            if sequence % 7 == 0:
+                server.publish_message("status", {"n": sequence})
+            server.publish_frame(0, spectrum_frame(sequence))
+        seen: dict[str, list[Any]] = {}
+        for name, ws in [("plain", plain), ("quantized", quantized)]:
+            seen[name] = []
+            async with asyncio.timeout(WAIT_S):
+                while len(seen[name]) < 60 + 9:
+                    message = await ws.recv()
+                    seen[name].append(json.loads(message)["n"] if isinstance(message, str)
+                                      else decode_frame(message))
+
+    for name, items in seen.items():
+        kinds = [("status", item) if isinstance(item, int) else ("frame", item.sequence)
+                 for item in items]
+        frames = [n for kind, n in kinds if kind == "frame"]
+        statuses = [n for kind, n in kinds if kind == "status"]
+        assert frames == list(range(60)), name
+        assert statuses == list(range(0, 60, 7)), name
+        # A message is never behind a frame published after it (a client that is behind
+        # gets its queued messages first; one that keeps up gets everything in order).
+        assert all(kinds.index(("status", n)) < kinds.index(("frame", n)) for n in statuses)
+    assert {f.encoding for f in seen["quantized"] if not isinstance(f, int)} == {2}
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
+@pytest.mark.parametrize("opcode", [Opcode.BINARY, Opcode.TEXT])
+def test_prebuilt_frames_match_what_websockets_would_write(size: int, opcode: Opcode) -> None:
+    """The bytes the server writes for a frame or message are the WebSocket frame websockets
+    itself would send."""
+    payload = b"a\xc3\xa9" * (size // 3) + b"b" * (size % 3)
+    expected = Frame(opcode, payload).serialize(mask=False, extensions=[])
+    assert websocket_frame(payload, text=opcode is Opcode.TEXT) == expected
 
 
 @pytest.mark.parametrize(
@@ -391,6 +443,48 @@ async def test_stalled_client_loses_only_its_own_frames_with_bounded_memory(
     assert len(published) - 1 <= accounted <= len(published)
 
 
+async def test_client_that_takes_nothing_for_the_keepalive_time_is_aborted(
+        start_server: StartServer, wait_until: Callable[..., Any]) -> None:
+    """A client whose socket stays full while frames wait for it is aborted after
+    ping_interval + ping_timeout (its ping could not get through), counted as stalled;
+    a healthy client keeps every frame."""
+    server = start_server(queue_depth=8, ping_interval=2.0, ping_timeout=1.0)
+    published = 0
+
+    def publish(count: int) -> None:
+        nonlocal published
+        for _ in range(count):
+            server.publish_frame(0, spectrum_frame(published))
+            published += 1
+
+    async with client(server) as healthy:
+        received: list[bytes] = []
+
+        async def read() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                async for message in healthy:
+                    if isinstance(message, bytes):
+                        received.append(message)
+
+        reader = asyncio.create_task(read())
+        stalled = await asyncio.to_thread(RawClient, server.port, True)
+        try:
+            def stalled_gone() -> bool:
+                publish(4)  # frames keep coming, as from a radio
+                return client_stats(server, stalled.peer) is None
+
+            await wait_until(stalled_gone, timeout=60, what="the stalled client to be aborted")
+            await wait_until(lambda: len(received) == published,
+                             what="the healthy client to get every frame")
+        finally:
+            stalled.close()
+            reader.cancel()
+
+    assert server.closed_by_policy["stalled"] == 1
+    assert [decode_frame(f).sequence for f in received] == list(range(published))
+    assert all(decode_frame(f).missed == 0 for f in received)
+
+
 async def test_stop_with_a_client_that_stopped_reading_still_ends_the_thread(
         start_server: StartServer) -> None:
     """stop() returns and leaves no thread even when a client stopped reading mid-stream, and
@@ -490,26 +584,44 @@ async def test_stalled_quantized_compressed_client_gets_the_right_missed_count(
     """A uint8+deflate client that stops reading loses its oldest frames; once it reads
     again, missed plus the frames it got account for every frame published."""
     server = start_server(queue_depth=4, ping_interval=0)
-    async with connect(server.url + "?encoding=uint8&compress=1", open_timeout=WAIT_S,
-                       max_queue=1) as ws:
-        await next_json(ws)  # hello
-        await next_json(ws)  # encoding
-        power = np.repeat(np.linspace(-120.0, -20.0, 64, dtype=np.float32), 32)
-        published = 400
-        for sequence in range(published):
-            server.publish_frame(0, encode_frame(power, center_freq_hz=1e6, span_hz=1e6,
-                                                 timestamp_ns=0, sequence=sequence))
-            if sequence % 16 == 15:  # let the hub drain: no frame may be lost on ingress
-                await asyncio.sleep(0.005)
-        await asyncio.sleep(0.5)
-        frames = []
-        async with asyncio.timeout(WAIT_S):
+    raw = await asyncio.to_thread(RawClient, server.port, True, "/?encoding=uint8&compress=1")
+    try:
+        rng = np.random.default_rng(7)
+        ramp = np.repeat(np.linspace(-120.0, -20.0, 64, dtype=np.float32), 32)
+        published = 0
+
+        def publish_until_dropped() -> None:
+            nonlocal published
+            for _ in range(2000):  # bounded: ~3 MB of compressed frames at most
+                for _ in range(16):
+                    power = ramp + rng.normal(0.0, 0.5, ramp.size).astype(np.float32)
+                    server.publish_frame(0, encode_frame(power, center_freq_hz=1e6,
+                                                         span_hz=1e6, timestamp_ns=0,
+                                                         sequence=published))
+                    published += 1
+                stats = client_stats(server, raw.peer)  # lets the hub drain: no ingress drop
+                if stats is not None and stats["frames_dropped"] > 0:
+                    return
+            raise AssertionError("the stalled client never lost a frame")
+
+        await asyncio.to_thread(publish_until_dropped)
+
+        def read_to_the_last() -> list[Any]:
+            frames: list[Any] = []
             while not frames or frames[-1].sequence < published - 1:
-                frames.append(decode_frame(await ws.recv()))
+                opcode, payload = raw.read_frame()
+                if opcode != OP_TEXT:
+                    frames.append(decode_frame(payload))
+            return frames
+
+        frames = await asyncio.to_thread(read_to_the_last)
+    finally:
+        raw.close()
 
     assert all((f.encoding, f.flags) == (2, 1) for f in frames)
     assert any(f.missed > 0 for f in frames)
     assert server.stats()["total"]["ingress_dropped"] == 0
+    assert frames[0].sequence == frames[0].missed  # nothing lost before the first either
     assert sum(f.missed for f in frames) + len(frames) == published
     for before, after in zip(frames, frames[1:]):
         assert after.missed == after.sequence - before.sequence - 1
