@@ -63,6 +63,9 @@ log = logging.getLogger(__name__)
 DEFAULT_QUEUE_DEPTH = 8
 DEFAULT_MESSAGE_QUEUE_DEPTH = 256
 DEFAULT_INGRESS_DEPTH = 64
+#: Keys of the hub's ``encodes`` counter that add up the frame bytes deflated and the bytes
+#: deflate made of them (``stats()`` reports them under ``total["deflate"]``).
+DEFLATE_IN, DEFLATE_OUT = "deflate_in_bytes", "deflate_out_bytes"
 
 
 #: ``wrap(data, text)``: the bytes that carry ``data`` on the wire (text: a JSON message).
@@ -115,7 +118,8 @@ class PublishedFrame:
         """The frame in ``frame_format`` (None: as published), encoded on first use.
 
         Each variant encoded is counted in ``encodes`` under its name; a compressed one
-        deflates the uncompressed variant of its encoding, which is cached too. A frame
+        deflates the uncompressed variant of its encoding, which is cached too (the bytes
+        in and out of deflate are added up under ``DEFLATE_IN`` and ``DEFLATE_OUT``). A frame
         that does not decode is passed on as published (and ``encodes["errors"]`` counts it).
         """
         if frame_format is None or frame_format == self._published_format():
@@ -124,8 +128,10 @@ class PublishedFrame:
         if variant is None:
             try:
                 if frame_format.compress:
-                    plain = FrameFormat(frame_format.encoding)
-                    variant = compress_frame(self.in_format(plain, encodes))
+                    source = self.in_format(FrameFormat(frame_format.encoding), encodes)
+                    variant = compress_frame(source)
+                    encodes[DEFLATE_IN] += len(source)
+                    encodes[DEFLATE_OUT] += len(variant)
                 else:
                     variant = reencode_frame(self.data, frame_format)
             except ProtocolError as exc:
@@ -575,6 +581,9 @@ class BroadcastHub:
             ingress_dropped=self.ingress_dropped,
             unsent_after_stop=self.unsent_after_stop,
             queue_depth=sum(snap["queue_depth"] for snap in clients),
-            encodes=dict(self.encodes),
+            encodes={name: count for name, count in self.encodes.items()
+                     if name not in (DEFLATE_IN, DEFLATE_OUT)},
+            deflate={"in_bytes": self.encodes[DEFLATE_IN],
+                     "out_bytes": self.encodes[DEFLATE_OUT]},
         )
         return {"clients": clients, "total": total}

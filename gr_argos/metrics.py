@@ -8,6 +8,7 @@ live in one process), never the global one. See docs/operations.md for every met
 
 from __future__ import annotations
 
+import asyncio
 from bisect import bisect_left
 from collections import Counter
 from typing import Any, Callable, Iterator
@@ -69,16 +70,20 @@ class ServerCollector(Collector):
         closed: connections the server closed for a policy, by reason
             (``rate_limit``, ``bad_message``...).
         latency: publish -> transport write latency of spectrum frames.
+        loop_tasks: returns the number of asyncio tasks on the server's loop, or None when
+            unknown (default: the loop running the scrape, as ``/metrics`` is served there).
     """
 
     def __init__(self, hub_stats: Callable[[], dict[str, Any]], refused: Counter[str],
                  auth_failures: Counter[str], closed: Counter[str],
-                 latency: LatencyHistogram) -> None:
+                 latency: LatencyHistogram,
+                 loop_tasks: Callable[[], int | None] | None = None) -> None:
         self._hub_stats = hub_stats
         self._refused = refused
         self._auth_failures = auth_failures
         self._closed = closed
         self._latency = latency
+        self._loop_tasks = loop_tasks or running_loop_tasks
 
     def collect(self) -> Iterator[Any]:
         total = self._hub_stats()["total"]
@@ -112,18 +117,44 @@ class ServerCollector(Collector):
         for name, count in sorted(total["encodes"].items()):
             encodes.add_metric([name], count)
         yield encodes
+        deflate = total["deflate"]
+        deflated = CounterMetricFamily(
+            "argos_deflate_bytes", "frame bytes compressed once for compress=1 clients "
+            "(stage=in) and the bytes deflate made of them (stage=out)", labels=["stage"])
+        deflated.add_metric(["in"], deflate["in_bytes"])
+        deflated.add_metric(["out"], deflate["out_bytes"])
+        yield deflated
+        if deflate["in_bytes"]:
+            yield GaugeMetricFamily(
+                "argos_compression_ratio", "compress-once bytes out / bytes in since start "
+                "(lower is better; 1 when frames do not shrink)",
+                value=deflate["out_bytes"] / deflate["in_bytes"])
         yield _labelled("argos_connections_refused", "connections refused before the "
                         "WebSocket upgrade, by reason", "reason", REFUSAL_REASONS, self._refused)
         yield _labelled("argos_auth_failures", "failed client authentications, by method",
                         "method", AUTH_METHODS, self._auth_failures)
         yield _labelled("argos_connections_closed_by_policy", "connections the server closed "
                         "for a policy (code 1008), by reason", "reason",
-                        ("rate_limit", "too_slow"), self._closed)
+                        ("rate_limit", "too_slow", "stalled"), self._closed)
         latency = self._latency
         yield HistogramMetricFamily(
             "argos_send_latency_seconds",
             "time from a frame's publish to its write to a client's transport",
             buckets=latency.cumulative(), sum_value=latency.total_s)
+        tasks = self._loop_tasks()
+        if tasks is not None:
+            yield GaugeMetricFamily("argos_event_loop_tasks",
+                                    "asyncio tasks on the server's event loop now",
+                                    value=tasks)
+
+
+def running_loop_tasks() -> int | None:
+    """Tasks not yet done on the running event loop (None outside of one)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return len(asyncio.all_tasks())
 
 
 def _labelled(name: str, documentation: str, label: str, known: tuple[str, ...],

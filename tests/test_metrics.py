@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from gr_argos.metrics import LatencyHistogram
+from gr_argos.protocol import HEADER_SIZE
 from server_helpers import (
     WAIT_S,
     StartServer,
@@ -147,3 +150,90 @@ async def test_drops_and_policy_closes_match_the_hub_counters(
         total["ingress_dropped"]
     assert value(found, "argos_frames_in_total") == 200
     assert value(found, "argos_connections_closed_by_policy_total", reason="rate_limit") == 1
+
+
+async def test_event_loop_tasks_gauge_follows_the_connections(
+        start_server: StartServer, wait_until: Any) -> None:
+    """argos_event_loop_tasks counts the tasks on the server's loop: more while three
+    clients are connected, back to the idle count once they have left."""
+    server = start_server()
+    idle = value(samples(await asyncio.to_thread(scrape, server.port)),
+                 "argos_event_loop_tasks")
+    assert idle >= 1  # at least the server's own
+    async with connect(server.url, open_timeout=WAIT_S) as one, \
+            connect(server.url, open_timeout=WAIT_S) as two, \
+            connect(server.url, open_timeout=WAIT_S) as three:
+        for ws in (one, two, three):
+            await next_json(ws)
+        busy = value(samples(await asyncio.to_thread(scrape, server.port)),
+                     "argos_event_loop_tasks")
+        assert busy >= idle + 3  # one handler task per connection, at least
+    await wait_until(lambda: server.hub.client_count == 0, what="the clients to leave")
+
+    async def tasks_now() -> float:
+        return value(samples(await asyncio.to_thread(scrape, server.port)),
+                     "argos_event_loop_tasks")
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_S
+    while (now := await tasks_now()) > idle and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    assert now <= idle
+
+
+DASHBOARD = Path(__file__).resolve().parent.parent / "docs" / "grafana-dashboard.json"
+
+
+def dashboard_exprs(dashboard: dict[str, Any]) -> list[str]:
+    """The PromQL of every target of every panel (rows' nested panels included); each
+    target queries the data source chosen in the ``DS_PROMETHEUS`` variable."""
+    exprs: list[str] = []
+    pending = list(dashboard["panels"])
+    while pending:
+        panel = pending.pop()
+        pending.extend(panel.get("panels", []))
+        for target in panel.get("targets", []):
+            assert target["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
+            exprs.append(target["expr"])
+    return exprs
+
+
+async def test_grafana_dashboard_uses_only_metrics_the_server_exposes(
+        start_server: StartServer) -> None:
+    """Every metric name in the PromQL of docs/grafana-dashboard.json is in the /metrics
+    output of a real server that has served a frame (re-encoded, so the per-format encode
+    series exists too), so the dashboard cannot drift from the metrics."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["DS_PROMETHEUS"]["type"] == "datasource"
+    exprs = dashboard_exprs(dashboard)
+    used = {name for expr in exprs for name in re.findall(r"\bargos_[a-z0-9_]+", expr)}
+    assert len(used) >= 10
+    server = start_server()
+    async with connect(server.url + "?encoding=uint8&compress=1", open_timeout=WAIT_S) as ws:
+        await next_json(ws)
+        server.publish_frame(0, spectrum_frame(0))
+        await next_frames(ws, 1)
+        exposed = {name for name, _ in samples(await asyncio.to_thread(scrape, server.port))}
+    assert used <= exposed, f"not in /metrics: {sorted(used - exposed)}"
+
+
+async def test_compression_ratio_reports_what_compress_once_saved(
+        start_server: StartServer) -> None:
+    """A compress=1 client's frames are deflated once; /metrics adds up the bytes in and
+    out of deflate and their ratio, which the frames received confirm."""
+    server = start_server()
+    async with connect(server.url + "?encoding=uint8&compress=1", open_timeout=WAIT_S) as ws:
+        await next_json(ws)  # hello
+        await next_json(ws)  # encoding
+        for sequence in range(3):
+            server.publish_frame(0, spectrum_frame(sequence))
+        received = await next_frames(ws, 3)
+        found = samples(await asyncio.to_thread(scrape, server.port))
+
+    in_bytes = value(found, "argos_deflate_bytes_total", stage="in")
+    out_bytes = value(found, "argos_deflate_bytes_total", stage="out")
+    assert in_bytes == 3 * (HEADER_SIZE + 2048)  # three uint8 frames of 2048 bins
+    assert out_bytes == sum(len(frame) for frame in received)
+    assert value(found, "argos_compression_ratio") == pytest.approx(out_bytes / in_bytes)
+    assert value(found, "argos_compression_ratio") < 0.5  # a smooth ramp deflates well
