@@ -40,6 +40,7 @@ from gr_argos.protocol import (
     ProtocolError,
     SpectrumFrame,
     decode_frame,
+    check_step_db,
     decode_message,
     encode_message,
 )
@@ -312,9 +313,12 @@ class ArgosClient:
         rng: random source for the backoff jitter (for repeatable tests).
         encoding: payload encoding to ask for, ``"float32"``, ``"int16"`` or ``"uint8"``
             (None: each stream's own); frames are decoded back to float32 dB either way.
-        compress: ask for deflated payloads. Both go in the URL query
-            (``?encoding=uint8&compress=1``), so they apply from the first frame and
-            after every reconnect; the server confirms with an ``encoding`` message.
+        compress: ask for deflated payloads.
+        step_db: with ``encoding="uint8"``, a fixed step in dB (0.01..20) instead of the
+            automatic one (0, the default): a coarser step deflates better, each value is
+            within half a step. All three go in the URL query
+            (``?encoding=uint8&compress=1&step_db=1``), so they apply from the first frame
+            and after every reconnect; the server confirms with an ``encoding`` message.
         ssl_cafile: with a ``wss://`` URL, a PEM file of the CA certificate(s) (or the
             self-signed server certificate) to trust instead of the system's CAs. None:
             the system's trusted CAs. The server's certificate and host name are always
@@ -322,7 +326,8 @@ class ArgosClient:
 
     Raises:
         ValueError: if ``url`` is not a ws:// or wss:// URL, a duration is invalid, the
-            encoding is unknown, or ``ssl_cafile`` is given with a ws:// URL or cannot be
+            encoding is unknown, ``step_db`` is out of range or given without
+            ``encoding="uint8"``, or ``ssl_cafile`` is given with a ws:// URL or cannot be
             loaded.
     """
 
@@ -339,10 +344,11 @@ class ArgosClient:
         encoding: str | None = None,
         compress: bool = False,
         ssl_cafile: str | None = None,
+        step_db: float = 0.0,
     ) -> None:
         check_url(url)
         self._ssl = client_tls_context(url, ssl_cafile)
-        url = _with_format(url, encoding, compress)
+        url = _with_format(url, encoding, compress, step_db)
         if heartbeat_interval < 0:
             raise ValueError(f"heartbeat_interval must be >= 0 s, got {heartbeat_interval}")
         if open_timeout <= 0:
@@ -605,18 +611,25 @@ def client_tls_context(url: str, ssl_cafile: str | None) -> ssl.SSLContext | Non
         raise ValueError(f"CA file {ssl_cafile} holds no usable PEM certificate: {exc}") from exc
 
 
-def _with_format(url: str, encoding: str | None, compress: bool) -> str:
+def _with_format(url: str, encoding: str | None, compress: bool, step_db: float = 0.0) -> str:
     """``url`` with the frame format to ask for in its query (see docs/protocol.md)."""
+    step_db = check_step_db(step_db)  # a ProtocolError (a ValueError) naming the range
+    if step_db and encoding != "uint8":
+        raise ValueError(f"step_db applies to the uint8 encoding only: ask for encoding "
+                         f"'uint8' too (got {encoding!r})")
     if encoding is None and not compress:
         return url
     if encoding is not None and encoding not in ENCODING_CODES:
         raise ValueError(f"unknown encoding {encoding!r}: use one of "
                          + ", ".join(repr(name) for name in ENCODING_CODES))
     parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("encoding", "compress")]
+    query = [(k, v) for k, v in parse_qsl(parts.query)
+             if k not in ("encoding", "compress", "step_db")]
     query.append(("encoding", encoding or "float32"))
     if compress:
         query.append(("compress", "1"))
+    if step_db:
+        query.append(("step_db", format(step_db, ".15g")))
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 

@@ -128,7 +128,8 @@ class PublishedFrame:
         if variant is None:
             try:
                 if frame_format.compress:
-                    source = self.in_format(FrameFormat(frame_format.encoding), encodes)
+                    source = self.in_format(FrameFormat(frame_format.encoding,
+                                                        step_db=frame_format.step_db), encodes)
                     variant = compress_frame(source)
                     encodes[DEFLATE_IN] += len(source)
                     encodes[DEFLATE_OUT] += len(variant)
@@ -315,6 +316,7 @@ class ClientQueue:
             "queue_depth": len(self.frames),
             "message_queue_depth": len(self.messages),
             "format": None if self.frame_format is None else self.frame_format.name,
+            "step_db": None if self.frame_format is None else self.frame_format.step_db,
             "latency_ms": {
                 "last": round(self.latency_last_s * 1e3, 3),
                 "mean": round(self.latency_total_s * 1e3 / max(self.frames_sent, 1), 3),

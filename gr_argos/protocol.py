@@ -56,6 +56,10 @@ __all__ = [
     "ENCODING_CODES",
     "FLAG_COMPRESSED",
     "FrameFormat",
+    "CLIENT_STEPS_DB",
+    "UINT8_STEP_DB_MIN",
+    "UINT8_STEP_DB_MAX",
+    "check_step_db",
     "MAX_CLIENT_MESSAGE_BYTES",
     "ProtocolError",
     "SpectrumFrame",
@@ -97,6 +101,13 @@ _DEFLATE_LEVEL = 6
 _RAW_DEFLATE_WBITS = -15  # no zlib or gzip wrapper: what DecompressionStream("deflate-raw") reads
 # dB level of a uint8 frame without a single finite value (all bins empty or NaN).
 _UINT8_EMPTY_OFFSET_DB = -327.68
+# A fixed uint8 step (``step_db``) is 0 (automatic) or in this range, in dB.
+UINT8_STEP_DB_MIN = 0.01
+UINT8_STEP_DB_MAX = 20.0
+#: The steps a client may choose (a request is rounded to the nearest): a server then makes
+#: a bounded number of variants of each frame however many clients ask for how many steps.
+CLIENT_STEPS_DB = (0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0,
+                   10.0, 15.0, 20.0)
 
 
 class ProtocolError(ValueError):
@@ -141,40 +152,56 @@ class SpectrumFrame:
 
 @dataclass(frozen=True)
 class FrameFormat:
-    """How a frame's payload travels: its encoding and whether it is deflated.
+    """How a frame's payload travels: its encoding, whether it is deflated, and the uint8 step.
 
     Attributes:
         encoding: ``ENCODING_FLOAT32``, ``ENCODING_INT16`` or ``ENCODING_UINT8``.
         compress: deflate the payload; a frame it would not make smaller is sent
             uncompressed (flag bit 0 clear) all the same.
+        step_db: uint8 only: 0 (automatic: 256 levels over each frame's own range) or a
+            fixed step in dB, ``UINT8_STEP_DB_MIN`` .. ``UINT8_STEP_DB_MAX`` (see
+            :func:`encode_frame`). Always 0 for float32 and int16, so that equal formats
+            compare (and hash) equal.
 
     Raises:
-        ValueError: if ``encoding`` is not one of the three codes.
+        ValueError: if ``encoding`` is not one of the three codes, or ``step_db`` is neither
+            0 nor in 0.01..20 dB (a :class:`ProtocolError`).
     """
 
     encoding: int = ENCODING_FLOAT32
     compress: bool = False
+    step_db: float = 0.0
 
     def __post_init__(self) -> None:
         if self.encoding not in ENCODING_NAMES:
             raise ValueError(f"unknown payload encoding {self.encoding}; "
                              f"known: {sorted(ENCODING_NAMES)}")
+        step_db = check_step_db(self.step_db)
+        object.__setattr__(self, "step_db", step_db if self.encoding == ENCODING_UINT8 else 0.0)
 
     @property
     def name(self) -> str:
-        """``"uint8"``, ``"int16+deflate"`` and the like (as in stats)."""
+        """``"uint8"``, ``"int16+deflate"`` and the like (as in stats and metric labels).
+
+        The step is left out on purpose: a client chooses it freely, and a metric label
+        must not take unbounded values.
+        """
         return ENCODING_NAMES[self.encoding] + ("+deflate" if self.compress else "")
 
     @classmethod
-    def parse(cls, encoding: object, compress: object = False) -> FrameFormat:
+    def parse(cls, encoding: object, compress: object = False,
+              step_db: object = 0) -> FrameFormat:
         """The format a client asked for in ``set_encoding`` or the URL query.
 
         Args:
             encoding: an encoding name (``"float32"``, ``"int16"``, ``"uint8"``).
             compress: a JSON boolean, or a URL query value ``1``/``0``/``true``/``false``.
+            step_db: a JSON number or a URL query value: 0 (automatic) or a fixed uint8
+                step of 0.01..20 dB, rounded to the nearest of ``CLIENT_STEPS_DB``;
+                ignored (0) for float32 and int16.
 
         Raises:
-            ProtocolError: naming the accepted values, if either is not one of them.
+            ProtocolError: naming the accepted values, if any is not one of them.
         """
         if not isinstance(encoding, str) or encoding not in ENCODING_CODES:
             raise ProtocolError(
@@ -186,7 +213,32 @@ class FrameFormat:
         if not isinstance(compress, bool):
             raise ProtocolError(f"compress must be true or false (1 or 0 in a URL), "
                                 f"got {compress!r}")
-        return cls(ENCODING_CODES[encoding], compress)
+        step = check_step_db(step_db)
+        if step:
+            step = min(CLIENT_STEPS_DB, key=lambda allowed: abs(math.log(allowed / step)))
+        return cls(ENCODING_CODES[encoding], compress, step)
+
+
+def check_step_db(step_db: object) -> float:
+    """A fixed uint8 step in dB, checked: 0 (automatic) or ``UINT8_STEP_DB_MIN`` ..
+    ``UINT8_STEP_DB_MAX``; a number, or its text (as in a URL query).
+
+    Raises:
+        ProtocolError: naming the accepted range, if it is not a number in it.
+    """
+    try:
+        if isinstance(step_db, bool) or not isinstance(step_db, (int, float, str)):
+            raise TypeError
+        value = float(step_db)
+    except (TypeError, ValueError, OverflowError):
+        value = math.nan
+    if value == 0:
+        return 0.0
+    if not UINT8_STEP_DB_MIN <= value <= UINT8_STEP_DB_MAX:  # NaN and infinities too
+        raise ProtocolError(
+            f"step_db must be 0 (automatic) or a number of dB from {UINT8_STEP_DB_MIN:g} to "
+            f"{UINT8_STEP_DB_MAX:g}, got {step_db!r}")
+    return value
 
 
 def encode_frame(
@@ -200,6 +252,7 @@ def encode_frame(
     missed: int = 0,
     encoding: int = ENCODING_FLOAT32,
     compress: bool = False,
+    step_db: float = 0.0,
 ) -> bytes:
     """Encode one spectrum as a v1 binary frame.
 
@@ -216,13 +269,19 @@ def encode_frame(
             own finite min..max). NaN and -inf become the lowest level, +inf the highest.
         compress: deflate the quantized payload (flag bit 0), unless that does not make
             the frame smaller.
+        step_db: uint8 only (ignored otherwise): 0 spreads the 256 levels over the frame's
+            own range; a fixed step (0.01..20 dB) makes the step the smallest multiple of
+            ``step_db`` at which 256 levels still cover the frame (``step_db`` itself unless
+            the range is wider than about 255 steps), and the offset a multiple of the step,
+            so frames of similar range use the same levels. Either way each finite value is
+            within half the header's step.
 
     Returns:
         The frame as bytes: header then payload.
 
     Raises:
-        ProtocolError: if the spectrum is not one-dimensional, a field is out of range or
-            the encoding is unknown.
+        ProtocolError: if the spectrum is not one-dimensional, a field is out of range,
+            the encoding is unknown or ``step_db`` is out of range.
     """
     values = np.ascontiguousarray(power_db, dtype="<f4")
     if values.ndim != 1 or values.shape[0] == 0:
@@ -237,7 +296,8 @@ def encode_frame(
         )
     if encoding not in ENCODING_NAMES:
         raise ProtocolError(f"unknown payload encoding {encoding}")
-    payload, scale_offset_db, scale_step_db = _quantize(values, encoding)
+    payload, scale_offset_db, scale_step_db = _quantize(values, encoding,
+                                                        check_step_db(step_db))
     header = _HEADER.pack(
         MAGIC,
         PROTOCOL_VERSION,
@@ -262,9 +322,10 @@ def encode_frame(
 
 
 def _quantize(
-    values: npt.NDArray[np.float32], encoding: int
+    values: npt.NDArray[np.float32], encoding: int, step_db: float = 0.0
 ) -> tuple[bytes, float, float]:
-    """The payload of ``values`` in ``encoding``, with the header's scale offset and step."""
+    """The payload of ``values`` in ``encoding``, with the header's scale offset and step
+    (uint8: automatic when ``step_db`` is 0, else a multiple of it)."""
     if encoding == ENCODING_FLOAT32:
         return values.tobytes(), 0.0, 0.0
     wide = values.astype(np.float64)
@@ -272,7 +333,8 @@ def _quantize(
         levels = np.nan_to_num(np.rint(wide * _INT16_STEPS_PER_DB),
                                nan=-32768.0, posinf=32767.0, neginf=-32768.0)
         return np.clip(levels, -32768, 32767).astype("<i2").tobytes(), 0.0, 0.0
-    offset_db, step_db = _uint8_range(values)
+    offset_db, step_db = (_uint8_fixed_range(values, step_db) if step_db > 0
+                          else _uint8_range(values))
     levels = np.nan_to_num(np.rint((wide - offset_db) / step_db),
                            nan=0.0, posinf=255.0, neginf=0.0)
     return np.clip(levels, 0, 255).astype(np.uint8).tobytes(), offset_db, step_db
@@ -289,6 +351,31 @@ def _uint8_range(values: npt.NDArray[np.float32]) -> tuple[float, float]:
     if not step_db > 0:  # a flat frame (or a range that underflows float32)
         step_db = 1.0
     return low, step_db
+
+
+def _uint8_fixed_range(values: npt.NDArray[np.float32], step_db: float) -> tuple[float, float]:
+    """Offset and step (exact float32 values) for a fixed step of ``step_db`` dB.
+
+    The step is the smallest multiple of ``step_db`` at which the 256 levels from the
+    offset, itself a multiple of the step at or below the frame's finite minimum, reach its
+    finite maximum; a frame without a finite value sits at -327.68 dB. A frame so far from
+    0 dB that float32 cannot hold such an offset gets the automatic range instead.
+    """
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        low = high = float(np.float32(_UINT8_EMPTY_OFFSET_DB))
+    else:
+        low, high = float(finite.min()), float(finite.max())
+    # 255 steps cover the range from the minimum; one more covers an offset up to a step
+    # below it, so the multiple is one of these (mostly the first).
+    fewest = max(1, math.ceil((high - low) / (255 * step_db)))
+    enough = max(1, math.ceil((high - low) / (254 * step_db)))
+    for multiple in sorted({fewest, fewest + 1, enough, enough + 1}):
+        step = float(np.float32(multiple * step_db))
+        offset = float(np.float32(math.floor(low / step) * step))
+        if offset + 255 * step >= high and offset - low <= step / 2:
+            return offset, step
+    return _uint8_range(values)
 
 
 def compress_frame(frame: bytes) -> bytes:
@@ -331,6 +418,7 @@ def reencode_frame(frame: bytes, frame_format: FrameFormat) -> bytes:
         missed=decoded.missed,
         encoding=frame_format.encoding,
         compress=frame_format.compress,
+        step_db=frame_format.step_db,
     )
 
 

@@ -10,6 +10,8 @@ import hmac
 import time
 from typing import Any, Iterable
 
+from gr_argos.protocol import UINT8_STEP_DB_MAX, UINT8_STEP_DB_MIN
+
 __all__ = [
     "TokenBucket",
     "bearer_token",
@@ -97,6 +99,10 @@ _SCHEMAS: dict[str, dict[str, tuple[bool, Any, str]]] = {
     "set_encoding": {
         "encoding": (True, lambda v: isinstance(v, str), "a string"),
         "compress": (False, lambda v: isinstance(v, bool), "true or false"),
+        "step_db": (False, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                    and (v == 0 or UINT8_STEP_DB_MIN <= v <= UINT8_STEP_DB_MAX),
+                    f"0 (automatic) or a number of dB from {UINT8_STEP_DB_MIN:g} to "
+                    f"{UINT8_STEP_DB_MAX:g}"),
     },
     "auth": {"token": (True, lambda v: isinstance(v, str) and 0 < len(v) <= 4096,
                        "a non-empty string")},

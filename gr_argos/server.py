@@ -233,7 +233,8 @@ class StreamInfo:
     """What a client is told about a stream in the ``hello`` message.
 
     ``encoding`` (a code, float32 by default) is the format, uncompressed, the stream's
-    frames go out in to clients that did not choose one.
+    frames go out in to clients that did not choose one; ``step_db`` is its fixed uint8
+    step in dB (0: automatic; see :class:`~gr_argos.protocol.FrameFormat`).
     """
 
     stream_id: int = 0
@@ -244,11 +245,12 @@ class StreamInfo:
     encoding: int = ENCODING_FLOAT32
     fps: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    step_db: float = 0.0
 
     @property
     def frame_format(self) -> FrameFormat:
         """The format clients that chose none get this stream's frames in."""
-        return FrameFormat(self.encoding)
+        return FrameFormat(self.encoding, step_db=self.step_db)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -702,7 +704,8 @@ class SpectrumServer:
             self.hub.send_to(client, encode_message(
                 "stats", {"client": client.snapshot(), "total": stats["total"]}))
         elif msg_type == "set_encoding":
-            self._set_format(client, message.get("encoding"), message.get("compress", False))
+            self._set_format(client, message.get("encoding"), message.get("compress", False),
+                             message.get("step_db", 0))
         else:
             self.hub.send_to(client, encode_message("error", {
                 "code": "unknown_type",
@@ -711,17 +714,19 @@ class SpectrumServer:
             }))
 
     def _choose_format_from_url(self, client: ClientQueue, path: str) -> None:
-        """Apply ``?encoding=...&compress=...`` from the connection URL, if given."""
+        """Apply ``?encoding=...&compress=...&step_db=...`` from the connection URL, if given."""
         query = parse_qs(urlsplit(path).query)
-        if "encoding" in query or "compress" in query:
+        if "encoding" in query or "compress" in query or "step_db" in query:
             encoding = query.get("encoding", ["float32"])[-1]
-            self._set_format(client, encoding, query.get("compress", ["0"])[-1])
+            self._set_format(client, encoding, query.get("compress", ["0"])[-1],
+                             query.get("step_db", ["0"])[-1])
 
-    def _set_format(self, client: ClientQueue, encoding: object, compress: object) -> None:
+    def _set_format(self, client: ClientQueue, encoding: object, compress: object,
+                    step_db: object = 0) -> None:
         """Switch a client's frame format from its next frame on, and confirm it (or say
-        what is accepted)."""
+        what is accepted, keeping the format it had)."""
         try:
-            frame_format = FrameFormat.parse(encoding, compress)
+            frame_format = FrameFormat.parse(encoding, compress, step_db)
         except ProtocolError as exc:
             self.hub.send_to(client, encode_message(
                 "error", {"code": "bad_message", "message": f"set_encoding: {exc}"}))
@@ -730,6 +735,7 @@ class SpectrumServer:
         self.hub.send_to(client, encode_message("encoding", {
             "encoding": ENCODING_NAMES[frame_format.encoding],
             "compress": frame_format.compress,
+            "step_db": frame_format.step_db,
         }))
 
     async def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:

@@ -17,7 +17,7 @@ from gr_argos.server import (
     acquire_server,
     release_server,
 )
-from gr_argos.protocol import ENCODING_CODES
+from gr_argos.protocol import ENCODING_CODES, check_step_db
 from gr_argos.status import StatusReporter
 from gr_argos.stream import SpectrumStream
 from gr_argos.zmq_transport import FramePublisher
@@ -93,6 +93,11 @@ class websocket_sink(gr.sync_block):
         tls_key: path of the PEM private key of ``tls_cert`` (unencrypted; chmod 600). A
             missing or unreadable file, or a key that does not match the certificate, fails
             when the block is made with a ServerError naming the file.
+        step_db: with encoding "uint8", the step in dB for clients that do not choose one:
+            0 (automatic, 256 levels over each frame's own range) or 0.01..20 dB, a fixed
+            step (wider only for a frame whose range needs more than 256 levels) on
+            levels aligned to its multiples, within half a step; a coarser step deflates
+            better. Ignored for the other encodings.
         (See docs/operations.md.)
 
     """
@@ -130,6 +135,7 @@ class websocket_sink(gr.sync_block):
         permessage_deflate: bool = False,
         tls_cert: str = "",
         tls_key: str = "",
+        step_db: float = 0.0,
     ) -> None:
         gr.sync_block.__init__(
             self, name="websocket_sink", in_sig=[(np.float32, int(vlen))], out_sig=None
@@ -141,6 +147,7 @@ class websocket_sink(gr.sync_block):
         if encoding not in ENCODING_CODES:
             raise ValueError(f"encoding must be one of {', '.join(ENCODING_CODES)}, "
                              f"got {encoding!r}")
+        check_step_db(step_db)  # a ValueError naming the range
         if float(status_interval) < 0:
             raise ValueError(f"status_interval must be >= 0 seconds, got {status_interval}")
         if not msg_channel or not str(msg_channel).isidentifier():
@@ -181,6 +188,7 @@ class websocket_sink(gr.sync_block):
             span_hz=float(samp_rate),
             encoding=ENCODING_CODES[encoding],
             fps=float(fps),
+            step_db=float(step_db) if encoding == "uint8" else 0.0,
         )
         self.server: SpectrumServer | FramePublisher | None = None
         self.stream: SpectrumStream | None = None

@@ -216,6 +216,37 @@ def _valid_specs() -> list[dict[str, Any]]:
             "missed": 3,
             "formula": True,
         },
+        {
+            "file": "uint8_step.bin",
+            "description": "Encoding 2 (uint8) with a fixed 1 dB step (step_db=1) from -100.3, "
+                           "-99.6, -73.5, NaN, -20.2, -0.1 dB: offset -101 dB (a multiple of "
+                           "the step at or below the minimum), step 1 dB, NaN level 0.",
+            "power_db": np.array([-100.3, -99.6, -73.5, np.nan, -20.2, -0.1],
+                                 dtype=np.float32),
+            "frame": dict(center_freq_hz=100e6, span_hz=2e6, encoding=ENCODING_UINT8,
+                          step_db=1.0, timestamp_ns=1_700_000_006_000_000_000, sequence=13),
+        },
+        {
+            "file": "uint8_step_widened.bin",
+            "description": "Encoding 2 (uint8) asked for a 0.5 dB step (step_db=0.5) from "
+                           "-200, -120.25, -3, 30.25 dB: 230.25 dB need more than 256 levels "
+                           "of 0.5 dB, so the step widens to 1 dB (the smallest multiple of "
+                           "0.5 that covers the frame), offset -200 dB.",
+            "power_db": [-200.0, -120.25, -3.0, 30.25],
+            "frame": dict(center_freq_hz=100e6, span_hz=2e6, encoding=ENCODING_UINT8,
+                          step_db=0.5, timestamp_ns=1_700_000_007_000_000_000, sequence=14),
+        },
+        {
+            "file": "uint8_step_deflate.bin",
+            "description": "The 2048-bin spectrum as uint8 with a fixed 1 dB step "
+                           "(step_db=1) and a deflated payload; within step/2 = 0.5 dB of the "
+                           "formula.",
+            "power_db": spectrum_2048(),
+            "frame": dict(center_freq_hz=100e6, span_hz=2.048e6, compress=True,
+                          encoding=ENCODING_UINT8, step_db=1.0,
+                          timestamp_ns=1_700_000_000_500_000_000, sequence=123_456),
+            "formula": True,
+        },
     ]
 
 

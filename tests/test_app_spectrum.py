@@ -140,6 +140,22 @@ def test_config_file_applies_and_flags_override_it(tmp_path: Path) -> None:
     assert_stream_is(hello, frames, bins=512, center_freq_hz=145.8e6, span_hz=1e6, fps=15.0)
 
 
+def test_step_db_from_the_file_or_a_flag_reaches_the_stream(tmp_path: Path) -> None:
+    """encoding uint8 and step_db from the YAML file, --step-db overriding it: clients that
+    choose nothing get uint8 frames on levels that are multiples of that step."""
+    config = tmp_path / "slow-link.yaml"
+    config.write_text("encoding: uint8\nstep_db: 3\n", encoding="utf-8")
+    with running_app(["--config", str(config), "--step-db", "2", "--fft-size", "256"],
+                     tmp_path) as app:
+        hello, frames = receive(app.wait_for_url(), 2)
+
+    assert hello["streams"][0]["encoding"] == "uint8"
+    for frame in frames:
+        assert frame.encoding == 2
+        levels = frame.power_db.astype(np.float64) / 2
+        assert np.array_equal(levels, np.round(levels)), "levels are not multiples of 2 dB"
+
+
 # -- an IQ recording through gr-osmosdr's file source ----------------------------------------
 
 def test_file_source_plays_an_iq_recording(tmp_path: Path) -> None:
@@ -297,7 +313,9 @@ def test_missing_iq_file_exits_1_naming_it(tmp_path: Path) -> None:
     ("source: bogus\n",
      ["'source'", "expected sim, sweep, hackrf[=ARGS], osmosdr=ARGS or file=PATH"]),
     ("center_freq: [1e6\n", ["is not valid YAML"]),
-], ids=["unknown-key", "fft_size-abc", "port-70000", "source-bogus", "invalid-yaml"])
+    ("step_db: 50\n", ["'step_db'", "must be 0 (automatic) or from 0.01 to 20 dB"]),
+], ids=["unknown-key", "fft_size-abc", "port-70000", "source-bogus", "invalid-yaml",
+        "step_db-50"])
 def test_bad_config_file_exits_2_saying_why(tmp_path: Path, yaml_text: str,
                                             expected: list[str]) -> None:
     """A config file with an unknown key, a bad value or broken YAML exits 2 saying why."""

@@ -465,7 +465,8 @@ async def test_uint8_compressed_frames_from_a_real_server_decode_within_half_a_s
             events = aiter(client)
             reply = await collect_until(events, seen, is_message("encoding"))
             assert isinstance(reply, MessageEvent)
-            assert reply.message == {"type": "encoding", "encoding": "uint8", "compress": True}
+            assert reply.message == {"type": "encoding", "encoding": "uint8", "compress": True,
+                                     "step_db": 0.0}
             server.publish_frame(0, spectrum(5))
             event = await collect_until(events, seen, is_frame(5))
     finally:
@@ -483,3 +484,38 @@ def test_an_unknown_encoding_is_refused_before_connecting() -> None:
     """ArgosClient(encoding=...) names the accepted values."""
     with pytest.raises(ValueError, match="uint8"):
         ArgosClient("ws://127.0.0.1:1/", encoding="float16")
+
+
+async def test_step_db_goes_in_the_url_and_the_frames_use_that_step() -> None:
+    """step_db=1 with encoding="uint8" goes in the URL (also after a reconnect); the server
+    confirms it and its frames decode on whole-dB levels."""
+    server = SpectrumServer(ServerConfig(host="127.0.0.1", port=0))
+    server.add_stream(StreamInfo(stream_id=0, bins=BINS))
+    await asyncio.to_thread(server.start)
+    seen: list[Event] = []
+    try:
+        async with client_for(server.url, encoding="uint8", compress=True,
+                              step_db=1.0) as client:
+            assert client.url.endswith("/?encoding=uint8&compress=1&step_db=1")
+            events = aiter(client)
+            reply = await collect_until(events, seen, is_message("encoding"))
+            assert isinstance(reply, MessageEvent)
+            assert reply.message["step_db"] == 1.0
+            server.publish_frame(0, spectrum(5))
+            event = await collect_until(events, seen, is_frame(5))
+    finally:
+        await asyncio.to_thread(server.stop)
+    assert isinstance(event, FrameEvent)
+    expected = np.full(BINS, -100.0)
+    expected[5] = -20.0
+    assert event.frame.power_db.tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize(("encoding", "step_db", "match"), [
+    ("uint8", 0.001, "from 0.01 to 20"), ("uint8", 21.0, "from 0.01 to 20"),
+    (None, 1.0, "uint8 encoding only"), ("float32", 1.0, "uint8 encoding only")])
+def test_a_bad_step_db_is_refused_before_connecting(encoding: str | None, step_db: float,
+                                                    match: str) -> None:
+    """ArgosClient(step_db=...) names the accepted range, and wants encoding "uint8"."""
+    with pytest.raises(ValueError, match=match):
+        ArgosClient("ws://127.0.0.1:1/", encoding=encoding, step_db=step_db)

@@ -246,6 +246,33 @@ def test_encoding_and_compress_flags_get_quantized_deflated_frames(
     assert server.stats()["total"]["encodes"]["uint8+deflate"] >= 3
 
 
+def test_step_db_flag_gets_frames_with_that_step(
+        server: SpectrumServer, publisher: Publisher, repo_root: Path) -> None:
+    """--encoding uint8 --compress --step-db 1: the summary's peak is the published one
+    within half of 1 dB."""
+    result = run(argos_client(server.url, "--json", "--count", "3", "--encoding", "uint8",
+                              "--compress", "--step-db", "1"), repo_root)
+
+    assert result.returncode == 0, result.stderr
+    for line in map(json.loads, result.stdout.splitlines()):
+        sent = publisher.published[line["sequence"]]
+        assert abs(line["peak_db"] - sent["peak_db"]) <= 0.5 + 1e-4
+        assert line["peak_db"] == round(line["peak_db"])  # levels are whole dB
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    (["--encoding", "uint8", "--step-db", "50"], "from 0.01 to 20"),
+    (["--step-db", "1"], "uint8 encoding only"),
+    (["--encoding", "int16", "--step-db", "1"], "uint8 encoding only"),
+])
+def test_a_bad_step_db_is_a_usage_error(flags: list[str], expected: str,
+                                        repo_root: Path) -> None:
+    """--step-db out of range, or without --encoding uint8, exits 2 saying why."""
+    result = run(argos_client("ws://127.0.0.1:1/", *flags), repo_root)
+
+    assert result.returncode == 2 and expected in result.stderr
+
+
 def test_an_unknown_encoding_is_a_usage_error(repo_root: Path) -> None:
     """--encoding float16 exits 2 naming the choices."""
     result = run(argos_client("ws://127.0.0.1:1/", "--encoding", "float16"), repo_root)

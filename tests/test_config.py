@@ -161,6 +161,22 @@ def test_spectrum_rate_flag_is_an_alias_of_samp_rate() -> None:
         assert resolve_settings(args, SPECTRUM_SETTINGS, None)["samp_rate"] == 2e6
 
 
+def test_spectrum_step_db_comes_from_the_file_and_the_flag_checked(tmp_path: Path) -> None:
+    """step_db (YAML key step_db or step-db, flag --step-db) is 0 by default, set by the
+    file, overridden by the flag, and refused outside 0.01..20 dB naming the range."""
+    parser = argument_parser()
+    config = write_yaml(tmp_path, "encoding: uint8\nstep-db: 1.5\n")
+
+    assert resolve_settings(parser.parse_args([]), SPECTRUM_SETTINGS, None)["step_db"] == 0.0
+    assert resolve_settings(parser.parse_args([]), SPECTRUM_SETTINGS, config)["step_db"] == 1.5
+    assert resolve_settings(parser.parse_args(["--step-db", "3"]), SPECTRUM_SETTINGS,
+                            config)["step_db"] == 3.0
+    for bad in ("0.001", "25", "-1", "nan"):
+        with pytest.raises(ConfigError, match="^--step-db: bad value .* for step_db: must be "
+                                              r"0 \(automatic\) or from 0.01 to 20 dB"):
+            resolve_settings(parser.parse_args(["--step-db", bad]), SPECTRUM_SETTINGS, None)
+
+
 # -- file errors -----------------------------------------------------------------------------
 
 def test_unknown_yaml_key_is_named_with_the_known_keys(tmp_path: Path) -> None:

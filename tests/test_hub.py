@@ -314,6 +314,34 @@ async def test_each_variant_is_encoded_once_per_frame_whatever_the_client_count(
     assert [f.encoding for f in decoded(received["cdb"])] == [1] * 5
 
 
+async def test_a_fixed_step_is_its_own_variant_also_when_deflated() -> None:
+    """uint8+deflate with step_db 1 and with the automatic step are two cached variants
+    (the deflated one deflates its own step's levels), counted under the one name."""
+    hub = await attached_hub(queue_depth=16)
+    stepped = [hub.add_client(f"s{i}") for i in range(2)]
+    for client in stepped:
+        client.frame_format = FrameFormat(ENCODING_UINT8, compress=True, step_db=1.0)
+    automatic = hub.add_client("automatic")
+    automatic.frame_format = FrameFormat(ENCODING_UINT8, compress=True)
+    power = np.repeat(np.linspace(-120.2, -20.0, 64, dtype=np.float32), 16)
+    for sequence in range(3):
+        hub.publish_frame(0, encode_frame(power, center_freq_hz=1e6, span_hz=1e6,
+                                          timestamp_ns=0, sequence=sequence))
+    await let_hub_drain()
+
+    received = {client.peer: await receive_all(hub, client) for client in [*stepped, automatic]}
+
+    assert hub.stats()["total"]["encodes"] == {"uint8": 6, "uint8+deflate": 6}
+    assert all(a is b for a, b in zip(received["s0"], received["s1"]))
+    for frame in decoded(received["s0"]):
+        assert (frame.flags, frame.power_db.min()) == (1, -120.0)
+        assert np.all(frame.power_db == np.round(frame.power_db))  # whole-dB levels
+    assert all(f.flags == 1 for f in decoded(received["automatic"]))
+    assert decoded(received["automatic"])[0].power_db.min() == np.float32(-120.2)
+    snapshot = stepped[0].snapshot()
+    assert (snapshot["format"], snapshot["step_db"]) == ("uint8+deflate", 1.0)
+
+
 async def test_frames_dropped_for_every_client_are_never_encoded() -> None:
     """Variants are made when a frame is sent, so frames a stalled client lost cost
     nothing, and its next frame still reports them in missed."""

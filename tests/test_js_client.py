@@ -152,4 +152,4 @@ async def test_client_against_a_real_server_in_node(repo_root: Path) -> None:
     log = "".join(output)
     assert status == 0, f"node client test failed (exit {status}):\n{log}"
     assert restarts == 1, f"node asked for {restarts} restarts:\n{log}"
-    assert "# fail 0" in log and "# pass 4" in log, log
+    assert "# fail 0" in log and "# pass 5" in log, log

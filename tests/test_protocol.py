@@ -17,6 +17,7 @@ import numpy.typing as npt
 import pytest
 
 from gr_argos.protocol import (
+    CLIENT_STEPS_DB,
     ENCODING_FLOAT32,
     ENCODING_INT16,
     ENCODING_UINT8,
@@ -531,3 +532,133 @@ def test_frame_format_parse_names_the_accepted_values(encoding: Any, compress: A
     with pytest.raises(ProtocolError, match="float32|true or false"):
         FrameFormat.parse(encoding, compress)
     assert FrameFormat.parse("uint8", "1") == FrameFormat(ENCODING_UINT8, True)
+
+
+# -- a fixed uint8 step (step_db) ------------------------------------------------------------
+
+def fixed_step_round_trip(power: npt.ArrayLike, step_db: float,
+                          compress: bool = False) -> tuple[float, float, Any]:
+    """Encode as uint8 with ``step_db``; the header's offset and step, and the decoded frame."""
+    data = encode_frame(power, center_freq_hz=100e6, span_hz=2e6, timestamp_ns=7, sequence=3,
+                        encoding=ENCODING_UINT8, compress=compress, step_db=step_db)
+    offset_db, scale_step_db = struct.unpack_from("<ff", data, 56)
+    return offset_db, scale_step_db, decode_frame(data)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("step_db", [0.01, 0.1, 0.25, 1.0, 3.0, 20.0])
+@pytest.mark.parametrize("seed", range(3))
+def test_fixed_step_round_trips_within_half_a_step_on_aligned_levels(
+        seed: int, step_db: float, compress: bool) -> None:
+    """With step_db the step is a multiple of it (itself when 256 levels suffice), the
+    offset a multiple of the step at or below the minimum, and every finite bin decodes
+    within step/2 (plus float32 rounding); NaN and -inf read as the offset."""
+    power = random_spectrum(np.random.default_rng(seed))
+    finite = np.isfinite(power)
+
+    offset_db, step, frame = fixed_step_round_trip(power, step_db, compress)
+
+    multiple = step / np.float32(step_db)
+    assert multiple == pytest.approx(round(multiple), rel=1e-6) and round(multiple) >= 1
+    value_range = float(power[finite].max()) - float(power[finite].min())
+    if value_range <= 254 * step_db:
+        assert step == np.float32(step_db)
+    assert offset_db / step == pytest.approx(round(offset_db / step), abs=1e-3)
+    assert offset_db - step / 2 <= power[finite].min()
+    assert offset_db + 255 * step >= power[finite].max()
+    error = np.abs(frame.power_db[finite].astype(np.float64) - power[finite]).max()
+    assert error <= step / 2 + 1e-4
+    assert (frame.power_db[~finite] == np.float32(offset_db)).all()
+
+
+def test_fixed_step_keeps_the_same_levels_from_frame_to_frame() -> None:
+    """Two frames of slightly different range share offset and step, so equal dB values
+    get equal levels (what keeps a waterfall steady and deflate effective)."""
+    first, second = [-100.3, -70.0, -20.6], [-100.9, -60.2, -30.0]
+
+    offsets_steps = {fixed_step_round_trip(power, 1.0)[:2] for power in (first, second)}
+
+    assert offsets_steps == {(-101.0, 1.0)}
+    assert fixed_step_round_trip(first, 1.0)[2].power_db.tolist() == [-100.0, -70.0, -21.0]
+
+
+def test_a_frame_wider_than_256_steps_widens_the_step() -> None:
+    """A 0.1 dB step cannot cover 60 dB in 256 levels: the step becomes the smallest
+    multiple of 0.1 dB that does, the offset stays aligned, the error within step/2."""
+    power = np.linspace(-100.05, -40.0, 600, dtype=np.float32)
+
+    offset_db, step, frame = fixed_step_round_trip(power, 0.1)
+
+    assert step == pytest.approx(0.3, rel=1e-6)  # 255 * 0.2 = 51 dB < 60 dB <= 255 * 0.3
+    assert offset_db + 255 * step >= power.max() and offset_db <= power.min() + step / 2
+    assert offset_db / step == pytest.approx(round(offset_db / step), abs=1e-3)
+    assert np.abs(frame.power_db - power).max() <= step / 2 + 1e-4
+
+
+def test_fixed_step_of_a_flat_or_empty_frame() -> None:
+    """A flat frame decodes within half a step; one without finite values reads one level."""
+    offset_db, step, flat = fixed_step_round_trip([-42.5] * 4, 1.0)
+    _, _, empty = fixed_step_round_trip([-np.inf, np.nan], 1.0)
+
+    assert (offset_db, step) == (-43.0, 1.0)
+    assert flat.power_db.tolist() == [-43.0] * 4  # level 0.5 rounds half to even: 0
+    assert len(set(empty.power_db.tolist())) == 1
+
+
+def test_fixed_step_is_smaller_once_deflated_than_the_automatic_step() -> None:
+    """The point of a coarser step: the 2048-bin vector spectrum deflates smaller."""
+    power = random_spectrum(np.random.default_rng(7))
+    sizes = {step_db: len(encode_frame(power, center_freq_hz=1.0, span_hz=1.0, timestamp_ns=0,
+                                       sequence=0, encoding=ENCODING_UINT8, compress=True,
+                                       step_db=step_db))
+             for step_db in (0.0, 1.0, 3.0)}
+
+    assert sizes[3.0] < sizes[1.0] < sizes[0.0]
+
+
+def test_frame_format_step_db_applies_to_uint8_only() -> None:
+    """step_db is kept for uint8 and normalized to 0 otherwise, so equal formats are equal
+    (the hub caches one variant per format); the name never carries the step."""
+    assert FrameFormat(ENCODING_INT16, step_db=1.0) == FrameFormat(ENCODING_INT16)
+    assert hash(FrameFormat(ENCODING_FLOAT32, True, 2.0)) == hash(FrameFormat(ENCODING_FLOAT32, True))
+    assert FrameFormat(ENCODING_UINT8, step_db=1) == FrameFormat(ENCODING_UINT8, step_db=1.0)
+    assert FrameFormat(ENCODING_UINT8, step_db=1.0) != FrameFormat(ENCODING_UINT8)
+    assert FrameFormat(ENCODING_UINT8, True, 1.0).name == "uint8+deflate"
+    assert FrameFormat.parse("uint8", "1", "0.5") == FrameFormat(ENCODING_UINT8, True, 0.5)
+    assert FrameFormat.parse("uint8", False, 3) == FrameFormat(ENCODING_UINT8, False, 3.0)
+    assert FrameFormat.parse("int16", False, "2").step_db == 0.0
+
+
+@pytest.mark.parametrize("step_db", [-1, 0.001, 20.5, 1e400, float("nan"), float("inf"),
+                                     "abc", "", True, None, [1]])
+def test_frame_format_refuses_a_step_out_of_range_naming_the_range(step_db: Any) -> None:
+    """A step that is not 0 or 0.01..20 dB is refused with the accepted range."""
+    with pytest.raises(ProtocolError, match=r"step_db must be 0 \(automatic\) or a number of "
+                                            r"dB from 0.01 to 20"):
+        FrameFormat.parse("uint8", False, step_db)
+    with pytest.raises(ValueError, match="from 0.01 to 20"):
+        encode_frame([-1.0], center_freq_hz=1.0, span_hz=1.0, timestamp_ns=0, sequence=0,
+                     encoding=ENCODING_UINT8, step_db=step_db)
+
+
+def test_reencode_uses_the_format_step() -> None:
+    """reencode_frame encodes uint8 with the format's step."""
+    source = encode_frame(np.linspace(-120.2, -20.0, 64), center_freq_hz=5e6, span_hz=1e6,
+                          timestamp_ns=99, sequence=8)
+
+    data = reencode_frame(source, FrameFormat(ENCODING_UINT8, True, 2.0))
+
+    assert struct.unpack_from("<ff", data, 56) == (-122.0, 2.0)
+    assert decode_frame(data).sequence == 8
+
+
+@pytest.mark.parametrize(("asked", "used"), [
+    ("1", 1.0), (0.9, 1.0), (0.013, 0.05), (2.4, 2.5), (6.9, 6.0), (19.0, 20.0), (0, 0.0)])
+def test_a_clients_step_is_rounded_to_the_nearest_offered_one(asked: object,
+                                                              used: float) -> None:
+    """A client's step_db becomes the nearest of CLIENT_STEPS_DB, so however many steps
+    clients ask for, a frame has a bounded number of variants; the sink's own setting is
+    used as given."""
+    assert FrameFormat.parse("uint8", True, asked).step_db == used
+    assert used == 0.0 or used in CLIENT_STEPS_DB
+    assert FrameFormat(ENCODING_UINT8, True, 0.9).step_db == 0.9

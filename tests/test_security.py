@@ -97,6 +97,11 @@ def test_token_bucket_allows_the_burst_then_the_rate() -> None:
     ({"type": "set_encoding"}, "missing field 'encoding'"),
     ({"type": "set_encoding", "encoding": 7}, "field 'encoding' must be a string"),
     ({"type": "set_encoding", "encoding": "int16", "compress": "yes"}, "'compress'"),
+    ({"type": "set_encoding", "encoding": "uint8", "step_db": "1"},
+     "field 'step_db' must be 0 (automatic) or a number of dB from 0.01 to 20"),
+    ({"type": "set_encoding", "encoding": "uint8", "step_db": 20.5}, "'step_db'"),
+    ({"type": "set_encoding", "encoding": "uint8", "step_db": 0.001}, "'step_db'"),
+    ({"type": "set_encoding", "encoding": "uint8", "step_db": True}, "'step_db'"),
     ({"type": "auth"}, "missing field 'token'"),
     ({"type": "auth", "token": 5}, "field 'token'"),
 ])
@@ -109,6 +114,8 @@ def test_invalid_messages_are_named(message: dict[str, Any], problem: str) -> No
 def test_valid_messages_pass() -> None:
     for message in ({"type": "ping", "id": {"any": [1]}}, {"type": "stats"},
                     {"type": "set_encoding", "encoding": "uint8", "compress": True},
+                    {"type": "set_encoding", "encoding": "uint8", "step_db": 1},
+                    {"type": "set_encoding", "encoding": "uint8", "step_db": 0.0},
                     {"type": "auth", "token": "x"}, {"type": "ping", "extra": 1}):
         assert validate_message(message) is None
 

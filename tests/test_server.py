@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import struct
 import time
 import urllib.request
 from collections.abc import Callable
@@ -550,7 +551,7 @@ async def test_clients_choose_encodings_each_encoded_once_per_frame(
             client(server) as asked, client(server) as cdb:
         assert (await next_json(url_ws))["encodings"] == ["float32", "int16", "uint8"]
         assert await next_json(url_ws) == {"type": "encoding", "encoding": "uint8",
-                                           "compress": True}
+                                           "compress": True, "step_db": 0.0}
         await cdb.send(json.dumps({"type": "set_encoding", "encoding": "float16"}))
         error = await next_json(cdb)
         assert error["code"] == "bad_message" and "uint8" in error["message"]
@@ -559,7 +560,7 @@ async def test_clients_choose_encodings_each_encoded_once_per_frame(
         await asked.send(json.dumps({"type": "set_encoding", "encoding": "uint8",
                                      "compress": True}))
         assert await next_json(asked) == {"type": "encoding", "encoding": "uint8",
-                                          "compress": True}
+                                          "compress": True, "step_db": 0.0}
         power = np.repeat(np.linspace(-120.0, -20.0, 128, dtype=np.float32), 16)
         for sequence in range(4):
             server.publish_frame(0, encode_frame(power, center_freq_hz=1e6, span_hz=1e6,
@@ -662,7 +663,7 @@ async def test_permessage_deflate_is_not_negotiated_for_compress_once_clients(
         assert ws.protocol.extensions == []
         assert (await next_json(ws))["type"] == "hello"
         assert await next_json(ws) == {"type": "encoding", "encoding": "uint8",
-                                       "compress": True}
+                                       "compress": True, "step_db": 0.0}
         power = np.repeat(np.linspace(-120.0, -20.0, 128, dtype=np.float32), 16)
         for sequence in range(3):
             server.publish_frame(0, encode_frame(power, center_freq_hz=1e6, span_hz=1e6,
@@ -705,3 +706,101 @@ async def test_an_unknown_encoding_is_refused_and_the_stream_default_kept(
     assert [(f.encoding, f.flags) for f in frames] == [(1, 0)] * 3
     assert [f.sequence for f in frames] == [0, 1, 2]
     assert np.abs(frames[0].power_db - power).max() <= 0.005 + 1e-5
+
+
+# a fixed uint8 step (step_db)
+
+
+async def test_a_fixed_step_asked_for_in_the_url_or_set_encoding_reaches_the_frames(
+        start_server: StartServer) -> None:
+    """step_db in the URL query or in set_encoding gives that client uint8 frames with that
+    step on aligned levels (confirmed in the encoding reply and in its stats), while a
+    client with the automatic step gets its own variant of the same frames."""
+    server = start_server(queue_depth=64)
+    async with connect(server.url + "?encoding=uint8&compress=1&step_db=1",
+                       open_timeout=WAIT_S) as url_ws, \
+            client(server) as asked, client(server) as automatic:
+        assert (await next_json(url_ws))["type"] == "hello"
+        assert await next_json(url_ws) == {"type": "encoding", "encoding": "uint8",
+                                           "compress": True, "step_db": 1.0}
+        await asked.send(json.dumps({"type": "set_encoding", "encoding": "uint8",
+                                     "step_db": 2.5}))
+        assert await next_json(asked) == {"type": "encoding", "encoding": "uint8",
+                                          "compress": False, "step_db": 2.5}
+        await automatic.send(json.dumps({"type": "set_encoding", "encoding": "uint8",
+                                         "compress": True}))
+        assert (await next_json(automatic))["step_db"] == 0.0
+        await asked.send(json.dumps({"type": "stats"}))
+        stats = (await next_json(asked))["client"]
+        assert (stats["format"], stats["step_db"]) == ("uint8", 2.5)
+        power = np.repeat(np.linspace(-120.3, -20.0, 128, dtype=np.float32), 16)
+        for sequence in range(3):
+            server.publish_frame(0, encode_frame(power, center_freq_hz=1e6, span_hz=1e6,
+                                                 timestamp_ns=0, sequence=sequence))
+        frames = {}
+        for name, ws in [("url", url_ws), ("asked", asked), ("automatic", automatic)]:
+            frames[name] = [(struct.unpack_from("<ff", frame, 56), decode_frame(frame))
+                            for frame in await next_frames(ws, 3)]
+
+    for name, step in [("url", 1.0), ("asked", 2.5)]:
+        for (offset_db, step_db), frame in frames[name]:
+            assert (frame.encoding, step_db) == (2, step)
+            assert offset_db == np.floor(power.min() / step) * step
+            assert np.abs(frame.power_db - power).max() <= step / 2 + 1e-4
+    for (offset_db, step_db), frame in frames["automatic"]:
+        assert (frame.encoding, frame.flags, offset_db) == (2, 1, np.float32(-120.3))
+        assert step_db == pytest.approx(100.3 / 255, rel=1e-6)
+    encodes = server.stats()["total"]["encodes"]
+    assert set(encodes) <= {"uint8", "uint8+deflate"}  # the step is never a label
+
+
+@pytest.mark.parametrize("bad", [0.001, 25, -1, "1", True, None])
+async def test_a_bad_step_is_refused_naming_the_range_and_the_format_kept(
+        start_server: StartServer, bad: Any) -> None:
+    """set_encoding with a step that is not 0 or 0.01..20 dB (or not a number) gets an
+    error naming the range, and the client keeps the format it had."""
+    server = start_server(queue_depth=64)
+    async with client(server) as ws:
+        await ws.send(json.dumps({"type": "set_encoding", "encoding": "int16"}))
+        assert (await next_json(ws))["encoding"] == "int16"
+        await ws.send(json.dumps({"type": "set_encoding", "encoding": "uint8",
+                                  "step_db": bad}))
+        error = await next_json(ws)
+        assert error["type"] == "error" and error["code"] == "bad_message"
+        assert "step_db" in error["message"] and "0.01" in error["message"]
+        assert "20" in error["message"]
+        server.publish_frame(0, encode_frame(np.linspace(-120.0, -20.0, 64), center_freq_hz=1e6,
+                                             span_hz=1e6, timestamp_ns=0, sequence=0))
+        (frame,) = await next_frames(ws, 1)
+
+    assert decode_frame(frame).encoding == 1
+
+
+async def test_a_bad_step_in_the_url_is_refused_and_the_stream_default_kept(
+        start_server: StartServer) -> None:
+    """?step_db=50 gets an error naming the range; frames keep the stream's default."""
+    server = start_server(queue_depth=64)
+    async with connect(server.url + "?encoding=uint8&step_db=50", open_timeout=WAIT_S) as ws:
+        assert (await next_json(ws))["type"] == "hello"
+        error = await next_json(ws)
+        assert error["code"] == "bad_message" and "from 0.01 to 20" in error["message"]
+        server.publish_frame(0, encode_frame(np.linspace(-120.0, -20.0, 64), center_freq_hz=1e6,
+                                             span_hz=1e6, timestamp_ns=0, sequence=0))
+        (frame,) = await next_frames(ws, 1)
+
+    assert decode_frame(frame).encoding == 0
+
+
+async def test_a_stream_default_step_applies_to_clients_that_chose_none(
+        start_server: StartServer) -> None:
+    """A stream whose default is uint8 with step_db 1 sends such frames to a client that
+    chose nothing."""
+    server = start_server(queue_depth=64)
+    server.update_stream(0, encoding=2, step_db=1.0)
+    async with client(server) as ws:
+        server.publish_frame(0, encode_frame(np.linspace(-120.4, -20.0, 64), center_freq_hz=1e6,
+                                             span_hz=1e6, timestamp_ns=0, sequence=0))
+        (frame,) = await next_frames(ws, 1)
+
+    assert struct.unpack_from("<ff", frame, 56) == (-121.0, 1.0)
+    assert decode_frame(frame).encoding == 2

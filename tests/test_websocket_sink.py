@@ -293,6 +293,30 @@ async def test_default_encoding_applies_to_clients_that_choose_none(
         assert error <= 0.005 + 1e-5  # the bound plus float32 rounding of the decoded value
 
 
+async def test_default_step_applies_to_clients_that_choose_none(
+        make_flowgraph: MakeFlowgraph) -> None:
+    """A sink made with encoding="uint8", step_db=1 sends uint8 frames with a 1 dB step on
+    whole-dB levels, within half a dB, to a client that did not ask for a format."""
+    tb, sink = make_flowgraph(VECTORS, port=0, encoding="uint8", step_db=1.0)
+    async with connect(sink.url, open_timeout=WAIT_S) as ws:
+        hello = json.loads(await next_message(ws))
+        assert hello["streams"][0]["encoding"] == "uint8"
+        tb.start()
+        frames = await next_frames(ws, len(VECTORS))
+    for frame in frames:
+        assert frame.encoding == 2
+        assert np.array_equal(frame.power_db, np.round(frame.power_db))
+        error = min(float(np.max(np.abs(frame.power_db - v))) for v in VECTORS)
+        assert error <= 0.5 + 1e-5
+
+
+@pytest.mark.parametrize("step_db", [-1.0, 0.001, 25.0])
+def test_a_step_out_of_range_is_refused_when_the_sink_is_made(step_db: float) -> None:
+    """A sink asked for a step outside 0.01..20 dB says which steps are accepted."""
+    with pytest.raises(ValueError, match="from 0.01 to 20"):
+        websocket_sink(vlen=VLEN, port=0, encoding="uint8", step_db=step_db)
+
+
 def test_unknown_encoding_is_refused_when_the_sink_is_made() -> None:
     """A sink asked for an encoding that does not exist says which ones do."""
     with pytest.raises(ValueError, match="float32, int16, uint8"):

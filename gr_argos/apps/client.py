@@ -3,6 +3,7 @@
     argos-client ws://127.0.0.1:8765/                      # one refreshing status line
     argos-client ws://127.0.0.1:8765/ --json --count 5     # five JSON frame summaries
     argos-client ws://127.0.0.1:8765/ --encoding uint8 --compress   # about 1/10 of the bytes
+    argos-client ws://127.0.0.1:8765/ --encoding uint8 --compress --step-db 1   # fewer still
 
 The status line shows the connection state, frames per second, bins, centre frequency,
 frames lost so far and the age of the newest frame. On a terminal it refreshes in place;
@@ -94,6 +95,10 @@ def argument_parser() -> argparse.ArgumentParser:
     frames.add_argument("--compress", action="store_true",
                         help="ask for deflated payloads (compressed once by the server for "
                              "all clients that ask)")
+    frames.add_argument("--step-db", type=float, default=0.0, metavar="DB",
+                        help="with --encoding uint8: a fixed step of DB dB (0.01-20) instead "
+                             "of each frame's range / 255; coarser deflates better, error "
+                             "half a step (default: 0, automatic)")
     tls = parser.add_argument_group("TLS (wss:// URLs)")
     tls.add_argument("--ssl-cafile", "--cafile", dest="ssl_cafile", metavar="FILE.pem",
                      help="trust the CA certificate(s) in this PEM file (or a self-signed "
@@ -306,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         client = ArgosClient(args.url, backoff_base=args.backoff_base,
                              backoff_cap=args.backoff_cap, encoding=args.encoding,
-                             compress=args.compress, ssl_cafile=args.ssl_cafile)
+                             compress=args.compress, ssl_cafile=args.ssl_cafile,
+                             step_db=args.step_db)
     except ValueError as exc:
         parser.exit(EXIT_USAGE, f"argos-client: error: {exc}\n")
     try:

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 from gr_argos.apps.common import connect_line, setup_logging, stop_event_on_signals
 from gr_argos.config import ConfigError, Setting, add_settings, resolve_settings
 from gr_argos.gpsd import parse_address
+from gr_argos.protocol import UINT8_STEP_DB_MAX, UINT8_STEP_DB_MIN
 
 __all__ = ["SECURITY_SETTINGS", "SETTINGS", "SpectrumFlowgraph", "argument_parser", "main"]
 
@@ -60,6 +61,12 @@ def _port(value: int) -> str | None:
 
 def _alpha(value: float) -> str | None:
     return None if 0 < value <= 1 else "must be in (0, 1]; 1 turns averaging off"
+
+
+def _step_db(value: float) -> str | None:
+    if value == 0 or UINT8_STEP_DB_MIN <= value <= UINT8_STEP_DB_MAX:
+        return None
+    return (f"must be 0 (automatic) or from {UINT8_STEP_DB_MIN:g} to {UINT8_STEP_DB_MAX:g} dB")
 
 
 def _gps_address(value: str) -> str | None:
@@ -178,6 +185,10 @@ SETTINGS: tuple[Setting, ...] = (
             "frame encoding for clients that do not choose one: float32 (exact), int16 "
             "(0.005 dB) or uint8 (half a step of each frame's range)",
             choices=("float32", "int16", "uint8"), group=SERVER),
+    Setting("step_db", float, 0.0,
+            "with --encoding uint8: the step in dB for clients that do not choose one; 0 = "
+            "automatic (each frame's range / 255), 0.01-20 = fixed, aligned levels (coarser "
+            "deflates better; error half a step)", check=_step_db, group=SERVER),
     Setting("transport", str, "websocket",
             "websocket = serve clients from this process; zmq = publish on --zmq-endpoint "
             "for argos-gateway processes (docs/zmq.md)", choices=("websocket", "zmq"),
@@ -371,6 +382,7 @@ def _make_flowgraph_class() -> type:
                 transport=settings["transport"],
                 zmq_endpoint=settings["zmq_endpoint"],
                 encoding=settings["encoding"],
+                step_db=settings["step_db"],
                 **{setting.name: settings[setting.name] for setting in SECURITY_SETTINGS},
                 permessage_deflate=settings["permessage_deflate"],
             )

@@ -268,6 +268,13 @@ export interface ArgosClientOptions {
   encoding?: FrameEncoding;
   /** Ask for deflated payloads (in the URL query); frames still arrive in order. */
   compress?: boolean;
+  /**
+   * With encoding "uint8": a fixed step in dB, 0.01-20 (`step_db` in the URL query), instead
+   * of the automatic one (0, the default: each frame's range / 255). A coarser step deflates
+   * better; every value stays within half a step. A RangeError otherwise, or without
+   * encoding "uint8".
+   */
+  stepDb?: number;
 }
 
 /** Reconnect delays: exponential backoff with full jitter, reset once a link is stable. */

@@ -31,6 +31,9 @@ const FLAG_COMPRESSED = 0x0001; // the payload is a raw deflate stream (RFC 1951
 const KNOWN_FLAGS = FLAG_COMPRESSED;
 /** The payload encodings a client can ask for (the `encoding` option, `set_encoding`). */
 export const ENCODINGS = Object.freeze(Object.values(ENCODING_NAMES));
+// A fixed uint8 step (the `stepDb` option, `step_db` on the wire) is 0 or in this range, dB.
+const STEP_DB_MIN = 0.01;
+const STEP_DB_MAX = 20;
 const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 export const GAP_DROPPED_BY_SERVER = "dropped by server"; // the frame's missed field says so
@@ -427,6 +430,7 @@ const DEFAULT_OPTIONS = {
   openTimeoutMs: 10000,
   encoding: undefined,
   compress: false,
+  stepDb: 0,
 };
 
 /**
@@ -443,10 +447,11 @@ export class ArgosClient extends EventTarget {
    *   heartbeatIntervalMs (0: no pings), heartbeatTimeoutMs (0: no dead-link detection),
    *   openTimeoutMs, WebSocket (constructor), random (for the backoff jitter),
    *   encoding ("float32" | "int16" | "uint8": the frame encoding to ask for; default: each
-   *   stream's own) and compress (true: ask for deflated payloads), both sent in the URL
-   *   query so that they apply from the first frame.
+   *   stream's own), compress (true: ask for deflated payloads) and stepDb (with encoding
+   *   "uint8": a fixed step of 0.01-20 dB, `step_db` in the URL; 0: automatic), all sent in
+   *   the URL query so that they apply from the first frame.
    * @throws {TypeError} if the URL is not a WebSocket URL or there is no WebSocket.
-   * @throws {RangeError} if a duration or the encoding is invalid.
+   * @throws {RangeError} if a duration, the encoding or stepDb is invalid.
    */
   constructor(url, options = {}) {
     super();
@@ -462,7 +467,8 @@ export class ArgosClient extends EventTarget {
       throw new RangeError(`heartbeatTimeoutMs (${timeoutMs}) must be longer than ` +
         `heartbeatIntervalMs (${intervalMs}), or a quiet link is dropped between two pings`);
     }
-    this.url = withFormat(webSocketUrl(url), settings.encoding, settings.compress);
+    this.url = withFormat(webSocketUrl(url), settings.encoding, settings.compress,
+      settings.stepDb);
     this._WebSocket = settings.WebSocket ?? globalThis.WebSocket;
     if (typeof this._WebSocket !== "function") {
       throw new TypeError(
@@ -858,7 +864,16 @@ function webSocketUrl(url) {
 }
 
 /** The URL with the frame format to ask for in its query (see docs/protocol.md). */
-function withFormat(url, encoding, compress) {
+function withFormat(url, encoding, compress, stepDb = 0) {
+  if (typeof stepDb !== "number" ||
+      !(stepDb === 0 || (stepDb >= STEP_DB_MIN && stepDb <= STEP_DB_MAX))) {
+    throw new RangeError(`stepDb must be 0 (automatic) or a number of dB from ${STEP_DB_MIN} ` +
+      `to ${STEP_DB_MAX}, got ${JSON.stringify(stepDb)}`);
+  }
+  if (stepDb !== 0 && encoding !== "uint8") {
+    throw new RangeError(`stepDb applies to the uint8 encoding only: ask for encoding ` +
+      `"uint8" too (got ${JSON.stringify(encoding)})`);
+  }
   if (encoding === undefined && !compress) return url;
   if (encoding !== undefined && !ENCODINGS.includes(encoding)) {
     throw new RangeError(`unknown encoding ${JSON.stringify(encoding)}: use one of ` +
@@ -867,6 +882,8 @@ function withFormat(url, encoding, compress) {
   const parsed = new URL(url);
   parsed.searchParams.set("encoding", encoding ?? "float32");
   if (compress) parsed.searchParams.set("compress", "1");
+  if (stepDb !== 0) parsed.searchParams.set("step_db", String(stepDb));
+  else parsed.searchParams.delete("step_db");
   return parsed.href;
 }
 

@@ -55,9 +55,12 @@ function clientOptions() {
     const value = Number(params.get(name));
     if (params.has(name) && Number.isFinite(value)) options[name] = value;
   }
-  // ?encoding=uint8&compress=1 asks the server for smaller frames (docs/protocol.md).
+  // ?encoding=uint8&compress=1 asks the server for smaller frames (docs/protocol.md), and
+  // &step_db=1 for a fixed uint8 step of 1 dB (smaller still); a bad step is ignored.
   if (ENCODINGS.includes(params.get("encoding"))) options.encoding = params.get("encoding");
   options.compress = ["1", "true"].includes(params.get("compress"));
+  const stepDb = Number(params.get("step_db"));
+  if (options.encoding === "uint8" && stepDb >= 0.01 && stepDb <= 20) options.stepDb = stepDb;
   return options;
 }
 

@@ -442,4 +442,18 @@ describe("ArgosClient construction", () => {
     assert.throws(() => new ArgosClient("ws://pi/", { WebSocket, heartbeatTimeoutMs: -1 }), RangeError);
     assert.throws(() => new ArgosClient("ws://pi/", { WebSocket, backoffBaseMs: 0 }), RangeError);
   });
+
+  test("stepDb goes in the URL as step_db, with encoding uint8 only and in 0.01-20 dB", () => {
+    const WebSocket = fakeWebSocketClass();
+    const url = (options) => new ArgosClient("ws://pi:8765/", { WebSocket, ...options }).url;
+    assert.equal(url({ encoding: "uint8", stepDb: 1 }), "ws://pi:8765/?encoding=uint8&step_db=1");
+    assert.equal(url({ encoding: "uint8", compress: true, stepDb: 0.5 }),
+      "ws://pi:8765/?encoding=uint8&compress=1&step_db=0.5");
+    assert.equal(url({ encoding: "uint8", stepDb: 0 }), "ws://pi:8765/?encoding=uint8");
+    for (const stepDb of [0.001, 25, -1, NaN, Infinity, "1"]) {
+      assert.throws(() => url({ encoding: "uint8", stepDb }), /stepDb must be 0 \(automatic\) or a number of dB from 0.01 to 20/, String(stepDb));
+    }
+    assert.throws(() => url({ stepDb: 1 }), /uint8 encoding only/);
+    assert.throws(() => url({ encoding: "int16", stepDb: 1 }), RangeError);
+  });
 });

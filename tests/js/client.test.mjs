@@ -128,7 +128,8 @@ describe("ArgosClient against a real gr-argos server", { skip }, () => {
     });
     client.connect();
     try {
-      assert.deepEqual(await reply, { type: "encoding", encoding: "uint8", compress: true });
+      assert.deepEqual(await reply,
+        { type: "encoding", encoding: "uint8", compress: true, step_db: 0 });
       await fiveFrames;
       for (const [index, frame] of frames.entries()) {
         assert.equal(frame.encoding, 2);
@@ -142,6 +143,27 @@ describe("ArgosClient against a real gr-argos server", { skip }, () => {
         }
       }
       assert.equal(client.stats.malformed, 0);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("stepDb asks for a fixed uint8 step in the URL; frames use it, on aligned levels", async () => {
+    const client = new ArgosClient(SERVER_URL, { encoding: "uint8", compress: true, stepDb: 1 });
+    assert.match(client.url, /encoding=uint8&compress=1&step_db=1(&|$)/);
+    const reply = nextEvent(client, "message", (m) => m.type === "encoding", "the encoding reply");
+    const frame = nextEvent(client, "frame", () => true, "a frame");
+    client.connect();
+    try {
+      assert.deepEqual(await reply,
+        { type: "encoding", encoding: "uint8", compress: true, step_db: 1 });
+      const { frame: decoded } = await frame;
+      assert.equal(decoded.encoding, 2);
+      assert.equal(decoded.scaleStepDb, 1);
+      assert.equal(decoded.scaleOffsetDb, -100); // floor(-100 / 1) * 1
+      for (let i = 0; i < BINS; i++) {
+        assert.equal(decoded.power[i], i === decoded.sequence % BINS ? -20 : -100);
+      }
     } finally {
       client.close();
     }
