@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.frames import cache_dir, load_frames
+from benchmarks.frames import FRAME_SOURCES, cache_dir, load_frames
 
 _PY = sys.executable
 _REPO = Path(__file__).resolve().parent.parent
@@ -217,6 +217,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="load client processes (N is split between them)")
     parser.add_argument("--only", help="run only scenarios whose name contains this")
     parser.add_argument("--out", type=Path, help="results JSON (default: cache dir)")
+    parser.add_argument("--frames", choices=FRAME_SOURCES, default="sim",
+                        help="spectra: the simulated band (sim) or the IQ recording replayed "
+                             "through gr-osmosdr's file source (iq); both via logpwrfft_c")
     args = parser.parse_args(argv)
 
     if args.deflate_tuning:
@@ -232,11 +235,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.only:
         scenarios = tuple(s for s in scenarios if args.only in s.name)
     mode = "tuning" if args.deflate_tuning else "quick" if args.quick else "full"
-    out = args.out or cache_dir() / f"results-{mode}.json"
+    out = args.out or cache_dir() / (f"results-{mode}.json" if args.frames == "sim"
+                                     else f"results-{mode}-{args.frames}.json")
+    os.environ["ARGOS_BENCH_FRAMES"] = args.frames  # the server processes load these frames
 
     for b in bins:
         load_frames(b)  # record once, before any timing
     info = {"machine": machine(), "mode": mode, "command": " ".join(sys.argv),
+            "frames": args.frames,
             "fps": args.fps, "steady_s": steady_s, "saturation_s": sat_s,
             "client_procs": args.client_procs, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             "results": []}
