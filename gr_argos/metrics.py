@@ -30,7 +30,7 @@ LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
                      10.0)
 
 #: Why a connection was refused before the upgrade (label ``reason``).
-REFUSAL_REASONS = ("origin", "max_clients", "max_clients_per_ip", "auth")
+REFUSAL_REASONS = ("origin", "max_clients", "max_clients_per_ip", "auth", "handshake_timeout")
 #: How an authentication failed (label ``method``).
 AUTH_METHODS = ("header", "query", "message", "timeout")
 

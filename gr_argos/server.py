@@ -450,6 +450,7 @@ class SpectrumServer:
             server_header=f"gr-argos/{__version__}",
             reuse_port=cfg.reuse_port,
             ssl=self._ssl,
+            create_connection=self._connection_class(),
         )
         self._port = self._server.sockets[0].getsockname()[1]
         log.info("gr-argos serving %s (health %s)", self.url, self.health_url)
@@ -614,6 +615,31 @@ class SpectrumServer:
                 totals["frames_dropped"], totals["messages_sent"], totals["bytes_sent"],
                 totals["connected_s"],
             )
+
+    def _connection_class(self) -> type[ServerConnection]:
+        """websockets' connection, counting the handshakes that ``handshake_timeout`` ends.
+
+        websockets cancels a handshake that takes longer than ``open_timeout`` and drops the
+        socket without a word; this makes it a refusal like the others (``refused`` with
+        reason ``handshake_timeout``, in /metrics), logged at INFO (a slow-loris attack
+        would make one line per socket).
+        """
+        server = self
+
+        class Connection(ServerConnection):
+            async def handshake(self, *args: Any, **kwargs: Any) -> None:
+                started = time.monotonic()
+                try:
+                    await super().handshake(*args, **kwargs)
+                except asyncio.CancelledError:
+                    # The open timeout cancels it; a shutdown cancels it too, sooner.
+                    if time.monotonic() - started >= server.config.handshake_timeout * 0.99:
+                        server.refused["handshake_timeout"] += 1
+                        log.info("event=handshake_timeout peer=%s handshake_timeout=%g",
+                                 _peer(self), server.config.handshake_timeout)
+                    raise
+
+        return Connection
 
     def _start_sender(self, client: ClientQueue) -> None:
         """Start sending what the hub queued for a client (it is behind, or a message is

@@ -428,7 +428,7 @@ async def test_1000_half_open_sockets_are_dropped_at_the_handshake_timeout(
     a byte at a time) are each closed by the server once handshake_timeout has passed, and
     not before, without a byte in answer; meanwhile 20 healthy clients get every frame and a
     new client is admitted and served (default connection limits: half-open sockets do not
-    count against them)."""
+    count against them); the server counts each as refused for its handshake timeout."""
     server = start_server(handshake_timeout=HANDSHAKE_TIMEOUT_S)
     keep_publishing = threading.Event()
     keep_publishing.set()
@@ -463,6 +463,7 @@ async def test_1000_half_open_sockets_are_dropped_at_the_handshake_timeout(
     assert not late.lost and late.bad_frames == 0 and late.missed_total == 0
     assert late.sequences == array("q", range(late.sequences[0], published))
     assert clients_left == HEALTHY_DURING_HALF_OPEN + 1
+    assert server.refused["handshake_timeout"] == HALF_OPEN  # each one counted, in /metrics
 
 
 # 3. reconnect storm

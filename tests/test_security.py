@@ -326,3 +326,22 @@ async def test_python_client_reads_retry_after_from_a_refusal(start_server: Star
         refused = await refusal(server.url)
     assert retry_after_s(refused) == float(refused.response.headers["Retry-After"]) > 0
     assert retry_after_s(ValueError("not a refusal")) == 0.0
+
+
+async def test_a_handshake_that_outlasts_handshake_timeout_is_dropped_and_counted(
+        start_server: StartServer) -> None:
+    """A socket that never finishes its upgrade request is closed after handshake_timeout
+    and counted as refused (reason handshake_timeout), while a prompt client is served."""
+    server = start_server(handshake_timeout=0.5)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and nothing more
+        await writer.drain()
+        async with asyncio.timeout(WAIT_S):
+            assert await reader.read() == b""  # the server closed it, sending nothing
+        async with connect(server.url, open_timeout=WAIT_S) as ws:
+            assert json.loads(await ws.recv())["type"] == "hello"
+    finally:
+        writer.close()
+
+    assert server.refused["handshake_timeout"] == 1
