@@ -80,6 +80,7 @@ from gr_argos.protocol import (
     ENCODING_CODES,
     ENCODING_NAMES,
     ENCODING_FLOAT32,
+    ENCODING_UINT8,
     FrameFormat,
     MAX_CLIENT_MESSAGE_BYTES,
     PROTOCOL_VERSION,
@@ -253,7 +254,8 @@ class StreamInfo:
         return FrameFormat(self.encoding, step_db=self.step_db)
 
     def describe(self) -> dict[str, Any]:
-        return {
+        """The stream as ``hello`` announces it (a uint8 stream with its ``step_db`` too)."""
+        described: dict[str, Any] = {
             "id": self.stream_id,
             "name": self.name,
             "bins": self.bins,
@@ -261,8 +263,10 @@ class StreamInfo:
             "span_hz": self.span_hz,
             "encoding": ENCODING_NAMES.get(self.encoding, str(self.encoding)),
             "fps": self.fps,
-            **self.extra,
         }
+        if self.encoding == ENCODING_UINT8:
+            described["step_db"] = self.frame_format.step_db
+        return {**described, **self.extra}
 
 
 class SpectrumServer:

@@ -797,10 +797,12 @@ async def test_a_stream_default_step_applies_to_clients_that_chose_none(
     chose nothing."""
     server = start_server(queue_depth=64)
     server.update_stream(0, encoding=2, step_db=1.0)
-    async with client(server) as ws:
+    async with connect(server.url, open_timeout=WAIT_S) as ws:
+        hello = await next_json(ws)
         server.publish_frame(0, encode_frame(np.linspace(-120.4, -20.0, 64), center_freq_hz=1e6,
                                              span_hz=1e6, timestamp_ns=0, sequence=0))
         (frame,) = await next_frames(ws, 1)
 
+    assert (hello["streams"][0]["encoding"], hello["streams"][0]["step_db"]) == ("uint8", 1.0)
     assert struct.unpack_from("<ff", frame, 56) == (-121.0, 1.0)
     assert decode_frame(frame).encoding == 2
