@@ -147,6 +147,16 @@ def usage() -> dict[str, float]:
     return {"cpu_s": ru.ru_utime + ru.ru_stime, "wall_s": time.monotonic()}
 
 
+def upgrade_request(port: int, path: str) -> bytes:
+    """A WebSocket upgrade request offering permessage-deflate, as a browser does."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+            "\r\n").encode()
+
+
 async def connect_all(counters: Counters, clients: list[Any], port: int, path: str, n: int,
                       mode: str) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
@@ -155,12 +165,7 @@ async def connect_all(counters: Counters, clients: list[Any], port: int, path: s
 
     async def one() -> None:
         nonlocal failures
-        key = base64.b64encode(os.urandom(16)).decode()
-        request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                   "Sec-WebSocket-Version: 13\r\n"
-                   "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
-                   "\r\n").encode()
+        request = upgrade_request(port, path)
         async with gate:
             ready: asyncio.Future[bool] = loop.create_future()
             try:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import ctypes
 import json
 import os
@@ -51,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.frames import cache_dir
-from benchmarks.load_client import Counters, WsClient
+from benchmarks.load_client import Counters, WsClient, upgrade_request
 
 _PY = sys.executable
 _REPO = Path(__file__).resolve().parent.parent
@@ -75,15 +74,6 @@ class SoakClient(WsClient):
         super().connection_lost(exc)
         if not self.lost.done():
             self.lost.set_result(None)
-
-
-def _request(port: int, path: str) -> bytes:
-    key = base64.b64encode(os.urandom(16)).decode()
-    return (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n"
-            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
-            "\r\n").encode()
 
 
 class Load:
@@ -110,7 +100,7 @@ class Load:
                 "cpu_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2])}
 
     async def mid_handshake(self, loop: asyncio.AbstractEventLoop) -> None:
-        request = _request(self.port, self.rng.choice(_PATHS))
+        request = upgrade_request(self.port, self.rng.choice(_PATHS))
         cut = self.rng.randrange(0, len(request) - 4)  # 0: TCP connect, nothing sent
         transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", self.port)
         self.transports.add(transport)
@@ -126,7 +116,7 @@ class Load:
     async def session(self, loop: asyncio.AbstractEventLoop, clean: bool) -> None:
         ready: asyncio.Future[bool] = loop.create_future()
         lost: asyncio.Future[None] = loop.create_future()
-        request = _request(self.port, self.rng.choice(_PATHS))
+        request = upgrade_request(self.port, self.rng.choice(_PATHS))
         transport, _ = await loop.create_connection(
             lambda: SoakClient(self.counters, request, ready, lost), "127.0.0.1", self.port)
         self.transports.add(transport)

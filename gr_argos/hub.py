@@ -223,8 +223,7 @@ class ClientQueue:
     latency_total_s: float = 0.0
 
     def can_write_now(self) -> bool:
-        """Nothing queued or in flight, so an item written now keeps the order (the frame
-        fan-out checks the same inline, and also that no ``missed`` count is pending)."""
+        """Nothing queued or in flight, so an item written now keeps the order."""
         return self.writer is not None and not (self.sending or self.frames or self.messages)
 
     def push_frame(self, frame: PublishedFrame) -> None:
@@ -467,32 +466,29 @@ class BroadcastHub:
     def _fan_out(self, frame: PublishedFrame, clients: list[ClientQueue]) -> None:
         """Write ``frame`` now to every client that keeps up; queue it for the others.
 
-        This loop runs once per client per frame, so it is kept flat (no call but the
-        writer's). A client that lost frames gets its next one through the queue, where
-        the ``missed`` count is patched in.
+        A client that lost frames gets its next one through the queue, where the ``missed``
+        count is patched in.
         """
         stream_format = self._stream_formats.get(frame.stream_id)
-        on_wire, encodes, wrap = frame.on_wire, self.encodes, self._wrap
-        published_at, monotonic = frame.published_at, time.monotonic
-        observe = self._observe_latency
         for client in clients:
-            writer = client.writer
-            if (writer is None or client.sending or client.frames or client.messages
-                    or client.pending_missed):
+            if not client.can_write_now() or client.pending_missed:
                 client.push_frame(frame)
                 continue
-            data, wire = on_wire(client.frame_format or stream_format, encodes, wrap)
-            if not writer(data, wire, False):
+            data, wire = frame.on_wire(client.frame_format or stream_format, self.encodes,
+                                       self._wrap)
+            assert client.writer is not None  # can_write_now() checked it
+            if not client.writer(data, wire, False):
                 client.push_frame(frame)
                 continue
-            latency_s = monotonic() - published_at
-            client.frames_sent += 1
-            client.bytes_sent += len(data)
-            client.latency_last_s = latency_s
-            client.latency_total_s += latency_s
-            if latency_s > client.latency_max_s:
-                client.latency_max_s = latency_s
-            observe(latency_s)
+            latency_s = time.monotonic() - frame.published_at
+            client.record_frame(len(data), latency_s)
+            self._observe_latency(latency_s)
+
+    def record_sent(self, client: ClientQueue, item: bytes | str) -> None:
+        """Count an item a client's sender got through (a frame's latency too)."""
+        client.record_sent(item)
+        if isinstance(item, bytes):
+            self._observe_latency(client.latency_last_s)
 
     def _push_message(self, client: ClientQueue, message: OutgoingMessage) -> None:
         if client.can_write_now() and not client.too_slow:

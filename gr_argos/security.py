@@ -10,7 +10,12 @@ import hmac
 import time
 from typing import Any, Iterable
 
-from gr_argos.protocol import UINT8_STEP_DB_MAX, UINT8_STEP_DB_MIN
+from gr_argos.protocol import (
+    UINT8_STEP_DB_MAX,
+    UINT8_STEP_DB_MIN,
+    ProtocolError,
+    check_step_db,
+)
 
 __all__ = [
     "TokenBucket",
@@ -92,6 +97,15 @@ class TokenBucket:
         return True
 
 
+def _is_step_db(value: int | float) -> bool:
+    """A uint8 step a client may ask for (the range check of :func:`check_step_db`)."""
+    try:
+        check_step_db(value)
+    except ProtocolError:
+        return False
+    return True
+
+
 # Fields each client message type may carry: name -> (required, check, what it must be).
 _SCHEMAS: dict[str, dict[str, tuple[bool, Any, str]]] = {
     "ping": {"id": (False, lambda v: True, "any JSON value (echoed in the pong)")},
@@ -99,8 +113,7 @@ _SCHEMAS: dict[str, dict[str, tuple[bool, Any, str]]] = {
     "set_encoding": {
         "encoding": (True, lambda v: isinstance(v, str), "a string"),
         "compress": (False, lambda v: isinstance(v, bool), "true or false"),
-        "step_db": (False, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-                    and (v == 0 or UINT8_STEP_DB_MIN <= v <= UINT8_STEP_DB_MAX),
+        "step_db": (False, lambda v: isinstance(v, (int, float)) and _is_step_db(v),
                     f"0 (automatic) or a number of dB from {UINT8_STEP_DB_MIN:g} to "
                     f"{UINT8_STEP_DB_MAX:g}"),
     },

@@ -675,9 +675,7 @@ class SpectrumServer:
                     return
                 finally:
                     client.sending = False
-                client.record_sent(item)
-                if isinstance(item, bytes):
-                    self.send_latency.observe(client.latency_last_s)
+                self.hub.record_sent(client, item)
         except ConnectionClosed:
             pass  # the connection handler sees it too, and cleans up
         except Exception:  # a bug: keep serving everyone else, and say so
@@ -912,9 +910,7 @@ def _frame_writer(ws: ServerConnection) -> Writer:
         return write_through_extensions
 
     def write_prebuilt(data: bytes, wire: bytes, text: bool) -> bool:
-        # can_take(), inlined: this runs once per client per frame.
-        if (protocol.state is not State.OPEN or ws.paused or ws.send_in_progress is not None
-                or transport.is_closing()):
+        if not can_take():
             return False
         transport.write(wire)
         return True

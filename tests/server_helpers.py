@@ -91,6 +91,14 @@ def client_stats(server: SpectrumServer, peer: str) -> dict[str, Any] | None:
     return None
 
 
+def upgrade_request(port: int, path: str = "/") -> bytes:
+    """A WebSocket upgrade request for ``path`` on 127.0.0.1 (a fresh key each time)."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+
+
 class RawClient:
     """A WebSocket client on a bare socket that reads only when the test asks it to.
 
@@ -110,11 +118,7 @@ class RawClient:
         self.sock.settimeout(WAIT_S)
         self.sock.connect(("127.0.0.1", port))
         self.peer = "%s:%d" % self.sock.getsockname()[:2]
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        self.sock.sendall(upgrade_request(port, path))
         self._buffer = b""
         while b"\r\n\r\n" not in self._buffer:
             self._buffer += self._recv()

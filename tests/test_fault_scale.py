@@ -12,11 +12,9 @@ that hold however slow the machine is.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import inspect
 import logging
-import os
 import socket
 import struct
 import threading
@@ -30,7 +28,7 @@ import pytest
 
 from gr_argos.client import STATE_OPEN, STATE_RECONNECTING, ArgosClient, StateEvent
 from gr_argos.server import ServerConfig, SpectrumServer, StreamInfo
-from server_helpers import StartServer, spectrum_frame
+from server_helpers import StartServer, spectrum_frame, upgrade_request
 
 pytestmark = pytest.mark.slow
 
@@ -41,14 +39,6 @@ FRAME_BYTES = len(spectrum_frame(0))  # 2048 float32 bins + the 64-byte header
 _SEQUENCE = struct.Struct("<Q")  # header offset 16
 _MISSED = struct.Struct("<I")  # header offset 24
 _CONNECT_GATE = 32  # connections opened at once (the listen backlog is 100)
-
-
-def upgrade_request(port: int) -> bytes:
-    """A WebSocket upgrade request for ``/`` on 127.0.0.1."""
-    key = base64.b64encode(os.urandom(16)).decode()
-    return (f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n").encode()
 
 
 def rss_bytes() -> int:
