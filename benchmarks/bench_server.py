@@ -66,7 +66,8 @@ def paced(fps: float, duration_s: float):
 
 class ArgosBench:
     def __init__(self, frames: np.ndarray, encoded: list[bytes]) -> None:
-        from gr_argos.server import ServerConfig, SpectrumServer, StreamInfo
+        from gr_argos.protocol import StreamInfo
+from gr_argos.server import ServerConfig, SpectrumServer
         # The connection limits guard a field deployment; the benchmark opens up to 1000
         # connections from one address on purpose, so it lifts them.
         self.server = SpectrumServer(ServerConfig(host="127.0.0.1", port=0, max_clients=0,

@@ -83,7 +83,7 @@ def children(pid: int) -> list[int]:
 
 def publisher_main(endpoint: str, bins: int) -> None:
     """A FramePublisher fed with the recorded frames; JSON lines on stdin/stdout."""
-    from gr_argos.server import StreamInfo
+    from gr_argos.protocol import StreamInfo
     from gr_argos.zmq_transport import FramePublisher
     from benchmarks.bench_server import paced
 

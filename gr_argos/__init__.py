@@ -1,7 +1,7 @@
 """gr-argos: live RF spectrum from GNU Radio flowgraphs to WebSocket clients.
 
-The pure core (:mod:`gr_argos.protocol`, :mod:`gr_argos.hub`, :mod:`gr_argos.server`,
-:mod:`gr_argos.client`) imports no GNU Radio, so clients and gateways run without it. The GNU
+The pure core (:mod:`gr_argos.protocol`, :mod:`gr_argos.server`, :mod:`gr_argos.client`)
+imports no GNU Radio, so clients and gateways run without it. The GNU
 Radio blocks load on first use: ``from gr_argos import websocket_sink`` gives the block class,
 as GNU Radio Companion expects, without importing GNU Radio for the rest of the package.
 """
@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 # Block name -> module that defines it (one block per module, named like the block).
 _BLOCKS = {
     "websocket_sink": "gr_argos.websocket_sink",
+    "zmq_sink": "gr_argos.zmq_sink",
     "sim_band_source": "gr_argos.sim_band_source",
     "gpsd_source": "gr_argos.gpsd_source",
     "retune_sweep": "gr_argos.retune_sweep",

@@ -29,7 +29,11 @@ The payload is quantized first (int16: round(dB * 100); uint8: a per-frame range
 when flag bit 0 is set, deflated; the header is never compressed, so ``missed`` can be
 patched in any variant.
 
-Everything that is not a spectrum frame travels as a JSON text message with a ``type``.
+Everything that is not a spectrum frame travels as a JSON text message with a ``type``; the
+``hello`` message describes each stream with :meth:`StreamInfo.describe`.
+
+Why one module of this length: it is the one Python definition of the format, the header
+table beside the codecs that read and write it, so that a change to one is seen with the other.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import json
 import math
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
@@ -63,6 +67,7 @@ __all__ = [
     "MAX_CLIENT_MESSAGE_BYTES",
     "ProtocolError",
     "SpectrumFrame",
+    "StreamInfo",
     "encode_frame",
     "decode_frame",
     "with_missed",
@@ -565,6 +570,46 @@ def _dequantize(
         return (levels / _INT16_STEPS_PER_DB).astype(np.float32)
     levels = np.frombuffer(payload, dtype=np.uint8).astype(np.float64)
     return (scale_offset_db + scale_step_db * levels).astype(np.float32)
+
+
+@dataclass
+class StreamInfo:
+    """What a client is told about a stream in the ``hello`` message.
+
+    ``encoding`` (a code, float32 by default) is the format, uncompressed, the stream's
+    frames go out in to clients that did not choose one; ``step_db`` is its fixed uint8
+    step in dB (0: automatic; see :class:`FrameFormat`).
+    """
+
+    stream_id: int = 0
+    name: str = "spectrum"
+    bins: int = 2048
+    center_freq_hz: float = 0.0
+    span_hz: float = 0.0
+    encoding: int = ENCODING_FLOAT32
+    fps: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+    step_db: float = 0.0
+
+    @property
+    def frame_format(self) -> FrameFormat:
+        """The format clients that chose none get this stream's frames in."""
+        return FrameFormat(self.encoding, step_db=self.step_db)
+
+    def describe(self) -> dict[str, Any]:
+        """The stream as ``hello`` announces it (a uint8 stream with its ``step_db`` too)."""
+        described: dict[str, Any] = {
+            "id": self.stream_id,
+            "name": self.name,
+            "bins": self.bins,
+            "center_freq_hz": self.center_freq_hz,
+            "span_hz": self.span_hz,
+            "encoding": ENCODING_NAMES.get(self.encoding, str(self.encoding)),
+            "fps": self.fps,
+        }
+        if self.encoding == ENCODING_UINT8:
+            described["step_db"] = self.frame_format.step_db
+        return {**described, **self.extra}
 
 
 def _json_default(value: Any) -> Any:

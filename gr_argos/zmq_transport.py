@@ -27,12 +27,14 @@ import logging
 import secrets
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import zmq
 
-from gr_argos.protocol import ProtocolError, encode_message
-from gr_argos.server import ServerError, StreamInfo
+from gr_argos.protocol import ProtocolError, StreamInfo, encode_message
+from gr_argos.server.config import ServerError
+from gr_argos.settings import setting, validate
 
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL_S",
@@ -40,6 +42,7 @@ __all__ = [
     "FramePublisher",
     "FrameSubscriber",
     "PublisherError",
+    "PublisherSettings",
     "TOPIC_FRAME",
     "TOPIC_HEARTBEAT",
     "TOPIC_MESSAGE",
@@ -62,6 +65,18 @@ _REBIND_RETRY_S = 2.0
 
 class PublisherError(ServerError):
     """The publisher could not bind its endpoint; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class PublisherSettings:
+    """Settings of a ZeroMQ publisher (the ZeroMQ sink, ``argos-spectrum --transport zmq``)."""
+
+    zmq_endpoint: str = setting("tcp://127.0.0.1:5555", "ZeroMQ endpoint to publish on "
+                                "(tcp://HOST:PORT, ipc://PATH; port 0 = any free port)",
+                                group="ZeroMQ (docs/zmq.md)")
+
+    def __post_init__(self) -> None:
+        validate(self)
 
 
 def stream_info_from_descriptor(descriptor: dict[str, Any]) -> StreamInfo:

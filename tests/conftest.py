@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from gr_argos.server import ServerConfig, SpectrumServer, StreamInfo
+from gr_argos.protocol import StreamInfo
+from gr_argos.server import ServerConfig, SpectrumServer
 
 #: The repository root (the directory holding pyproject.toml).
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -120,7 +120,7 @@ def test_flags_set_frequency_rate_bins_and_fps(tmp_path: Path) -> None:
     """--center-freq, --samp-rate, --fft-size and --fps show in the hello and the frames."""
     from gr_argos.sim_band_source import STRONGEST_CARRIER
 
-    args = ["--center-freq", "433.92e6", "--samp-rate", "2e6", "--fft-size", "1024",
+    args = ["--center-freq", "433.92e6", "--samp-rate", "2e6", "--bins", "1024",
             "--fps", "10"]
     with running_app(args, tmp_path) as app:
         hello, frames = receive(app.wait_for_url(), 4)
@@ -145,7 +145,7 @@ def test_step_db_from_the_file_or_a_flag_reaches_the_stream(tmp_path: Path) -> N
     choose nothing get uint8 frames on levels that are multiples of that step."""
     config = tmp_path / "slow-link.yaml"
     config.write_text("encoding: uint8\nstep_db: 3\n", encoding="utf-8")
-    with running_app(["--config", str(config), "--step-db", "2", "--fft-size", "256"],
+    with running_app(["--config", str(config), "--step-db", "2", "--bins", "256"],
                      tmp_path) as app:
         hello, frames = receive(app.wait_for_url(), 2)
 
@@ -336,8 +336,8 @@ def test_missing_config_file_exits_2(tmp_path: Path) -> None:
 
 def test_bad_flag_value_exits_2_naming_the_flag(tmp_path: Path) -> None:
     """A flag value that is not an integer exits 2 with one line naming flag and setting."""
-    message = error_of_failed_run(["--fft-size", "1024.5"], tmp_path, 2)
-    assert "--fft-size" in message and "expected an integer" in message
+    message = error_of_failed_run(["--bins", "1024.5"], tmp_path, 2)
+    assert "--bins" in message and "expected an integer" in message
 
 
 # -- the shim and the reference --------------------------------------------------------------
@@ -380,7 +380,7 @@ def test_transport_zmq_publishes_frames_for_gateways(tmp_path: Path) -> None:
     from gr_argos.zmq_transport import FrameSubscriber
 
     endpoint = f"ipc://{tmp_path / 'argos.sock'}"
-    command = [*APP, "--transport", "zmq", "--zmq-endpoint", endpoint, "--fft-size", "256"]
+    command = [*APP, "--transport", "zmq", "--zmq-endpoint", endpoint, "--bins", "256"]
     with running(command, tmp_path, url_pattern=re.compile(r"publishing on (\S+)"),
                  name="argos-spectrum") as app:
         assert app.wait_for_url() == endpoint

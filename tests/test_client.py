@@ -33,7 +33,8 @@ from gr_argos.client import (
     StateEvent,
 )
 from gr_argos.protocol import SpectrumFrame, encode_frame, encode_message
-from gr_argos.server import ServerConfig, SpectrumServer, StreamInfo
+from gr_argos.protocol import StreamInfo
+from gr_argos.server import ServerConfig, SpectrumServer
 
 BINS = 16
 WAIT_S = 30.0  # a hang guard, not a speed requirement

@@ -21,7 +21,8 @@ import pytest
 from gr_argos.apps.client import format_status, frame_summary
 from gr_argos.client import FrameEvent
 from gr_argos.protocol import SpectrumFrame, encode_frame
-from gr_argos.server import ServerConfig, SpectrumServer, StreamInfo
+from gr_argos.protocol import StreamInfo
+from gr_argos.server import ServerConfig, SpectrumServer
 
 BINS = 16
 WAIT_S = 60.0  # a hang guard, not a speed requirement

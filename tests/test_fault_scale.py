@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 
 from gr_argos.client import STATE_OPEN, STATE_RECONNECTING, ArgosClient, StateEvent
-from gr_argos.server import ServerConfig, SpectrumServer, StreamInfo
+from gr_argos.protocol import StreamInfo
+from gr_argos.server import ServerConfig, SpectrumServer
 from server_helpers import StartServer, spectrum_frame, upgrade_request
 
 pytestmark = pytest.mark.slow
@@ -419,7 +420,7 @@ async def test_1000_half_open_sockets_are_dropped_at_the_handshake_timeout(
     not before, without a byte in answer; meanwhile 20 healthy clients get every frame and a
     new client is admitted and served (default connection limits: half-open sockets do not
     count against them); the server counts each as refused for its handshake timeout."""
-    server = start_server(handshake_timeout=HANDSHAKE_TIMEOUT_S)
+    server = start_server(handshake_timeout_s=HANDSHAKE_TIMEOUT_S)
     keep_publishing = threading.Event()
     keep_publishing.set()
     async with contextlib.AsyncExitStack() as stack:
@@ -453,7 +454,7 @@ async def test_1000_half_open_sockets_are_dropped_at_the_handshake_timeout(
     assert not late.lost and late.bad_frames == 0 and late.missed_total == 0
     assert late.sequences == array("q", range(late.sequences[0], published))
     assert clients_left == HEALTHY_DURING_HALF_OPEN + 1
-    assert server.refused["handshake_timeout"] == HALF_OPEN  # each one counted, in /metrics
+    assert server.counters.refused["handshake_timeout"] == HALF_OPEN  # each one counted, in /metrics
 
 
 # 3. reconnect storm

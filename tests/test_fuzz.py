@@ -41,7 +41,8 @@ from gr_argos.protocol import (
     MAX_CLIENT_MESSAGE_BYTES, ProtocolError, decode_frame, decode_message, encode_frame,
     encode_message,
 )
-from gr_argos.server import ServerConfig, SpectrumServer, StreamInfo
+from gr_argos.protocol import StreamInfo
+from gr_argos.server import ServerConfig, SpectrumServer
 
 from server_helpers import (
     OP_TEXT, WAIT_S, RawClient, StartServer, client, close_code_seen, next_json,

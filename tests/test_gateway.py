@@ -26,7 +26,7 @@ gr = pytest.importorskip("gnuradio.gr")
 from gnuradio import blocks  # noqa: E402
 
 from gr_argos.protocol import SpectrumFrame, decode_frame, decode_message  # noqa: E402
-from gr_argos.websocket_sink import websocket_sink  # noqa: E402
+from gr_argos.zmq_sink import zmq_sink  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -99,8 +99,8 @@ def publisher_status(events: list[Any], state: str) -> int | None:
 
 
 @pytest.fixture
-def publisher_flowgraph() -> Iterator[tuple[Any, websocket_sink]]:
-    """vector source -> throttle -> websocket_sink(transport="zmq") on a free tcp port.
+def publisher_flowgraph() -> Iterator[tuple[Any, zmq_sink]]:
+    """vector source -> throttle -> zmq_sink on a free tcp port.
 
     The source emits whole vectors, so a stop and start cannot shift them (a stream_to_vector
     could be left holding part of one).
@@ -109,9 +109,8 @@ def publisher_flowgraph() -> Iterator[tuple[Any, websocket_sink]]:
     source = blocks.vector_source_f(np.concatenate(VECTORS).tolist(), True, VLEN, [])
     throttle = blocks.throttle(gr.sizeof_float * VLEN, VECTORS_PER_S, True)
     throttle.set_max_noutput_items(1)
-    sink = websocket_sink(vlen=VLEN, center_freq=100e6, samp_rate=8e6, stream_name="zmq-test",
-                          status_interval=0, transport="zmq",
-                          zmq_endpoint="tcp://127.0.0.1:0")
+    sink = zmq_sink(bins=VLEN, center_freq=100e6, span=8e6, stream_name="zmq-test",
+                    status_interval_s=0, zmq_endpoint="tcp://127.0.0.1:0")
     tb.connect(source, throttle, sink)
     try:
         yield tb, sink
@@ -124,12 +123,12 @@ def publisher_flowgraph() -> Iterator[tuple[Any, websocket_sink]]:
 def gateway(endpoint: str) -> Any:
     return running(
         [sys.executable, "-u", "-m", "gr_argos.apps.gateway", "--connect", endpoint,
-         "--port", "0", "--publisher-timeout", str(PUBLISHER_TIMEOUT_S)],
+         "--port", "0", "--publisher-timeout-s", str(PUBLISHER_TIMEOUT_S)],
         REPO_ROOT, url_pattern=URL_PATTERN, name="argos-gateway")
 
 
 def test_two_gateways_relay_the_same_frames_and_survive_a_publisher_restart(
-        publisher_flowgraph: tuple[Any, websocket_sink]) -> None:
+        publisher_flowgraph: tuple[Any, zmq_sink]) -> None:
     """Clients of two gateways get the same sequence numbers and payloads; when the publisher
     stops they are told it went silent, stay connected, are told when it is back, and the
     frames resume with the sequence continuing past the last one seen (the sink keeps counting
@@ -198,7 +197,7 @@ def test_two_gateways_relay_the_same_frames_and_survive_a_publisher_restart(
 def test_workers_share_one_port_and_stop_with_the_first_gateway() -> None:
     """--workers 3 serves one port from three processes (three hello sessions among many
     clients, each listing the publisher's stream); SIGINT stops them all."""
-    from gr_argos.server import StreamInfo
+    from gr_argos.protocol import StreamInfo
     from gr_argos.zmq_transport import FramePublisher
 
     publisher = FramePublisher("tcp://127.0.0.1:0", heartbeat_interval_s=0.2)
@@ -239,7 +238,7 @@ class _FrameFeed:
     """A FramePublisher sending stream 4 at VECTORS_PER_S frames/s, sequences 0, 1, 2, ..."""
 
     def __init__(self) -> None:
-        from gr_argos.server import StreamInfo
+        from gr_argos.protocol import StreamInfo
         from gr_argos.zmq_transport import FramePublisher
 
         self.publisher = FramePublisher("tcp://127.0.0.1:0", heartbeat_interval_s=0.2)
@@ -304,7 +303,7 @@ async def test_a_killed_worker_is_restarted_and_only_its_clients_reconnect() -> 
         with running(
                 [sys.executable, "-u", "-m", "gr_argos.apps.gateway", "--connect",
                  feed.publisher.endpoint, "--port", "0", "--workers", "3",
-                 "--publisher-timeout", "5"],
+                 "--publisher-timeout-s", "5"],
                 REPO_ROOT, url_pattern=URL_PATTERN, name="argos-gateway") as process:
             url = process.wait_for_url()
             await _until("3 gateway processes started", lambda: re.search(
@@ -363,7 +362,7 @@ def test_with_several_publishers_the_silent_one_is_named_and_its_return_too() ->
     """A gateway connected to two publishers tells clients which endpoint went silent when
     only one stops (the other is never reported), and which one is back when it returns on
     the same endpoint."""
-    from gr_argos.server import StreamInfo
+    from gr_argos.protocol import StreamInfo
     from gr_argos.zmq_transport import FramePublisher
 
     steady = FramePublisher("tcp://127.0.0.1:0", heartbeat_interval_s=0.2)
@@ -375,7 +374,7 @@ def test_with_several_publishers_the_silent_one_is_named_and_its_return_too() ->
         with running(
                 [sys.executable, "-u", "-m", "gr_argos.apps.gateway", "--connect",
                  steady.endpoint, "--connect", flaky_endpoint, "--port", "0",
-                 "--publisher-timeout", "1"],
+                 "--publisher-timeout-s", "1"],
                 REPO_ROOT, url_pattern=URL_PATTERN, name="argos-gateway") as process:
             client = Client(process.wait_for_url())
             try:

@@ -102,14 +102,14 @@ def test_gateway_in_another_namespace_relays_the_publisher_over_a_veth_link() ->
         with running(
                 _netns(PUBLISHER_NS, sys.executable, "-u", "-m", "gr_argos.apps.spectrum",
                        "--source", "sim", "--transport", "zmq", "--zmq-endpoint", endpoint,
-                       "--fft-size", str(FFT_SIZE)),
+                       "--bins", str(FFT_SIZE)),
                 REPO_ROOT, url_pattern=re.compile(r"publishing on (tcp://\S+)"),
                 name="argos-spectrum") as publisher:
             assert publisher.wait_for_url() == endpoint
             with running(
                     _netns(GATEWAY_NS, sys.executable, "-u", "-m", "gr_argos.apps.gateway",
                            "--connect", endpoint, "--host", "127.0.0.1", "--port", "0",
-                           "--publisher-timeout", "10"),
+                           "--publisher-timeout-s", "10"),
                     REPO_ROOT, url_pattern=re.compile(r"connect to (ws://\S+)"),
                     name="argos-gateway") as gateway:
                 url = gateway.wait_for_url()

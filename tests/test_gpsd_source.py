@@ -42,7 +42,7 @@ def gps_flowgraph(no_server_thread_left: None) -> Iterator[Callable[[int], tuple
         spectrum = blocks.vector_source_f([0.0] * 16, True, 16)
         throttle = blocks.throttle(gr.sizeof_float * 16, 10, True)
         throttle.set_max_noutput_items(1)  # else it sleeps for a whole buffer when stopped
-        sink = websocket_sink(vlen=16, port=0, msg_channel="gps")
+        sink = websocket_sink(bins=16, port=0, msg_channel="gps")
         gps = gpsd_source(port=gpsd_port, reconnect_interval=0.5)
         tb.connect(spectrum, throttle, sink)
         tb.msg_connect(gps, "gps", sink, "msg")

@@ -175,7 +175,7 @@ def test_websocket_clients_see_the_sweep_range_and_spectrum() -> None:
     source's status port shows up in the sink's JSON status messages."""
     source = hackrf_sweep_source(freq_min=FREQ_MIN_HZ, freq_max=FREQ_MAX_HZ,
                                  bin_width=BIN_WIDTH_HZ, bins=100, executable=str(STAND_IN))
-    sink = websocket_sink(vlen=100, center_freq=0, samp_rate=0, port=0, fps=20)
+    sink = websocket_sink(bins=100, center_freq=0, span=0, port=0, fps=20)
     top = gr.top_block("sweep to websocket", catch_exceptions=False)
     top.connect(source, sink)
     top.msg_connect(source, "status", sink, "status")

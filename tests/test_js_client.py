@@ -23,7 +23,8 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from gr_argos.protocol import encode_frame, encode_message
-from gr_argos.server import ServerConfig, SpectrumServer, StreamInfo
+from gr_argos.protocol import StreamInfo
+from gr_argos.server import ServerConfig, SpectrumServer
 
 JS_TESTS = Path(__file__).resolve().parent / "js"
 NODE = shutil.which("node")

@@ -270,7 +270,7 @@ async def test_stalled_link_loses_the_oldest_frames_and_reports_them(
     oldest frames (its queue stays within queue_depth); after resume the client reports
     exactly what the server dropped, on the same connection. The server's keepalive is off,
     so the stall closes nothing and the outcome does not depend on timing."""
-    server = start_server(queue_depth=QUEUE_DEPTH, ping_interval=0)
+    server = start_server(queue_depth=QUEUE_DEPTH, ping_interval_s=0)
     async with FaultProxy(server.port) as proxy, recording(server.url) as healthy, \
             recording(proxy.url()) as faulted:
         await wait_until(lambda: healthy.hellos == faulted.hellos == 1, timeout=WAIT_S,
@@ -296,7 +296,7 @@ async def test_throttled_link_keeps_receiving_with_counted_drops(
     frames, the server drops the rest with its queue within queue_depth, and the client
     reports exactly those drops; the direct client sees every frame. The server's keepalive
     is off: a ping queued behind the throttled backlog must not decide the outcome."""
-    server = start_server(queue_depth=QUEUE_DEPTH, ping_interval=0)
+    server = start_server(queue_depth=QUEUE_DEPTH, ping_interval_s=0)
     async with FaultProxy(server.port) as proxy, recording(server.url) as healthy, \
             recording(proxy.url()) as faulted:
         await wait_until(lambda: healthy.hellos == faulted.hellos == 1, timeout=WAIT_S,

@@ -151,7 +151,7 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
     tls_port = free_port()
     origin = f"https://127.0.0.1:{tls_port}"
     args = ["--source", "sim", "--port", "0", "--allowed-origins", origin,
-            "--max-clients-per-ip", "0", "--token", TOKEN, "--fps", "5", "--fft-size", "256"]
+            "--max-clients-per-ip", "0", "--token", TOKEN, "--fps", "5", "--bins", "256"]
     with ExitStack() as stack:
         app = stack.enter_context(running([*APP, *args], directory, url_pattern=URL_LINE,
                                           name="argos-spectrum"))

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gr_argos.server import StreamInfo
+from gr_argos.protocol import StreamInfo
 from gr_argos.status import StatusReporter
 from gr_argos.stream import SpectrumStream
 

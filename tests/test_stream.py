@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from gr_argos.protocol import SpectrumFrame, decode_frame
-from gr_argos.server import StreamInfo
+from gr_argos.protocol import StreamInfo
 from gr_argos.stream import SpectrumStream
 
 ANCHOR_NS = 1_700_000_000_123_456_789

@@ -23,7 +23,8 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
 from gr_argos.protocol import encode_frame
-from gr_argos.server import ServerConfig, SpectrumServer, StreamInfo
+from gr_argos.protocol import StreamInfo
+from gr_argos.server import ServerConfig, SpectrumServer
 
 from helpers import REPO_ROOT, expected_bin, headless_chromium, running
 

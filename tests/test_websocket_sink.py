@@ -53,7 +53,7 @@ def tag(vector_index: int, key: str, value: Any, vlen: int = VLEN) -> Any:
 def make_flowgraph(no_server_thread_left: None) -> Iterator[MakeFlowgraph]:
     """``make_flowgraph(vectors, tags=(), **sink_args)``: a top block feeding the vectors
     (repeated) through stream_to_vector and a throttle into a websocket_sink; returns
-    (tb, sink). Periodic status messages are off unless ``status_interval`` is given.
+    (tb, sink). Periodic status messages are off unless ``status_interval_s`` is given.
 
     The sink's server runs as soon as it is made; flowgraphs and sinks are stopped afterwards.
     """
@@ -67,8 +67,8 @@ def make_flowgraph(no_server_thread_left: None) -> Iterator[MakeFlowgraph]:
         to_vector = blocks.stream_to_vector(gr.sizeof_float, vlen)
         throttle = blocks.throttle(gr.sizeof_float * vlen, VECTORS_PER_S, True)
         throttle.set_max_noutput_items(1)  # else its first call waits for a whole buffer
-        sink_args.setdefault("status_interval", 0)  # periodic status only where a test asks
-        sink = websocket_sink(vlen=vlen, **sink_args)
+        sink_args.setdefault("status_interval_s", 0)  # periodic status only where a test asks
+        sink = websocket_sink(bins=vlen, **sink_args)
         made.append((tb, sink))
         tb.connect(source, to_vector, throttle, sink)
         return tb, sink
@@ -122,7 +122,7 @@ async def test_client_gets_every_vector_with_metadata_from_parameters_then_tags(
         tags=[tag(2, "rx_freq", pmt.from_double(433.92e6)),
               tag(3, "rx_rate", pmt.from_double(2.4e6)),
               tag(4, "rx_time", rx_time)],
-        center_freq=100e6, samp_rate=2e6, port=0, queue_depth=256, stream_name="hackrf")
+        center_freq=100e6, span=2e6, port=0, queue_depth=256, stream_name="hackrf")
 
     async with connect(sink.url, open_timeout=WAIT_S) as ws:
         hello = json.loads(await next_message(ws))
@@ -205,11 +205,11 @@ async def test_message_that_is_not_a_dict_of_symbols_is_dropped(
 
 async def test_periodic_status_reports_the_stream_and_what_the_source_posted(
         make_flowgraph: MakeFlowgraph) -> None:
-    """Every status_interval the client gets a status message with the stream's frequency,
+    """Every status_interval_s the client gets a status message with the stream's frequency,
     span and bins, a growing frame count, and the fields sources posted on the status port
     (a probe_rate PDU's rate_avg as samp_rate_measured)."""
-    tb, sink = make_flowgraph(VECTORS, port=0, center_freq=433.92e6, samp_rate=2e6,
-                              status_interval=0.2)
+    tb, sink = make_flowgraph(VECTORS, port=0, center_freq=433.92e6, span=2e6,
+                              status_interval_s=0.2)
     sink.set_source_status({"source": "test", "lna_gain": 16.0})
     async with connect(sink.url, open_timeout=WAIT_S) as ws:
         await next_message(ws)  # hello
@@ -240,10 +240,10 @@ async def test_two_sinks_on_one_port_share_one_server(make_flowgraph: MakeFlowgr
     port = free_port()
     narrow = [np.full(4, -60.0 - k, dtype=np.float32) for k in range(4)]
     wide_tb, wide = make_flowgraph(VECTORS, port=port, stream_id=0, stream_name="wide",
-                                   center_freq=100e6, samp_rate=20e6)
+                                   center_freq=100e6, span=20e6)
     narrow_tb, narrow_sink = make_flowgraph(narrow, port=port, stream_id=1,
                                             stream_name="narrow", center_freq=2.4e9,
-                                            samp_rate=1e6)
+                                            span=1e6)
 
     async with connect(wide.url, open_timeout=WAIT_S) as ws:
         hello = json.loads(await next_message(ws))
@@ -273,7 +273,7 @@ def test_port_in_use_fails_when_the_sink_is_made_naming_the_port(
         port = taken.getsockname()[1]
 
         with pytest.raises(ServerError, match=f"port {port} .*in use"):
-            websocket_sink(vlen=VLEN, port=port)
+            websocket_sink(bins=VLEN, port=port)
 
 
 async def test_default_encoding_applies_to_clients_that_choose_none(
@@ -314,10 +314,10 @@ async def test_default_step_applies_to_clients_that_choose_none(
 def test_a_step_out_of_range_is_refused_when_the_sink_is_made(step_db: float) -> None:
     """A sink asked for a step outside 0.01..20 dB says which steps are accepted."""
     with pytest.raises(ValueError, match="from 0.01 to 20"):
-        websocket_sink(vlen=VLEN, port=0, encoding="uint8", step_db=step_db)
+        websocket_sink(bins=VLEN, port=0, encoding="uint8", step_db=step_db)
 
 
 def test_unknown_encoding_is_refused_when_the_sink_is_made() -> None:
     """A sink asked for an encoding that does not exist says which ones do."""
     with pytest.raises(ValueError, match="float32, int16, uint8"):
-        websocket_sink(vlen=VLEN, port=0, encoding="float16")
+        websocket_sink(bins=VLEN, port=0, encoding="float16")

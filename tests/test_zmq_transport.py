@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import zmq
 
-from gr_argos.server import StreamInfo
+from gr_argos.protocol import StreamInfo
 from gr_argos.zmq_transport import (
     FramePublisher,
     FrameSubscriber,

@@ -5,11 +5,28 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["connect_line", "setup_logging", "stop_event_on_signals"]
+from gr_argos.settings import setting
+
+__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "LogSettings", "connect_line",
+           "setup_logging", "stop_event_on_signals"]
 
 log = logging.getLogger("gr_argos.apps")
+
+#: Exit codes of every command: stopped, a failure at run time, bad flags or configuration.
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """The setting every command has."""
+
+    log_level: str = setting("info", "log level", choices=("debug", "info", "warning", "error"),
+                             group="logging")
 
 
 def setup_logging(level: str) -> None:

@@ -4,10 +4,10 @@
     argos-gateway --connect tcp://radio1:5555 --connect tcp://radio2:5556 --host 0.0.0.0
     argos-gateway --connect ipc:///tmp/argos.sock --port 8765 --workers 2
 
-The publisher is a websocket_sink with transport "zmq" (``argos-spectrum --transport zmq``,
+The publisher is a zmq_sink (``argos-spectrum --transport zmq``,
 flowgraphs/hackrf_spectrum_zmq.grc). The gateway IS a gr-argos server, the same as the sink's
 own: same protocol, hub, viewer and ``/healthz``; streams in ``hello`` are the publisher's.
-When nothing arrives from a ``--connect`` endpoint for ``--publisher-timeout`` seconds, clients
+When nothing arrives from a ``--connect`` endpoint for ``--publisher-timeout-s`` seconds, clients
 get a ``status`` message with ``"publisher": "silent"`` and that ``endpoint``, and
 ``"publisher": "ok"`` once it is back; they stay connected. With ``--workers N`` the first
 process starts N-1 more on the same port and restarts any that dies. See docs/zmq.md.
@@ -27,38 +27,60 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from gr_argos.apps.common import connect_line, setup_logging, stop_event_on_signals
-from gr_argos.apps.spectrum import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, SECURITY_SETTINGS
-from gr_argos.apps.spectrum import SETTINGS as SPECTRUM_SETTINGS
-from gr_argos.config import ConfigError, Setting, add_settings, resolve_settings
+from gr_argos.apps.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    LogSettings,
+    connect_line,
+    setup_logging,
+    stop_event_on_signals,
+)
 from gr_argos.protocol import ProtocolError, decode_message
 from gr_argos.server import ServerConfig, ServerError, SpectrumServer
+from gr_argos.server.config import SERVER
+from gr_argos.settings import (
+    ConfigError,
+    Setting,
+    add_flags,
+    at_least,
+    declared,
+    positive,
+    resolve,
+    setting,
+)
 from gr_argos.zmq_transport import FrameSubscriber, stream_info_from_descriptor
 
 __all__ = ["Gateway", "SETTINGS", "WorkerSupervisor", "argument_parser", "main"]
 
 log = logging.getLogger("argos-gateway")
 
-_SERVER_SETTINGS = ("host", "port", "queue_depth", "message_queue_depth", "ping_interval",
-                    "ping_timeout", "permessage_deflate", *(s.name for s in SECURITY_SETTINGS),
-                    "log_level")
 _POLL_S = 0.2
 
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """The settings only argos-gateway has (its server's are :class:`ServerConfig`'s)."""
+
+    publisher_timeout_s: float = setting(3.0, "seconds without a publisher heartbeat before "
+                                         "clients are told it is silent", check=positive,
+                                         aliases=("publisher_timeout",), group="publisher")
+    workers: int = setting(1, "gateway processes sharing the port with SO_REUSEPORT (e.g. one "
+                           "per core); above 1 implies --reuse-port", check=at_least(1),
+                           group=SERVER)
+
+
+#: Every setting of argos-gateway, in ``--help`` order.
 SETTINGS: tuple[Setting, ...] = (
-    *(s for s in SPECTRUM_SETTINGS if s.name in _SERVER_SETTINGS),
-    Setting("publisher_timeout", float, 3.0,
-            "seconds without a publisher heartbeat before clients are told it is silent",
-            check=lambda v: None if v > 0 else "must be greater than 0", group="publisher"),
-    Setting("workers", int, 1,
-            "gateway processes sharing the port with SO_REUSEPORT (e.g. one per core)",
-            check=lambda v: None if v >= 1 else "must be at least 1", group="server"),
-    Setting("reuse_port", bool, False,
-            "set SO_REUSEPORT so other processes can serve the same port (implied by "
-            "--workers above 1)", group="server"),
+    *declared(ServerConfig, exclude=("write_limit",)),
+    *declared(GatewaySettings),
+    *declared(LogSettings),
 )
+_SERVER_SETTINGS = tuple(s.name for s in declared(ServerConfig, exclude=("write_limit",)))
 _WORKER_STOP_TIMEOUT_S = 15.0
 # A worker that dies is restarted after 0.5 s, 1 s, 2 s, ... up to 30 s while it keeps dying
 # within 10 s of its start, so one that cannot start does not spin.
@@ -202,7 +224,7 @@ def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="argos-gateway",
         description="Serve WebSocket clients and the browser viewer with the spectrum that a "
-                    "gr-argos ZeroMQ publisher (a websocket_sink with transport zmq) sends.",
+                    "gr-argos ZeroMQ publisher (a zmq_sink, or argos-spectrum --transport zmq) sends.",
         epilog="Every setting can also be given in a YAML file (--config) under the same name "
                "as for argos-spectrum (e.g. 'token: ...', kept out of `ps`); flags override the "
                "file. Exit codes: 0 stopped, 1 server failure, 2 bad flags or configuration. "
@@ -213,7 +235,7 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--connect", action="append", required=True, metavar="ENDPOINT",
                         help="publisher to connect to, tcp://HOST:PORT or ipc://PATH "
                              "(repeat for several)")
-    add_settings(parser, SETTINGS)
+    add_flags(parser, SETTINGS)
     return parser
 
 
@@ -221,11 +243,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argument_parser()
     args = parser.parse_args(argv)
     try:
-        settings = resolve_settings(args, SETTINGS, args.config)
-        config = ServerConfig(**{name: settings[name] for name in _SERVER_SETTINGS
-                                 if name != "log_level"},
-                              reuse_port=settings["reuse_port"] or settings["workers"] > 1)
-        gateway = Gateway(args.connect, config, settings["publisher_timeout"])
+        settings = resolve(args, SETTINGS, args.config)
+        config = ServerConfig(**{**{name: settings[name] for name in _SERVER_SETTINGS},
+                                 "reuse_port": settings["reuse_port"] or settings["workers"] > 1})
+        gateway = Gateway(args.connect, config, settings["publisher_timeout_s"])
     except (ConfigError, ValueError) as exc:
         print(f"argos-gateway: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -233,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop_requested = stop_event_on_signals()
     gateway.start_relay()
     # Serve once the publisher has described its streams, so the first hello lists them.
-    if not gateway.first_heartbeat.wait(settings["publisher_timeout"]):
+    if not gateway.first_heartbeat.wait(settings["publisher_timeout_s"]):
         log.warning("no heartbeat from %s yet; serving anyway", ", ".join(args.connect))
     try:
         gateway.server.start()

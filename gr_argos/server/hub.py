@@ -15,12 +15,12 @@ On the event loop the hub fans each frame out to every client's :class:`ClientQu
   displace; a client so far behind that this queue overflows is closed, never allowed to grow
   memory.
 
-A client that is keeping up never waits in a queue: when nothing is queued or in flight for
-it and its connection can take more now, the hub hands the frame or message to the client's
-``writer`` (set by the server) during the fan-out itself, so it arrives in publish order.
-Only a client that is behind (its transport paused, a send in flight, items queued) gets
-items queued for its sender. The bytes on the wire (``wrap``: the WebSocket framing, the
-same for every client of a format) are built once per frame and format, and once per
+A client that is keeping up never waits in a queue: when nothing is queued for it, the hub
+offers the frame or message to the client's :class:`Outlet` (its connection) during the fan-out
+itself, and the outlet writes it at once if it can, so it arrives in publish order. Only a
+client that is behind (its transport full, a send in flight, items queued) gets items queued,
+and its outlet is told to send them. The bytes on the wire (``wrap``: the WebSocket framing,
+the same for every client of a format) are built once per frame and format, and once per
 message.
 
 Producers publish each frame once, as float32 bytes. A client that asked for another
@@ -44,7 +44,7 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from gr_argos.protocol import (
     FLAG_COMPRESSED,
@@ -55,13 +55,12 @@ from gr_argos.protocol import (
     with_missed,
 )
 
-__all__ = ["BroadcastHub", "ClientQueue", "ClientTooSlow", "HubClosed", "OutgoingMessage",
-           "PublishedFrame", "Wrap", "Writer"]
+__all__ = ["BroadcastHub", "ClientQueue", "DEFAULT_INGRESS_DEPTH", "OutgoingMessage", "Outlet",
+           "PublishedFrame", "Wrap"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_QUEUE_DEPTH = 8
-DEFAULT_MESSAGE_QUEUE_DEPTH = 256
+#: Frames buffered between a producer thread and the loop (the sink never hands off more).
 DEFAULT_INGRESS_DEPTH = 64
 #: Keys of the hub's ``encodes`` counter that add up the frame bytes deflated and the bytes
 #: deflate made of them (``stats()`` reports them under ``total["deflate"]``).
@@ -70,20 +69,26 @@ DEFLATE_IN, DEFLATE_OUT = "deflate_in_bytes", "deflate_out_bytes"
 
 #: ``wrap(data, text)``: the bytes that carry ``data`` on the wire (text: a JSON message).
 Wrap = Callable[[bytes, bool], bytes]
-#: ``writer(data, wire, text)``: write now and return True, or False if it cannot take it now.
-Writer = Callable[[bytes, bytes, bool], bool]
 
 
 def _as_is(data: bytes, text: bool) -> bytes:
     return data
 
 
-class ClientTooSlow(Exception):
-    """A client's message queue overflowed: it must be closed (code 1008)."""
+class Outlet(Protocol):
+    """Where a client's frames and messages leave the hub: its connection (on the loop)."""
 
+    def write_now(self, data: bytes, wire: bytes, text: bool) -> bool:
+        """Write ``wire`` (``data`` as framed by the hub's ``wrap``; text: a JSON message) to
+        the client now and return True, or return False if it cannot take it now (the hub
+        then queues it)."""
 
-class HubClosed(Exception):
-    """The hub is shutting down; no more items will come."""
+    def queued(self) -> None:
+        """Items were queued for this client: send them with :meth:`ClientQueue.pop`, in
+        order, and count each with :meth:`BroadcastHub.record_sent`."""
+
+    def too_slow(self) -> None:
+        """The client's message queue overflowed: close it (the hub calls this once)."""
 
 
 class PublishedFrame:
@@ -182,12 +187,7 @@ class ClientQueue:
         stream_formats: default format per stream id (shared with the hub; a stream not
             in it goes out as published).
         encodes: variants encoded, by format name (shared with the hub).
-        writer: set by the server: ``writer(data, wire, text)`` writes a frame (text:
-            a JSON message) to the connection now and returns True, or returns False when
-            the connection cannot take it now (then it is queued); None: always queue.
-        sending: the sender has an item in flight (nothing may overtake it).
-        on_pending: set by the server: called when an item is queued, to start a sender
-            for this client unless one runs (``sender``). An idle client has no task.
+        outlet: the client's connection: takes items now, or is told when some are queued.
 
     The queues are lists, not deques: an empty deque costs ~700 bytes, and most clients
     never have anything queued; they are short (``depth``, ``message_depth``).
@@ -210,11 +210,7 @@ class ClientQueue:
     messages_dropped: int = 0
     bytes_sent: int = 0
     too_slow: bool = False
-    writer: Writer | None = None
-    sending: bool = False
-    on_pending: Callable[[ClientQueue], None] | None = None
-    sender: asyncio.Task[None] | None = None
-    _waiter: asyncio.Future[None] | None = None
+    outlet: Outlet | None = None
     # When the frame pop() returned last was published (monotonic s): the send latency.
     last_published_at: float = 0.0
     # Publish -> transport write latency of this client's frames (seconds).
@@ -223,8 +219,9 @@ class ClientQueue:
     latency_total_s: float = 0.0
 
     def can_write_now(self) -> bool:
-        """Nothing queued or in flight, so an item written now keeps the order."""
-        return self.writer is not None and not (self.sending or self.frames or self.messages)
+        """Nothing queued, so an item written now keeps the order (the outlet knows whether
+        a send of its own is still in flight)."""
+        return self.outlet is not None and not (self.frames or self.messages)
 
     def push_frame(self, frame: PublishedFrame) -> None:
         """Queue a frame, displacing (and counting) the oldest when the queue is full."""
@@ -244,27 +241,15 @@ class ClientQueue:
         if self.too_slow or len(self.messages) >= self.message_depth:
             self.too_slow = True
             self.messages_dropped += 1
-            self.wake()
             return False
         self.messages.append(text)
         self.wake()
         return True
 
     def wake(self) -> None:
-        """Tell whoever sends this client's queue that there is something to do."""
-        if self.on_pending is not None:
-            self.on_pending(self)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def wait(self) -> None:
-        """Wait for the next :meth:`wake`."""
-        self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
+        """Tell the outlet that items are queued."""
+        if self.outlet is not None:
+            self.outlet.queued()
 
     def pop(self) -> bytes | str | None:
         """The next item to send: messages first (in order), then the oldest frame.
@@ -332,15 +317,15 @@ class BroadcastHub:
         message_queue_depth: JSON messages queued per client before it is closed as too slow.
         ingress_depth: frames buffered between a producer thread and the loop; if the loop
             falls this far behind, the oldest are dropped and counted as ``ingress_dropped``.
-        wrap: frames the bytes of a frame or message for clients' writers (the WebSocket
+        wrap: frames the bytes of a frame or message for clients' outlets (the WebSocket
             framing); built once per frame and format, and once per message. Default: as is.
         observe_latency: called with the publish -> write latency (s) of every frame sent.
     """
 
     def __init__(
         self,
-        queue_depth: int = DEFAULT_QUEUE_DEPTH,
-        message_queue_depth: int = DEFAULT_MESSAGE_QUEUE_DEPTH,
+        queue_depth: int,
+        message_queue_depth: int,
         ingress_depth: int = DEFAULT_INGRESS_DEPTH,
         wrap: Wrap | None = None,
         observe_latency: Callable[[float], None] | None = None,
@@ -363,7 +348,6 @@ class BroadcastHub:
         self._stream_formats: dict[int, FrameFormat] = {}
         self.encodes: Counter[str] = Counter()
         self._ids = itertools.count(1)
-        self._on_too_slow: Callable[[ClientQueue], None] | None = None
         self._closed = False
         # Totals (frames_sent etc. of departed clients are folded in when they leave).
         self.frames_in = 0
@@ -376,14 +360,9 @@ class BroadcastHub:
 
     # -- producer side (any thread) -------------------------------------------------------
 
-    def attach(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        on_too_slow: Callable[[ClientQueue], None] | None = None,
-    ) -> None:
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Bind the hub to the event loop that serves its clients."""
         self._loop = loop
-        self._on_too_slow = on_too_slow
 
     def publish_frame(self, stream_id: int, data: bytes) -> None:
         """Hand an encoded spectrum frame to every client. Thread-safe, O(1), never raises."""
@@ -476,8 +455,8 @@ class BroadcastHub:
                 continue
             data, wire = frame.on_wire(client.frame_format or stream_format, self.encodes,
                                        self._wrap)
-            assert client.writer is not None  # can_write_now() checked it
-            if not client.writer(data, wire, False):
+            assert client.outlet is not None  # can_write_now() checked it
+            if not client.outlet.write_now(data, wire, False):
                 client.push_frame(frame)
                 continue
             latency_s = time.monotonic() - frame.published_at
@@ -493,19 +472,24 @@ class BroadcastHub:
     def _push_message(self, client: ClientQueue, message: OutgoingMessage) -> None:
         if client.can_write_now() and not client.too_slow:
             data, wire = message.on_wire(self._wrap)
-            assert client.writer is not None  # can_write_now() checked it
-            if client.writer(data, wire, True):
+            assert client.outlet is not None  # can_write_now() checked it
+            if client.outlet.write_now(data, wire, True):
                 client.messages_sent += 1
                 client.bytes_sent += len(data)
                 return
         was_too_slow = client.too_slow
         if not client.push_message(message.text) and not was_too_slow:
             # Reported once: the client is closed; later messages are only counted.
-            if self._on_too_slow is not None and client.client_id in self._clients:
-                self._on_too_slow(client)
+            if client.outlet is not None and client.client_id in self._clients:
+                client.outlet.too_slow()
 
-    def add_client(self, peer: str) -> ClientQueue:
-        """Register a new client (on the loop); it receives frames published from now on."""
+    def add_client(self, peer: str, outlet: Outlet) -> ClientQueue:
+        """Register a new client (on the loop); it receives frames published from now on.
+
+        Args:
+            peer: a printable remote address, for logs and stats.
+            outlet: the client's connection, which takes what the hub sends it.
+        """
         client = ClientQueue(
             client_id=next(self._ids),
             peer=peer,
@@ -513,6 +497,7 @@ class BroadcastHub:
             message_depth=self.message_queue_depth,
             stream_formats=self._stream_formats,
             encodes=self.encodes,
+            outlet=outlet,
         )
         self._clients[client.client_id] = client
         self.clients_total += 1
@@ -524,45 +509,22 @@ class BroadcastHub:
             return
         for key in self._departed:
             self._departed[key] += getattr(client, key)
-        client.wake()
+        client.outlet = None
 
     def send_to(self, client: ClientQueue, text: str) -> None:
         """Send a JSON reply to one client only (on the loop), now or after what is queued."""
         self._push_message(client, OutgoingMessage(text))
 
-    async def next_item(self, client: ClientQueue) -> bytes | str:
-        """Wait for the next item to send to ``client``.
-
-        Raises:
-            ClientTooSlow: the client's message queue overflowed.
-            HubClosed: the hub is closing or the client was removed.
-        """
-        while True:
-            if client.too_slow:
-                raise ClientTooSlow(
-                    f"client {client.peer} too slow: {client.message_depth} messages pending"
-                )
-            if self._closed or client.client_id not in self._clients:
-                raise HubClosed()
-            item = client.pop()
-            if item is not None:
-                return item
-            await client.wait()
-
     def close(self) -> None:
-        """Stop accepting items and wake every client's sender so it can finish."""
+        """Stop accepting items: what producers publish from now on is counted and dropped
+        (``unsent_after_stop``)."""
         with self._lock:
             self._closed = True
             self._discard_ingress_locked()
-        for client in list(self._clients.values()):
-            client.wake()
 
     @property
     def client_count(self) -> int:
         return len(self._clients)
-
-    def clients(self) -> list[ClientQueue]:
-        return list(self._clients.values())
 
     def stats(self) -> dict[str, Any]:
         """A snapshot of per-client and total counters (call on the loop)."""

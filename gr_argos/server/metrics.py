@@ -1,7 +1,8 @@
 """Prometheus metrics of one server, read from its counters when scraped.
 
-The hot path stays as it was: the hub and the server keep plain integer counters, and
-:class:`ServerCollector` turns them into metric families only when ``/metrics`` is fetched.
+The hot path keeps plain integer counters (the hub's, and the server's
+:class:`ServerCounters`), and :class:`ServerCollector` turns them into metric families only
+when ``/metrics`` is fetched.
 Each server has its own :class:`~prometheus_client.CollectorRegistry` (several servers may
 live in one process), never the global one. See docs/operations.md for every metric.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from bisect import bisect_left
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -22,8 +24,8 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-__all__ = ["CONTENT_TYPE_LATEST", "LatencyHistogram", "ServerCollector", "metrics_registry",
-           "render"]
+__all__ = ["CONTENT_TYPE_LATEST", "LatencyHistogram", "ServerCollector", "ServerCounters",
+           "metrics_registry", "render"]
 
 #: Upper bounds (seconds) of the send latency buckets: 1 ms .. 10 s.
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -60,29 +62,38 @@ class LatencyHistogram:
         return buckets
 
 
+@dataclass
+class ServerCounters:
+    """What a server counts besides the hub (touched on its event loop only).
+
+    Attributes:
+        refused: connections refused before the WebSocket upgrade, by reason.
+        auth_failures: failed authentications, by method.
+        closed_by_policy: connections the server closed for a policy, by reason
+            (``rate_limit``, ``too_slow``, ``stalled``).
+        send_latency: publish -> transport write latency of spectrum frames.
+    """
+
+    refused: Counter[str] = field(default_factory=Counter)
+    auth_failures: Counter[str] = field(default_factory=Counter)
+    closed_by_policy: Counter[str] = field(default_factory=Counter)
+    send_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+
 class ServerCollector(Collector):
     """Metric families of one server, built from its live counters at scrape time.
 
     Args:
         hub_stats: returns the hub's ``stats()`` (called on the server's loop).
-        refused: connections refused, by reason (a Counter the server updates).
-        auth_failures: failed authentications, by method.
-        closed: connections the server closed for a policy, by reason
-            (``rate_limit``, ``bad_message``...).
-        latency: publish -> transport write latency of spectrum frames.
+        counters: the server's own counters.
         loop_tasks: returns the number of asyncio tasks on the server's loop, or None when
             unknown (default: the loop running the scrape, as ``/metrics`` is served there).
     """
 
-    def __init__(self, hub_stats: Callable[[], dict[str, Any]], refused: Counter[str],
-                 auth_failures: Counter[str], closed: Counter[str],
-                 latency: LatencyHistogram,
+    def __init__(self, hub_stats: Callable[[], dict[str, Any]], counters: ServerCounters,
                  loop_tasks: Callable[[], int | None] | None = None) -> None:
         self._hub_stats = hub_stats
-        self._refused = refused
-        self._auth_failures = auth_failures
-        self._closed = closed
-        self._latency = latency
+        self._counters = counters
         self._loop_tasks = loop_tasks or running_loop_tasks
 
     def collect(self) -> Iterator[Any]:
@@ -129,14 +140,16 @@ class ServerCollector(Collector):
                 "argos_compression_ratio", "compress-once bytes out / bytes in since start "
                 "(lower is better; 1 when frames do not shrink)",
                 value=deflate["out_bytes"] / deflate["in_bytes"])
+        counters = self._counters
         yield _labelled("argos_connections_refused", "connections refused before the "
-                        "WebSocket upgrade, by reason", "reason", REFUSAL_REASONS, self._refused)
+                        "WebSocket upgrade, by reason", "reason", REFUSAL_REASONS,
+                        counters.refused)
         yield _labelled("argos_auth_failures", "failed client authentications, by method",
-                        "method", AUTH_METHODS, self._auth_failures)
+                        "method", AUTH_METHODS, counters.auth_failures)
         yield _labelled("argos_connections_closed_by_policy", "connections the server closed "
                         "for a policy (code 1008), by reason", "reason",
-                        ("rate_limit", "too_slow", "stalled"), self._closed)
-        latency = self._latency
+                        ("rate_limit", "too_slow", "stalled"), counters.closed_by_policy)
+        latency = counters.send_latency
         yield HistogramMetricFamily(
             "argos_send_latency_seconds",
             "time from a frame's publish to its write to a client's transport",

@@ -23,9 +23,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 
 from gr_argos.protocol import MAX_CLIENT_MESSAGE_BYTES, decode_frame, encode_frame
-from gr_argos.server import (
-    ServerConfig, ServerError, SpectrumServer, StreamInfo, websocket_frame,
-)
+from gr_argos.protocol import StreamInfo
+from gr_argos.server import ServerConfig, ServerError, SpectrumServer
+from gr_argos.server.wire import websocket_frame
 
 from server_helpers import (
     OP_PING, OP_TEXT, WAIT_S, RawClient, StartServer, client, client_stats,
@@ -360,7 +360,7 @@ async def test_too_slow_client_that_never_reads_is_dropped_and_others_keep_messa
         start_server: StartServer, wait_until: Callable[..., Any]) -> None:
     """A client that stopped reading altogether is dropped once its message queue overflows,
     even with keepalive off, while a healthy client gets every message."""
-    server = start_server(message_queue_depth=4, ping_interval=0)
+    server = start_server(message_queue_depth=4, ping_interval_s=0)
     raw = await asyncio.to_thread(RawClient, server.port, True)
     try:
         async with client(server) as healthy:
@@ -449,7 +449,7 @@ async def test_client_that_takes_nothing_for_the_keepalive_time_is_aborted(
     """A client whose socket stays full while frames wait for it is aborted after
     ping_interval + ping_timeout (its ping could not get through), counted as stalled;
     a healthy client keeps every frame."""
-    server = start_server(queue_depth=8, ping_interval=2.0, ping_timeout=1.0)
+    server = start_server(queue_depth=8, ping_interval_s=2.0, ping_timeout_s=1.0)
     published = 0
 
     def publish(count: int) -> None:
@@ -481,7 +481,7 @@ async def test_client_that_takes_nothing_for_the_keepalive_time_is_aborted(
             stalled.close()
             reader.cancel()
 
-    assert server.closed_by_policy["stalled"] == 1
+    assert server.counters.closed_by_policy["stalled"] == 1
     assert [decode_frame(f).sequence for f in received] == list(range(published))
     assert all(decode_frame(f).missed == 0 for f in received)
 
@@ -491,7 +491,7 @@ async def test_stop_with_a_client_that_stopped_reading_still_ends_the_thread(
     """stop() returns and leaves no thread even when a client stopped reading mid-stream, and
     the healthy clients still see 1001."""
     threads_before = server_threads()
-    server = start_server(queue_depth=8, ping_interval=0)  # no keepalive to break the stall
+    server = start_server(queue_depth=8, ping_interval_s=0)  # no keepalive to break the stall
 
     def fill_until_stalled(stalled_peer: str) -> None:
         for sequence in range(10_000):
@@ -523,7 +523,7 @@ async def test_client_that_never_answers_pings_is_removed(
         start_server: StartServer, wait_until: Callable[..., Any]) -> None:
     """A client that stops answering WebSocket pings is closed (1011) and removed, while
     clients that answer stay connected."""
-    server = start_server(ping_interval=0.5, ping_timeout=1.0)
+    server = start_server(ping_interval_s=0.5, ping_timeout_s=1.0)
     async with client(server) as first, client(server) as second:
         dead = await asyncio.to_thread(RawClient, server.port)
         try:
@@ -584,7 +584,7 @@ async def test_stalled_quantized_compressed_client_gets_the_right_missed_count(
         start_server: StartServer) -> None:
     """A uint8+deflate client that stops reading loses its oldest frames; once it reads
     again, missed plus the frames it got account for every frame published."""
-    server = start_server(queue_depth=4, ping_interval=0)
+    server = start_server(queue_depth=4, ping_interval_s=0)
     raw = await asyncio.to_thread(RawClient, server.port, True, "/?encoding=uint8&compress=1")
     try:
         rng = np.random.default_rng(7)

@@ -11,7 +11,6 @@ import json
 import re
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from gr_argos.metrics import LatencyHistogram
+from conftest import REPO_ROOT
+from gr_argos.server.metrics import LatencyHistogram
 from gr_argos.protocol import HEADER_SIZE
 from server_helpers import (
     WAIT_S,
@@ -181,7 +181,7 @@ async def test_event_loop_tasks_gauge_follows_the_connections(
     assert now <= idle
 
 
-DASHBOARD = Path(__file__).resolve().parent.parent / "docs" / "grafana-dashboard.json"
+DASHBOARD = REPO_ROOT / "docs" / "grafana-dashboard.json"
 
 
 def dashboard_exprs(dashboard: dict[str, Any]) -> list[str]:

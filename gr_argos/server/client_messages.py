@@ -1,14 +1,15 @@
-"""What a server checks before it trusts a client: origin, token, message rate and shape.
+"""What a client may send once connected: the message types, their fields, and how often.
 
-Plain code, no sockets: :mod:`gr_argos.server` calls these from its handshake hook and its
-reader. Nothing here ever logs or returns a token.
+Plain code, no sockets: a connection checks each inbound message with
+:func:`validate_message` and its rate with a :class:`TokenBucket`, and answers a message it
+cannot decode with the code :func:`error_code` gives. Nothing here logs or returns a token.
 """
 
 from __future__ import annotations
 
-import hmac
+import json
 import time
-from typing import Any, Iterable
+from typing import Any
 
 from gr_argos.protocol import (
     UINT8_STEP_DB_MAX,
@@ -17,53 +18,7 @@ from gr_argos.protocol import (
     check_step_db,
 )
 
-__all__ = [
-    "TokenBucket",
-    "bearer_token",
-    "origin_allowed",
-    "parse_origins",
-    "token_matches",
-    "validate_message",
-]
-
-
-def parse_origins(value: str | Iterable[str] | None) -> tuple[str, ...]:
-    """An origin allowlist from a comma-separated string or a list; blanks are ignored.
-
-    A trailing ``/`` is removed, since browsers send ``https://host`` without one.
-    """
-    if value is None:
-        return ()
-    items = value.split(",") if isinstance(value, str) else list(value)
-    return tuple(str(item).strip().rstrip("/") for item in items if str(item).strip())
-
-
-def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
-    """Whether a request's ``Origin`` passes the allowlist: exact matches only.
-
-    An empty allowlist allows any origin. A request without ``Origin`` (not a browser)
-    passes: browsers always send it, and the token is what keeps other programs out.
-    """
-    if not allowed or origin is None:
-        return True
-    return origin.strip() in allowed
-
-
-def token_matches(given: object, expected: str) -> bool:
-    """Constant-time comparison of a client's token with the server's."""
-    if not isinstance(given, str):
-        return False
-    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
-
-
-def bearer_token(authorization: str | None) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header value, or None."""
-    if not authorization:
-        return None
-    scheme, _, credentials = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer" or not credentials.strip():
-        return None
-    return credentials.strip()
+__all__ = ["CLIENT_MESSAGE_TYPES", "TokenBucket", "error_code", "validate_message"]
 
 
 class TokenBucket:
@@ -140,3 +95,13 @@ def validate_message(message: dict[str, Any]) -> str | None:
         if not check(message[name]):
             return f"{message['type']}: field {name!r} must be {what}"
     return None
+
+
+def error_code(text: str) -> str:
+    """The ``error`` code for a message that did not decode (see docs/protocol.md):
+    ``bad_json`` when it is not JSON at all, ``bad_message`` when it is the wrong shape."""
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply to parse
+        return "bad_json"
+    return "bad_message"

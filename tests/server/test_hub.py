@@ -1,18 +1,22 @@
-"""Tests for gr_argos.hub: per-client queues, drop-oldest, messages, ingress, counters.
+"""Tests for gr_argos.server.hub: per-client queues, drop-oldest, messages, ingress, counters.
 
 The hub is plain code: these tests drive it on the test's own event loop, with no sockets.
-Producers call it like a GNU Radio block would, from this thread or from other threads.
+Producers call it like a GNU Radio block would, from this thread or from other threads, and
+each client's outlet behaves as the server's connection does: it takes an item at once when
+it can, and otherwise is told that items are queued and sends them with ``pop`` and
+``record_sent``, in order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
 
-from gr_argos.hub import BroadcastHub, ClientQueue, ClientTooSlow, HubClosed
+from gr_argos.server.hub import BroadcastHub, ClientQueue
 from gr_argos.protocol import (
     ENCODING_INT16,
     ENCODING_UINT8,
@@ -33,9 +37,60 @@ def frame(sequence: int, stream_id: int = 0) -> bytes:
     )
 
 
-async def attached_hub(**settings: int) -> BroadcastHub:
+class FakeOutlet:
+    """A client's connection as the hub sees it.
+
+    While ``open`` (and nothing of its own is ``in_flight``) it takes each item at once;
+    otherwise the hub queues the item and calls :meth:`queued`, and :meth:`send_queued`
+    sends the queue as the server's sender does.
+    """
+
+    def __init__(self, hub: BroadcastHub, is_open: bool) -> None:
+        self.hub = hub
+        self.open = is_open
+        self.in_flight = False
+        self.client: ClientQueue | None = None
+        self.written: list[tuple[bytes, bytes, bool]] = []
+        self.queued_calls = 0
+        self.too_slow_calls = 0
+
+    def write_now(self, data: bytes, wire: bytes, text: bool) -> bool:
+        if not self.open or self.in_flight:
+            return False
+        self.written.append((data, wire, text))
+        return True
+
+    def queued(self) -> None:
+        self.queued_calls += 1
+
+    def too_slow(self) -> None:
+        self.too_slow_calls += 1
+
+    def send_queued(self) -> list[bytes | str]:
+        assert self.client is not None
+        items: list[bytes | str] = []
+        while not self.client.too_slow and (item := self.client.pop()) is not None:
+            items.append(item)
+            self.hub.record_sent(self.client, item)
+        return items
+
+
+def add_client(hub: BroadcastHub, peer: str, is_open: bool = False) -> ClientQueue:
+    """A client whose outlet takes items at once (``is_open``) or is behind (queues all)."""
+    outlet = FakeOutlet(hub, is_open)
+    client = outlet.client = hub.add_client(peer, outlet)
+    return client
+
+
+def outlet_of(client: ClientQueue) -> FakeOutlet:
+    assert isinstance(client.outlet, FakeOutlet)
+    return client.outlet
+
+
+async def attached_hub(queue_depth: int = 8, message_queue_depth: int = 256,
+                       **settings: Any) -> BroadcastHub:
     """A hub bound to the running loop, as the server binds it."""
-    hub = BroadcastHub(**settings)
+    hub = BroadcastHub(queue_depth, message_queue_depth, **settings)
     hub.attach(asyncio.get_running_loop())
     return hub
 
@@ -46,11 +101,8 @@ async def let_hub_drain() -> None:
 
 
 async def receive_all(hub: BroadcastHub, client: ClientQueue) -> list[bytes | str]:
-    """Everything queued for the client now, in the order the server would send it."""
-    items = []
-    while client.frames or client.messages:
-        items.append(await hub.next_item(client))
-    return items
+    """Everything queued for the client now, sent in the order the server's sender would."""
+    return outlet_of(client).send_queued()
 
 
 def decoded(items: list[bytes | str]) -> list[SpectrumFrame]:
@@ -60,7 +112,7 @@ def decoded(items: list[bytes | str]) -> list[SpectrumFrame]:
 async def test_full_queue_drops_oldest_and_next_frame_reports_missed() -> None:
     """A client whose queue is full loses its oldest frames and its next frame says how many."""
     hub = await attached_hub(queue_depth=3)
-    client = hub.add_client("slow")
+    client = add_client(hub, "slow")
     published = [frame(sequence) for sequence in range(5)]
     for data in published:
         hub.publish_frame(0, data)
@@ -76,7 +128,7 @@ async def test_full_queue_drops_oldest_and_next_frame_reports_missed() -> None:
 async def test_missed_is_counted_per_stream() -> None:
     """Drops are reported per stream: each stream's next frame carries only its own losses."""
     hub = await attached_hub(queue_depth=2)
-    client = hub.add_client("slow")
+    client = add_client(hub, "slow")
     for stream_id, sequence in [(0, 0), (1, 0), (0, 1), (1, 1), (0, 2)]:
         hub.publish_frame(stream_id, frame(sequence, stream_id))
     await let_hub_drain()
@@ -94,7 +146,7 @@ async def test_missed_is_counted_per_stream() -> None:
 async def test_messages_are_never_displaced_and_come_before_frames() -> None:
     """JSON messages survive any number of frames and are sent, in order, before frames."""
     hub = await attached_hub(queue_depth=2)
-    client = hub.add_client("slow")
+    client = add_client(hub, "slow")
     hub.publish_frame(0, frame(0))
     hub.publish_message('{"type":"status","n":1}')
     for sequence in range(1, 10):
@@ -109,39 +161,35 @@ async def test_messages_are_never_displaced_and_come_before_frames() -> None:
 
 
 async def test_message_queue_overflow_marks_only_that_client_too_slow() -> None:
-    """A client whose message queue overflows is reported and refused; others carry on."""
-    reported: list[ClientQueue] = []
-    hub = BroadcastHub(message_queue_depth=2)
-    hub.attach(asyncio.get_running_loop(), on_too_slow=reported.append)
-    slow = hub.add_client("slow")
-    reading = hub.add_client("reading")
-    for n in range(3):
+    """A client whose message queue overflows is told once to close and gets nothing more;
+    others carry on."""
+    hub = await attached_hub(message_queue_depth=2)
+    slow = add_client(hub, "slow")
+    reading = add_client(hub, "reading")
+    for n in range(4):
         hub.publish_message(f'{{"type":"status","n":{n}}}')
         await let_hub_drain()
-        assert await hub.next_item(reading) == f'{{"type":"status","n":{n}}}'
+        assert await receive_all(hub, reading) == [f'{{"type":"status","n":{n}}}']
 
-    assert reported == [slow]
-    with pytest.raises(ClientTooSlow):
-        await hub.next_item(slow)
+    assert (outlet_of(slow).too_slow_calls, outlet_of(reading).too_slow_calls) == (1, 0)
+    assert slow.too_slow and slow.messages_dropped == 2
+    assert await receive_all(hub, slow) == []
     hub.publish_frame(0, frame(0))
     await let_hub_drain()
-    assert await hub.next_item(reading) == frame(0)
+    assert await receive_all(hub, reading) == [frame(0)]
 
 
 async def test_replies_to_one_client_overflow_its_queue_alone() -> None:
     """Replies queued for one client (send_to) count against its message queue only."""
-    reported: list[ClientQueue] = []
-    hub = BroadcastHub(message_queue_depth=2)
-    hub.attach(asyncio.get_running_loop(), on_too_slow=reported.append)
-    asking = hub.add_client("asking")
-    other = hub.add_client("other")
+    hub = await attached_hub(message_queue_depth=2)
+    asking = add_client(hub, "asking")
+    other = add_client(hub, "other")
     for n in range(3):
         hub.send_to(asking, f'{{"type":"pong","id":{n}}}')
 
-    assert reported == [asking]
+    assert (outlet_of(asking).too_slow_calls, outlet_of(other).too_slow_calls) == (1, 0)
     assert len(other.messages) == 0
-    with pytest.raises(ClientTooSlow):
-        await hub.next_item(asking)
+    assert await receive_all(hub, asking) == []
 
 
 async def test_publish_from_many_threads_is_safe_and_counts_every_frame() -> None:
@@ -149,7 +197,7 @@ async def test_publish_from_many_threads_is_safe_and_counts_every_frame() -> Non
     as dropped, in each producer's order."""
     threads_count, frames_per_thread = 8, 400
     hub = await attached_hub(queue_depth=threads_count * frames_per_thread)
-    client = hub.add_client("reader")
+    client = add_client(hub, "reader")
     frames_by_thread = [[frame(seq, stream_id) for seq in range(frames_per_thread)]
                         for stream_id in range(threads_count)]
     start = threading.Barrier(threads_count)
@@ -183,7 +231,7 @@ async def test_ingress_overflow_while_loop_is_blocked_drops_oldest_frames_keeps_
     """If the loop stalls, the ingress keeps the newest frames and every message, and counts
     the frames it dropped."""
     hub = await attached_hub(ingress_depth=4, queue_depth=100)
-    client = hub.add_client("reader")
+    client = add_client(hub, "reader")
 
     def produce() -> None:
         hub.publish_message('{"type":"status","n":1}')
@@ -205,7 +253,7 @@ async def test_ingress_overflow_while_loop_is_blocked_drops_oldest_frames_keeps_
 
 def test_publish_before_attach_never_raises_and_counts_unsent() -> None:
     """Publishing to a hub with no loop yet is harmless and counted as unsent."""
-    hub = BroadcastHub()
+    hub = BroadcastHub(8, 256)
 
     hub.publish_frame(0, frame(0))
     hub.publish_message('{"type":"status"}')
@@ -218,7 +266,7 @@ async def test_publish_after_close_never_raises_and_counts_unsent() -> None:
     """Frames and messages published after the hub closed are counted as unsent, never
     delivered, even while a drain from before the close is still pending."""
     hub = await attached_hub()
-    client = hub.add_client("reader")
+    client = add_client(hub, "reader")
     hub.publish_frame(0, frame(0))  # schedules a drain that runs only after close()
     hub.close()
     hub.publish_frame(0, frame(1))
@@ -227,14 +275,13 @@ async def test_publish_after_close_never_raises_and_counts_unsent() -> None:
 
     assert hub.unsent_after_stop == 3
     assert len(client.frames) == 0 and len(client.messages) == 0
-    with pytest.raises(HubClosed):
-        await hub.next_item(client)
+    assert outlet_of(client).written == [] and outlet_of(client).queued_calls == 0
 
 
 def test_publish_after_the_loop_closed_never_raises_and_counts_unsent() -> None:
     """Publishing to a hub whose event loop has closed is harmless and counted as unsent."""
     loop = asyncio.new_event_loop()
-    hub = BroadcastHub()
+    hub = BroadcastHub(8, 256)
     hub.attach(loop)
     loop.close()
 
@@ -244,34 +291,29 @@ def test_publish_after_the_loop_closed_never_raises_and_counts_unsent() -> None:
     assert hub.unsent_after_stop == 2
 
 
-async def test_waiting_sender_is_released_by_close_and_by_removal() -> None:
-    """A sender waiting for its next item ends (HubClosed) when its client is removed or the
-    hub closes, so a server can always shut its senders down."""
+async def test_a_removed_client_gets_nothing_more() -> None:
+    """After remove_client the client's outlet is neither written to nor told of items."""
     hub = await attached_hub()
-    removed, remaining = hub.add_client("removed"), hub.add_client("remaining")
-    waiting_removed = asyncio.create_task(hub.next_item(removed))
-    waiting_remaining = asyncio.create_task(hub.next_item(remaining))
+    removed = add_client(hub, "removed", is_open=True)
+    outlet = outlet_of(removed)
+    hub.remove_client(removed)
+    hub.publish_frame(0, frame(0))
+    hub.publish_message('{"type":"status"}')
     await let_hub_drain()
 
-    hub.remove_client(removed)
-    with pytest.raises(HubClosed):
-        await waiting_removed
-    assert not waiting_remaining.done()
-    hub.close()
-    with pytest.raises(HubClosed):
-        await waiting_remaining
+    assert outlet.written == [] and outlet.queued_calls == 0
+    assert removed.outlet is None
 
 
 async def test_stats_totals_include_departed_clients() -> None:
     """Server totals keep counting what departed clients were sent and lost."""
     hub = await attached_hub(queue_depth=2)
-    departed = hub.add_client("departed")
-    hub.add_client("staying")
+    departed = add_client(hub, "departed")
+    add_client(hub, "staying")
     for sequence in range(3):
         hub.publish_frame(0, frame(sequence))
     await let_hub_drain()
-    for item in await receive_all(hub, departed):
-        departed.record_sent(item)
+    await receive_all(hub, departed)  # counted as sent, as the sender counts them
     hub.remove_client(departed)
 
     total = hub.stats()["total"]
@@ -290,11 +332,11 @@ async def test_each_variant_is_encoded_once_per_frame_whatever_the_client_count(
     """Three uint8+deflate clients and one int16 client: every frame is quantized and
     deflated once, not once per client, and each client decodes its own format."""
     hub = await attached_hub(queue_depth=16)
-    compressed = [hub.add_client(f"c{i}") for i in range(3)]
+    compressed = [add_client(hub, f"c{i}") for i in range(3)]
     for client in compressed:
         client.frame_format = FrameFormat(ENCODING_UINT8, compress=True)
-    exact = hub.add_client("exact")
-    cdb = hub.add_client("cdb")
+    exact = add_client(hub, "exact")
+    cdb = add_client(hub, "cdb")
     cdb.frame_format = FrameFormat(ENCODING_INT16)
     power = np.repeat(np.linspace(-120.0, -20.0, 64, dtype=np.float32), 16)
     for sequence in range(5):
@@ -318,10 +360,10 @@ async def test_a_fixed_step_is_its_own_variant_also_when_deflated() -> None:
     """uint8+deflate with step_db 1 and with the automatic step are two cached variants
     (the deflated one deflates its own step's levels), counted under the one name."""
     hub = await attached_hub(queue_depth=16)
-    stepped = [hub.add_client(f"s{i}") for i in range(2)]
+    stepped = [add_client(hub, f"s{i}") for i in range(2)]
     for client in stepped:
         client.frame_format = FrameFormat(ENCODING_UINT8, compress=True, step_db=1.0)
-    automatic = hub.add_client("automatic")
+    automatic = add_client(hub, "automatic")
     automatic.frame_format = FrameFormat(ENCODING_UINT8, compress=True)
     power = np.repeat(np.linspace(-120.2, -20.0, 64, dtype=np.float32), 16)
     for sequence in range(3):
@@ -343,10 +385,10 @@ async def test_a_fixed_step_is_its_own_variant_also_when_deflated() -> None:
 
 
 async def test_frames_dropped_for_every_client_are_never_encoded() -> None:
-    """Variants are made when a frame is sent, so frames a stalled client lost cost
-    nothing, and its next frame still reports them in missed."""
+    """Variants are made when a frame is offered or sent, so frames a stalled client lost
+    in its queue cost nothing, and its next frame still reports them in missed."""
     hub = await attached_hub(queue_depth=2)
-    client = hub.add_client("stalled")
+    client = add_client(hub, "stalled")
     client.frame_format = FrameFormat(ENCODING_UINT8, compress=True)
     for sequence in range(6):
         hub.publish_frame(0, frame(sequence))
@@ -355,13 +397,15 @@ async def test_frames_dropped_for_every_client_are_never_encoded() -> None:
     frames = decoded(await receive_all(hub, client))
 
     assert [(f.sequence, f.missed, f.encoding) for f in frames] == [(4, 4, 2), (5, 0, 2)]
-    assert hub.stats()["total"]["encodes"]["uint8"] == 2
+    # Frame 0 was encoded when it was offered to the outlet (which declined it: the client
+    # had just fallen behind); frames 1-3 died in the queue unencoded; 4 and 5 were sent.
+    assert hub.stats()["total"]["encodes"]["uint8"] == 3
 
 
 async def test_a_stream_default_format_applies_to_clients_that_chose_none() -> None:
     """set_stream_format re-encodes a stream for clients without a choice of their own."""
     hub = await attached_hub()
-    client = hub.add_client("default")
+    client = add_client(hub, "default")
     hub.set_stream_format(0, FrameFormat(ENCODING_INT16))
     hub.publish_frame(0, frame(1))
     hub.publish_frame(1, frame(1, stream_id=1))
@@ -372,19 +416,6 @@ async def test_a_stream_default_format_applies_to_clients_that_chose_none() -> N
     assert [(f.stream_id, f.encoding) for f in frames] == [(0, 1), (1, 0)]
 
 
-class FakeConnection:
-    """A client's connection as the hub's writer sees it: takes items while ``open``."""
-
-    def __init__(self) -> None:
-        self.open = True
-        self.written: list[tuple[bytes, bytes, bool]] = []
-
-    def write(self, data: bytes, wire: bytes, text: bool) -> bool:
-        if self.open:
-            self.written.append((data, wire, text))
-        return self.open
-
-
 def wrap(data: bytes, text: bool) -> bytes:
     return (b"T" if text else b"B") + data
 
@@ -392,12 +423,9 @@ def wrap(data: bytes, text: bool) -> bytes:
 async def test_a_client_that_keeps_up_gets_items_written_at_once_in_publish_order() -> None:
     """Frames and messages go straight to the writer, in order, framed once for everyone,
     and are counted as sent; nothing waits in the queue."""
-    hub = BroadcastHub(wrap=wrap)
-    hub.attach(asyncio.get_running_loop())
-    connections = [FakeConnection(), FakeConnection()]
-    clients = [hub.add_client(f"c{n}") for n in range(2)]
-    for client, connection in zip(clients, connections):
-        client.writer = connection.write
+    hub = await attached_hub(wrap=wrap)
+    clients = [add_client(hub, f"c{n}", is_open=True) for n in range(2)]
+    connections = [outlet_of(client) for client in clients]
     hub.publish_frame(0, frame(0))
     hub.publish_message('{"type":"status"}')
     hub.publish_frame(0, frame(1))
@@ -408,25 +436,23 @@ async def test_a_client_that_keeps_up_gets_items_written_at_once_in_publish_orde
             (frame(0), False), (b'{"type":"status"}', True), (frame(1), False)]
         assert [wire for _, wire, _ in connection.written] == [
             b"B" + frame(0), b'T{"type":"status"}', b"B" + frame(1)]
-        assert not client.frames and not client.messages
+        assert not client.frames and not client.messages and connection.queued_calls == 0
         assert (client.frames_sent, client.messages_sent) == (2, 1)
     # One wire copy per frame, shared by every client.
     assert connections[0].written[0][1] is connections[1].written[0][1]
 
 
 async def test_a_client_whose_connection_is_full_is_queued_then_told_what_it_missed() -> None:
-    """When the writer declines, frames queue with drop-oldest; once the queue is empty
-    again the next frame carries the count, and direct writes resume after it."""
-    hub = await attached_hub(queue_depth=2)
-    hub._wrap = wrap
-    connection = FakeConnection()
-    client = hub.add_client("behind")
-    client.writer = connection.write
-    connection.open = False
+    """When the outlet declines, frames queue with drop-oldest and the outlet is told; once
+    the queue is sent the next frame carries the count, and direct writes resume after it."""
+    hub = await attached_hub(queue_depth=2, wrap=wrap)
+    client = add_client(hub, "behind", is_open=False)
+    connection = outlet_of(client)
     for sequence in range(5):
         hub.publish_frame(0, frame(sequence))
     await let_hub_drain()
     assert client.frames_dropped == 3 and len(client.frames) == 2
+    assert connection.queued_calls == 5  # each frame queued said so
 
     connection.open = True
     queued = decoded(await receive_all(hub, client))  # what the sender would send
@@ -442,12 +468,15 @@ async def test_a_client_whose_connection_is_full_is_queued_then_told_what_it_mis
 async def test_a_frame_in_flight_is_never_overtaken() -> None:
     """While the sender has an item in flight, new frames queue behind it."""
     hub = await attached_hub()
-    connection = FakeConnection()
-    client = hub.add_client("sending")
-    client.writer = connection.write
-    client.sending = True
+    client = add_client(hub, "sending", is_open=True)
+    connection = outlet_of(client)
+    connection.in_flight = True
     hub.publish_frame(0, frame(0))
+    hub.publish_frame(0, frame(1))
     await let_hub_drain()
-    assert connection.written == [] and len(client.frames) == 1
-    client.sending = False
-    assert [f.sequence for f in decoded(await receive_all(hub, client))] == [0]
+    assert connection.written == [] and len(client.frames) == 2
+    connection.in_flight = False
+    hub.publish_frame(0, frame(2))  # the queue is not empty: it waits its turn
+    await let_hub_drain()
+    assert connection.written == []
+    assert [f.sequence for f in decoded(await receive_all(hub, client))] == [0, 1, 2]

@@ -1,0 +1,98 @@
+"""The flowgraph argos-spectrum runs: a source, the spectrum chain and a sink, from its settings.
+
+Imports GNU Radio (the settings and the command line in :mod:`gr_argos.apps.spectrum` do not).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gnuradio import blocks, gr
+from gnuradio.fft import logpwrfft
+
+from gr_argos.apps.sources import SourceError, open_osmosdr, open_sweep, source_status
+from gr_argos.gpsd import parse_address
+from gr_argos.gpsd_source import gpsd_source
+from gr_argos.server.config import ServerConfig
+from gr_argos.settings import declared
+from gr_argos.sim_band_source import sim_band_source
+from gr_argos.stream import StreamSettings
+from gr_argos.websocket_sink import websocket_sink
+from gr_argos.zmq_sink import zmq_sink
+
+__all__ = ["SourceError", "SpectrumFlowgraph"]
+
+_STREAM_NAMES = {s.name for s in declared(StreamSettings)}
+_SERVER_NAMES = {s.name for s in declared(ServerConfig)}
+
+
+class SpectrumFlowgraph(gr.top_block):  # type: ignore[misc]
+    """source -> GNU Radio log-power FFT at ``fps`` -> sink; or hackrf_sweep -> sink.
+
+    Args:
+        settings: argos-spectrum's resolved settings (:data:`gr_argos.apps.spectrum.SETTINGS`).
+
+    Raises:
+        SourceError: the source cannot be opened.
+        ServerError: the sink cannot serve (port in use, ...).
+    """
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        gr.top_block.__init__(self, "argos-spectrum", catch_exceptions=True)
+        if settings["source"] == "sweep":
+            self._build_sweep(settings)
+        else:
+            self._build_fft(settings)
+        self._attach_gps(settings)
+
+    def _build_fft(self, settings: dict[str, Any]) -> None:
+        """source -> log-power FFT -> sink, with the sample rate measured."""
+        if settings["source"] == "sim":
+            self.source = sim_band_source(samp_rate=settings["samp_rate"])
+        else:
+            self.source = open_osmosdr(settings["source"], settings)
+        self.fft = logpwrfft.logpwrfft_c(
+            sample_rate=settings["samp_rate"],
+            fft_size=settings["bins"],
+            ref_scale=2.0,
+            frame_rate=settings["fps"],
+            avg_alpha=settings["avg_alpha"],
+            average=settings["avg_alpha"] < 1.0,
+            shift=True,
+        )
+        self.sink = _make_sink(settings, span=settings["samp_rate"])
+        self.connect(self.source, self.fft, self.sink)
+        # The sink's periodic status reports the rate the source really delivers.
+        self.rate_probe = blocks.probe_rate(gr.sizeof_gr_complex, 1000.0, 0.15)
+        self.connect(self.source, self.rate_probe)
+        self.msg_connect(self.rate_probe, "rate", self.sink, "status")
+        self.sink.set_source_status(source_status(settings))
+
+    def _build_sweep(self, settings: dict[str, Any]) -> None:
+        """hackrf_sweep source -> sink: one frame per sweep, no FFT here."""
+        self.source = open_sweep(settings)
+        self.sink = _make_sink(settings, center_freq=(settings["freq_min"]
+                                                      + settings["freq_max"]) / 2,
+                               span=settings["freq_max"] - settings["freq_min"],
+                               stream_name="sweep")
+        self.connect(self.source, self.sink)
+        self.msg_connect(self.source, "status", self.sink, "status")
+
+    def _attach_gps(self, settings: dict[str, Any]) -> None:
+        """gpsd_source -> the sink's msg port, if --gps names a gpsd. gpsd not running is
+        not fatal: the block logs it and keeps retrying."""
+        if not settings["gps"]:
+            return
+        host, port = parse_address(settings["gps"])
+        self.gps = gpsd_source(host=host, port=port)
+        self.msg_connect(self.gps, "gps", self.sink, "msg")
+
+
+def _make_sink(settings: dict[str, Any], **stream: Any) -> Any:
+    """The sink for ``--transport``, with the app's stream settings and ``stream``'s."""
+    arguments = {name: value for name, value in settings.items() if name in _STREAM_NAMES}
+    arguments.update(stream, msg_channel="gps")
+    if settings["transport"] == "zmq":
+        return zmq_sink(**arguments, zmq_endpoint=settings["zmq_endpoint"])
+    return websocket_sink(**arguments, **{name: value for name, value in settings.items()
+                                          if name in _SERVER_NAMES})

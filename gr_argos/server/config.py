@@ -1,0 +1,101 @@
+"""The server's settings, each declared once, and the error a server raises when it cannot start.
+
+These declarations are the sink's server parameters, the GRC block's, ``argos-spectrum``'s
+and ``argos-gateway``'s flags and YAML keys (see :mod:`gr_argos.settings`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gr_argos.settings import at_least, in_range, non_negative, positive, setting, validate
+
+__all__ = ["SECURITY", "SERVER", "ServerConfig", "ServerError", "parse_origins"]
+
+#: ``--help`` sections.
+SERVER = "server"
+SECURITY = "security and limits (docs/operations.md)"
+
+
+class ServerError(RuntimeError):
+    """The server could not start; the message says why and what to do."""
+
+
+def parse_origins(value: str) -> tuple[str, ...]:
+    """An origin allowlist from a comma-separated string; blanks are ignored.
+
+    A trailing ``/`` is removed, since browsers send ``https://host`` without one.
+    """
+    items = (item.strip().rstrip("/") for item in value.split(","))
+    return tuple(item for item in items if item)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Settings of one WebSocket server (see each field's help; ``--help`` shows them all).
+
+    Raises:
+        ConfigError: a value of the wrong kind or out of range (naming the setting).
+    """
+
+    host: str = setting("127.0.0.1", "address to listen on (0.0.0.0 = every interface)",
+                        group=SERVER)
+    port: int = setting(8765, "TCP port for WebSocket, browser, /healthz and /metrics "
+                        "(0 = any free port)",
+                        check=in_range(0, 65535, "0 = any free port"), group=SERVER)
+    queue_depth: int = setting(8, "spectrum frames queued per client before its oldest is "
+                               "dropped", check=at_least(1), group=SERVER)
+    message_queue_depth: int = setting(256, "JSON messages queued per client before it is "
+                                       "closed as too slow", check=at_least(1), group=SERVER)
+    ping_interval_s: float = setting(20.0, "seconds between WebSocket pings (0 = off)",
+                                     check=non_negative, aliases=("ping_interval",),
+                                     group=SERVER)
+    ping_timeout_s: float = setting(20.0, "seconds without a pong before a client is dropped; "
+                                    "with pings on, one that takes no data for ping_interval_s "
+                                    "+ ping_timeout_s is dropped too", check=non_negative,
+                                    aliases=("ping_timeout",), group=SERVER)
+    write_limit: int = setting(32 * 1024, "bytes a client's transport may buffer before the "
+                               "server queues for it instead", check=at_least(1024),
+                               group=SERVER)
+    reuse_port: bool = setting(False, "set SO_REUSEPORT so other processes can serve the same "
+                               "port", group=SERVER)
+    permessage_deflate: bool = setting(False, "negotiate permessage-deflate with clients that "
+                                       "offer it (compatibility; costs CPU and memory per "
+                                       "client); never for ?compress=1 clients", group=SERVER)
+    allowed_origins: str = setting("", "comma-separated browser origins allowed to connect, "
+                                   "exact scheme://host[:port] (empty = any)", group=SECURITY)
+    token: str = setting("", "shared secret clients must present (Authorization: Bearer "
+                         "header or a first auth message; empty = no authentication); never "
+                         "logged", group=SECURITY, secret=True)
+    allow_query_token: bool = setting(False, "also accept the token as ?token= in the URL (it "
+                                      "may land in proxy logs)", group=SECURITY)
+    max_clients: int = setting(256, "clients served at once (0 = no limit); more get 503",
+                               check=at_least(0), group=SECURITY)
+    max_clients_per_ip: int = setting(32, "clients per address (0 = no limit); more get 429",
+                                      check=at_least(0), group=SECURITY)
+    handshake_timeout_s: float = setting(10.0, "seconds to complete the WebSocket handshake and "
+                                         "authenticate", check=positive,
+                                         aliases=("handshake_timeout",), group=SECURITY)
+    max_messages_per_s: float = setting(10.0, "messages per second a client may send (0 = no "
+                                        "limit); over it: closed with 1008",
+                                        check=non_negative, group=SECURITY)
+    max_messages_burst: int = setting(20, "messages a client may send at once above that rate",
+                                      check=at_least(1), group=SECURITY)
+    tls_cert: str = setting("", "PEM certificate (chain) file to serve TLS with: wss:// and "
+                            "https:// (empty = plain ws:// and http://); needs tls_key",
+                            group=SECURITY)
+    tls_key: str = setting("", "PEM private key file of tls_cert (unencrypted; chmod 600)",
+                           group=SECURITY)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @property
+    def origins(self) -> tuple[str, ...]:
+        """The origin allowlist (empty: any origin)."""
+        return parse_origins(self.allowed_origins)
+
+    @property
+    def tls(self) -> bool:
+        """Whether the server speaks TLS (wss://, https://)."""
+        return bool(self.tls_cert or self.tls_key)

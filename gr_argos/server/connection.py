@@ -1,0 +1,345 @@
+"""One client's WebSocket connection: it authenticates, answers the client, and sends it what
+the hub has for it.
+
+The server makes a :class:`Connection` for each WebSocket it admitted and awaits
+:meth:`Connection.serve`. The connection registers with the hub as the client's
+:class:`~gr_argos.server.hub.Outlet`: the hub offers it each frame and message during its
+fan-out (:meth:`Connection.write_now` writes it at once if the socket can take it), and
+tells it when it had to queue some instead (:meth:`Connection.queued` starts a sender task
+that drains the queue as the socket drains, then ends). Meanwhile :meth:`Connection.serve`
+reads the client's JSON requests, each rate-limited and checked, and answers them through
+the hub, so replies keep their place among the frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from gr_argos.protocol import (
+    ENCODING_NAMES,
+    FrameFormat,
+    ProtocolError,
+    decode_message,
+    encode_message,
+)
+from gr_argos.server.admission import token_matches
+from gr_argos.server.client_messages import (
+    CLIENT_MESSAGE_TYPES,
+    TokenBucket,
+    error_code,
+    validate_message,
+)
+from gr_argos.server.config import ServerConfig
+from gr_argos.server.hub import BroadcastHub, ClientQueue
+from gr_argos.server.metrics import ServerCounters
+from gr_argos.server.wire import abort, frame_writer
+
+__all__ = ["CLOSE_GOING_AWAY", "CLOSE_POLICY_VIOLATION", "CLOSE_UNSUPPORTED_DATA",
+           "Connection", "close_or_abort", "peer_address", "peer_ip"]
+
+log = logging.getLogger(__name__)
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_POLICY_VIOLATION = 1008
+# Time a client gets to take a close frame (and the error before it) before its connection
+# is dropped: websockets waits without limit for a socket that a stalled client stopped reading.
+CLOSE_GRACE_S = 3.0
+
+
+class Connection:
+    """A client's connection, from its first message to its disconnection.
+
+    Args:
+        ws: the upgraded ``websockets`` connection.
+        config: the server's settings.
+        hub: the hub the client receives frames and messages from.
+        counters: the server's counters (policy closes, authentication failures).
+        hello: makes the ``hello`` message's body, sent first.
+        authenticated: the token came with the upgrade request (else, when the server has
+            a token, the client must send it in a first ``auth`` message).
+    """
+
+    def __init__(self, ws: ServerConnection, *, config: ServerConfig, hub: BroadcastHub,
+                 counters: ServerCounters, hello: Callable[[], dict[str, Any]],
+                 authenticated: bool) -> None:
+        self._ws = ws
+        self._config = config
+        self._hub = hub
+        self._counters = counters
+        self._hello = hello
+        self._authenticated = authenticated or not config.token
+        self.peer = peer_address(ws)
+        self._write = frame_writer(ws)
+        self._client: ClientQueue | None = None
+        self._sending = False  # the sender has an item in flight: nothing may overtake it
+        self._sender: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+
+    async def serve(self) -> None:
+        """Authenticate if needed, then stream to the client and answer it until it leaves."""
+        if not self._authenticated and not await self._authenticate():
+            return
+        client = self._client = self._hub.add_client(self.peer, self)
+        self._ws.response = None  # the handshake's response is not needed again: ~1.5 KiB
+        request = self._ws.request
+        log.info("event=connect client=%d peer=%s origin=%s", client.client_id, self.peer,
+                 request.headers.get("Origin", "-") if request else "-")
+        self._hub.send_to(client, encode_message("hello", self._hello()))
+        self._choose_format_from_url(client, request.path if request else "/")
+        reason = "closed by client"
+        try:
+            reason = await self._read(client)
+        except ConnectionClosed as exc:
+            reason = _close_text(exc)
+        finally:
+            await self._stop_sending()
+            if self._ws.close_code is not None and reason == "closed by client":
+                reason = _close_text_codes(self._ws.close_code, self._ws.close_reason)
+            totals = client.snapshot()
+            self._hub.remove_client(client)
+            log.info(
+                "event=disconnect client=%d peer=%s reason=%r frames_sent=%d "
+                "frames_dropped=%d messages_sent=%d bytes_sent=%d connected_s=%.3f",
+                client.client_id, self.peer, reason, totals["frames_sent"],
+                totals["frames_dropped"], totals["messages_sent"], totals["bytes_sent"],
+                totals["connected_s"],
+            )
+
+    # -- the hub's outlet ------------------------------------------------------------------
+
+    def write_now(self, data: bytes, wire: bytes, text: bool) -> bool:
+        """Write an item now if nothing of ours is in flight and the socket can take it."""
+        return not self._sending and self._write(data, wire, text)
+
+    def queued(self) -> None:
+        """Start a sender for what the hub queued, unless one runs (an idle client has none)."""
+        client = self._client
+        if self._sender is not None or client is None or client.too_slow:
+            return
+        if client.frames or client.messages:
+            self._sender = asyncio.create_task(self._send_queued(client))
+
+    def too_slow(self) -> None:
+        """Close a client whose message queue overflowed, with 1008."""
+        client = self._client
+        if client is None or self._closer is not None:
+            return
+        self._counters.closed_by_policy["too_slow"] += 1
+        log.warning("event=too_slow client=%d peer=%s messages_pending=%d: closing it with 1008",
+                    client.client_id, self.peer, client.message_depth)
+        self._closer = asyncio.ensure_future(close_or_abort(
+            self._ws, CLOSE_POLICY_VIOLATION, "too slow: message queue overflow"))
+
+    # -- sending ---------------------------------------------------------------------------
+
+    async def _send_queued(self, client: ClientQueue) -> None:
+        """Send the client's queue in order until it is empty, waiting for the transport to
+        drain between items; then end (the hub writes directly again).
+
+        A connection that takes nothing for the keepalive's time is aborted: websockets'
+        own keepalive cannot tell, as its ping and close frames wait behind the full buffer.
+        """
+        cfg = self._config
+        stall_s = (cfg.ping_interval_s + cfg.ping_timeout_s
+                   if cfg.ping_interval_s and cfg.ping_timeout_s else None)
+        try:
+            while not client.too_slow and (item := client.pop()) is not None:
+                self._sending = True
+                try:
+                    async with asyncio.timeout(stall_s):
+                        await self._ws.send(item)
+                except TimeoutError:
+                    self._abort_stalled(client, stall_s or 0.0)
+                    return
+                finally:
+                    self._sending = False
+                self._hub.record_sent(client, item)
+        except ConnectionClosed:
+            pass  # serve() sees it too, and cleans up
+        except Exception:  # a bug: keep serving everyone else, and say so
+            log.exception("event=send_failed client=%d peer=%s", client.client_id, self.peer)
+        finally:
+            self._sender = None
+
+    async def _stop_sending(self) -> None:
+        sender, self._sender = self._sender, None
+        if self._client is not None:
+            self._client.outlet = None  # nothing more may start a sender
+        if sender is not None:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+
+    def _abort_stalled(self, client: ClientQueue, stall_s: float) -> None:
+        self._counters.closed_by_policy["stalled"] += 1
+        log.warning("event=stalled client=%d peer=%s: took no data for %g s "
+                    "(ping_interval_s + ping_timeout_s); aborting the connection",
+                    client.client_id, self.peer, stall_s)
+        abort(self._ws)
+
+    # -- reading and answering -------------------------------------------------------------
+
+    async def _authenticate(self) -> bool:
+        """Wait for a first ``auth`` message with the token; close with 1008 without one.
+
+        Nothing is sent to the client before it succeeds (then ``hello`` follows).
+        """
+        timeout_s = self._config.handshake_timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                first = await self._ws.recv()
+        except TimeoutError:
+            method, problem = "timeout", f"no auth message within {timeout_s:g} s"
+        except ConnectionClosed:
+            return False
+        else:
+            try:
+                message = decode_message(first)
+            except ProtocolError:
+                message = {"type": ""}
+            if message["type"] == "auth" and token_matches(message.get("token"),
+                                                           self._config.token):
+                log.info("event=auth_ok peer=%s method=message", self.peer)
+                return True
+            method = "message"
+            problem = 'authentication failed: send {"type": "auth", "token": ...} first'
+        self._counters.auth_failures[method] += 1
+        log.warning("event=auth_failed peer=%s method=%s", self.peer, method)
+        await close_or_abort(self._ws, CLOSE_POLICY_VIOLATION, problem,
+                             error_code="auth_failed")
+        return False
+
+    async def _read(self, client: ClientQueue) -> str:
+        """Answer the client's messages until it leaves or breaks a rule; return why it
+        stopped (for the disconnect line)."""
+        cfg = self._config
+        bucket = TokenBucket(cfg.max_messages_per_s, cfg.max_messages_burst)
+        async for message in self._ws:
+            if not bucket.take():
+                self._counters.closed_by_policy["rate_limit"] += 1
+                log.warning("event=rate_limited client=%d peer=%s max_messages_per_s=%g "
+                            "max_messages_burst=%d", client.client_id, self.peer,
+                            cfg.max_messages_per_s, cfg.max_messages_burst)
+                await close_or_abort(
+                    self._ws, CLOSE_POLICY_VIOLATION,
+                    f"more than {cfg.max_messages_per_s:g} messages/s "
+                    f"(burst {cfg.max_messages_burst})", error_code="rate_limited")
+                return "message rate limit exceeded"
+            if isinstance(message, bytes):
+                await close_or_abort(self._ws, CLOSE_UNSUPPORTED_DATA,
+                                     "binary messages are not accepted; send JSON text",
+                                     error_code="binary_not_supported")
+                return "sent a binary message"
+            self._answer(client, message)
+        return "closed by client"
+
+    def _reply(self, client: ClientQueue, msg_type: str, body: dict[str, Any]) -> None:
+        self._hub.send_to(client, encode_message(msg_type, body))
+
+    def _error(self, client: ClientQueue, code: str, message: str) -> None:
+        self._reply(client, "error", {"code": code, "message": message})
+
+    def _answer(self, client: ClientQueue, text: str) -> None:
+        """Reply to one inbound JSON message; errors go back to this client only."""
+        try:
+            message = decode_message(text)
+        except ProtocolError as exc:
+            self._error(client, error_code(text), str(exc))
+            return
+        msg_type = message["type"]
+        problem = validate_message(message)
+        if problem is not None:
+            self._error(client, "bad_message", problem)
+            return
+        if msg_type == "auth":
+            return  # already admitted (header, query or an earlier auth message)
+        if msg_type == "ping":
+            try:
+                self._reply(client, "pong", {"id": message.get("id"),
+                                             "server_time_ns": time.time_ns()})
+            except ProtocolError as exc:  # an id nested too deeply to echo
+                self._error(client, "bad_message", f"ping: {exc}")
+        elif msg_type == "stats":
+            self._reply(client, "stats", {"client": client.snapshot(),
+                                          "total": self._hub.stats()["total"]})
+        elif msg_type == "set_encoding":
+            self._set_format(client, message.get("encoding"), message.get("compress", False),
+                             message.get("step_db", 0))
+        else:
+            self._error(client, "unknown_type",
+                        f"unknown message type {msg_type[:64]!r}; this server answers "
+                        + ", ".join(repr(t) for t in CLIENT_MESSAGE_TYPES))
+
+    def _choose_format_from_url(self, client: ClientQueue, path: str) -> None:
+        """Apply ``?encoding=...&compress=...&step_db=...`` from the connection URL, if given."""
+        query = parse_qs(urlsplit(path).query)
+        if "encoding" in query or "compress" in query or "step_db" in query:
+            encoding = query.get("encoding", ["float32"])[-1]
+            self._set_format(client, encoding, query.get("compress", ["0"])[-1],
+                             query.get("step_db", ["0"])[-1])
+
+    def _set_format(self, client: ClientQueue, encoding: object, compress: object,
+                    step_db: object = 0) -> None:
+        """Switch the client's frame format from its next frame on, and confirm it (or say
+        what is accepted, keeping the format it had)."""
+        try:
+            frame_format = FrameFormat.parse(encoding, compress, step_db)
+        except ProtocolError as exc:
+            self._error(client, "bad_message", f"set_encoding: {exc}")
+            return
+        client.frame_format = frame_format
+        self._reply(client, "encoding", {
+            "encoding": ENCODING_NAMES[frame_format.encoding],
+            "compress": frame_format.compress,
+            "step_db": frame_format.step_db,
+        })
+
+
+async def close_or_abort(ws: ServerConnection, code: int, reason: str,
+                         error_code: str | None = None) -> None:
+    """Close with ``code`` (after an ``error`` message with ``error_code``, if given); drop
+    the connection if the peer does not take them within the grace time (a client that
+    stopped reading never would)."""
+    try:
+        async with asyncio.timeout(CLOSE_GRACE_S):
+            if error_code is not None:
+                await ws.send(encode_message("error", {"code": error_code, "message": reason}))
+            await ws.close(code, reason)
+    except TimeoutError:
+        abort(ws)
+    except ConnectionClosed:
+        pass
+
+
+def peer_address(ws: ServerConnection) -> str:
+    """The client's ``address:port``, for logs and stats."""
+    address = ws.remote_address
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address)
+
+
+def peer_ip(ws: ServerConnection) -> str:
+    """The client's address, for the per-address limits."""
+    address = ws.remote_address
+    if isinstance(address, tuple) and address:
+        return str(address[0])
+    return str(address)
+
+
+def _close_text(exc: ConnectionClosed) -> str:
+    frame = exc.rcvd or exc.sent
+    if frame is None:
+        return "connection lost"
+    return _close_text_codes(frame.code, frame.reason)
+
+
+def _close_text_codes(code: int | None, reason: str | None) -> str:
+    return f"code {code}" + (f" ({reason})" if reason else "")

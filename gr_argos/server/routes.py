@@ -1,0 +1,104 @@
+"""HTTP on the WebSocket port: a table of routes, the browser's static files, and responses.
+
+A request that is not a WebSocket upgrade is answered from :class:`Routes`: an exact path in
+its table (``/healthz``, ``/metrics``), else a packaged browser file (``/`` is the viewer's
+``index.html``), else 404. Handlers are plain functions of the request; nothing here knows
+the server, which builds the table with what each route needs.
+"""
+
+from __future__ import annotations
+
+import http
+import json
+from importlib import resources
+from typing import Any, Callable, Mapping
+
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from gr_argos import __version__
+
+__all__ = ["Handler", "Routes", "json_response", "response", "static_file"]
+
+#: ``handler(request)`` -> the response.
+Handler = Callable[[Request], Response]
+
+SERVER_HEADER = f"gr-argos/{__version__}"
+_WEB_PACKAGE = "gr_argos.web"
+_CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+    ".ts": "text/plain; charset=utf-8",
+}
+_FALLBACK_INDEX = (
+    "<!doctype html><meta charset=utf-8><title>gr-argos</title>"
+    "<p>gr-argos is serving live spectrum on this port over WebSocket. "
+    "Connect with <code>argos-client ws://HOST:PORT/</code>.</p>"
+).encode()
+
+
+class Routes:
+    """Answers plain HTTP requests on the server's port.
+
+    Args:
+        table: exact path (without the query) -> handler.
+    """
+
+    def __init__(self, table: Mapping[str, Handler]) -> None:
+        self._table = dict(table)
+
+    def respond(self, request: Request) -> Response:
+        """The response to a request that is not a WebSocket upgrade."""
+        path = request.path.split("?", 1)[0]
+        handler = self._table.get(path)
+        if handler is not None:
+            return handler(request)
+        static = static_file(path)
+        if static is not None:
+            return response(http.HTTPStatus.OK, *static)
+        return text_response(http.HTTPStatus.NOT_FOUND, f"not found: {path}\n")
+
+
+def static_file(path: str) -> tuple[str, bytes] | None:
+    """The packaged browser file for ``path`` (``/`` is index.html) and its content type."""
+    name = "index.html" if path == "/" else path.lstrip("/")
+    if "/" in name or name.startswith(".") or not name:
+        return None
+    suffix = name[name.rfind("."):] if "." in name else ""
+    if suffix not in _CONTENT_TYPES:
+        return None
+    try:
+        data = resources.files(_WEB_PACKAGE).joinpath(name).read_bytes()
+    except (FileNotFoundError, ModuleNotFoundError, IsADirectoryError, NotADirectoryError):
+        if name == "index.html":
+            return _CONTENT_TYPES[".html"], _FALLBACK_INDEX
+        return None
+    return _CONTENT_TYPES[suffix], data
+
+
+def response(status: http.HTTPStatus, content_type: str, body: bytes) -> Response:
+    """A complete response with gr-argos' headers (never cached: it is live)."""
+    headers = Headers([
+        ("Content-Type", content_type),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-cache"),
+        ("Server", SERVER_HEADER),
+    ])
+    return Response(status.value, status.phrase, headers, body)
+
+
+def text_response(status: http.HTTPStatus, text: str) -> Response:
+    return response(status, "text/plain; charset=utf-8", text.encode())
+
+
+def json_response(status: http.HTTPStatus, body: dict[str, Any],
+                  retry_after_s: int | None = None) -> Response:
+    """A JSON response; with ``retry_after_s``, a ``Retry-After`` header too."""
+    answer = response(status, "application/json", json.dumps(body).encode())
+    if retry_after_s is not None:
+        answer.headers["Retry-After"] = str(retry_after_s)
+    return answer

@@ -1,0 +1,480 @@
+"""The WebSocket server: one port for the stream, health, metrics and the browser.
+
+:class:`SpectrumServer` runs a ``websockets`` server on its own asyncio event loop in a daemon
+thread, so a GNU Radio block (or any program) can start it, publish encoded frames from its
+own thread, and stop it. It owns the streams it announces, the hub that fans frames out, and
+the gate in front of the WebSocket upgrade; each admitted client is a
+:class:`~gr_argos.server.connection.Connection`, and plain HTTP requests go to
+:class:`~gr_argos.server.routes.Routes`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import http
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import ssl
+import threading
+import time
+import weakref
+from collections import Counter
+from dataclasses import replace
+from typing import Any, Callable, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.http11 import Request, Response
+
+from gr_argos import __version__
+from gr_argos.protocol import (
+    ENCODING_CODES,
+    MAX_CLIENT_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
+    ProtocolError,
+    StreamInfo,
+    encode_message,
+)
+from gr_argos.server.admission import Refusal, UpgradeRequest, admit, bearer_token, token_matches
+from gr_argos.server.config import ServerConfig, ServerError
+from gr_argos.server.connection import (
+    CLOSE_GOING_AWAY,
+    CLOSE_GRACE_S,
+    Connection,
+    peer_address,
+    peer_ip,
+)
+from gr_argos.server.hub import BroadcastHub
+from gr_argos.server.metrics import (
+    CONTENT_TYPE_LATEST,
+    ServerCollector,
+    ServerCounters,
+    metrics_registry,
+    render,
+)
+from gr_argos.server.redaction import redact_websockets_logs
+from gr_argos.server.routes import SERVER_HEADER, Routes, json_response, response, text_response
+from gr_argos.server.tls import tls_context
+from gr_argos.server.wire import abort, check_websockets, connection_class, websocket_frame
+
+__all__ = ["SpectrumServer", "http_url"]
+
+log = logging.getLogger(__name__)
+
+_START_TIMEOUT_S = 30.0
+_STOP_TIMEOUT_S = 10.0
+_EVERY_INTERFACE = ("", "0.0.0.0", "::")
+_WEBSOCKET_PATHS = ("/", "/ws")
+
+T = TypeVar("T")
+
+redact_websockets_logs()
+
+
+class SpectrumServer:
+    """A gr-argos WebSocket server running on its own event loop thread.
+
+    ``publish_frame`` and ``publish_message`` may be called from any thread, before, while and
+    after the server runs: they never block and never raise.
+
+    Args:
+        config: the server's settings (defaults: :class:`ServerConfig`'s).
+    """
+
+    def __init__(self, config: ServerConfig | None = None) -> None:
+        self.config = config or ServerConfig()
+        self.counters = ServerCounters()
+        self.hub = self._new_hub()
+        self.session = secrets.token_hex(8)
+        self._streams: dict[int, StreamInfo] = {}
+        self._streams_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: Server | None = None
+        self._sockets: set[ServerConnection] = set()  # upgraded, until their handler ends
+        self._clients_per_ip: Counter[str] = Counter()
+        # Upgrades that brought the token in their request (no auth message needed).
+        self._authenticated: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
+        self._port: int | None = None
+        self._started_at = time.monotonic()
+        self._registry = metrics_registry(ServerCollector(lambda: self.hub.stats(),
+                                                          self.counters))
+        self._routes = Routes({"/healthz": self._healthz, "/metrics": self._metrics})
+        self._ssl: ssl.SSLContext | None = None
+
+    def _new_hub(self) -> BroadcastHub:
+        return BroadcastHub(self.config.queue_depth, self.config.message_queue_depth,
+                            wrap=websocket_frame,
+                            observe_latency=self.counters.send_latency.observe)
+
+    # -- streams -------------------------------------------------------------------------
+
+    def add_stream(self, info: StreamInfo) -> None:
+        """Announce a stream to clients (in ``hello``).
+
+        Raises:
+            ValueError: another stream already has this id.
+        """
+        with self._streams_lock:
+            if info.stream_id in self._streams:
+                raise ValueError(
+                    f"stream id {info.stream_id} is already used on this server "
+                    f"by stream {self._streams[info.stream_id].name!r}: give each sink its own "
+                    "stream_id"
+                )
+            self._streams[info.stream_id] = info
+            self.hub.set_stream_format(info.stream_id, info.frame_format)
+
+    def remove_stream(self, stream_id: int) -> None:
+        with self._streams_lock:
+            self._streams.pop(stream_id, None)
+            self.hub.set_stream_format(stream_id, None)
+
+    def update_stream(self, stream_id: int, **changes: Any) -> None:
+        """Change a stream's descriptor (e.g. after a retune); thread-safe."""
+        with self._streams_lock:
+            if stream_id in self._streams:
+                info = replace(self._streams[stream_id], **changes)
+                self._streams[stream_id] = info
+                self.hub.set_stream_format(stream_id, info.frame_format)
+
+    def streams(self) -> list[StreamInfo]:
+        with self._streams_lock:
+            return list(self._streams.values())
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The port actually listened on (resolves port 0)."""
+        if self._port is None:
+            raise ServerError("server is not running")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL clients connect to (``wss://`` with TLS)."""
+        host = self.config.host
+        if host in _EVERY_INTERFACE:
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{'wss' if self.config.tls else 'ws'}://{host}:{self.port}/"
+
+    @property
+    def health_url(self) -> str:
+        """The ``/healthz`` URL (``https://`` with TLS)."""
+        return http_url(self.url) + "healthz"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start listening; return once the port is bound.
+
+        Raises:
+            ServerError: the port is in use, the address is not valid here, a TLS file is
+                missing, unreadable or does not match, the installed ``websockets`` is not
+                a tested release, or the server did not come up.
+        """
+        if self.running:
+            return
+        warning = check_websockets()
+        if warning:
+            log.warning("event=untested_websockets %s", warning)
+        self._ssl = tls_context(self.config) if self.config.tls else None
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        self._thread = threading.Thread(
+            target=self._run, args=(ready, failure), name=f"argos-server-{self.config.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        if not ready.wait(_START_TIMEOUT_S):
+            raise ServerError(f"server on {self.config.host}:{self.config.port} did not start "
+                              f"within {_START_TIMEOUT_S:.0f} s")
+        if failure:
+            self._thread.join(_STOP_TIMEOUT_S)
+            self._thread = None
+            raise _explain_start_failure(failure[0], self.config) from failure[0]
+
+    def stop(self) -> None:
+        """Close every client with code 1001 and stop the loop thread. Idempotent."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        try:
+            future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+            future.result(_STOP_TIMEOUT_S)
+        except Exception as exc:  # the loop died or shutdown hung: stop it regardless
+            log.warning("server shutdown did not complete cleanly: %s", exc)
+        thread.join(_STOP_TIMEOUT_S)
+        self._thread = None
+
+    def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._open())
+        except BaseException as exc:  # report any start failure to start()
+            failure.append(exc)
+            ready.set()
+            loop.close()
+            self._loop = None
+            return
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+            self._loop = None
+            self._port = None
+
+    async def _open(self) -> None:
+        self.session = secrets.token_hex(8)  # new per start: clients see the restart
+        self.hub = self._new_hub()
+        for info in self.streams():
+            self.hub.set_stream_format(info.stream_id, info.frame_format)
+        self.hub.attach(asyncio.get_running_loop())
+        cfg = self.config
+        self._server = await serve(
+            self._handle,
+            cfg.host,
+            cfg.port,
+            process_request=self._process_request,
+            max_size=MAX_CLIENT_MESSAGE_BYTES,
+            ping_interval=cfg.ping_interval_s or None,
+            ping_timeout=cfg.ping_timeout_s or None,
+            open_timeout=cfg.handshake_timeout_s,
+            write_limit=cfg.write_limit,
+            compression=None,
+            extensions=[_permessage_deflate()] if cfg.permessage_deflate else None,
+            server_header=SERVER_HEADER,
+            reuse_port=cfg.reuse_port,
+            ssl=self._ssl,
+            create_connection=connection_class(cfg.handshake_timeout_s,
+                                               self._handshake_timed_out),
+        )
+        self._port = self._server.sockets[0].getsockname()[1]
+        log.info("gr-argos serving %s (health %s)", self.url, self.health_url)
+        if cfg.host in _EVERY_INTERFACE and not cfg.token:
+            log.warning("event=insecure_bind host=%s port=%d: listening on every interface "
+                        "without a token; set token (and allowed_origins) or bind 127.0.0.1",
+                        cfg.host or "*", self._port)
+        elif cfg.token and not cfg.tls and not _is_loopback(cfg.host):
+            log.warning("event=token_without_tls host=%s port=%d: clients send the token in "
+                        "clear text over plain ws://; set tls_cert and tls_key (or put a TLS "
+                        "reverse proxy in front)", cfg.host or "*", self._port)
+
+    async def _shutdown(self) -> None:
+        self.hub.close()
+        if self._server is not None:
+            self._server.close(close_connections=True, code=CLOSE_GOING_AWAY,
+                               reason="server shutting down")
+            try:
+                async with asyncio.timeout(CLOSE_GRACE_S):
+                    await self._server.wait_closed()
+            except TimeoutError:
+                for ws in list(self._sockets):
+                    abort(ws)
+                await self._server.wait_closed()
+        loop = asyncio.get_running_loop()
+        loop.call_soon(loop.stop)
+
+    # -- producers (any thread) ----------------------------------------------------------
+
+    def publish_frame(self, stream_id: int, frame: bytes) -> None:
+        """Send an encoded spectrum frame to every client. Thread-safe, never blocks or raises."""
+        self.hub.publish_frame(stream_id, frame)
+
+    def publish_message(self, msg_type: str, body: dict[str, Any] | None = None) -> None:
+        """Send a JSON message to every client; it is never dropped to make room for frames.
+
+        Thread-safe and never raises: a body that cannot be encoded is logged and dropped.
+        """
+        try:
+            text = encode_message(msg_type, body)
+        except ProtocolError as exc:
+            log.warning("dropped a %s message: %s", msg_type, exc)
+            return
+        self.hub.publish_message(text)
+
+    def stats(self) -> dict[str, Any]:
+        """Per-client and total counters (thread-safe; empty totals when stopped)."""
+        return self._on_loop(self.hub.stats)
+
+    def _on_loop(self, function: Callable[[], T]) -> T:
+        """``function()`` run on the server's loop (here if the loop is not running)."""
+        loop = self._loop
+        if loop is None or not self.running or _in_loop(loop):
+            return function()
+        return asyncio.run_coroutine_threadsafe(_call(function), loop).result(_STOP_TIMEOUT_S)
+
+    # -- connections ---------------------------------------------------------------------
+
+    def hello(self) -> dict[str, Any]:
+        """The body of the ``hello`` message each client gets first."""
+        return {
+            "server": "gr-argos",
+            "version": __version__,
+            "protocol": PROTOCOL_VERSION,
+            "session": self.session,
+            "pid": os.getpid(),  # which process of several on one port (--workers)
+            "streams": [s.describe() for s in self.streams()],
+            "encodings": list(ENCODING_CODES),
+            "queue_depth": self.config.queue_depth,
+        }
+
+    async def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        """Answer plain HTTP; let an admitted WebSocket upgrade go on (None)."""
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return self._routes.respond(request)
+        path = request.path.split("?", 1)[0]
+        if path not in _WEBSOCKET_PATHS:
+            return text_response(http.HTTPStatus.NOT_FOUND,
+                                 f"no WebSocket endpoint at {path}; connect to / instead\n")
+        if (self.config.permessage_deflate and _asks_compress_once(request.path)
+                and "Sec-WebSocket-Extensions" in request.headers):
+            # Its frames are already deflated once for all: don't compress twice.
+            # websockets negotiates extensions from this same request object after
+            # process_request returns, so without the header it negotiates none.
+            del request.headers["Sec-WebSocket-Extensions"]
+        ip = peer_ip(ws)
+        decision = admit(
+            UpgradeRequest(path=request.path, origin=request.headers.get("Origin"),
+                           authorization=request.headers.get("Authorization"), peer_ip=ip),
+            self.config, clients=sum(self._clients_per_ip.values()),
+            clients_from_ip=self._clients_per_ip[ip])
+        if isinstance(decision, Refusal):
+            return self._refuse(peer_address(ws), decision)
+        if decision.authenticated_by is not None:
+            self._authenticated.add(ws)
+            log.info("event=auth_ok peer=%s method=%s", peer_address(ws),
+                     decision.authenticated_by)
+        return None
+
+    def _refuse(self, peer: str, refusal: Refusal) -> Response:
+        """Count and log a refused upgrade, and answer it."""
+        self.counters.refused[refusal.reason] += 1
+        if refusal.reason == "auth":
+            self.counters.auth_failures[refusal.details["method"]] += 1
+        log.warning("event=refused reason=%s peer=%s status=%d%s", refusal.reason, peer,
+                    refusal.status.value,
+                    "".join(f" {key}={value}" for key, value in refusal.details.items()))
+        return json_response(refusal.status, refusal.body(), refusal.retry_after_s)
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        ip = peer_ip(ws)
+        self._clients_per_ip[ip] += 1  # counted from the upgrade on, for the limits
+        self._sockets.add(ws)
+        try:
+            connection = Connection(ws, config=self.config, hub=self.hub,
+                                    counters=self.counters, hello=self.hello,
+                                    authenticated=ws in self._authenticated)
+            await connection.serve()
+        finally:
+            self._sockets.discard(ws)
+            self._authenticated.discard(ws)
+            self._clients_per_ip[ip] -= 1
+            if self._clients_per_ip[ip] <= 0:
+                del self._clients_per_ip[ip]
+
+    def _handshake_timed_out(self, ws: ServerConnection) -> None:
+        """A handshake that ``handshake_timeout_s`` ended counts as a refusal, logged at
+        INFO (a slow-loris attack would make one line per socket)."""
+        self.counters.refused["handshake_timeout"] += 1
+        log.info("event=handshake_timeout peer=%s handshake_timeout_s=%g", peer_address(ws),
+                 self.config.handshake_timeout_s)
+
+    # -- HTTP routes ---------------------------------------------------------------------
+
+    def _healthz(self, request: Request) -> Response:
+        body = {
+            "status": "ok",
+            "server": "gr-argos",
+            "version": __version__,
+            "clients": self.hub.client_count,
+            "uptime_s": round(time.monotonic() - self._started_at, 3),
+            "streams": [s.describe() for s in self.streams()],
+        }
+        return response(http.HTTPStatus.OK, "application/json", json.dumps(body).encode())
+
+    def _metrics(self, request: Request) -> Response:
+        if self.config.token and not token_matches(
+                bearer_token(request.headers.get("Authorization")), self.config.token):
+            return json_response(http.HTTPStatus.UNAUTHORIZED, {
+                "error": "/metrics needs the token: send Authorization: Bearer <token>"})
+        return response(http.HTTPStatus.OK, CONTENT_TYPE_LATEST, render(self._registry))
+
+
+def http_url(url: str) -> str:
+    """The HTTP URL of the same place as a WebSocket URL (``ws://`` -> ``http://``,
+    ``wss://`` -> ``https://``)."""
+    if url.startswith("wss://"):
+        return "https://" + url[len("wss://"):]
+    if url.startswith("ws://"):
+        return "http://" + url[len("ws://"):]
+    return url
+
+
+def _permessage_deflate() -> ServerPerMessageDeflateFactory:
+    """permessage-deflate with websockets' default, memory-lean settings (window 2**12,
+    memLevel 5): docs/performance.md, "permessage-deflate tuning", compares them."""
+    return ServerPerMessageDeflateFactory(server_max_window_bits=12,
+                                          compress_settings={"memLevel": 5})
+
+
+def _asks_compress_once(path: str) -> bool:
+    """Whether the connection URL asks for compress-once frames (``compress=1``/``true``)."""
+    values = parse_qs(urlsplit(path).query).get("compress")
+    return bool(values) and values[-1].lower() in ("1", "true")
+
+
+def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+async def _call(function: Callable[[], T]) -> T:
+    return function()
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _explain_start_failure(exc: BaseException, config: ServerConfig) -> ServerError:
+    if isinstance(exc, ServerError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return ServerError(
+            f"port {config.port} on {config.host} is already in use: stop the program using it "
+            "or choose another port (--port)"
+        )
+    if isinstance(exc, OSError) and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+        return ServerError(
+            f"cannot listen on {config.host}: not an address of this machine (--host)"
+        )
+    if isinstance(exc, OSError) and exc.errno == errno.EACCES:
+        return ServerError(
+            f"no permission to listen on port {config.port}: use a port above 1023 (--port)"
+        )
+    return ServerError(f"server on {config.host}:{config.port} failed to start: {exc}")

@@ -1,0 +1,60 @@
+"""The server's TLS context, from the ``tls_cert`` and ``tls_key`` settings, with errors that
+name the file and what to do."""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+
+from gr_argos.server.config import ServerConfig, ServerError
+
+__all__ = ["tls_context"]
+
+log = logging.getLogger(__name__)
+
+
+def tls_context(config: ServerConfig) -> ssl.SSLContext:
+    """The server's TLS context (TLS 1.2 or newer) from ``tls_cert`` and ``tls_key``.
+
+    Raises:
+        ServerError: a setting is empty, a file is missing or unreadable, is not PEM, the
+            key is encrypted, or the key does not match the certificate. The message names
+            the file.
+    """
+    if not config.tls_cert or not config.tls_key:
+        missing = "tls_key" if config.tls_cert else "tls_cert"
+        raise ServerError(f"TLS needs both tls_cert and tls_key: {missing} is empty "
+                          f"(--{missing.replace('_', '-')})")
+    for setting, path, marker in (("tls_cert", config.tls_cert, b"-----BEGIN CERTIFICATE"),
+                                  ("tls_key", config.tls_key, b"PRIVATE KEY-----")):
+        try:
+            with open(path, "rb") as file:
+                data = file.read()
+        except OSError as exc:
+            raise ServerError(f"cannot read {setting} file {path}: "
+                              f"{exc.strerror or exc}") from exc
+        if marker not in data:
+            what = "certificate" if setting == "tls_cert" else "private key"
+            raise ServerError(f"{setting} file {path} holds no PEM {what}")
+    if os.stat(config.tls_key).st_mode & 0o004:
+        log.warning("event=tls_key_readable path=%s: the TLS private key is readable by every "
+                    "user of this machine; chmod 600 it", config.tls_key)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(config.tls_cert, config.tls_key, password=_no_password)
+    except ServerError:
+        raise ServerError(f"tls_key file {config.tls_key} is encrypted: give the server an "
+                          "unencrypted key (readable only by its user)") from None
+    except ssl.SSLError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc):
+            raise ServerError(f"tls_key file {config.tls_key} does not match the certificate "
+                              f"in tls_cert file {config.tls_cert}") from exc
+        raise ServerError(f"cannot load TLS certificate {config.tls_cert} with key "
+                          f"{config.tls_key}: {exc}") from exc
+    return context
+
+
+def _no_password() -> bytes:
+    raise ServerError("key is encrypted")

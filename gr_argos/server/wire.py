@@ -1,0 +1,153 @@
+"""The one place that writes beside ``websockets``: prebuilt frames straight to the transport.
+
+gr-argos builds each spectrum frame's WebSocket framing once (:func:`websocket_frame`) and
+writes the same bytes to every client that keeps up (:func:`frame_writer`), instead of
+letting ``websockets`` frame the same payload again per client. That needs what the library
+does not document: a connection's ``transport``, ``protocol`` (its sans-I/O state),
+``paused`` and ``send_in_progress`` flags, ``send_data()``, and the ``handshake()`` method
+subclassed to count handshake timeouts. Every use of those is in this module, and only the
+``websockets`` releases in :data:`TESTED_WEBSOCKETS` are accepted (:func:`check_websockets`):
+a newer one is refused at start-up with a message, rather than breaking frames silently.
+
+Why not only documented APIs: ``ServerConnection.send()`` per client costs a task switch and
+a framing per delivery; docs/performance.md ("The websockets boundary") has the measurement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+import time
+from typing import Any, Callable
+
+import websockets
+from websockets.asyncio.server import ServerConnection
+from websockets.protocol import State
+
+from gr_argos.server.config import ServerError
+
+__all__ = ["TESTED_WEBSOCKETS", "Writer", "abort", "check_websockets", "connection_class",
+           "frame_writer", "websocket_frame"]
+
+#: The ``websockets`` releases this module was tested with: from the first (inclusive) to
+#: the second (exclusive), as (major, minor). pyproject.toml pins the same range.
+TESTED_WEBSOCKETS = ((15, 0), (18, 0))
+#: Set to 1 to run with an untested ``websockets`` anyway (a warning instead of an error).
+ALLOW_UNTESTED_ENV = "ARGOS_ALLOW_UNTESTED_WEBSOCKETS"
+
+#: ``writer(data, wire, text)``: write ``wire`` (or ``data``, through the connection's
+#: extensions) now and return True, or return False when the connection cannot take it now.
+Writer = Callable[[bytes, bytes, bool], bool]
+
+# A WebSocket frame header: FIN + opcode, then a 16-bit or 64-bit payload length.
+_FRAME_HEADER_16 = struct.Struct("!BBH")
+_FRAME_HEADER_64 = struct.Struct("!BBQ")
+
+
+def check_websockets(version: str = websockets.__version__) -> str | None:
+    """Refuse a ``websockets`` release outside :data:`TESTED_WEBSOCKETS`.
+
+    Returns:
+        None for a tested release, or a warning to log for an untested one when
+        ``ARGOS_ALLOW_UNTESTED_WEBSOCKETS=1`` is set.
+
+    Raises:
+        ServerError: an untested release, saying which ones work and how to get one.
+    """
+    try:
+        release = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        release = (0, 0)
+    low, high = TESTED_WEBSOCKETS
+    if low <= release < high:
+        return None
+    problem = (f"websockets {version} is not a release gr-argos was tested with "
+               f"({low[0]}.{low[1]} up to, not including, {high[0]}.{high[1]}); the server "
+               "writes frames through its internals (gr_argos/server/wire.py)")
+    if os.environ.get(ALLOW_UNTESTED_ENV) == "1":
+        return f"{problem}; running anyway because {ALLOW_UNTESTED_ENV}=1"
+    raise ServerError(f"{problem}: install a tested one, e.g. pip install "
+                      f"'websockets>={low[0]}.{low[1]},<{high[0]}.{high[1]}', or set "
+                      f"{ALLOW_UNTESTED_ENV}=1 to try this one")
+
+
+def websocket_frame(payload: bytes, text: bool = False) -> bytes:
+    """``payload`` as one unmasked WebSocket frame (RFC 6455 5.2), as a server sends it:
+    binary, or text (``payload`` is then UTF-8).
+
+    A server's frames are not masked, so these bytes are the same for every client without
+    an extension: the hub builds them once per frame and format, and once per message.
+    """
+    first = 0x81 if text else 0x82  # FIN + opcode
+    size = len(payload)
+    if size < 126:
+        header = bytes((first, size))
+    elif size < 1 << 16:
+        header = _FRAME_HEADER_16.pack(first, 126, size)
+    else:
+        header = _FRAME_HEADER_64.pack(first, 127, size)
+    return header + payload
+
+
+def frame_writer(ws: ServerConnection) -> Writer:
+    """The direct path to one connection: write a frame or message now if it can.
+
+    It declines (and the caller queues the item for the client's sender, which waits for the
+    transport to drain) when the connection is not open, its transport is over its write
+    limit (paused), or a send of the library's is in progress. A connection that negotiated
+    permessage-deflate gets the item through its protocol, which compresses it; the others
+    get the prebuilt WebSocket frame, written as is.
+    """
+    protocol, transport = ws.protocol, ws.transport
+
+    def can_take() -> bool:
+        return (protocol.state is State.OPEN and not ws.paused
+                and ws.send_in_progress is None and not transport.is_closing())
+
+    if protocol.extensions:
+        def write_through_extensions(data: bytes, wire: bytes, text: bool) -> bool:
+            if not can_take():
+                return False
+            if text:
+                protocol.send_text(data)
+            else:
+                protocol.send_binary(data)
+            ws.send_data()
+            return True
+        return write_through_extensions
+
+    def write_prebuilt(data: bytes, wire: bytes, text: bool) -> bool:
+        if not can_take():
+            return False
+        transport.write(wire)
+        return True
+    return write_prebuilt
+
+
+def abort(ws: ServerConnection) -> None:
+    """Drop a connection at once, without a closing handshake (a peer that stopped reading
+    would never complete one)."""
+    ws.transport.abort()
+
+
+def connection_class(handshake_timeout_s: float,
+                     on_timeout: Callable[[ServerConnection], None]) -> type[ServerConnection]:
+    """``websockets``' connection, reporting the handshakes that the open timeout ends.
+
+    ``websockets`` cancels a handshake that takes longer than its ``open_timeout`` and drops
+    the socket without a word; ``on_timeout(connection)`` lets the server count and log it.
+    """
+
+    class Connection(ServerConnection):
+        async def handshake(self, *args: Any, **kwargs: Any) -> None:
+            started = time.monotonic()
+            try:
+                await super().handshake(*args, **kwargs)
+            except asyncio.CancelledError:
+                # The open timeout cancels it; a shutdown cancels it too, sooner.
+                if time.monotonic() - started >= handshake_timeout_s * 0.99:
+                    on_timeout(self)
+                raise
+
+    return Connection

@@ -1,0 +1,241 @@
+"""What the spectrum sinks share, whatever carries their frames: the input, the stream tags,
+``work()``, and the ``msg`` and ``status`` message ports.
+
+:class:`SpectrumSinkBase` turns each float32 dB vector into one numbered, stamped frame of a
+:class:`~gr_argos.stream.SpectrumStream` and hands it to a destination: a WebSocket server
+(:class:`~gr_argos.websocket_sink.websocket_sink`) or a ZeroMQ publisher
+(:class:`~gr_argos.zmq_sink.zmq_sink`), which a subclass opens and closes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+import pmt
+from gnuradio import gr
+
+from gr_argos.protocol import StreamInfo
+from gr_argos.server.hub import DEFAULT_INGRESS_DEPTH
+from gr_argos.settings import from_arguments
+from gr_argos.status import StatusReporter
+from gr_argos.stream import FrameDestination, SpectrumStream, StreamSettings
+
+__all__ = ["Destination", "SpectrumSinkBase", "split_arguments"]
+
+log = logging.getLogger(__name__)
+
+TAG_RX_FREQ = pmt.intern("rx_freq")
+TAG_RX_RATE = pmt.intern("rx_rate")
+TAG_RX_TIME = pmt.intern("rx_time")
+
+
+class Destination(FrameDestination, Protocol):
+    """What a sink hands its stream to: a server or a publisher."""
+
+    @property
+    def url(self) -> str: ...
+
+    def publish_message(self, msg_type: str, body: dict[str, Any] | None = None) -> None: ...
+
+    def add_stream(self, info: StreamInfo) -> None: ...
+
+    def remove_stream(self, stream_id: int) -> None: ...
+
+
+T = TypeVar("T")
+
+
+def split_arguments(owner: str, arguments: dict[str, Any],
+                    transport: type[T]) -> tuple[StreamSettings, T]:
+    """A sink's keyword arguments as the stream's settings and its transport's.
+
+    ``samp_rate``, the old name of ``span`` on the sinks, is accepted with a warning.
+    """
+    if "samp_rate" in arguments and "span" not in arguments:
+        log.warning("%s: samp_rate (the frames' frequency span) is now called span; the old "
+                    "name will go away", owner)
+        arguments["span"] = arguments.pop("samp_rate")
+    stream, settings = from_arguments(owner, arguments, StreamSettings, transport)
+    return stream, settings
+
+
+class SpectrumSinkBase(gr.sync_block):  # type: ignore[misc]
+    """Streams float32 dB spectrum vectors of ``bins`` values, FFT-shifted.
+
+    Subclasses open their destination in :meth:`_open` (when the block is made, so a port in
+    use fails there) and release it in :meth:`_close`.
+
+    Args:
+        name: the block's GNU Radio name.
+        stream: the stream's settings.
+    """
+
+    MSG_PORT = pmt.intern("msg")
+    STATUS_PORT = pmt.intern("status")
+
+    def __init__(self, name: str, stream: StreamSettings) -> None:
+        gr.sync_block.__init__(self, name=name, in_sig=[(np.float32, stream.bins)],
+                               out_sig=None)
+        self.settings = stream
+        self._info = stream.info()
+        self.destination: Destination | None = None
+        self.stream: SpectrumStream | None = None
+        self.status: StatusReporter | None = None
+        self.message_port_register_in(self.MSG_PORT)
+        self.set_msg_handler(self.MSG_PORT, self._handle_msg)
+        self.message_port_register_in(self.STATUS_PORT)
+        self.set_msg_handler(self.STATUS_PORT, self._handle_status)
+        self._serve()
+
+    # -- what a subclass provides -------------------------------------------------------------
+
+    def _open(self) -> Destination:
+        """Open the destination (``publish_frame``, ``publish_message``, ``add_stream``,
+        ``update_stream``, ``remove_stream``, ``url``) and log where clients find it."""
+        raise NotImplementedError
+
+    def _close(self, destination: Destination) -> None:
+        raise NotImplementedError
+
+    def _describe(self, destination: Destination) -> str:
+        """The log line that says where the stream is served."""
+        raise NotImplementedError
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        destination = self._open()
+        try:
+            destination.add_stream(self._info)
+        except ValueError:
+            self._close(destination)
+            raise
+        self.destination = destination
+        if self.stream is None:  # kept across restarts so sequence numbers keep counting
+            self.stream = SpectrumStream(destination, self._info)
+            self.status = StatusReporter(self.stream, self._publish,
+                                         self.settings.status_interval_s)
+        else:
+            self.stream.attach(destination)
+        self.logger.info(self._describe(destination))
+
+    def start(self) -> bool:
+        """Serve again after a stop(); a failure is logged, never raised.
+
+        The destination is first opened by the constructor, like gr-zeromq binds its sockets
+        there: an exception from a Python block's start() would hang or crash the scheduler.
+        """
+        if self.destination is None:
+            try:
+                self._serve()
+            except (RuntimeError, ValueError) as exc:
+                self.logger.error(f"not serving: {exc}")
+                return True
+        if self.status is not None:
+            self.status.start()
+        return True
+
+    def stop(self) -> bool:
+        """Stop serving: a server closes every client (code 1001) unless another sink uses it."""
+        if self.status is not None:
+            self.status.stop()
+        destination, self.destination = self.destination, None
+        if destination is not None:
+            destination.remove_stream(self._info.stream_id)
+            self._close(destination)
+        return True
+
+    @property
+    def url(self) -> str:
+        """Where clients (or gateways) connect, while the block serves."""
+        if self.destination is None:
+            raise RuntimeError("the sink is not running")
+        return self.destination.url
+
+    # -- data --------------------------------------------------------------------------------
+
+    def work(self, input_items: list[np.ndarray], output_items: list[np.ndarray]) -> int:
+        vectors = input_items[0]
+        count = len(vectors)
+        stream = self.stream
+        if stream is None or self.destination is None:
+            return count
+        first = self.nitems_read(0)
+        tags = sorted(self.get_tags_in_window(0, 0, count), key=lambda tag: tag.offset)
+        # Hand off at most what the hub's ingress holds; older vectors of a large backlog
+        # would only be dropped there. Their sequence numbers still pass, so clients see it.
+        keep_from = max(0, count - DEFAULT_INGRESS_DEPTH)
+        tag_index = 0
+        for index in range(count):
+            while tag_index < len(tags) and tags[tag_index].offset <= first + index:
+                self._apply_tag(stream, tags[tag_index])
+                tag_index += 1
+            if index < keep_from:
+                stream.skip(1)
+            else:
+                stream.publish(vectors[index])
+        return count
+
+    def _apply_tag(self, stream: SpectrumStream, tag: Any) -> None:
+        key, value = tag.key, tag.value
+        try:
+            if pmt.eq(key, TAG_RX_FREQ):
+                stream.retune(center_freq_hz=pmt.to_double(value))
+            elif pmt.eq(key, TAG_RX_RATE):
+                stream.retune(span_hz=pmt.to_double(value))
+            elif pmt.eq(key, TAG_RX_TIME):
+                seconds = pmt.to_uint64(pmt.tuple_ref(value, 0))
+                fraction = pmt.to_double(pmt.tuple_ref(value, 1))
+                stream.set_capture_time(seconds * 1_000_000_000 + round(fraction * 1e9))
+        except (RuntimeError, ValueError, TypeError) as exc:
+            self.logger.warn(f"ignored malformed {pmt.symbol_to_string(key)} tag "
+                             f"{pmt.write_string(value)}: {exc}")
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def set_source_status(self, fields: dict[str, Any]) -> None:
+        """Describe the source in every periodic ``status`` message (kind, args, gains...).
+
+        Thread-safe; the fields are merged with what arrives on the ``status`` port.
+        """
+        if self.status is not None:
+            self.status.update_source(fields)
+
+    def _handle_status(self, msg: Any) -> None:
+        body = self._pmt_dict(msg, "status")
+        if body is not None:
+            self.set_source_status(body)
+
+    def _pmt_dict(self, msg: Any, port: str) -> dict[str, Any] | None:
+        """A PMT dict (or a PDU's metadata dict) as a Python dict with string keys, or None
+        (logged) for anything else."""
+        if pmt.is_pair(msg) and not pmt.is_dict(msg) and pmt.is_dict(pmt.car(msg)):
+            msg = pmt.car(msg)  # a PDU, as blocks.probe_rate posts: (metadata . data)
+        if not pmt.is_dict(msg):
+            self.logger.warn(f"dropped a message on port '{port}': expected a PMT dict, got "
+                             f"{pmt.write_string(msg)[:200]}")
+            return None
+        try:
+            body = pmt.to_python(msg)
+        except Exception as exc:  # pmt.to_python raises bare ValueError/TypeError variants
+            self.logger.warn(f"dropped a message on port '{port}' that cannot be converted: "
+                             f"{exc}")
+            return None
+        if not isinstance(body, dict) or not all(isinstance(k, str) for k in body):
+            self.logger.warn(f"dropped a message on port '{port}': its keys must be symbols")
+            return None
+        return body
+
+    def _handle_msg(self, msg: Any) -> None:
+        body = self._pmt_dict(msg, "msg")
+        if body is not None:
+            self._publish(self.settings.msg_channel, {"stream": self._info.stream_id, **body})
+
+    def _publish(self, msg_type: str, body: dict[str, Any]) -> None:
+        destination = self.destination
+        if destination is None:
+            self.logger.warn(f"dropped a {msg_type} message: the sink is not running")
+            return
+        destination.publish_message(msg_type, body)

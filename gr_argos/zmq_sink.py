@@ -1,0 +1,56 @@
+"""GNU Radio sink that publishes dB spectra over ZeroMQ, for argos-gateway processes to serve."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gr_argos.settings import init_signature
+from gr_argos.spectrum_sink_base import Destination, SpectrumSinkBase, split_arguments
+from gr_argos.stream import StreamSettings
+from gr_argos.zmq_transport import FramePublisher, PublisherSettings
+
+__all__ = ["zmq_sink"]
+
+
+class zmq_sink(SpectrumSinkBase):
+    """Publish float32 dB spectrum vectors on a ZeroMQ PUB socket for ``argos-gateway``.
+
+    The same frames and JSON messages as :class:`~gr_argos.websocket_sink.websocket_sink`
+    serves, encoded once here and published for gateway processes (one per core, or on other
+    machines) that serve the WebSocket clients with the same protocol and viewer
+    (docs/zmq.md). Publishing never blocks: a send a slow gateway cannot take is dropped and
+    counted in the heartbeat. The socket is bound when the block is made.
+
+    Keyword arguments: the stream's settings (:class:`~gr_argos.stream.StreamSettings`:
+    ``bins``, ``center_freq``, ``span``, ``fps``, ...) and ``zmq_endpoint``
+    (:class:`~gr_argos.zmq_transport.PublisherSettings`). ``help(zmq_sink)`` lists them
+    with their defaults.
+
+    Raises:
+        TypeError: an argument that is not a setting of this block.
+        ConfigError: a bad value, naming the setting.
+        PublisherError: the endpoint is malformed or in use.
+    """
+
+    def __init__(self, **settings: Any) -> None:
+        stream, publisher = split_arguments("zmq_sink", settings, PublisherSettings)
+        self._endpoint = publisher.zmq_endpoint
+        SpectrumSinkBase.__init__(self, "zmq_sink", stream)
+
+    def _open(self) -> Destination:
+        publisher = FramePublisher(self._endpoint)
+        self._endpoint = publisher.endpoint  # a restart binds the same port, also for :0
+        return publisher
+
+    def _close(self, destination: Destination) -> None:
+        assert isinstance(destination, FramePublisher)
+        destination.close()
+
+    def _describe(self, destination: Destination) -> str:
+        assert isinstance(destination, FramePublisher)
+        return (f"publishing {self._info.name!r} (stream {self._info.stream_id}) over ZeroMQ "
+                f"on {destination.endpoint}: serve it with argos-gateway --connect "
+                f"{destination.endpoint}")
+
+
+zmq_sink.__init__.__signature__ = init_signature(StreamSettings, PublisherSettings)  # type: ignore[attr-defined]
