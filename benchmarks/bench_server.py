@@ -64,10 +64,22 @@ def paced(fps: float, duration_s: float):
         i += 1
 
 
+def documented_send_only() -> None:
+    """Make every connection decline direct writes, so that every frame goes through the
+    client's queue and ``websockets``' documented ``ServerConnection.send()``: what the
+    server would cost without gr_argos.server.wire's prebuilt frames."""
+    from gr_argos.server import connection
+
+    def declining_writer(ws: Any) -> Any:
+        return lambda data, wire, text: False
+
+    connection.frame_writer = declining_writer  # type: ignore[assignment]
+
+
 class ArgosBench:
     def __init__(self, frames: np.ndarray, encoded: list[bytes]) -> None:
         from gr_argos.protocol import StreamInfo
-from gr_argos.server import ServerConfig, SpectrumServer
+        from gr_argos.server import ServerConfig, SpectrumServer
         # The connection limits guard a field deployment; the benchmark opens up to 1000
         # connections from one address on purpose, so it lifts them.
         self.server = SpectrumServer(ServerConfig(host="127.0.0.1", port=0, max_clients=0,
@@ -200,6 +212,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--window-bits", type=int, default=12)
     parser.add_argument("--mem-level", type=int, default=5)
     parser.add_argument("--no-compression", action="store_true")
+    parser.add_argument("--send", choices=("direct", "documented"), default="direct",
+                        help="argos: documented = only websockets' send() (see "
+                             "documented_send_only)")
     args = parser.parse_args(argv)
     resource.setrlimit(resource.RLIMIT_NOFILE, (4096, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
@@ -208,6 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     float32 = [encode_frame(f, center_freq_hz=100e6, span_hz=2e6, timestamp_ns=0, sequence=0,
                             encoding=ENCODING_FLOAT32) for f in frames]
     if args.kind == "argos":
+        if args.send == "documented":
+            documented_send_only()
         bench: Any = ArgosBench(frames, float32)
     elif args.kind == "json":
         bench = JsonBench(frames, args.window_bits, args.mem_level, not args.no_compression)

@@ -36,6 +36,7 @@ class Scenario:
     kind: str                   # argos | json | tcp
     path: str = "/"             # argos: URL query choosing the format
     server_args: tuple[str, ...] = ()
+    checkout: str | None = None  # another checkout's server (its own bench_server.py)
 
 
 QUICK = (
@@ -59,11 +60,24 @@ TUNING = tuple(
 ) + (Scenario("json, no compression", "json", server_args=("--no-compression",)),)
 
 
-class Proc:
-    """A child speaking JSON lines on stdin/stdout."""
+def boundary(baseline: str) -> tuple[Scenario, ...]:
+    """The websockets boundary (docs/performance.md): the same uint8 clients served by the
+    ``baseline`` checkout's server, by this one, and by this one sending only through
+    ``websockets``' documented ``send()`` (no prebuilt frames written to the transport)."""
+    return (
+        Scenario("argos uint8 (baseline checkout)", "argos", "/?encoding=uint8",
+                 checkout=baseline),
+        Scenario("argos uint8", "argos", "/?encoding=uint8"),
+        Scenario("argos uint8, documented send()", "argos", "/?encoding=uint8",
+                 server_args=("--send", "documented")),
+    )
 
-    def __init__(self, *args: str) -> None:
-        self.p = subprocess.Popen([_PY, *args], cwd=_REPO, stdin=subprocess.PIPE,
+
+class Proc:
+    """A child speaking JSON lines on stdin/stdout; ``cwd`` is the checkout it runs from."""
+
+    def __init__(self, *args: str, cwd: Path = _REPO) -> None:
+        self.p = subprocess.Popen([_PY, *args], cwd=cwd, stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True, bufsize=1)
 
     def read(self) -> dict[str, Any]:
@@ -90,7 +104,8 @@ class Proc:
 
 def run_one(sc: Scenario, bins: int, n: int, fps: float, steady_s: float, sat_s: float,
             client_procs: int) -> dict[str, Any]:
-    server = Proc("-m", "benchmarks.bench_server", sc.kind, "--bins", str(bins), *sc.server_args)
+    server = Proc("-m", "benchmarks.bench_server", sc.kind, "--bins", str(bins), *sc.server_args,
+                  cwd=Path(sc.checkout) if sc.checkout else _REPO)
     port = server.read()["port"]
     k = max(1, min(client_procs, n // 50 or 1))
     clients = [Proc("-m", "benchmarks.load_client") for _ in range(k)]
@@ -208,6 +223,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="quick mode (a few minutes)")
     parser.add_argument("--deflate-tuning", action="store_true",
                         help="only the baseline, with several permessage-deflate settings")
+    parser.add_argument("--boundary", metavar="CHECKOUT",
+                        help="the websockets boundary: this server against the one of "
+                             "CHECKOUT (e.g. a git worktree of an earlier commit) and against "
+                             "documented send() only, N = 100 and 1000, twice each")
     parser.add_argument("--clients", type=int, nargs="+", help="client counts (N)")
     parser.add_argument("--bins", type=int, nargs="+", help="bins per frame")
     parser.add_argument("--fps", type=float, default=30.0)
@@ -222,7 +241,10 @@ def main(argv: list[str] | None = None) -> None:
                              "through gr-osmosdr's file source (iq); both via logpwrfft_c")
     args = parser.parse_args(argv)
 
-    if args.deflate_tuning:
+    if args.boundary:
+        scenarios, clients, bins, steady_s, sat_s = (boundary(args.boundary) * 2, [100, 1000],
+                                                     [2048], 4.0, 3.0)
+    elif args.deflate_tuning:
         scenarios, clients, bins, steady_s, sat_s = TUNING, [100], [2048], 4.0, 2.0
     elif args.quick:
         scenarios, clients, bins, steady_s, sat_s = QUICK, [10, 100, 1000], [2048], 4.0, 3.0
@@ -234,7 +256,8 @@ def main(argv: list[str] | None = None) -> None:
     sat_s = args.saturation_s or sat_s
     if args.only:
         scenarios = tuple(s for s in scenarios if args.only in s.name)
-    mode = "tuning" if args.deflate_tuning else "quick" if args.quick else "full"
+    mode = ("boundary" if args.boundary else "tuning" if args.deflate_tuning
+            else "quick" if args.quick else "full")
     out = args.out or cache_dir() / (f"results-{mode}.json" if args.frames == "sim"
                                      else f"results-{mode}-{args.frames}.json")
     os.environ["ARGOS_BENCH_FRAMES"] = args.frames  # the server processes load these frames

@@ -43,7 +43,6 @@ from gr_argos.protocol import (
 from gr_argos.server.admission import Refusal, UpgradeRequest, admit, bearer_token, token_matches
 from gr_argos.server.config import ServerConfig, ServerError
 from gr_argos.server.connection import (
-    CLOSE_GOING_AWAY,
     CLOSE_GRACE_S,
     Connection,
     peer_address,
@@ -60,7 +59,13 @@ from gr_argos.server.metrics import (
 from gr_argos.server.redaction import redact_websockets_logs
 from gr_argos.server.routes import SERVER_HEADER, Routes, json_response, response, text_response
 from gr_argos.server.tls import tls_context
-from gr_argos.server.wire import abort, check_websockets, connection_class, websocket_frame
+from gr_argos.server.wire import (
+    abort,
+    check_websockets,
+    close_server,
+    connection_class,
+    websocket_frame,
+)
 
 __all__ = ["SpectrumServer", "http_url"]
 
@@ -282,8 +287,7 @@ class SpectrumServer:
     async def _shutdown(self) -> None:
         self.hub.close()
         if self._server is not None:
-            self._server.close(close_connections=True, code=CLOSE_GOING_AWAY,
-                               reason="server shutting down")
+            close_server(self._server, "server shutting down")
             try:
                 async with asyncio.timeout(CLOSE_GRACE_S):
                     await self._server.wait_closed()

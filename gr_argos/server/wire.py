@@ -4,8 +4,9 @@ gr-argos builds each spectrum frame's WebSocket framing once (:func:`websocket_f
 writes the same bytes to every client that keeps up (:func:`frame_writer`), instead of
 letting ``websockets`` frame the same payload again per client. That needs what the library
 does not document: a connection's ``transport``, ``protocol`` (its sans-I/O state),
-``paused`` and ``send_in_progress`` flags, ``send_data()``, and the ``handshake()`` method
-subclassed to count handshake timeouts. Every use of those is in this module, and only the
+``paused`` flag and pending send (``send_in_progress``, called ``fragmented_send_waiter``
+before 16.0), ``send_data()``, and the ``handshake()`` method subclassed to count handshake
+timeouts. Every use of those is in this module, and only the
 ``websockets`` releases in :data:`TESTED_WEBSOCKETS` are accepted (:func:`check_websockets`):
 a newer one is refused at start-up with a message, rather than breaking frames silently.
 
@@ -22,17 +23,17 @@ import time
 from typing import Any, Callable
 
 import websockets
-from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import Server, ServerConnection
 from websockets.protocol import State
 
 from gr_argos.server.config import ServerError
 
-__all__ = ["TESTED_WEBSOCKETS", "Writer", "abort", "check_websockets", "connection_class",
-           "frame_writer", "websocket_frame"]
+__all__ = ["TESTED_WEBSOCKETS", "Writer", "abort", "check_websockets", "close_server",
+           "connection_class", "frame_writer", "websocket_frame"]
 
 #: The ``websockets`` releases this module was tested with: from the first (inclusive) to
 #: the second (exclusive), as (major, minor). pyproject.toml pins the same range.
-TESTED_WEBSOCKETS = ((15, 0), (18, 0))
+TESTED_WEBSOCKETS = ((14, 0), (18, 0))
 #: Set to 1 to run with an untested ``websockets`` anyway (a warning instead of an error).
 ALLOW_UNTESTED_ENV = "ARGOS_ALLOW_UNTESTED_WEBSOCKETS"
 
@@ -45,8 +46,23 @@ _FRAME_HEADER_16 = struct.Struct("!BBH")
 _FRAME_HEADER_64 = struct.Struct("!BBQ")
 
 
-def check_websockets(version: str = websockets.__version__) -> str | None:
+def _release(version: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return (0, 0)
+
+
+_RELEASE = _release(websockets.__version__)
+# What a connection calls the send it has in progress (a fragmented or a queued message).
+_SEND_IN_PROGRESS = "send_in_progress" if _RELEASE >= (16, 0) else "fragmented_send_waiter"
+
+
+def check_websockets(version: str | None = None) -> str | None:
     """Refuse a ``websockets`` release outside :data:`TESTED_WEBSOCKETS`.
+
+    Args:
+        version: the release to check (default: the one installed).
 
     Returns:
         None for a tested release, or a warning to log for an untested one when
@@ -55,10 +71,8 @@ def check_websockets(version: str = websockets.__version__) -> str | None:
     Raises:
         ServerError: an untested release, saying which ones work and how to get one.
     """
-    try:
-        release = tuple(int(part) for part in version.split(".")[:2])
-    except ValueError:
-        release = (0, 0)
+    version = websockets.__version__ if version is None else version
+    release = _release(version)
     low, high = TESTED_WEBSOCKETS
     if low <= release < high:
         return None
@@ -103,7 +117,7 @@ def frame_writer(ws: ServerConnection) -> Writer:
 
     def can_take() -> bool:
         return (protocol.state is State.OPEN and not ws.paused
-                and ws.send_in_progress is None and not transport.is_closing())
+                and getattr(ws, _SEND_IN_PROGRESS) is None and not transport.is_closing())
 
     if protocol.extensions:
         def write_through_extensions(data: bytes, wire: bytes, text: bool) -> bool:
@@ -123,6 +137,15 @@ def frame_writer(ws: ServerConnection) -> Writer:
         transport.write(wire)
         return True
     return write_prebuilt
+
+
+def close_server(server: Server, reason: str) -> None:
+    """Stop listening and close every connection with 1001 (going away) and ``reason``
+    (before websockets 16.0, which added the reason, with 1001 and no reason)."""
+    if _RELEASE >= (16, 0):
+        server.close(close_connections=True, code=1001, reason=reason)
+    else:
+        server.close(close_connections=True)
 
 
 def abort(ws: ServerConnection) -> None:

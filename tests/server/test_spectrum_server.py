@@ -25,7 +25,6 @@ from websockets.frames import Frame, Opcode
 from gr_argos.protocol import MAX_CLIENT_MESSAGE_BYTES, decode_frame, encode_frame
 from gr_argos.protocol import StreamInfo
 from gr_argos.server import ServerConfig, ServerError, SpectrumServer
-from gr_argos.server.wire import websocket_frame
 
 from server_helpers import (
     OP_PING, OP_TEXT, WAIT_S, RawClient, StartServer, client, client_stats,
@@ -163,16 +162,6 @@ async def test_frames_and_messages_keep_the_order_they_were_published_in(
         # gets its queued messages first; one that keeps up gets everything in order).
         assert all(kinds.index(("status", n)) < kinds.index(("frame", n)) for n in statuses)
     assert {f.encoding for f in seen["quantized"] if not isinstance(f, int)} == {2}
-
-
-@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
-@pytest.mark.parametrize("opcode", [Opcode.BINARY, Opcode.TEXT])
-def test_prebuilt_frames_match_what_websockets_would_write(size: int, opcode: Opcode) -> None:
-    """The bytes the server writes for a frame or message are the WebSocket frame websockets
-    itself would send."""
-    payload = b"a\xc3\xa9" * (size // 3) + b"b" * (size % 3)
-    expected = Frame(opcode, payload).serialize(mask=False, extensions=[])
-    assert websocket_frame(payload, text=opcode is Opcode.TEXT) == expected
 
 
 @pytest.mark.parametrize(

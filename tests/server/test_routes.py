@@ -1,0 +1,61 @@
+"""HTTP routes on the server's port (gr_argos/server/routes.py), as plain code: no sockets."""
+
+from __future__ import annotations
+
+import http
+import json
+
+import pytest
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from gr_argos.server.routes import Routes, json_response, static_file
+
+
+def get(path: str) -> Request:
+    return Request(path, Headers([("Host", "127.0.0.1:8765")]))
+
+
+def body_of(response: Response) -> bytes:
+    return bytes(response.body or b"")
+
+
+def test_a_path_in_the_table_goes_to_its_handler_whatever_the_query() -> None:
+    """The table is looked up by path without the query string."""
+    seen: list[str] = []
+
+    def health(request: Request) -> Response:
+        seen.append(request.path)
+        return json_response(http.HTTPStatus.OK, {"status": "ok"})
+
+    response = Routes({"/healthz": health}).respond(get("/healthz?verbose=1"))
+    assert response.status_code == 200 and json.loads(body_of(response)) == {"status": "ok"}
+    assert seen == ["/healthz?verbose=1"]
+
+
+def test_the_viewer_and_its_files_are_served_with_their_types() -> None:
+    """/ is the viewer's index.html; its script and style come with the right types."""
+    routes = Routes({})
+    index = routes.respond(get("/"))
+    assert index.status_code == 200 and b"<!doctype html>" in body_of(index).lower()
+    assert index.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert index.headers["Cache-Control"] == "no-cache"
+    assert routes.respond(get("/argos-client.js")).headers["Content-Type"] == (
+        "text/javascript; charset=utf-8")
+
+
+@pytest.mark.parametrize("path", ["/../pyproject.toml", "/web/index.html", "/.hidden.js",
+                                  "/__init__.py", "/nothing.js", "/%2e%2e/setup.py"])
+def test_anything_else_is_404_never_a_file_outside_the_viewer(path: str) -> None:
+    """Only files of the packaged viewer with a known type are served."""
+    assert static_file(path) is None
+    response = Routes({}).respond(get(path))
+    assert response.status_code == 404
+    assert body_of(response) == f"not found: {path}\n".encode()
+
+
+def test_a_json_refusal_carries_retry_after() -> None:
+    """json_response with retry_after_s sets the header clients honour."""
+    response = json_response(http.HTTPStatus.SERVICE_UNAVAILABLE, {"error": "full"}, 5)
+    assert response.headers["Retry-After"] == "5"
+    assert json.loads(body_of(response)) == {"error": "full"}
