@@ -138,13 +138,14 @@ class hackrf_sweep_source(gr.sync_block):
         self.output_format = output_format
         self.watchdog_timeout_s = float(watchdog_timeout)
         self.restart_backoff_max_s = float(restart_backoff_max)
+        self.device_args = str(device_args)
         self.args = [
             "-f", f"{math.floor(freq_min / 1e6)}:{math.ceil(freq_max / 1e6)}",
             "-w", str(round(bin_width)),
             "-l", str(round(lna_gain)),
             "-g", str(round(vga_gain)),
             "-a", "1" if amp else "0",
-            *(["-d", str(device_args)] if device_args else []),
+            *(["-d", self.device_args] if self.device_args else []),
             *(["-B"] if output_format == "binary" else []),
         ]
         self.command = [program, *self.args]
@@ -321,8 +322,8 @@ class hackrf_sweep_source(gr.sync_block):
             lower = line.lower()
             if any(marker in lower for marker in _NO_DEVICE_MARKERS):
                 self._error(f"no HackRF found ({line}): attach one, check `hackrf_info`"
-                            + (f", or check the serial number {self.args[-1]!r}"
-                               if "-d" in self.args else ""))
+                            + (f", or check the serial number {self.device_args!r}"
+                               if self.device_args else ""))
             elif any(marker in lower for marker in _PROGRESS_MARKERS):
                 self.logger.debug(f"hackrf_sweep: {line}")
             elif "failed" in lower or "error" in lower:

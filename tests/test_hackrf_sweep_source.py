@@ -257,6 +257,22 @@ def test_no_hackrf_is_reported_and_retried(monkeypatch: pytest.MonkeyPatch) -> N
     assert len(run.vectors()) == 0
 
 
+@pytest.mark.parametrize("output_format", ["binary", "text"])
+def test_no_hackrf_with_a_serial_names_that_serial(monkeypatch: pytest.MonkeyPatch,
+                                                   output_format: str) -> None:
+    """With device_args (-d SERIAL) the no-device error names the serial number itself,
+    whatever flag ends the command line (-B in binary mode)."""
+    monkeypatch.setenv("ARGOS_FAKE_SWEEP_FAIL", "no-device")
+    with capturing(device_args="0000abcd", output_format=output_format) as run:
+        wait_for(lambda: any("no HackRF found" in status["last_error"]
+                             for status in run.statuses()), "the no-device error")
+
+    errors = [status["last_error"] for status in run.statuses()
+              if "no HackRF found" in status["last_error"]]
+    assert all("check the serial number '0000abcd'" in error for error in errors), errors
+    assert not any("'-B'" in error for error in errors), errors
+
+
 def test_missing_executable_fails_at_construction() -> None:
     """A hackrf_sweep that is not installed fails when the block is made, saying what to
     install."""
