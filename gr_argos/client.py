@@ -467,8 +467,10 @@ class ArgosClient:
             Exception: whatever the attempt failed with (OSError, InvalidHandshake,
                 TimeoutError, ...).
         """
-        # No permessage-deflate: compression state is per connection, so it would cost
-        # the server CPU for every client, and dB spectra hardly compress anyway.
+        # No permessage-deflate: its state is per connection, so the server would deflate
+        # every frame again for each client. dB spectra do compress (docs/performance.md:
+        # 2048 bins, float32 8260 -> 6898 B, uint8 2116 -> 1669 B, less still with step_db):
+        # compress=True gets those bytes from frames deflated once for all who ask.
         opening = asyncio.ensure_future(
             connect(self.url, open_timeout=self._open_timeout_s, compression=None,
                     max_size=_MAX_MESSAGE_BYTES, ssl=self._ssl))
