@@ -3,7 +3,8 @@
 ``ArgosClient`` connects to ``ws://HOST:PORT/``, decodes the wire protocol v1
 (:mod:`gr_argos.protocol`) and yields events: decoded spectrum frames, JSON messages,
 connection state changes and gaps (frames this client never got). It reconnects forever,
-with exponential backoff and full jitter, until the user closes it::
+with exponential backoff and full jitter, until the user closes it or the server refuses its
+token::
 
     async with ArgosClient("ws://127.0.0.1:8765/") as client:
         async for event in client:
@@ -21,6 +22,7 @@ code without sockets. This module does not import GNU Radio.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import ssl
@@ -63,6 +65,7 @@ __all__ = [
     "ClientStats",
     "ArgosClient",
     "check_url",
+    "check_token",
     "retry_after_s",
 ]
 
@@ -72,7 +75,7 @@ State = Literal["connecting", "open", "reconnecting", "closed"]
 STATE_CONNECTING: State = "connecting"  # before the first connection opened
 STATE_OPEN: State = "open"
 STATE_RECONNECTING: State = "reconnecting"  # a connection was lost; retrying until one opens
-STATE_CLOSED: State = "closed"  # closed by the user; iteration ends
+STATE_CLOSED: State = "closed"  # closed by the user, or the token was refused; iteration ends
 
 GapReason = Literal["dropped by server", "sequence jump", "stream restarted"]
 GAP_DROPPED_BY_SERVER: GapReason = "dropped by server"  # the frame's missed field says so
@@ -83,6 +86,10 @@ _MAX_PINGS_IN_FLIGHT = 8
 # Largest message accepted (websockets' default is 1 MiB, about 262,000 float32 bins; a
 # wideband sweep can be longer). The limit only guards against a broken server.
 _MAX_MESSAGE_BYTES = 64 * 2**20
+# The server's limit on a token (its auth message schema); longer ones can never match.
+_MAX_TOKEN_CHARS = 4096
+# The logger websockets gives a client connection; at DEBUG it prints every request header.
+_WEBSOCKETS_CLIENT_LOG = "websockets.client"
 
 class Backoff:
     """Reconnect delays: exponential backoff with full jitter, reset once a link is stable.
@@ -181,7 +188,10 @@ class StateEvent:
 
     Attributes:
         state: ``"connecting"``, ``"open"``, ``"reconnecting"`` or ``"closed"``.
-        error: why the previous connection ended, for ``"reconnecting"``; else None.
+        error: for ``"reconnecting"``, why the previous connection ended; for
+            ``"closed"``, why the client gave up (the server refused its token, see
+            :attr:`ArgosClient.auth_failed`), or None when it was closed by the user;
+            else None.
     """
 
     state: State
@@ -301,6 +311,12 @@ class ArgosClient:
     as a warning, counted in ``stats.malformed`` and skipped. Iteration ends after
     :meth:`close`, with a final ``"closed"`` state event.
 
+    A server's refusal to admit the client (HTTP 403, 429, 503, a lost connection) is
+    retried, but a refused token is final: after an HTTP 401 (wrong token) or an
+    ``auth_failed`` error (no token, or none that arrived), the client logs an error, sets
+    :attr:`auth_failed` and ends with a ``"closed"`` state event whose ``error`` says why,
+    unless ``retry_auth_failure`` is set.
+
     Args:
         url: server URL, ``ws://HOST:PORT/`` or ``wss://...``.
         backoff_base: ceiling of the first reconnect delay, in seconds.
@@ -323,12 +339,19 @@ class ArgosClient:
             self-signed server certificate) to trust instead of the system's CAs. None:
             the system's trusted CAs. The server's certificate and host name are always
             verified.
+        token: the server's ``token``, sent as an ``Authorization: Bearer`` header on
+            every connection (never in the URL; the websockets library's DEBUG lines show
+            it masked). None: no token. Over plain ws:// it crosses the network in clear
+            text: use wss:// beyond a trusted network.
+        retry_auth_failure: keep retrying, with the usual backoff, after the server
+            refused the token (e.g. while the server's token is being changed) instead of
+            giving up.
 
     Raises:
         ValueError: if ``url`` is not a ws:// or wss:// URL, a duration is invalid, the
             encoding is unknown, ``step_db`` is out of range or given without
-            ``encoding="uint8"``, or ``ssl_cafile`` is given with a ws:// URL or cannot be
-            loaded.
+            ``encoding="uint8"``, ``ssl_cafile`` is given with a ws:// URL or cannot be
+            loaded, or ``token`` is not one a server can hold (see :func:`check_token`).
     """
 
     def __init__(
@@ -345,9 +368,15 @@ class ArgosClient:
         compress: bool = False,
         ssl_cafile: str | None = None,
         step_db: float = 0.0,
+        token: str | None = None,
+        retry_auth_failure: bool = False,
     ) -> None:
         check_url(url)
         self._ssl = client_tls_context(url, ssl_cafile)
+        if token is not None:
+            check_token(token)
+        self._token = token
+        self._retry_auth_failure = retry_auth_failure
         url = _with_format(url, encoding, compress, step_db)
         if heartbeat_interval < 0:
             raise ValueError(f"heartbeat_interval must be >= 0 s, got {heartbeat_interval}")
@@ -357,6 +386,9 @@ class ArgosClient:
         self.stats = ClientStats()
         self.hello: dict[str, Any] | None = None
         self.last_error: str | None = None
+        #: True once the client stopped because the server refused its token.
+        self.auth_failed = False
+        self._auth_error: str | None = None  # an auth_failed error on this connection
         self._backoff = Backoff(backoff_base, backoff_cap, stable_after, rng=rng)
         self._heartbeat_interval_s = heartbeat_interval
         self._open_timeout_s = open_timeout
@@ -412,17 +444,27 @@ class ArgosClient:
         """The event stream: connect, read until the link drops, back off, repeat."""
         yield StateEvent(STATE_CONNECTING)
         ever_opened = False
+        gave_up: str | None = None  # why the client stopped on its own
         try:
             while not self._closing.is_set():
                 try:
                     ws = await self._open_unless_closed()
-                except Exception as exc:  # every failure to connect is retried, by design
+                except Exception as exc:  # every failure but a refused token is retried
                     self.stats.failed_attempts += 1
                     self.last_error = _describe(exc)
+                    level = logging.INFO
+                    if _is_token_refusal(exc):
+                        self.last_error = self._auth_failure(
+                            f"HTTP 401: {_refusal_error(exc) or 'wrong token'}",
+                            token_arrived=True)
+                        if not self._retry_auth_failure:
+                            gave_up = self._give_up(self.last_error)
+                            break
+                        level = logging.WARNING
                     # A refusal's Retry-After (503/429) is the least we wait.
                     delay_s = max(self._backoff.next_delay_s(), retry_after_s(exc))
-                    logger.info("cannot connect to %s: %s; retrying in %.2f s",
-                                self.url, self.last_error, delay_s)
+                    logger.log(level, "cannot connect to %s: %s; retrying in %.2f s",
+                               self.url, self.last_error, delay_s)
                     if await self._sleep_unless_closed(delay_s):
                         continue
                     break
@@ -433,6 +475,7 @@ class ArgosClient:
                 ever_opened = True
                 self._ws = ws
                 self.last_error = None
+                self._auth_error = None
                 opened_at_s = time.monotonic()
                 self._state = STATE_OPEN
                 yield StateEvent(STATE_OPEN)
@@ -450,6 +493,11 @@ class ArgosClient:
                 if self._closing.is_set():
                     break
                 self.last_error = _close_reason(ws)
+                if self._auth_error is not None:
+                    self.last_error = self._auth_failure(self._auth_error, token_arrived=False)
+                    if not self._retry_auth_failure:
+                        gave_up = self._give_up(self.last_error)
+                        break
                 logger.warning("connection to %s lost: %s", self.url, self.last_error)
                 self._state = STATE_RECONNECTING
                 yield StateEvent(STATE_RECONNECTING, self.last_error)
@@ -458,7 +506,30 @@ class ArgosClient:
         finally:
             self._closing.set()
             self._state = STATE_CLOSED
-        yield StateEvent(STATE_CLOSED)
+        yield StateEvent(STATE_CLOSED, gave_up)
+
+    def _auth_failure(self, problem: str, *, token_arrived: bool) -> str:
+        """The error text of a failed authentication: what the server said, what to do.
+
+        Args:
+            problem: the server's refusal, e.g. ``"HTTP 401: wrong token"``.
+            token_arrived: True for a token the server refused (HTTP 401), False when it
+                got none (an ``auth_failed`` error).
+        """
+        if token_arrived:
+            return (f"authentication failed: the server refused the token ({problem}); "
+                    "give this client the server's token")
+        if self._token is None:
+            return (f"authentication failed: the server needs a token ({problem}); "
+                    "give this client the server's token")
+        return (f"authentication failed: the server got no token ({problem}): something "
+                "between this client and the server drops the Authorization header")
+
+    def _give_up(self, reason: str) -> str:
+        """Stop for good after a failed authentication: log ``reason`` and return it."""
+        self.auth_failed = True
+        logger.error("%s: %s; not retrying", self.url, reason)
+        return reason
 
     async def _open_unless_closed(self) -> ClientConnection | None:
         """Open one connection; None if :meth:`close` came first.
@@ -467,11 +538,19 @@ class ArgosClient:
             Exception: whatever the attempt failed with (OSError, InvalidHandshake,
                 TimeoutError, ...).
         """
-        # No permessage-deflate: compression state is per connection, so it would cost
-        # the server CPU for every client, and dB spectra hardly compress anyway.
+        # No permessage-deflate: its state is per connection, so the server would deflate
+        # every frame again for each client. dB spectra do compress (docs/performance.md:
+        # 2048 bins, float32 8260 -> 6898 B, uint8 2116 -> 1669 B, less still with step_db):
+        # compress=True gets those bytes from frames deflated once for all who ask.
+        credentials: dict[str, Any] = {}
+        if self._token is not None:
+            credentials = {
+                "additional_headers": {"Authorization": f"Bearer {self._token}"},
+                "logger": _MaskingLogger(_WEBSOCKETS_CLIENT_LOG, self._token),
+            }
         opening = asyncio.ensure_future(
             connect(self.url, open_timeout=self._open_timeout_s, compression=None,
-                    max_size=_MAX_MESSAGE_BYTES, ssl=self._ssl))
+                    max_size=_MAX_MESSAGE_BYTES, ssl=self._ssl, **credentials))
         closing = asyncio.ensure_future(self._closing.wait())
         try:
             await asyncio.wait({opening, closing}, return_when=asyncio.FIRST_COMPLETED)
@@ -525,6 +604,9 @@ class ArgosClient:
         self.stats.messages += 1
         if message["type"] == "hello":
             self._on_hello(message)
+        elif message["type"] == "error" and message.get("code") == "auth_failed":
+            # The server closes the connection next; then the client gives up.
+            self._auth_error = f"auth_failed: {message.get('message', '')}"
         elif message["type"] == "pong":
             sent_s = self._pings_in_flight.pop(str(message.get("id")), None)
             if sent_s is not None:
@@ -591,6 +673,48 @@ def check_url(url: str) -> None:
     raise ValueError(f"bad URL {url!r}: {problem}; expected ws://HOST:PORT/ or wss://HOST:PORT/")
 
 
+def check_token(token: str) -> None:
+    """Check that ``token`` can be a server's token, sent in an ``Authorization`` header.
+
+    The message never contains the token.
+
+    Raises:
+        ValueError: if it is empty, longer than 4096 characters, starts or ends with
+            whitespace (a server strips it from the header, so it could never match) or
+            holds a control character such as a line break.
+    """
+    if not token:
+        raise ValueError("the token is empty: give the server's token")
+    if len(token) > _MAX_TOKEN_CHARS:
+        raise ValueError(f"the token is {len(token)} characters long; a server's token "
+                         f"has at most {_MAX_TOKEN_CHARS}")
+    if token != token.strip():
+        raise ValueError("the token starts or ends with whitespace, which a server never "
+                         "matches: remove it")
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in token):
+        raise ValueError("the token holds a control character (a line break?): give the "
+                         "token alone, on one line")
+
+
+class _MaskingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A logger for one websockets connection that writes ``***`` for the token: at DEBUG
+    level websockets logs every request header, the ``Authorization`` one included.
+
+    Args:
+        name: the logger to write to.
+        secret: the text to mask.
+    """
+
+    def __init__(self, name: str, secret: str) -> None:
+        super().__init__(logging.getLogger(name), {})
+        self._secret = secret
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if self.isEnabledFor(level):
+            text = str(msg) % args if args else str(msg)
+            self.logger.log(level, text.replace(self._secret, "***"), **kwargs)
+
+
 def client_tls_context(url: str, ssl_cafile: str | None) -> ssl.SSLContext | None:
     """The TLS context to connect to ``url`` with: one that trusts ``ssl_cafile``, or None
     (plain ws://, or wss:// with the system's CAs, which websockets sets up itself).
@@ -634,10 +758,29 @@ def _with_format(url: str, encoding: str | None, compress: bool, step_db: float 
 
 
 def _describe(exc: BaseException) -> str:
-    """A one-line description of a connection error."""
+    """A one-line description of a connection error, with the ``error`` of a refusal's
+    JSON body (e.g. ``server rejected WebSocket connection: HTTP 401 (wrong token)``)."""
     if isinstance(exc, TimeoutError):
         return "timed out opening the connection"
-    return str(exc) or type(exc).__name__
+    text = str(exc) or type(exc).__name__
+    error = _refusal_error(exc)
+    return f"{text} ({error})" if error else text
+
+
+def _refusal_error(exc: BaseException) -> str | None:
+    """The ``error`` of a refused upgrade's JSON body (see docs/protocol.md), or None."""
+    if not isinstance(exc, InvalidStatus):
+        return None
+    try:
+        error = json.loads(exc.response.body or b"{}").get("error")
+    except (ValueError, AttributeError):  # not JSON, or not an object: not our server
+        return None
+    return error if isinstance(error, str) and error else None
+
+
+def _is_token_refusal(exc: BaseException) -> bool:
+    """Whether a failed connection attempt was the server refusing the token (HTTP 401)."""
+    return isinstance(exc, InvalidStatus) and exc.response.status_code == 401
 
 
 def _close_reason(ws: ClientConnection) -> str:

@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pmt
@@ -46,10 +46,56 @@ WORK_WAIT_S = 0.1
 STATUS_INTERVAL_S = 1.0
 #: Sweeps per second are measured over this many of the latest sweeps.
 RATE_WINDOW = 20
+#: Distinct messages about the child remembered so as to log each once; beyond this many
+#: the oldest is forgotten (and would be logged again).
+MESSAGE_MEMORY = 256
 
 _CHILD_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE)
 _NO_DEVICE_MARKERS = ("no hackrf boards found", "hackrf not found", "hackrf_error_not_found")
 _PROGRESS_MARKERS = ("total sweeps completed", "sweeps/second")
+
+
+class _Repeats:
+    """Which messages to log: each distinct one once until :meth:`forget`; repeats counted.
+
+    A child that keeps failing writes the same usage text and errors on every restart;
+    logged once, they stay readable. Thread-safe (the stderr reader and the supervisor
+    both log).
+
+    Args:
+        memory: distinct messages remembered; beyond that the oldest is forgotten.
+    """
+
+    def __init__(self, memory: int = MESSAGE_MEMORY) -> None:
+        self._seen: dict[str, None] = {}  # insertion-ordered: the oldest comes first
+        self._memory = memory
+        self._lock = threading.Lock()
+        self.total = 0  # repeats not logged since this was made
+        self._recent = 0  # repeats not logged since the last take_recent()
+
+    def first(self, key: str) -> bool:
+        """True the first time ``key`` comes (log it); False for a repeat (counted)."""
+        with self._lock:
+            if key in self._seen:
+                self.total += 1
+                self._recent += 1
+                return False
+            if len(self._seen) >= self._memory:
+                del self._seen[next(iter(self._seen))]
+            self._seen[key] = None
+            return True
+
+    def forget(self) -> None:
+        """Log every message once more from now on (a child delivered sweeps: a new
+        failure is news)."""
+        with self._lock:
+            self._seen.clear()
+
+    def take_recent(self) -> int:
+        """Repeats not logged since the previous call."""
+        with self._lock:
+            recent, self._recent = self._recent, 0
+        return recent
 
 
 class hackrf_sweep_source(gr.sync_block):
@@ -64,11 +110,15 @@ class hackrf_sweep_source(gr.sync_block):
     The message port ``status`` sends a PMT dict on every event (child started, exited,
     restarted, failed) and at most once a second while sweeps flow: ``source``, ``args``,
     ``freq_min_hz``, ``freq_max_hz``, ``bin_width_hz``, ``sweeps``, ``sweeps_incomplete``,
-    ``sweeps_dropped``, ``sweep_rate_hz``, ``restarts``, ``state`` and ``last_error``.
+    ``sweeps_dropped``, ``sweep_rate_hz``, ``restarts``, ``state``, ``last_error`` and
+    ``messages_repeated``.
 
     The child starts in ``start()`` and ends in ``stop()`` (SIGTERM, SIGKILL after 2 s).
     If it writes nothing for ``watchdog_timeout`` seconds, or exits, it is restarted after a
     pause that doubles from 0.5 s up to ``restart_backoff_max`` (reset by the next sweep).
+    What the child writes on stderr, and what the block says about it, is logged once per
+    streak of failed restarts: repeats are counted in ``messages_repeated`` and in the
+    restart line, and logged again only after a child has delivered sweeps.
 
     Args:
         freq_min: lowest frequency of the output in Hz (hackrf_sweep ``-f`` takes whole
@@ -138,13 +188,14 @@ class hackrf_sweep_source(gr.sync_block):
         self.output_format = output_format
         self.watchdog_timeout_s = float(watchdog_timeout)
         self.restart_backoff_max_s = float(restart_backoff_max)
+        self.device_args = str(device_args)
         self.args = [
             "-f", f"{math.floor(freq_min / 1e6)}:{math.ceil(freq_max / 1e6)}",
             "-w", str(round(bin_width)),
             "-l", str(round(lna_gain)),
             "-g", str(round(vga_gain)),
             "-a", "1" if amp else "0",
-            *(["-d", str(device_args)] if device_args else []),
+            *(["-d", self.device_args] if self.device_args else []),
             *(["-B"] if output_format == "binary" else []),
         ]
         self.command = [program, *self.args]
@@ -155,6 +206,7 @@ class hackrf_sweep_source(gr.sync_block):
         self.sweeps_dropped = 0
         self.restarts = 0
         self.last_error = ""
+        self._repeats = _Repeats()
         self.state = "stopped"
         self.child_pid: int | None = None
         self._sweep_times: deque[float] = deque(maxlen=RATE_WINDOW)
@@ -216,10 +268,14 @@ class hackrf_sweep_source(gr.sync_block):
                 break
             if self.sweeps > sweeps_before:
                 backoff_s = RESTART_BACKOFF_MIN_S
+                self._repeats.forget()
             self.restarts += 1
             self.state = "restarting"
+            repeated = self._repeats.take_recent()
             self.logger.warn(f"restarting hackrf_sweep in {backoff_s:g} s "
-                             f"(restart {self.restarts})")
+                             f"(restart {self.restarts}"
+                             + (f"; {repeated} repeated message(s) not logged again)"
+                                if repeated else ")"))
             self._publish_status()
             if self._stopping.wait(backoff_s):
                 break
@@ -238,7 +294,9 @@ class hackrf_sweep_source(gr.sync_block):
             self._child = child
             self.child_pid = child.pid
         self.state = "running"
-        self.logger.info(f"started {' '.join(self.command)} (pid {child.pid})")
+        command = " ".join(self.command)
+        self._log_once(self.logger.info, f"started {command} (pid {child.pid})",
+                       key=f"started {command}")
         self._publish_status()
         stderr_reader = threading.Thread(target=self._log_stderr, args=(child,),
                                          name="hackrf_sweep stderr", daemon=True)
@@ -258,7 +316,8 @@ class hackrf_sweep_source(gr.sync_block):
             if not self.last_error:
                 self._error(f"hackrf_sweep exited with status {child.returncode}")
             else:
-                self.logger.warn(f"hackrf_sweep exited with status {child.returncode}")
+                self._log_once(self.logger.warn,
+                               f"hackrf_sweep exited with status {child.returncode}")
         self._publish_status()
 
     def _read_stdout(self, child: subprocess.Popen[bytes]) -> None:
@@ -321,14 +380,14 @@ class hackrf_sweep_source(gr.sync_block):
             lower = line.lower()
             if any(marker in lower for marker in _NO_DEVICE_MARKERS):
                 self._error(f"no HackRF found ({line}): attach one, check `hackrf_info`"
-                            + (f", or check the serial number {self.args[-1]!r}"
-                               if "-d" in self.args else ""))
+                            + (f", or check the serial number {self.device_args!r}"
+                               if self.device_args else ""))
             elif any(marker in lower for marker in _PROGRESS_MARKERS):
                 self.logger.debug(f"hackrf_sweep: {line}")
             elif "failed" in lower or "error" in lower:
                 self._error(f"hackrf_sweep: {line}")
             elif not line.startswith("[-") and not line.startswith("-r "):  # usage text
-                self.logger.info(f"hackrf_sweep: {line}")
+                self._log_once(self.logger.info, f"hackrf_sweep: {line}")
 
     def _kill_child(self) -> None:
         with self._child_lock:
@@ -339,10 +398,18 @@ class hackrf_sweep_source(gr.sync_block):
             child.wait()
 
     def _error(self, message: str) -> None:
+        """Report an error in the status (every time) and the log (once, see _Repeats)."""
         self.last_error = message
         self.state = "error"
-        self.logger.error(message)
+        self._log_once(self.logger.error, message)
         self._publish_status()
+
+    def _log_once(self, log: Callable[[str], None], message: str, key: str = "") -> None:
+        """``log(message)`` unless ``key`` (default: the message) was logged already since
+        a child last delivered sweeps; a repeat is only counted (not even at debug level,
+        which Debian's GNU Radio shows by default)."""
+        if self._repeats.first(key or message):
+            log(message)
 
     # -- sweeps ----------------------------------------------------------------------------
 
@@ -413,6 +480,7 @@ class hackrf_sweep_source(gr.sync_block):
             "restarts": self.restarts,
             "state": self.state,
             "last_error": self.last_error,
+            "messages_repeated": self._repeats.total,
         }
 
     def _publish_status(self) -> None:

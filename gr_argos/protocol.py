@@ -454,11 +454,11 @@ def decode_frame(data: bytes | bytearray | memoryview) -> SpectrumFrame:
 
     Raises:
         ProtocolError: if the frame is truncated, has the wrong magic or version, uses an
-            encoding or flag this version does not know, has an invalid uint8 scale, its
-            compressed payload is not a raw deflate stream or inflates to anything but
-            ``bin_count`` bins (inflating stops there: no decompression bomb), or its
-            payload length does not match its bin count. A bad frame never yields a
-            wrong array.
+            encoding or flag this version does not know, has an invalid uint8 scale or no
+            bins, its compressed payload is not a raw deflate stream or inflates to
+            anything but ``bin_count`` bins (inflating stops there: no decompression
+            bomb), or its payload length does not match its bin count. A bad frame never
+            yields a wrong array.
     """
     view = memoryview(data).cast("B")
     if len(view) < HEADER_SIZE:
@@ -509,12 +509,13 @@ def decode_frame(data: bytes | bytearray | memoryview) -> SpectrumFrame:
             f"bad uint8 scale: offset {scale_offset_db} dB, step {scale_step_db} dB "
             "(both must be finite and the step > 0)"
         )
+    if bin_count == 0:
+        # Before the payload checks, which would blame the payload's length or deflate data.
+        raise ProtocolError("frame has no bins")
     name = f"{ENCODING_NAMES[encoding]} bins (encoding {encoding})"
     expected = bin_count * bytes_per_bin
     payload: bytes | memoryview = view[header_len:]
     if flags & FLAG_COMPRESSED:
-        if bin_count == 0:
-            raise ProtocolError("frame has no bins")
         payload = _inflate(payload, expected, f"{bin_count} {name}")
     if len(payload) != expected:
         kind = "decompressed payload" if flags & FLAG_COMPRESSED else "payload"
@@ -522,8 +523,6 @@ def decode_frame(data: bytes | bytearray | memoryview) -> SpectrumFrame:
             f"{kind} is {len(payload)} bytes but {bin_count} {name} need {expected}"
             + (" (frame truncated)" if len(payload) < expected and kind == "payload" else "")
         )
-    if bin_count == 0:
-        raise ProtocolError("frame has no bins")
     return SpectrumFrame(
         power_db=_dequantize(payload, encoding, scale_offset_db, scale_step_db),
         center_freq_hz=center_freq_hz,

@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -223,7 +224,7 @@ async def scripted_server(*messages: bytes | str, hang_up: bool = False) -> Asyn
         yield f"ws://127.0.0.1:{port}/"
 
 
-def client_for(url: str, **options: float) -> ArgosClient:
+def client_for(url: str, **options: Any) -> ArgosClient:
     settings = dict(backoff_base=0.05, backoff_cap=0.2, heartbeat_interval=0.0)
     settings.update(options)
     return ArgosClient(url, rng=random.Random(0), **settings)
@@ -342,8 +343,9 @@ def test_bad_url_is_refused_at_once(url: str) -> None:
 
 # -- ArgosClient against the real SpectrumServer ------------------------------------------
 
-def start_server(port: int = 0) -> SpectrumServer:
-    server = SpectrumServer(ServerConfig(host="127.0.0.1", port=port, queue_depth=8))
+def start_server(port: int = 0, **settings: Any) -> SpectrumServer:
+    server = SpectrumServer(ServerConfig(host="127.0.0.1", port=port, queue_depth=8,
+                                         **settings))
     server.add_stream(StreamInfo(stream_id=0, name="spectrum", bins=BINS, center_freq_hz=100e6,
                                  span_hz=8e6, fps=30.0))
     server.start()
@@ -520,3 +522,141 @@ def test_a_bad_step_db_is_refused_before_connecting(encoding: str | None, step_d
     """ArgosClient(step_db=...) names the accepted range, and wants encoding "uint8"."""
     with pytest.raises(ValueError, match=match):
         ArgosClient("ws://127.0.0.1:1/", encoding=encoding, step_db=step_db)
+
+
+# -- ArgosClient and a server with a token ------------------------------------------------
+
+TOKEN = "correct-horse-battery-staple-7f3a"
+WRONG_TOKEN = "wrong-token-0b9e"
+
+
+@pytest.fixture
+async def token_server() -> AsyncIterator[SpectrumServer]:
+    """A running SpectrumServer with a token (and a short handshake timeout)."""
+    started = await asyncio.to_thread(start_server, token=TOKEN, handshake_timeout=0.5)
+    try:
+        yield started
+    finally:
+        await asyncio.to_thread(started.stop)
+
+
+def logged_text(caplog: pytest.LogCaptureFixture) -> str:
+    return "\n".join(record.getMessage() for record in caplog.records)
+
+
+async def test_the_token_goes_in_the_authorization_header(
+        token_server: SpectrumServer, caplog: pytest.LogCaptureFixture) -> None:
+    """With token= the client is admitted on its upgrade request (no auth message) and
+    frames flow; the token is in no URL and, even at DEBUG level, in no log line."""
+    caplog.set_level(logging.DEBUG)
+    seen: list[Event] = []
+    async with client_for(token_server.url, token=TOKEN) as client:
+        events = aiter(client)
+        await collect_until(events, seen, is_message("hello"))
+        token_server.publish_frame(0, spectrum(1))
+        await collect_until(events, seen, is_frame(1))
+    assert TOKEN not in client.url
+    logged = logged_text(caplog)
+    assert "event=auth_ok" in logged and "method=header" in logged
+    assert "Authorization: Bearer ***" in logged  # websockets' own request line, masked
+    assert TOKEN not in logged
+    assert not client.auth_failed and states(seen) == ["connecting", "open"]
+
+
+async def test_a_wrong_token_ends_the_client_with_the_reason(
+        token_server: SpectrumServer, caplog: pytest.LogCaptureFixture) -> None:
+    """An HTTP 401 is final: one attempt, then a closed state whose error says the token
+    was refused, an error logged, auth_failed set; neither token is logged."""
+    caplog.set_level(logging.DEBUG)
+    async with client_for(token_server.url, token=WRONG_TOKEN) as client:
+        async with asyncio.timeout(WAIT_S):
+            seen = await collect_all(client)
+    assert states(seen) == ["connecting", "closed"]
+    closed = seen[-1]
+    assert isinstance(closed, StateEvent) and closed.error is not None
+    assert "authentication failed" in closed.error and "HTTP 401: wrong token" in closed.error
+    assert client.auth_failed and client.last_error == closed.error
+    assert client.stats.failed_attempts == 1
+    assert dict(token_server.auth_failures) == {"header": 1}
+    assert any(record.levelno == logging.ERROR and record.name == "gr_argos.client"
+               for record in caplog.records)
+    logged = logged_text(caplog)
+    assert WRONG_TOKEN not in logged and TOKEN not in logged
+
+
+async def test_no_token_for_a_server_that_needs_one_ends_the_client(
+        token_server: SpectrumServer) -> None:
+    """Without a token the server's auth_failed error (after its handshake timeout) is
+    final too, and the closed state says a token is needed."""
+    async with client_for(token_server.url) as client:
+        async with asyncio.timeout(WAIT_S):
+            seen = await collect_all(client)
+    assert states(seen) == ["connecting", "open", "closed"]
+    assert any(isinstance(e, MessageEvent) and e.message.get("code") == "auth_failed"
+               for e in seen)
+    closed = seen[-1]
+    assert isinstance(closed, StateEvent) and closed.error is not None
+    assert "the server needs a token" in closed.error
+    assert client.auth_failed and client.stats.reconnects == 0
+
+
+async def test_retry_auth_failure_keeps_trying_until_closed(
+        token_server: SpectrumServer) -> None:
+    """With retry_auth_failure=True a refused token is retried like any refusal."""
+    async with client_for(token_server.url, token=WRONG_TOKEN,
+                          retry_auth_failure=True) as client:
+        reader = asyncio.create_task(collect_all(client))
+        async with asyncio.timeout(WAIT_S):
+            while client.stats.failed_attempts < 3:
+                await asyncio.sleep(0.01)
+            assert client.state == "connecting" and not client.auth_failed
+            assert client.last_error is not None and "HTTP 401" in client.last_error
+            await client.close()
+            seen = await reader
+    assert states(seen) == ["connecting", "closed"]
+    assert isinstance(seen[-1], StateEvent) and seen[-1].error is None
+
+
+@pytest.mark.parametrize("token", ["", " padded", "padded\n", "two\nlines", "x" * 4097])
+def test_a_token_no_server_could_hold_is_refused_without_showing_it(token: str) -> None:
+    """An empty, padded, multi-line or overlong token raises ValueError at once, and the
+    message does not repeat it."""
+    with pytest.raises(ValueError, match="token") as raised:
+        ArgosClient("ws://127.0.0.1:1/", token=token)
+    assert token.strip() == "" or token.strip() not in str(raised.value)
+
+
+async def test_auth_failed_despite_a_token_blames_what_dropped_the_header() -> None:
+    """An auth_failed error although the client sent a token header means the header never
+    reached the server (a proxy dropped it): the closed state says so."""
+    refusal = encode_message("error", {"code": "auth_failed",
+                                       "message": "no auth message within 10 s"})
+    async with scripted_server(refusal, hang_up=True) as url, \
+            client_for(url, token=TOKEN) as client:
+        async with asyncio.timeout(WAIT_S):
+            seen = await collect_all(client)
+    closed = seen[-1]
+    assert isinstance(closed, StateEvent) and closed.state == "closed"
+    assert closed.error is not None and "got no token" in closed.error
+    assert "drops the Authorization header" in closed.error and client.auth_failed
+
+
+async def test_other_refusals_are_retried_and_say_the_servers_reason() -> None:
+    """An HTTP 429 (too many connections from this address) is not final: the client keeps
+    trying, and last_error carries the server's reason from the refusal's body."""
+    server = await asyncio.to_thread(start_server, max_clients_per_ip=1)
+    try:
+        async with client_for(server.url) as first:
+            await collect_until(aiter(first), [], is_message("hello"))
+            async with client_for(server.url) as second:
+                reader = asyncio.create_task(collect_all(second))
+                async with asyncio.timeout(WAIT_S):
+                    while second.stats.failed_attempts < 1:
+                        await asyncio.sleep(0.01)
+                assert second.last_error is not None
+                assert "HTTP 429 (too many connections from your address" in second.last_error
+                assert not second.auth_failed and second.state == "connecting"
+                await second.close()
+                await reader
+    finally:
+        await asyncio.to_thread(server.stop)

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +61,10 @@ class Publisher:
         self._thread.join()
 
 
-@pytest.fixture
-def server() -> Iterator[SpectrumServer]:
-    """A SpectrumServer on a free port with one 16-bin stream, stopped after the test."""
-    started = SpectrumServer(ServerConfig(host="127.0.0.1", port=0, queue_depth=8))
+@contextmanager
+def serving(**settings: Any) -> Iterator[SpectrumServer]:
+    """A SpectrumServer on a free port with one 16-bin stream, stopped after the block."""
+    started = SpectrumServer(ServerConfig(host="127.0.0.1", port=0, queue_depth=8, **settings))
     started.add_stream(StreamInfo(stream_id=0, name="spectrum", bins=BINS,
                                   center_freq_hz=433.92e6, span_hz=2e6, fps=50.0))
     started.start()
@@ -74,19 +75,49 @@ def server() -> Iterator[SpectrumServer]:
 
 
 @pytest.fixture
+def server() -> Iterator[SpectrumServer]:
+    """A SpectrumServer on a free port with one 16-bin stream, stopped after the test."""
+    with serving() as started:
+        yield started
+
+
+@pytest.fixture
 def publisher(server: SpectrumServer) -> Iterator[Publisher]:
     """Frames flowing on ``server`` for the whole test."""
     with Publisher(server) as running:
         yield running
 
 
+TOKEN = "correct-horse-battery-staple-7f3a"
+WRONG_TOKEN = "wrong-token-0b9e"
+
+
+@pytest.fixture
+def token_server() -> Iterator[SpectrumServer]:
+    """Like ``server``, with a token (and a 1 s handshake timeout), frames flowing."""
+    with serving(token=TOKEN, handshake_timeout=1.0) as started, Publisher(started):
+        yield started
+
+
 def argos_client(*args: str) -> list[str]:
     return [sys.executable, "-m", "gr_argos.apps.client", *args]
 
 
-def run(command: list[str], repo_root: Path) -> subprocess.CompletedProcess[str]:
+def run(command: list[str], repo_root: Path,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` to its end; ``env`` is added to a copy of this environment without
+    ARGOS_TOKEN."""
+    environment = {k: v for k, v in os.environ.items() if k != "ARGOS_TOKEN"}
     return subprocess.run(command, capture_output=True, text=True, timeout=WAIT_S,
-                          cwd=repo_root)
+                          cwd=repo_root, env={**environment, **(env or {})})
+
+
+def token_file(directory: Path, token: str) -> Path:
+    """A chmod 600 file holding ``token`` and a newline, as ``echo TOKEN > file`` makes."""
+    path = directory / "token"
+    path.write_text(token + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return path
 
 
 def test_json_count_prints_one_summary_per_published_frame(
@@ -279,3 +310,75 @@ def test_an_unknown_encoding_is_a_usage_error(repo_root: Path) -> None:
     result = run(argos_client("ws://127.0.0.1:1/", "--encoding", "float16"), repo_root)
 
     assert result.returncode == 2 and "uint8" in result.stderr
+
+
+# -- a server with a token ------------------------------------------------------------------
+
+@pytest.mark.parametrize("given_by", ["--token-file", "ARGOS_TOKEN"])
+def test_the_token_from_a_file_or_the_environment_gets_frames(
+        given_by: str, token_server: SpectrumServer, repo_root: Path, tmp_path: Path) -> None:
+    """--token-file FILE or ARGOS_TOKEN admits the client: frames arrive, exit 0, and the
+    token appears in no output."""
+    if given_by == "--token-file":
+        result = run(argos_client(token_server.url, "--json", "--count", "2", "--token-file",
+                                  str(token_file(tmp_path, TOKEN))), repo_root)
+    else:
+        result = run(argos_client(token_server.url, "--json", "--count", "2"), repo_root,
+                     env={"ARGOS_TOKEN": TOKEN})
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 2
+    assert TOKEN not in result.stdout + result.stderr
+    assert dict(token_server.auth_failures) == {}
+
+
+def test_a_wrong_token_exits_3_at_once_saying_so(
+        token_server: SpectrumServer, repo_root: Path, tmp_path: Path) -> None:
+    """A refused token ends the run with status 3 (no reconnect loop, no --duration
+    needed), saying the token from --token-file was refused, without showing it."""
+    path = token_file(tmp_path, WRONG_TOKEN)
+    result = run(argos_client(token_server.url, "--token-file", str(path)), repo_root)
+    assert result.returncode == 3, result.stderr
+    assert "authentication failed" in result.stderr and "HTTP 401" in result.stderr
+    assert f"did not accept the token from --token-file {path}" in result.stderr
+    assert WRONG_TOKEN not in result.stdout + result.stderr and "Traceback" not in result.stderr
+    assert dict(token_server.auth_failures) == {"header": 1}
+
+
+def test_no_token_for_a_server_that_needs_one_exits_3(
+        token_server: SpectrumServer, repo_root: Path) -> None:
+    """Without a token, the server's auth_failed ends the run with status 3 and a hint
+    naming --token-file and ARGOS_TOKEN."""
+    result = run(argos_client(token_server.url, "--json"), repo_root)
+    assert result.returncode == 3, result.stderr
+    assert result.stdout == ""
+    assert "needs a token" in result.stderr
+    assert "--token-file" in result.stderr and "ARGOS_TOKEN" in result.stderr
+
+
+def test_retry_auth_failure_keeps_trying_until_duration(
+        token_server: SpectrumServer, repo_root: Path) -> None:
+    """--retry-auth-failure retries a refused token; --duration then ends the run as one
+    without frames (status 1), with the refusal as the last error."""
+    result = run(argos_client(token_server.url, "--retry-auth-failure", "--duration", "1.5",
+                              "--backoff-base", "0.1", "--backoff-cap", "0.2"), repo_root,
+                 env={"ARGOS_TOKEN": WRONG_TOKEN})
+    assert result.returncode == 1, result.stderr
+    assert "no frames received" in result.stderr and "HTTP 401" in result.stderr
+    assert token_server.auth_failures["header"] >= 2
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (None, "cannot read the token file"), ("", "empty"), ("  \n", "empty"),
+    ("secret-part-1\nsecret-part-2", "control character")])
+def test_a_bad_token_file_is_a_usage_error(content: str | None, expected: str,
+                                           repo_root: Path, tmp_path: Path) -> None:
+    """A missing, empty or multi-line token file exits 2 naming the file and the problem,
+    before connecting."""
+    path = tmp_path / "token"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    result = run(argos_client("ws://127.0.0.1:1/", "--token-file", str(path)), repo_root)
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("argos-client: error:") and expected in line and str(path) in line
+    assert "secret-part" not in line

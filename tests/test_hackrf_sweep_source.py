@@ -257,6 +257,45 @@ def test_no_hackrf_is_reported_and_retried(monkeypatch: pytest.MonkeyPatch) -> N
     assert len(run.vectors()) == 0
 
 
+@pytest.mark.parametrize("output_format", ["binary", "text"])
+def test_no_hackrf_with_a_serial_names_that_serial(monkeypatch: pytest.MonkeyPatch,
+                                                   output_format: str) -> None:
+    """With device_args (-d SERIAL) the no-device error names the serial number itself,
+    whatever flag ends the command line (-B in binary mode)."""
+    monkeypatch.setenv("ARGOS_FAKE_SWEEP_FAIL", "no-device")
+    with capturing(device_args="0000abcd", output_format=output_format) as run:
+        wait_for(lambda: any("no HackRF found" in status["last_error"]
+                             for status in run.statuses()), "the no-device error")
+
+    errors = [status["last_error"] for status in run.statuses()
+              if "no HackRF found" in status["last_error"]]
+    assert all("check the serial number '0000abcd'" in error for error in errors), errors
+    assert not any("'-B'" in error for error in errors), errors
+
+
+def test_a_failing_childs_messages_are_logged_once(monkeypatch: pytest.MonkeyPatch,
+                                                   capfd: pytest.CaptureFixture[str]) -> None:
+    """A child that fails on every restart has its usage text, errors and exit logged
+    once; later restarts log one line each that counts the repeats, and the status counts
+    them in messages_repeated."""
+    monkeypatch.setenv("ARGOS_FAKE_SWEEP_FAIL", "no-device")
+    with capturing(restart_backoff_max=0.5) as run:
+        wait_for(lambda: any(status["restarts"] >= 3 for status in run.statuses()),
+                 "three restarts")
+    logged = [line for line in capfd.readouterr().out.splitlines()
+              if line.startswith("hackrf_sweep_source")]
+
+    restart_lines = [line for line in logged if "restarting hackrf_sweep" in line]
+    others = [line for line in logged if line not in restart_lines]
+    log = "\n".join(logged)
+    assert len(restart_lines) >= 3, log
+    assert sum("hackrf_sweep: Usage:" in line for line in others) == 1, log
+    assert len(others) == len(set(others)), log
+    assert all("repeated message(s) not logged again" in line
+               for line in restart_lines[1:]), restart_lines
+    assert run.statuses()[-1]["messages_repeated"] > 0
+
+
 def test_missing_executable_fails_at_construction() -> None:
     """A hackrf_sweep that is not installed fails when the block is made, saying what to
     install."""

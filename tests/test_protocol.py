@@ -298,6 +298,22 @@ def test_invalid_vector_is_rejected_with_a_message_naming_the_problem(
     assert entry["error_keyword"] in str(raised.value).lower()
 
 
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "deflated"])
+def test_zero_bins_is_named_whatever_the_payload(compressed: bool) -> None:
+    """A frame whose bin_count is 0 is refused as having no bins, with or without payload
+    bytes after the header and compressed or not: the count is checked before the payload."""
+    frame = encode_frame([-10.0] * 64, **FIELDS)
+    if compressed:
+        frame = compress_frame(frame)
+        assert header_field(frame, 8, "H") == FLAG_COMPRESSED
+    zero_bins = bytearray(frame)
+    struct.pack_into("<I", zero_bins, 28, 0)
+
+    for data in (bytes(zero_bins), bytes(zero_bins[:HEADER_SIZE])):
+        with pytest.raises(ProtocolError, match="no bins"):
+            decode_frame(data)
+
+
 def test_client_example_in_the_docs_reads_the_vectors() -> None:
     """The struct-only decoder in docs/protocol.md agrees with the manifest on every vector."""
     docs = (REPO_ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")

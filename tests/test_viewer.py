@@ -350,3 +350,20 @@ def test_compress_once_frames_are_inflated_and_drawn(served: Served,
     brightest_x = int(np.argmax(columns["brightness"])) + 0.5
     assert abs(brightest_x - expected_x) <= 3, (brightest_x, expected_x)
     assert viewer.errors == []
+
+
+def test_docs_list_every_url_parameter_the_viewer_reads() -> None:
+    """docs/viewer.md's URL table names exactly the query parameters viewer.js reads:
+    those it asks ``params`` for and the ArgosClient options it passes through."""
+    script = (REPO_ROOT / "gr_argos" / "web" / "viewer.js").read_text(encoding="utf-8")
+    read = set(re.findall(r'params\.(?:get|has)\("([^"]+)"\)', script))
+    passed = re.search(r"const CLIENT_OPTIONS = \[(.*?)\];", script, re.DOTALL)
+    assert passed is not None, "viewer.js no longer lists CLIENT_OPTIONS"
+    read |= set(re.findall(r'"(\w+)"', passed.group(1)))
+
+    docs = (REPO_ROOT / "docs" / "viewer.md").read_text(encoding="utf-8")
+    table = docs.split("## URL parameters", 1)[1].split("\n## ", 1)[0]
+    documented = {name for row in table.splitlines() if row.startswith("| `")
+                  for name in re.findall(r"`([^`]+)`", row.split("|")[1])}
+
+    assert documented == read

@@ -4,15 +4,21 @@
     argos-client ws://127.0.0.1:8765/ --json --count 5     # five JSON frame summaries
     argos-client ws://127.0.0.1:8765/ --encoding uint8 --compress   # about 1/10 of the bytes
     argos-client ws://127.0.0.1:8765/ --encoding uint8 --compress --step-db 1   # fewer still
+    argos-client wss://pi:8765/ --token-file ~/.config/argos/token --ssl-cafile ca.pem
 
 The status line shows the connection state, frames per second, bins, centre frequency,
 frames lost so far and the age of the newest frame. On a terminal it refreshes in place;
 otherwise one line is printed per second. With ``--json`` every frame becomes one JSON
 object on stdout and the status line goes to stderr, only when that is a terminal.
 
+A server with a ``token`` gets it from ``--token-file`` or the ``ARGOS_TOKEN`` environment
+variable (never from a flag holding the secret itself, which ``ps`` would show to every
+user). The token is sent in an ``Authorization: Bearer`` header and never printed.
+
 Exit status: 0 when frames were received (``--count`` reached, ``--duration`` over, or
 stdout closed by a reader such as ``head``), 1 when ``--duration`` passed without a
-single frame, 2 for a bad URL or option, 130 after Ctrl-C (SIGINT) and 143 after SIGTERM.
+single frame, 2 for a bad URL, option or token file, 3 when the server refused the token
+(or needs one), 130 after Ctrl-C (SIGINT) and 143 after SIGTERM.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ import os
 import signal
 import sys
 import time
-from typing import Any, TextIO
+from pathlib import Path
+from typing import Any, Mapping, TextIO
 
 import numpy as np
 
@@ -36,6 +43,7 @@ from gr_argos.client import (
     ArgosClient,
     FrameEvent,
     StateEvent,
+    check_token,
     check_url,
 )
 from gr_argos.protocol import ENCODING_CODES
@@ -45,6 +53,9 @@ __all__ = ["argument_parser", "frame_summary", "format_status", "main"]
 EXIT_OK = 0
 EXIT_NO_FRAMES = 1
 EXIT_USAGE = 2
+EXIT_AUTH_FAILED = 3
+#: The environment variable that may hold the server's token.
+TOKEN_ENV = "ARGOS_TOKEN"
 _EXIT_ON_SIGNAL = {signal.SIGINT: 128 + signal.SIGINT, signal.SIGTERM: 128 + signal.SIGTERM}
 
 ENCODINGS = list(ENCODING_CODES)
@@ -74,8 +85,9 @@ def argument_parser() -> argparse.ArgumentParser:
         description="Receive live spectrum frames from a gr-argos server and show how the "
                     "stream is doing: state, frames/s, bins, centre frequency, frames lost "
                     "and the age of the newest frame. Reconnects until stopped.",
-        epilog="Exit status: 0 frames received, 1 none within --duration, 2 bad URL or "
-               "option, 130 Ctrl-C, 143 SIGTERM.",
+        epilog=f"A server's token comes from --token-file or ${TOKEN_ENV}. Exit status: 0 "
+               "frames received, 1 none within --duration, 2 bad URL, option or token file, "
+               "3 token refused, 130 Ctrl-C, 143 SIGTERM.",
     )
     parser.add_argument("url", metavar="URL", help="server URL, e.g. ws://127.0.0.1:8765/")
     stop = parser.add_argument_group("when to stop (default: run until Ctrl-C)")
@@ -103,6 +115,16 @@ def argument_parser() -> argparse.ArgumentParser:
     tls.add_argument("--ssl-cafile", "--cafile", dest="ssl_cafile", metavar="FILE.pem",
                      help="trust the CA certificate(s) in this PEM file (or a self-signed "
                           "server certificate) instead of the system's CAs")
+    auth = parser.add_argument_group(
+        "authentication (servers with a token)",
+        f"The token comes from --token-file, else from the {TOKEN_ENV} environment variable; "
+        "it is sent as an Authorization: Bearer header and never printed.")
+    auth.add_argument("--token-file", metavar="FILE",
+                      help="read the server's token from FILE, which holds it alone (a "
+                           "final newline is fine); keep the file chmod 600")
+    auth.add_argument("--retry-auth-failure", action="store_true",
+                      help="keep retrying when the server refuses the token (e.g. while its "
+                           "token is being changed); default: exit with status 3")
     connection = parser.add_argument_group("reconnecting")
     connection.add_argument("--backoff-base", type=_positive_float, default=0.5, metavar="S",
                             help="largest delay before the first retry, in s (default 0.5)")
@@ -235,7 +257,52 @@ async def _refresh(status_line: _StatusLine, watch: _Watch) -> None:
         await asyncio.sleep(status_line.refresh_s)
 
 
-async def _watch(client: ArgosClient, args: argparse.Namespace) -> int:
+def _read_token(token_file: str | None,
+                environ: Mapping[str, str] = os.environ) -> tuple[str | None, str]:
+    """The token to present and where it came from: ``token_file``'s text without the
+    surrounding whitespace, else the ``ARGOS_TOKEN`` variable (if not empty), else none.
+
+    Args:
+        token_file: path of a file that holds the token, or None.
+        environ: the environment to read ``ARGOS_TOKEN`` from.
+
+    Returns:
+        ``(token, source)``: source is ``"--token-file FILE"`` or ``"ARGOS_TOKEN"``;
+        ``(None, "")`` when neither gives a token.
+
+    Raises:
+        ValueError: the file cannot be read or holds no usable token (the message never
+            contains the token).
+    """
+    if token_file is not None:
+        source = f"--token-file {token_file}"
+        try:
+            token = Path(token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read the token file {token_file}: "
+                             f"{exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"the token file {token_file} is not UTF-8 text") from exc
+    elif environ.get(TOKEN_ENV):
+        source, token = TOKEN_ENV, environ[TOKEN_ENV].strip()
+    else:
+        return None, ""
+    try:
+        check_token(token)
+    except ValueError as exc:
+        raise ValueError(f"{source}: {exc}") from exc
+    return token, source
+
+
+def _auth_hint(client: ArgosClient, token_source: str) -> str:
+    """What to do after the server refused the token: where this one came from."""
+    if token_source:
+        return f"the server at {client.url} did not accept the token from {token_source}"
+    return (f"the server at {client.url} needs a token: put it in a file (chmod 600) and "
+            f"pass --token-file FILE, or set {TOKEN_ENV}")
+
+
+async def _watch(client: ArgosClient, args: argparse.Namespace, token_source: str = "") -> int:
     """Receive until --count, --duration, a signal or a closed stdout; return the exit code."""
     loop = asyncio.get_running_loop()
     stopped_by: list[int] = []
@@ -290,6 +357,9 @@ async def _watch(client: ArgosClient, args: argparse.Namespace) -> int:
           file=sys.stderr)
     if stopped_by:
         return _EXIT_ON_SIGNAL[signal.Signals(stopped_by[0])]
+    if client.auth_failed:
+        print(f"argos-client: {_auth_hint(client, token_source)}", file=sys.stderr)
+        return EXIT_AUTH_FAILED
     if stats.frames == 0:
         reason = f" (last error: {client.last_error})" if client.last_error else ""
         print(f"argos-client: no frames received from {client.url}{reason}", file=sys.stderr)
@@ -309,14 +379,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--backoff-cap ({args.backoff_cap} s) must be at least "
                      f"--backoff-base ({args.backoff_base} s)")
     try:
+        token, token_source = _read_token(args.token_file)
         client = ArgosClient(args.url, backoff_base=args.backoff_base,
                              backoff_cap=args.backoff_cap, encoding=args.encoding,
                              compress=args.compress, ssl_cafile=args.ssl_cafile,
-                             step_db=args.step_db)
+                             step_db=args.step_db, token=token,
+                             retry_auth_failure=args.retry_auth_failure)
     except ValueError as exc:
         parser.exit(EXIT_USAGE, f"argos-client: error: {exc}\n")
     try:
-        return asyncio.run(_watch(client, args))
+        return asyncio.run(_watch(client, args, token_source))
     except KeyboardInterrupt:  # SIGINT before the handler was installed
         return _EXIT_ON_SIGNAL[signal.SIGINT]
 

@@ -8,6 +8,7 @@ health check over https://; a plain ws:// client and one that does not trust it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -17,13 +18,14 @@ import subprocess
 import sys
 import threading
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake
 
-from gr_argos.client import ArgosClient, FrameEvent
+from gr_argos.client import ArgosClient, FrameEvent, StateEvent
 from gr_argos.server import ServerConfig, ServerError, SpectrumServer, http_url
 
 from helpers import running
@@ -68,6 +70,27 @@ async def publish_until_stopped(server: SpectrumServer, stop: asyncio.Event) -> 
         server.publish_frame(0, spectrum_frame(sequence))
         sequence += 1
         await asyncio.sleep(0.01)
+
+
+@contextlib.contextmanager
+def publishing_from_a_thread(server: SpectrumServer) -> Iterator[None]:
+    """Frames published every 10 ms from a thread, for code that runs its own event loop
+    (argos-client's main())."""
+    stop = threading.Event()
+
+    def publish() -> None:
+        sequence = 0
+        while not stop.wait(0.01):
+            server.publish_frame(0, spectrum_frame(sequence))
+            sequence += 1
+
+    publisher = threading.Thread(target=publish, daemon=True)
+    publisher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        publisher.join()
 
 
 def test_url_says_wss_and_health_https(tls_server: SpectrumServer) -> None:
@@ -182,23 +205,64 @@ def test_argos_client_cli_with_ssl_cafile(tls_server: SpectrumServer,
 
     assert argument_parser().parse_args(["--cafile", "ca.pem", "wss://h:1/"]).ssl_cafile \
         == "ca.pem"
-    stop = threading.Event()
-
-    def publish() -> None:
-        sequence = 0
-        while not stop.wait(0.01):
-            tls_server.publish_frame(0, spectrum_frame(sequence))
-            sequence += 1
-
-    publisher = threading.Thread(target=publish, daemon=True)
-    publisher.start()
-    try:
+    with publishing_from_a_thread(tls_server):
         status = main(["--ssl-cafile", str(certificate[0]), "--count", "2", "--duration",
                        str(WAIT_S), tls_server.url])
+    assert status == 0
+
+
+TOKEN = "correct-horse-battery-staple-7f3a"
+
+
+@pytest.fixture
+def tls_token_server(start_server: StartServer,
+                     certificate: tuple[Path, Path]) -> SpectrumServer:
+    cert, key = certificate
+    return start_server(tls_cert=str(cert), tls_key=str(key), token=TOKEN)
+
+
+async def test_argos_client_with_a_token_over_wss(tls_token_server: SpectrumServer,
+                                                  certificate: tuple[Path, Path]) -> None:
+    """Over wss:// the right token gets frames; a wrong one ends the client at once with
+    the refusal (the Authorization header travels inside TLS like any other)."""
+    stop = asyncio.Event()
+    publisher = asyncio.ensure_future(publish_until_stopped(tls_token_server, stop))
+    try:
+        async with asyncio.timeout(WAIT_S):
+            async with ArgosClient(tls_token_server.url, ssl_cafile=str(certificate[0]),
+                                   token=TOKEN, heartbeat_interval=0) as client:
+                async for event in client:
+                    if isinstance(event, FrameEvent):
+                        break
+            assert client.stats.frames >= 1 and not client.auth_failed
+            async with ArgosClient(tls_token_server.url, ssl_cafile=str(certificate[0]),
+                                   token="not-" + TOKEN, heartbeat_interval=0) as refused:
+                states = [event.state async for event in refused
+                          if isinstance(event, StateEvent)]
+        assert states == ["connecting", "closed"] and refused.auth_failed
+        assert refused.last_error is not None and "HTTP 401" in refused.last_error
     finally:
         stop.set()
-        publisher.join()
-    assert status == 0
+        await publisher
+
+
+@pytest.mark.parametrize(("token", "status"), [(TOKEN, 0), ("not-" + TOKEN, 3)])
+def test_argos_client_cli_with_a_token_file_over_wss(
+        token: str, status: int, tls_token_server: SpectrumServer,
+        certificate: tuple[Path, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """argos-client --ssl-cafile --token-file over wss:// exits 0 with the right token and
+    3 with a wrong one, and prints neither."""
+    from gr_argos.apps.client import main
+
+    token_path = tmp_path / "token"
+    token_path.write_text(token + "\n", encoding="utf-8")
+    with publishing_from_a_thread(tls_token_server):
+        result = main(["--ssl-cafile", str(certificate[0]), "--token-file", str(token_path),
+                       "--count", "2", "--duration", str(WAIT_S), tls_token_server.url])
+    assert result == status
+    output = capsys.readouterr()
+    assert token not in output.out + output.err
 
 
 def test_apps_share_the_tls_settings() -> None:
