@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 __all__ = [
     "DEFAULT_PORT",
@@ -157,7 +157,7 @@ class GpsdReportParser:
         return report
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return (isinstance(value, (int, float)) and not isinstance(value, bool)
             and math.isfinite(value))
 

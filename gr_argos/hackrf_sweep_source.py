@@ -19,6 +19,7 @@ from collections import deque
 from typing import Any, Callable
 
 import numpy as np
+import numpy.typing as npt
 import pmt
 from gnuradio import gr
 
@@ -431,7 +432,7 @@ class hackrf_sweep_source(gr.sync_block):
         if time.monotonic() - self._last_status_s >= STATUS_INTERVAL_S:
             self._publish_status()
 
-    def work(self, input_items: list[np.ndarray], output_items: list[np.ndarray]) -> int:
+    def work(self, input_items: list[npt.NDArray[Any]], output_items: list[npt.NDArray[Any]]) -> int:
         out = output_items[0]
         with self._ready:
             if not self._queue:

@@ -536,7 +536,7 @@ def decode_frame(data: bytes | bytearray | memoryview) -> SpectrumFrame:
     )
 
 
-def _inflate(payload: memoryview, expected: int, what: str) -> bytes:
+def _inflate(payload: bytes | memoryview, expected: int, what: str) -> bytes:
     """Inflate a raw deflate payload, refusing to produce more than ``expected`` bytes."""
     inflater = zlib.decompressobj(_RAW_DEFLATE_WBITS)
     try:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pmt
 from gnuradio import gr
 
@@ -155,7 +156,7 @@ class retune_sweep(gr.basic_block):
                 self.logger.warn(f"ignored malformed rx_freq tag {pmt.write_string(tag.value)}")
         return False
 
-    def _take(self, vector: np.ndarray, tags: list[Any]) -> bool:
+    def _take(self, vector: npt.NDArray[Any], tags: list[Any]) -> bool:
         """Use one input vector; True when it completed a sweep (then in ``_sweep``)."""
         if not self._tuned:
             if self._tag_says_tuned(tags):
@@ -183,8 +184,8 @@ class retune_sweep(gr.basic_block):
         self._retune()
         return self._step == 0
 
-    def general_work(self, input_items: list[np.ndarray],
-                     output_items: list[np.ndarray]) -> int:
+    def general_work(self, input_items: list[npt.NDArray[Any]],
+                     output_items: list[npt.NDArray[Any]]) -> int:
         vectors, out = input_items[0], output_items[0]
         if not self._commanded:
             self._retune()

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import inspect
 import logging
 import math
@@ -232,15 +231,22 @@ def declared(*classes: type, defaults: Mapping[str, Any] | None = None,
                  for s in settings)
 
 
-@functools.cache
+_DECLARED: dict[type, tuple[Setting, ...]] = {}
+
+
 def _declared_by(cls: type) -> tuple[Setting, ...]:
-    hints = typing.get_type_hints(cls)
-    return tuple(
-        Setting(name=field.name, kind=hints[field.name], default=field.default,
-                help=declaration.help, choices=declaration.choices, check=declaration.check,
-                aliases=declaration.aliases, group=declaration.group)
-        for field in dataclasses.fields(cls)
-        if (declaration := field.metadata.get(_METADATA_KEY)) is not None)
+    """The settings ``cls`` declares (read once per class)."""
+    found = _DECLARED.get(cls)
+    if found is None:
+        hints = typing.get_type_hints(cls)
+        found = _DECLARED[cls] = tuple(
+            Setting(name=field.name, kind=hints[field.name], default=field.default,
+                    help=declaration.help, choices=declaration.choices,
+                    check=declaration.check, aliases=declaration.aliases,
+                    group=declaration.group)
+            for field in dataclasses.fields(cls)
+            if (declaration := field.metadata.get(_METADATA_KEY)) is not None)
+    return found
 
 
 def validate(instance: Any) -> None:

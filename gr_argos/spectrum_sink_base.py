@@ -13,6 +13,7 @@ import logging
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import pmt
 from gnuradio import gr
 
@@ -61,7 +62,7 @@ def split_arguments(owner: str, arguments: dict[str, Any],
     return stream, settings
 
 
-class SpectrumSinkBase(gr.sync_block):  # type: ignore[misc]
+class SpectrumSinkBase(gr.sync_block):
     """Streams float32 dB spectrum vectors of ``bins`` values, FFT-shifted.
 
     Subclasses open their destination in :meth:`_open` (when the block is made, so a port in
@@ -156,7 +157,7 @@ class SpectrumSinkBase(gr.sync_block):  # type: ignore[misc]
 
     # -- data --------------------------------------------------------------------------------
 
-    def work(self, input_items: list[np.ndarray], output_items: list[np.ndarray]) -> int:
+    def work(self, input_items: list[npt.NDArray[Any]], output_items: list[npt.NDArray[Any]]) -> int:
         vectors = input_items[0]
         count = len(vectors)
         stream = self.stream

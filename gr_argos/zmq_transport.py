@@ -122,7 +122,7 @@ class FramePublisher:
         self.messages_dropped = 0
         self._streams: dict[int, StreamInfo] = {}
         self._lock = threading.Lock()  # a ZeroMQ socket is not thread-safe
-        self._socket = zmq.Context.instance().socket(zmq.PUB)
+        self._socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUB)
         self._socket.setsockopt(zmq.SNDHWM, int(sndhwm))
         self._socket.setsockopt(zmq.XPUB_NODROP, 1)
         self._socket.setsockopt(zmq.LINGER, 0)
@@ -254,7 +254,7 @@ class FramePublisher:
                 self.messages_dropped += 1
 
 
-def _bind(socket: zmq.Socket, endpoint: str) -> None:
+def _bind(socket: zmq.Socket[bytes], endpoint: str) -> None:
     deadline = time.monotonic() + _REBIND_RETRY_S
     while True:
         try:
@@ -296,11 +296,11 @@ class FrameSubscriber:
             raise ValueError("give at least one publisher endpoint to connect to")
         # One socket per endpoint: a SUB socket does not say which peer sent a message, and
         # the gateway reports each publisher's silence on its own.
-        self._sockets: dict[zmq.Socket, str] = {}
+        self._sockets: dict[zmq.Socket[bytes], str] = {}
         self._poller = zmq.Poller()
-        self._ready: list[zmq.Socket] = []  # polled readable, not yet read: served in turn
+        self._ready: list[zmq.Socket[bytes]] = []  # polled readable, not yet read: served in turn
         for endpoint in endpoints:
-            socket = zmq.Context.instance().socket(zmq.SUB)
+            socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.SUB)
             socket.setsockopt(zmq.RCVHWM, int(rcvhwm))
             socket.setsockopt(zmq.LINGER, 0)
             socket.setsockopt(zmq.SUBSCRIBE, b"")

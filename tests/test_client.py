@@ -225,7 +225,7 @@ async def scripted_server(*messages: bytes | str, hang_up: bool = False) -> Asyn
 
 
 def client_for(url: str, **options: Any) -> ArgosClient:
-    settings = dict(backoff_base=0.05, backoff_cap=0.2, heartbeat_interval=0.0)
+    settings = dict(backoff_base_s=0.05, backoff_cap_s=0.2, heartbeat_interval_s=0.0)
     settings.update(options)
     return ArgosClient(url, rng=random.Random(0), **settings)
 
@@ -315,7 +315,7 @@ async def test_close_while_waiting_to_retry_ends_the_iteration() -> None:
     """With no server listening, close() during the backoff delay ends the iteration."""
     async with scripted_server() as url:
         pass  # the port is free again: every attempt is refused
-    client = client_for(url, backoff_base=60.0, backoff_cap=60.0)
+    client = client_for(url, backoff_base_s=60.0, backoff_cap_s=60.0)
     async with client:
         reader = asyncio.create_task(collect_all(client))
         async with asyncio.timeout(WAIT_S):
@@ -409,7 +409,7 @@ async def test_a_new_server_counting_from_zero_is_a_stream_restart(server: Spect
 async def test_heartbeat_ping_gets_a_pong_and_a_round_trip_time(server: SpectrumServer) -> None:
     """With a heartbeat interval the client pings, and the server's pong gives last_rtt_ms."""
     seen: list[Event] = []
-    async with client_for(server.url, heartbeat_interval=0.1) as client:
+    async with client_for(server.url, heartbeat_interval_s=0.1) as client:
         pong = await collect_until(aiter(client), seen, is_message("pong"))
     assert isinstance(pong, MessageEvent)
     assert pong.message["id"] == "heartbeat-1"
@@ -533,7 +533,7 @@ WRONG_TOKEN = "wrong-token-0b9e"
 @pytest.fixture
 async def token_server() -> AsyncIterator[SpectrumServer]:
     """A running SpectrumServer with a token (and a short handshake timeout)."""
-    started = await asyncio.to_thread(start_server, token=TOKEN, handshake_timeout=0.5)
+    started = await asyncio.to_thread(start_server, token=TOKEN, handshake_timeout_s=0.5)
     try:
         yield started
     finally:
@@ -577,7 +577,7 @@ async def test_a_wrong_token_ends_the_client_with_the_reason(
     assert "authentication failed" in closed.error and "HTTP 401: wrong token" in closed.error
     assert client.auth_failed and client.last_error == closed.error
     assert client.stats.failed_attempts == 1
-    assert dict(token_server.auth_failures) == {"header": 1}
+    assert dict(token_server.counters.auth_failures) == {"header": 1}
     assert any(record.levelno == logging.ERROR and record.name == "gr_argos.client"
                for record in caplog.records)
     logged = logged_text(caplog)

@@ -95,7 +95,7 @@ WRONG_TOKEN = "wrong-token-0b9e"
 @pytest.fixture
 def token_server() -> Iterator[SpectrumServer]:
     """Like ``server``, with a token (and a 1 s handshake timeout), frames flowing."""
-    with serving(token=TOKEN, handshake_timeout=1.0) as started, Publisher(started):
+    with serving(token=TOKEN, handshake_timeout_s=1.0) as started, Publisher(started):
         yield started
 
 
@@ -203,8 +203,8 @@ def test_no_server_gives_exit_1_after_duration(repo_root: Path) -> None:
     stopped.start()
     url = stopped.url
     stopped.stop()  # the port is free: every attempt is refused
-    result = run(argos_client(url, "--duration", "1", "--backoff-base", "0.1",
-                              "--backoff-cap", "0.2"), repo_root)
+    result = run(argos_client(url, "--duration", "1", "--backoff-base-s", "0.1",
+                              "--backoff-cap-s", "0.2"), repo_root)
     assert result.returncode == 1
     assert "no frames received from" in result.stderr
     assert "Traceback" not in result.stderr
@@ -328,7 +328,7 @@ def test_the_token_from_a_file_or_the_environment_gets_frames(
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 2
     assert TOKEN not in result.stdout + result.stderr
-    assert dict(token_server.auth_failures) == {}
+    assert dict(token_server.counters.auth_failures) == {}
 
 
 def test_a_wrong_token_exits_3_at_once_saying_so(
@@ -341,7 +341,7 @@ def test_a_wrong_token_exits_3_at_once_saying_so(
     assert "authentication failed" in result.stderr and "HTTP 401" in result.stderr
     assert f"did not accept the token from --token-file {path}" in result.stderr
     assert WRONG_TOKEN not in result.stdout + result.stderr and "Traceback" not in result.stderr
-    assert dict(token_server.auth_failures) == {"header": 1}
+    assert dict(token_server.counters.auth_failures) == {"header": 1}
 
 
 def test_no_token_for_a_server_that_needs_one_exits_3(
@@ -360,11 +360,11 @@ def test_retry_auth_failure_keeps_trying_until_duration(
     """--retry-auth-failure retries a refused token; --duration then ends the run as one
     without frames (status 1), with the refusal as the last error."""
     result = run(argos_client(token_server.url, "--retry-auth-failure", "--duration", "1.5",
-                              "--backoff-base", "0.1", "--backoff-cap", "0.2"), repo_root,
+                              "--backoff-base-s", "0.1", "--backoff-cap-s", "0.2"), repo_root,
                  env={"ARGOS_TOKEN": WRONG_TOKEN})
     assert result.returncode == 1, result.stderr
     assert "no frames received" in result.stderr and "HTTP 401" in result.stderr
-    assert token_server.auth_failures["header"] >= 2
+    assert token_server.counters.auth_failures["header"] >= 2
 
 
 @pytest.mark.parametrize(("content", "expected"), [

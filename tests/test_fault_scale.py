@@ -537,7 +537,7 @@ async def test_reconnect_storm_after_a_restart_is_spread_by_full_jitter(
     """500 ArgosClients cut off by a server restart all come back to the new server on the
     same port within the backoff cap plus slack, each once, and their arrivals (as the
     server logs them) are spread out: no half-second holds half of them."""
-    cap_s = inspect.signature(ArgosClient).parameters["backoff_cap"].default
+    cap_s = inspect.signature(ArgosClient).parameters["backoff_cap_s"].default
     first = await asyncio.to_thread(storm_server, 0)
     servers, port = [first], first.port
     clients = [ArgosClient(first.url) for _ in range(STORM)]

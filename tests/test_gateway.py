@@ -269,7 +269,7 @@ class _Listener:
     def __init__(self, url: str) -> None:
         from gr_argos.client import ArgosClient
 
-        self.client = ArgosClient(url, backoff_base=0.2, backoff_cap=1.0, heartbeat_interval=0)
+        self.client = ArgosClient(url, backoff_base_s=0.2, backoff_cap_s=1.0, heartbeat_interval_s=0)
         self.pids: list[int] = []  # one per connection, from its hello
         self.frames_per_connection: list[int] = []
         self.task = asyncio.ensure_future(self._listen())

@@ -125,7 +125,7 @@ class Recording:
 async def recording(url: str) -> AsyncIterator[Recording]:
     """An ArgosClient on ``url`` (fast backoff) whose events are recorded by a task; closed
     and awaited on the way out."""
-    client = ArgosClient(url, backoff_base=0.1, backoff_cap=0.5, rng=random.Random(0))
+    client = ArgosClient(url, backoff_base_s=0.1, backoff_cap_s=0.5, rng=random.Random(0))
     record = Recording(client)
     task = asyncio.create_task(record.run())
     try:

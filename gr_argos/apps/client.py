@@ -126,9 +126,9 @@ def argument_parser() -> argparse.ArgumentParser:
                       help="keep retrying when the server refuses the token (e.g. while its "
                            "token is being changed); default: exit with status 3")
     connection = parser.add_argument_group("reconnecting")
-    connection.add_argument("--backoff-base", type=_positive_float, default=0.5, metavar="S",
+    connection.add_argument("--backoff-base-s", "--backoff-base", type=_positive_float, default=0.5, metavar="S",
                             help="largest delay before the first retry, in s (default 0.5)")
-    connection.add_argument("--backoff-cap", type=_positive_float, default=10.0, metavar="S",
+    connection.add_argument("--backoff-cap-s", "--backoff-cap", type=_positive_float, default=10.0, metavar="S",
                             help="largest delay between retries, in s (default 10)")
     return parser
 
@@ -375,13 +375,13 @@ def main(argv: list[str] | None = None) -> int:
         check_url(args.url)
     except ValueError as exc:
         parser.exit(EXIT_USAGE, f"argos-client: error: {exc}\n")
-    if args.backoff_cap < args.backoff_base:
-        parser.error(f"--backoff-cap ({args.backoff_cap} s) must be at least "
-                     f"--backoff-base ({args.backoff_base} s)")
+    if args.backoff_cap_s < args.backoff_base_s:
+        parser.error(f"--backoff-cap-s ({args.backoff_cap_s} s) must be at least "
+                     f"--backoff-base-s ({args.backoff_base_s} s)")
     try:
         token, token_source = _read_token(args.token_file)
-        client = ArgosClient(args.url, backoff_base=args.backoff_base,
-                             backoff_cap=args.backoff_cap, encoding=args.encoding,
+        client = ArgosClient(args.url, backoff_base_s=args.backoff_base_s,
+                             backoff_cap_s=args.backoff_cap_s, encoding=args.encoding,
                              compress=args.compress, ssl_cafile=args.ssl_cafile,
                              step_db=args.step_db, token=token,
                              retry_auth_failure=args.retry_auth_failure)

@@ -194,8 +194,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # The flowgraph ends on its own only if a source ends; otherwise wait for a signal.
     finished = threading.Event()
-    waiter = threading.Thread(target=lambda: (flowgraph.wait(), finished.set()), daemon=True)
-    waiter.start()
+
+    def wait_for_the_flowgraph() -> None:
+        flowgraph.wait()
+        finished.set()
+
+    threading.Thread(target=wait_for_the_flowgraph, daemon=True).start()
     while not stop_requested.is_set() and not finished.is_set():
         stop_requested.wait(0.2)
     flowgraph.stop()

@@ -26,7 +26,7 @@ _STREAM_NAMES = {s.name for s in declared(StreamSettings)}
 _SERVER_NAMES = {s.name for s in declared(ServerConfig)}
 
 
-class SpectrumFlowgraph(gr.top_block):  # type: ignore[misc]
+class SpectrumFlowgraph(gr.top_block):
     """source -> GNU Radio log-power FFT at ``fps`` -> sink; or hackrf_sweep -> sink.
 
     Args:

@@ -443,7 +443,7 @@ def _permessage_deflate() -> ServerPerMessageDeflateFactory:
 
 def _asks_compress_once(path: str) -> bool:
     """Whether the connection URL asks for compress-once frames (``compress=1``/``true``)."""
-    values = parse_qs(urlsplit(path).query).get("compress")
+    values = parse_qs(urlsplit(path).query).get("compress", [])
     return bool(values) and values[-1].lower() in ("1", "true")
 
 

@@ -22,7 +22,7 @@ import struct
 import time
 from typing import Any, Callable
 
-import websockets
+import websockets.version
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.protocol import State
 
@@ -53,7 +53,7 @@ def _release(version: str) -> tuple[int, ...]:
         return (0, 0)
 
 
-_RELEASE = _release(websockets.__version__)
+_RELEASE = _release(websockets.version.version)
 # What a connection calls the send it has in progress (a fragmented or a queued message).
 _SEND_IN_PROGRESS = "send_in_progress" if _RELEASE >= (16, 0) else "fragmented_send_waiter"
 
@@ -71,7 +71,7 @@ def check_websockets(version: str | None = None) -> str | None:
     Raises:
         ServerError: an untested release, saying which ones work and how to get one.
     """
-    version = websockets.__version__ if version is None else version
+    version = websockets.version.version if version is None else version
     release = _release(version)
     low, high = TESTED_WEBSOCKETS
     if low <= release < high:

@@ -181,7 +181,7 @@ async def test_argos_client_with_ssl_cafile_receives_frames(
     try:
         async with asyncio.timeout(WAIT_S):
             async with ArgosClient(tls_server.url, ssl_cafile=str(certificate[0]),
-                                   heartbeat_interval=0) as client:
+                                   heartbeat_interval_s=0) as client:
                 async for event in client:
                     if isinstance(event, FrameEvent):
                         break
@@ -230,13 +230,13 @@ async def test_argos_client_with_a_token_over_wss(tls_token_server: SpectrumServ
     try:
         async with asyncio.timeout(WAIT_S):
             async with ArgosClient(tls_token_server.url, ssl_cafile=str(certificate[0]),
-                                   token=TOKEN, heartbeat_interval=0) as client:
+                                   token=TOKEN, heartbeat_interval_s=0) as client:
                 async for event in client:
                     if isinstance(event, FrameEvent):
                         break
             assert client.stats.frames >= 1 and not client.auth_failed
             async with ArgosClient(tls_token_server.url, ssl_cafile=str(certificate[0]),
-                                   token="not-" + TOKEN, heartbeat_interval=0) as refused:
+                                   token="not-" + TOKEN, heartbeat_interval_s=0) as refused:
                 states = [event.state async for event in refused
                           if isinstance(event, StateEvent)]
         assert states == ["connecting", "closed"] and refused.auth_failed

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-import websockets
+import websockets.version
 from websockets.asyncio.client import connect
 from websockets.frames import Frame, Opcode
 
@@ -36,7 +36,7 @@ def test_the_installed_websockets_is_a_tested_release() -> None:
     """The release the project installs (pyproject.toml's range) passes the check."""
     assert check_websockets() is None
     low, high = TESTED_WEBSOCKETS
-    assert low <= tuple(int(p) for p in websockets.__version__.split(".")[:2]) < high
+    assert low <= tuple(int(p) for p in websockets.version.version.split(".")[:2]) < high
 
 
 @pytest.mark.parametrize("version", ["13.1", "18.0", "99.1.0", "not-a-version"])
@@ -64,7 +64,7 @@ def test_a_server_does_not_start_on_an_untested_release(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """start() refuses before binding anything, so nothing half-works."""
     monkeypatch.delenv(ALLOW_UNTESTED_ENV, raising=False)
-    monkeypatch.setattr(websockets, "__version__", "18.1")
+    monkeypatch.setattr(websockets.version, "version", "18.1")
     server = SpectrumServer(ServerConfig(port=0))
     with pytest.raises(ServerError, match="websockets 18.1 is not a release"):
         server.start()

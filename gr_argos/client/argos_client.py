@@ -1,23 +1,4 @@
-"""A Python client for a gr-argos spectrum server: one async iterator of events.
-
-``ArgosClient`` connects to ``ws://HOST:PORT/``, decodes the wire protocol v1
-(:mod:`gr_argos.protocol`) and yields events: decoded spectrum frames, JSON messages,
-connection state changes and gaps (frames this client never got). It reconnects forever,
-with exponential backoff and full jitter, until the user closes it or the server refuses its
-token::
-
-    async with ArgosClient("ws://127.0.0.1:8765/") as client:
-        async for event in client:
-            if isinstance(event, FrameEvent):
-                print(event.frame.sequence, event.frame.power_db.max())
-
-Frames are read only when the caller asks for the next event, so a slow consumer slows
-its own TCP stream and the server drops frames for it (and says how many) instead of this
-process buffering without bound.
-
-The gap logic (:class:`GapDetector`) and the retry policy (:class:`Backoff`) are plain
-code without sockets. This module does not import GNU Radio.
-"""
+"""The Python client: :class:`ArgosClient`, one async iterator of events, reconnecting."""
 
 from __future__ import annotations
 
@@ -25,281 +6,53 @@ import asyncio
 import json
 import logging
 import random
-import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
-from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
-from websockets.uri import parse_uri
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from gr_argos.client.backoff import Backoff
+from gr_argos.client.events import (
+    STATE_CLOSED,
+    STATE_CONNECTING,
+    STATE_OPEN,
+    STATE_RECONNECTING,
+    ClientStats,
+    Event,
+    FrameEvent,
+    GapDetector,
+    GapEvent,
+    MessageEvent,
+    State,
+    StateEvent,
+)
+from gr_argos.client.options import (
+    MaskingLogger,
+    check_token,
+    check_url,
+    client_tls_context,
+    with_format,
+)
 from gr_argos.protocol import (
-    ENCODING_CODES,
     PROTOCOL_VERSION,
     ProtocolError,
-    SpectrumFrame,
     decode_frame,
-    check_step_db,
     decode_message,
     encode_message,
 )
 
-__all__ = [
-    "STATE_CONNECTING",
-    "STATE_OPEN",
-    "STATE_RECONNECTING",
-    "STATE_CLOSED",
-    "GAP_DROPPED_BY_SERVER",
-    "GAP_SEQUENCE_JUMP",
-    "GAP_STREAM_RESTARTED",
-    "Backoff",
-    "GapDetector",
-    "FrameEvent",
-    "MessageEvent",
-    "StateEvent",
-    "GapEvent",
-    "Event",
-    "ClientStats",
-    "ArgosClient",
-    "check_url",
-    "check_token",
-    "retry_after_s",
-]
+__all__ = ["ArgosClient", "retry_after_s"]
 
-logger = logging.getLogger(__name__)
-
-State = Literal["connecting", "open", "reconnecting", "closed"]
-STATE_CONNECTING: State = "connecting"  # before the first connection opened
-STATE_OPEN: State = "open"
-STATE_RECONNECTING: State = "reconnecting"  # a connection was lost; retrying until one opens
-STATE_CLOSED: State = "closed"  # closed by the user, or the token was refused; iteration ends
-
-GapReason = Literal["dropped by server", "sequence jump", "stream restarted"]
-GAP_DROPPED_BY_SERVER: GapReason = "dropped by server"  # the frame's missed field says so
-GAP_SEQUENCE_JUMP: GapReason = "sequence jump"  # e.g. frames produced while reconnecting
-GAP_STREAM_RESTARTED: GapReason = "stream restarted"  # the sequence went backwards
+logger = logging.getLogger("gr_argos.client")
 
 _MAX_PINGS_IN_FLIGHT = 8
 # Largest message accepted (websockets' default is 1 MiB, about 262,000 float32 bins; a
 # wideband sweep can be longer). The limit only guards against a broken server.
 _MAX_MESSAGE_BYTES = 64 * 2**20
-# The server's limit on a token (its auth message schema); longer ones can never match.
-_MAX_TOKEN_CHARS = 4096
 # The logger websockets gives a client connection; at DEBUG it prints every request header.
 _WEBSOCKETS_CLIENT_LOG = "websockets.client"
-
-class Backoff:
-    """Reconnect delays: exponential backoff with full jitter, reset once a link is stable.
-
-    Attempt ``n`` (counting from 0) waits ``random.uniform(0, min(cap_s, base_s * 2**n))``
-    seconds, so many clients cut off together do not all come back at the same moment.
-    The attempt counter goes back to 0 when a connection stayed open ``stable_after_s``.
-
-    Args:
-        base_s: delay ceiling of the first attempt, in seconds (> 0).
-        cap_s: largest delay ceiling, in seconds (>= base_s).
-        stable_after_s: how long a connection must stay open to reset the counter, in s.
-        rng: random source (pass ``random.Random(seed)`` for repeatable delays).
-
-    Raises:
-        ValueError: if a duration is negative or zero where it must be positive.
-    """
-
-    def __init__(
-        self,
-        base_s: float = 0.5,
-        cap_s: float = 10.0,
-        stable_after_s: float = 5.0,
-        *,
-        rng: random.Random | None = None,
-    ) -> None:
-        if base_s <= 0:
-            raise ValueError(f"backoff base must be > 0 s, got {base_s}")
-        if cap_s < base_s:
-            raise ValueError(f"backoff cap ({cap_s} s) must be >= its base ({base_s} s)")
-        if stable_after_s < 0:
-            raise ValueError(f"stable_after must be >= 0 s, got {stable_after_s}")
-        self.base_s = base_s
-        self.cap_s = cap_s
-        self.stable_after_s = stable_after_s
-        self.attempt = 0
-        self._rng = rng or random.Random()
-
-    def ceiling_s(self) -> float:
-        """The largest delay the next attempt can get, in seconds."""
-        return min(self.cap_s, self.base_s * 2.0 ** min(self.attempt, 1023))
-
-    def next_delay_s(self) -> float:
-        """Draw the delay before the next attempt (in seconds) and count the attempt."""
-        delay_s = self._rng.uniform(0.0, self.ceiling_s())
-        if self.ceiling_s() < self.cap_s:
-            # Stop counting once the cap is reached: 2**attempt would grow without need.
-            self.attempt += 1
-        return delay_s
-
-    def connection_closed(self, open_for_s: float) -> None:
-        """Report that a connection closed after ``open_for_s`` seconds open."""
-        if open_for_s >= self.stable_after_s:
-            self.attempt = 0
-
-
-@dataclass(frozen=True)
-class FrameEvent:
-    """A spectrum frame arrived.
-
-    Attributes:
-        frame: the decoded frame (``frame.power_db`` is the float32 array in dB).
-        gap: frames of this stream lost just before this one (0 when none; see
-            :class:`GapEvent`, which is yielded before this event when ``gap`` > 0).
-        received_ns: wall-clock receive time, ns since the Unix epoch.
-        age_ms: receive time minus the frame's capture timestamp, in ms (depends on
-            both clocks agreeing).
-        size_bytes: size of the binary message.
-    """
-
-    frame: SpectrumFrame
-    gap: int
-    received_ns: int
-    age_ms: float
-    size_bytes: int
-
-
-@dataclass(frozen=True)
-class MessageEvent:
-    """A JSON text message arrived (``hello``, ``status``, ``gps``, ``pong``, ``stats``, ...).
-
-    Attributes:
-        message: the decoded object; ``message["type"]`` says which message it is.
-    """
-
-    message: dict[str, Any]
-
-    @property
-    def type(self) -> str:
-        return str(self.message["type"])
-
-
-@dataclass(frozen=True)
-class StateEvent:
-    """The connection state changed.
-
-    Attributes:
-        state: ``"connecting"``, ``"open"``, ``"reconnecting"`` or ``"closed"``.
-        error: for ``"reconnecting"``, why the previous connection ended; for
-            ``"closed"``, why the client gave up (the server refused its token, see
-            :attr:`ArgosClient.auth_failed`), or None when it was closed by the user;
-            else None.
-    """
-
-    state: State
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class GapEvent:
-    """Frames of a stream were lost before the next frame.
-
-    Attributes:
-        stream_id: the stream that lost frames.
-        lost: how many frames were lost (0 when unknown, for a restarted stream).
-        from_sequence: sequence of the last frame received before the gap (for a gap
-            reported only by the ``missed`` field of a first frame: the sequence implied).
-        to_sequence: sequence of the frame received after the gap.
-        reason: ``"dropped by server"`` (the frame's ``missed`` field; this client was too
-            slow), ``"sequence jump"`` (frames produced while it was not connected, e.g.
-            across a reconnect) or ``"stream restarted"`` (the sequence went backwards: the
-            producer started counting again; ``lost`` is unknown).
-        session_changed: the server restarted (its hello carried a new session) since the
-            previous frame. A sequence jump across a server restart assumes the producer
-            kept counting, as it does behind a gateway.
-    """
-
-    stream_id: int
-    lost: int
-    from_sequence: int
-    to_sequence: int
-    reason: GapReason
-    session_changed: bool = False
-
-
-Event = FrameEvent | MessageEvent | StateEvent | GapEvent
-
-
-class GapDetector:
-    """Find lost frames from each frame's ``missed`` field and per-stream sequence numbers.
-
-    Plain code without sockets: feed it every hello's session with :meth:`new_session`
-    and every frame with :meth:`observe`.
-    """
-
-    def __init__(self) -> None:
-        self._last_sequence: dict[int, int] = {}
-        self._session: str | None = None
-        self._session_changed: set[int] = set()
-
-    def new_session(self, session: str | None) -> None:
-        """Record the session of a hello; a different one means the server restarted."""
-        if self._session is not None and session != self._session:
-            self._session_changed = set(self._last_sequence)
-        self._session = session
-
-    def observe(self, frame: SpectrumFrame) -> GapEvent | None:
-        """Account for one frame; return the gap before it, or None if there was none.
-
-        With a previous frame of the same stream, the lost count is the larger of the
-        ``missed`` field and the sequence jump: the server knows what it dropped for this
-        client, the sequence also covers frames produced while no connection was open.
-        """
-        stream_id = frame.stream_id
-        sequence = frame.sequence
-        previous = self._last_sequence.get(stream_id)
-        session_changed = stream_id in self._session_changed
-        self._session_changed.discard(stream_id)
-        self._last_sequence[stream_id] = sequence
-        if previous is None:
-            if frame.missed == 0:
-                return None
-            return GapEvent(stream_id, frame.missed, sequence - frame.missed - 1, sequence,
-                            GAP_DROPPED_BY_SERVER, session_changed)
-        if sequence <= previous:
-            return GapEvent(stream_id, 0, previous, sequence, GAP_STREAM_RESTARTED,
-                            session_changed)
-        jump = sequence - previous - 1
-        lost = max(jump, frame.missed)
-        if lost == 0:
-            return None
-        reason = GAP_DROPPED_BY_SERVER if frame.missed >= jump else GAP_SEQUENCE_JUMP
-        return GapEvent(stream_id, lost, previous, sequence, reason, session_changed)
-
-
-@dataclass
-class ClientStats:
-    """Counters of one :class:`ArgosClient` since it was created.
-
-    Attributes:
-        frames: spectrum frames received and decoded.
-        messages: JSON messages received and decoded.
-        bytes_received: bytes of all WebSocket messages received (frames and text).
-        gaps: gap events (times frames were lost).
-        frames_lost: frames lost in all gaps.
-        malformed: messages skipped because they did not decode.
-        reconnects: connections opened again after one was lost.
-        failed_attempts: connection attempts that failed.
-        last_rtt_ms: round-trip time of the last heartbeat ping, in ms (None until one).
-    """
-
-    frames: int = 0
-    messages: int = 0
-    bytes_received: int = 0
-    gaps: int = 0
-    frames_lost: int = 0
-    malformed: int = 0
-    reconnects: int = 0
-    failed_attempts: int = 0
-    last_rtt_ms: float | None = None
 
 
 class ArgosClient:
@@ -319,13 +72,13 @@ class ArgosClient:
 
     Args:
         url: server URL, ``ws://HOST:PORT/`` or ``wss://...``.
-        backoff_base: ceiling of the first reconnect delay, in seconds.
-        backoff_cap: largest reconnect delay, in seconds.
-        stable_after: seconds a connection must stay open to reset the backoff.
-        heartbeat_interval: seconds between application-level ``ping`` messages, whose
+        backoff_base_s: ceiling of the first reconnect delay, in seconds.
+        backoff_cap_s: largest reconnect delay, in seconds.
+        stable_after_s: seconds a connection must stay open to reset the backoff.
+        heartbeat_interval_s: seconds between application-level ``ping`` messages, whose
             ``pong`` replies give ``stats.last_rtt_ms``; 0 turns them off. (Dead links
             are found by the WebSocket keepalive of the ``websockets`` library.)
-        open_timeout: seconds allowed for the opening handshake of one attempt.
+        open_timeout_s: seconds allowed for the opening handshake of one attempt.
         rng: random source for the backoff jitter (for repeatable tests).
         encoding: payload encoding to ask for, ``"float32"``, ``"int16"`` or ``"uint8"``
             (None: each stream's own); frames are decoded back to float32 dB either way.
@@ -358,11 +111,11 @@ class ArgosClient:
         self,
         url: str,
         *,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 10.0,
-        stable_after: float = 5.0,
-        heartbeat_interval: float = 5.0,
-        open_timeout: float = 10.0,
+        backoff_base_s: float = 0.5,
+        backoff_cap_s: float = 10.0,
+        stable_after_s: float = 5.0,
+        heartbeat_interval_s: float = 5.0,
+        open_timeout_s: float = 10.0,
         rng: random.Random | None = None,
         encoding: str | None = None,
         compress: bool = False,
@@ -377,11 +130,11 @@ class ArgosClient:
             check_token(token)
         self._token = token
         self._retry_auth_failure = retry_auth_failure
-        url = _with_format(url, encoding, compress, step_db)
-        if heartbeat_interval < 0:
-            raise ValueError(f"heartbeat_interval must be >= 0 s, got {heartbeat_interval}")
-        if open_timeout <= 0:
-            raise ValueError(f"open_timeout must be > 0 s, got {open_timeout}")
+        url = with_format(url, encoding, compress, step_db)
+        if heartbeat_interval_s < 0:
+            raise ValueError(f"heartbeat_interval_s must be >= 0 s, got {heartbeat_interval_s}")
+        if open_timeout_s <= 0:
+            raise ValueError(f"open_timeout_s must be > 0 s, got {open_timeout_s}")
         self.url = url
         self.stats = ClientStats()
         self.hello: dict[str, Any] | None = None
@@ -389,9 +142,9 @@ class ArgosClient:
         #: True once the client stopped because the server refused its token.
         self.auth_failed = False
         self._auth_error: str | None = None  # an auth_failed error on this connection
-        self._backoff = Backoff(backoff_base, backoff_cap, stable_after, rng=rng)
-        self._heartbeat_interval_s = heartbeat_interval
-        self._open_timeout_s = open_timeout
+        self._backoff = Backoff(backoff_base_s, backoff_cap_s, stable_after_s, rng=rng)
+        self._heartbeat_interval_s = heartbeat_interval_s
+        self._open_timeout_s = open_timeout_s
         self._gaps = GapDetector()
         self._state: State = STATE_CONNECTING
         self._closing = asyncio.Event()
@@ -546,7 +299,7 @@ class ArgosClient:
         if self._token is not None:
             credentials = {
                 "additional_headers": {"Authorization": f"Bearer {self._token}"},
-                "logger": _MaskingLogger(_WEBSOCKETS_CLIENT_LOG, self._token),
+                "logger": MaskingLogger(_WEBSOCKETS_CLIENT_LOG, self._token),
             }
         opening = asyncio.ensure_future(
             connect(self.url, open_timeout=self._open_timeout_s, compression=None,
@@ -654,107 +407,6 @@ class ArgosClient:
         except TimeoutError:
             return True
         return False
-
-
-def check_url(url: str) -> None:
-    """Check that ``url`` is a WebSocket URL a client can connect to.
-
-    Raises:
-        ValueError: with a message that says what is wrong and what is expected.
-    """
-    try:
-        parse_uri(url)
-    except InvalidURI as exc:
-        problem = exc.msg
-    except ValueError as exc:  # urllib's complaints about ports and IPv6 brackets
-        problem = str(exc)
-    else:
-        return
-    raise ValueError(f"bad URL {url!r}: {problem}; expected ws://HOST:PORT/ or wss://HOST:PORT/")
-
-
-def check_token(token: str) -> None:
-    """Check that ``token`` can be a server's token, sent in an ``Authorization`` header.
-
-    The message never contains the token.
-
-    Raises:
-        ValueError: if it is empty, longer than 4096 characters, starts or ends with
-            whitespace (a server strips it from the header, so it could never match) or
-            holds a control character such as a line break.
-    """
-    if not token:
-        raise ValueError("the token is empty: give the server's token")
-    if len(token) > _MAX_TOKEN_CHARS:
-        raise ValueError(f"the token is {len(token)} characters long; a server's token "
-                         f"has at most {_MAX_TOKEN_CHARS}")
-    if token != token.strip():
-        raise ValueError("the token starts or ends with whitespace, which a server never "
-                         "matches: remove it")
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in token):
-        raise ValueError("the token holds a control character (a line break?): give the "
-                         "token alone, on one line")
-
-
-class _MaskingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """A logger for one websockets connection that writes ``***`` for the token: at DEBUG
-    level websockets logs every request header, the ``Authorization`` one included.
-
-    Args:
-        name: the logger to write to.
-        secret: the text to mask.
-    """
-
-    def __init__(self, name: str, secret: str) -> None:
-        super().__init__(logging.getLogger(name), {})
-        self._secret = secret
-
-    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        if self.isEnabledFor(level):
-            text = str(msg) % args if args else str(msg)
-            self.logger.log(level, text.replace(self._secret, "***"), **kwargs)
-
-
-def client_tls_context(url: str, ssl_cafile: str | None) -> ssl.SSLContext | None:
-    """The TLS context to connect to ``url`` with: one that trusts ``ssl_cafile``, or None
-    (plain ws://, or wss:// with the system's CAs, which websockets sets up itself).
-
-    Raises:
-        ValueError: ``ssl_cafile`` with a ws:// URL, or a file that cannot be loaded.
-    """
-    if not ssl_cafile:
-        return None
-    if not url.lower().startswith("wss://"):
-        raise ValueError(f"ssl_cafile ({ssl_cafile}) is for wss:// URLs; {url!r} is not "
-                         "one (use wss://HOST:PORT/)")
-    try:
-        return ssl.create_default_context(cafile=ssl_cafile)
-    except OSError as exc:
-        raise ValueError(f"cannot read CA file {ssl_cafile}: {exc.strerror or exc}") from exc
-    except ssl.SSLError as exc:
-        raise ValueError(f"CA file {ssl_cafile} holds no usable PEM certificate: {exc}") from exc
-
-
-def _with_format(url: str, encoding: str | None, compress: bool, step_db: float = 0.0) -> str:
-    """``url`` with the frame format to ask for in its query (see docs/protocol.md)."""
-    step_db = check_step_db(step_db)  # a ProtocolError (a ValueError) naming the range
-    if step_db and encoding != "uint8":
-        raise ValueError(f"step_db applies to the uint8 encoding only: ask for encoding "
-                         f"'uint8' too (got {encoding!r})")
-    if encoding is None and not compress:
-        return url
-    if encoding is not None and encoding not in ENCODING_CODES:
-        raise ValueError(f"unknown encoding {encoding!r}: use one of "
-                         + ", ".join(repr(name) for name in ENCODING_CODES))
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query)
-             if k not in ("encoding", "compress", "step_db")]
-    query.append(("encoding", encoding or "float32"))
-    if compress:
-        query.append(("compress", "1"))
-    if step_db:
-        query.append(("step_db", format(step_db, ".15g")))
-    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,0 +1,117 @@
+"""What the hub sends: a published frame with the variants encoded from it, and a message
+with its bytes on the wire, each built once however many clients get it.
+
+A frame is published once, as float32 bytes. A client that asked for another format (int16
+or uint8, deflated or not: :class:`~gr_argos.protocol.FrameFormat`) gets a variant derived
+from it lazily, when it is first offered or sent to such a client, and cached on the frame's
+:class:`PublishedFrame`: a variant is encoded at most once per frame, and never for a frame
+every client dropped. Plain code: no GNU Radio, no sockets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Callable
+
+from gr_argos.protocol import (
+    FLAG_COMPRESSED,
+    FrameFormat,
+    ProtocolError,
+    compress_frame,
+    reencode_frame,
+)
+
+__all__ = ["DEFLATE_IN", "DEFLATE_OUT", "OutgoingMessage", "PublishedFrame", "Wrap"]
+
+log = logging.getLogger(__name__)
+
+#: Keys of the hub's ``encodes`` counter that add up the frame bytes deflated and the bytes
+#: deflate made of them (``stats()`` reports them under ``total["deflate"]``).
+DEFLATE_IN, DEFLATE_OUT = "deflate_in_bytes", "deflate_out_bytes"
+
+#: ``wrap(data, text)``: the bytes that carry ``data`` on the wire (text: a JSON message).
+Wrap = Callable[[bytes, bool], bytes]
+
+
+class PublishedFrame:
+    """One published frame and the variants of it encoded so far (touched on the loop only).
+
+    Args:
+        stream_id: the stream the frame belongs to.
+        data: the frame as published (float32, uncompressed, from every producer today).
+        published_at: ``time.monotonic()`` when the producer published it (for the send
+            latency metric).
+    """
+
+    __slots__ = ("stream_id", "data", "published_at", "_variants", "_wire")
+
+    def __init__(self, stream_id: int, data: bytes, published_at: float = 0.0) -> None:
+        self.stream_id = stream_id
+        self.data = data
+        self.published_at = published_at
+        self._variants: dict[FrameFormat, bytes] = {}
+        self._wire: dict[FrameFormat | None, tuple[bytes, bytes]] = {}
+
+    def on_wire(self, frame_format: FrameFormat | None, encodes: Counter[str],
+                wrap: Wrap) -> tuple[bytes, bytes]:
+        """The frame in ``frame_format`` and those bytes as ``wrap`` frames them, built once."""
+        pair = self._wire.get(frame_format)
+        if pair is None:
+            data = self.in_format(frame_format, encodes)
+            pair = self._wire[frame_format] = (data, wrap(data, False))
+        return pair
+
+    def in_format(self, frame_format: FrameFormat | None, encodes: Counter[str]) -> bytes:
+        """The frame in ``frame_format`` (None: as published), encoded on first use.
+
+        Each variant encoded is counted in ``encodes`` under its name; a compressed one
+        deflates the uncompressed variant of its encoding, which is cached too (the bytes
+        in and out of deflate are added up under ``DEFLATE_IN`` and ``DEFLATE_OUT``). A frame
+        that does not decode is passed on as published (and ``encodes["errors"]`` counts it).
+        """
+        if frame_format is None or frame_format == self._published_format():
+            return self.data
+        variant = self._variants.get(frame_format)
+        if variant is None:
+            try:
+                if frame_format.compress:
+                    source = self.in_format(FrameFormat(frame_format.encoding,
+                                                        step_db=frame_format.step_db), encodes)
+                    variant = compress_frame(source)
+                    encodes[DEFLATE_IN] += len(source)
+                    encodes[DEFLATE_OUT] += len(variant)
+                else:
+                    variant = reencode_frame(self.data, frame_format)
+            except ProtocolError as exc:
+                log.warning("cannot re-encode a frame of stream %d as %s: %s; sending it as "
+                            "published", self.stream_id, frame_format.name, exc)
+                encodes["errors"] += 1
+                variant = self.data
+            else:
+                encodes[frame_format.name] += 1
+            self._variants[frame_format] = variant
+        return variant
+
+    def _published_format(self) -> FrameFormat | None:
+        data = self.data
+        try:
+            return FrameFormat(data[10], bool(data[8] & FLAG_COMPRESSED))
+        except (IndexError, ValueError):
+            return None
+
+
+class OutgoingMessage:
+    """A JSON message and its bytes on the wire, built on first use (touched on the loop)."""
+
+    __slots__ = ("text", "_pair")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._pair: tuple[bytes, bytes] | None = None
+
+    def on_wire(self, wrap: Wrap) -> tuple[bytes, bytes]:
+        if self._pair is None:
+            data = self.text.encode()
+            self._pair = (data, wrap(data, True))
+        return self._pair
