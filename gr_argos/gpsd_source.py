@@ -31,13 +31,13 @@ class gpsd_source(gr.basic_block):
     to a websocket_sink's ``msg`` port with msg_channel "gps" to send them to clients.
 
     gpsd not running is not an error: the block logs that it will retry and tries again every
-    ``reconnect_interval`` seconds; when a connection is lost it publishes one report with
+    ``reconnect_interval_s`` seconds; when a connection is lost it publishes one report with
     ``connected`` false and no fix, then reconnects the same way.
 
     Args:
         host: host name or address of gpsd.
         port: gpsd's TCP port (2947 is gpsd's default).
-        reconnect_interval: seconds between connection attempts while gpsd is unreachable.
+        reconnect_interval_s: seconds between connection attempts while gpsd is unreachable.
     """
 
     GPS_PORT = pmt.intern("gps")
@@ -46,18 +46,18 @@ class gpsd_source(gr.basic_block):
         self,
         host: str = "127.0.0.1",
         port: int = DEFAULT_PORT,
-        reconnect_interval: float = 2.0,
+        reconnect_interval_s: float = 2.0,
     ) -> None:
         gr.basic_block.__init__(self, name="gpsd_source", in_sig=None, out_sig=None)
         if not str(host):
             raise ValueError("host must name gpsd's machine, e.g. 127.0.0.1")
         if not 1 <= int(port) <= 65535:
             raise ValueError(f"port must be in 1..65535, got {port}")
-        if not float(reconnect_interval) > 0:
-            raise ValueError(f"reconnect_interval must be positive, got {reconnect_interval} s")
+        if not float(reconnect_interval_s) > 0:
+            raise ValueError(f"reconnect_interval_s must be positive, got {reconnect_interval_s} s")
         self.host = str(host)
         self.port = int(port)
-        self.reconnect_interval = float(reconnect_interval)
+        self.reconnect_interval_s = float(reconnect_interval_s)
         self.message_port_register_out(self.GPS_PORT)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -116,15 +116,15 @@ class gpsd_source(gr.basic_block):
                 if connected:
                     self._publish(disconnected_report())
                     self.logger.warn(f"lost gpsd at {self.address} ({exc}): reconnecting "
-                                     f"every {self.reconnect_interval:g} s")
+                                     f"every {self.reconnect_interval_s:g} s")
                 elif not warned:
                     self.logger.warn(f"cannot reach gpsd at {self.address} ({exc}): is it "
-                                     f"running? Retrying every {self.reconnect_interval:g} s")
+                                     f"running? Retrying every {self.reconnect_interval_s:g} s")
                     warned = True
             finally:
                 with self._socket_lock:
                     self._socket = None
-            self._stopping.wait(self.reconnect_interval)
+            self._stopping.wait(self.reconnect_interval_s)
 
     def _read(self, sock: socket.socket) -> None:
         """Publish the reports read from ``sock`` until the block stops; OSError on loss."""

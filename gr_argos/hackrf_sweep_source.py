@@ -24,15 +24,20 @@ import pmt
 from gnuradio import gr
 
 from gr_argos import tags
+from gr_argos.settings import from_arguments, init_signature, rename_arguments
 from gr_argos.sweep import (
-    HACKRF_FREQ_MAX_HZ,
     BinaryRecordParser,
     Sweep,
     SweepAssembler,
+    SweepSettings,
     TextLineParser,
 )
 
 __all__ = ["hackrf_sweep_source"]
+
+# The block's arguments before its settings had one name everywhere.
+_RENAMED = {"executable": "sweep_executable", "watchdog_timeout": "watchdog_timeout_s",
+            "restart_backoff_max": "restart_backoff_max_s"}
 
 
 #: Sweeps waiting for work(); when full the oldest is dropped (and counted).
@@ -115,92 +120,59 @@ class hackrf_sweep_source(gr.sync_block):
     ``messages_repeated``.
 
     The child starts in ``start()`` and ends in ``stop()`` (SIGTERM, SIGKILL after 2 s).
-    If it writes nothing for ``watchdog_timeout`` seconds, or exits, it is restarted after a
-    pause that doubles from 0.5 s up to ``restart_backoff_max`` (reset by the next sweep).
+    If it writes nothing for ``watchdog_timeout_s`` seconds, or exits, it is restarted after a
+    pause that doubles from 0.5 s up to ``restart_backoff_max_s`` (reset by the next sweep).
     What the child writes on stderr, and what the block says about it, is logged once per
     streak of failed restarts: repeats are counted in ``messages_repeated`` and in the
     restart line, and logged again only after a child has delivered sweeps.
 
-    Args:
-        freq_min: lowest frequency of the output in Hz (hackrf_sweep ``-f`` takes whole
-            MHz: the sweep starts at this rounded down).
-        freq_max: end of the output range in Hz (rounded up to whole MHz for ``-f``;
-            hackrf_sweep extends its sweep to whole 20 MHz steps, the extra is dropped).
-        bin_width: FFT bin width in Hz (``-w``, 2445 to 5e6).
-        bins: output vector length; many input bins per output bin combine by ``reduce``.
-        lna_gain: LNA (IF) gain in dB, 0-40 in 8 dB steps (``-l``).
-        vga_gain: VGA (baseband) gain in dB, 0-62 in 2 dB steps (``-g``).
-        amp: RF amplifier on (``-a 1``).
-        reduce: "max" keeps the strongest input bin per output bin, "mean" averages power.
-        executable: the hackrf_sweep program (a name on PATH or a path).
-        output_format: "binary" (``-B``, exact float32) or "text" (0.01 dB resolution).
-        watchdog_timeout: seconds without output before the child is restarted.
-        restart_backoff_max: longest pause in seconds between restarts.
-        device_args: serial number of the HackRF to use (``-d``); empty = the first one.
+    Keyword arguments: its settings (:class:`~gr_argos.sweep.SweepSettings`: ``freq_min``,
+    ``freq_max`` and ``bin_width`` in Hz, ``bins``, ``lna_gain``, ``vga_gain``, ``amp``,
+    ``reduce``, ``sweep_executable``, ``output_format``, ``watchdog_timeout_s``,
+    ``restart_backoff_max_s``, ``device_args``); ``help(hackrf_sweep_source)`` lists them with
+    their defaults. ``freq_min`` is rounded down and ``freq_max`` up to whole MHz for
+    hackrf_sweep ``-f``, which also extends its sweep to whole 20 MHz steps: the extra is
+    dropped.
 
     Raises:
-        FileNotFoundError: ``executable`` is not found (``apt-get install hackrf``).
-        ValueError: a parameter is out of range.
+        FileNotFoundError: ``sweep_executable`` is not found (``apt-get install hackrf``).
+        ConfigError: a setting is out of range (naming it).
+        TypeError: an argument that is not a setting of this block.
     """
 
     STATUS_PORT = pmt.intern("status")
 
-    def __init__(
-        self,
-        freq_min: float = 2400e6,
-        freq_max: float = 2500e6,
-        bin_width: float = 1e6,
-        bins: int = 1024,
-        lna_gain: float = 16,
-        vga_gain: float = 20,
-        amp: bool = False,
-        reduce: str = "max",
-        executable: str = "hackrf_sweep",
-        output_format: str = "binary",
-        watchdog_timeout: float = 5.0,
-        restart_backoff_max: float = 10.0,
-        device_args: str = "",
-    ) -> None:
+    def __init__(self, **settings: Any) -> None:
+        settings = rename_arguments("hackrf_sweep_source", settings, _RENAMED)
+        (sweep,) = from_arguments("hackrf_sweep_source", settings, SweepSettings)
         gr.sync_block.__init__(
-            self, name="hackrf_sweep_source", in_sig=None, out_sig=[(np.float32, int(bins))]
+            self, name="hackrf_sweep_source", in_sig=None, out_sig=[(np.float32, sweep.bins)]
         )
-        if not 0 <= freq_min < freq_max <= HACKRF_FREQ_MAX_HZ:
-            raise ValueError(f"need 0 <= freq_min < freq_max <= {HACKRF_FREQ_MAX_HZ:g} Hz, "
-                             f"got {freq_min:g} and {freq_max:g}")
-        if not 2445 <= bin_width <= 5e6:
-            raise ValueError(f"bin_width must be 2445 to 5e6 Hz (hackrf_sweep -w), "
-                             f"got {bin_width:g}")
-        if not 0 <= lna_gain <= 40:
-            raise ValueError(f"lna_gain must be 0-40 dB, got {lna_gain:g}")
-        if not 0 <= vga_gain <= 62:
-            raise ValueError(f"vga_gain must be 0-62 dB, got {vga_gain:g}")
-        if output_format not in ("binary", "text"):
-            raise ValueError(f"output_format must be 'binary' or 'text', got {output_format!r}")
-        if watchdog_timeout <= 0 or restart_backoff_max <= 0:
-            raise ValueError("watchdog_timeout and restart_backoff_max must be positive")
-        program = shutil.which(executable)
+        program = shutil.which(sweep.sweep_executable)
         if program is None:
             raise FileNotFoundError(
-                f"{executable} not found: apt-get install hackrf (or set executable to the "
-                f"path of hackrf_sweep)")
-        self.freq_min_hz = float(freq_min)
-        self.freq_max_hz = float(freq_max)
-        self.bin_width_hz = float(bin_width)
-        self.output_format = output_format
-        self.watchdog_timeout_s = float(watchdog_timeout)
-        self.restart_backoff_max_s = float(restart_backoff_max)
-        self.device_args = str(device_args)
+                f"{sweep.sweep_executable} not found: apt-get install hackrf (or set "
+                f"sweep_executable to the path of hackrf_sweep)")
+        self.settings = sweep
+        self.freq_min_hz = sweep.freq_min
+        self.freq_max_hz = sweep.freq_max
+        self.bin_width_hz = sweep.bin_width
+        self.output_format = sweep.output_format
+        self.watchdog_timeout_s = sweep.watchdog_timeout_s
+        self.restart_backoff_max_s = sweep.restart_backoff_max_s
+        self.device_args = sweep.device_args
         self.args = [
-            "-f", f"{math.floor(freq_min / 1e6)}:{math.ceil(freq_max / 1e6)}",
-            "-w", str(round(bin_width)),
-            "-l", str(round(lna_gain)),
-            "-g", str(round(vga_gain)),
-            "-a", "1" if amp else "0",
+            "-f", f"{math.floor(sweep.freq_min / 1e6)}:{math.ceil(sweep.freq_max / 1e6)}",
+            "-w", str(round(sweep.bin_width)),
+            "-l", str(round(sweep.lna_gain)),
+            "-g", str(round(sweep.vga_gain)),
+            "-a", "1" if sweep.amp else "0",
             *(["-d", self.device_args] if self.device_args else []),
-            *(["-B"] if output_format == "binary" else []),
+            *(["-B"] if sweep.output_format == "binary" else []),
         ]
         self.command = [program, *self.args]
-        self.assembler = SweepAssembler(freq_min, freq_max, int(bins), reduce)  # type: ignore[arg-type]
+        self.assembler = SweepAssembler(sweep.freq_min, sweep.freq_max, sweep.bins,
+                                        "mean" if sweep.reduce == "mean" else "max")
 
         self.sweeps = 0
         self.sweeps_incomplete = 0
@@ -490,3 +462,6 @@ class hackrf_sweep_source(gr.sync_block):
             self.message_port_pub(self.STATUS_PORT, pmt.to_pmt(self.status()))
         except Exception as exc:  # noqa: BLE001 - status must never end the reader
             self.logger.warn(f"could not send a status message: {exc}")
+
+
+hackrf_sweep_source.__init__.__signature__ = init_signature(SweepSettings)  # type: ignore[attr-defined]

@@ -45,7 +45,9 @@ __all__ = [
     "load_yaml",
     "non_negative",
     "positive",
+    "rename_arguments",
     "resolve",
+    "same_as",
     "setting",
     "init_signature",
     "validate",
@@ -72,6 +74,17 @@ class _Declaration:
     choices: tuple[Any, ...] | None
     aliases: tuple[str, ...]
     group: str
+
+
+def same_as(cls: type, name: str, default: Any = dataclasses.MISSING) -> Any:
+    """The setting ``name`` that ``cls`` declares, for another dataclass to take as well (one
+    declaration: the same help, check and group), with its own ``default`` if given."""
+    for field in dataclasses.fields(cls):
+        if field.name == name and _METADATA_KEY in field.metadata:
+            return dataclasses.field(
+                default=field.default if default is dataclasses.MISSING else default,
+                repr=field.repr, metadata=field.metadata)
+    raise ValueError(f"{cls.__name__} declares no setting {name!r}")
 
 
 def setting(default: Any, help: str, *, check: Check | None = None,
@@ -294,6 +307,19 @@ def from_arguments(owner: str, arguments: Mapping[str, Any],
         except ConfigError as exc:
             raise ConfigError(str(exc).replace(f"{cls.__name__}: ", f"{owner}: ", 1)) from None
     return tuple(instances)
+
+
+def rename_arguments(owner: str, arguments: dict[str, Any],
+                     renamed: Mapping[str, str]) -> dict[str, Any]:
+    """``arguments`` with a block's former argument names (``renamed``: old -> new) changed to
+    the new ones, each with a warning; a value given under both names keeps the new one."""
+    result = dict(arguments)
+    for old, new in renamed.items():
+        if old in result:
+            _warn_renamed(owner, old, new)
+            value = result.pop(old)
+            result.setdefault(new, value)
+    return result
 
 
 def init_signature(*classes: type) -> inspect.Signature:

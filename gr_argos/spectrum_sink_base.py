@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -19,13 +18,12 @@ from gnuradio import gr
 
 from gr_argos.protocol import StreamInfo
 from gr_argos.server.hub import DEFAULT_INGRESS_DEPTH
-from gr_argos.settings import from_arguments
+from gr_argos.settings import from_arguments, rename_arguments
 from gr_argos.status import StatusReporter
 from gr_argos.stream import FrameDestination, SpectrumStream, StreamSettings
 
 __all__ = ["Destination", "SpectrumSinkBase", "split_arguments"]
 
-log = logging.getLogger(__name__)
 
 TAG_RX_FREQ = pmt.intern("rx_freq")
 TAG_RX_RATE = pmt.intern("rx_rate")
@@ -52,12 +50,10 @@ def split_arguments(owner: str, arguments: dict[str, Any],
                     transport: type[T]) -> tuple[StreamSettings, T]:
     """A sink's keyword arguments as the stream's settings and its transport's.
 
-    ``samp_rate``, the old name of ``span`` on the sinks, is accepted with a warning.
+    The sinks' former names ``vlen`` and ``samp_rate`` (the frames' span) are accepted with
+    a warning.
     """
-    if "samp_rate" in arguments and "span" not in arguments:
-        log.warning("%s: samp_rate (the frames' frequency span) is now called span; the old "
-                    "name will go away", owner)
-        arguments["span"] = arguments.pop("samp_rate")
+    arguments = rename_arguments(owner, arguments, {"vlen": "bins", "samp_rate": "span"})
     stream, settings = from_arguments(owner, arguments, StreamSettings, transport)
     return stream, settings
 

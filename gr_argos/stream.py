@@ -57,7 +57,7 @@ class StreamSettings:
     """
 
     bins: int = setting(2048, "bins per spectrum frame (the FFT size, or a sweep's bins)",
-                        check=in_range(1, 1 << 20), aliases=("vlen", "fft_size"), group=STREAM)
+                        check=in_range(1, 1 << 20), aliases=("fft_size",), group=STREAM)
     center_freq: float = setting(0.0, "centre frequency in Hz (an rx_freq stream tag "
                                  "overrides it)", check=non_negative, group=STREAM)
     span: float = setting(0.0, "frequency span of a frame in Hz: the sample rate for an FFT "

@@ -25,10 +25,16 @@ import struct
 from dataclasses import dataclass
 from typing import Literal
 
+from gr_argos.settings import ConfigError, in_range, positive, same_as, setting, validate
+from gr_argos.stream import StreamSettings
+
 import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "HACKRF",
+    "SWEEP",
+    "SweepSettings",
     "FILL_FLOOR_DB",
     "HACKRF_FREQ_MAX_HZ",
     "BinaryRecordParser",
@@ -219,6 +225,48 @@ class Sweep:
 
 
 Reduce = Literal["max", "mean"]
+
+#: ``--help`` sections.
+HACKRF = "HackRF / osmosdr gains"
+SWEEP = "wideband sweep (--source sweep)"
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """Settings of a hackrf_sweep run (the hackrf_sweep_source block, argos-spectrum
+    ``--source sweep``); the gains are the HackRF's, also for an osmosdr HackRF source."""
+
+    freq_min: float = setting(2400e6, "start of the swept range in Hz (hackrf_sweep -f takes "
+                              "whole MHz)", check=in_range(0, HACKRF_FREQ_MAX_HZ), group=SWEEP)
+    freq_max: float = setting(2500e6, "end of the swept range in Hz",
+                              check=in_range(0, HACKRF_FREQ_MAX_HZ), group=SWEEP)
+    bin_width: float = setting(1e6, "hackrf_sweep FFT bin width in Hz (-w)",
+                               check=in_range(2445, 5e6, "hackrf_sweep -w"), group=SWEEP)
+    bins: int = same_as(StreamSettings, "bins", default=1024)
+    lna_gain: float = setting(16.0, "HackRF LNA (IF) gain in dB, 0-40 in 8 dB steps",
+                              check=in_range(0, 40), group=HACKRF)
+    vga_gain: float = setting(20.0, "HackRF VGA (baseband) gain in dB, 0-62 in 2 dB steps",
+                              check=in_range(0, 62), group=HACKRF)
+    amp: bool = setting(False, "HackRF RF amplifier (+14 dB)", group=HACKRF)
+    reduce: str = setting("max", "how input bins in one output bin combine: max keeps the "
+                          "strongest, mean averages their power", choices=("max", "mean"),
+                          group=SWEEP)
+    sweep_executable: str = setting("hackrf_sweep", "the hackrf_sweep program (name or path)",
+                                    group=SWEEP)
+    output_format: str = setting("binary", "hackrf_sweep output: binary (-B, exact float32) "
+                                 "or text (0.01 dB)", choices=("binary", "text"), group=SWEEP)
+    watchdog_timeout_s: float = setting(5.0, "seconds without output before hackrf_sweep is "
+                                        "restarted", check=positive, group=SWEEP)
+    restart_backoff_max_s: float = setting(10.0, "longest pause in seconds between restarts",
+                                           check=positive, group=SWEEP)
+    device_args: str = setting("", "serial number of the HackRF to use (hackrf_sweep -d); "
+                               "empty = the first one", group=SWEEP)
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if not self.freq_min < self.freq_max:
+            raise ConfigError(f"freq_min ({self.freq_min:g}) must be below freq_max "
+                              f"({self.freq_max:g})")
 
 
 class SweepAssembler:

@@ -43,7 +43,7 @@ def gps_flowgraph(no_server_thread_left: None) -> Iterator[Callable[[int], tuple
         throttle = blocks.throttle(gr.sizeof_float * 16, 10, True)
         throttle.set_max_noutput_items(1)  # else it sleeps for a whole buffer when stopped
         sink = websocket_sink(bins=16, port=0, msg_channel="gps")
-        gps = gpsd_source(port=gpsd_port, reconnect_interval=0.5)
+        gps = gpsd_source(port=gpsd_port, reconnect_interval_s=0.5)
         tb.connect(spectrum, throttle, sink)
         tb.msg_connect(gps, "gps", sink, "msg")
         made.append((tb, sink, gps))  # a Python block must outlive its flowgraph's run

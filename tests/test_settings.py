@@ -31,6 +31,7 @@ from gr_argos.settings import (
     load_yaml,
     non_negative,
     resolve,
+    same_as,
     setting,
     validate,
 )
@@ -312,7 +313,7 @@ def test_block_arguments_are_split_among_the_declaring_classes(
                                         Example, Other)
     assert (example.port, example.ping_interval_s, other.bins) == (0, 3.0, 16)
     assert "a_block: setting 'ping_interval' is now called 'ping_interval_s'" in caplog.text
-    assert "'vlen' is now called 'bins'" in caplog.text
+    assert "a_block: setting 'vlen' is now called 'bins'" in caplog.text
     with pytest.raises(TypeError, match="a_block has no setting 'prot'; its settings are: "
                                         "port, ping_interval_s, token, encoding, bins"):
         from_arguments("a_block", {"prot": 1}, Example, Other)
@@ -354,11 +355,13 @@ def _declaring_classes() -> list[type]:
     import gr_argos.apps.spectrum
     import gr_argos.server.config
     import gr_argos.stream
+    import gr_argos.sweep
     import gr_argos.zmq_transport
 
     found = []
     for module in (gr_argos.apps.common, gr_argos.apps.gateway, gr_argos.apps.spectrum,
-                   gr_argos.server.config, gr_argos.stream, gr_argos.zmq_transport):
+                   gr_argos.server.config, gr_argos.stream, gr_argos.sweep,
+                   gr_argos.zmq_transport):
         for value in vars(module).values():
             if (isinstance(value, type) and dataclasses.is_dataclass(value)
                     and value.__module__ == module.__name__ and declared(value)):
@@ -367,10 +370,33 @@ def _declaring_classes() -> list[type]:
 
 
 def test_no_setting_is_declared_twice() -> None:
-    """Each setting name (and former name) has exactly one declaration in the package."""
+    """Each setting name (and former name) has exactly one declaration in the package: a
+    class that takes another's setting shares its declaration (same_as), never repeats it."""
     classes = _declaring_classes()
     assert {cls.__name__ for cls in classes} >= {"ServerConfig", "StreamSettings",
-                                                 "PublisherSettings", "AppSettings",
-                                                 "GatewaySettings", "LogSettings"}
-    names = [name for cls in classes for s in declared(cls) for name in (s.name, *s.aliases)]
-    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+                                                 "PublisherSettings", "SweepSettings",
+                                                 "AppSettings", "GatewaySettings",
+                                                 "LogSettings"}
+    declarations: dict[str, set[int]] = {}
+    for cls in classes:
+        for field in dataclasses.fields(cls):
+            metadata = field.metadata.get("gr_argos.setting")
+            if metadata is not None:
+                for name in (field.name, *metadata.aliases):
+                    declarations.setdefault(name, set()).add(id(metadata))
+    assert {name for name, found in declarations.items() if len(found) > 1} == set()
+
+
+def test_a_shared_setting_keeps_its_declaration_with_its_own_default() -> None:
+    """same_as gives another class the very declaration, with another default."""
+    @dataclass(frozen=True)
+    class Sweepish:
+        bins: int = same_as(Other, "bins", default=1024)
+
+    (shared,) = declared(Sweepish)
+    (original,) = declared(Other)
+    assert (shared.default, original.default) == (1024, 2048)
+    assert (shared.help, shared.check, shared.aliases) == (original.help, original.check,
+                                                           original.aliases)
+    with pytest.raises(ValueError, match="Other declares no setting 'nope'"):
+        same_as(Other, "nope")

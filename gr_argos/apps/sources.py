@@ -85,9 +85,9 @@ def open_sweep(settings: dict[str, Any]) -> Any:
             lna_gain=settings["lna_gain"],
             vga_gain=settings["vga_gain"],
             amp=settings["amp"],
-            executable=settings["sweep_executable"],
+            sweep_executable=settings["sweep_executable"],
         )
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError) as exc:  # ConfigError is a ValueError
         raise SourceError(f"{exc}; or use --source sim") from exc
 
 

@@ -43,6 +43,7 @@ from gr_argos.settings import (
     setting,
 )
 from gr_argos.stream import STREAM, StreamSettings
+from gr_argos.sweep import HACKRF, SweepSettings
 from gr_argos.zmq_transport import PublisherSettings
 
 __all__ = ["AppSettings", "SETTINGS", "argument_parser", "check_combination", "main"]
@@ -50,9 +51,7 @@ __all__ = ["AppSettings", "SETTINGS", "argument_parser", "check_combination", "m
 log = logging.getLogger("argos-spectrum")
 
 SOURCE = "source"
-HACKRF = "HackRF / osmosdr gains"
 GPS = "GPS"
-SWEEP = "wideband sweep (--source sweep)"
 
 
 def _source(value: str) -> str | None:
@@ -83,29 +82,17 @@ def _alpha(value: float) -> str | None:
 class AppSettings:
     """The settings only argos-spectrum has: the source, the spectrum chain, GPS, transport.
 
-    The app's other settings are the stream's (:class:`~gr_argos.stream.StreamSettings`) and
-    the server's (:class:`~gr_argos.server.ServerConfig`) or the publisher's.
+    The app's other settings are the stream's (:class:`~gr_argos.stream.StreamSettings`), the
+    HackRF's and hackrf_sweep's (:class:`~gr_argos.sweep.SweepSettings`), and the server's
+    (:class:`~gr_argos.server.ServerConfig`) or the publisher's.
     """
 
     source: str = setting("sim", "sim | sweep | hackrf[=ARGS] | osmosdr=ARGS | file=PATH (raw "
                           "complex64 IQ, paced at --samp-rate)", check=_source, group=SOURCE)
     samp_rate: float = setting(8e6, "sample rate in samples/s (= span of the spectrum in Hz)",
                                check=positive, aliases=("rate",), group=SOURCE)
-    lna_gain: float = setting(16.0, "HackRF LNA (IF) gain in dB, 0-40 in 8 dB steps",
-                              check=non_negative, group=HACKRF)
-    vga_gain: float = setting(20.0, "HackRF VGA (baseband) gain in dB, 0-62 in 2 dB steps",
-                              check=non_negative, group=HACKRF)
-    amp: bool = setting(False, "HackRF RF amplifier (+14 dB)", group=HACKRF)
     bandwidth: float = setting(0.0, "baseband filter bandwidth in Hz (0 = automatic)",
                                check=non_negative, group=HACKRF)
-    freq_min: float = setting(2400e6, "start of the swept range in Hz",
-                              check=in_range(0, 7250e6), group=SWEEP)
-    freq_max: float = setting(2500e6, "end of the swept range in Hz",
-                              check=in_range(0, 7250e6), group=SWEEP)
-    bin_width: float = setting(1e6, "hackrf_sweep FFT bin width in Hz (-w)",
-                               check=in_range(2445, 5e6, "hackrf_sweep -w"), group=SWEEP)
-    sweep_executable: str = setting("hackrf_sweep", "the hackrf_sweep program (name or path)",
-                                    group=SWEEP)
     avg_alpha: float = setting(0.5, "averaging factor per frame (1 = no averaging, smaller = "
                                "smoother)", check=_alpha, group=STREAM)
     gps: str = setting("", "HOST:PORT of a gpsd whose fixes go to clients as 'gps' messages "
@@ -117,7 +104,10 @@ class AppSettings:
 
 #: Every setting of argos-spectrum, in ``--help`` order.
 SETTINGS: tuple[Setting, ...] = (
-    *declared(AppSettings, exclude=("avg_alpha", "gps", "transport")),
+    *declared(AppSettings, only=("source", "samp_rate")),
+    *declared(SweepSettings, only=("lna_gain", "vga_gain", "amp")),
+    *declared(AppSettings, only=("bandwidth",)),
+    *declared(SweepSettings, only=("freq_min", "freq_max", "bin_width", "sweep_executable")),
     *declared(StreamSettings, only=("bins", "center_freq", "fps", "encoding", "step_db",
                                     "status_interval_s"),
               defaults={"center_freq": 100e6}),
