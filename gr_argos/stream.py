@@ -27,7 +27,7 @@ from gr_argos.protocol import (
     check_step_db,
     encode_frame,
 )
-from gr_argos.settings import at_least, in_range, non_negative, positive, setting, validate
+from gr_argos.settings import in_range, non_negative, positive, setting, validate
 
 __all__ = ["FrameDestination", "STREAM", "SpectrumStream", "StreamSettings"]
 

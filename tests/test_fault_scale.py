@@ -14,14 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import logging
 import socket
 import struct
 import threading
 import time
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -483,32 +482,6 @@ MAX_BUCKET_FRACTION = 0.5
 ARRIVAL_SLACK_S = 20.0  # on top of the backoff cap, for the handshakes of a loaded machine
 
 
-class _Collect(logging.Handler):
-    """A logging handler that keeps the records."""
-
-    def __init__(self, level: int) -> None:
-        super().__init__(level)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@contextlib.contextmanager
-def captured(logger_name: str, level: int) -> Iterator[list[logging.LogRecord]]:
-    """The records ``logger_name`` (and its children) log at ``level`` or above meanwhile."""
-    handler = _Collect(level)
-    logger = logging.getLogger(logger_name)
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(min(level, logger.getEffectiveLevel()))
-    try:
-        yield handler.records
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
-
-
 async def follow_states(client: ArgosClient, states: list[tuple[str, float]]) -> None:
     """Consume the client's events, recording each state change and when it happened."""
     async for event in client:
@@ -516,10 +489,20 @@ async def follow_states(client: ArgosClient, states: list[tuple[str, float]]) ->
             states.append((event.state, time.monotonic()))
 
 
-def connect_times(records: list[logging.LogRecord], since: float) -> list[float]:
-    """When the server logged each ``event=connect`` at or after ``since`` (time.time())."""
-    return sorted(r.created - since for r in records
-                  if r.getMessage().startswith("event=connect") and r.created >= since)
+async def count_arrivals(server: SpectrumServer, since: float, arrivals: list[float],
+                         stop: asyncio.Event) -> None:
+    """Append, for each client the server accepts, about when (s after ``since``, a
+    time.monotonic()), by watching its count of accepted clients every 10 ms until ``stop``
+    (and once more after it)."""
+    seen = 0  # a fresh server: every client it accepts counts
+    while True:
+        stopping = stop.is_set()
+        total = server.hub.clients_total
+        arrivals.extend([time.monotonic() - since] * (total - seen))
+        seen = total
+        if stopping:
+            return
+        await asyncio.sleep(0.01)
 
 
 def storm_server(port: int) -> SpectrumServer:
@@ -536,37 +519,41 @@ async def test_reconnect_storm_after_a_restart_is_spread_by_full_jitter(
         no_server_thread_left: None, wait_until: WaitUntil) -> None:
     """500 ArgosClients cut off by a server restart all come back to the new server on the
     same port within the backoff cap plus slack, each once, and their arrivals (as the
-    server logs them) are spread out: no half-second holds half of them."""
+    server counts them) are spread out: no half-second holds half of them."""
     cap_s = inspect.signature(ArgosClient).parameters["backoff_cap_s"].default
     first = await asyncio.to_thread(storm_server, 0)
     servers, port = [first], first.port
     clients = [ArgosClient(first.url) for _ in range(STORM)]
     states: list[list[tuple[str, float]]] = [[] for _ in clients]
-    with captured("gr_argos.server", logging.INFO) as records:
-        try:
-            async with contextlib.AsyncExitStack() as stack:
-                for client, seen in zip(clients, states):
-                    spawn(stack, follow_states(client, seen))
-                stack.push_async_callback(
-                    lambda: asyncio.gather(*(c.close() for c in clients),
-                                           return_exceptions=True))
-                await wait_until(lambda: first.hub.client_count == STORM, timeout=60,
-                                 what="500 clients on the first server")
-                await asyncio.to_thread(first.stop)
-                await asyncio.sleep(DOWN_S)
-                restarted_at = time.time()
-                second = await asyncio.to_thread(storm_server, port)
-                servers.append(second)
-                await wait_until(lambda: second.hub.client_count == STORM,
-                                 timeout=cap_s + ARRIVAL_SLACK_S,
-                                 what="500 clients on the restarted server")
-                arrivals = connect_times(records, restarted_at)
-                admitted = second.hub.clients_total
-                await wait_until(lambda: all(seen[-1][0] == STATE_OPEN for seen in states),
-                                 timeout=60, what="every client to see its connection open")
-        finally:
-            for server in servers:
-                await asyncio.to_thread(server.stop)
+    arrivals: list[float] = []
+    counted = asyncio.Event()
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            for client, seen in zip(clients, states):
+                spawn(stack, follow_states(client, seen))
+            stack.push_async_callback(
+                lambda: asyncio.gather(*(c.close() for c in clients),
+                                       return_exceptions=True))
+            await wait_until(lambda: first.hub.client_count == STORM, timeout=60,
+                             what="500 clients on the first server")
+            await asyncio.to_thread(first.stop)
+            await asyncio.sleep(DOWN_S)
+            restarted_at = time.monotonic()
+            second = await asyncio.to_thread(storm_server, port)
+            servers.append(second)
+            counter = asyncio.ensure_future(
+                count_arrivals(second, restarted_at, arrivals, counted))
+            await wait_until(lambda: second.hub.client_count == STORM,
+                             timeout=cap_s + ARRIVAL_SLACK_S,
+                             what="500 clients on the restarted server")
+            counted.set()
+            await counter
+            admitted = second.hub.clients_total
+            await wait_until(lambda: all(seen[-1][0] == STATE_OPEN for seen in states),
+                             timeout=60, what="every client to see its connection open")
+    finally:
+        for server in servers:
+            await asyncio.to_thread(server.stop)
 
     assert admitted == len(arrivals) == STORM, "some clients connected more than once"
     assert arrivals[-1] <= cap_s + ARRIVAL_SLACK_S

@@ -264,22 +264,34 @@ class _FrameFeed:
 
 
 class _Listener:
-    """An ArgosClient on the test's event loop, keeping its frames and the pid of each hello."""
+    """An ArgosClient on the test's event loop, keeping its frames and, for each connection,
+    the process that served it: the one whose "relaying ... (process P, session S)" line
+    names the session of the connection's hello (a hello does not say which process sent it).
+    """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, output: Any) -> None:
         from gr_argos.client import ArgosClient
 
-        self.client = ArgosClient(url, backoff_base_s=0.2, backoff_cap_s=1.0, heartbeat_interval_s=0)
-        self.pids: list[int] = []  # one per connection, from its hello
+        self.client = ArgosClient(url, backoff_base_s=0.2, backoff_cap_s=1.0,
+                                  heartbeat_interval_s=0)
+        self.sessions: list[str] = []  # one per connection, from its hello
         self.frames_per_connection: list[int] = []
+        self._output = output
         self.task = asyncio.ensure_future(self._listen())
+
+    @property
+    def pids(self) -> list[int]:
+        """The process of each connection so far (-1 while its line is not printed yet)."""
+        processes = {session: int(pid) for pid, session in
+                     re.findall(r"\(process (\d+), session ([0-9a-f]+)\)", self._output())}
+        return [processes.get(session, -1) for session in self.sessions]
 
     async def _listen(self) -> None:
         from gr_argos.client import FrameEvent, MessageEvent
 
         async for event in self.client:
             if isinstance(event, MessageEvent) and event.type == "hello":
-                self.pids.append(int(event.message["pid"]))
+                self.sessions.append(str(event.message["session"]))
                 self.frames_per_connection.append(0)
             elif isinstance(event, FrameEvent) and self.frames_per_connection:
                 self.frames_per_connection[-1] += 1
@@ -313,8 +325,10 @@ async def test_a_killed_worker_is_restarted_and_only_its_clients_reconnect() -> 
             # New connections are spread over the processes by a hash: add clients until
             # each process has at least one (bounded).
             while len({pid for x in listeners for pid in x.pids}) < 3 and len(listeners) < 30:
-                listeners.append(_Listener(url))
-                await _until("a hello", lambda: listeners[-1].pids, process.output)
+                listeners.append(_Listener(url, process.output))
+                await _until("a hello from a known process",
+                             lambda: listeners[-1].pids and -1 not in listeners[-1].pids,
+                             process.output)
             by_pid = {pid: [x for x in listeners if x.pids == [pid]]
                       for pid in worker_pids | {process.process.pid}}
             assert all(by_pid.values()), (by_pid, process.output())
@@ -335,9 +349,11 @@ async def test_a_killed_worker_is_restarted_and_only_its_clients_reconnect() -> 
             # The restarted worker serves the port: new connections reach it (bounded).
             probes: list[_Listener] = []
             while not any(p.pids == [new_pid] for p in probes) and len(probes) < 30:
-                probes.append(_Listener(url))
+                probes.append(_Listener(url, process.output))
                 listeners.append(probes[-1])
-                await _until("a hello", lambda: probes[-1].pids, process.output)
+                await _until("a hello from a known process",
+                             lambda: probes[-1].pids and -1 not in probes[-1].pids,
+                             process.output)
             assert any(p.pids == [new_pid] for p in probes), process.output()
 
             for victim_client in by_pid[victim]:

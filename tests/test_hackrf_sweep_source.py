@@ -9,8 +9,6 @@ inherits. Every top block is stopped and waited for in a ``finally``.
 
 from __future__ import annotations
 
-import ast
-import inspect
 import os
 import re
 import shutil
@@ -27,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 from websockets.sync.client import connect
 
 from gr_argos.protocol import SpectrumFrame, decode_frame, decode_message

@@ -22,6 +22,7 @@ import ctypes
 import dataclasses
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -266,7 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     workers = WorkerSupervisor(_worker_command(argv, gateway.server.port),
                                settings["workers"] - 1)
     workers.start()
-    print(f"argos-gateway: relaying {', '.join(args.connect)}", flush=True)
+    print(f"argos-gateway: relaying {', '.join(args.connect)} (process {os.getpid()}, session "
+          f"{gateway.server.session})", flush=True)
     print(connect_line("argos-gateway", url), flush=True)
     while not stop_requested.wait(_POLL_S):
         workers.check()

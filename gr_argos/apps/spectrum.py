@@ -36,7 +36,6 @@ from gr_argos.settings import (
     Setting,
     add_flags,
     declared,
-    in_range,
     non_negative,
     positive,
     resolve,

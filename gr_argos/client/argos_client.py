@@ -23,7 +23,6 @@ from gr_argos.client.events import (
     Event,
     FrameEvent,
     GapDetector,
-    GapEvent,
     MessageEvent,
     State,
     StateEvent,

@@ -63,7 +63,13 @@ class ServerConfig:
                                        "offer it (compatibility; costs CPU and memory per "
                                        "client); never for ?compress=1 clients", group=SERVER)
     allowed_origins: str = setting("", "comma-separated browser origins allowed to connect, "
-                                   "exact scheme://host[:port] (empty = any)", group=SECURITY)
+                                   "exact scheme://host[:port]; empty = only this server's "
+                                   "own pages (same origin); * = any origin",
+                                   group=SECURITY)
+    allowed_hosts: str = setting("", "comma-separated host names clients may reach this server "
+                                 "by (the Host header); empty = IP addresses, localhost, this "
+                                 "machine's names and the hosts of allowed_origins; * = any",
+                                 group=SECURITY)
     token: str = setting("", "shared secret clients must present (Authorization: Bearer "
                          "header or a first auth message; empty = no authentication); never "
                          "logged", group=SECURITY, secret=True)
@@ -73,9 +79,17 @@ class ServerConfig:
                                check=at_least(0), group=SECURITY)
     max_clients_per_ip: int = setting(32, "clients per address (0 = no limit); more get 429",
                                       check=at_least(0), group=SECURITY)
-    handshake_timeout_s: float = setting(10.0, "seconds to complete the WebSocket handshake and "
-                                         "authenticate", check=positive,
-                                         aliases=("handshake_timeout",), group=SECURITY)
+    handshake_timeout_s: float = setting(10.0, "seconds to complete the WebSocket handshake",
+                                         check=positive, aliases=("handshake_timeout",),
+                                         group=SECURITY)
+    auth_timeout_s: float = setting(5.0, "seconds a connection without the token in its "
+                                    "request has to send it in an auth message",
+                                    check=positive, group=SECURITY)
+    max_unauthenticated: int = setting(64, "connections waiting to send their auth message "
+                                       "at once (0 = no limit); they never take clients' "
+                                       "places", check=at_least(0), group=SECURITY)
+    max_unauthenticated_per_ip: int = setting(8, "of those, per address (0 = no limit)",
+                                              check=at_least(0), group=SECURITY)
     max_messages_per_s: float = setting(10.0, "messages per second a client may send (0 = no "
                                         "limit); over it: closed with 1008",
                                         check=non_negative, group=SECURITY)

@@ -29,7 +29,7 @@ from gr_argos.protocol import (
     decode_message,
     encode_message,
 )
-from gr_argos.server.admission import token_matches
+from gr_argos.server.admission import Gate, token_matches
 from gr_argos.server.client_messages import (
     CLIENT_MESSAGE_TYPES,
     TokenBucket,
@@ -38,6 +38,7 @@ from gr_argos.server.client_messages import (
 )
 from gr_argos.server.config import ServerConfig
 from gr_argos.server.hub import BroadcastHub, ClientQueue
+from gr_argos.server.logs import EventLog, quoted
 from gr_argos.server.metrics import ServerCounters
 from gr_argos.server.wire import abort, frame_writer
 
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY_VIOLATION = 1008
+CLOSE_TRY_AGAIN_LATER = 1013
 # Time a client gets to take a close frame (and the error before it) before its connection
 # is dropped: websockets waits without limit for a socket that a stalled client stopped reading.
 CLOSE_GRACE_S = 3.0
@@ -61,24 +63,32 @@ class Connection:
         config: the server's settings.
         hub: the hub the client receives frames and messages from.
         counters: the server's counters (policy closes, authentication failures).
+        events: the server's rate-limited log of events.
         hello: makes the ``hello`` message's body, sent first.
-        authenticated: the token came with the upgrade request (else, when the server has
-            a token, the client must send it in a first ``auth`` message).
+        gate: the server's admission counts: a connection that authenticates with an
+            ``auth`` message becomes a client there, if the client limits allow.
+        authenticated: the token came with the upgrade request, or none is needed (else
+            the client must send it in a first ``auth`` message, and :attr:`waiting` is
+            true until it did).
     """
 
-    __slots__ = ("_ws", "_config", "_hub", "_counters", "_hello", "_authenticated", "peer",
-                 "_write", "_client", "_sending", "_sender", "_closer")
+    __slots__ = ("_ws", "_config", "_hub", "_counters", "_events", "_hello", "_gate", "waiting",
+                 "peer", "_ip", "_write", "_client", "_sending", "_sender", "_closer")
 
     def __init__(self, ws: ServerConnection, *, config: ServerConfig, hub: BroadcastHub,
-                 counters: ServerCounters, hello: Callable[[], dict[str, Any]],
+                 counters: ServerCounters, events: EventLog,
+                 hello: Callable[[], dict[str, Any]], gate: Gate,
                  authenticated: bool) -> None:
         self._ws = ws
         self._config = config
         self._hub = hub
         self._counters = counters
+        self._events = events
         self._hello = hello
-        self._authenticated = authenticated or not config.token
+        self._gate = gate
+        self.waiting = not authenticated
         self.peer = peer_address(ws)
+        self._ip = peer_ip(ws)
         self._write = frame_writer(ws)
         self._client: ClientQueue | None = None
         self._sending = False  # the sender has an item in flight: nothing may overtake it
@@ -87,13 +97,14 @@ class Connection:
 
     async def serve(self) -> None:
         """Authenticate if needed, then stream to the client and answer it until it leaves."""
-        if not self._authenticated and not await self._authenticate():
+        if self.waiting and not await self._authenticate():
             return
         client = self._client = self._hub.add_client(self.peer, self)
         self._ws.response = None  # the handshake's response is not needed again: ~1.5 KiB
         request = self._ws.request
-        log.info("event=connect client=%d peer=%s origin=%s", client.client_id, self.peer,
-                 request.headers.get("Origin", "-") if request else "-")
+        self._events.log(logging.INFO, "connect", "event=connect client=%d peer=%s origin=%s",
+                         client.client_id, self.peer,
+                         quoted(request.headers.get("Origin", "-")) if request else "-")
         self._hub.send_to(client, encode_message("hello", self._hello()))
         self._choose_format_from_url(client, request.path if request else "/")
         reason = "closed by client"
@@ -107,10 +118,11 @@ class Connection:
                 reason = _close_text_codes(self._ws.close_code, self._ws.close_reason)
             totals = client.snapshot()
             self._hub.remove_client(client)
-            log.info(
-                "event=disconnect client=%d peer=%s reason=%r frames_sent=%d "
+            self._events.log(
+                logging.INFO, "disconnect",
+                "event=disconnect client=%d peer=%s reason=%s frames_sent=%d "
                 "frames_dropped=%d messages_sent=%d bytes_sent=%d connected_s=%.3f",
-                client.client_id, self.peer, reason, totals["frames_sent"],
+                client.client_id, self.peer, quoted(reason), totals["frames_sent"],
                 totals["frames_dropped"], totals["messages_sent"], totals["bytes_sent"],
                 totals["connected_s"],
             )
@@ -145,8 +157,9 @@ class Connection:
         if client is None or self._closer is not None:
             return
         self._counters.closed_by_policy["too_slow"] += 1
-        log.warning("event=too_slow client=%d peer=%s messages_pending=%d: closing it with 1008",
-                    client.client_id, self.peer, client.message_depth)
+        self._events.log(logging.WARNING, "too_slow",
+                         "event=too_slow client=%d peer=%s messages_pending=%d: closing it "
+                         "with 1008", client.client_id, self.peer, client.message_depth)
         self._closer = asyncio.ensure_future(close_or_abort(
             self._ws, CLOSE_POLICY_VIOLATION, "too slow: message queue overflow"))
 
@@ -191,19 +204,21 @@ class Connection:
 
     def _abort_stalled(self, client: ClientQueue, stall_s: float) -> None:
         self._counters.closed_by_policy["stalled"] += 1
-        log.warning("event=stalled client=%d peer=%s: took no data for %g s "
-                    "(ping_interval_s + ping_timeout_s); aborting the connection",
-                    client.client_id, self.peer, stall_s)
+        self._events.log(logging.WARNING, "stalled",
+                         "event=stalled client=%d peer=%s: took no data for %g s "
+                         "(ping_interval_s + ping_timeout_s); aborting the connection",
+                         client.client_id, self.peer, stall_s)
         abort(self._ws)
 
     # -- reading and answering -------------------------------------------------------------
 
     async def _authenticate(self) -> bool:
-        """Wait for a first ``auth`` message with the token; close with 1008 without one.
+        """Wait for a first ``auth`` message with the token; close with 1008 without one
+        (and with 1013 if the token is right but the server is full of clients).
 
         Nothing is sent to the client before it succeeds (then ``hello`` follows).
         """
-        timeout_s = self._config.handshake_timeout_s
+        timeout_s = self._config.auth_timeout_s
         try:
             async with asyncio.timeout(timeout_s):
                 first = await self._ws.recv()
@@ -216,17 +231,35 @@ class Connection:
                 message = decode_message(first)
             except ProtocolError:
                 message = {"type": ""}
-            if message["type"] == "auth" and token_matches(message.get("token"),
-                                                           self._config.token):
-                log.info("event=auth_ok peer=%s method=message", self.peer)
-                return True
             method = "message"
-            problem = 'authentication failed: send {"type": "auth", "token": ...} first'
+            if message["type"] != "auth":
+                problem = 'authentication needed: send {"type": "auth", "token": ...} first'
+            elif token_matches(message.get("token"), self._config.token):
+                return await self._admit_authenticated()
+            else:
+                problem = "authentication failed: wrong token"
+        self._gate.failed(self._ip)
         self._counters.auth_failures[method] += 1
-        log.warning("event=auth_failed peer=%s method=%s", self.peer, method)
+        self._events.log(logging.WARNING, "auth_failed", "event=auth_failed peer=%s method=%s",
+                         self.peer, method)
         await close_or_abort(self._ws, CLOSE_POLICY_VIOLATION, problem,
                              error_code="auth_failed")
         return False
+
+    async def _admit_authenticated(self) -> bool:
+        """The token was right: become a client, or be closed with 1013 when the server
+        has no room for one more."""
+        self._gate.succeeded(self._ip)
+        refusal = self._gate.promote(self._ip)
+        if refusal is not None:
+            self._counters.refused[refusal.reason] += 1
+            await close_or_abort(self._ws, CLOSE_TRY_AGAIN_LATER, refusal.error,
+                                 error_code=refusal.reason)
+            return False
+        self.waiting = False
+        self._events.log(logging.INFO, "auth_ok", "event=auth_ok peer=%s method=message",
+                         self.peer)
+        return True
 
     async def _read(self, client: ClientQueue) -> str:
         """Answer the client's messages until it leaves or breaks a rule; return why it
@@ -236,9 +269,10 @@ class Connection:
         async for message in self._ws:
             if not bucket.take():
                 self._counters.closed_by_policy["rate_limit"] += 1
-                log.warning("event=rate_limited client=%d peer=%s max_messages_per_s=%g "
-                            "max_messages_burst=%d", client.client_id, self.peer,
-                            cfg.max_messages_per_s, cfg.max_messages_burst)
+                self._events.log(logging.WARNING, "rate_limited",
+                                 "event=rate_limited client=%d peer=%s max_messages_per_s=%g "
+                                 "max_messages_burst=%d", client.client_id, self.peer,
+                                 cfg.max_messages_per_s, cfg.max_messages_burst)
                 await close_or_abort(
                     self._ws, CLOSE_POLICY_VIOLATION,
                     f"more than {cfg.max_messages_per_s:g} messages/s "

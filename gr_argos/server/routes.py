@@ -2,8 +2,9 @@
 
 A request that is not a WebSocket upgrade is answered from :class:`Routes`: an exact path in
 its table (``/healthz``, ``/metrics``), else a packaged browser file (``/`` is the viewer's
-``index.html``), else 404. Handlers are plain functions of the request; nothing here knows
-the server, which builds the table with what each route needs.
+``index.html``), else 404. Only GET is served (HEAD too, without the body); other methods
+get 405. Handlers are plain functions of the request; nothing here knows the server, which
+builds the table with what each route needs.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from websockets.http11 import Request, Response
 
 from gr_argos import __version__
 
-__all__ = ["Handler", "Routes", "json_response", "response", "static_file"]
+__all__ = ["Handler", "Routes", "json_response", "method_not_allowed", "request_method",
+           "response", "static_file", "text_response"]
 
-#: ``handler(request)`` -> the response.
-Handler = Callable[[Request], Response]
+#: ``handler(request, peer_ip)`` -> the response.
+Handler = Callable[[Request, str], Response]
 
 SERVER_HEADER = f"gr-argos/{__version__}"
 _WEB_PACKAGE = "gr_argos.web"
@@ -51,16 +53,38 @@ class Routes:
     def __init__(self, table: Mapping[str, Handler]) -> None:
         self._table = dict(table)
 
-    def respond(self, request: Request) -> Response:
-        """The response to a request that is not a WebSocket upgrade."""
+    def respond(self, request: Request, peer_ip: str) -> Response:
+        """The response to a request (not a WebSocket upgrade) from ``peer_ip``."""
+        method = request_method(request)
+        if method not in ("GET", "HEAD"):
+            return method_not_allowed(method)
+        answer = self._get(request, peer_ip)
+        if method == "HEAD":  # the same headers, Content-Length included, and no body
+            answer = Response(answer.status_code, answer.reason_phrase, answer.headers, b"")
+        return answer
+
+    def _get(self, request: Request, peer_ip: str) -> Response:
         path = request.path.split("?", 1)[0]
         handler = self._table.get(path)
         if handler is not None:
-            return handler(request)
+            return handler(request, peer_ip)
         static = static_file(path)
         if static is not None:
             return response(http.HTTPStatus.OK, *static)
         return text_response(http.HTTPStatus.NOT_FOUND, f"not found: {path}\n")
+
+
+def request_method(request: Request) -> str:
+    """The request's method (websockets before 16.0 parsed only GET requests)."""
+    return str(getattr(request, "method", "GET"))
+
+
+def method_not_allowed(method: str) -> Response:
+    """405 for a method other than GET and HEAD."""
+    answer = text_response(http.HTTPStatus.METHOD_NOT_ALLOWED,
+                           f"method {method[:16]} not allowed: use GET\n")
+    answer.headers["Allow"] = "GET, HEAD"
+    return answer
 
 
 def static_file(path: str) -> tuple[str, bytes] | None:

@@ -16,13 +16,11 @@ import http
 import ipaddress
 import json
 import logging
-import os
 import secrets
 import ssl
 import threading
 import time
 import weakref
-from collections import Counter
 from dataclasses import replace
 from typing import Any, Callable, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -40,7 +38,16 @@ from gr_argos.protocol import (
     StreamInfo,
     encode_message,
 )
-from gr_argos.server.admission import Refusal, UpgradeRequest, admit, bearer_token, token_matches
+from gr_argos.server.admission import (
+    SINGLE_HEADERS,
+    Gate,
+    Refusal,
+    UpgradeRequest,
+    admit,
+    bearer_token,
+    host_refusal,
+    token_matches,
+)
 from gr_argos.server.config import ServerConfig, ServerError
 from gr_argos.server.connection import (
     CLOSE_GRACE_S,
@@ -56,8 +63,16 @@ from gr_argos.server.metrics import (
     metrics_registry,
     render,
 )
-from gr_argos.server.redaction import redact_websockets_logs
-from gr_argos.server.routes import SERVER_HEADER, Routes, json_response, response, text_response
+from gr_argos.server.logs import EventLog, install_log_filters, quoted
+from gr_argos.server.routes import (
+    SERVER_HEADER,
+    Routes,
+    json_response,
+    method_not_allowed,
+    request_method,
+    response,
+    text_response,
+)
 from gr_argos.server.tls import tls_context
 from gr_argos.server.wire import (
     abort,
@@ -77,8 +92,6 @@ _EVERY_INTERFACE = ("", "0.0.0.0", "::")
 _WEBSOCKET_PATHS = ("/", "/ws")
 
 T = TypeVar("T")
-
-redact_websockets_logs()
 
 
 class SpectrumServer:
@@ -102,7 +115,8 @@ class SpectrumServer:
         self._thread: threading.Thread | None = None
         self._server: Server | None = None
         self._sockets: set[ServerConnection] = set()  # upgraded, until their handler ends
-        self._clients_per_ip: Counter[str] = Counter()
+        self.gate = Gate(self.config)
+        self.events = EventLog(log)
         # Upgrades that brought the token in their request (no auth message needed).
         self._authenticated: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
         self._port: int | None = None
@@ -193,6 +207,7 @@ class SpectrumServer:
         warning = check_websockets()
         if warning:
             log.warning("event=untested_websockets %s", warning)
+        install_log_filters(self.config.token)
         self._ssl = tls_context(self.config) if self.config.tls else None
         ready = threading.Event()
         failure: list[BaseException] = []
@@ -336,16 +351,31 @@ class SpectrumServer:
             "version": __version__,
             "protocol": PROTOCOL_VERSION,
             "session": self.session,
-            "pid": os.getpid(),  # which process of several on one port (--workers)
             "streams": [s.describe() for s in self.streams()],
             "encodings": list(ENCODING_CODES),
             "queue_depth": self.config.queue_depth,
         }
 
     async def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
-        """Answer plain HTTP; let an admitted WebSocket upgrade go on (None)."""
+        """Answer plain HTTP; let an admitted WebSocket upgrade go on (None).
+
+        A request whose critical headers come twice, or that names a Host this server is not
+        known by, is refused first (400, 421), whatever it asks for.
+        """
+        ip = peer_ip(ws)
+        for name in SINGLE_HEADERS:
+            if len(request.headers.get_all(name)) > 1:
+                return self._refuse(peer_address(ws), Refusal(
+                    "bad_request", http.HTTPStatus.BAD_REQUEST,
+                    f"the request has more than one {name} header"))
+        host = request.headers.get("Host")
+        refusal = host_refusal(host, self.config)
+        if refusal is not None:
+            return self._refuse(peer_address(ws), refusal)
         if request.headers.get("Upgrade", "").lower() != "websocket":
-            return self._routes.respond(request)
+            return self._routes.respond(request, ip)
+        if request_method(request) != "GET":
+            return method_not_allowed(request_method(request))
         path = request.path.split("?", 1)[0]
         if path not in _WEBSOCKET_PATHS:
             return text_response(http.HTTPStatus.NOT_FOUND,
@@ -356,56 +386,57 @@ class SpectrumServer:
             # websockets negotiates extensions from this same request object after
             # process_request returns, so without the header it negotiates none.
             del request.headers["Sec-WebSocket-Extensions"]
-        ip = peer_ip(ws)
         decision = admit(
-            UpgradeRequest(path=request.path, origin=request.headers.get("Origin"),
+            UpgradeRequest(path=request.path, host=host, origin=request.headers.get("Origin"),
                            authorization=request.headers.get("Authorization"), peer_ip=ip),
-            self.config, clients=sum(self._clients_per_ip.values()),
-            clients_from_ip=self._clients_per_ip[ip])
+            self.config, self.gate)
         if isinstance(decision, Refusal):
+            if decision.reason == "auth":
+                self.gate.failed(ip)
             return self._refuse(peer_address(ws), decision)
         if decision.authenticated_by is not None:
+            self.gate.succeeded(ip)
             self._authenticated.add(ws)
-            log.info("event=auth_ok peer=%s method=%s", peer_address(ws),
-                     decision.authenticated_by)
+            self.events.log(logging.INFO, "auth_ok", "event=auth_ok peer=%s method=%s",
+                            peer_address(ws), decision.authenticated_by)
         return None
 
     def _refuse(self, peer: str, refusal: Refusal) -> Response:
-        """Count and log a refused upgrade, and answer it."""
+        """Count and log (at a bounded rate) a refused request, and answer it."""
         self.counters.refused[refusal.reason] += 1
         if refusal.reason == "auth":
             self.counters.auth_failures[refusal.details["method"]] += 1
-        log.warning("event=refused reason=%s peer=%s status=%d%s", refusal.reason, peer,
-                    refusal.status.value,
-                    "".join(f" {key}={value}" for key, value in refusal.details.items()))
+        self.events.log(logging.WARNING, "refused", "event=refused reason=%s peer=%s status=%d%s",
+                        refusal.reason, peer, refusal.status.value,
+                        "".join(f" {key}={quoted(value)}"
+                                for key, value in refusal.details.items()))
         return json_response(refusal.status, refusal.body(), refusal.retry_after_s)
 
     async def _handle(self, ws: ServerConnection) -> None:
         ip = peer_ip(ws)
-        self._clients_per_ip[ip] += 1  # counted from the upgrade on, for the limits
+        waiting = bool(self.config.token) and ws not in self._authenticated
+        self.gate.enter(ip, waiting)  # counted from the upgrade on, for the limits
         self._sockets.add(ws)
+        connection = Connection(ws, config=self.config, hub=self.hub, counters=self.counters,
+                                events=self.events, hello=self.hello, gate=self.gate,
+                                authenticated=not waiting)
         try:
-            connection = Connection(ws, config=self.config, hub=self.hub,
-                                    counters=self.counters, hello=self.hello,
-                                    authenticated=ws in self._authenticated)
             await connection.serve()
         finally:
             self._sockets.discard(ws)
             self._authenticated.discard(ws)
-            self._clients_per_ip[ip] -= 1
-            if self._clients_per_ip[ip] <= 0:
-                del self._clients_per_ip[ip]
+            self.gate.leave(ip, connection.waiting)
 
     def _handshake_timed_out(self, ws: ServerConnection) -> None:
-        """A handshake that ``handshake_timeout_s`` ended counts as a refusal, logged at
-        INFO (a slow-loris attack would make one line per socket)."""
+        """A handshake that ``handshake_timeout_s`` ended counts as a refusal."""
         self.counters.refused["handshake_timeout"] += 1
-        log.info("event=handshake_timeout peer=%s handshake_timeout_s=%g", peer_address(ws),
-                 self.config.handshake_timeout_s)
+        self.events.log(logging.INFO, "handshake_timeout",
+                        "event=handshake_timeout peer=%s handshake_timeout_s=%g",
+                        peer_address(ws), self.config.handshake_timeout_s)
 
     # -- HTTP routes ---------------------------------------------------------------------
 
-    def _healthz(self, request: Request) -> Response:
+    def _healthz(self, request: Request, address: str) -> Response:
         body = {
             "status": "ok",
             "server": "gr-argos",
@@ -416,11 +447,20 @@ class SpectrumServer:
         }
         return response(http.HTTPStatus.OK, "application/json", json.dumps(body).encode())
 
-    def _metrics(self, request: Request) -> Response:
-        if self.config.token and not token_matches(
-                bearer_token(request.headers.get("Authorization")), self.config.token):
-            return json_response(http.HTTPStatus.UNAUTHORIZED, {
-                "error": "/metrics needs the token: send Authorization: Bearer <token>"})
+    def _metrics(self, request: Request, address: str) -> Response:
+        """The metrics; behind the token when one is set, with the same backoff for wrong
+        tokens as the WebSocket upgrade."""
+        if self.config.token:
+            refusal = self.gate.backoff_refusal(address)
+            if refusal is None and not token_matches(
+                    bearer_token(request.headers.get("Authorization")), self.config.token):
+                self.gate.failed(address)
+                refusal = Refusal("auth", http.HTTPStatus.UNAUTHORIZED, "/metrics needs the "
+                                  "token: send Authorization: Bearer <token>",
+                                  details={"method": "metrics"})
+            if refusal is not None:
+                return self._refuse(address, refusal)
+            self.gate.succeeded(address)
         return response(http.HTTPStatus.OK, CONTENT_TYPE_LATEST, render(self._registry))
 
 

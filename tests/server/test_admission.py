@@ -8,10 +8,13 @@ import pytest
 
 from gr_argos.server.admission import (
     Admission,
+    Gate,
     Refusal,
     UpgradeRequest,
     admit,
     bearer_token,
+    host_allowed,
+    host_refusal,
     origin_allowed,
 )
 from gr_argos.server.config import ServerConfig, parse_origins
@@ -20,21 +23,54 @@ TOKEN = "s3cret-Token"
 
 
 def request(path: str = "/", origin: str | None = None, authorization: str | None = None,
-            peer_ip: str = "10.0.0.9") -> UpgradeRequest:
-    return UpgradeRequest(path=path, origin=origin, authorization=authorization,
+            peer_ip: str = "10.0.0.9", host: str | None = "127.0.0.1:8765") -> UpgradeRequest:
+    return UpgradeRequest(path=path, host=host, origin=origin, authorization=authorization,
                           peer_ip=peer_ip)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def gate_with(config: ServerConfig, clients: dict[str, int] | None = None,
+              waiting: dict[str, int] | None = None) -> Gate:
+    gate = Gate(config)
+    for ip, count in (clients or {}).items():
+        for _ in range(count):
+            gate.enter(ip, waiting=False)
+    for ip, count in (waiting or {}).items():
+        for _ in range(count):
+            gate.enter(ip, waiting=True)
+    return gate
 
 
 def test_origins_match_exactly_never_as_substrings() -> None:
     """Only an exact listed origin passes; a longer or shorter look-alike does not."""
     allowed = parse_origins("https://console.example.org, http://10.0.0.5:8765/")
     assert allowed == ("https://console.example.org", "http://10.0.0.5:8765")
-    assert origin_allowed("https://console.example.org", allowed)
-    assert not origin_allowed("https://console.example.org.evil.net", allowed)
-    assert not origin_allowed("https://example.org", allowed)
-    assert not origin_allowed("http://10.0.0.5", allowed)
-    assert origin_allowed("https://anything", ())
+    host = "10.0.0.5:8765"
+    assert origin_allowed("https://console.example.org", allowed, host)
+    assert not origin_allowed("https://console.example.org.evil.net", allowed, host)
+    assert not origin_allowed("https://example.org", allowed, host)
+    assert not origin_allowed("http://10.0.0.5", allowed, host)
+    assert origin_allowed("http://10.0.0.5:8765", (), host)  # its own pages, always
+    assert origin_allowed("https://anything", ("*",), host)
     assert parse_origins("a, ,b") == ("a", "b")
+
+
+def test_without_an_allowlist_only_the_servers_own_pages_may_connect() -> None:
+    """No allowed_origins: a page from the server itself (its viewer) passes, a page of any
+    other site does not; a client that sends no Origin (not a browser) passes."""
+    assert origin_allowed("http://127.0.0.1:8765", (), "127.0.0.1:8765")
+    assert origin_allowed("http://Pi.Local:8765", (), "pi.local:8765")
+    assert not origin_allowed("http://evil.example", (), "127.0.0.1:8765")
+    assert not origin_allowed("http://127.0.0.1:9999", (), "127.0.0.1:8765")
+    assert not origin_allowed("http://127.0.0.1:8765", (), None)
+    assert origin_allowed(None, (), "127.0.0.1:8765")
 
 
 def test_bearer_header_is_parsed() -> None:
@@ -46,44 +82,76 @@ def test_bearer_header_is_parsed() -> None:
     assert bearer_token(None) is None
 
 
+def test_a_plain_server_admits_its_own_pages_without_authentication() -> None:
+    """No allowlist, no limits reached, no token: its viewer is admitted, nothing to
+    authenticate; another site's page is not."""
+    config = ServerConfig()
+    assert admit(request(origin="http://127.0.0.1:8765"), config, Gate(config)) == Admission()
+    refusal = admit(request(origin="https://any.example"), config, Gate(config))
+    assert isinstance(refusal, Refusal) and refusal.reason == "origin"
 
-def test_a_plain_server_admits_anyone_without_authentication() -> None:
-    """No allowlist, no limits reached, no token: admitted, nothing to authenticate."""
-    assert admit(request(origin="https://any.example"), ServerConfig(), 0, 0) == Admission()
+
+@pytest.mark.parametrize(("host", "allowed_hosts", "ok"), [
+    ("127.0.0.1:8765", "", True),
+    ("[::1]:8765", "", True),
+    ("10.1.2.3", "", True),
+    ("localhost:8765", "", True),
+    ("evil.example:8765", "", False),
+    ("console.example.org", "", True),  # the host of an allowed origin
+    ("pi.example.net:8765", "pi.example.net", True),
+    ("localhost:8765", "pi.example.net", False),
+    ("anything.example", "*", True),
+])
+def test_the_host_must_be_a_name_of_this_server(host: str, allowed_hosts: str,
+                                                ok: bool) -> None:
+    """A page whose DNS name was rebound to the server's address is refused by its Host."""
+    config = ServerConfig(allowed_hosts=allowed_hosts,
+                          allowed_origins="https://console.example.org")
+    assert host_allowed(host, config) is ok
+    refusal = host_refusal(host, config)
+    assert (refusal is None) is ok
+    if refusal is not None:
+        assert (refusal.reason, refusal.status) == ("host", http.HTTPStatus.MISDIRECTED_REQUEST)
+        assert "allowed_hosts" in refusal.error
+
+
+def test_a_request_without_host_is_refused() -> None:
+    refusal = host_refusal(None, ServerConfig())
+    assert refusal is not None and refusal.status == http.HTTPStatus.BAD_REQUEST
 
 
 def test_an_origin_not_listed_is_refused_with_403_naming_it() -> None:
     """An origin outside allowed_origins gets 403; a request without Origin (not a
     browser) passes."""
     config = ServerConfig(allowed_origins="https://console.example.org")
-    refusal = admit(request(origin="https://evil.example"), config, 0, 0)
+    refusal = admit(request(origin="https://evil.example"), config, Gate(config))
     assert isinstance(refusal, Refusal)
     assert (refusal.reason, refusal.status) == ("origin", http.HTTPStatus.FORBIDDEN)
-    assert refusal.body() == {"error": "origin https://evil.example is not allowed on this "
-                                       "server"}
-    assert admit(request(origin=None), config, 0, 0) == Admission()
+    assert refusal.body()["error"].startswith("origin https://evil.example is not allowed")
+    assert admit(request(origin=None), config, Gate(config)) == Admission()
 
 
-@pytest.mark.parametrize(("clients", "from_ip", "reason", "status"), [
-    (2, 0, "max_clients", http.HTTPStatus.SERVICE_UNAVAILABLE),
-    (1, 1, "max_clients_per_ip", http.HTTPStatus.TOO_MANY_REQUESTS),
+@pytest.mark.parametrize(("clients", "reason", "status"), [
+    ({"10.0.0.1": 1, "10.0.0.2": 1}, "max_clients", http.HTTPStatus.SERVICE_UNAVAILABLE),
+    ({"10.0.0.9": 1}, "max_clients_per_ip", http.HTTPStatus.TOO_MANY_REQUESTS),
 ])
-def test_limits_refuse_with_a_retry_after(clients: int, from_ip: int, reason: str,
+def test_limits_refuse_with_a_retry_after(clients: dict[str, int], reason: str,
                                           status: http.HTTPStatus) -> None:
     """At max_clients the answer is 503, at max_clients_per_ip 429, both with Retry-After."""
     config = ServerConfig(max_clients=2, max_clients_per_ip=1)
-    refusal = admit(request(), config, clients, from_ip)
+    refusal = admit(request(), config, gate_with(config, clients))
     assert isinstance(refusal, Refusal)
     assert (refusal.reason, refusal.status, refusal.retry_after_s) == (reason, status, 5)
     assert refusal.body()["retry_after_s"] == 5
-    assert admit(request(), ServerConfig(max_clients=0, max_clients_per_ip=0), 10**6,
-                 10**6) == Admission()
+    unlimited = ServerConfig(max_clients=0, max_clients_per_ip=0)
+    assert admit(request(), unlimited, gate_with(unlimited, {"10.0.0.9": 10**4})) == Admission()
 
 
 def test_the_origin_is_checked_before_the_limits() -> None:
     """A full server still says 403 to an origin it would never serve."""
     config = ServerConfig(allowed_origins="https://good.example", max_clients=1)
-    refusal = admit(request(origin="https://evil.example"), config, 1, 1)
+    refusal = admit(request(origin="https://evil.example"), config,
+                    gate_with(config, {"10.0.0.1": 1}))
     assert isinstance(refusal, Refusal) and refusal.reason == "origin"
 
 
@@ -91,20 +159,81 @@ def test_a_token_in_the_header_authenticates_and_a_wrong_one_is_refused() -> Non
     """The right Bearer token admits as authenticated by header; a wrong one gets 401 and
     names the method, never the token; none at all is left to the auth message."""
     config = ServerConfig(token=TOKEN)
-    assert admit(request(authorization=f"Bearer {TOKEN}"), config, 0, 0) == Admission("header")
-    refusal = admit(request(authorization="Bearer guess"), config, 0, 0)
+    gate = Gate(config)
+    assert admit(request(authorization=f"Bearer {TOKEN}"), config, gate) == Admission("header")
+    refusal = admit(request(authorization="Bearer guess"), config, gate)
     assert isinstance(refusal, Refusal)
     assert (refusal.reason, refusal.status) == ("auth", http.HTTPStatus.UNAUTHORIZED)
     assert refusal.details == {"method": "header"}
     assert "guess" not in repr(refusal) and TOKEN not in repr(refusal)
-    assert admit(request(), config, 0, 0) == Admission(authenticated_by=None)
+    assert admit(request(), config, gate) == Admission(authenticated_by=None)
 
 
 def test_a_token_in_the_url_counts_only_when_allowed() -> None:
     """?token= authenticates with allow_query_token, and is ignored without it."""
     path = f"/?encoding=uint8&token={TOKEN}"
-    assert admit(request(path), ServerConfig(token=TOKEN), 0, 0) == Admission()
+    config = ServerConfig(token=TOKEN)
+    assert admit(request(path), config, Gate(config)) == Admission()
     allowed = ServerConfig(token=TOKEN, allow_query_token=True)
-    assert admit(request(path), allowed, 0, 0) == Admission("query")
-    refusal = admit(request("/?token=nope"), allowed, 0, 0)
+    assert admit(request(path), allowed, Gate(allowed)) == Admission("query")
+    refusal = admit(request("/?token=nope"), allowed, Gate(allowed))
     assert isinstance(refusal, Refusal) and refusal.details == {"method": "query"}
+
+
+def test_connections_waiting_to_authenticate_never_take_the_clients_places() -> None:
+    """A full waiting pool refuses more connections without the token (503, or 429 from one
+    address), while a client with the token in its header is still admitted."""
+    config = ServerConfig(token=TOKEN, max_clients=4, max_unauthenticated=3,
+                          max_unauthenticated_per_ip=2)
+    gate = gate_with(config, waiting={"10.0.0.1": 2, "10.0.0.2": 1})
+    refusal = admit(request(peer_ip="10.0.0.3"), config, gate)
+    assert isinstance(refusal, Refusal)
+    assert (refusal.reason, refusal.status) == ("max_unauthenticated",
+                                                http.HTTPStatus.SERVICE_UNAVAILABLE)
+    assert admit(request(authorization=f"Bearer {TOKEN}", peer_ip="10.0.0.3"), config,
+                 gate) == Admission("header")
+    per_ip_only = ServerConfig(token=TOKEN, max_unauthenticated=0, max_unauthenticated_per_ip=2)
+    per_ip = admit(request(peer_ip="10.0.0.1"), per_ip_only,
+                   gate_with(per_ip_only, waiting={"10.0.0.1": 2}))
+    assert isinstance(per_ip, Refusal) and per_ip.status == http.HTTPStatus.TOO_MANY_REQUESTS
+
+
+def test_a_waiting_connection_becomes_a_client_when_there_is_room() -> None:
+    """promote() moves a connection from the waiting pool to the clients, or refuses it
+    when the clients are at their limit (it stays waiting until it leaves)."""
+    config = ServerConfig(token=TOKEN, max_clients=1)
+    gate = gate_with(config, waiting={"10.0.0.9": 2})
+    assert gate.promote("10.0.0.9") is None
+    assert (gate.clients["10.0.0.9"], gate.waiting["10.0.0.9"]) == (1, 1)
+    refusal = gate.promote("10.0.0.9")
+    assert refusal is not None and refusal.reason == "max_clients"
+    gate.leave("10.0.0.9", waiting=True)
+    gate.leave("10.0.0.9", waiting=False)
+    assert not gate.clients and not gate.waiting
+
+
+def test_repeated_failures_from_one_address_earn_a_growing_backoff() -> None:
+    """From the third failure on, the address is refused (429 with Retry-After) for 1, 2,
+    4... s up to 60 s, whatever the token it then brings; a success forgets its failures;
+    other addresses are not affected."""
+    clock = Clock()
+    config = ServerConfig(token=TOKEN)
+    gate = Gate(config, clock=clock)
+    right = request(authorization=f"Bearer {TOKEN}")
+    for _ in range(2):
+        gate.failed("10.0.0.9")
+    assert admit(right, config, gate) == Admission("header")
+    waits = []
+    for _ in range(9):
+        gate.failed("10.0.0.9")
+        refusal = admit(right, config, gate)
+        assert isinstance(refusal, Refusal) and refusal.reason == "auth_backoff"
+        waits.append(refusal.retry_after_s)
+    assert waits == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    assert admit(request(authorization=f"Bearer {TOKEN}", peer_ip="10.0.0.8"), config,
+                 gate) == Admission("header")
+    clock.now += 61
+    assert admit(right, config, gate) == Admission("header")
+    gate.succeeded("10.0.0.9")
+    gate.failed("10.0.0.9")
+    assert gate.backoff_refusal("10.0.0.9") is None

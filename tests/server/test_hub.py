@@ -14,7 +14,6 @@ import threading
 from typing import Any
 
 import numpy as np
-import pytest
 
 from gr_argos.server.hub import BroadcastHub, ClientQueue
 from gr_argos.protocol import (

@@ -10,6 +10,11 @@ import asyncio
 import http.client
 import json
 import logging
+import os
+import re
+import socket
+import urllib.error
+import urllib.request
 from typing import Any
 
 import pytest
@@ -112,7 +117,8 @@ async def test_query_token_is_only_accepted_when_enabled(start_server: StartServ
 async def test_wrong_token_is_refused_counted_and_never_logged(
         start_server: StartServer, caplog: pytest.LogCaptureFixture) -> None:
     """A wrong header token gets 401, a wrong auth message 1008; both are counted, and
-    neither token appears in any log line."""
+    neither token appears in any log line. After those three failures the address waits
+    (429 with Retry-After) before even the right token is tried."""
     caplog.set_level(logging.DEBUG)
     server = start_server(token=TOKEN, allow_query_token=True)
     refused = await refusal(server.url,
@@ -123,12 +129,15 @@ async def test_wrong_token_is_refused_counted_and_never_logged(
     async with connect(server.url, open_timeout=WAIT_S) as ws:
         await ws.send(json.dumps({"type": "auth", "token": WRONG_TOKEN}))
         assert await close_code_seen(ws) == 1008
-    assert (await first_json(server.url,
-                             additional_headers={"Authorization": f"Bearer {TOKEN}"})
-            )["type"] == "hello"
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    waiting = await refusal(server.url, additional_headers=headers)
+    assert waiting.response.status_code == 429
+    await asyncio.sleep(float(waiting.response.headers["Retry-After"]) + 0.2)
+    assert (await first_json(server.url, additional_headers=headers))["type"] == "hello"
 
     assert dict(server.counters.auth_failures) == {"header": 1, "query": 1, "message": 1}
     assert server.counters.refused["auth"] == 2
+    assert server.counters.refused["auth_backoff"] == 1
     # Everything the server side logs (the test's own client logs its headers at DEBUG).
     logged = "\n".join(record.getMessage() for record in caplog.records
                        if not record.name.startswith("websockets.client"))
@@ -268,3 +277,191 @@ async def test_a_handshake_that_outlasts_handshake_timeout_is_dropped_and_counte
         writer.close()
 
     assert server.counters.refused["handshake_timeout"] == 1
+
+
+# -- hardening: requests, hosts, origins, authentication pool, logs -------------------------
+
+
+def raw_request(port: int, request: bytes) -> tuple[int, bytes]:
+    """Send raw HTTP bytes; the response's status code and body (the server closes after)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+            if b"\r\n\r\n" in received:
+                head, _, body = received.partition(b"\r\n\r\n")
+                length = re.search(rb"(?i)content-length: (\d+)", head)
+                if length and len(body) >= int(length.group(1)):
+                    break
+    status = int(received.split(b" ", 2)[1])
+    return status, received.partition(b"\r\n\r\n")[2]
+
+
+@pytest.mark.parametrize("header", ["Origin", "Upgrade", "Authorization", "Host"])
+async def test_a_duplicated_critical_header_is_refused_with_400_not_a_traceback(
+        start_server: StartServer, header: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Two Origin (Upgrade, Authorization, Host) headers get 400 naming the header, and the
+    server logs no traceback; it serves the next client as usual."""
+    server = start_server()
+    values = {"Origin": "http://127.0.0.1", "Upgrade": "websocket",
+              "Authorization": "Bearer x", "Host": f"127.0.0.1:{server.port}"}
+    request = (f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               f"Sec-WebSocket-Version: 13\r\n{header}: {values[header]}\r\n"
+               f"{header}: {values[header]}\r\n\r\n").encode()
+    if header == "Host":
+        request = request.replace(f"Host: 127.0.0.1:{server.port}\r\n".encode(), b"", 1)
+    status, body = await asyncio.to_thread(raw_request, server.port, request)
+    assert status == 400 and f"more than one {header} header".encode() in body
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    assert (await first_json(server.url))["type"] == "hello"
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/metrics", "/", "/?encoding=uint8"])
+async def test_a_host_the_server_is_not_known_by_gets_421(start_server: StartServer,
+                                                          path: str) -> None:
+    """A page whose DNS name was rebound to this server's address reads nothing: its
+    requests carry that name in Host, and get 421 (upgrades too)."""
+    server = start_server()
+    upgrade = path.startswith("/?")
+    request = (f"GET {path} HTTP/1.1\r\nHost: attacker.example:{server.port}\r\n"
+               + ("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
+                  "dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" if upgrade else "")
+               + "\r\n").encode()
+    status, body = await asyncio.to_thread(raw_request, server.port, request)
+    assert status == 421 and b"allowed_hosts" in body
+    assert server.counters.refused["host"] == 1
+
+
+async def test_methods_other_than_get_get_405(start_server: StartServer) -> None:
+    """POST, DELETE and TRACE are refused; HEAD has no body."""
+    server = start_server()
+    for method in ("POST", "DELETE", "TRACE"):
+        status, _ = await asyncio.to_thread(raw_request, server.port, (
+            f"{method} /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+        ).encode())
+        assert status == 405, method
+    status, body = await asyncio.to_thread(raw_request, server.port,
+                                           b"HEAD /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert status == 200 and body == b""
+
+
+async def test_by_default_another_sites_page_cannot_connect_but_the_viewer_can(
+        start_server: StartServer) -> None:
+    """With no allowed_origins, a browser page from another site gets 403, the server's own
+    pages (the viewer) and non-browser clients get hello; * lets any origin in."""
+    server = start_server()
+    own = f"http://127.0.0.1:{server.port}"
+    assert (await refusal(server.url, origin="http://evil.example")).response.status_code == 403
+    assert (await first_json(server.url, origin=own))["type"] == "hello"
+    assert (await first_json(server.url))["type"] == "hello"
+    listed = start_server(allowed_origins="https://console.example.org")
+    assert (await first_json(listed.url, origin=f"http://127.0.0.1:{listed.port}"))[
+        "type"] == "hello"  # its own pages even with a list
+    anyone = start_server(allowed_origins="*")
+    assert (await first_json(anyone.url, origin="http://evil.example"))["type"] == "hello"
+
+
+async def test_connections_without_the_token_cannot_take_the_clients_places(
+        start_server: StartServer) -> None:
+    """Upgraded connections that never authenticate fill only their own small pool (then
+    503), and a client with the token is still served; each is dropped after
+    auth_timeout_s."""
+    server = start_server(token=TOKEN, max_clients=3, max_unauthenticated=4,
+                          max_unauthenticated_per_ip=0, auth_timeout_s=30)
+    squatters = [await connect(server.url, open_timeout=WAIT_S) for _ in range(4)]
+    try:
+        assert (await refusal(server.url)).response.status_code == 503
+        for _ in range(3):
+            hello = await first_json(server.url,
+                                     additional_headers={"Authorization": f"Bearer {TOKEN}"})
+            assert hello["type"] == "hello"
+        assert server.counters.refused["max_unauthenticated"] == 1
+    finally:
+        for squatter in squatters:
+            await squatter.close()
+
+
+async def test_a_squatter_is_dropped_after_auth_timeout_s(start_server: StartServer) -> None:
+    """A connection that sends nothing gets auth_failed and 1008 after auth_timeout_s."""
+    server = start_server(token=TOKEN, auth_timeout_s=0.5, handshake_timeout_s=30)
+    async with connect(server.url, open_timeout=WAIT_S) as ws:
+        error = await next_json(ws)
+        assert error["code"] == "auth_failed" and "within 0.5 s" in error["message"]
+        assert await close_code_seen(ws) == 1008
+    assert server.counters.auth_failures["timeout"] == 1
+
+
+async def test_token_guesses_on_metrics_are_counted_and_slowed(
+        start_server: StartServer) -> None:
+    """Wrong tokens on /metrics count as failed authentications; from the third one the
+    address waits (429 with Retry-After), whatever it then sends."""
+    server = start_server(token=TOKEN)
+
+    def get_metrics(token: str) -> int:
+        request = urllib.request.Request(f"http://127.0.0.1:{server.port}/metrics",
+                                         headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=WAIT_S) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    statuses = [await asyncio.to_thread(get_metrics, WRONG_TOKEN) for _ in range(4)]
+    assert statuses == [401, 401, 401, 429]
+    assert await asyncio.to_thread(get_metrics, TOKEN) == 429
+    assert server.counters.auth_failures["metrics"] == 3
+
+
+async def test_a_forged_origin_cannot_make_up_log_fields(
+        start_server: StartServer, caplog: pytest.LogCaptureFixture) -> None:
+    """An Origin carrying ' event=auth_ok peer=...' is logged quoted, as one value."""
+    caplog.set_level(logging.INFO, logger="gr_argos.server")
+    server = start_server(allowed_origins="http://good.example")
+    forged = "http://x.example event=auth_ok peer=10.9.8.7:4444"
+    await refusal(server.url, origin=forged)
+    lines = [r.getMessage() for r in caplog.records if "event=refused" in r.getMessage()]
+    assert lines and all('origin="http://x.example event=auth_ok peer=10.9.8.7:4444"' in line
+                         for line in lines)
+    assert not any(r.getMessage().startswith("event=auth_ok") for r in caplog.records)
+
+
+async def test_a_flood_of_refusals_logs_a_few_lines_and_counts_the_rest(
+        start_server: StartServer, caplog: pytest.LogCaptureFixture) -> None:
+    """200 refused upgrades make at most a handful of refusal lines; the metrics count all."""
+    caplog.set_level(logging.INFO, logger="gr_argos.server")
+    server = start_server(allowed_origins="http://good.example")
+    for _ in range(200):
+        await refusal(server.url, origin="http://evil.example")
+    lines = [r for r in caplog.records if "event=refused" in r.getMessage()]
+    assert len(lines) <= 10
+    assert server.counters.refused["origin"] == 200
+
+
+@pytest.mark.parametrize("dodge", ["?tok%65n={token}", "?token={token}"])
+async def test_the_token_never_reaches_the_log_whatever_its_spelling(
+        start_server: StartServer, caplog: pytest.LogCaptureFixture, dodge: str) -> None:
+    """At DEBUG, websockets logs request lines and frames; the token is masked there even
+    percent-encoded in the URL or JSON-escaped in an auth message."""
+    caplog.set_level(logging.DEBUG)
+    server = start_server(token=TOKEN, allow_query_token=True)
+    try:
+        async with connect(server.url + dodge.format(token=TOKEN), open_timeout=WAIT_S) as ws:
+            await ws.send('{"\\u0074ype": "auth", "\\u0074oken": "%s"}'
+                          % "".join(f"\\u{ord(c):04x}" for c in TOKEN))
+            await next_json(ws)
+    except InvalidStatus:
+        pass
+    logged = "\n".join(record.getMessage() for record in caplog.records
+                       if not record.name.startswith("websockets.client"))
+    assert "websockets.server" in {r.name for r in caplog.records}
+    unescaped = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), logged)
+    assert TOKEN not in logged and TOKEN not in unescaped
+
+
+async def test_hello_does_not_say_which_process_serves(start_server: StartServer) -> None:
+    """No pid in hello: a client has no business knowing it."""
+    server = start_server()
+    hello = await first_json(server.url)
+    assert "pid" not in hello and str(os.getpid()) not in json.dumps(hello)

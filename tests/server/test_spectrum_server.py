@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Frame, Opcode
 
 from gr_argos.protocol import MAX_CLIENT_MESSAGE_BYTES, decode_frame, encode_frame
 from gr_argos.protocol import StreamInfo
