@@ -4,7 +4,8 @@ The decoder and policy tests (``tests/js/*.test.mjs`` apart from ``client.test.m
 nothing but node. ``client.test.mjs`` drives the client against a real
 :class:`~gr_argos.server.SpectrumServer` running in this process, plus a scripted server that
 sends malformed messages and then falls silent; node asks for a server restart by printing
-``ARGOS-CONTROL restart-server``.
+``ARGOS-CONTROL restart-server``. A second server, with a token, checks that the right token
+is admitted and that a refused one ends the client after one attempt.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ FRAME_INTERVAL_S = 0.02
 RESTART_PAUSE_S = 0.3  # frames go on being produced (and lost) while no server listens
 NODE_TIMEOUT_S = 180.0  # a hang guard, not a speed requirement
 CONTROL_PREFIX = "ARGOS-CONTROL "
+TOKEN = "js-client-test-token-5d1c"
+# Long, so that a refusal the Node test sees soon came from what the client sent first.
+TOKEN_HANDSHAKE_TIMEOUT_S = 120.0
 
 pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed (see docs/install.md)")
 
@@ -54,8 +58,8 @@ def spectrum(sequence: int) -> bytes:
                         sequence=sequence)
 
 
-def start_server(port: int = 0) -> SpectrumServer:
-    server = SpectrumServer(ServerConfig(host="127.0.0.1", port=port))
+def start_server(port: int = 0, **settings: object) -> SpectrumServer:
+    server = SpectrumServer(ServerConfig(host="127.0.0.1", port=port, **settings))
     server.add_stream(StreamInfo(stream_id=0, name="spectrum", bins=BINS, center_freq_hz=100e6,
                                  span_hz=8e6, fps=1 / FRAME_INTERVAL_S))
     server.start()
@@ -115,16 +119,21 @@ def test_decoder_and_policy_tests_pass_in_node(repo_root: Path) -> None:
 
 
 async def test_client_against_a_real_server_in_node(repo_root: Path) -> None:
-    """client.test.mjs passes against a real server, including a restart it asks for."""
+    """client.test.mjs passes against a real server, including a restart it asks for, and
+    against a server with a token, which sees one refused attempt per refused client."""
     server = await asyncio.to_thread(start_server)
+    token_server = await asyncio.to_thread(
+        start_server, token=TOKEN, handshake_timeout_s=TOKEN_HANDSHAKE_TIMEOUT_S)
     publisher = Publisher(server)
-    publishing = asyncio.create_task(publisher.run())
+    token_publisher = Publisher(token_server)
+    publishing = [asyncio.create_task(p.run()) for p in (publisher, token_publisher)]
     output: list[str] = []
     restarts = 0
     try:
         async with misbehaving_server() as scripted_url:
             env = {**os.environ, "ARGOS_TEST_URL": server.url,
-                   "ARGOS_TEST_SCRIPTED_URL": scripted_url}
+                   "ARGOS_TEST_SCRIPTED_URL": scripted_url,
+                   "ARGOS_TEST_TOKEN_URL": token_server.url, "ARGOS_TEST_TOKEN": TOKEN}
             node = await asyncio.create_subprocess_exec(
                 *node_command(str(JS_TESTS / "client.test.mjs")), cwd=repo_root, env=env,
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
@@ -146,11 +155,15 @@ async def test_client_against_a_real_server_in_node(repo_root: Path) -> None:
                     node.kill()
                     await node.wait()
     finally:
-        publishing.cancel()
-        await asyncio.gather(publishing, return_exceptions=True)
+        for task in publishing:
+            task.cancel()
+        await asyncio.gather(*publishing, return_exceptions=True)
+        await asyncio.to_thread(token_server.stop)
         if publisher.server is not None:
             await asyncio.to_thread(publisher.server.stop)
     log = "".join(output)
     assert status == 0, f"node client test failed (exit {status}):\n{log}"
     assert restarts == 1, f"node asked for {restarts} restarts:\n{log}"
-    assert "# fail 0" in log and "# pass 5" in log, log
+    assert "# fail 0" in log and "# pass 8" in log, log
+    # The wrong token and the missing one: one attempt each, however long node waited.
+    assert dict(token_server.counters.auth_failures) == {"message": 2}

@@ -43,6 +43,8 @@ NOISE_FLOOR_DB = -90.0
 CARRIER_BIN = 700
 CARRIER_DB = -30.0
 
+TOKEN = "viewer-test-token-3e7b1"
+
 
 # The waterfall's summed brightness per column, its width and the colours of its top row.
 WATERFALL_COLUMNS_JS = """() => {
@@ -85,6 +87,7 @@ class Viewer:
     page: Page
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)  # every console line, errors too
 
     def stats(self) -> dict[str, Any]:
         return self.page.evaluate("window.argosViewer.stats()")
@@ -111,6 +114,7 @@ def open_viewer(context: BrowserContext, url: str) -> Viewer:
     viewer = Viewer(page)
 
     def on_console(message: Any) -> None:
+        viewer.console.append(message.text)
         if message.type == "error":
             viewer.errors.append(message.text)
         elif message.type == "warning":
@@ -153,8 +157,8 @@ class Publisher:
         self._thread.join(timeout=5)
 
 
-def start_server(port: int = 0) -> SpectrumServer:
-    server = SpectrumServer(ServerConfig(port=port))
+def start_server(port: int = 0, **settings: Any) -> SpectrumServer:
+    server = SpectrumServer(ServerConfig(port=port, **settings))
     server.add_stream(StreamInfo(stream_id=0, bins=BINS, center_freq_hz=CENTER_FREQ_HZ,
                                  span_hz=SPAN_HZ, fps=FPS))
     server.start()
@@ -173,9 +177,9 @@ class Served:
         return f"http://127.0.0.1:{self.server.port}/"
 
 
-@pytest.fixture
-def served(no_server_thread_left: None) -> Iterator[Served]:
-    server = start_server()
+def serve(**settings: Any) -> Iterator[Served]:
+    """A server with these ServerConfig settings and its publisher, stopped afterwards."""
+    server = start_server(**settings)
     publisher = Publisher(server)
     served = Served(server, publisher)
     try:
@@ -183,6 +187,17 @@ def served(no_server_thread_left: None) -> Iterator[Served]:
     finally:
         publisher.stop()
         served.server.stop()
+
+
+@pytest.fixture
+def served(no_server_thread_left: None) -> Iterator[Served]:
+    yield from serve()
+
+
+@pytest.fixture
+def token_served(no_server_thread_left: None) -> Iterator[Served]:
+    """A server that streams only to clients that send TOKEN."""
+    yield from serve(token=TOKEN)
 
 
 def test_viewer_shows_the_simulated_band_from_the_real_app(context: BrowserContext) -> None:
@@ -367,3 +382,169 @@ def test_docs_list_every_url_parameter_the_viewer_reads() -> None:
                   for name in re.findall(r"`([^`]+)`", row.split("|")[1])}
 
     assert documented == read
+
+
+# -- a server with a token ------------------------------------------------------------------
+
+# What the page keeps in its two storages (for this page's origin).
+STORED_TOKENS_JS = """() => {
+    const pick = (store) => Object.keys(store).filter((k) => k.startsWith("gr-argos.token:"))
+        .map((k) => store.getItem(k));
+    return {session: pick(sessionStorage), local: pick(localStorage)};
+}"""
+
+
+def log_in(viewer: Viewer, token: str, *, remember: bool = False) -> None:
+    """Type ``token`` into the login form, tick "remember" if asked, and press Enter."""
+    viewer.page.wait_for_selector("#login", state="visible", timeout=WAIT_MS)
+    viewer.page.fill("#login-token", token)
+    viewer.page.set_checked("#login-remember", remember)
+    viewer.page.press("#login-token", "Enter")
+
+
+def wait_for_login_form(viewer: Viewer) -> None:
+    viewer.page.wait_for_selector("#login", state="visible", timeout=WAIT_MS)
+    viewer.page.wait_for_selector("#status[data-state='unauthorized']", timeout=WAIT_MS)
+
+
+def wait_for_live_spectrum(viewer: Viewer) -> None:
+    """Frames arrive and are drawn, and the status bar shows a frame rate."""
+    viewer.wait_for("s.state === 'open' && s.framesReceived >= 10 && s.framesDrawn >= 1 && "
+                    "s.rowsDrawn >= 1")
+    viewer.page.wait_for_function(
+        "/^[0-9.]+ fps$/.test(document.getElementById('fps').textContent)", timeout=WAIT_MS)
+    assert viewer.page.is_hidden("#login")
+
+
+def assert_token_nowhere(viewer: Viewer, token: str) -> None:
+    """Neither the URL, the page's markup (the password field too) nor the console holds
+    the token."""
+    assert token not in viewer.page.url
+    assert token not in viewer.page.content()
+    assert viewer.page.input_value("#login-token") == ""
+    assert not [line for line in viewer.console if token in line]
+
+
+def test_a_server_with_a_token_asks_for_it_refuses_a_wrong_one_and_streams_with_it(
+        token_served: Served, context: BrowserContext) -> None:
+    """Without a token the page shows the login form (field focused) and no frames; a wrong
+    token is refused with an error and still no frames; the right one, submitted with
+    Enter, brings the spectrum, kept in sessionStorage only and shown nowhere."""
+    viewer = open_viewer(context, token_served.page_url)
+    wait_for_login_form(viewer)
+    assert viewer.page.evaluate("document.activeElement.id") == "login-token"
+    assert viewer.page.inner_text("#state-text") == "token needed"
+    assert "Ask its operator" in viewer.page.inner_text("#login-help")
+    assert viewer.page.is_hidden("#login-error")
+    assert viewer.page.is_hidden("#logout")
+
+    log_in(viewer, "not-the-token")
+    viewer.page.wait_for_selector("#login-error", state="visible", timeout=WAIT_MS)
+    assert "refused this token" in viewer.page.inner_text("#login-error")
+    assert viewer.page.get_attribute("#login-token", "aria-invalid") == "true"
+    assert viewer.page.evaluate("document.activeElement.id") == "login-token"
+    wait_for_login_form(viewer)
+    assert viewer.stats()["framesReceived"] == 0
+    assert viewer.page.evaluate(STORED_TOKENS_JS) == {"session": [], "local": []}
+
+    log_in(viewer, TOKEN)
+    wait_for_live_spectrum(viewer)
+    assert viewer.page.is_visible("#logout")
+    assert viewer.page.evaluate(STORED_TOKENS_JS) == {"session": [TOKEN], "local": []}
+    assert_token_nowhere(viewer, TOKEN)
+    # Two refusals: no token, then the wrong one; the client retried neither.
+    assert dict(token_served.server.counters.auth_failures) == {"message": 2}
+
+
+def test_a_reload_keeps_the_session_token_and_a_new_browser_forgets_it(
+        token_served: Served, browser: Browser, context: BrowserContext) -> None:
+    """Reloading the tab streams at once with the session's token; a new browser context
+    with this one's saved state (as after closing the browser) asks for it again."""
+    viewer = open_viewer(context, token_served.page_url)
+    log_in(viewer, TOKEN)
+    wait_for_live_spectrum(viewer)
+    viewer.page.reload()
+    wait_for_live_spectrum(viewer)
+
+    reopened = browser.new_context(storage_state=context.storage_state())
+    try:
+        again = open_viewer(reopened, token_served.page_url)
+        wait_for_login_form(again)
+        assert again.stats()["framesReceived"] == 0
+    finally:
+        reopened.close()
+
+
+def test_remember_keeps_the_token_across_browser_contexts_until_log_out(
+        token_served: Served, browser: Browser, context: BrowserContext) -> None:
+    """With "remember on this device" a new browser context streams without asking; "Log
+    out" forgets the token there, disconnects and shows the form again."""
+    viewer = open_viewer(context, token_served.page_url)
+    log_in(viewer, TOKEN, remember=True)
+    wait_for_live_spectrum(viewer)
+    assert viewer.page.evaluate(STORED_TOKENS_JS) == {"session": [TOKEN], "local": [TOKEN]}
+
+    reopened = browser.new_context(storage_state=context.storage_state())
+    try:
+        again = open_viewer(reopened, token_served.page_url)
+        wait_for_live_spectrum(again)
+        again.page.click("#logout")
+        again.page.wait_for_selector("#login", state="visible", timeout=WAIT_MS)
+        assert "Logged out" in again.page.inner_text("#login-help")
+        assert again.page.evaluate(STORED_TOKENS_JS) == {"session": [], "local": []}
+        again.wait_for("s.state === 'closed'")
+        again.page.reload()
+        wait_for_login_form(again)
+        assert_token_nowhere(again, TOKEN)
+    finally:
+        reopened.close()
+
+
+def test_a_saved_token_the_server_refuses_is_forgotten(token_served: Served,
+                                                       browser: Browser) -> None:
+    """A remembered token that is no longer the server's (it was changed) is refused once,
+    forgotten, and the form says so."""
+    origin = token_served.page_url.rstrip("/")
+    host = origin.split("//", 1)[1]
+    stale = browser.new_context(storage_state={"cookies": [], "origins": [{
+        "origin": origin, "localStorage": [{"name": f"gr-argos.token:{host}",
+                                            "value": "an-old-token"}]}]})
+    try:
+        viewer = open_viewer(stale, token_served.page_url)
+        wait_for_login_form(viewer)
+        assert "saved token" in viewer.page.inner_text("#login-error")
+        assert viewer.page.evaluate(STORED_TOKENS_JS) == {"session": [], "local": []}
+        assert dict(token_served.server.counters.auth_failures) == {"message": 1}
+    finally:
+        stale.close()
+
+
+def test_logging_in_on_a_phone_with_touch(token_served: Served, browser: Browser) -> None:
+    """At 390x844 with touch the form fits the screen, its controls are finger-sized, and
+    tapping the field, "remember" and Connect logs in."""
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=3,
+                                is_mobile=True, has_touch=True)
+    try:
+        viewer = open_viewer(phone, token_served.page_url)
+        wait_for_login_form(viewer)
+        layout = viewer.page.evaluate("""() => {
+            const box = (selector) => document.querySelector(selector).getBoundingClientRect().toJSON();
+            return {scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth,
+                    innerHeight: window.innerHeight, card: box("#login-form"),
+                    field: box("#login-token"), remember: box("#login .check"),
+                    connect: box("#login-form button")};
+        }""")
+        assert layout["scrollWidth"] <= layout["innerWidth"], layout
+        card = layout["card"]
+        assert card["left"] >= 0 and card["right"] <= layout["innerWidth"], layout
+        assert card["bottom"] <= layout["innerHeight"], layout
+        for name in ("field", "remember", "connect"):
+            assert layout[name]["height"] >= 44, (name, layout[name])
+        viewer.page.tap("#login-token")
+        viewer.page.keyboard.type(TOKEN)
+        viewer.page.tap("#login .check")
+        viewer.page.tap("#login-form button")
+        wait_for_live_spectrum(viewer)
+        assert viewer.page.evaluate(STORED_TOKENS_JS)["local"] == [TOKEN]
+    finally:
+        phone.close()

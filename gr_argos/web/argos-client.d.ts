@@ -125,7 +125,8 @@ export interface GpsMessage extends StreamMessage {
 /** The server's answer to a client message it cannot handle. */
 export interface ErrorMessage extends ArgosMessage {
   type: "error";
-  code: "bad_json" | "bad_message" | "unknown_type" | "binary_not_supported" | (string & {});
+  code: "bad_json" | "bad_message" | "unknown_type" | "binary_not_supported" | "auth_failed"
+    | "rate_limited" | (string & {});
   message: string;
 }
 
@@ -153,8 +154,20 @@ export interface StateDetail {
   attempt?: number;
   /** For a scheduled retry: the wait before it, ms. */
   delayMs?: number;
-  /** For a scheduled retry: why the previous connection or attempt ended. */
+  /** For a scheduled retry: why the previous connection or attempt ended; for the final
+   * "closed" after a refused token: why the client gave up. */
   error?: string;
+  /** true on the "closed" state of a client that gave up because its token was refused. */
+  authFailed?: true;
+}
+
+/** The server refused the token (an auth_failed error, or a close with 1008 before hello). */
+export interface AuthFailedDetail {
+  /** What the server said and what to do (never the token itself). */
+  error: string;
+  /** true with the retryAuthFailure option (a retry follows); false: the client stops and a
+   * "closed" state follows. */
+  willRetry: boolean;
 }
 
 export type GapReason = "dropped by server" | "sequence jump" | "stream restarted";
@@ -210,6 +223,7 @@ export interface ArgosClientEventMap {
   pong: CustomEvent<PongMessage>;
   stats: CustomEvent<StatsMessage>;
   warning: CustomEvent<WarningDetail>;
+  authfailed: CustomEvent<AuthFailedDetail>;
 }
 
 export interface ClientStats {
@@ -275,6 +289,16 @@ export interface ArgosClientOptions {
    * encoding "uint8".
    */
   stepDb?: number;
+  /**
+   * The server's token, sent in a first {"type": "auth", "token": ...} message on every
+   * connection (never in the URL); null or absent: none. A TypeError (that does not show
+   * it) for an empty token, one longer than 4096 characters, with surrounding whitespace
+   * or with a control character.
+   */
+  token?: string | null;
+  /** Keep retrying, with the usual backoff, after the server refused the token, instead of
+   * giving up (default false). */
+  retryAuthFailure?: boolean;
 }
 
 /** Reconnect delays: exponential backoff with full jitter, reset once a link is stable. */
@@ -305,12 +329,14 @@ export class GapDetector {
 type ListenerOptions = boolean | { capture?: boolean; once?: boolean; passive?: boolean; signal?: AbortSignal };
 type AnyEventListener = ((event: Event) => void) | { handleEvent(event: Event): void } | null;
 
-/** Receives spectrum frames and messages from a gr-argos server, reconnecting forever. */
+/** Receives spectrum frames and messages from a gr-argos server, reconnecting forever
+ * (until close(), or until the server refuses its token). */
 export class ArgosClient extends EventTarget {
   /**
    * @param url ws://HOST:PORT/ or wss://...; in a page also http(s) or relative URLs, and
    *   by default the page's own server.
-   * @throws {TypeError} for a URL that is not a WebSocket URL, or no WebSocket implementation.
+   * @throws {TypeError} for a URL that is not a WebSocket URL, no WebSocket implementation,
+   *   or a token no server could hold.
    * @throws {RangeError} for an invalid duration.
    */
   constructor(url?: string, options?: ArgosClientOptions);
@@ -324,7 +350,16 @@ export class ArgosClient extends EventTarget {
   readonly hello: HelloMessage | null;
   /** Why the last connection or attempt ended (null while open). */
   readonly lastError: string | null;
-  /** Start connecting, and reconnecting until close(). Does nothing if already running. */
+  /** true once the client stopped because the server refused its token (until connect()). */
+  readonly authFailed: boolean;
+  /**
+   * Set the token of every later connection, or forget it (null). An open connection is
+   * not affected; after a refusal, set the right one and call connect().
+   * @throws {TypeError} for a token no server could hold (the message does not show it).
+   */
+  setToken(token: string | null): void;
+  /** Start connecting, and reconnecting until close() or a refused token. Does nothing if
+   * already running. */
   connect(): void;
   /** Close the connection (code 1000) and stop reconnecting; connect() starts again. */
   close(): void;

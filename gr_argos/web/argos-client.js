@@ -3,7 +3,7 @@
 //
 // An ES module with no dependencies and no build step. It runs in browsers and in Node 20+
 // (pass a WebSocket constructor there, see docs/js-client.md). The wire format is defined
-// in docs/protocol.md; gr_argos/protocol.py is the Python codec and gr_argos/client.py the
+// in docs/protocol.md; gr_argos/protocol.py is the Python codec and gr_argos/client/ the
 // Python client whose reconnect and gap rules this module follows. Both codecs are tested
 // against the shared vectors in tests/vectors/.
 //
@@ -42,6 +42,8 @@ export const GAP_STREAM_RESTARTED = "stream restarted"; // the sequence went bac
 
 const MAX_PINGS_IN_FLIGHT = 8;
 const WS_OPEN = 1;
+const CLOSE_POLICY_VIOLATION = 1008; // before hello: authentication failed
+const MAX_TOKEN_CHARS = 4096;
 
 /** A message does not follow the gr-argos wire protocol; the message says how. */
 export class ProtocolError extends Error {
@@ -431,13 +433,20 @@ const DEFAULT_OPTIONS = {
   encoding: undefined,
   compress: false,
   stepDb: 0,
+  token: null,
+  retryAuthFailure: false,
 };
 
 /**
  * Receive spectrum frames and messages from a gr-argos server, reconnecting forever.
  *
  * Events (all CustomEvents; the data is in `event.detail`): state, hello, frame, gap,
- * message, status, gps, error, pong, stats, warning. See docs/js-client.md.
+ * message, status, gps, error, pong, stats, warning, authfailed. See docs/js-client.md.
+ *
+ * A lost or refused connection is retried, but a refused token is final (as in
+ * gr_argos.client.ArgosClient): after an `auth_failed` error, or a close with 1008 before
+ * `hello`, the client dispatches `authfailed`, sets `authFailed` and ends with a `closed`
+ * state whose `error` says why, unless `retryAuthFailure` is set.
  */
 export class ArgosClient extends EventTarget {
   /**
@@ -449,8 +458,11 @@ export class ArgosClient extends EventTarget {
    *   encoding ("float32" | "int16" | "uint8": the frame encoding to ask for; default: each
    *   stream's own), compress (true: ask for deflated payloads) and stepDb (with encoding
    *   "uint8": a fixed step of 0.01-20 dB, `step_db` in the URL; 0: automatic), all sent in
-   *   the URL query so that they apply from the first frame.
-   * @throws {TypeError} if the URL is not a WebSocket URL or there is no WebSocket.
+   *   the URL query so that they apply from the first frame; token (the server's token,
+   *   sent in a first `auth` message on every connection, never in the URL; null: none)
+   *   and retryAuthFailure (true: retry after the server refused the token).
+   * @throws {TypeError} if the URL is not a WebSocket URL or there is no WebSocket, or the
+   *   token is not one a server can hold (see setToken).
    * @throws {RangeError} if a duration, the encoding or stepDb is invalid.
    */
   constructor(url, options = {}) {
@@ -484,6 +496,8 @@ export class ArgosClient extends EventTarget {
     this._heartbeatIntervalMs = settings.heartbeatIntervalMs;
     this._heartbeatTimeoutMs = settings.heartbeatTimeoutMs;
     this._openTimeoutMs = settings.openTimeoutMs;
+    this.setToken(settings.token);
+    this._retryAuthFailure = Boolean(settings.retryAuthFailure);
     this._gaps = new GapDetector();
     this._stats = {
       frames: 0, bytes: 0, lost: 0, gaps: 0, reconnects: 0, malformed: 0, lastRttMs: null,
@@ -506,8 +520,12 @@ export class ArgosClient extends EventTarget {
     // frame overtakes an earlier one.
     this._decodeChain = Promise.resolve();
     this._pendingDecodes = 0;
+    this._helloOnThisConnection = false;
+    this._authError = null; // why the server refused this connection's token, if it did
     this.hello = null;
     this.lastError = null;
+    /** True once the client stopped because the server refused its token. */
+    this.authFailed = false;
   }
 
   /** "connecting" | "open" | "reconnecting" | "closed" ("closed" until connect()). */
@@ -520,10 +538,25 @@ export class ArgosClient extends EventTarget {
     return { ...this._stats };
   }
 
+  /**
+   * Set the token sent in the first `auth` message of every later connection, or forget it
+   * (null). An open connection is not affected; after the server refused a token, set the
+   * right one and call connect() again.
+   *
+   * @param {string | null | undefined} token
+   * @throws {TypeError} if the token is empty, longer than 4096 characters, starts or ends
+   *   with whitespace, or holds a control character (the message never contains it).
+   */
+  setToken(token) {
+    if (token !== null && token !== undefined) checkToken(token);
+    this._token = token ?? null;
+  }
+
   /** Start connecting (and reconnecting forever, until close()). Does nothing if running. */
   connect() {
     if (this._running) return;
     this._running = true;
+    this.authFailed = false;
     this._everOpened = false; // a fresh start: its first connection is not a reconnect
     this._retries = 0;
     this._setState("connecting", {});
@@ -589,7 +622,13 @@ export class ArgosClient extends EventTarget {
     this._cancel(openTimer);
     const wasOpen = this._openedAt !== null;
     this._abandonSocket(1000, "");
-    this._connectionLost(closeReason(this.url, closeEvent, wasOpen, errorText), wasOpen);
+    const reason = closeReason(this.url, closeEvent, wasOpen, errorText);
+    // The server refuses a token with an auth_failed error and then 1008; should the error
+    // not arrive, nothing but authentication closes a connection with 1008 before hello.
+    if (wasOpen && !this._helloOnThisConnection && closeEvent?.code === CLOSE_POLICY_VIOLATION) {
+      this._authError ??= reason;
+    }
+    this._connectionLost(reason, wasOpen);
   }
 
   _onOpen() {
@@ -600,18 +639,32 @@ export class ArgosClient extends EventTarget {
     this._lastMessageAt = this._openedAt;
     this._firstUnansweredPingAt = null;
     this._pingsInFlight.clear();
+    this._helloOnThisConnection = false;
+    this._authError = null;
     this.lastError = null;
+    if (this._token !== null) this._ws.send(JSON.stringify({ type: "auth", token: this._token }));
     this._startHeartbeat();
     this._setState("open", {});
   }
 
-  /** The open socket is gone (closed, failed or abandoned): schedule the next attempt. */
+  /** The open socket is gone (closed, failed or abandoned): schedule the next attempt, or
+   * stop for good when the server refused the token. */
   _connectionLost(reason, wasOpen) {
     this._stopHeartbeat();
     this._ws = null;
     if (wasOpen) this._backoff.connectionClosed(performance.now() - this._openedAt);
     this._openedAt = null;
     if (!this._running) return;
+    if (this._authError !== null) {
+      reason = this._authFailure(this._authError);
+      this._authError = null;
+      if (!this._retryAuthFailure) {
+        this._giveUp(reason);
+        return;
+      }
+      this._emit("authfailed", { error: reason, willRetry: true });
+      if (!this._running) return; // a listener closed the client
+    }
     this.lastError = reason;
     if (!wasOpen) this._stats.failedAttempts += 1;
     if (wasOpen) console.warn(`gr-argos: connection to ${this.url} lost: ${reason}`);
@@ -620,6 +673,25 @@ export class ArgosClient extends EventTarget {
     this._later(delayMs, () => this._openSocket());
     this._setState(this._everOpened ? "reconnecting" : "connecting",
       { attempt: this._retries, delayMs, error: reason });
+  }
+
+  /** The error text of a refused token: what the server said and what to do. */
+  _authFailure(problem) {
+    const what = this._token === null ? "the server needs a token" : "the server refused the token";
+    return `authentication failed: ${what} (${problem}); give this client the server's token`;
+  }
+
+  /** Stop for good after a failed authentication: no more attempts, an authfailed event
+   * and a final closed state. */
+  _giveUp(reason) {
+    this._running = false;
+    this._clearTimers();
+    this.authFailed = true;
+    this.lastError = reason;
+    console.error(`gr-argos: ${this.url}: ${reason}; not retrying`);
+    this.dispatchEvent(new CustomEvent("authfailed", { detail: { error: reason, willRetry: false } }));
+    if (this._running) return; // a listener started over (setToken() and connect())
+    this._setState("closed", { error: reason, authFailed: true });
   }
 
   /** Drop the current socket without waiting for its close handshake (a dead link never
@@ -644,6 +716,10 @@ export class ArgosClient extends EventTarget {
 
   _startHeartbeat() {
     if (this._heartbeatIntervalMs > 0) {
+      // The first ping goes at once: the round trip is known from the start, and a server
+      // that needs a token this client lacks refuses at once (the first message was not an
+      // auth) instead of after its handshake timeout.
+      this._sendPing();
       this._pingTimer = this._every(this._heartbeatIntervalMs, () => this._sendPing());
     }
     if (this._heartbeatTimeoutMs > 0) {
@@ -766,6 +842,9 @@ export class ArgosClient extends EventTarget {
     const type = message.type;
     if (type === "hello") {
       this._onHello(message);
+    } else if (type === "error" && message.code === "auth_failed") {
+      // The server closes the connection next; then the client gives up.
+      this._authError = `auth_failed: ${message.message ?? ""}`;
     } else if (type === "pong") {
       const sentAt = this._pingsInFlight.get(message.id);
       if (sentAt !== undefined) {
@@ -779,6 +858,7 @@ export class ArgosClient extends EventTarget {
 
   _onHello(hello) {
     this.hello = hello;
+    this._helloOnThisConnection = true;
     if (hello.protocol !== PROTOCOL_VERSION) {
       console.warn(`gr-argos: ${this.url} speaks protocol ${JSON.stringify(hello.protocol)}; ` +
         `this client speaks ${PROTOCOL_VERSION}`);
@@ -861,6 +941,27 @@ function webSocketUrl(url) {
       "expected ws://HOST:PORT/ or wss://HOST:PORT/");
   }
   return parsed.href;
+}
+
+/** Throw a TypeError (never showing the token) if no server could hold `token`; the rules
+ * of check_token in gr_argos/client/options.py. */
+function checkToken(token) {
+  if (typeof token !== "string" || token === "") {
+    throw new TypeError("the token must be a non-empty string: give the server's token");
+  }
+  const chars = [...token].length; // code points, as the server counts them
+  if (chars > MAX_TOKEN_CHARS) {
+    throw new TypeError(`the token is ${chars} characters long; a server's token has ` +
+      `at most ${MAX_TOKEN_CHARS}`);
+  }
+  if (token !== token.trim()) {
+    throw new TypeError("the token starts or ends with whitespace, which a server never " +
+      "matches: remove it");
+  }
+  if (/[\x00-\x1f\x7f]/.test(token)) {
+    throw new TypeError("the token holds a control character (a line break?): give the " +
+      "token alone, on one line");
+  }
 }
 
 /** The URL with the frame format to ask for in its query (see docs/protocol.md). */

@@ -10,6 +10,7 @@ import { ArgosClient, ENCODINGS } from "./argos-client.js";
 import {
   COLORMAP_NAMES, GAP_RGB, LUT_SIZE, RETUNE_RGB, SKIP_RGB, colorAt, makeLut, packRgb,
 } from "./colormap.js";
+import { TokenStore, setUpLogin } from "./login.js";
 
 const MAX_WATERFALL_COLUMNS = 4096; // wider spectra are reduced to this many columns (max)
 const WATERFALL_ROWS = 480; // history kept in the waterfall: 16 s at 30 frames/s
@@ -467,6 +468,11 @@ function main() {
     spectrum: $("spectrum"), waterfall: $("waterfall"), colorbar: $("colorbar"),
     side: $("side"), gpsPanel: $("gps-panel"), gps: $("gps"),
     devicePanel: $("device-panel"), device: $("device"),
+    login: {
+      panel: $("login"), form: $("login-form"), token: $("login-token"),
+      remember: $("login-remember"), help: $("login-help"), error: $("login-error"),
+      logout: $("logout"),
+    },
   };
 
   const initialMin = Number(params.get("min"));
@@ -501,6 +507,7 @@ function main() {
   let rafPending = false;
 
   const client = new ArgosClient(serverUrl(), clientOptions());
+  setUpLogin(client, new TokenStore(client.url), el.login);
 
   function requestDraw() {
     if (rafPending) return;
@@ -597,12 +604,13 @@ function main() {
   // -- client events -----------------------------------------------------------------------
 
   client.addEventListener("state", (event) => {
-    const { state, attempt, delayMs } = event.detail;
+    const { attempt, delayMs, authFailed } = event.detail;
+    const state = authFailed ? "unauthorized" : event.detail.state;
     view.state = state;
     view.states.push(state);
     if (view.states.length > RECENT_STATES) view.states.shift();
     el.status.dataset.state = state;
-    let text = state;
+    let text = authFailed ? "token needed" : state;
     if (state === "reconnecting" && delayMs !== undefined) {
       text = `reconnecting in ${(delayMs / 1000).toFixed(1)} s` +
         (attempt ? ` (attempt ${attempt})` : "");
@@ -686,6 +694,7 @@ function main() {
   client.addEventListener("error", (event) => {
     view.counters.errors += 1;
     const { code, message } = event.detail ?? {};
+    if (code === "auth_failed") return; // the login form says so
     showNotice(`server: ${message ?? code ?? "error"}`);
   });
 

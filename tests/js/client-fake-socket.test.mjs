@@ -1,6 +1,7 @@
 // ArgosClient driven through a scripted stand-in for WebSocket (passed as the WebSocket
 // option): state changes, events, malformed input, reconnect with backoff, heartbeat
-// timeout and close(), without a network. The real server is in client.test.mjs.
+// timeout, close(), the auth message and refused tokens, without a network. The real
+// server is in client.test.mjs.
 //
 // Run: node --test tests/js/client-fake-socket.test.mjs
 
@@ -95,7 +96,7 @@ function fakeClient(options = {}) {
   });
   const events = [];
   for (const type of ["state", "hello", "frame", "gap", "message", "status", "gps", "error",
-    "pong", "stats", "warning"]) {
+    "pong", "stats", "warning", "authfailed"]) {
     client.addEventListener(type, (event) => events.push({ type, detail: event.detail }));
   }
   return { client, FakeWebSocket, events };
@@ -392,6 +393,176 @@ describe("ArgosClient with a fake WebSocket", () => {
     client.send({ type: "stats" });
     assert.deepEqual(FakeWebSocket.last.sent, [{ type: "stats" }]);
     client.close();
+  });
+});
+
+describe("ArgosClient with a token", () => {
+  const TOKEN = "s3cret-token-7f2a";
+  const AUTH_FAILED = JSON.stringify({ type: "error", code: "auth_failed",
+    message: 'authentication failed: send {"type": "auth", "token": ...} first' });
+
+  /** Let any retry the client might (wrongly) have scheduled come due: the backoff of
+   * fakeClient is at most 80 ms. */
+  const pastAnyRetry = () => new Promise((resolve) => setTimeout(resolve, 200));
+
+  test("the token goes in a first auth message on every connection, never in the URL", async (t) => {
+    silenceWarnings(t);
+    const { client, FakeWebSocket } = fakeClient({ token: TOKEN, heartbeatIntervalMs: 1000 });
+    client.connect();
+    FakeWebSocket.last.open();
+    assert.deepEqual(FakeWebSocket.last.sent,
+      [{ type: "auth", token: TOKEN }, { type: "ping", id: 1 }]);
+    FakeWebSocket.last.serverClose(); // a restart: the next connection authenticates again
+    await until(() => FakeWebSocket.sockets.length === 2, "a reconnect");
+    FakeWebSocket.last.open();
+    assert.deepEqual(FakeWebSocket.last.sent[0], { type: "auth", token: TOKEN });
+    for (const ws of FakeWebSocket.sockets) assert.ok(!ws.url.includes(TOKEN), ws.url);
+    assert.ok(!client.url.includes(TOKEN));
+    client.close();
+  });
+
+  test("an auth_failed error and a 1008 close end the client: authfailed, then closed", async (t) => {
+    const errors = t.mock.method(console, "error", () => {});
+    const { client, FakeWebSocket, events } = fakeClient({ token: TOKEN });
+    client.connect();
+    const ws = FakeWebSocket.last;
+    ws.open();
+    ws.receive(AUTH_FAILED);
+    ws.serverClose(1008, "authentication failed");
+    await pastAnyRetry();
+    assert.equal(FakeWebSocket.sockets.length, 1, "no second attempt");
+    const [refused] = ofType(events, "authfailed");
+    assert.match(refused.error, /^authentication failed: the server refused the token \(auth_failed: .*\); give this client the server's token$/);
+    assert.equal(refused.willRetry, false);
+    assert.deepEqual(ofType(events, "state").map((s) => s.state), ["connecting", "open", "closed"]);
+    assert.deepEqual(ofType(events, "state").at(-1), { state: "closed", error: refused.error, authFailed: true });
+    assert.equal(ofType(events, "error")[0].code, "auth_failed");
+    assert.deepEqual([client.state, client.authFailed, client.lastError], ["closed", true, refused.error]);
+    assert.equal(errors.mock.callCount(), 1);
+    assert.match(errors.mock.calls[0].arguments[0], /not retrying/);
+    for (const text of [refused.error, errors.mock.calls[0].arguments[0]]) {
+      assert.ok(!text.includes(TOKEN), "the token is never shown");
+    }
+  });
+
+  test("without a token the refusal says the server needs one", (t) => {
+    t.mock.method(console, "error", () => {});
+    const { client, FakeWebSocket, events } = fakeClient({ heartbeatIntervalMs: 1000 });
+    client.connect();
+    const ws = FakeWebSocket.last;
+    ws.open();
+    assert.deepEqual(ws.sent, [{ type: "ping", id: 1 }], "a ping at once makes the server decide");
+    ws.receive(AUTH_FAILED);
+    ws.serverClose(1008, "authentication failed");
+    assert.match(ofType(events, "authfailed")[0].error, /the server needs a token/);
+    assert.equal(client.state, "closed");
+  });
+
+  test("a 1008 close before hello is a refusal even without the auth_failed error", async (t) => {
+    t.mock.method(console, "error", () => {});
+    const { client, FakeWebSocket, events } = fakeClient({ token: TOKEN });
+    client.connect();
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.serverClose(1008, "no auth message within 10 s");
+    await pastAnyRetry();
+    assert.equal(FakeWebSocket.sockets.length, 1);
+    assert.match(ofType(events, "authfailed")[0].error,
+      /the server refused the token \(closed by server: 1008 no auth message within 10 s\)/);
+    assert.equal(client.authFailed, true);
+  });
+
+  test("a 1008 close after hello (a slow client, a rate limit) is retried as usual", async (t) => {
+    silenceWarnings(t);
+    const { client, FakeWebSocket, events } = fakeClient({ token: TOKEN });
+    client.connect();
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.receive(hello());
+    FakeWebSocket.last.serverClose(1008, "more than 10 messages/s (burst 20)");
+    await until(() => FakeWebSocket.sockets.length === 2, "a reconnect");
+    assert.equal(ofType(events, "authfailed").length, 0);
+    assert.equal(ofType(events, "state").at(-1).state, "reconnecting");
+    assert.equal(client.authFailed, false);
+    client.close();
+  });
+
+  test("retryAuthFailure keeps trying with the backoff, reporting each refusal", async (t) => {
+    silenceWarnings(t);
+    const { client, FakeWebSocket, events } = fakeClient({ token: TOKEN, retryAuthFailure: true });
+    client.connect();
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      await until(() => FakeWebSocket.sockets.length === attempt, `attempt ${attempt}`);
+      FakeWebSocket.last.open();
+      FakeWebSocket.last.receive(AUTH_FAILED);
+      FakeWebSocket.last.serverClose(1008, "authentication failed");
+    }
+    await until(() => FakeWebSocket.sockets.length === 3, "a third attempt");
+    const refusals = ofType(events, "authfailed");
+    assert.equal(refusals.length, 2);
+    assert.ok(refusals.every((r) => r.willRetry));
+    const retries = ofType(events, "state").filter((s) => s.state === "reconnecting");
+    assert.deepEqual(retries.map((s) => s.delayMs), [10, 20], "the usual backoff");
+    assert.match(retries[0].error, /the server refused the token/);
+    assert.equal(client.authFailed, false);
+    client.close();
+  });
+
+  test("setToken() and connect() after a refusal start over with the new token", async (t) => {
+    t.mock.method(console, "error", () => {});
+    const { client, FakeWebSocket, events } = fakeClient({ token: "wrong-token" });
+    client.connect();
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.receive(AUTH_FAILED);
+    FakeWebSocket.last.serverClose(1008, "authentication failed");
+    client.setToken(TOKEN);
+    client.connect();
+    assert.equal(client.authFailed, false);
+    const ws = FakeWebSocket.last;
+    ws.open();
+    assert.deepEqual(ws.sent[0], { type: "auth", token: TOKEN });
+    ws.receive(hello());
+    ws.receive(frameBytes(1));
+    assert.equal(ofType(events, "frame").length, 1);
+    assert.equal(client.state, "open");
+    client.setToken(null); // forgotten: the next connection sends no auth message
+    ws.serverClose();
+    await until(() => FakeWebSocket.sockets.length === 3, "a reconnect");
+    FakeWebSocket.last.open();
+    assert.deepEqual(FakeWebSocket.last.sent, []);
+    client.close();
+  });
+
+  test("a listener may set the right token and connect again from authfailed", (t) => {
+    t.mock.method(console, "error", () => {});
+    const { client, FakeWebSocket, events } = fakeClient({ token: "wrong-token" });
+    client.addEventListener("authfailed", () => {
+      client.setToken(TOKEN);
+      client.connect();
+    }, { once: true });
+    client.connect();
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.receive(AUTH_FAILED);
+    FakeWebSocket.last.serverClose(1008, "authentication failed");
+    assert.deepEqual(ofType(events, "state").map((s) => s.state), ["connecting", "open", "connecting"]);
+    assert.equal(client.state, "connecting");
+    FakeWebSocket.last.open();
+    assert.deepEqual(FakeWebSocket.last.sent[0], { type: "auth", token: TOKEN });
+    client.close();
+  });
+
+  test("a token no server could hold is refused at once, without showing it", () => {
+    const WebSocket = fakeWebSocketClass();
+    const client = new ArgosClient("ws://pi/", { WebSocket });
+    for (const token of ["", " padded", "padded\n", "two\nlines", "x".repeat(4097), 42]) {
+      for (const set of [() => client.setToken(token),
+        () => new ArgosClient("ws://pi/", { WebSocket, token })]) {
+        assert.throws(set, (error) => {
+          assert.ok(error instanceof TypeError);
+          assert.ok(token === "" || !error.message.includes(String(token)), error.message);
+          return true;
+        }, JSON.stringify(token));
+      }
+    }
+    client.setToken("\u{1F4E1}".repeat(4096)); // 4096 characters (8192 UTF-16 units) fit
   });
 });
 

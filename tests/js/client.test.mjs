@@ -5,7 +5,8 @@
 // scripted server that misbehaves, and passes their URLs in ARGOS_TEST_URL and
 // ARGOS_TEST_SCRIPTED_URL. This file asks it to restart the real server by printing the
 // line "ARGOS-CONTROL restart-server"; the Python side restarts it on the same port, with
-// a pause during which frames are produced but not sent to anyone.
+// a pause during which frames are produced but not sent to anyone. A second real server,
+// with the token ARGOS_TEST_TOKEN, serves the same frames at ARGOS_TEST_TOKEN_URL.
 //
 // Run: python -m pytest tests/test_js_client.py (node needs --experimental-websocket on 20)
 
@@ -16,6 +17,8 @@ import { ArgosClient, GAP_SEQUENCE_JUMP, PROTOCOL_VERSION } from "../../gr_argos
 
 const SERVER_URL = process.env.ARGOS_TEST_URL;
 const SCRIPTED_URL = process.env.ARGOS_TEST_SCRIPTED_URL;
+const TOKEN_URL = process.env.ARGOS_TEST_TOKEN_URL;
+const TOKEN = process.env.ARGOS_TEST_TOKEN;
 const WAIT_MS = 30000; // a hang guard, not a speed requirement
 const BINS = 16;
 
@@ -231,4 +234,59 @@ describe("ArgosClient against a misbehaving server", {
       client.close();
     }
   });
+});
+
+describe("ArgosClient against a real server with a token", {
+  skip: TOKEN_URL ? false : "ARGOS_TEST_TOKEN_URL is not set: run through tests/test_js_client.py",
+}, () => {
+  // Short backoff: a client that wrongly retried would make many attempts within QUIET_MS.
+  const FAST_RETRY = { backoffBaseMs: 20, backoffCapMs: 50 };
+  const QUIET_MS = 1000;
+
+  test("the right token gets hello and frames", async () => {
+    const client = new ArgosClient(TOKEN_URL, { token: TOKEN, ...FAST_RETRY });
+    const seen = record(client, "state", "authfailed");
+    const hello = nextEvent(client, "hello");
+    const frame = nextEvent(client, "frame");
+    client.connect();
+    try {
+      assert.deepEqual((await hello).streams.map((s) => s.bins), [BINS]);
+      const { frame: first } = await frame;
+      assert.equal(first.power[first.sequence % BINS], -20);
+      assert.ok(!client.url.includes(TOKEN));
+      assert.deepEqual(seen.map((e) => e.detail.state), ["connecting", "open"]);
+    } finally {
+      client.close();
+    }
+  });
+
+  for (const [name, token, expected] of [
+    ["a wrong token", "not-the-token", /the server refused the token \(auth_failed: /],
+    ["no token", undefined, /the server needs a token \(auth_failed: /],
+  ]) {
+    test(`${name} ends the client with authfailed and a final closed state, and no retry`, async (t) => {
+      const errors = t.mock.method(console, "error", () => {});
+      const client = new ArgosClient(TOKEN_URL, { token, ...FAST_RETRY });
+      const seen = record(client, "state", "hello", "frame", "error");
+      const refused = nextEvent(client, "authfailed");
+      client.connect();
+      try {
+        // The server's handshake timeout is long: only the message the client sends first
+        // (the auth, or without a token the first ping) can bring the refusal this soon.
+        const { error, willRetry } = await refused;
+        assert.match(error, expected);
+        assert.equal(willRetry, false);
+        await new Promise((resolve) => setTimeout(resolve, QUIET_MS));
+        assert.deepEqual(seen.filter((e) => e.type === "state").map((e) => e.detail),
+          [{ state: "connecting" }, { state: "open" }, { state: "closed", error, authFailed: true }]);
+        assert.deepEqual(seen.filter((e) => e.type === "error").map((e) => e.detail.code), ["auth_failed"]);
+        assert.equal(seen.filter((e) => e.type === "hello" || e.type === "frame").length, 0);
+        assert.deepEqual([client.state, client.authFailed, client.stats.failedAttempts],
+          ["closed", true, 0]);
+        assert.equal(errors.mock.callCount(), 1);
+      } finally {
+        client.close();
+      }
+    });
+  }
 });
