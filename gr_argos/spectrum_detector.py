@@ -1,0 +1,243 @@
+"""Spectrum frames from every sample: FFT everything, then one detector value per frame period.
+
+``fft.logpwrfft`` keeps one FFT of ``bins`` samples per output frame and drops the rest (at
+8 MS/s, 2048 bins and 30 frames/s it sees 0.8 % of the samples), so a short burst between
+two kept FFTs never shows. :class:`spectrum_detector` transforms every sample and reduces
+each frame period with a detector, as a real-time spectrum analyzer does: ``peak`` keeps the
+largest power of each bin over the period, ``average`` its mean power. ``sample`` is the
+logpwrfft behaviour, kept for comparison.
+
+The work per sample is done by GNU Radio's C++/VOLK blocks (``stream_to_vector``,
+``fft_vcc``, ``complex_to_mag_squared``). Python (:class:`gr_argos.period_detector`) runs
+once per frame on a whole period at a time, which measured cheaper than GNU Radio's own
+``deinterleave`` + ``max_ff`` (docs/spectrum_detector.md has the numbers).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from gnuradio import blocks, fft, filter, gr
+from gnuradio.fft import window as fft_window
+
+from gr_argos.period_detector import period_detector
+
+__all__ = ["DETECTORS", "OVERLAPS", "WINDOWS", "spectrum_detector"]
+
+#: Detector name -> how the FFTs of one frame period are reduced (None: one FFT per frame).
+DETECTORS: dict[str, str | None] = {"peak": "max", "average": "mean", "sample": None}
+#: Window name -> GNU Radio function giving its taps.
+WINDOWS: dict[str, Callable[[int], list[float]]] = {
+    "blackmanharris": fft_window.blackmanharris,
+    "hann": fft_window.hann,
+    "hamming": fft_window.hamming,
+    "flattop": fft_window.flattop,
+    "rectangular": fft_window.rectangular,
+}
+#: Allowed overlaps of consecutive FFTs: each needs 1 / (1 - overlap) FFT branches.
+OVERLAPS = (0.0, 0.5, 0.75)
+MIN_BINS = 16
+
+
+def _check(samp_rate: float, bins: int, fps: float, detector: str, window: str,
+           overlap: float, avg_alpha: float, ref_scale: float) -> None:
+    """Raise ValueError naming the first parameter that cannot work, and what would."""
+    if not samp_rate > 0:
+        raise ValueError(f"samp_rate must be > 0 samples/s, got {samp_rate}")
+    if bins < MIN_BINS or bins & (bins - 1):
+        raise ValueError(f"bins must be a power of two >= {MIN_BINS} (e.g. 1024, 2048, "
+                         f"4096), got {bins}")
+    if not 0 < fps <= samp_rate / bins:
+        raise ValueError(f"fps must be > 0 and at most samp_rate / bins = "
+                         f"{samp_rate / bins:g} frames/s (one FFT per frame), got {fps}")
+    if detector not in DETECTORS:
+        raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, got {detector!r}")
+    if window not in WINDOWS:
+        raise ValueError(f"window must be one of {', '.join(WINDOWS)}, got {window!r}")
+    if overlap not in OVERLAPS:
+        raise ValueError(f"overlap must be one of {', '.join(map(str, OVERLAPS))}, "
+                         f"got {overlap}")
+    if not 0 < avg_alpha <= 1:
+        raise ValueError(f"avg_alpha must be in (0, 1] (1 = no averaging across frames), "
+                         f"got {avg_alpha}")
+    if not ref_scale > 0:
+        raise ValueError(f"ref_scale must be > 0, got {ref_scale}")
+
+
+class spectrum_detector(gr.hier_block2):
+    """Complex samples in, one float32 dB spectrum of ``bins`` per frame period out.
+
+    Every sample is windowed and transformed (FFTs of ``bins`` samples, back to back, or
+    overlapping by ``overlap``); per frame period of ``bins * vectors_per_frame`` samples
+    the detector reduces the power spectra of the period to one: ``peak`` (max-hold over
+    the period, a burst one FFT long is never missed), ``average`` (mean power) or
+    ``sample`` (only the last FFT of the period, as ``fft.logpwrfft``). An optional
+    exponential average across frames (``avg_alpha``) follows, then 10*log10 with
+    logpwrfft's scaling, so a steady tone reads the same level as through
+    ``fft.logpwrfft_c(..., ref_scale)``. Output vectors are FFT-shifted (lowest frequency
+    first).
+
+    The frame period is a whole number of FFTs: ``vectors_per_frame = round(samp_rate /
+    bins / fps)``, so the frame rate is ``frame_rate`` (close to ``fps``). Stream tags
+    (``rx_freq``, ``rx_rate``, ``rx_time``, any other) reach the output vector of the
+    period their sample falls in. That costs half a period of latency: a frame leaves
+    when the tags of its last sample are known, half a period after it.
+
+    Args:
+        samp_rate: input sample rate in samples/s.
+        bins: FFT size and output vector length, a power of two >= 16.
+        fps: frames per second wanted, at most ``samp_rate / bins``.
+        detector: "peak", "average" or "sample".
+        window: FFT window, one of ``WINDOWS`` ("blackmanharris" as logpwrfft).
+        overlap: 0, 0.5 or 0.75: share of each FFT's samples that the next FFT uses again
+            (costs 1 / (1 - overlap) times the FFT work; not used by ``sample``).
+        avg_alpha: weight of the newest frame in an exponential average across frames,
+            applied to power before the log (1 = off).
+        ref_scale: input amplitude that reads 0 dB, as logpwrfft's ``ref_scale``.
+
+    Raises:
+        ValueError: a parameter is out of range (the message says what is allowed).
+    """
+
+    def __init__(
+        self,
+        samp_rate: float,
+        bins: int = 2048,
+        fps: float = 30.0,
+        detector: str = "peak",
+        window: str = "blackmanharris",
+        overlap: float = 0.0,
+        avg_alpha: float = 1.0,
+        ref_scale: float = 2.0,
+    ) -> None:
+        bins = int(bins)
+        _check(samp_rate, bins, fps, detector, window, overlap, avg_alpha, ref_scale)
+        gr.hier_block2.__init__(
+            self,
+            "spectrum_detector",
+            gr.io_signature(1, 1, gr.sizeof_gr_complex),
+            gr.io_signature(1, 1, gr.sizeof_float * bins),
+        )
+        self.samp_rate = float(samp_rate)
+        self.bins = bins
+        self.fps = float(fps)
+        self.detector = detector
+        self.window = window
+        self.overlap = float(overlap)
+        self.ref_scale = float(ref_scale)
+        self.vectors_per_frame = max(1, round(samp_rate / bins / fps))
+        self.frame_rate = samp_rate / (bins * self.vectors_per_frame)
+        # Share of the input samples that reach an FFT: all of them, or one FFT per frame.
+        self.fft_sample_fraction = 1.0 if DETECTORS[detector] else 1 / self.vectors_per_frame
+
+        taps = WINDOWS[window](bins)
+        self._blocks: list[Any] = []  # internal blocks, kept alive with the hier block
+        reduction = DETECTORS[detector]
+        if reduction is None:
+            self.branches = 1
+            self._detector = period_detector(bins, 1, "max", 1)
+            self._connect_sample_branch(taps)
+        else:
+            self.branches = round(1 / (1 - self.overlap))
+            self._detector = period_detector(bins, self.vectors_per_frame, reduction,
+                                             self.branches)
+            for branch in range(self.branches):
+                self._connect_every_sample_branch(taps, branch,
+                                                  bins // self.branches * branch)
+        self._connect_tag_path(self.branches)
+        self.fft_per_frame = self.vectors_per_frame * self.branches if reduction else 1
+
+        self._average = filter.single_pole_iir_filter_ff(avg_alpha, bins)
+        window_power = sum(tap * tap for tap in taps)
+        self._log = blocks.nlog10_ff(
+            10, bins,
+            # logpwrfft's scaling: per-bin FFT gain, window power, then the 0 dB amplitude.
+            -20 * math.log10(bins) - 10 * math.log10(window_power / bins)
+            - 20 * math.log10(self.ref_scale / 2),
+        )
+        self.connect(self._detector, self._average, self._log, self)
+        self.avg_alpha = float(avg_alpha)
+
+    def _fft_chain(self, taps: list[float], *between: Any) -> tuple[Any, Any]:
+        """stream_to_vector -> ``between`` -> FFT (window, shift) -> |X|^2.
+
+        Returns the first and the last block. Tags are dropped at the entry: their period
+        is known exactly only on the tag path.
+        """
+        to_vectors = blocks.stream_to_vector(gr.sizeof_gr_complex, self.bins)
+        to_vectors.set_tag_propagation_policy(gr.TPP_DONT)
+        # nthreads=1: two FFTW threads measured 4-5x slower on a 2-core machine.
+        transform = fft.fft_vcc(self.bins, True, taps, True, 1)
+        power = blocks.complex_to_mag_squared(self.bins)
+        self.connect(to_vectors, *between, transform, power)
+        self._blocks += [to_vectors, *between, transform, power]
+        return to_vectors, power
+
+    def _connect_every_sample_branch(self, taps: list[float], branch: int,
+                                     delay: int) -> None:
+        """FFTs of every sample, ``delay`` samples late, gathered per period into one item."""
+        first, power = self._fft_chain(taps)
+        if delay:
+            late = blocks.delay(gr.sizeof_gr_complex, delay)
+            late.set_tag_propagation_policy(gr.TPP_DONT)
+            self.connect(self, late, first)
+            self._blocks.append(late)
+        else:
+            self.connect(self, first)
+        if self.vectors_per_frame == 1:
+            self.connect(power, (self._detector, branch))
+            return
+        # One item per period: Python then runs once per frame, not once per FFT (a
+        # decimating Python block is woken, and its forecast() called, on every FFT).
+        period = blocks.stream_to_vector(gr.sizeof_float * self.bins, self.vectors_per_frame)
+        self.connect(power, period, (self._detector, branch))
+        self._blocks.append(period)
+
+    def _connect_sample_branch(self, taps: list[float]) -> None:
+        """One FFT per period (the last of its vectors), as fft.logpwrfft does."""
+        keep = blocks.keep_one_in_n(gr.sizeof_gr_complex * self.bins, self.vectors_per_frame)
+        first, power = self._fft_chain(taps, keep)
+        self.connect(self, first)
+        self.connect(power, (self._detector, 0))
+
+    def _connect_tag_path(self, port: int) -> None:
+        """Carry the input's tags to the detector, one item per period.
+
+        Through a decimation by M, GNU Radio's scheduler moves a tag at sample s to item
+        floor(s / M + 1/2), exactly (rational arithmetic): a tag in the second half of a
+        period would land on the next frame. Delaying this path by M/2 samples (tags move
+        with their samples) and dropping its first item puts it on floor(s / M), the period
+        its sample falls in. (``keep_one_in_n`` maps tags itself, in single-precision
+        float, which drifts off by whole periods after days; ``keep_m_in_n`` leaves it to
+        the scheduler.)
+        """
+        samples_per_frame = self.bins * self.vectors_per_frame
+        late = blocks.delay(gr.sizeof_gr_complex, samples_per_frame // 2)
+        one_per_period = blocks.keep_m_in_n(gr.sizeof_gr_complex, 1, samples_per_frame, 0)
+        skip_first = blocks.skiphead(gr.sizeof_gr_complex, 1)
+        self.connect(self, late, one_per_period, skip_first, (self._detector, port))
+        self._blocks += [late, one_per_period, skip_first]
+
+    def set_avg_alpha(self, avg_alpha: float) -> None:
+        """Weight of the newest frame in the average across frames, in (0, 1]; 1 = off."""
+        if not 0 < avg_alpha <= 1:
+            raise ValueError(f"avg_alpha must be in (0, 1] (1 = no averaging across "
+                             f"frames), got {avg_alpha}")
+        self._average.set_taps(avg_alpha)
+        self.avg_alpha = float(avg_alpha)
+
+    def status_fields(self) -> dict[str, Any]:
+        """What a stream's ``status`` message should say about this spectrum.
+
+        For ``websocket_sink.set_source_status()``: the detector, the window, the overlap,
+        the FFTs per frame and the share of the input samples that reached an FFT (1.0 for
+        ``peak`` and ``average``; ``1 / vectors_per_frame`` for ``sample``).
+        """
+        return {
+            "detector": self.detector,
+            "window": self.window,
+            "overlap": self.overlap,
+            "fft_per_frame": self.fft_per_frame,
+            "fft_sample_fraction": self.fft_sample_fraction,
+        }
