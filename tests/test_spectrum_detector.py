@@ -2,8 +2,9 @@
 
 Every flowgraph here is finite (a vector source of a few hundred milliseconds of signal into
 a vector sink) and runs to completion; no test measures time. A frame period is M = bins *
-vectors_per_frame samples; because a frame leaves once the tags of its last sample are
-known, a finite stream of K whole periods gives K - 1 frames.
+vectors_per_frame samples, and frame j covers samples [j M - M/2, (j + 1) M - M/2): the FFTs
+run half a period late (frame 0 holds M/2 samples), so a finite stream of K whole periods
+gives K frames.
 """
 
 from __future__ import annotations
@@ -74,13 +75,15 @@ def noise(n: int, sigma: float, seed: int = 1) -> np.ndarray:
 def reference(samples: np.ndarray, detector: str, overlap: float = 0.0,
               bins: int = BINS, vectors_per_frame: int = VECTORS_PER_FRAME,
               ref_scale: float = 2.0) -> np.ndarray:
-    """The frames the block must output, computed with numpy (float64 FFTs)."""
+    """The frames the block must output, computed with numpy (float64 FFTs), the first
+    frame starting half a period before the first sample."""
     taps = np.array(fft_window.blackmanharris(bins))
     branches = 1 if detector == "sample" else round(1 / (1 - overlap))
     hop = bins // branches
     powers = []
     for branch in range(branches):
-        late = np.concatenate([np.zeros(branch * hop), samples])
+        late = np.concatenate([np.zeros(bins * vectors_per_frame // 2 + branch * hop),
+                               samples])
         count = late.size // bins
         vectors = late[:count * bins].reshape(count, bins)
         spectra = np.fft.fftshift(np.fft.fft(vectors * taps, axis=1), axes=1)
@@ -121,8 +124,8 @@ def test_frames_are_the_detector_over_every_fft_of_the_period(detector: str,
                     samples)
 
     expected = reference(samples, detector, overlap)
-    assert frames.shape == (5, BINS)
-    np.testing.assert_allclose(frames, expected[:5], atol=0.01)
+    assert frames.shape == (6, BINS)
+    np.testing.assert_allclose(frames, expected[:6], atol=0.01)
 
 
 @pytest.mark.parametrize("detector", list(DETECTORS))
@@ -155,7 +158,7 @@ def burst_at(start: int, length: int, n: int, bin_offset: int = 90) -> np.ndarra
 
 
 def test_peak_shows_a_burst_that_sample_misses() -> None:
-    """A burst of two FFT lengths inside period 2 (not in its last FFT) shows at the
+    """A burst of two FFT lengths inside frame 2 (not in its last FFT) shows at the
     steady tone's level in frame 2 with peak, and not at all with sample."""
     start = 2 * M + 5 * BINS + 100
     samples = burst_at(start, 2 * BINS, 5 * M)
@@ -186,7 +189,8 @@ def test_a_one_fft_burst_across_two_ffts_keeps_its_level_with_overlap() -> None:
 
 def test_average_of_white_noise_is_flat_at_the_noise_power_per_bin() -> None:
     """White noise of power s^2 averages to 10*log10(s^2 / bins) dB in every bin (logpwrfft's
-    scaling), and bins scatter by no more than averaging K FFTs allows (4.34/sqrt(K) dB)."""
+    scaling), and bins scatter by no more than averaging K FFTs allows (4.34/sqrt(K) dB).
+    Frame 0 holds half a period of samples, so it is left out."""
     sigma = 0.1
     frames, _ = run(spectrum_detector(SAMP_RATE, BINS, FPS, "average"),
                     noise(6 * M, sigma, seed=7))
@@ -194,7 +198,7 @@ def test_average_of_white_noise_is_flat_at_the_noise_power_per_bin() -> None:
     # Adjacent Blackman-Harris bins are correlated; the mean still has the full spread
     # budget of K independent looks per bin.
     spread_db = 10 / math.log(10) / math.sqrt(VECTORS_PER_FRAME)
-    for frame in frames:
+    for frame in frames[1:]:
         assert abs(frame.mean() - expected_db) < 0.3
         assert frame.std() < 1.5 * spread_db
         assert np.all(np.abs(frame - expected_db) < 6 * spread_db)
@@ -233,9 +237,10 @@ def test_reduce_periods_over_branches_is_max_or_mean_of_all_vectors() -> None:
 @pytest.mark.parametrize("detector", list(DETECTORS))
 def test_tags_land_on_the_frame_of_the_period_they_fall_in(detector: str,
                                                            overlap: float) -> None:
-    """A tag at sample s reaches output frame floor(s / M), with its key and value, at
-    period edges too (the first and last sample of a period)."""
-    offsets = [0, 1, M // 2 - 1, M // 2, M - 1, M, 2 * M + M // 2, 4 * M - 1, 4 * M]
+    """A tag at sample s reaches frame floor(s / M + 1/2), the one holding sample s, with
+    its key and value, at frame edges too (the first and last sample of a frame)."""
+    offsets = [0, 1, M // 2 - 1, M // 2, M - 1, M, 2 * M + M // 2 - 1, 2 * M + M // 2,
+               5 * M + M // 2 - 1]
     tags = [make_tag(0, "rx_freq", 433.92e6), make_tag(0, "rx_rate", SAMP_RATE),
             make_tag(0, "rx_time", (1_700_000_000, 0.25))]
     tags += [make_tag(offset, "marker", offset) for offset in offsets]
@@ -247,7 +252,7 @@ def test_tags_land_on_the_frame_of_the_period_they_fall_in(detector: str,
     assert seen[:3] == [(0, "rx_freq", 433.92e6), (0, "rx_rate", SAMP_RATE),
                         (0, "rx_time", (1_700_000_000, 0.25))]
     markers = [(offset, value) for offset, key, value in seen if key == "marker"]
-    assert markers == [(offset // M, offset) for offset in offsets]
+    assert markers == [((offset + M // 2) // M, offset) for offset in offsets]
 
 
 # -- parameters and status --------------------------------------------------------------------
@@ -258,6 +263,7 @@ def test_tags_land_on_the_frame_of_the_period_they_fall_in(detector: str,
     ({"bins": 8}, "bins must be a power of two >= 16"),
     ({"fps": 0}, "fps must be > 0 and at most samp_rate / bins = 500"),
     ({"fps": 501}, "fps must be > 0 and at most samp_rate / bins = 500"),
+    ({"samp_rate": 20e6, "fps": 1}, "fps must be at least samp_rate / 16777216 = 1.19209"),
     ({"detector": "max"}, "detector must be one of peak, average, sample, got 'max'"),
     ({"window": "kaiser"}, "window must be one of blackmanharris"),
     ({"overlap": 0.3}, "overlap must be one of 0.0, 0.5, 0.75"),
