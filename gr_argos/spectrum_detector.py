@@ -223,10 +223,9 @@ class spectrum_detector(gr.hier_block2):
         float, which puts tags on the wrong frame after hours; ``keep_m_in_n`` leaves it to
         the scheduler.)
 
-        Reading the input directly, a block that decimates by M also makes GNU Radio give
-        the upstream block an output buffer of 2 M samples, so the source hands over large
-        chunks: the chain's blocks are woken far less often (measured: 0.45 -> 0.26 core at
-        20 MS/s behind a source with default buffers).
+        The same could be had with the delay here (then dropping the first item) and the
+        FFT path on time; that measured slower (0.45 against 0.37 core for the chain at
+        20 MS/s, docs/performance.md).
         """
         one_per_period = blocks.keep_m_in_n(gr.sizeof_gr_complex, 1,
                                             self.bins * self.vectors_per_frame, 0)
