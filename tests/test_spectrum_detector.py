@@ -279,6 +279,7 @@ def test_bad_parameters_are_refused_with_what_is_allowed(arguments: dict[str, An
 
 
 def test_set_avg_alpha_refuses_values_outside_zero_one() -> None:
+    """The running setter checks its value as the constructor does, and keeps a good one."""
     block = spectrum_detector(SAMP_RATE, BINS, FPS)
     with pytest.raises(ValueError, match="avg_alpha"):
         block.set_avg_alpha(0)
