@@ -23,6 +23,7 @@ _BLOCKS = {
     "gpsd_source": "gr_argos.gpsd_source",
     "retune_sweep": "gr_argos.retune_sweep",
     "hackrf_sweep_source": "gr_argos.hackrf_sweep_source",
+    "spectrum_detector": "gr_argos.spectrum_detector",
 }
 
 __all__ = ["__version__", *_BLOCKS]

@@ -72,8 +72,8 @@ def test_there_are_flowgraphs_to_check() -> None:
     assert {path.stem for path in FLOWGRAPHS} >= {"sim_spectrum", "hackrf_spectrum"}
 
 
-@pytest.mark.parametrize("block", ["websocket_sink", "zmq_sink", "hackrf_sweep_source",
-                                   "sim_band_source", "gpsd_source"])
+@pytest.mark.parametrize("block", ["websocket_sink", "zmq_sink", "spectrum_detector",
+                                   "hackrf_sweep_source", "sim_band_source", "gpsd_source"])
 def test_grc_block_parameters_are_the_block_arguments(block: str) -> None:
     """Each GRC parameter is a constructor argument of the same name, with the same default,
     passed by the block's make template, and named in its documentation by its label."""

@@ -29,6 +29,7 @@ from gr_argos.apps.common import (
     setup_logging,
     stop_event_on_signals,
 )
+from gr_argos.detectors import DetectorSettings
 from gr_argos.gpsd import parse_address
 from gr_argos.server.config import SERVER, ServerConfig, ServerError
 from gr_argos.settings import (
@@ -37,11 +38,10 @@ from gr_argos.settings import (
     add_flags,
     declared,
     non_negative,
-    positive,
     resolve,
     setting,
 )
-from gr_argos.stream import STREAM, StreamSettings
+from gr_argos.stream import StreamSettings
 from gr_argos.sweep import HACKRF, SweepSettings
 from gr_argos.zmq_transport import PublisherSettings
 
@@ -73,10 +73,6 @@ def _gps_address(value: str) -> str | None:
     return None
 
 
-def _alpha(value: float) -> str | None:
-    return None if 0 < value <= 1 else "must be in (0, 1]; 1 turns averaging off"
-
-
 @dataclass(frozen=True)
 class AppSettings:
     """The settings only argos-spectrum has: the source, the spectrum chain, GPS, transport.
@@ -88,12 +84,8 @@ class AppSettings:
 
     source: str = setting("sim", "sim | sweep | hackrf[=ARGS] | osmosdr=ARGS | file=PATH (raw "
                           "complex64 IQ, paced at --samp-rate)", check=_source, group=SOURCE)
-    samp_rate: float = setting(8e6, "sample rate in samples/s (= span of the spectrum in Hz)",
-                               check=positive, aliases=("rate",), group=SOURCE)
     bandwidth: float = setting(0.0, "baseband filter bandwidth in Hz (0 = automatic)",
                                check=non_negative, group=HACKRF)
-    avg_alpha: float = setting(0.5, "averaging factor per frame (1 = no averaging, smaller = "
-                               "smoother)", check=_alpha, group=STREAM)
     gps: str = setting("", "HOST:PORT of a gpsd whose fixes go to clients as 'gps' messages "
                        "(empty = off)", check=_gps_address, group=GPS)
     transport: str = setting("websocket", "websocket = serve clients from this process; zmq = "
@@ -103,14 +95,16 @@ class AppSettings:
 
 #: Every setting of argos-spectrum, in ``--help`` order.
 SETTINGS: tuple[Setting, ...] = (
-    *declared(AppSettings, only=("source", "samp_rate")),
+    *declared(AppSettings, only=("source",)),
+    *declared(DetectorSettings, only=("samp_rate",)),
     *declared(SweepSettings, only=("lna_gain", "vga_gain", "amp")),
     *declared(AppSettings, only=("bandwidth",)),
     *declared(SweepSettings, only=("freq_min", "freq_max", "bin_width", "sweep_executable")),
     *declared(StreamSettings, only=("bins", "center_freq", "fps", "encoding", "step_db",
                                     "status_interval_s"),
               defaults={"center_freq": 100e6}),
-    *declared(AppSettings, only=("avg_alpha", "gps", "transport")),
+    *declared(DetectorSettings, only=("detector", "window", "overlap", "avg_alpha")),
+    *declared(AppSettings, only=("gps", "transport")),
     *declared(ServerConfig, exclude=("reuse_port", "write_limit")),
     *declared(PublisherSettings),
     *declared(LogSettings),
@@ -119,14 +113,23 @@ SETTINGS: tuple[Setting, ...] = (
 
 def check_combination(settings: dict[str, Any]) -> None:
     """Raise ConfigError for settings that are fine alone but not together: a sweep's
-    freq_min not below its freq_max, or an FFT size GNU Radio's FFT does not take."""
+    freq_min not below its freq_max, or bins and fps that the spectrum's FFTs cannot have
+    at samp_rate."""
     if settings["source"] == "sweep":
         if not settings["freq_min"] < settings["freq_max"]:
             raise ConfigError(f"--freq-min ({settings['freq_min']:g}) must be below "
                               f"--freq-max ({settings['freq_max']:g})")
-    elif not 16 <= settings["bins"] <= 65536:
-        raise ConfigError(f"--bins: bad value {settings['bins']} for bins: must be between 16 "
-                          "and 65536 for an FFT")
+        return
+    try:
+        detector_settings(settings)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).removeprefix("DetectorSettings: ")) from None
+
+
+def detector_settings(settings: dict[str, Any]) -> DetectorSettings:
+    """The every-sample spectrum's settings out of the app's."""
+    return DetectorSettings(**{s.name: settings[s.name] for s in declared(DetectorSettings)
+                               if s.name in settings})
 
 
 def argument_parser() -> argparse.ArgumentParser:

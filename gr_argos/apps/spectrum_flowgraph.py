@@ -8,14 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 from gnuradio import blocks, gr
-from gnuradio.fft import logpwrfft
 
 from gr_argos.apps.sources import SourceError, open_osmosdr, open_sweep, source_status
+from gr_argos.detectors import DetectorSettings
 from gr_argos.gpsd import parse_address
 from gr_argos.gpsd_source import gpsd_source
 from gr_argos.server.config import ServerConfig
 from gr_argos.settings import declared
 from gr_argos.sim_band_source import sim_band_source
+from gr_argos.spectrum_detector import spectrum_detector
 from gr_argos.stream import StreamSettings
 from gr_argos.websocket_sink import websocket_sink
 from gr_argos.zmq_sink import zmq_sink
@@ -23,11 +24,13 @@ from gr_argos.zmq_sink import zmq_sink
 __all__ = ["SourceError", "SpectrumFlowgraph"]
 
 _STREAM_NAMES = {s.name for s in declared(StreamSettings)}
+_DETECTOR_NAMES = {s.name for s in declared(DetectorSettings)}
 _SERVER_NAMES = {s.name for s in declared(ServerConfig)}
 
 
 class SpectrumFlowgraph(gr.top_block):
-    """source -> GNU Radio log-power FFT at ``fps`` -> sink; or hackrf_sweep -> sink.
+    """source -> every-sample spectrum (a detector per frame) -> sink; or hackrf_sweep ->
+    sink.
 
     Args:
         settings: argos-spectrum's resolved settings (:data:`gr_argos.apps.spectrum.SETTINGS`).
@@ -46,27 +49,22 @@ class SpectrumFlowgraph(gr.top_block):
         self._attach_gps(settings)
 
     def _build_fft(self, settings: dict[str, Any]) -> None:
-        """source -> log-power FFT -> sink, with the sample rate measured."""
+        """source -> every-sample spectrum -> sink, with the sample rate measured."""
         if settings["source"] == "sim":
             self.source = sim_band_source(samp_rate=settings["samp_rate"])
         else:
             self.source = open_osmosdr(settings["source"], settings)
-        self.fft = logpwrfft.logpwrfft_c(
-            sample_rate=settings["samp_rate"],
-            fft_size=settings["bins"],
-            ref_scale=2.0,
-            frame_rate=settings["fps"],
-            avg_alpha=settings["avg_alpha"],
-            average=settings["avg_alpha"] < 1.0,
-            shift=True,
-        )
-        self.sink = _make_sink(settings, span=settings["samp_rate"])
+        self.fft = spectrum_detector(**{name: value for name, value in settings.items()
+                                        if name in _DETECTOR_NAMES})
+        # The frame rate is a whole number of FFTs per frame: say the one produced.
+        self.sink = _make_sink(settings, span=settings["samp_rate"],
+                               fps=self.fft.frame_rate)
         self.connect(self.source, self.fft, self.sink)
         # The sink's periodic status reports the rate the source really delivers.
         self.rate_probe = blocks.probe_rate(gr.sizeof_gr_complex, 1000.0, 0.15)
         self.connect(self.source, self.rate_probe)
         self.msg_connect(self.rate_probe, "rate", self.sink, "status")
-        self.sink.set_source_status(source_status(settings))
+        self.sink.set_source_status({**source_status(settings), **self.fft.status_fields()})
 
     def _build_sweep(self, settings: dict[str, Any]) -> None:
         """hackrf_sweep source -> sink: one frame per sweep, no FFT here."""

@@ -1,0 +1,94 @@
+"""One power spectrum per frame period, from every FFT of the period: peak or average.
+
+The block inside :class:`gr_argos.spectrum_detector.spectrum_detector` that turns the
+|X|^2 vectors of a whole frame period into one vector. It is called once per period with
+the period's vectors already gathered into one item (by ``blocks.stream_to_vector`` in
+C++), so Python runs about ``fps`` times a second, whatever the sample rate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from gnuradio import gr
+
+__all__ = ["REDUCTIONS", "period_detector", "reduce_periods"]
+
+#: How the vectors of one period become one: "max" (positive peak) or "mean" (average power).
+REDUCTIONS = ("max", "mean")
+
+
+def reduce_periods(branches: list[npt.NDArray[np.float32]], reduction: str,
+                   out: npt.NDArray[np.float32]) -> None:
+    """Reduce whole periods of power vectors to one vector per period, in place.
+
+    Args:
+        branches: one array per FFT branch, shape (periods, vectors_per_period * bins),
+            float32 power; every branch covers the same periods (overlapping FFTs are a
+            second branch).
+        reduction: "max" or "mean" over all vectors of a period in all branches.
+        out: float32 array of shape (periods, bins) receiving the result.
+    """
+    periods, bins = out.shape
+    for index, branch in enumerate(branches):
+        vectors = branch.reshape(periods, -1, bins)
+        if index == 0:
+            target = out
+        else:
+            target = np.empty_like(out)
+        if reduction == "max":
+            np.maximum.reduce(vectors, axis=1, out=target)
+        else:
+            np.add.reduce(vectors, axis=1, out=target)
+        if index > 0:
+            if reduction == "max":
+                np.maximum(out, target, out=out)
+            else:
+                out += target
+    if reduction == "mean":
+        out *= np.float32(1.0 / (len(branches) * branches[0].shape[1] // bins))
+
+
+class period_detector(gr.sync_block):
+    """Peak or average over the power vectors of each frame period.
+
+    Inputs: ``branches`` streams of float32 items, each item one period's
+    ``vectors_per_period`` power vectors of ``bins`` values end to end; then one complex
+    stream with one item per period that only carries the period's stream tags. Output:
+    one float32 vector of ``bins`` per period. Tags on any input reach the output item of
+    the same index (GNU Radio's all-to-all propagation at rate 1), so the tag input is
+    how tags cross the FFT chain.
+
+    Args:
+        bins: power values per vector.
+        vectors_per_period: vectors of one branch in one period (1 passes the vector on).
+        reduction: "max" (positive peak) or "mean" (average power).
+        branches: FFT branches (2 with 50 % overlap, 4 with 75 %).
+
+    Raises:
+        ValueError: an unknown reduction or a non-positive size.
+    """
+
+    def __init__(self, bins: int, vectors_per_period: int, reduction: str = "max",
+                 branches: int = 1) -> None:
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, "
+                             f"got {reduction!r}")
+        if min(bins, vectors_per_period, branches) < 1:
+            raise ValueError(f"bins, vectors_per_period and branches must be >= 1, got "
+                             f"{bins}, {vectors_per_period} and {branches}")
+        gr.sync_block.__init__(
+            self,
+            name="period_detector",
+            in_sig=[(np.float32, int(bins) * int(vectors_per_period))] * int(branches)
+            + [np.complex64],
+            out_sig=[(np.float32, int(bins))],
+        )
+        self.reduction = reduction
+
+    def work(self, input_items: list[Any], output_items: list[Any]) -> int:
+        out = output_items[0]
+        reduce_periods(input_items[:-1], self.reduction, out)
+        return len(out)
