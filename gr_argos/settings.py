@@ -397,17 +397,21 @@ def load_yaml(path: Path, settings: Sequence[Setting]) -> dict[str, Any]:
 
 
 def resolve(args: argparse.Namespace, settings: Sequence[Setting],
-            config_path: Path | None) -> dict[str, Any]:
+            config_path: Path | None, given: set[str] | None = None) -> dict[str, Any]:
     """Merge defaults, the YAML file and the flags (in that order of precedence, lowest first).
+
+    Args:
+        given: if passed, receives the names of the settings the file or a flag set.
 
     Raises:
         ConfigError: a bad key or value in the file or a flag.
     """
     values = {s.name: s.default for s in settings}
-    if config_path is not None:
-        values.update(load_yaml(config_path, settings))
-    for item in settings:
-        flag_value = getattr(args, item.name, None)
-        if flag_value is not None:
-            values[item.name] = item.coerce(flag_value, item.flag)
+    from_file = load_yaml(config_path, settings) if config_path is not None else {}
+    values.update(from_file)
+    from_flags = {item.name: item.coerce(getattr(args, item.name), item.flag)
+                  for item in settings if getattr(args, item.name, None) is not None}
+    values.update(from_flags)
+    if given is not None:
+        given.update(from_file, from_flags)
     return values

@@ -439,3 +439,30 @@ def test_gateway_reads_its_settings_from_a_yaml_file(tmp_path: Any) -> None:
          "--config", str(config)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "unknown key 'tokn'" in result.stderr
+
+
+def test_a_gateway_sets_the_encoding_and_step_its_clients_get() -> None:
+    """--encoding uint8 --step-db 1 (the names of argos-spectrum) replace the publisher's
+    float32 for the gateway's clients: hello says so and the frames are uint8 on whole-dB
+    levels; a gateway without them keeps the publisher's encoding."""
+    feed = _FrameFeed()
+    try:
+        for flags, encoding in ((["--encoding", "uint8", "--step-db", "1"], 2), ([], 0)):
+            command = [sys.executable, "-u", "-m", "gr_argos.apps.gateway", "--connect",
+                       feed.publisher.endpoint, "--port", "0", *flags]
+            with running(command, REPO_ROOT, url_pattern=URL_PATTERN,
+                         name="argos-gateway") as relay:
+                with connect(relay.wait_for_url(), open_timeout=RECEIVE_TIMEOUT_S) as ws:
+                    hello = decode_message(ws.recv(timeout=RECEIVE_TIMEOUT_S))
+                    frame = next(decode_frame(m) for m in iter(
+                        lambda: ws.recv(timeout=RECEIVE_TIMEOUT_S), None)
+                        if isinstance(m, bytes))
+            (stream,) = hello["streams"]
+            assert frame.encoding == encoding, flags
+            if encoding == 2:
+                assert (stream["encoding"], stream["step_db"]) == ("uint8", 1.0)
+                assert np.all(frame.power_db == np.round(frame.power_db))
+            else:
+                assert stream["encoding"] == "float32" and "step_db" not in stream
+    finally:
+        feed.close()

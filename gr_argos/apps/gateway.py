@@ -41,7 +41,7 @@ from gr_argos.apps.common import (
     setup_logging,
     stop_event_on_signals,
 )
-from gr_argos.protocol import ProtocolError, decode_message
+from gr_argos.protocol import ENCODING_CODES, ProtocolError, decode_message
 from gr_argos.server import ServerConfig, ServerError, SpectrumServer
 from gr_argos.server.config import SERVER
 from gr_argos.settings import (
@@ -54,6 +54,7 @@ from gr_argos.settings import (
     resolve,
     setting,
 )
+from gr_argos.stream import StreamSettings
 from gr_argos.zmq_transport import FrameSubscriber, stream_info_from_descriptor
 
 __all__ = ["Gateway", "SETTINGS", "WorkerSupervisor", "argument_parser", "main"]
@@ -75,9 +76,14 @@ class GatewaySettings:
                            group=SERVER)
 
 
+#: The stream settings a gateway may set for its clients; when given, they replace the
+#: publisher's for every stream it relays.
+STREAM_OVERRIDES = ("encoding", "step_db")
+
 #: Every setting of argos-gateway, in ``--help`` order.
 SETTINGS: tuple[Setting, ...] = (
     *declared(ServerConfig, exclude=("write_limit",)),
+    *declared(StreamSettings, only=STREAM_OVERRIDES),
     *declared(GatewaySettings),
     *declared(LogSettings),
 )
@@ -111,8 +117,10 @@ class Gateway:
     """
 
     def __init__(self, endpoints: Sequence[str], config: ServerConfig,
-                 publisher_timeout_s: float = 3.0) -> None:
+                 publisher_timeout_s: float = 3.0,
+                 stream_overrides: dict[str, Any] | None = None) -> None:
         self.server = SpectrumServer(config)
+        self._overrides = _descriptor_overrides(stream_overrides or {})
         self.subscriber = FrameSubscriber(endpoints)
         self.publisher_timeout_s = publisher_timeout_s
         self.first_heartbeat = threading.Event()
@@ -202,7 +210,7 @@ class Gateway:
         listed: set[int] = set()
         for descriptor in body["streams"]:
             try:
-                info = stream_info_from_descriptor(descriptor)
+                info = stream_info_from_descriptor({**descriptor, **self._overrides})
             except TypeError as exc:
                 log.warning("ignored a malformed stream descriptor %s: %s",
                             json.dumps(descriptor)[:200], exc)
@@ -219,6 +227,16 @@ class Gateway:
             if owner == session and stream_id not in listed:
                 del self._owners[stream_id]
                 self.server.remove_stream(stream_id)
+
+
+def _descriptor_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The stream settings a gateway was given, as fields of a stream descriptor."""
+    fields: dict[str, Any] = {}
+    if "encoding" in overrides:
+        fields["encoding"] = ENCODING_CODES[overrides["encoding"]]
+    if "step_db" in overrides:
+        fields["step_db"] = overrides["step_db"]
+    return fields
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -244,10 +262,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argument_parser()
     args = parser.parse_args(argv)
     try:
-        settings = resolve(args, SETTINGS, args.config)
+        given: set[str] = set()
+        settings = resolve(args, SETTINGS, args.config, given)
         config = ServerConfig(**{**{name: settings[name] for name in _SERVER_SETTINGS},
                                  "reuse_port": settings["reuse_port"] or settings["workers"] > 1})
-        gateway = Gateway(args.connect, config, settings["publisher_timeout_s"])
+        gateway = Gateway(args.connect, config, settings["publisher_timeout_s"],
+                          {name: settings[name] for name in STREAM_OVERRIDES if name in given})
     except (ConfigError, ValueError) as exc:
         print(f"argos-gateway: {exc}", file=sys.stderr)
         return EXIT_USAGE
