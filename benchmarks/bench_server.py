@@ -83,7 +83,9 @@ class ArgosBench:
         # The connection limits guard a field deployment; the benchmark opens up to 1000
         # connections from one address on purpose, so it lifts them.
         self.server = SpectrumServer(ServerConfig(host="127.0.0.1", port=0, max_clients=0,
-                                                  max_clients_per_ip=0))
+                                                  max_clients_per_ip=0,
+                                                  max_pending_handshakes=0,
+                                                  max_pending_handshakes_per_ip=0))
         self.server.add_stream(StreamInfo(bins=frames.shape[1], center_freq_hz=100e6,
                                           span_hz=2e6, fps=30.0))
         self.server.start()

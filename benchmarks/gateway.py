@@ -188,6 +188,7 @@ class ViaGateway:
         self.gw = subprocess.Popen(
             [_PY, "-m", "gr_argos.apps.gateway", "--connect", endpoint, "--port", "0",
              "--workers", str(workers), "--max-clients", "0", "--max-clients-per-ip", "0",
+             "--max-pending-handshakes", "0", "--max-pending-handshakes-per-ip", "0",
              "--log-level", "warning"],
             cwd=_REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 20

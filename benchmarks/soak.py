@@ -327,7 +327,8 @@ def run_soak(args: argparse.Namespace) -> int:
     load_s = args.minutes * 60
     warmup_s = min(args.warmup_minutes * 60, load_s / 5)
     server_cmd = [_SPECTRUM, "--source", "sim", "--port", "0", "--fps", str(args.fps),
-                  "--max-clients", "0", "--max-clients-per-ip", "0", "--log-level", "warning",
+                  "--max-clients", "0", "--max-clients-per-ip", "0", "--max-pending-handshakes", "0",
+                  "--max-pending-handshakes-per-ip", "0", "--log-level", "warning",
                   *args.server_arg]
     info: dict[str, Any] = {
         "command": " ".join([Path(_PY).name, "-m", "benchmarks.soak", *sys.argv[1:]]),

@@ -147,6 +147,14 @@ class RawClient:
             (length,) = struct.unpack("!Q", self._read_exactly(8))
         return first & 0x0F, self._read_exactly(length)
 
+    def send_frames(self, opcode: int, payload: bytes, count: int = 1) -> None:
+        """Send ``count`` masked client frames of ``opcode`` (a ping, say) at once."""
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        assert len(payload) < 126
+        frame = bytes((0x80 | opcode, 0x80 | len(payload))) + mask + masked
+        self.sock.sendall(frame * count)
+
     def read_until_close(self) -> tuple[list[tuple[int, bytes]], int]:
         """Everything up to the server's close frame, and the close code in it."""
         frames = []

@@ -280,7 +280,8 @@ async def test_slow_and_stalled_clients_cost_200_clients_nothing_and_memory_stay
     order with nothing missed; the slow ones' drops are counted, their queues never exceed
     queue_depth, and the process's memory grows less than the per-client bounds allow."""
     server = start_server(queue_depth=QUEUE_DEPTH, write_limit=WRITE_LIMIT,
-                          max_clients=0, max_clients_per_ip=0)
+                          max_clients=0, max_clients_per_ip=0, max_pending_handshakes=0,
+                          max_pending_handshakes_per_ip=0)
     async with contextlib.AsyncExitStack() as stack:
         healthy = await connect_lean(server.port, HEALTHY)
         stack.callback(lambda: [lean.close() for lean in healthy])
@@ -419,7 +420,10 @@ async def test_1000_half_open_sockets_are_dropped_at_the_handshake_timeout(
     not before, without a byte in answer; meanwhile 20 healthy clients get every frame and a
     new client is admitted and served (default connection limits: half-open sockets do not
     count against them); the server counts each as refused for its handshake timeout."""
-    server = start_server(handshake_timeout_s=HANDSHAKE_TIMEOUT_S)
+    # No cap on pending handshakes (all come from one address): the timeout is what is
+    # tested here; test_security.py tests the caps.
+    server = start_server(handshake_timeout_s=HANDSHAKE_TIMEOUT_S, max_pending_handshakes=0,
+                          max_pending_handshakes_per_ip=0)
     keep_publishing = threading.Event()
     keep_publishing.set()
     async with contextlib.AsyncExitStack() as stack:
@@ -508,7 +512,9 @@ async def count_arrivals(server: SpectrumServer, since: float, arrivals: list[fl
 def storm_server(port: int) -> SpectrumServer:
     """A started server on ``port`` with no connection limits: 500 clients from one address
     would otherwise be refused by max_clients (256) and max_clients_per_ip (32)."""
-    server = SpectrumServer(ServerConfig(port=port, max_clients=0, max_clients_per_ip=0))
+    server = SpectrumServer(ServerConfig(port=port, max_clients=0, max_clients_per_ip=0,
+                                         max_pending_handshakes=0,
+                                         max_pending_handshakes_per_ip=0))
     server.add_stream(StreamInfo(stream_id=0, bins=2048, center_freq_hz=100e6,
                                  span_hz=2.048e6, fps=FPS))
     server.start()

@@ -120,7 +120,24 @@ class Gate:
         self._clock = clock
         self.clients: Counter[str] = Counter()
         self.waiting: Counter[str] = Counter()
+        self.handshakes: Counter[str] = Counter()  # TCP connections not yet upgraded
         self._failures: dict[str, tuple[int, float]] = {}  # ip -> (failures, blocked until)
+
+    def handshake_refusal(self, ip: str) -> str | None:
+        """Why a new TCP connection from ``ip`` may not start a handshake (the reason
+        counted in the metrics), or None."""
+        cfg = self._config
+        if cfg.max_pending_handshakes and (sum(self.handshakes.values())
+                                           >= cfg.max_pending_handshakes):
+            return "max_pending_handshakes"
+        if cfg.max_pending_handshakes_per_ip and (self.handshakes[ip]
+                                                  >= cfg.max_pending_handshakes_per_ip):
+            return "max_pending_handshakes_per_ip"
+        return None
+
+    def handshake_ended(self, ip: str) -> None:
+        """A handshake counted in ``handshakes`` ended (upgraded, refused or cut short)."""
+        _decrement(self.handshakes, ip)
 
     def client_refusal(self, ip: str) -> Refusal | None:
         """503 or 429 when one more client (from ``ip``) would be over the limits."""

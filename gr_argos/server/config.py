@@ -82,6 +82,11 @@ class ServerConfig:
     handshake_timeout_s: float = setting(10.0, "seconds to complete the WebSocket handshake",
                                          check=positive, aliases=("handshake_timeout",),
                                          group=SECURITY)
+    max_pending_handshakes: int = setting(128, "connections still in their WebSocket "
+                                          "handshake at once (0 = no limit); more are dropped "
+                                          "unread", check=at_least(0), group=SECURITY)
+    max_pending_handshakes_per_ip: int = setting(16, "of those, per address (0 = no limit)",
+                                                 check=at_least(0), group=SECURITY)
     auth_timeout_s: float = setting(5.0, "seconds a connection without the token in its "
                                     "request has to send it in an auth message",
                                     check=positive, group=SECURITY)
@@ -95,6 +100,17 @@ class ServerConfig:
                                         check=non_negative, group=SECURITY)
     max_messages_burst: int = setting(20, "messages a client may send at once above that rate",
                                       check=at_least(1), group=SECURITY)
+    max_formats: int = setting(8, "distinct frame formats (encoding, compression, uint8 step) "
+                               "clients may get at once, each encoded once per frame (0 = no "
+                               "limit); a client asking for another gets the nearest one in "
+                               "use", check=at_least(0), group=SECURITY)
+    max_deflate_clients: int = setting(32, "with permessage_deflate: clients it is negotiated "
+                                       "with at once (its cost is per client; 0 = no limit); "
+                                       "others get uncompressed frames",
+                                       check=at_least(0), group=SECURITY)
+    max_pings_per_s: float = setting(5.0, "WebSocket pings per second a client may send (0 = "
+                                     "no limit; a burst of 10 more); over it: closed with "
+                                     "1008", check=non_negative, group=SECURITY)
     tls_cert: str = setting("", "PEM certificate (chain) file to serve TLS with: wss:// and "
                             "https:// (empty = plain ws:// and http://); needs tls_key",
                             group=SECURITY)

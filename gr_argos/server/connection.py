@@ -40,6 +40,7 @@ from gr_argos.server.config import ServerConfig
 from gr_argos.server.hub import BroadcastHub, ClientQueue
 from gr_argos.server.logs import EventLog, quoted
 from gr_argos.server.metrics import ServerCounters
+from gr_argos.server.outgoing import nearest_format
 from gr_argos.server.wire import abort, frame_writer
 
 __all__ = ["CLOSE_POLICY_VIOLATION", "CLOSE_UNSUPPORTED_DATA",
@@ -340,12 +341,22 @@ class Connection:
         except ProtocolError as exc:
             self._error(client, "bad_message", f"set_encoding: {exc}")
             return
+        in_use = self._hub.formats_in_use(besides=client)
+        limit = self._config.max_formats
+        snapped = bool(limit) and frame_format not in in_use and len(in_use) >= limit
+        if snapped:
+            frame_format = nearest_format(frame_format, in_use)
         client.frame_format = frame_format
-        self._reply(client, "encoding", {
+        reply: dict[str, Any] = {
             "encoding": ENCODING_NAMES[frame_format.encoding],
             "compress": frame_format.compress,
             "step_db": frame_format.step_db,
-        })
+        }
+        if snapped:
+            reply["snapped"] = True
+            reply["message"] = (f"this server makes at most {limit} frame formats at once: "
+                                "you get the nearest one in use")
+        self._reply(client, "encoding", reply)
 
 
 def _decline(data: bytes, wire: bytes, text: bool) -> bool:

@@ -431,6 +431,19 @@ class BroadcastHub:
     def client_count(self) -> int:
         return len(self._clients)
 
+    def formats_in_use(self, besides: ClientQueue) -> set[FrameFormat]:
+        """The frame formats the clients other than ``besides`` get now: those they chose,
+        and each stream's default if one of them chose none."""
+        formats: set[FrameFormat] = set()
+        for client in self._clients.values():
+            if client is besides:
+                continue
+            if client.frame_format is None:
+                formats.update(self._stream_formats.values())
+            else:
+                formats.add(client.frame_format)
+        return formats
+
     def stats(self) -> dict[str, Any]:
         """A snapshot of per-client and total counters (call on the loop)."""
         clients = [c.snapshot() for c in self._clients.values()]

@@ -32,9 +32,11 @@ LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
                      10.0)
 
 #: Why a connection was refused before the upgrade (label ``reason``).
-REFUSAL_REASONS = ("origin", "max_clients", "max_clients_per_ip", "auth", "handshake_timeout")
+REFUSAL_REASONS = ("host", "origin", "bad_request", "max_clients", "max_clients_per_ip",
+                   "max_unauthenticated", "auth", "auth_backoff", "handshake_timeout",
+                   "max_pending_handshakes", "max_pending_handshakes_per_ip")
 #: How an authentication failed (label ``method``).
-AUTH_METHODS = ("header", "query", "message", "timeout")
+AUTH_METHODS = ("header", "query", "message", "timeout", "metrics")
 
 
 class LatencyHistogram:
@@ -148,7 +150,8 @@ class ServerCollector(Collector):
                         "method", AUTH_METHODS, counters.auth_failures)
         yield _labelled("argos_connections_closed_by_policy", "connections the server closed "
                         "for a policy (code 1008), by reason", "reason",
-                        ("rate_limit", "too_slow", "stalled"), counters.closed_by_policy)
+                        ("rate_limit", "ping_rate", "too_slow", "stalled"),
+                        counters.closed_by_policy)
         latency = counters.send_latency
         yield HistogramMetricFamily(
             "argos_send_latency_seconds",

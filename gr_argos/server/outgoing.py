@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Callable
+from typing import Callable, Iterable
 
 from gr_argos.protocol import (
     FLAG_COMPRESSED,
@@ -22,7 +22,8 @@ from gr_argos.protocol import (
     reencode_frame,
 )
 
-__all__ = ["DEFLATE_IN", "DEFLATE_OUT", "OutgoingMessage", "PublishedFrame", "Wrap"]
+__all__ = ["DEFLATE_IN", "DEFLATE_OUT", "OutgoingMessage", "PublishedFrame", "Wrap",
+           "nearest_format"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,15 @@ DEFLATE_IN, DEFLATE_OUT = "deflate_in_bytes", "deflate_out_bytes"
 
 #: ``wrap(data, text)``: the bytes that carry ``data`` on the wire (text: a JSON message).
 Wrap = Callable[[bytes, bool], bytes]
+
+
+def nearest_format(wanted: FrameFormat, available: Iterable[FrameFormat]) -> FrameFormat:
+    """The format of ``available`` closest to ``wanted``: the same encoding first, then the
+    same compression, then the closest uint8 step (so a server at its limit of formats
+    gives a client the nearest one already made for others)."""
+    return min(available, key=lambda other: (
+        other.encoding != wanted.encoding, other.compress != wanted.compress,
+        abs(other.step_db - wanted.step_db)))
 
 
 class PublishedFrame:

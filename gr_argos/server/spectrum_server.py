@@ -16,6 +16,7 @@ import http
 import ipaddress
 import json
 import logging
+import resource
 import secrets
 import ssl
 import threading
@@ -78,6 +79,7 @@ from gr_argos.server.wire import (
     abort,
     check_websockets,
     close_server,
+    compresses,
     connection_class,
     websocket_frame,
 )
@@ -117,6 +119,8 @@ class SpectrumServer:
         self._sockets: set[ServerConnection] = set()  # upgraded, until their handler ends
         self.gate = Gate(self.config)
         self.events = EventLog(log)
+        self._hooks = _ConnectionHooks(self)
+        self._deflate_clients = 0  # connections with permessage-deflate now
         # Upgrades that brought the token in their request (no auth message needed).
         self._authenticated: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
         self._port: int | None = None
@@ -208,6 +212,7 @@ class SpectrumServer:
         if warning:
             log.warning("event=untested_websockets %s", warning)
         install_log_filters(self.config.token)
+        _raise_open_files_limit(self.config)
         self._ssl = tls_context(self.config) if self.config.tls else None
         ready = threading.Event()
         failure: list[BaseException] = []
@@ -285,8 +290,7 @@ class SpectrumServer:
             server_header=SERVER_HEADER,
             reuse_port=cfg.reuse_port,
             ssl=self._ssl,
-            create_connection=connection_class(cfg.handshake_timeout_s,
-                                               self._handshake_timed_out),
+            create_connection=connection_class(self._hooks),
         )
         self._port = self._server.sockets[0].getsockname()[1]
         log.info("gr-argos serving %s (health %s)", self.url, self.health_url)
@@ -380,9 +384,11 @@ class SpectrumServer:
         if path not in _WEBSOCKET_PATHS:
             return text_response(http.HTTPStatus.NOT_FOUND,
                                  f"no WebSocket endpoint at {path}; connect to / instead\n")
-        if (self.config.permessage_deflate and _asks_compress_once(request.path)
-                and "Sec-WebSocket-Extensions" in request.headers):
-            # Its frames are already deflated once for all: don't compress twice.
+        if self.config.permessage_deflate and "Sec-WebSocket-Extensions" in request.headers and (
+                _asks_compress_once(request.path)
+                or 0 < self.config.max_deflate_clients <= self._deflate_clients):
+            # Compress-once frames are already deflated for all: don't compress twice; and
+            # permessage-deflate costs per client: past max_deflate_clients, none.
             # websockets negotiates extensions from this same request object after
             # process_request returns, so without the header it negotiates none.
             del request.headers["Sec-WebSocket-Extensions"]
@@ -417,6 +423,8 @@ class SpectrumServer:
         waiting = bool(self.config.token) and ws not in self._authenticated
         self.gate.enter(ip, waiting)  # counted from the upgrade on, for the limits
         self._sockets.add(ws)
+        deflating = compresses(ws)
+        self._deflate_clients += deflating
         connection = Connection(ws, config=self.config, hub=self.hub, counters=self.counters,
                                 events=self.events, hello=self.hello, gate=self.gate,
                                 authenticated=not waiting)
@@ -426,13 +434,8 @@ class SpectrumServer:
             self._sockets.discard(ws)
             self._authenticated.discard(ws)
             self.gate.leave(ip, connection.waiting)
+            self._deflate_clients -= deflating
 
-    def _handshake_timed_out(self, ws: ServerConnection) -> None:
-        """A handshake that ``handshake_timeout_s`` ended counts as a refusal."""
-        self.counters.refused["handshake_timeout"] += 1
-        self.events.log(logging.INFO, "handshake_timeout",
-                        "event=handshake_timeout peer=%s handshake_timeout_s=%g",
-                        peer_address(ws), self.config.handshake_timeout_s)
 
     # -- HTTP routes ---------------------------------------------------------------------
 
@@ -462,6 +465,72 @@ class SpectrumServer:
                 return self._refuse(address, refusal)
             self.gate.succeeded(address)
         return response(http.HTTPStatus.OK, CONTENT_TYPE_LATEST, render(self._registry))
+
+
+class _ConnectionHooks:
+    """What a server's connections report around their handshake (see
+    :class:`~gr_argos.server.wire.ConnectionHooks`): counted by the gate, in the metrics,
+    and in the log at a bounded rate."""
+
+    def __init__(self, server: SpectrumServer) -> None:
+        self._server = server
+        self.handshake_timeout_s = server.config.handshake_timeout_s
+        self.max_pings_per_s = server.config.max_pings_per_s
+
+    def handshake_started(self, ws: ServerConnection, ip: str) -> bool:
+        server = self._server
+        reason = server.gate.handshake_refusal(ip)
+        if reason is None:
+            server.gate.handshakes[ip] += 1
+            return True
+        server.counters.refused[reason] += 1
+        server.events.log(logging.WARNING, "refused", "event=refused reason=%s peer=%s "
+                          "status=none: dropped before its handshake", reason, ip)
+        return False
+
+    def handshake_ended(self, ws: ServerConnection, ip: str) -> None:
+        self._server.gate.handshake_ended(ip)
+
+    def handshake_timed_out(self, ws: ServerConnection) -> None:
+        server = self._server
+        server.counters.refused["handshake_timeout"] += 1
+        server.events.log(logging.INFO, "handshake_timeout",
+                          "event=handshake_timeout peer=%s handshake_timeout_s=%g",
+                          peer_address(ws), self.handshake_timeout_s)
+
+    def ping_flood(self, ws: ServerConnection) -> None:
+        server = self._server
+        server.counters.closed_by_policy["ping_rate"] += 1
+        server.events.log(logging.WARNING, "ping_rate",
+                          "event=ping_rate peer=%s max_pings_per_s=%g: closing it with 1008",
+                          peer_address(ws), self.max_pings_per_s)
+
+
+# File descriptors kept free beyond the connections the limits allow: for the listening
+# sockets, GNU Radio, logs, and to accept, answer and close a connection over a limit.
+_FD_RESERVE = 64
+
+
+def _raise_open_files_limit(config: ServerConfig) -> None:
+    """Raise this process's soft limit of open files to its hard limit, and warn when even
+    that cannot hold every connection the settings allow (the server would then run out of
+    file descriptors under a flood, instead of refusing it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard and hard != resource.RLIM_INFINITY:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:  # a sandbox may refuse: keep the soft limit
+            log.debug("cannot raise the open files limit: %s", exc)
+    limits = (config.max_clients, config.max_unauthenticated, config.max_pending_handshakes)
+    if 0 in limits:
+        return
+    needed = sum(limits) + _FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning("event=fd_limit open_files=%d needed=%d: max_clients + "
+                    "max_unauthenticated + max_pending_handshakes + %d exceed the open files "
+                    "limit; lower them or raise the limit (ulimit -n)", soft, needed,
+                    _FD_RESERVE)
 
 
 def http_url(url: str) -> str:

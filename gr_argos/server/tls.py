@@ -1,5 +1,10 @@
 """The server's TLS context, from the ``tls_cert`` and ``tls_key`` settings, with errors that
-name the file and what to do."""
+name the file and what to do.
+
+Policy: TLS 1.2 or 1.3; on TLS 1.2 only suites with forward secrecy (ECDHE) and
+authenticated encryption (AES-GCM, ChaCha20-Poly1305): no RSA key exchange, no CBC, no SHA-1
+MAC. TLS 1.3's suites are all of that kind. Every browser and client of the last ten years
+has such a suite."""
 
 from __future__ import annotations
 
@@ -9,7 +14,10 @@ import ssl
 
 from gr_argos.server.config import ServerConfig, ServerError
 
-__all__ = ["tls_context"]
+__all__ = ["TLS12_CIPHERS", "tls_context"]
+
+#: The TLS 1.2 suites offered (OpenSSL cipher list): forward secrecy and AEAD only.
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +50,7 @@ def tls_context(config: ServerConfig) -> ssl.SSLContext:
                     "user of this machine; chmod 600 it", config.tls_key)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(TLS12_CIPHERS)
     try:
         context.load_cert_chain(config.tls_cert, config.tls_key, password=_no_password)
     except ServerError:

@@ -5,8 +5,10 @@ writes the same bytes to every client that keeps up (:func:`frame_writer`), inst
 letting ``websockets`` frame the same payload again per client. That needs what the library
 does not document: a connection's ``transport``, ``protocol`` (its sans-I/O state),
 ``paused`` flag and pending send (``send_in_progress``, called ``fragmented_send_waiter``
-before 16.0), ``send_data()``, and the ``handshake()`` method subclassed to count handshake
-timeouts. Every use of those is in this module, and only the
+before 16.0), ``send_data()``, the queue of received messages (``recv_messages``, whose
+pause and resume it wraps), and its ``handshake()``, ``process_event()``,
+``connection_made()``, ``pause_writing()`` and ``resume_writing()``, subclassed
+(:func:`connection_class`). Every use of those is in this module, and only the
 ``websockets`` releases in :data:`TESTED_WEBSOCKETS` are accepted (:func:`check_websockets`):
 a newer one is refused at start-up with a message, rather than breaking frames silently.
 
@@ -20,16 +22,19 @@ import asyncio
 import os
 import struct
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import websockets.version
 from websockets.asyncio.server import Server, ServerConnection
-from websockets.protocol import State
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.protocol import Event, State
 
+from gr_argos.server.client_messages import TokenBucket
 from gr_argos.server.config import ServerError
 
-__all__ = ["TESTED_WEBSOCKETS", "Writer", "abort", "check_websockets", "close_server",
-           "connection_class", "frame_writer", "websocket_frame"]
+__all__ = ["ConnectionHooks", "TESTED_WEBSOCKETS", "Writer", "abort", "check_websockets",
+           "close_server", "compresses", "connection_class", "frame_writer",
+           "websocket_frame"]
 
 #: The ``websockets`` releases this module was tested with: from the first (inclusive) to
 #: the second (exclusive), as (major, minor). pyproject.toml pins the same range.
@@ -148,29 +153,125 @@ def close_server(server: Server, reason: str) -> None:
         server.close(close_connections=True)
 
 
+def compresses(ws: ServerConnection) -> bool:
+    """Whether the connection negotiated an extension (permessage-deflate)."""
+    return bool(ws.protocol.extensions)
+
+
 def abort(ws: ServerConnection) -> None:
     """Drop a connection at once, without a closing handshake (a peer that stopped reading
     would never complete one)."""
     ws.transport.abort()
 
 
-def connection_class(handshake_timeout_s: float,
-                     on_timeout: Callable[[ServerConnection], None]) -> type[ServerConnection]:
-    """``websockets``' connection, reporting the handshakes that the open timeout ends.
+#: Pings a client may send at once above ``max_pings_per_s``.
+PING_BURST = 10
 
-    ``websockets`` cancels a handshake that takes longer than its ``open_timeout`` and drops
-    the socket without a word; ``on_timeout(connection)`` lets the server count and log it.
+
+class ConnectionHooks(Protocol):
+    """What :func:`connection_class`'s connections tell the server, and ask it."""
+
+    handshake_timeout_s: float
+    max_pings_per_s: float
+
+    def handshake_started(self, ws: ServerConnection, ip: str) -> bool:
+        """A TCP connection from ``ip`` arrived: may its handshake go on (else it is
+        dropped at once)?"""
+
+    def handshake_ended(self, ws: ServerConnection, ip: str) -> None:
+        """The handshake of a connection ``handshake_started`` let in ended, either way."""
+
+    def handshake_timed_out(self, ws: ServerConnection) -> None:
+        """The open timeout ended a handshake."""
+
+    def ping_flood(self, ws: ServerConnection) -> None:
+        """A client pinged over ``max_pings_per_s``: it is being closed with 1008."""
+
+
+def connection_class(hooks: ConnectionHooks) -> type[ServerConnection]:
+    """``websockets``' connection, with four things it does not do by itself.
+
+    - It asks the server whether a new TCP connection may start a handshake
+      (``hooks.handshake_started``), before anything is read: a flood of connections that
+      never finish theirs is dropped cheaply, within the server's limits.
+    - It reports the handshakes that the open timeout ends (``hooks.handshake_timed_out``):
+      ``websockets`` cancels them and drops the socket without a word.
+    - It reads nothing from a client while its writes are paused (its socket is full):
+      ``websockets`` answers every ping with a pong whatever the state of the socket, so a
+      client that pings without reading would make the server buffer pongs without bound.
+      While the client does not read, it is not read either, and TCP holds it back. (At
+      most one read of pings, 256 KiB, is answered before the writes pause.)
+    - It limits a client's pings to ``hooks.max_pings_per_s`` (a burst of
+      :data:`PING_BURST`; 0 = no limit); a client over it is closed with 1008 and reported
+      (``hooks.ping_flood``).
     """
 
     class Connection(ServerConnection):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._pings = TokenBucket(hooks.max_pings_per_s, PING_BURST)
+            self._reading_paused = False
+            self._handshake_ip: str | None = None  # set while a handshake counts
+
         async def handshake(self, *args: Any, **kwargs: Any) -> None:
             started = time.monotonic()
             try:
                 await super().handshake(*args, **kwargs)
             except asyncio.CancelledError:
                 # The open timeout cancels it; a shutdown cancels it too, sooner.
-                if time.monotonic() - started >= handshake_timeout_s * 0.99:
-                    on_timeout(self)
+                if time.monotonic() - started >= hooks.handshake_timeout_s * 0.99:
+                    hooks.handshake_timed_out(self)
                 raise
+            finally:
+                self._end_handshake()
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            # websockets pauses reading while its queue of received messages is full; read
+            # nothing either while the writes are paused.
+            self.recv_messages.pause = self._update_reading
+            self.recv_messages.resume = self._update_reading
+            peer = transport.get_extra_info("peername")
+            ip = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
+            if hooks.handshake_started(self, ip):
+                self._handshake_ip = ip
+            else:
+                self.transport.abort()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._end_handshake()  # a handshake cut short before it began
+            super().connection_lost(exc)
+
+        def _end_handshake(self) -> None:
+            if self._handshake_ip is not None:
+                hooks.handshake_ended(self, self._handshake_ip)
+                self._handshake_ip = None
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            self._update_reading()
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            self._update_reading()
+
+        def _update_reading(self) -> None:
+            pause = self.paused or self.recv_messages.paused
+            if pause != self._reading_paused:
+                self._reading_paused = pause
+                if pause:
+                    self.transport.pause_reading()
+                else:
+                    self.transport.resume_reading()
+
+        def process_event(self, event: Event) -> None:
+            if isinstance(event, Frame) and event.opcode is Opcode.PING \
+                    and not self._pings.take():
+                if self.protocol.state is State.OPEN:
+                    hooks.ping_flood(self)
+                    self.protocol.fail(CloseCode.POLICY_VIOLATION, "too many pings")
+                    self.send_data()
+                return
+            super().process_event(event)
 
     return Connection

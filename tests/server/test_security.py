@@ -24,9 +24,12 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from gr_argos.client import retry_after_s
 from gr_argos.server import ServerConfig, SpectrumServer
 from server_helpers import (
+    OP_PING,
     WAIT_S,
+    RawClient,
     StartServer,
     close_code_seen,
+    next_frames,
     next_json,
     spectrum_frame,
 )
@@ -465,3 +468,140 @@ async def test_hello_does_not_say_which_process_serves(start_server: StartServer
     server = start_server()
     hello = await first_json(server.url)
     assert "pid" not in hello and str(os.getpid()) not in json.dumps(hello)
+
+
+# -- control frames -------------------------------------------------------------------------
+
+
+async def test_a_ping_flood_is_closed_with_1008_and_counted(start_server: StartServer) -> None:
+    """More pings than max_pings_per_s (beyond a burst of 10) close the connection with
+    1008; a client pinging now and then is not bothered."""
+    server = start_server(max_pings_per_s=5)
+    async with connect(server.url, open_timeout=WAIT_S, ping_interval=None) as calm:
+        await next_json(calm)
+        for _ in range(3):
+            await (await calm.ping())
+        flood = await asyncio.to_thread(RawClient, server.port)
+        try:
+            await asyncio.to_thread(flood.send_frames, OP_PING, b"x" * 20, 200)
+            _, code = await asyncio.to_thread(flood.read_until_close)
+        finally:
+            flood.close()
+        assert code == 1008
+        assert server.counters.closed_by_policy["ping_rate"] == 1
+        await (await calm.ping())  # still served
+
+
+async def test_a_client_that_pings_without_reading_is_not_read_either(
+        start_server: StartServer) -> None:
+    """With no ping limit, a client that sends pings and never reads its socket gets its
+    sends blocked once the server's writes to it are paused: the server stops reading it,
+    so pongs never pile up in its memory (before, it read and answered without bound)."""
+    server = start_server(max_pings_per_s=0, queue_depth=4, ping_interval_s=0)
+    raw = await asyncio.to_thread(RawClient, server.port, True)
+    try:
+        raw.sock.settimeout(2.0)
+        for sequence in range(200):  # fill its socket: the server's writes pause
+            server.publish_frame(0, spectrum_frame(sequence))
+        await asyncio.sleep(1.0)
+
+        def ping_until_blocked(limit_bytes: int) -> int:
+            sent = 0
+            batch = bytes((0x89, 0x80 | 120)) + b"\0\0\0\0" + b"p" * 120
+            try:
+                while sent < limit_bytes:
+                    raw.sock.sendall(batch * 500)
+                    sent += len(batch) * 500
+            except (TimeoutError, socket.timeout):
+                return sent
+            return sent
+
+        sent = await asyncio.to_thread(ping_until_blocked, 64 * 2**20)
+        assert sent < 64 * 2**20, "the server kept reading pings from a client it could not write to"
+    finally:
+        raw.close()
+
+
+# -- before the upgrade ---------------------------------------------------------------------
+
+
+async def test_idle_sockets_from_one_address_cannot_block_the_others(
+        start_server: StartServer) -> None:
+    """Sockets that never send their upgrade request count against a per-address cap: one
+    more from that address is dropped at once, unread and counted, while a client from
+    another address connects as usual; the idle ones go at handshake_timeout_s."""
+    server = start_server(max_pending_handshakes=0, max_pending_handshakes_per_ip=3,
+                          handshake_timeout_s=30)
+    idle = [socket.create_connection(("127.0.0.1", server.port), timeout=WAIT_S)
+            for _ in range(3)]
+    try:
+        # Wait until the server has counted them (accepted on its loop).
+        deadline = asyncio.get_running_loop().time() + WAIT_S
+        while server.gate.handshakes["127.0.0.1"] < 3:
+            assert asyncio.get_running_loop().time() < deadline, "idle sockets not counted"
+            await asyncio.sleep(0.02)
+        extra = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT_S)
+        try:
+            assert await asyncio.to_thread(extra.recv, 1) == b""  # dropped, nothing read
+        except ConnectionResetError:
+            pass  # dropped with a reset
+        finally:
+            extra.close()
+        assert server.counters.refused["max_pending_handshakes_per_ip"] == 1
+        other = await first_json(server.url, local_addr=("127.0.0.2", 0))
+        assert other["type"] == "hello"
+    finally:
+        for sock in idle:
+            sock.close()
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while server.gate.handshakes:
+        assert asyncio.get_running_loop().time() < deadline, dict(server.gate.handshakes)
+        await asyncio.sleep(0.02)
+
+
+# -- the cost a client can ask for ----------------------------------------------------------
+
+
+async def test_clients_cannot_make_the_server_encode_more_formats_than_its_limit(
+        start_server: StartServer) -> None:
+    """With max_formats 3, a fourth distinct format asked for is answered with the nearest
+    one in use (snapped): its client gets the very bytes another client gets."""
+    server = start_server(max_formats=3)
+    asked = ["/?encoding=uint8&step_db=1", "/?encoding=uint8&compress=1", "/?encoding=int16",
+             "/?encoding=uint8&step_db=2"]
+    clients = []
+    try:
+        replies = []
+        for path in asked:
+            ws = await connect(server.url.rstrip("/") + path, open_timeout=WAIT_S)
+            clients.append(ws)
+            await next_json(ws)  # hello
+            replies.append(await next_json(ws))  # the encoding it gets
+        assert [r.get("snapped", False) for r in replies] == [False, False, False, True]
+        assert (replies[3]["encoding"], replies[3]["step_db"]) == ("uint8", 1.0)
+        assert "at most 3 frame formats" in replies[3]["message"]
+        for sequence in range(3):
+            server.publish_frame(0, spectrum_frame(sequence))
+        received = [await next_frames(ws, 3) for ws in clients]
+        assert received[3] == received[0]
+        assert len({frame for frames in received for frame in frames}) == 3 * 3
+    finally:
+        for ws in clients:
+            await ws.close()
+
+
+async def test_permessage_deflate_is_negotiated_with_at_most_max_deflate_clients(
+        start_server: StartServer) -> None:
+    """Past max_deflate_clients, clients offering permessage-deflate get uncompressed
+    frames (they are still served)."""
+    server = start_server(permessage_deflate=True, max_deflate_clients=2)
+    clients = [await connect(server.url, open_timeout=WAIT_S, compression="deflate")
+               for _ in range(3)]
+    try:
+        negotiated = [bool(ws.protocol.extensions) for ws in clients]
+        assert negotiated == [True, True, False]
+        for ws in clients:
+            assert (await next_json(ws))["type"] == "hello"
+    finally:
+        for ws in clients:
+            await ws.close()

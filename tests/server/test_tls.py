@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -305,3 +306,21 @@ def test_token_over_plain_ws_on_a_network_bind_warns(caplog: pytest.LogCaptureFi
             assert "t" * 32 not in text
         finally:
             server.stop()
+
+
+@pytest.mark.parametrize("cipher", ["AES128-SHA", "AES256-GCM-SHA384", "ECDHE-RSA-AES128-SHA"])
+def test_tls12_without_forward_secrecy_or_aead_is_refused(
+        tls_server: SpectrumServer, trusting: ssl.SSLContext, cipher: str) -> None:
+    """A TLS 1.2 client offering only a suite without forward secrecy (RSA key exchange) or
+    without AEAD (CBC, SHA-1) cannot connect; one offering ECDHE + AES-GCM can."""
+    def handshake(suites: str) -> str | None:
+        context = ssl.create_default_context(cafile=str(tls_server.config.tls_cert))
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers(suites)
+        with socket.create_connection(("127.0.0.1", tls_server.port), timeout=WAIT_S) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                return tls.cipher()[0] if tls.cipher() else None
+
+    with pytest.raises(ssl.SSLError):
+        handshake(cipher)
+    assert handshake("ECDHE-RSA-AES128-GCM-SHA256") == "ECDHE-RSA-AES128-GCM-SHA256"
