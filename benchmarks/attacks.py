@@ -1,6 +1,6 @@
 """Attacks on a real ``argos-spectrum``, replayed one at a time while a user's view is measured.
 
-    .venv/bin/python -m benchmarks.attacks                         # every attack and check, ~12 min
+    .venv/bin/python -m benchmarks.attacks                         # every attack and check, ~7 min
     .venv/bin/python -m benchmarks.attacks --only ping-flood --duration-s 10
     .venv/bin/python -m benchmarks.attacks --only checks
     .venv/bin/python -m benchmarks.attacks --app-args "--max-clients 64 --handshake-timeout-s 3"
@@ -54,6 +54,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from functools import partial
@@ -356,40 +357,52 @@ async def _occupy(target: Target, duration_s: float, connections: int,
 async def ping_flood(target: Target, duration_s: float, clients: int = 4, stalled: int = 1,
                      pings_per_write: int = 512) -> dict[str, Any]:
     """Authenticated clients that send WebSocket pings (125-byte payloads) as fast as they
-    can. The first ``stalled`` of them never read their socket (a 4 KiB receive buffer), so
-    the server's pongs pile up; the others read and discard."""
+    can, and connect again when the server drops them. The first ``stalled`` of them never
+    read their socket (a 4 KiB receive buffer), so the server's pongs pile up; the others
+    read and discard (answering no ping of the server's)."""
     counts: Counter[str] = Counter()
     burst = client_frame(OP_PING, b"p" * 125) * pings_per_write
     loop = asyncio.get_running_loop()
 
     async def flood(index: int, deadline: float) -> None:
         is_stalled = index < stalled
-        reader, writer = await open_stream(target, source_ip(index),
-                                           rcvbuf=4096 if is_stalled else None)
-        reading: asyncio.Task[bool] | None = None
-        try:
-            writer.write(http_request(target, headers=[target.auth_header]))
-            status = await read_status(reader)
-            counts[f"status_{status}"] += 1
-            if status != 101:
-                return
-            if not is_stalled:
-                reading = asyncio.create_task(read_until_closed(reader, deadline))
-            while (left := deadline - loop.time()) > 0:
-                writer.write(burst)
-                try:
-                    async with asyncio.timeout(left):
-                        await writer.drain()
-                except TimeoutError:
-                    counts["writes_blocked_at_end"] += 1
-                    break
-                counts["pings_sent"] += pings_per_write
-        except ConnectionError:
-            counts["closed_by_server"] += 1
-        finally:
-            if reading is not None:
-                reading.cancel()
-            writer.transport.abort()
+        while deadline - loop.time() > 0:
+            try:
+                reader, writer = await open_stream(target, source_ip(index),
+                                                   rcvbuf=4096 if is_stalled else None)
+            except (OSError, TimeoutError) as exc:
+                counts[f"connect_failed_{type(exc).__name__}"] += 1
+                await asyncio.sleep(RETRY_S)
+                continue
+            reading: asyncio.Task[bool] | None = None
+            try:
+                writer.write(http_request(target, headers=[target.auth_header]))
+                status = await read_status(reader)
+                counts[f"status_{status}"] += 1
+                if status != 101:
+                    await asyncio.sleep(RETRY_S)
+                    continue
+                if not is_stalled:
+                    reading = asyncio.create_task(read_until_closed(reader, deadline))
+                while (left := deadline - loop.time()) > 0 and not writer.is_closing():
+                    writer.write(burst)
+                    try:
+                        async with asyncio.timeout(left):
+                            await writer.drain()
+                    except TimeoutError:
+                        counts["writes_blocked_at_end"] += 1
+                        break
+                    counts["pings_sent"] += pings_per_write
+                if writer.is_closing():
+                    counts["closed_by_server"] += 1
+            except TimeoutError:
+                counts["handshake_timeout"] += 1
+            except ConnectionError:
+                counts["closed_by_server"] += 1
+            finally:
+                if reading is not None:
+                    reading.cancel()
+                writer.transport.abort()
 
     counts.update(await _swarm(clients, duration_s, flood))
     counts["pings_per_s"] = round(counts["pings_sent"] / duration_s)
@@ -867,6 +880,7 @@ class Sampler:
         while True:
             self.samples.append({"t": time.time(), "rss_kb": self.app.rss_kb(),
                                  "fds": self.app.fds(), "log_lines": self.app.log_lines(),
+                                 "log_bytes": self.app.log_size(),
                                  "cpu_s": self.app.cpu_s(), "alive": self.app.alive})
             if self._stop.wait(SAMPLE_S):
                 return
@@ -1029,10 +1043,11 @@ def judge(record: dict[str, Any], seen: dict[str, Any]) -> dict[str, Any]:
     rss_peak = max((s["rss_kb"] for s in during if s["rss_kb"]), default=None)
     rss_last = next((s["rss_kb"] for s in reversed(samples) if s["rss_kb"]), None)
     growth_mb = (rss_peak - rss_base) / 1024 if rss_base and rss_peak else None
-    log_rate = server_cores = None
+    log_rate = log_kb_per_s = server_cores = None
     if len(during) >= 2:
         elapsed_s = max(during[-1]["t"] - during[0]["t"], 1e-9)
         log_rate = (during[-1]["log_lines"] - during[0]["log_lines"]) / elapsed_s
+        log_kb_per_s = (during[-1]["log_bytes"] - during[0]["log_bytes"]) / 1024 / elapsed_s
         if during[0]["cpu_s"] is not None and during[-1]["cpu_s"] is not None:
             server_cores = round((during[-1]["cpu_s"] - during[0]["cpu_s"]) / elapsed_s, 2)
     alive = bool(record.get("alive_at_end"))
@@ -1052,6 +1067,7 @@ def judge(record: dict[str, Any], seen: dict[str, Any]) -> dict[str, Any]:
         "rss_growth_mb": growth_mb,
         "rss_growth_after_mb": (rss_last - rss_base) / 1024 if rss_base and rss_last else None,
         "log_lines_per_s": log_rate,
+        "log_kb_per_s": log_kb_per_s,
         "server_cpu_cores": server_cores,
         "fds_base": before[-1]["fds"] if before else None,
         "fds_max": max((s["fds"] for s in during if s["fds"] is not None), default=None),
@@ -1190,6 +1206,9 @@ def tls12_ciphers(target: Target) -> dict[str, Any]:
             return None
 
     accepted = []
+    with warnings.catch_warnings():  # offering TLS 1.1 is the point of one handshake
+        warnings.simplefilter("ignore", DeprecationWarning)
+        tls11 = handshake("ALL:@SECLEVEL=0", ssl.TLSVersion.TLSv1_1) is not None
     for cipher in candidates:
         if handshake(f"{cipher['name']}:@SECLEVEL=0", ssl.TLSVersion.TLSv1_2):
             forward_secret = cipher["kea"] in ("kx-ecdhe", "kx-dhe")
@@ -1198,7 +1217,7 @@ def tls12_ciphers(target: Target) -> dict[str, Any]:
                              "weak": not (cipher["aead"] and forward_secret)})
     return {"tls12_accepted": accepted,
             "tls12_weak": [c["name"] for c in accepted if c["weak"]],
-            "tls11_accepted": handshake("ALL:@SECLEVEL=0", ssl.TLSVersion.TLSv1_1) is not None,
+            "tls11_accepted": tls11,
             "default_client": handshake(None, None)}
 
 
