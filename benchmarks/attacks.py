@@ -36,7 +36,6 @@ import argparse
 import asyncio
 import base64
 import bisect
-import ctypes
 import json
 import os
 import queue
@@ -67,7 +66,7 @@ from websockets.typing import Origin
 
 from benchmarks.frames import cache_dir
 from benchmarks.load_client import Counters
-from benchmarks.soak import SoakClient, machine
+from benchmarks.soak import SoakClient, _die_with_parent, machine
 
 _PY = sys.executable
 _REPO = Path(__file__).resolve().parent.parent
@@ -662,6 +661,7 @@ class Observer:
 
     async def _healthy(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            ws: ClientConnection | None = None
             try:
                 async with asyncio.timeout(PROBE_TIMEOUT_S * 2):
                     ws = await self._connect()
@@ -669,6 +669,8 @@ class Observer:
             except Exception as exc:
                 self.events.append({"t": time.time(), "event": "connect_failed",
                                     "error": _describe(exc)})
+                if ws is not None:
+                    ws.transport.abort()
                 await asyncio.sleep(1.0)
                 continue
             self.ready.set()
@@ -747,13 +749,6 @@ def _limits_of_the_app() -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (APP_NOFILE, hard))
     _die_with_parent()
-
-
-def _die_with_parent() -> None:
-    try:  # PR_SET_PDEATHSIG = 1: SIGKILL this child if the attacking process dies
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
-    except Exception:
-        pass
 
 
 class App:
