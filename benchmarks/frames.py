@@ -151,7 +151,7 @@ def record_frames(bins: int, count: int, source: str = "sim") -> npt.NDArray[np.
     if source == "iq":
         import osmosdr
 
-        from gr_argos.apps.spectrum import osmosdr_args
+        from gr_argos.apps.sources import osmosdr_args
 
         args = osmosdr_args(f"file={iq_recording()}", _SAMP_RATE)
         signal = osmosdr.source(args)
