@@ -19,7 +19,9 @@ Modules, each with one job:
 - :mod:`~gr_argos.server.wire`: the one place that writes beside ``websockets``;
 - :mod:`~gr_argos.server.routes`: HTTP routes and the browser's files;
 - :mod:`~gr_argos.server.metrics`: counters and the Prometheus collector;
-- :mod:`~gr_argos.server.tls`, :mod:`~gr_argos.server.redaction`: TLS, tokens out of logs;
+- :mod:`~gr_argos.server.tls`: the TLS context and its policy;
+- :mod:`~gr_argos.server.logs`: log lines no client can forge or flood, without tokens;
+- :mod:`~gr_argos.server.outgoing`: each frame's variants, encoded once;
 - :mod:`~gr_argos.server.registry`: one server per host and port for the sinks of a process.
 
 Imports run one way: the server builds connections and routes and hands them what they need;

@@ -120,24 +120,37 @@ class Gate:
         self._clock = clock
         self.clients: Counter[str] = Counter()
         self.waiting: Counter[str] = Counter()
-        self.handshakes: Counter[str] = Counter()  # TCP connections not yet upgraded
+        self.handshakes: Counter[str] = Counter()  # TCP connections not yet upgraded, by ip
+        self._pending: dict[object, str] = {}  # the same, oldest first: key -> ip
         self._failures: dict[str, tuple[int, float]] = {}  # ip -> (failures, blocked until)
 
-    def handshake_refusal(self, ip: str) -> str | None:
-        """Why a new TCP connection from ``ip`` may not start a handshake (the reason
-        counted in the metrics), or None."""
+    def handshake_started(self, key: object, ip: str) -> tuple[bool, object | None]:
+        """A new TCP connection (``key``) from ``ip``: may its handshake go on, and which
+        older one to drop for it.
+
+        An address over ``max_pending_handshakes_per_ip`` is refused. When all
+        ``max_pending_handshakes`` are taken, the oldest pending handshake makes room (it
+        is returned, to be dropped and ended with :meth:`handshake_ended`): a real client
+        finishes its handshake in milliseconds, so the sockets that have been waiting
+        longest are the idle ones of a flood, and a flood from many addresses cannot lock
+        new clients out.
+        """
         cfg = self._config
-        if cfg.max_pending_handshakes and (sum(self.handshakes.values())
-                                           >= cfg.max_pending_handshakes):
-            return "max_pending_handshakes"
         if cfg.max_pending_handshakes_per_ip and (self.handshakes[ip]
                                                   >= cfg.max_pending_handshakes_per_ip):
-            return "max_pending_handshakes_per_ip"
-        return None
+            return False, None
+        evicted = None
+        if cfg.max_pending_handshakes and len(self._pending) >= cfg.max_pending_handshakes:
+            evicted = next(iter(self._pending))
+        self._pending[key] = ip
+        self.handshakes[ip] += 1
+        return True, evicted
 
-    def handshake_ended(self, ip: str) -> None:
-        """A handshake counted in ``handshakes`` ended (upgraded, refused or cut short)."""
-        _decrement(self.handshakes, ip)
+    def handshake_ended(self, key: object) -> None:
+        """A handshake :meth:`handshake_started` let in ended (upgraded, refused, dropped)."""
+        ip = self._pending.pop(key, None)
+        if ip is not None:
+            _decrement(self.handshakes, ip)
 
     def client_refusal(self, ip: str) -> Refusal | None:
         """503 or 429 when one more client (from ``ip``) would be over the limits."""

@@ -83,10 +83,13 @@ class ServerConfig:
                                          check=positive, aliases=("handshake_timeout",),
                                          group=SECURITY)
     max_pending_handshakes: int = setting(128, "connections still in their WebSocket "
-                                          "handshake at once (0 = no limit); more are dropped "
-                                          "unread", check=at_least(0), group=SECURITY)
-    max_pending_handshakes_per_ip: int = setting(16, "of those, per address (0 = no limit)",
-                                                 check=at_least(0), group=SECURITY)
+                                          "handshake at once (0 = no limit); past it, the "
+                                          "oldest of them is dropped for a new one",
+                                          check=at_least(0), group=SECURITY)
+    max_pending_handshakes_per_ip: int = setting(16, "of those, per address (0 = no limit); "
+                                                 "past it, new ones from that address are "
+                                                 "dropped unread", check=at_least(0),
+                                                 group=SECURITY)
     auth_timeout_s: float = setting(5.0, "seconds a connection without the token in its "
                                     "request has to send it in an auth message",
                                     check=positive, group=SECURITY)

@@ -479,17 +479,25 @@ class _ConnectionHooks:
 
     def handshake_started(self, ws: ServerConnection, ip: str) -> bool:
         server = self._server
-        reason = server.gate.handshake_refusal(ip)
-        if reason is None:
-            server.gate.handshakes[ip] += 1
-            return True
-        server.counters.refused[reason] += 1
-        server.events.log(logging.WARNING, "refused", "event=refused reason=%s peer=%s "
-                          "status=none: dropped before its handshake", reason, ip)
-        return False
+        allowed, evicted = server.gate.handshake_started(ws, ip)
+        if evicted is not None:
+            assert isinstance(evicted, ServerConnection)
+            server.gate.handshake_ended(evicted)
+            self._dropped("max_pending_handshakes", peer_address(evicted),
+                          "the oldest pending handshake, dropped for a new connection")
+            abort(evicted)
+        if not allowed:
+            self._dropped("max_pending_handshakes_per_ip", ip, "dropped before its handshake")
+        return allowed
+
+    def _dropped(self, reason: str, peer: str, what: str) -> None:
+        self._server.counters.refused[reason] += 1
+        self._server.events.log(logging.WARNING, "refused",
+                                "event=refused reason=%s peer=%s status=none: %s",
+                                reason, peer, what)
 
     def handshake_ended(self, ws: ServerConnection, ip: str) -> None:
-        self._server.gate.handshake_ended(ip)
+        self._server.gate.handshake_ended(ws)
 
     def handshake_timed_out(self, ws: ServerConnection) -> None:
         server = self._server

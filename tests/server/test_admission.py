@@ -237,3 +237,21 @@ def test_repeated_failures_from_one_address_earn_a_growing_backoff() -> None:
     gate.succeeded("10.0.0.9")
     gate.failed("10.0.0.9")
     assert gate.backoff_refusal("10.0.0.9") is None
+
+
+def test_past_the_pending_handshake_limit_the_oldest_makes_room() -> None:
+    """At max_pending_handshakes, a new connection is let in and the oldest pending one is
+    named for dropping; an address at its own cap is refused; ending frees the place."""
+    config = ServerConfig(max_pending_handshakes=3, max_pending_handshakes_per_ip=2)
+    gate = Gate(config)
+    assert gate.handshake_started("a1", "10.0.0.1") == (True, None)
+    assert gate.handshake_started("a2", "10.0.0.1") == (True, None)
+    assert gate.handshake_started("a3", "10.0.0.1") == (False, None)  # its own cap
+    assert gate.handshake_started("b1", "10.0.0.2") == (True, None)
+    assert gate.handshake_started("c1", "10.0.0.3") == (True, "a1")  # the oldest goes
+    gate.handshake_ended("a1")
+    gate.handshake_ended("a1")  # ending twice is harmless
+    assert dict(gate.handshakes) == {"10.0.0.1": 1, "10.0.0.2": 1, "10.0.0.3": 1}
+    for key in ("a2", "b1", "c1"):
+        gate.handshake_ended(key)
+    assert not gate.handshakes

@@ -605,3 +605,32 @@ async def test_permessage_deflate_is_negotiated_with_at_most_max_deflate_clients
     finally:
         for ws in clients:
             await ws.close()
+
+
+async def test_idle_sockets_from_many_addresses_cannot_lock_new_clients_out(
+        start_server: StartServer) -> None:
+    """With every pending-handshake place taken by idle sockets, a new client still gets
+    its hello: the oldest idle socket is dropped for it, and counted."""
+    server = start_server(max_pending_handshakes=4, max_pending_handshakes_per_ip=0,
+                          handshake_timeout_s=30)
+    idle = []
+    try:
+        for index in range(4):
+            sock = socket.socket()
+            sock.bind((f"127.0.0.{index + 2}", 0))
+            sock.settimeout(WAIT_S)
+            sock.connect(("127.0.0.1", server.port))
+            idle.append(sock)
+        deadline = asyncio.get_running_loop().time() + WAIT_S
+        while sum(server.gate.handshakes.values()) < 4:
+            assert asyncio.get_running_loop().time() < deadline, "idle sockets not counted"
+            await asyncio.sleep(0.02)
+        assert (await first_json(server.url))["type"] == "hello"
+        assert server.counters.refused["max_pending_handshakes"] >= 1
+        try:
+            assert await asyncio.to_thread(idle[0].recv, 1) == b""  # the oldest: dropped
+        except ConnectionResetError:
+            pass
+    finally:
+        for sock in idle:
+            sock.close()
