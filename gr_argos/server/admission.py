@@ -191,6 +191,16 @@ class Gate:
                        f"{failures} failed authentications from your address: wait before "
                        "trying again", retry_after_s=max(1, math.ceil(remaining_s)))
 
+    def authenticate(self, ip: str, given: object, token: str) -> bool:
+        """Whether ``given`` (a token a client sent from ``ip``) is ``token``: the right one
+        clears the address's failures, a wrong one counts toward its backoff. (A client
+        that sent none made no guess: it is refused without counting.)"""
+        if token_matches(given, token):
+            self.succeeded(ip)
+            return True
+        self.failed(ip)
+        return False
+
     def failed(self, ip: str) -> None:
         """Count a failed authentication from ``ip`` (and start or lengthen its backoff)."""
         failures = self._failures.pop(ip, (0, 0.0))[0] + 1
@@ -240,7 +250,8 @@ def admit(request: UpgradeRequest, config: ServerConfig, gate: Gate) -> Admissio
     Args:
         request: the upgrade request.
         config: the server's settings.
-        gate: the counts and backoffs so far (read here, updated by the caller).
+        gate: the counts and backoffs so far (read here; the caller records the outcome of
+            a token in the request, as :meth:`Gate.authenticate` does for the other paths).
     """
     refusal = host_refusal(request.host, config)
     if refusal is not None:

@@ -29,7 +29,7 @@ from gr_argos.protocol import (
     decode_message,
     encode_message,
 )
-from gr_argos.server.admission import Gate, token_matches
+from gr_argos.server.admission import Gate
 from gr_argos.server.client_messages import (
     CLIENT_MESSAGE_TYPES,
     TokenBucket,
@@ -233,13 +233,12 @@ class Connection:
             except ProtocolError:
                 message = {"type": ""}
             method = "message"
-            if message["type"] != "auth":
+            if message["type"] != "auth":  # no guess: refused, not counted toward a backoff
                 problem = 'authentication needed: send {"type": "auth", "token": ...} first'
-            elif token_matches(message.get("token"), self._config.token):
+            elif self._gate.authenticate(self._ip, message.get("token"), self._config.token):
                 return await self._admit_authenticated()
             else:
                 problem = "authentication failed: wrong token"
-        self._gate.failed(self._ip)
         self._counters.auth_failures[method] += 1
         self._events.log(logging.WARNING, "auth_failed", "event=auth_failed peer=%s method=%s",
                          self.peer, method)
@@ -250,7 +249,6 @@ class Connection:
     async def _admit_authenticated(self) -> bool:
         """The token was right: become a client, or be closed with 1013 when the server
         has no room for one more."""
-        self._gate.succeeded(self._ip)
         refusal = self._gate.promote(self._ip)
         if refusal is not None:
             self._counters.refused[refusal.reason] += 1

@@ -17,7 +17,7 @@ import logging
 import re
 import threading
 import time
-from typing import Callable
+from typing import Callable, Mapping
 from urllib.parse import unquote
 
 __all__ = ["EventLog", "LimitRepeats", "MaskSecrets", "install_log_filters", "quoted"]
@@ -42,30 +42,34 @@ class EventLog:
         logger: where lines go.
         burst: lines per kind allowed in each window.
         window_s: the window, in seconds.
+        bursts: other bursts for some kinds (events every normal run has many of).
         clock: monotonic seconds (a test may pass its own).
     """
 
     def __init__(self, logger: logging.Logger, burst: int = 5, window_s: float = 10.0,
+                 bursts: Mapping[str, int] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._logger = logger
         self._burst = burst
+        self._bursts = dict(bursts or {})
         self._window_s = window_s
         self._clock = clock
         self._lock = threading.Lock()
         self._windows: dict[str, tuple[float, int]] = {}  # kind -> (window start, lines)
 
     def log(self, level: int, kind: str, message: str, *args: object) -> None:
-        """Log ``message % args`` unless ``kind`` already had ``burst`` lines this window."""
+        """Log ``message % args`` unless ``kind`` already had its burst of lines this window."""
+        burst = self._bursts.get(kind, self._burst)
         now = self._clock()
         with self._lock:
             start, count = self._windows.get(kind, (now, 0))
             if now - start >= self._window_s:
-                if count > self._burst:
+                if count > burst:
                     self._logger.log(level, "event=%s suppressed=%d window_s=%g", kind,
-                                     count - self._burst, self._window_s)
+                                     count - burst, self._window_s)
                 start, count = now, 0
             self._windows[kind] = (start, count + 1)
-        if count < self._burst:
+        if count < burst:
             self._logger.log(level, message, *args)
 
     def flush(self) -> None:
@@ -73,8 +77,9 @@ class EventLog:
         with self._lock:
             windows, self._windows = self._windows, {}
         for kind, (_, count) in windows.items():
-            if count > self._burst:
-                self._logger.warning("event=%s suppressed=%d", kind, count - self._burst)
+            burst = self._bursts.get(kind, self._burst)
+            if count > burst:
+                self._logger.warning("event=%s suppressed=%d", kind, count - burst)
 
 
 # What may carry a token in a websockets DEBUG line: the request line (?token=...), the

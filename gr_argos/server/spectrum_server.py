@@ -47,7 +47,6 @@ from gr_argos.server.admission import (
     admit,
     bearer_token,
     host_refusal,
-    token_matches,
 )
 from gr_argos.server.config import ServerConfig, ServerError
 from gr_argos.server.connection import (
@@ -118,7 +117,8 @@ class SpectrumServer:
         self._server: Server | None = None
         self._sockets: set[ServerConnection] = set()  # upgraded, until their handler ends
         self.gate = Gate(self.config)
-        self.events = EventLog(log)
+        # A connect and a disconnect line per client in normal use; a flood is cut short.
+        self.events = EventLog(log, bursts={"connect": 50, "disconnect": 50})
         self._hooks = _ConnectionHooks(self)
         self._deflate_clients = 0  # connections with permessage-deflate now
         # Upgrades that brought the token in their request (no auth message needed).
@@ -305,6 +305,7 @@ class SpectrumServer:
 
     async def _shutdown(self) -> None:
         self.hub.close()
+        self.events.flush()
         if self._server is not None:
             close_server(self._server, "server shutting down")
             try:
@@ -436,7 +437,6 @@ class SpectrumServer:
             self.gate.leave(ip, connection.waiting)
             self._deflate_clients -= deflating
 
-
     # -- HTTP routes ---------------------------------------------------------------------
 
     def _healthz(self, request: Request, address: str) -> Response:
@@ -454,16 +454,15 @@ class SpectrumServer:
         """The metrics; behind the token when one is set, with the same backoff for wrong
         tokens as the WebSocket upgrade."""
         if self.config.token:
+            given = bearer_token(request.headers.get("Authorization"))
             refusal = self.gate.backoff_refusal(address)
-            if refusal is None and not token_matches(
-                    bearer_token(request.headers.get("Authorization")), self.config.token):
-                self.gate.failed(address)
+            if refusal is None and (given is None or not self.gate.authenticate(
+                    address, given, self.config.token)):
                 refusal = Refusal("auth", http.HTTPStatus.UNAUTHORIZED, "/metrics needs the "
                                   "token: send Authorization: Bearer <token>",
                                   details={"method": "metrics"})
             if refusal is not None:
                 return self._refuse(address, refusal)
-            self.gate.succeeded(address)
         return response(http.HTTPStatus.OK, CONTENT_TYPE_LATEST, render(self._registry))
 
 

@@ -255,3 +255,15 @@ def test_past_the_pending_handshake_limit_the_oldest_makes_room() -> None:
     for key in ("a2", "b1", "c1"):
         gate.handshake_ended(key)
     assert not gate.handshakes
+
+
+def test_only_a_wrong_token_counts_toward_the_backoff() -> None:
+    """authenticate() counts a wrong token and clears on the right one; a client that sent
+    none is refused elsewhere without counting (it made no guess)."""
+    gate = Gate(ServerConfig(token=TOKEN))
+    assert not gate.authenticate("10.0.0.9", "guess", TOKEN)
+    assert not gate.authenticate("10.0.0.9", None, TOKEN)  # counted: a guess of nothing
+    assert gate.authenticate("10.0.0.9", TOKEN, TOKEN)
+    for _ in range(Gate.FAILURES_BEFORE_BACKOFF):
+        gate.authenticate("10.0.0.9", "guess", TOKEN)
+    assert gate.backoff_refusal("10.0.0.9") is not None

@@ -634,3 +634,20 @@ async def test_idle_sockets_from_many_addresses_cannot_lock_new_clients_out(
     finally:
         for sock in idle:
             sock.close()
+
+
+async def test_connecting_without_a_token_is_not_taken_for_guessing(
+        start_server: StartServer) -> None:
+    """A viewer that loads without a stored token (it sends no auth message first, and is
+    told the token is needed) does so any number of times without earning a wait: only
+    wrong tokens do. Then the right token gets in at once."""
+    server = start_server(token=TOKEN)
+    for _ in range(5):
+        async with connect(server.url, open_timeout=WAIT_S) as ws:
+            await ws.send(json.dumps({"type": "ping", "id": 1}))
+            error = await next_json(ws)
+            assert error["code"] == "auth_failed" and "needed" in error["message"]
+    assert server.counters.auth_failures["message"] == 5
+    assert server.counters.refused["auth_backoff"] == 0
+    assert (await first_json(server.url, additional_headers={
+        "Authorization": f"Bearer {TOKEN}"}))["type"] == "hello"
