@@ -44,6 +44,7 @@ class DetectorSettings:
                             "largest power per bin: no burst one FFT long is missed), average "
                             "(mean power), sample (one FFT per frame, as GNU Radio's "
                             "logpwrfft)", choices=tuple(DETECTORS), group=STREAM)
+    second_detector: str = same_as(StreamSettings, "second_detector")
     window: str = setting("blackmanharris", "FFT window", choices=WINDOWS, group=STREAM)
     overlap: float = setting(0.0, "share of each FFT's samples the next one uses again: 0, "
                              "0.5 or 0.75 (a burst one FFT long then loses at most 0.31 dB "
@@ -57,6 +58,9 @@ class DetectorSettings:
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.second_detector == self.detector:
+            raise ConfigError(f"second_detector {self.second_detector!r} is the detector "
+                              "itself: choose another (e.g. average with peak) or none")
         bins, fps, samp_rate = self.bins, self.fps, self.samp_rate
         if bins < MIN_BINS or bins & (bins - 1):
             raise ConfigError(f"bad value {bins} for bins: an FFT needs a power of two >= "
@@ -69,6 +73,11 @@ class DetectorSettings:
                               f"{MAX_SAMPLES_PER_FRAME} = {samp_rate / MAX_SAMPLES_PER_FRAME:g} "
                               "frames/s (a longer frame period needs more than 512 MiB of "
                               "buffers)")
+
+    @property
+    def every_sample(self) -> bool:
+        """Whether every sample goes through an FFT (any detector but sample needs it)."""
+        return any(DETECTORS[name] for name in (self.detector, self.second_detector) if name)
 
     @property
     def vectors_per_frame(self) -> int:

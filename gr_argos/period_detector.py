@@ -1,7 +1,8 @@
 """One power spectrum per frame period, from every FFT of the period: peak or average.
 
 The block inside :class:`gr_argos.spectrum_detector.spectrum_detector` that turns the
-|X|^2 vectors of a whole frame period into one vector. It is called once per period with
+|X|^2 vectors of a whole frame period into one vector (or two: a second trace with another
+detector over the same FFTs, e.g. the average under the peak). It is called once per period with
 the period's vectors already gathered into one item (by ``blocks.stream_to_vector`` in
 C++), so Python runs about ``fps`` times a second, whatever the sample rate.
 """
@@ -16,8 +17,9 @@ from gnuradio import gr
 
 __all__ = ["REDUCTIONS", "period_detector", "reduce_periods"]
 
-#: How the vectors of one period become one: "max" (positive peak) or "mean" (average power).
-REDUCTIONS = ("max", "mean")
+#: How the vectors of one period become one: "max" (positive peak), "mean" (average power)
+#: or "last" (the period's last FFT of the first branch, as a sample detector).
+REDUCTIONS = ("max", "mean", "last")
 
 
 def reduce_periods(branches: list[npt.NDArray[np.float32]], reduction: str,
@@ -28,10 +30,14 @@ def reduce_periods(branches: list[npt.NDArray[np.float32]], reduction: str,
         branches: one array per FFT branch, shape (periods, vectors_per_period * bins),
             float32 power; every branch covers the same periods (overlapping FFTs are a
             second branch).
-        reduction: "max" or "mean" over all vectors of a period in all branches.
+        reduction: "max" or "mean" over all vectors of a period in all branches, or
+            "last": the last vector of the period in the first branch.
         out: float32 array of shape (periods, bins) receiving the result.
     """
     periods, bins = out.shape
+    if reduction == "last":
+        out[:] = branches[0].reshape(periods, -1, bins)[:, -1, :]
+        return
     for index, branch in enumerate(branches):
         vectors = branch.reshape(periods, -1, bins)
         if index == 0:
@@ -56,26 +62,29 @@ class period_detector(gr.sync_block):
 
     Inputs: ``branches`` streams of float32 items, each item one period's
     ``vectors_per_period`` power vectors of ``bins`` values end to end; then one complex
-    stream with one item per period that only carries the period's stream tags. Output:
-    one float32 vector of ``bins`` per period. Tags on any input reach the output item of
-    the same index (GNU Radio's all-to-all propagation at rate 1), so the tag input is
-    how tags cross the FFT chain.
+    stream with one item per period that only carries the period's stream tags. Outputs:
+    one float32 vector of ``bins`` per period for each reduction. Tags on any input reach
+    the output items of the same index (GNU Radio's all-to-all propagation at rate 1), so
+    the tag input is how tags cross the FFT chain.
 
     Args:
         bins: power values per vector.
         vectors_per_period: vectors of one branch in one period (1 passes the vector on).
-        reduction: "max" (positive peak) or "mean" (average power).
+        reduction: "max" (positive peak), "mean" (average power) or "last"; a tuple of
+            them for one output each (e.g. ("max", "mean"): peak and average).
         branches: FFT branches (2 with 50 % overlap, 4 with 75 %).
 
     Raises:
         ValueError: an unknown reduction or a non-positive size.
     """
 
-    def __init__(self, bins: int, vectors_per_period: int, reduction: str = "max",
-                 branches: int = 1) -> None:
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, "
-                             f"got {reduction!r}")
+    def __init__(self, bins: int, vectors_per_period: int,
+                 reduction: str | tuple[str, ...] = "max", branches: int = 1) -> None:
+        reductions = (reduction,) if isinstance(reduction, str) else tuple(reduction)
+        for one in reductions:
+            if one not in REDUCTIONS:
+                raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, "
+                                 f"got {one!r}")
         if min(bins, vectors_per_period, branches) < 1:
             raise ValueError(f"bins, vectors_per_period and branches must be >= 1, got "
                              f"{bins}, {vectors_per_period} and {branches}")
@@ -84,11 +93,11 @@ class period_detector(gr.sync_block):
             name="period_detector",
             in_sig=[(np.float32, int(bins) * int(vectors_per_period))] * int(branches)
             + [np.complex64],
-            out_sig=[(np.float32, int(bins))],
+            out_sig=[(np.float32, int(bins))] * len(reductions),
         )
-        self.reduction = reduction
+        self.reductions = reductions
 
     def work(self, input_items: list[Any], output_items: list[Any]) -> int:
-        out = output_items[0]
-        reduce_periods(input_items[:-1], self.reduction, out)
-        return len(out)
+        for reduction, out in zip(self.reductions, output_items):
+            reduce_periods(input_items[:-1], reduction, out)
+        return len(output_items[0])

@@ -12,10 +12,13 @@ A spectrum frame is a fixed 64-byte little-endian header followed by the payload
      5     1    u8    msg_type         1 = spectrum frame
      6     2    u16   header_len       64 (a reader skips any longer header it does not know)
      8     2    u16   flags            bit 0: payload compressed (raw deflate, RFC 1951)
+                                       bit 1: a second trace follows the first (opt-in)
     10     1    u8    encoding         0 = float32 dB, 1 = int16 cdB, 2 = uint8 scaled
-    11     1    u8    reserved         0
+    11     1    u8    detector         the trace's detector: 0 not stated, 1 sample,
+                                       2 peak, 3 average (a reader may ignore it)
     12     2    u16   stream_id        which stream (channel) of the server
-    14     2    u16   reserved         0
+    14     1    u8    second_detector  the second trace's detector (0 without one)
+    15     1    u8    reserved         0
     16     8    u64   sequence         per-stream frame counter, +1 per frame produced
     24     4    u32   missed           frames this client lost since the previous one it got
     28     4    u32   bin_count        number of spectrum bins in the payload
@@ -25,8 +28,10 @@ A spectrum frame is a fixed 64-byte little-endian header followed by the payload
     56     4    f32   scale_offset_db  for uint8: dB = offset + step * value
     60     4    f32   scale_step_db    (both 0 for float32 and int16)
 
-The payload is quantized first (int16: round(dB * 100); uint8: a per-frame range) and then,
-when flag bit 0 is set, deflated; the header is never compressed, so ``missed`` can be
+The payload is the trace's ``bin_count`` values, then, with flag bit 1, the second trace's
+(a client gets those only when it asked for them). It is quantized first (int16:
+round(dB * 100); uint8: one range over both traces) and then, when flag bit 0 is set,
+deflated; the header is never compressed, so ``missed`` can be
 patched in any variant.
 
 Everything that is not a spectrum frame travels as a JSON text message with a ``type``; the
@@ -59,6 +64,9 @@ __all__ = [
     "ENCODING_NAMES",
     "ENCODING_CODES",
     "FLAG_COMPRESSED",
+    "FLAG_SECOND_TRACE",
+    "DETECTOR_CODES",
+    "DETECTOR_NAMES",
     "FrameFormat",
     "CLIENT_STEPS_DB",
     "UINT8_STEP_DB_MIN",
@@ -86,12 +94,16 @@ ENCODING_UINT8 = 2
 ENCODING_NAMES = {ENCODING_FLOAT32: "float32", ENCODING_INT16: "int16", ENCODING_UINT8: "uint8"}
 ENCODING_CODES = {name: code for code, name in ENCODING_NAMES.items()}
 FLAG_COMPRESSED = 0x0001  # the payload is a raw deflate stream (RFC 1951)
-KNOWN_FLAGS = FLAG_COMPRESSED
+FLAG_SECOND_TRACE = 0x0002  # a second trace of bin_count values follows the first
+KNOWN_FLAGS = FLAG_COMPRESSED | FLAG_SECOND_TRACE
+#: Detector code (header bytes 11 and 14) -> name; 0: the producer did not say.
+DETECTOR_NAMES = {0: "", 1: "sample", 2: "peak", 3: "average"}
+DETECTOR_CODES = {name: code for code, name in DETECTOR_NAMES.items()}
 
 # Inbound messages from clients larger than this are refused (close code 1009).
 MAX_CLIENT_MESSAGE_BYTES = 4096
 
-_HEADER = struct.Struct("<4sBBHHBBHHQIIqddff")
+_HEADER = struct.Struct("<4sBBHHBBHBBQIIqddff")
 HEADER_SIZE = _HEADER.size
 _MISSED = struct.Struct("<I")
 _MISSED_OFFSET = 24
@@ -132,7 +144,11 @@ class SpectrumFrame:
         stream_id: the stream (channel) this frame belongs to.
         missed: frames this client lost (dropped for it) since its previous frame.
         encoding: payload encoding code as sent (``power_db`` is float32 dB whatever it was).
-        flags: header flags as sent (bit 0: the payload was deflated).
+        flags: header flags as sent (bit 0: the payload was deflated; bit 1: a second trace).
+        detector: what ``power_db`` shows of each frame period: ``"peak"``, ``"average"``,
+            ``"sample"``, or ``""`` when the producer did not say.
+        second_power_db: the second trace (float32 dB, ``bin_count`` values), or None.
+        second_detector: its detector (``""`` without a second trace).
     """
 
     power_db: npt.NDArray[np.float32]
@@ -144,6 +160,9 @@ class SpectrumFrame:
     missed: int = 0
     encoding: int = ENCODING_FLOAT32
     flags: int = 0
+    detector: str = ""
+    second_power_db: npt.NDArray[np.float32] | None = None
+    second_detector: str = ""
 
     @property
     def bin_count(self) -> int:
@@ -167,6 +186,8 @@ class FrameFormat:
             fixed step in dB, ``UINT8_STEP_DB_MIN`` .. ``UINT8_STEP_DB_MAX`` (see
             :func:`encode_frame`). Always 0 for float32 and int16, so that equal formats
             compare (and hash) equal.
+        second_trace: send a frame's second trace too when it has one (flag bit 1); a
+            client that did not ask gets the first trace only, as a v1 reader expects.
 
     Raises:
         ValueError: if ``encoding`` is not one of the three codes, or ``step_db`` is neither
@@ -176,6 +197,7 @@ class FrameFormat:
     encoding: int = ENCODING_FLOAT32
     compress: bool = False
     step_db: float = 0.0
+    second_trace: bool = False
 
     def __post_init__(self) -> None:
         if self.encoding not in ENCODING_NAMES:
@@ -191,11 +213,12 @@ class FrameFormat:
         The step is left out on purpose: a client chooses it freely, and a metric label
         must not take unbounded values.
         """
-        return ENCODING_NAMES[self.encoding] + ("+deflate" if self.compress else "")
+        return (ENCODING_NAMES[self.encoding] + ("+deflate" if self.compress else "")
+                + ("+second_trace" if self.second_trace else ""))
 
     @classmethod
     def parse(cls, encoding: object, compress: object = False,
-              step_db: object = 0) -> FrameFormat:
+              step_db: object = 0, second_trace: object = False) -> FrameFormat:
         """The format a client asked for in ``set_encoding`` or the URL query.
 
         Args:
@@ -204,6 +227,8 @@ class FrameFormat:
             step_db: a JSON number or a URL query value: 0 (automatic) or a fixed uint8
                 step of 0.01..20 dB, rounded to the nearest of ``CLIENT_STEPS_DB``;
                 ignored (0) for float32 and int16.
+            second_trace: like ``compress``: also send the second trace of frames that
+                have one.
 
         Raises:
             ProtocolError: naming the accepted values, if any is not one of them.
@@ -212,16 +237,20 @@ class FrameFormat:
             raise ProtocolError(
                 f"unknown encoding {encoding!r}: use one of "
                 + ", ".join(f'"{name}"' for name in ENCODING_CODES))
-        if isinstance(compress, str):
-            compress = {"1": True, "true": True, "0": False, "false": False}.get(
-                compress.lower(), compress)
-        if not isinstance(compress, bool):
-            raise ProtocolError(f"compress must be true or false (1 or 0 in a URL), "
-                                f"got {compress!r}")
         step = check_step_db(step_db)
         if step:
             step = min(CLIENT_STEPS_DB, key=lambda allowed: abs(math.log(allowed / step)))
-        return cls(ENCODING_CODES[encoding], compress, step)
+        return cls(ENCODING_CODES[encoding], _flag("compress", compress), step,
+                   _flag("second_trace", second_trace))
+
+
+def _flag(name: str, value: object) -> bool:
+    """A JSON boolean, or a URL query value 1/0/true/false."""
+    if isinstance(value, str):
+        value = {"1": True, "true": True, "0": False, "false": False}.get(value.lower(), value)
+    if not isinstance(value, bool):
+        raise ProtocolError(f"{name} must be true or false (1 or 0 in a URL), got {value!r}")
+    return value
 
 
 def check_step_db(step_db: object) -> float:
@@ -258,6 +287,9 @@ def encode_frame(
     encoding: int = ENCODING_FLOAT32,
     compress: bool = False,
     step_db: float = 0.0,
+    detector: str = "",
+    second_power_db: npt.ArrayLike | None = None,
+    second_detector: str = "",
 ) -> bytes:
     """Encode one spectrum as a v1 binary frame.
 
@@ -280,17 +312,40 @@ def encode_frame(
             the range is wider than about 255 steps), and the offset a multiple of the step,
             so frames of similar range use the same levels. Either way each finite value is
             within half the header's step.
+        detector: what the spectrum shows of its frame period (``DETECTOR_CODES``: "peak",
+            "average", "sample"; "" does not say).
+        second_power_db: a second trace of the same bins (flag bit 1), e.g. the average
+            under a peak trace; uint8 then spreads its levels over both traces.
+        second_detector: the second trace's detector.
 
     Returns:
         The frame as bytes: header then payload.
 
     Raises:
-        ProtocolError: if the spectrum is not one-dimensional, a field is out of range,
-            the encoding is unknown or ``step_db`` is out of range.
+        ProtocolError: if a spectrum is not one-dimensional or the traces differ in
+            length, a field is out of range, the encoding or a detector is unknown or
+            ``step_db`` is out of range.
     """
     values = np.ascontiguousarray(power_db, dtype="<f4")
     if values.ndim != 1 or values.shape[0] == 0:
         raise ProtocolError(f"a spectrum must be a non-empty 1-D array, got shape {values.shape}")
+    bin_count = values.shape[0]
+    flags = 0
+    if second_power_db is not None:
+        second = np.ascontiguousarray(second_power_db, dtype="<f4")
+        if second.shape != values.shape:
+            raise ProtocolError(f"the second trace has shape {second.shape}; the first "
+                                f"{values.shape}")
+        values = np.concatenate((values, second))
+        flags = FLAG_SECOND_TRACE
+    elif second_detector:
+        raise ProtocolError("second_detector without a second trace")
+    detector_codes = []
+    for name in (detector, second_detector):
+        if name not in DETECTOR_CODES:
+            raise ProtocolError(f"unknown detector {name!r}: use one of "
+                                + ", ".join(repr(known) for known in DETECTOR_CODES))
+        detector_codes.append(DETECTOR_CODES[name])
     if not 0 <= stream_id <= 0xFFFF:
         raise ProtocolError(f"stream_id must be in 0..65535, got {stream_id}")
     if not 0 <= sequence < 2**64:
@@ -308,14 +363,15 @@ def encode_frame(
         PROTOCOL_VERSION,
         MSG_SPECTRUM,
         HEADER_SIZE,
-        0,
+        flags,
         encoding,
-        0,
+        detector_codes[0],
         stream_id,
+        detector_codes[1],
         0,
         sequence,
         min(max(missed, 0), _MAX_U32),
-        values.shape[0],
+        bin_count,
         int(timestamp_ns),
         float(center_freq_hz),
         float(span_hz),
@@ -407,12 +463,14 @@ def compress_frame(frame: bytes) -> bytes:
 
 def reencode_frame(frame: bytes, frame_format: FrameFormat) -> bytes:
     """The same frame in another format: same header fields (``missed`` too), payload
-    re-encoded; header extensions are dropped. Used by the hub, once per frame and format.
+    re-encoded (with its second trace only if ``frame_format.second_trace``); header
+    extensions are dropped. Used by the hub, once per frame and format.
 
     Raises:
         ProtocolError: if ``frame`` does not decode.
     """
     decoded = decode_frame(frame)
+    second = decoded.second_power_db if frame_format.second_trace else None
     return encode_frame(
         decoded.power_db,
         center_freq_hz=decoded.center_freq_hz,
@@ -424,6 +482,9 @@ def reencode_frame(frame: bytes, frame_format: FrameFormat) -> bytes:
         encoding=frame_format.encoding,
         compress=frame_format.compress,
         step_db=frame_format.step_db,
+        detector=decoded.detector,
+        second_power_db=second,
+        second_detector=decoded.second_detector if second is not None else "",
     )
 
 
@@ -472,9 +533,10 @@ def decode_frame(data: bytes | bytearray | memoryview) -> SpectrumFrame:
         header_len,
         flags,
         encoding,
-        _reserved1,
+        detector,
         stream_id,
-        _reserved2,
+        second_detector,
+        _reserved,
         sequence,
         missed,
         bin_count,
@@ -512,8 +574,10 @@ def decode_frame(data: bytes | bytearray | memoryview) -> SpectrumFrame:
     if bin_count == 0:
         # Before the payload checks, which would blame the payload's length or deflate data.
         raise ProtocolError("frame has no bins")
-    name = f"{ENCODING_NAMES[encoding]} bins (encoding {encoding})"
-    expected = bin_count * bytes_per_bin
+    traces = 2 if flags & FLAG_SECOND_TRACE else 1
+    name = (f"{ENCODING_NAMES[encoding]} bins (encoding {encoding})"
+            + (" in each of 2 traces" if traces == 2 else ""))
+    expected = bin_count * bytes_per_bin * traces
     payload: bytes | memoryview = view[header_len:]
     if flags & FLAG_COMPRESSED:
         payload = _inflate(payload, expected, f"{bin_count} {name}")
@@ -523,8 +587,15 @@ def decode_frame(data: bytes | bytearray | memoryview) -> SpectrumFrame:
             f"{kind} is {len(payload)} bytes but {bin_count} {name} need {expected}"
             + (" (frame truncated)" if len(payload) < expected and kind == "payload" else "")
         )
+    power_db = _dequantize(payload, encoding, scale_offset_db, scale_step_db)
+    second_power_db = None
+    if traces == 2:
+        power_db, second_power_db = power_db[:bin_count], power_db[bin_count:]
     return SpectrumFrame(
-        power_db=_dequantize(payload, encoding, scale_offset_db, scale_step_db),
+        power_db=power_db,
+        detector=DETECTOR_NAMES.get(detector, ""),
+        second_power_db=second_power_db,
+        second_detector=DETECTOR_NAMES.get(second_detector, "") if traces == 2 else "",
         center_freq_hz=center_freq_hz,
         span_hz=span_hz,
         timestamp_ns=timestamp_ns,
@@ -577,7 +648,9 @@ class StreamInfo:
 
     ``encoding`` (a code, float32 by default) is the format, uncompressed, the stream's
     frames go out in to clients that did not choose one; ``step_db`` is its fixed uint8
-    step in dB (0: automatic; see :class:`FrameFormat`).
+    step in dB (0: automatic; see :class:`FrameFormat`). ``detector`` says what the
+    frames show of each frame period ("" when the producer does not say) and
+    ``second_detector`` the second trace the frames carry for clients that ask ("": none).
     """
 
     stream_id: int = 0
@@ -589,6 +662,8 @@ class StreamInfo:
     fps: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
     step_db: float = 0.0
+    detector: str = ""
+    second_detector: str = ""
 
     @property
     def frame_format(self) -> FrameFormat:
@@ -608,6 +683,10 @@ class StreamInfo:
         }
         if self.encoding == ENCODING_UINT8:
             described["step_db"] = self.frame_format.step_db
+        if self.detector:
+            described["detector"] = self.detector
+        if self.second_detector:
+            described["second_detector"] = self.second_detector
         return {**described, **self.extra}
 
 

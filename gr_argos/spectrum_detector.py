@@ -55,7 +55,9 @@ class spectrum_detector(gr.hier_block2):
 
     Keyword arguments: its settings (:class:`~gr_argos.detectors.DetectorSettings`:
     ``samp_rate``, ``bins`` (a power of two >= 16), ``fps`` (at most ``samp_rate / bins``),
-    ``detector``, ``window``, ``overlap`` (0, 0.5 or 0.75; not used by ``sample``),
+    ``detector``, ``second_detector`` (empty, or another detector: the block then has a
+    second output with that detector over the same FFTs and periods, e.g. the average
+    under the peak), ``window``, ``overlap`` (0, 0.5 or 0.75; not used by ``sample``),
     ``avg_alpha``, ``ref_scale``); ``help(spectrum_detector)`` lists them with their
     defaults.
 
@@ -69,23 +71,25 @@ class spectrum_detector(gr.hier_block2):
         samp_rate, bins, fps = chosen.samp_rate, chosen.bins, chosen.fps
         detector, window, avg_alpha = chosen.detector, chosen.window, chosen.avg_alpha
         self.settings = chosen
+        detectors = [detector] + ([chosen.second_detector] if chosen.second_detector else [])
         gr.hier_block2.__init__(
             self,
             "spectrum_detector",
             gr.io_signature(1, 1, gr.sizeof_gr_complex),
-            gr.io_signature(1, 1, gr.sizeof_float * bins),
+            gr.io_signature(len(detectors), len(detectors), gr.sizeof_float * bins),
         )
         self.samp_rate = float(samp_rate)
         self.bins = bins
         self.fps = float(fps)
         self.detector = detector
+        self.second_detector = chosen.second_detector
         self.window = window
         self.overlap = chosen.overlap
         self.ref_scale = chosen.ref_scale
         self.vectors_per_frame = chosen.vectors_per_frame
         self.frame_rate = samp_rate / (bins * self.vectors_per_frame)
         # Share of the input samples that reach an FFT: all of them, or one FFT per frame.
-        self.fft_sample_fraction = 1.0 if DETECTORS[detector] else 1 / self.vectors_per_frame
+        self.fft_sample_fraction = 1.0 if chosen.every_sample else 1 / self.vectors_per_frame
 
         taps = _WINDOW_TAPS[window](bins)
         self._blocks: list[Any] = []  # internal blocks, kept alive with the hier block
@@ -96,30 +100,34 @@ class spectrum_detector(gr.hier_block2):
         half_period_late.set_tag_propagation_policy(gr.TPP_DONT)
         self.connect(self, half_period_late)
         self._blocks.append(half_period_late)
-        reduction = DETECTORS[detector]
-        if reduction is None:
+        if not chosen.every_sample:
             self.branches = 1
             self._detector = period_detector(bins, 1, "max", 1)
             self._connect_sample_branch(half_period_late, taps)
         else:
             self.branches = round(1 / (1 - self.overlap))
-            self._detector = period_detector(bins, self.vectors_per_frame, reduction,
+            # One output per detector, from the same FFTs ("last": sample beside another).
+            reductions = tuple(DETECTORS[name] or "last" for name in detectors)
+            self._detector = period_detector(bins, self.vectors_per_frame, reductions,
                                              self.branches)
             for branch in range(self.branches):
                 self._connect_every_sample_branch(half_period_late, taps, branch,
                                                   bins // self.branches * branch)
         self._connect_tag_path(self.branches)
-        self.fft_per_frame = self.vectors_per_frame * self.branches if reduction else 1
+        self.fft_per_frame = (self.vectors_per_frame * self.branches if chosen.every_sample
+                              else 1)
 
-        self._average = filter.single_pole_iir_filter_ff(avg_alpha, bins)
         window_power = sum(tap * tap for tap in taps)
-        self._log = blocks.nlog10_ff(
-            10, bins,
-            # logpwrfft's scaling: per-bin FFT gain, window power, then the 0 dB amplitude.
-            -20 * math.log10(bins) - 10 * math.log10(window_power / bins)
-            - 20 * math.log10(self.ref_scale / 2),
-        )
-        self.connect(self._detector, self._average, self._log, self)
+        # logpwrfft's scaling: per-bin FFT gain, window power, then the 0 dB amplitude.
+        log_offset = (-20 * math.log10(bins) - 10 * math.log10(window_power / bins)
+                      - 20 * math.log10(self.ref_scale / 2))
+        self._averages = []
+        for port in range(len(detectors)):
+            average = filter.single_pole_iir_filter_ff(avg_alpha, bins)
+            log = blocks.nlog10_ff(10, bins, log_offset)
+            self.connect((self._detector, port), average, log, (self, port))
+            self._averages.append(average)
+            self._blocks.append(log)
         self.avg_alpha = float(avg_alpha)
 
     def _fft_chain(self, taps: list[float], *between: Any) -> tuple[Any, Any]:
@@ -187,18 +195,21 @@ class spectrum_detector(gr.hier_block2):
     def set_avg_alpha(self, avg_alpha: float) -> None:
         """Weight of the newest frame in the average across frames, in (0, 1]; 1 = off."""
         self.settings = dataclasses.replace(self.settings, avg_alpha=avg_alpha)  # checks it
-        self._average.set_taps(avg_alpha)
+        for average in self._averages:
+            average.set_taps(avg_alpha)
         self.avg_alpha = float(avg_alpha)
 
     def status_fields(self) -> dict[str, Any]:
         """What a stream's ``status`` message should say about this spectrum.
 
-        For ``websocket_sink.set_source_status()``: the detector, the window, the overlap,
-        the FFTs per frame and the share of the input samples that reached an FFT (1.0 for
-        ``peak`` and ``average``; ``1 / vectors_per_frame`` for ``sample``).
+        For ``websocket_sink.set_source_status()``: the detector (and the second trace's),
+        the window, the overlap, the FFTs per frame and the share of the input samples that
+        reached an FFT (1.0 for ``peak`` and ``average``; ``1 / vectors_per_frame`` for
+        ``sample`` alone).
         """
         return {
             "detector": self.detector,
+            **({"second_detector": self.second_detector} if self.second_detector else {}),
             "window": self.window,
             "overlap": self.overlap,
             "fft_per_frame": self.fft_per_frame,

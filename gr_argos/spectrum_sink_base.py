@@ -61,6 +61,9 @@ def split_arguments(owner: str, arguments: dict[str, Any],
 class SpectrumSinkBase(gr.sync_block):
     """Streams float32 dB spectrum vectors of ``bins`` values, FFT-shifted.
 
+    With a ``second_detector`` the block has a second input: the second trace of the same
+    frame periods (e.g. the average under a peak trace), item for item beside the first.
+
     Subclasses open their destination in :meth:`_open` (when the block is made, so a port in
     use fails there) and release it in :meth:`_close`.
 
@@ -73,7 +76,8 @@ class SpectrumSinkBase(gr.sync_block):
     STATUS_PORT = pmt.intern("status")
 
     def __init__(self, name: str, stream: StreamSettings) -> None:
-        gr.sync_block.__init__(self, name=name, in_sig=[(np.float32, stream.bins)],
+        inputs = 2 if stream.second_detector else 1
+        gr.sync_block.__init__(self, name=name, in_sig=[(np.float32, stream.bins)] * inputs,
                                out_sig=None)
         self.settings = stream
         self._info = stream.info()
@@ -155,6 +159,7 @@ class SpectrumSinkBase(gr.sync_block):
 
     def work(self, input_items: list[npt.NDArray[Any]], output_items: list[npt.NDArray[Any]]) -> int:
         vectors = input_items[0]
+        second = input_items[1] if len(input_items) > 1 else None
         count = len(vectors)
         stream = self.stream
         if stream is None or self.destination is None:
@@ -172,7 +177,7 @@ class SpectrumSinkBase(gr.sync_block):
             if index < keep_from:
                 stream.skip(1)
             else:
-                stream.publish(vectors[index])
+                stream.publish(vectors[index], None if second is None else second[index])
         return count
 
     def _apply_tag(self, stream: SpectrumStream, tag: Any) -> None:

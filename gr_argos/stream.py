@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gr_argos.protocol import (
+    DETECTOR_CODES,
     ENCODING_CODES,
     UINT8_STEP_DB_MAX,
     UINT8_STEP_DB_MIN,
@@ -27,7 +28,7 @@ from gr_argos.protocol import (
     check_step_db,
     encode_frame,
 )
-from gr_argos.settings import in_range, non_negative, positive, setting, validate
+from gr_argos.settings import ConfigError, in_range, non_negative, positive, setting, validate
 
 __all__ = ["FrameDestination", "STREAM", "SpectrumStream", "StreamSettings"]
 
@@ -75,6 +76,14 @@ class StreamSettings:
                              "choose one; 0 = automatic (each frame's range / 255), 0.01-20 = "
                              "fixed, aligned levels (coarser deflates better; error half a "
                              "step)", check=_step_db, group=STREAM)
+    detector: str = setting("", "what the frames show of each frame period, as the spectrum "
+                            "chain makes them: peak, average, sample, or empty when not "
+                            "known (e.g. after GNU Radio's logpwrfft, which is sample)",
+                            choices=tuple(DETECTOR_CODES), group=STREAM)
+    second_detector: str = setting("", "detector of a second trace over the same periods "
+                                   "(e.g. average under a peak trace), offered to clients "
+                                   "that ask for it; a sink then has a second input; empty "
+                                   "= none", choices=tuple(DETECTOR_CODES), group=STREAM)
     msg_channel: str = setting("gps", "JSON type of the messages from the msg port",
                                check=_message_type, group=STREAM)
     status_interval_s: float = setting(1.0, "seconds between status messages (0 = none)",
@@ -83,6 +92,9 @@ class StreamSettings:
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.second_detector and self.second_detector == self.detector:
+            raise ConfigError(f"second_detector {self.second_detector!r} is the detector "
+                              "itself: choose another (e.g. average with peak) or none")
 
     def info(self) -> StreamInfo:
         """The stream's descriptor, as ``hello`` announces it."""
@@ -90,7 +102,8 @@ class StreamSettings:
             stream_id=self.stream_id, name=self.stream_name, bins=self.bins,
             center_freq_hz=self.center_freq, span_hz=self.span,
             encoding=ENCODING_CODES[self.encoding], fps=self.fps,
-            step_db=self.step_db if self.encoding == "uint8" else 0.0)
+            step_db=self.step_db if self.encoding == "uint8" else 0.0,
+            detector=self.detector, second_detector=self.second_detector)
 
 
 class FrameDestination(Protocol):
@@ -170,11 +183,21 @@ class SpectrumStream:
             return capture_ns
         return capture_ns + (now - seen_ns)
 
-    def publish(self, power_db: npt.ArrayLike) -> int:
-        """Encode one spectrum once and hand it to the sink; return its sequence number."""
+    def publish(self, power_db: npt.ArrayLike,
+                second_power_db: npt.ArrayLike | None = None) -> int:
+        """Encode one spectrum once and hand it to the sink; return its sequence number.
+
+        ``second_power_db`` is the stream's second trace over the same period (its
+        ``second_detector``), sent to the clients that ask for it.
+        """
         sequence = self.sequence
+        second = None if second_power_db is None or not self.info.second_detector else (
+            np.asarray(second_power_db, dtype=np.float32))
         frame = encode_frame(
             np.asarray(power_db, dtype=np.float32),
+            detector=self.info.detector,
+            second_power_db=second,
+            second_detector=self.info.second_detector if second is not None else "",
             center_freq_hz=self.info.center_freq_hz,
             span_hz=self.info.span_hz,
             timestamp_ns=self.timestamp_ns(),

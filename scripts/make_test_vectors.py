@@ -38,6 +38,8 @@ from gr_argos.protocol import (  # noqa: E402
     ENCODING_FLOAT32,
     ENCODING_INT16,
     ENCODING_UINT8,
+    FLAG_COMPRESSED,
+    FLAG_SECOND_TRACE,
     HEADER_SIZE,
     compress_frame,
     decode_frame,
@@ -75,6 +77,8 @@ _FIELD_LAYOUT = {
     "header_len": (6, "H"),
     "flags": (8, "H"),
     "encoding": (10, "B"),
+    "detector": (11, "B"),
+    "second_detector": (14, "B"),
     "bin_count": (28, "I"),
     "scale_offset_db": (56, "f"),
     "scale_step_db": (60, "f"),
@@ -247,12 +251,44 @@ def _valid_specs() -> list[dict[str, Any]]:
                           timestamp_ns=1_700_000_000_500_000_000, sequence=123_456),
             "formula": True,
         },
+        {
+            "file": "detector_peak.bin",
+            "description": "The basic frame from a peak detector: detector 2 (byte 11). A "
+                           "reader that does not look at the detector reads it as basic.bin.",
+            "power_db": [-100.0, -50.5, -3.25, 0.0],
+            "frame": dict(center_freq_hz=100e6, span_hz=2e6, detector="peak",
+                          timestamp_ns=1_700_000_000_000_000_000, sequence=1),
+        },
+        {
+            "file": "second_trace.bin",
+            "description": "Two traces (flags bit 1): the peak of each bin over the frame "
+                           "period, then the average (second_detector 3, byte 14), 4 float32 "
+                           "bins each: 32 bytes of payload.",
+            "power_db": [-90.0, -40.5, -12.25, -60.0],
+            "second_power_db": [-101.0, -97.5, -30.75, -99.125],
+            "frame": dict(center_freq_hz=433.92e6, span_hz=8e6, detector="peak",
+                          second_detector="average",
+                          timestamp_ns=1_700_000_008_000_000_000, sequence=15),
+        },
+        {
+            "file": "second_trace_uint8_deflate.bin",
+            "description": "Two traces of 64 bins as uint8 with a 1 dB step, deflated: one "
+                           "scale (offset -110 dB, step 1 dB) covers both traces, the payload "
+                           "inflates to 128 bytes (peak then average).",
+            "power_db": [-80.0 + (i % 8) * 4.0 for i in range(64)],
+            "second_power_db": [-110.0 + (i % 4) * 2.0 for i in range(64)],
+            "frame": dict(center_freq_hz=2.44e9, span_hz=20e6, encoding=ENCODING_UINT8,
+                          step_db=1.0, compress=True, detector="peak",
+                          second_detector="average", stream_id=2,
+                          timestamp_ns=1_700_000_009_000_000_000, sequence=16),
+        },
     ]
 
 
 def _encode_valid(spec: dict[str, Any]) -> bytes:
     """Encode a valid vector with the real encoder, then apply its per-client patches."""
-    frame = encode_frame(spec["power_db"], **spec["frame"])
+    frame = encode_frame(spec["power_db"], second_power_db=spec.get("second_power_db"),
+                         **spec["frame"])
     if spec.get("missed"):
         frame = with_missed(frame, spec["missed"])
     extension = spec.get("extension", b"")
@@ -296,7 +332,10 @@ def _invalid_specs(basic: bytes) -> list[dict[str, Any]]:
         {"file": "invalid/unknown_encoding_3.bin", "data": _patched(basic, "encoding", 3),
          "reason": "Encoding 3 (not defined).", "error_keyword": "encoding"},
         {"file": "invalid/unknown_flag_bit1.bin", "data": _patched(basic, "flags", 0x0002),
-         "reason": "Flag bit 1 (not defined) is set.", "error_keyword": "flags"},
+         "reason": "Flag bit 1 (a second trace) set, but the payload holds one trace: 16 "
+                   "bytes where 2 x 4 float32 bins need 32.", "error_keyword": "2 traces"},
+        {"file": "invalid/unknown_flag_bit2.bin", "data": _patched(basic, "flags", 0x0004),
+         "reason": "Flag bit 2 (not defined) is set.", "error_keyword": "flags"},
         {"file": "invalid/payload_too_long.bin", "data": basic + basic[-4:],
          "reason": "bin_count says 4 but the payload holds 5 bins (20 bytes).",
          "error_keyword": "payload"},
@@ -381,12 +420,15 @@ def _bin_freqs_hz(center_freq_hz: float, span_hz: float, bin_count: int) -> list
 def _header_entry(spec: dict[str, Any], data: bytes) -> dict[str, Any]:
     """The header fields a decoder must read, taken from what the vector was made from
     (flags, whether deflate shrank the payload, and the uint8 scale from the bytes)."""
-    flags, encoding = struct.unpack_from("<HB", data, 8)
+    flags, encoding, detector = struct.unpack_from("<HBB", data, 8)
+    (second_detector,) = struct.unpack_from("<B", data, 14)
     scale_offset_db, scale_step_db = struct.unpack_from("<ff", data, 56)
     if encoding != spec["frame"].get("encoding", ENCODING_FLOAT32):
         raise ValueError(f"{spec['file']}: encoded with encoding {encoding}")
-    if bool(flags) != spec["frame"].get("compress", False):
+    if bool(flags & FLAG_COMPRESSED) != spec["frame"].get("compress", False):
         raise ValueError(f"{spec['file']}: compression flag {flags} is not what was asked")
+    if bool(flags & FLAG_SECOND_TRACE) != ("second_power_db" in spec):
+        raise ValueError(f"{spec['file']}: second-trace flag {flags} is not what was asked")
     frame = spec["frame"]
     header: dict[str, Any] = {
         "magic": "ARGS",
@@ -395,7 +437,9 @@ def _header_entry(spec: dict[str, Any], data: bytes) -> dict[str, Any]:
         "header_len": HEADER_SIZE + len(spec.get("extension", b"")),
         "flags": flags,
         "encoding": encoding,
+        "detector": detector,
         "stream_id": frame.get("stream_id", 0),
+        "second_detector": second_detector,
         "sequence": frame["sequence"],
         "missed": spec.get("missed", 0),
         "bin_count": len(spec["power_db"]),
@@ -420,13 +464,16 @@ def _payload_entry(spec: dict[str, Any], data: bytes) -> dict[str, Any]:
     frame = spec["frame"]
     if frame.get("encoding", ENCODING_FLOAT32) != ENCODING_FLOAT32 or frame.get("compress"):
         return _decoded_payload_entry(spec, data)
+    second = {}
+    if "second_power_db" in spec:
+        second = {"second_values": [float(v) for v in spec["second_power_db"]]}
     values = np.asarray(spec["power_db"], dtype=np.float64)
     if not np.array_equal(values.astype(np.float32), values):
         raise ValueError(f"{spec['file']}: payload values must be exact float32 values")
     frame = spec["frame"]
     freqs_hz = _bin_freqs_hz(frame["center_freq_hz"], frame["span_hz"], len(values))
     if not spec.get("formula"):
-        return {"values": values.tolist(), "bin_freqs_hz": freqs_hz}
+        return {"values": values.tolist(), **second, "bin_freqs_hz": freqs_hz}
     argmax = int(np.argmax(values))
     return {
         "formula": SPECTRUM_2048_FORMULA,
@@ -446,8 +493,12 @@ def _decoded_payload_entry(spec: dict[str, Any], data: bytes) -> dict[str, Any]:
     frame = spec["frame"]
     values = decoded.power_db
     if not spec.get("formula"):
+        second = {}
+        if decoded.second_power_db is not None:
+            second = {"second_values": decoded.second_power_db.astype(np.float64).tolist()}
         return {
             "values": values.astype(np.float64).tolist(),
+            **second,
             "bin_freqs_hz": _bin_freqs_hz(frame["center_freq_hz"], frame["span_hz"],
                                           len(values)),
         }

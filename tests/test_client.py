@@ -469,7 +469,7 @@ async def test_uint8_compressed_frames_from_a_real_server_decode_within_half_a_s
             reply = await collect_until(events, seen, is_message("encoding"))
             assert isinstance(reply, MessageEvent)
             assert reply.message == {"type": "encoding", "encoding": "uint8", "compress": True,
-                                     "step_db": 0.0}
+                                     "step_db": 0.0, "second_trace": False}
             server.publish_frame(0, spectrum(5))
             event = await collect_until(events, seen, is_frame(5))
     finally:

@@ -251,8 +251,15 @@ def test_valid_vector_decodes_to_the_manifest_values(entry: dict[str, Any]) -> N
         assert getattr(decoded, name) == header[name], name
     assert header["sequence_str"] == str(decoded.sequence)
     assert header["timestamp_ns_str"] == str(decoded.timestamp_ns)
+    codes = {"": 0, "sample": 1, "peak": 2, "average": 3}
+    assert [codes[decoded.detector], codes[decoded.second_detector]] == [
+        header["detector"], header["second_detector"]]
+    assert [header_field(frame, offset, "B") for offset in (11, 14)] == [
+        header["detector"], header["second_detector"]]
     if "values" in payload:
         assert decoded.power_db.tolist() == payload["values"]
+        second = decoded.second_power_db
+        assert (None if second is None else second.tolist()) == payload.get("second_values")
         assert decoded.bin_freqs_hz().tolist() == payload["bin_freqs_hz"]
     elif "decoded_sha256" in payload:
         values = decoded.power_db
@@ -328,8 +335,12 @@ def test_client_example_in_the_docs_reads_the_vectors() -> None:
         for name in ("stream_id", "sequence", "missed", "timestamp_ns", "center_freq_hz",
                      "span_hz"):
             assert frame[name] == entry["header"][name], (entry["file"], name)
+        detectors = {0: "", 1: "sample", 2: "peak", 3: "average"}
+        assert frame["detector"] == detectors[entry["header"]["detector"]], entry["file"]
+        assert frame["second_detector"] == detectors[entry["header"]["second_detector"]]
         if "values" in entry["payload"]:
             assert frame["power_db"] == entry["payload"]["values"]
+            assert frame["second_power_db"] == entry["payload"].get("second_values")
             assert frame["freqs_hz"] == entry["payload"]["bin_freqs_hz"]
     for entry in INVALID_VECTORS:
         with pytest.raises(ValueError):

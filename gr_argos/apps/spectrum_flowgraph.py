@@ -60,6 +60,8 @@ class SpectrumFlowgraph(gr.top_block):
         self.sink = _make_sink(settings, span=settings["samp_rate"],
                                fps=self.fft.frame_rate)
         self.connect(self.source, self.fft, self.sink)
+        if settings["second_detector"]:
+            self.connect((self.fft, 1), (self.sink, 1))
         # The sink's periodic status reports the rate the source really delivers.
         self.rate_probe = blocks.probe_rate(gr.sizeof_gr_complex, 1000.0, 0.15)
         self.connect(self.source, self.rate_probe)
@@ -72,7 +74,9 @@ class SpectrumFlowgraph(gr.top_block):
         self.sink = _make_sink(settings, center_freq=(settings["freq_min"]
                                                       + settings["freq_max"]) / 2,
                                span=settings["freq_max"] - settings["freq_min"],
-                               stream_name="sweep")
+                               stream_name="sweep",
+                               # hackrf_sweep's bins are averages; it has no second trace.
+                               detector="average", second_detector="")
         self.connect(self.source, self.sink)
         self.msg_connect(self.source, "status", self.sink, "status")
 

@@ -87,6 +87,9 @@ class ArgosClient:
             within half a step. All three go in the URL query
             (``?encoding=uint8&compress=1&step_db=1``), so they apply from the first frame
             and after every reconnect; the server confirms with an ``encoding`` message.
+        second_trace: also receive the second trace of streams that offer one
+            (``second_detector`` in ``hello``): ``frame.second_power_db``, e.g. the
+            average under the peak. In the URL query too.
         ssl_cafile: with a ``wss://`` URL, a PEM file of the CA certificate(s) (or the
             self-signed server certificate) to trust instead of the system's CAs. None:
             the system's trusted CAs. The server's certificate and host name are always
@@ -122,6 +125,7 @@ class ArgosClient:
         step_db: float = 0.0,
         token: str | None = None,
         retry_auth_failure: bool = False,
+        second_trace: bool = False,
     ) -> None:
         check_url(url)
         self._ssl = client_tls_context(url, ssl_cafile)
@@ -129,7 +133,7 @@ class ArgosClient:
             check_token(token)
         self._token = token
         self._retry_auth_failure = retry_auth_failure
-        url = with_format(url, encoding, compress, step_db)
+        url = with_format(url, encoding, compress, step_db, second_trace)
         if heartbeat_interval_s < 0:
             raise ValueError(f"heartbeat_interval_s must be >= 0 s, got {heartbeat_interval_s}")
         if open_timeout_s <= 0:

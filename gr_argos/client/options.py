@@ -98,23 +98,26 @@ def client_tls_context(url: str, ssl_cafile: str | None) -> ssl.SSLContext | Non
         raise ValueError(f"CA file {ssl_cafile} holds no usable PEM certificate: {exc}") from exc
 
 
-def with_format(url: str, encoding: str | None, compress: bool, step_db: float = 0.0) -> str:
+def with_format(url: str, encoding: str | None, compress: bool, step_db: float = 0.0,
+                second_trace: bool = False) -> str:
     """``url`` with the frame format to ask for in its query (see docs/protocol.md)."""
     step_db = check_step_db(step_db)  # a ProtocolError (a ValueError) naming the range
     if step_db and encoding != "uint8":
         raise ValueError(f"step_db applies to the uint8 encoding only: ask for encoding "
                          f"'uint8' too (got {encoding!r})")
-    if encoding is None and not compress:
+    if encoding is None and not compress and not second_trace:
         return url
     if encoding is not None and encoding not in ENCODING_CODES:
         raise ValueError(f"unknown encoding {encoding!r}: use one of "
                          + ", ".join(repr(name) for name in ENCODING_CODES))
     parts = urlsplit(url)
     query = [(k, v) for k, v in parse_qsl(parts.query)
-             if k not in ("encoding", "compress", "step_db")]
+             if k not in ("encoding", "compress", "step_db", "second_trace")]
     query.append(("encoding", encoding or "float32"))
     if compress:
         query.append(("compress", "1"))
     if step_db:
         query.append(("step_db", format(step_db, ".15g")))
+    if second_trace:
+        query.append(("second_trace", "1"))
     return urlunsplit(parts._replace(query=urlencode(query)))

@@ -68,6 +68,7 @@ _SCHEMAS: dict[str, dict[str, tuple[bool, Any, str]]] = {
     "set_encoding": {
         "encoding": (True, lambda v: isinstance(v, str), "a string"),
         "compress": (False, lambda v: isinstance(v, bool), "true or false"),
+        "second_trace": (False, lambda v: isinstance(v, bool), "true or false"),
         "step_db": (False, lambda v: isinstance(v, (int, float)) and _is_step_db(v),
                     f"0 (automatic) or a number of dB from {UINT8_STEP_DB_MIN:g} to "
                     f"{UINT8_STEP_DB_MAX:g}"),

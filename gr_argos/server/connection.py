@@ -316,26 +316,28 @@ class Connection:
                                           "total": self._hub.stats()["total"]})
         elif msg_type == "set_encoding":
             self._set_format(client, message.get("encoding"), message.get("compress", False),
-                             message.get("step_db", 0))
+                             message.get("step_db", 0), message.get("second_trace", False))
         else:
             self._error(client, "unknown_type",
                         f"unknown message type {msg_type[:64]!r}; this server answers "
                         + ", ".join(repr(t) for t in CLIENT_MESSAGE_TYPES))
 
     def _choose_format_from_url(self, client: ClientQueue, path: str) -> None:
-        """Apply ``?encoding=...&compress=...&step_db=...`` from the connection URL, if given."""
+        """Apply ``?encoding=...&compress=...&step_db=...&second_trace=...`` from the
+        connection URL, if given."""
         query = parse_qs(urlsplit(path).query)
-        if "encoding" in query or "compress" in query or "step_db" in query:
+        if any(key in query for key in ("encoding", "compress", "step_db", "second_trace")):
             encoding = query.get("encoding", ["float32"])[-1]
             self._set_format(client, encoding, query.get("compress", ["0"])[-1],
-                             query.get("step_db", ["0"])[-1])
+                             query.get("step_db", ["0"])[-1],
+                             query.get("second_trace", ["0"])[-1])
 
     def _set_format(self, client: ClientQueue, encoding: object, compress: object,
-                    step_db: object = 0) -> None:
+                    step_db: object = 0, second_trace: object = False) -> None:
         """Switch the client's frame format from its next frame on, and confirm it (or say
         what is accepted, keeping the format it had)."""
         try:
-            frame_format = FrameFormat.parse(encoding, compress, step_db)
+            frame_format = FrameFormat.parse(encoding, compress, step_db, second_trace)
         except ProtocolError as exc:
             self._error(client, "bad_message", f"set_encoding: {exc}")
             return
@@ -349,6 +351,7 @@ class Connection:
             "encoding": ENCODING_NAMES[frame_format.encoding],
             "compress": frame_format.compress,
             "step_db": frame_format.step_db,
+            "second_trace": frame_format.second_trace,
         }
         if snapped:
             reply["snapped"] = True

@@ -10,12 +10,14 @@ every client dropped. Plain code: no GNU Radio, no sockets.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from typing import Callable, Iterable
 
 from gr_argos.protocol import (
     FLAG_COMPRESSED,
+    FLAG_SECOND_TRACE,
     FrameFormat,
     ProtocolError,
     compress_frame,
@@ -41,6 +43,7 @@ def nearest_format(wanted: FrameFormat, available: Iterable[FrameFormat]) -> Fra
     gives a client the nearest one already made for others)."""
     return min(available, key=lambda other: (
         other.encoding != wanted.encoding, other.compress != wanted.compress,
+        other.second_trace != wanted.second_trace,
         abs(other.step_db - wanted.step_db)))
 
 
@@ -75,19 +78,30 @@ class PublishedFrame:
     def in_format(self, frame_format: FrameFormat | None, encodes: Counter[str]) -> bytes:
         """The frame in ``frame_format`` (None: as published), encoded on first use.
 
+        A frame published with a second trace goes out with it only to formats that ask for
+        it (``second_trace``); None and the others get the first trace alone, as a v1
+        reader expects. A format asking for a second trace gets a frame without one as is.
+
         Each variant encoded is counted in ``encodes`` under its name; a compressed one
         deflates the uncompressed variant of its encoding, which is cached too (the bytes
         in and out of deflate are added up under ``DEFLATE_IN`` and ``DEFLATE_OUT``). A frame
         that does not decode is passed on as published (and ``encodes["errors"]`` counts it).
         """
-        if frame_format is None or frame_format == self._published_format():
+        published = self._published_format()
+        if frame_format is None:
+            if published is None or not published.second_trace:
+                return self.data
+            frame_format = dataclasses.replace(published, second_trace=False)
+        elif frame_format.second_trace and not (published and published.second_trace):
+            frame_format = dataclasses.replace(frame_format, second_trace=False)
+        if frame_format == published:
             return self.data
         variant = self._variants.get(frame_format)
         if variant is None:
             try:
                 if frame_format.compress:
-                    source = self.in_format(FrameFormat(frame_format.encoding,
-                                                        step_db=frame_format.step_db), encodes)
+                    source = self.in_format(dataclasses.replace(frame_format, compress=False),
+                                            encodes)
                     variant = compress_frame(source)
                     encodes[DEFLATE_IN] += len(source)
                     encodes[DEFLATE_OUT] += len(variant)
@@ -106,7 +120,8 @@ class PublishedFrame:
     def _published_format(self) -> FrameFormat | None:
         data = self.data
         try:
-            return FrameFormat(data[10], bool(data[8] & FLAG_COMPRESSED))
+            return FrameFormat(data[10], bool(data[8] & FLAG_COMPRESSED),
+                               second_trace=bool(data[8] & FLAG_SECOND_TRACE))
         except (IndexError, ValueError):
             return None
 

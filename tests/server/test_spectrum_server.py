@@ -539,7 +539,7 @@ async def test_clients_choose_encodings_each_encoded_once_per_frame(
             client(server) as asked, client(server) as cdb:
         assert (await next_json(url_ws))["encodings"] == ["float32", "int16", "uint8"]
         assert await next_json(url_ws) == {"type": "encoding", "encoding": "uint8",
-                                           "compress": True, "step_db": 0.0}
+                                           "compress": True, "step_db": 0.0, "second_trace": False}
         await cdb.send(json.dumps({"type": "set_encoding", "encoding": "float16"}))
         error = await next_json(cdb)
         assert error["code"] == "bad_message" and "uint8" in error["message"]
@@ -548,7 +548,7 @@ async def test_clients_choose_encodings_each_encoded_once_per_frame(
         await asked.send(json.dumps({"type": "set_encoding", "encoding": "uint8",
                                      "compress": True}))
         assert await next_json(asked) == {"type": "encoding", "encoding": "uint8",
-                                          "compress": True, "step_db": 0.0}
+                                          "compress": True, "step_db": 0.0, "second_trace": False}
         power = np.repeat(np.linspace(-120.0, -20.0, 128, dtype=np.float32), 16)
         for sequence in range(4):
             server.publish_frame(0, encode_frame(power, center_freq_hz=1e6, span_hz=1e6,
@@ -651,7 +651,7 @@ async def test_permessage_deflate_is_not_negotiated_for_compress_once_clients(
         assert ws.protocol.extensions == []
         assert (await next_json(ws))["type"] == "hello"
         assert await next_json(ws) == {"type": "encoding", "encoding": "uint8",
-                                       "compress": True, "step_db": 0.0}
+                                       "compress": True, "step_db": 0.0, "second_trace": False}
         power = np.repeat(np.linspace(-120.0, -20.0, 128, dtype=np.float32), 16)
         for sequence in range(3):
             server.publish_frame(0, encode_frame(power, center_freq_hz=1e6, span_hz=1e6,
@@ -710,11 +710,11 @@ async def test_a_fixed_step_asked_for_in_the_url_or_set_encoding_reaches_the_fra
             client(server) as asked, client(server) as automatic:
         assert (await next_json(url_ws))["type"] == "hello"
         assert await next_json(url_ws) == {"type": "encoding", "encoding": "uint8",
-                                           "compress": True, "step_db": 1.0}
+                                           "compress": True, "step_db": 1.0, "second_trace": False}
         await asked.send(json.dumps({"type": "set_encoding", "encoding": "uint8",
-                                     "step_db": 2.5}))
+                                     "step_db": 2.5, "second_trace": False}))
         assert await next_json(asked) == {"type": "encoding", "encoding": "uint8",
-                                          "compress": False, "step_db": 2.5}
+                                          "compress": False, "step_db": 2.5, "second_trace": False}
         await automatic.send(json.dumps({"type": "set_encoding", "encoding": "uint8",
                                          "compress": True}))
         assert (await next_json(automatic))["step_db"] == 0.0
