@@ -302,6 +302,8 @@ def chain_to_null(make: Callable[[], Any], bins: int) -> Callable[[Any, Any], An
     def build(top: Any, upstream: Any) -> Any:
         chain = make()
         top.connect(upstream, chain, blocks.null_sink(gr.sizeof_float * bins))
+        if getattr(chain, "second_detector", ""):
+            top.connect((chain, 1), blocks.null_sink(gr.sizeof_float * bins))
         return chain
     return build
 
@@ -323,6 +325,8 @@ def detector_configs(bins: int, rate: float) -> dict[str, Callable[[], Any]]:
             lambda detector=detector, overlap=overlap: spectrum_detector(
                 samp_rate=rate, bins=bins, fps=FRAME_RATE, detector=detector,
                 overlap=overlap))
+    configs["peak + average (second trace)"] = lambda: spectrum_detector(
+        samp_rate=rate, bins=bins, fps=FRAME_RATE, detector="peak", second_detector="average")
     return configs
 
 

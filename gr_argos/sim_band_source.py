@@ -1,4 +1,5 @@
-"""A simulated HackRF-style band: fixed carriers, a drifting signal, a bursty one and noise.
+"""A simulated HackRF-style band: fixed carriers, a drifting signal, a bursty one, short
+pulses (as a key fob's) and noise.
 
 Built only from GNU Radio's own C++ blocks, so it costs little CPU and behaves like any other
 source in a flowgraph. Every signal sits at a known offset from the centre, given below as a
@@ -24,6 +25,9 @@ __all__ = [
     "SWEEP_AMPLITUDE",
     "BURST",
     "BURST_RATE_HZ",
+    "PULSE",
+    "PULSE_S",
+    "PULSE_RATE_HZ",
     "sim_band_source",
 ]
 
@@ -50,6 +54,13 @@ SWEEP_AMPLITUDE = 0.08
 BURST: tuple[float, float] = (615 / 2048, 0.1)
 BURST_RATE_HZ = 3.0
 
+# A short pulse (offset fraction, amplitude), PULSE_S long, PULSE_RATE_HZ times a second: like
+# a key fob or a TPMS sensor. At 8 MS/s it spans a little more than one 2048-point FFT, so the
+# peak detector shows every one, while one FFT per frame (logpwrfft) catches about 1 in 100.
+PULSE: tuple[float, float] = (-819 / 2048, 0.06)
+PULSE_S = 300e-6
+PULSE_RATE_HZ = 4.0
+
 # Every block inside gets output buffers holding this much signal time. GNU Radio's default
 # (4096 complex samples, 0.5 ms at 8 MS/s) wakes each block about 2000 times a second and the
 # thread switching then costs more CPU than the signal generation itself; 5 ms buffers cut the
@@ -72,7 +83,8 @@ class sim_band_source(gr.hier_block2):
 
     Output: complex baseband holding the carriers of ``CARRIERS``, a signal drifting
     across ``SWEEP_RANGE``, a carrier at ``BURST`` switching on and off ``BURST_RATE_HZ``
-    times per second, and Gaussian noise. All offsets are fractions of ``samp_rate``
+    times per second, a ``PULSE_S`` pulse at ``PULSE`` ``PULSE_RATE_HZ`` times per second,
+    and Gaussian noise. All offsets are fractions of ``samp_rate``
     relative to the centre, so the picture scales with the sample rate. The sum stays below
     1.0 in magnitude (full scale of a HackRF) apart from rare noise peaks.
 
@@ -123,8 +135,21 @@ class sim_band_source(gr.hier_block2):
         gate_to_complex = blocks.float_to_complex()
         burst = blocks.multiply_cc()
 
+        # The pulse: a rising sawtooth at PULSE_RATE_HZ, over a threshold for its last
+        # PULSE_S, gates a carrier.
+        pulse_offset, pulse_amplitude = PULSE
+        pulse_carrier = analog.sig_source_c(
+            samp_rate, analog.GR_COS_WAVE, pulse_offset * samp_rate, pulse_amplitude
+        )
+        ramp = analog.sig_source_f(samp_rate, analog.GR_SAW_WAVE, PULSE_RATE_HZ, 1.0)
+        edge = 1.0 - PULSE_S * PULSE_RATE_HZ
+        pulse_gate = blocks.threshold_ff(edge, edge, 0.0)
+        pulse = blocks.multiply_cc()
+        self.connect(ramp, pulse_gate, blocks.float_to_complex(), (pulse, 1))
+        self.connect(pulse_carrier, (pulse, 0))
+
         band = blocks.add_cc()
-        for port, block in enumerate((steady, noise, sweep, burst)):
+        for port, block in enumerate((steady, noise, sweep, burst, pulse)):
             self.connect(block, (band, port))
         self.connect(sweep_law, sweep)
         self.connect(burst_gate, gate_to_complex, (burst, 1))

@@ -195,6 +195,10 @@ def test_sweep_source_serves_one_frame_per_sweep_over_the_range(tmp_path: Path) 
 
     assert_stream_is(hello, frames, bins=100, center_freq_hz=950e6, span_hz=100e6, fps=10.0)
     assert strongest_bin(frames) == 40
+    # hackrf_sweep's bins are averages: the stream and every frame say so.
+    assert hello["streams"][0]["detector"] == "average"
+    assert "second_detector" not in hello["streams"][0]
+    assert all(frame.detector == "average" for frame in frames)
     assert ("argos-spectrum: streaming sweep of 900-1000 MHz, 100 bins, hackrf_sweep bin width "
             "1000 kHz") in app.output()
 
@@ -399,3 +403,25 @@ def test_transport_zmq_publishes_frames_for_gateways(tmp_path: Path) -> None:
     assert beat is not None and [d["bins"] for d in beat["streams"]] == [256]
     assert len(frames) >= 3 and all(frame.bin_count == 256 for frame in frames)
     assert app.process.returncode == 0, app.output()
+
+
+def test_the_detector_as_its_own_second_trace_leaves_one_trace(tmp_path: Path) -> None:
+    """--detector average with the default second trace (the average) serves one trace."""
+    with running_app(["--detector", "average", "--fps", "10"], tmp_path) as app:
+        hello, frames = receive(app.wait_for_url() + "?second_trace=1", 2)
+    assert hello["streams"][0]["detector"] == "average"
+    assert "second_detector" not in hello["streams"][0]
+    assert all(f.detector == "average" and f.second_power_db is None for f in frames)
+
+
+def test_the_second_trace_reaches_a_client_that_asks(tmp_path: Path) -> None:
+    """By default the stream offers the average under the peak: hello says so, and a client
+    with second_trace=1 gets both traces of the same frame periods."""
+    with running_app(["--fps", "10"], tmp_path) as app:
+        url = app.wait_for_url()
+        hello, frames = receive(url + "?second_trace=1", 3)
+    assert (hello["streams"][0]["detector"], hello["streams"][0]["second_detector"]) == (
+        "peak", "average")
+    for frame in frames:
+        assert frame.second_power_db is not None
+        assert np.all(frame.second_power_db <= frame.power_db + 1e-3)

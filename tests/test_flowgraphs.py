@@ -123,6 +123,10 @@ def test_sim_spectrum_serves_the_simulated_band(generated: dict[str, Path],
 
     assert flowgraph.process.returncode == 0, f"unclean stop on SIGINT:\n{flowgraph.output()}"
     assert_stream_is(hello, frames, bins=2048, center_freq_hz=center_freq_hz, span_hz=samp_rate)
+    # The stream offers the average under the peak; a client that did not ask gets the peak.
+    assert (hello["streams"][0]["detector"], hello["streams"][0]["second_detector"]) == (
+        "peak", "average")
+    assert all(f.detector == "peak" and f.second_power_db is None for f in frames)
     carrier_bin = expected_bin(STRONGEST_CARRIER[0], 2048)
     assert abs(strongest_bin(frames[2:]) - carrier_bin) <= 1
 
@@ -149,8 +153,17 @@ def test_hackrf_spectrum_serves_an_osmosdr_file_source(generated: dict[str, Path
     ]
     with running_flowgraph(generated["hackrf_spectrum"], args, tmp_path) as flowgraph:
         url = flowgraph.wait_for_url()
-        hello, frames = receive(url, FRAMES_TO_AVERAGE + 2)
+        hello, frames = receive(url + "?second_trace=1", FRAMES_TO_AVERAGE + 2)
 
     assert flowgraph.process.returncode == 0, f"unclean stop on SIGINT:\n{flowgraph.output()}"
     assert_stream_is(hello, frames, bins=2048, center_freq_hz=center_freq_hz, span_hz=samp_rate)
-    assert abs(strongest_bin(frames[2:]) - expected_bin(tone_offset_hz / samp_rate, 2048)) <= 1
+    tone_bin = expected_bin(tone_offset_hz / samp_rate, 2048)
+    assert abs(strongest_bin(frames[2:]) - tone_bin) <= 1
+    # Asked for, the average comes under the peak: the same tone, never above the peak.
+    for frame in frames[2:]:
+        assert (frame.detector, frame.second_detector) == ("peak", "average")
+        assert frame.second_power_db is not None
+        assert np.all(frame.second_power_db <= frame.power_db + 1e-3)
+        assert abs(int(np.argmax(frame.second_power_db)) - tone_bin) <= 1
+        # A steady tone reads the same level in both traces.
+        assert frame.power_db[tone_bin] - frame.second_power_db[tone_bin] < 1.0

@@ -22,6 +22,7 @@ from gr_argos.protocol import (
     ENCODING_INT16,
     ENCODING_UINT8,
     FLAG_COMPRESSED,
+    FLAG_SECOND_TRACE,
     HEADER_SIZE,
     MAX_CLIENT_MESSAGE_BYTES,
     FrameFormat,
@@ -689,3 +690,68 @@ def test_a_clients_step_is_rounded_to_the_nearest_offered_one(asked: object,
     assert FrameFormat.parse("uint8", True, asked).step_db == used
     assert used == 0.0 or used in CLIENT_STEPS_DB
     assert FrameFormat(ENCODING_UINT8, True, 0.9).step_db == 0.9
+
+
+# Detectors and a second trace
+
+
+@pytest.mark.parametrize("encoding", [ENCODING_FLOAT32, ENCODING_INT16, ENCODING_UINT8])
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_second_trace_round_trips_in_every_format(encoding: int, compress: bool) -> None:
+    """Both traces come back within the encoding's bound; uint8 takes one range over both."""
+    peak = np.repeat(np.linspace(-90.0, -10.0, 64, dtype=np.float32), 8)
+    average = np.full_like(peak, -110.0)
+    frame = encode_frame(peak, **FIELDS, encoding=encoding, compress=compress,
+                         detector="peak", second_power_db=average, second_detector="average")
+    decoded = decode_frame(frame)
+
+    assert decoded.flags & FLAG_SECOND_TRACE
+    assert (decoded.detector, decoded.second_detector) == ("peak", "average")
+    assert decoded.second_power_db is not None
+    bound = {ENCODING_FLOAT32: 0.0, ENCODING_INT16: 0.005,
+             ENCODING_UINT8: header_field(frame, 60, "f") / 2 + 1e-4}[encoding]
+    np.testing.assert_allclose(decoded.power_db, peak, atol=bound)
+    np.testing.assert_allclose(decoded.second_power_db, average, atol=bound)
+    if encoding == ENCODING_UINT8:
+        assert header_field(frame, 56, "f") == -110.0  # the range spans both traces
+
+
+def test_reencoding_keeps_the_second_trace_only_for_a_format_that_asks() -> None:
+    frame = encode_frame([-50.0, -20.0], **FIELDS, detector="peak",
+                         second_power_db=[-60.0, -30.0], second_detector="average")
+
+    alone = decode_frame(reencode_frame(frame, FrameFormat(ENCODING_INT16)))
+    both = decode_frame(reencode_frame(frame, FrameFormat(ENCODING_INT16, second_trace=True)))
+
+    assert (alone.flags, alone.detector, alone.second_power_db) == (0, "peak", None)
+    assert header_field(reencode_frame(frame, FrameFormat()), 14, "B") == 0
+    assert both.second_power_db is not None and both.second_power_db.tolist() == [-60.0, -30.0]
+    assert both.second_detector == "average"
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (dict(second_power_db=[-1.0, -2.0, -3.0]), "second trace has shape"),
+    (dict(second_detector="average"), "second_detector without a second trace"),
+    (dict(detector="max-hold"), "unknown detector 'max-hold'"),
+    (dict(second_power_db=[-1.0, -2.0], second_detector="rms"), "unknown detector 'rms'"),
+])
+def test_bad_detectors_and_traces_are_refused_by_the_encoder(arguments: dict[str, Any],
+                                                             message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        encode_frame([-1.0, -2.0], **FIELDS, **arguments)
+
+
+def test_an_unknown_detector_code_reads_as_not_stated() -> None:
+    """Bytes 11 and 14 were reserved in the first v1 readers: a later code is not an error."""
+    frame = bytearray(encode_frame([-1.0, -2.0], **FIELDS, detector="peak"))
+    frame[11] = 200
+    assert decode_frame(bytes(frame)).detector == ""
+
+
+def test_second_trace_is_parsed_from_set_encoding_and_the_url() -> None:
+    assert FrameFormat.parse("uint8", True, 0, True).second_trace
+    assert FrameFormat.parse("float32", "0", "0", "1").second_trace
+    assert FrameFormat.parse("float32").name == "float32"
+    assert FrameFormat.parse("int16", True, 0, True).name == "int16+deflate+second_trace"
+    with pytest.raises(ProtocolError, match="second_trace must be true or false"):
+        FrameFormat.parse("float32", False, 0, "yes")

@@ -17,6 +17,9 @@ from gr_argos.sim_band_source import (  # noqa: E402
     BURST,
     BURST_RATE_HZ,
     CARRIERS,
+    PULSE,
+    PULSE_RATE_HZ,
+    PULSE_S,
     STRONGEST_CARRIER,
     SWEEP_PERIOD_S,
     SWEEP_RANGE,
@@ -117,6 +120,25 @@ def test_bursty_carrier_switches_on_and_off_at_its_rate(band: Samples) -> None:
     on = burst_db > (burst_db.max() + burst_db.min()) / 2
     switch_ons = int(np.count_nonzero(on[1:] & ~on[:-1]))
     assert switch_ons == pytest.approx(BURST_RATE_HZ, abs=1)
+
+
+def test_short_pulses_come_at_their_rate_length_and_offset(band: Samples) -> None:
+    """Mixed down from its offset and smoothed, the pulse carrier is on PULSE_RATE_HZ times
+    a second, each time for PULSE_S, at its amplitude."""
+    offset, amplitude = PULSE
+    t = np.arange(len(band))
+    baseband = band * np.exp(-2j * np.pi * offset * t)
+    smoothing = np.hanning(48)  # shorter than a pulse, low sidelobes for the carriers
+    envelope = np.abs(np.convolve(baseband, smoothing / smoothing.sum(), mode="same"))
+    on = envelope > amplitude / 2
+    starts = np.flatnonzero(on[1:] & ~on[:-1])
+    ends = np.flatnonzero(~on[1:] & on[:-1])
+    assert len(starts) == pytest.approx(DURATION_S * PULSE_RATE_HZ, abs=1)
+    assert np.diff(starts) / SAMP_RATE == pytest.approx(1 / PULSE_RATE_HZ, abs=1e-3)
+    lengths = ends[: len(starts)] - starts[: len(ends)] if ends[0] > starts[0] else (
+        ends[1:][: len(starts)] - starts[: len(ends) - 1])
+    assert lengths / SAMP_RATE == pytest.approx(PULSE_S, abs=40 / SAMP_RATE)
+    assert np.median(envelope[on]) == pytest.approx(amplitude, rel=0.1)
 
 
 def test_equal_seeds_give_equal_noise_and_different_seeds_differ() -> None:

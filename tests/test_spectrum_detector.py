@@ -122,6 +122,44 @@ def test_frames_are_the_detector_over_every_fft_of_the_period(detector: str,
     np.testing.assert_allclose(frames, expected[:6], atol=0.01)
 
 
+@pytest.mark.parametrize(("detector", "second_detector", "overlap"), [
+    ("peak", "average", 0.0), ("peak", "average", 0.5), ("average", "peak", 0.0),
+    ("sample", "peak", 0.0), ("peak", "sample", 0.5)])
+def test_a_second_output_is_the_other_detector_over_the_same_periods(
+        detector: str, second_detector: str, overlap: float) -> None:
+    """With second_detector the block has two outputs, frame for frame: each equals numpy's
+    reduction of the same FFTs by its own detector (sample: the last FFT of the period)."""
+    n = 6 * M
+    samples = noise(n, 0.01) + tone(0.3, 40, n)
+    samples[2 * M + 100:2 * M + 100 + BINS] += tone(0.5, -90, BINS)  # one FFT long
+    block = spectrum_detector(samp_rate=SAMP_RATE, bins=BINS, fps=FPS, detector=detector,
+                              second_detector=second_detector, overlap=overlap)
+    top = gr.top_block("two traces", catch_exceptions=False)
+    first, second = blocks.vector_sink_f(BINS), blocks.vector_sink_f(BINS)
+    top.connect(blocks.vector_source_c(samples.astype(np.complex64)), block)
+    top.connect((block, 0), first)
+    top.connect((block, 1), second)
+    top.run()
+    traces = [np.array(sink.data(), dtype=np.float32).reshape(-1, BINS)
+              for sink in (first, second)]
+
+    assert [trace.shape for trace in traces] == [(6, BINS), (6, BINS)]
+    np.testing.assert_allclose(traces[0], reference(samples, detector, overlap)[:6],
+                               atol=0.01)
+    # "sample" beside an every-sample detector is the period's last FFT of the first branch.
+    np.testing.assert_allclose(traces[1], reference(samples, second_detector, 0.0 if
+                                                    second_detector == "sample" else
+                                                    overlap)[:6], atol=0.01)
+    assert block.status_fields()["second_detector"] == second_detector
+    assert block.fft_sample_fraction == 1.0
+
+
+def test_a_second_detector_equal_to_the_first_is_refused() -> None:
+    with pytest.raises(ValueError, match="second_detector 'peak' is the detector itself"):
+        spectrum_detector(samp_rate=SAMP_RATE, bins=BINS, fps=FPS, detector="peak",
+                          second_detector="peak")
+
+
 @pytest.mark.parametrize("detector", list(DETECTORS))
 def test_a_steady_tone_reads_the_level_and_bin_of_logpwrfft(detector: str) -> None:
     """A steady tone lands in its bin (FFT-shifted: lowest frequency first) at the level

@@ -321,3 +321,39 @@ def test_unknown_encoding_is_refused_when_the_sink_is_made() -> None:
     """A sink asked for an encoding that does not exist says which ones do."""
     with pytest.raises(ValueError, match="float32, int16, uint8"):
         websocket_sink(bins=VLEN, port=0, encoding="float16")
+
+
+async def test_a_second_input_is_the_second_trace_for_the_clients_that_ask(
+        no_server_thread_left: None) -> None:
+    """A sink made with detector="peak", second_detector="average" has a second input; hello
+    says both; a client with second_trace=1 gets each frame with both traces, one without
+    gets the peak alone, as before."""
+    peak, average = VECTORS[0], VECTORS[0] - 10.0
+    tb = gr.top_block()
+    sink = websocket_sink(bins=VLEN, port=0, status_interval_s=0, detector="peak",
+                          second_detector="average")
+    try:
+        for port, vector in enumerate((peak, average)):
+            source = blocks.vector_source_f(vector.tolist(), True, VLEN)
+            throttle = blocks.throttle(gr.sizeof_float * VLEN, VECTORS_PER_S, True)
+            throttle.set_max_noutput_items(1)
+            tb.connect(source, throttle, (sink, port))
+        async with connect(sink.url + "?second_trace=1", open_timeout=WAIT_S) as both, \
+                connect(sink.url, open_timeout=WAIT_S) as plain:
+            hello = json.loads(await next_message(both))
+            assert (hello["streams"][0]["detector"],
+                    hello["streams"][0]["second_detector"]) == ("peak", "average")
+            assert json.loads(await next_message(both))["second_trace"] is True
+            await next_message(plain)
+            tb.start()
+            two, one = await next_frames(both, 3), await next_frames(plain, 3)
+    finally:
+        tb.stop()
+        tb.wait()
+        sink.stop()
+    for frame in two:
+        assert (frame.detector, frame.second_detector) == ("peak", "average")
+        np.testing.assert_array_equal(frame.power_db, peak)
+        assert frame.second_power_db is not None
+        np.testing.assert_array_equal(frame.second_power_db, average)
+    assert all(f.detector == "peak" and f.second_power_db is None for f in one)

@@ -104,7 +104,8 @@ SETTINGS: tuple[Setting, ...] = (
                                     "status_interval_s"),
               defaults={"center_freq": 100e6}),
     *declared(DetectorSettings, only=("detector", "second_detector", "window", "overlap",
-                                      "avg_alpha")),
+                                      "avg_alpha"),
+              defaults={"second_detector": "average"}),
     *declared(AppSettings, only=("gps", "transport")),
     *declared(ServerConfig, exclude=("reuse_port", "write_limit")),
     *declared(PublisherSettings),
@@ -115,7 +116,13 @@ SETTINGS: tuple[Setting, ...] = (
 def check_combination(settings: dict[str, Any]) -> None:
     """Raise ConfigError for settings that are fine alone but not together: a sweep's
     freq_min not below its freq_max, or bins and fps that the spectrum's FFTs cannot have
-    at samp_rate."""
+    at samp_rate.
+
+    A ``second_detector`` equal to the ``detector`` (``--detector average`` with the
+    default second trace, the average) leaves one trace: it is set to none here.
+    """
+    if settings["second_detector"] == settings["detector"]:
+        settings["second_detector"] = ""
     if settings["source"] == "sweep":
         if not settings["freq_min"] < settings["freq_max"]:
             raise ConfigError(f"--freq-min ({settings['freq_min']:g}) must be below "

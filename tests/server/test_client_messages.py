@@ -23,6 +23,8 @@ def test_token_bucket_allows_the_burst_then_the_rate() -> None:
     ({"type": "set_encoding"}, "missing field 'encoding'"),
     ({"type": "set_encoding", "encoding": 7}, "field 'encoding' must be a string"),
     ({"type": "set_encoding", "encoding": "int16", "compress": "yes"}, "'compress'"),
+    ({"type": "set_encoding", "encoding": "int16", "second_trace": 1},
+     "field 'second_trace' must be true or false"),
     ({"type": "set_encoding", "encoding": "uint8", "step_db": "1"},
      "field 'step_db' must be 0 (automatic) or a number of dB from 0.01 to 20"),
     ({"type": "set_encoding", "encoding": "uint8", "step_db": 20.5}, "'step_db'"),
@@ -40,6 +42,7 @@ def test_invalid_messages_are_named(message: dict[str, Any], problem: str) -> No
 def test_valid_messages_pass() -> None:
     for message in ({"type": "ping", "id": {"any": [1]}}, {"type": "stats"},
                     {"type": "set_encoding", "encoding": "uint8", "compress": True},
+                    {"type": "set_encoding", "encoding": "uint8", "second_trace": True},
                     {"type": "set_encoding", "encoding": "uint8", "step_db": 1},
                     {"type": "set_encoding", "encoding": "uint8", "step_db": 0.0},
                     {"type": "auth", "token": "x"}, {"type": "ping", "extra": 1}):

@@ -17,6 +17,7 @@ import numpy as np
 
 from gr_argos.server.hub import BroadcastHub, ClientQueue
 from gr_argos.protocol import (
+    FLAG_SECOND_TRACE,
     ENCODING_INT16,
     ENCODING_UINT8,
     FrameFormat,
@@ -479,3 +480,46 @@ async def test_a_frame_in_flight_is_never_overtaken() -> None:
     await let_hub_drain()
     assert connection.written == []
     assert [f.sequence for f in decoded(await receive_all(hub, client))] == [0, 1, 2]
+
+
+async def test_a_second_trace_goes_only_to_clients_that_asked_for_it() -> None:
+    """Frames published with a second trace reach a client that chose nothing, or a format
+    without second_trace, as v1 frames of the first trace alone; a client that asked gets
+    both, in its own encoding; a frame without a second trace goes to it unchanged."""
+    hub = await attached_hub(queue_depth=16)
+    plain = add_client(hub, "plain")
+    uint8 = add_client(hub, "uint8")
+    uint8.frame_format = FrameFormat(ENCODING_UINT8, compress=True)
+    both = add_client(hub, "both")
+    both.frame_format = FrameFormat(ENCODING_UINT8, compress=True, second_trace=True)
+    exact_both = add_client(hub, "exact_both")
+    exact_both.frame_format = FrameFormat(second_trace=True)
+    peak = np.repeat(np.linspace(-90.0, -20.0, 64, dtype=np.float32), 16)
+    average = peak - 12.0
+    for sequence in range(3):
+        hub.publish_frame(0, encode_frame(peak, center_freq_hz=1e6, span_hz=1e6,
+                                          timestamp_ns=0, sequence=sequence,
+                                          detector="peak", second_power_db=average,
+                                          second_detector="average"))
+    hub.publish_frame(0, encode_frame(peak, center_freq_hz=1e6, span_hz=1e6, timestamp_ns=0,
+                                      sequence=3, detector="average"))
+    await let_hub_drain()
+
+    received = {client.peer: decoded(await receive_all(hub, client))
+                for client in (plain, uint8, both, exact_both)}
+
+    for peer in ("plain", "uint8"):
+        assert [f.flags & FLAG_SECOND_TRACE for f in received[peer]] == [0] * 4, peer
+        assert all(f.second_power_db is None and f.second_detector == "" for f in
+                   received[peer])
+        assert [f.detector for f in received[peer]] == ["peak"] * 3 + ["average"]
+    np.testing.assert_array_equal(received["plain"][0].power_db, peak)
+    for peer, tolerance in (("both", 0.2), ("exact_both", 0.0)):
+        frames = received[peer]
+        assert [f.second_detector for f in frames] == ["average"] * 3 + [""]
+        for f in frames[:3]:
+            assert f.second_power_db is not None
+            np.testing.assert_allclose(f.power_db, peak, atol=tolerance)
+            np.testing.assert_allclose(f.second_power_db, average, atol=tolerance)
+        assert frames[3].second_power_db is None
+    assert all(f.encoding == ENCODING_UINT8 for f in received["both"])
