@@ -396,7 +396,7 @@ describe("ArgosClient with a fake WebSocket", () => {
     client.close();
   });
 
-  test("setFormat() sends set_encoding on an open connection and puts the format in the URL of the next", async () => {
+  test("setFormat() sends set_encoding when open and puts the format in later URLs", async () => {
     const { client, FakeWebSocket } = fakeClient();
     assert.deepEqual(client.format,
       { encoding: undefined, compress: false, stepDb: 0, secondTrace: false });

@@ -65,6 +65,20 @@ function record(client, ...types) {
   return seen;
 }
 
+/** Connect a client with `options` to the real server; its URL, the server's `encoding`
+ * reply and the first frame. */
+async function replyAndFirstFrame(options) {
+  const client = new ArgosClient(SERVER_URL, options);
+  const reply = nextEvent(client, "message", (m) => m.type === "encoding", "the encoding reply");
+  const frame = nextEvent(client, "frame", () => true, "a frame");
+  client.connect();
+  try {
+    return { url: client.url, reply: await reply, frame: (await frame).frame };
+  } finally {
+    client.close();
+  }
+}
+
 const skip = SERVER_URL ? false : "ARGOS_TEST_URL is not set: run through tests/test_js_client.py";
 
 describe("ArgosClient against a real gr-argos server", { skip }, () => {
@@ -160,45 +174,28 @@ describe("ArgosClient against a real gr-argos server", { skip }, () => {
   });
 
   test("stepDb asks for a fixed uint8 step in the URL; frames use it, on aligned levels", async () => {
-    const client = new ArgosClient(SERVER_URL, { encoding: "uint8", compress: true, stepDb: 1 });
-    assert.match(client.url, /encoding=uint8&compress=1&step_db=1(&|$)/);
-    const reply = nextEvent(client, "message", (m) => m.type === "encoding", "the encoding reply");
-    const frame = nextEvent(client, "frame", () => true, "a frame");
-    client.connect();
-    try {
-      assert.deepEqual(await reply,
-        { type: "encoding", encoding: "uint8", compress: true, step_db: 1, second_trace: false });
-      const { frame: decoded } = await frame;
-      assert.equal(decoded.encoding, 2);
-      assert.equal(decoded.scaleStepDb, 1);
-      assert.equal(decoded.scaleOffsetDb, -100); // floor(-100 / 1) * 1
-      for (let i = 0; i < BINS; i++) {
-        assert.equal(decoded.power[i], i === decoded.sequence % BINS ? -20 : -100);
-      }
-    } finally {
-      client.close();
-    }
+    const { url, reply, frame } = await replyAndFirstFrame(
+      { encoding: "uint8", compress: true, stepDb: 1 });
+    assert.match(url, /encoding=uint8&compress=1&step_db=1(&|$)/);
+    assert.deepEqual(reply,
+      { type: "encoding", encoding: "uint8", compress: true, step_db: 1, second_trace: false });
+    assert.equal(frame.encoding, 2);
+    assert.equal(frame.scaleStepDb, 1);
+    assert.equal(frame.scaleOffsetDb, -100); // floor(-100 / 1) * 1
+    assertTrace(frame.power, frame.sequence % BINS, -20, -100, 0, "the frame");
   });
 
   test("secondTrace in the URL brings both traces, uint8 deflated on one scale", async () => {
-    const client = new ArgosClient(SERVER_URL, { encoding: "uint8", compress: true, stepDb: 1,
-      secondTrace: true });
-    const reply = nextEvent(client, "message", (m) => m.type === "encoding", "the encoding reply");
-    const frame = nextEvent(client, "frame", () => true, "a frame");
-    client.connect();
-    try {
-      assert.deepEqual(await reply,
-        { type: "encoding", encoding: "uint8", compress: true, step_db: 1, second_trace: true });
-      const { frame: decoded } = await frame;
-      assert.deepEqual([decoded.flags, decoded.encoding, decoded.scaleStepDb, decoded.scaleOffsetDb],
-        [3, 2, 1, -110]); // -110 dB, the floor of the second trace, is level 0 of both
-      assert.deepEqual([decoded.detector, decoded.secondDetector], ["peak", "average"]);
-      assertTrace(decoded.power, decoded.sequence % BINS, -20, -100, 0, "the first trace");
-      assertTrace(decoded.secondPowerDb, (decoded.sequence + 8) % BINS, -50, -110, 0,
-        "the second trace");
-    } finally {
-      client.close();
-    }
+    const { reply, frame } = await replyAndFirstFrame(
+      { encoding: "uint8", compress: true, stepDb: 1, secondTrace: true });
+    assert.deepEqual(reply,
+      { type: "encoding", encoding: "uint8", compress: true, step_db: 1, second_trace: true });
+    assert.deepEqual([frame.flags, frame.encoding, frame.scaleStepDb, frame.scaleOffsetDb],
+      [3, 2, 1, -110]); // -110 dB, the floor of the second trace, is level 0 of both
+    assert.deepEqual([frame.detector, frame.secondDetector], ["peak", "average"]);
+    assertTrace(frame.power, frame.sequence % BINS, -20, -100, 0, "the first trace");
+    assertTrace(frame.secondPowerDb, (frame.sequence + 8) % BINS, -50, -110, 0,
+      "the second trace");
   });
 
   test("setFormat() on an open connection switches to frames with the second trace", async () => {
