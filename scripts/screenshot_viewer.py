@@ -1,7 +1,8 @@
 """Regenerate docs/viewer.png: the browser viewer showing argos-spectrum's simulated band.
 
-Starts ``argos-spectrum --source sim --port 0``, opens the viewer in headless Chromium at
-1280x800, waits until the waterfall has filled, saves the screenshot and stops everything.
+Starts ``argos-spectrum --source sim --second-detector average --port 0`` (the peak trace
+with the average under it), opens the viewer in headless Chromium at 1280x800, waits until
+the waterfall has filled, saves the screenshot and stops everything.
 With ``--login`` it regenerates docs/viewer-login.png instead: the app gets a token and the
 viewer, on a 390x844 phone screen, shows its login form. The PNG is reduced to a 128-colour
 palette with Pillow (Debian's python3-pil, visible in the venv), which keeps it small enough
@@ -54,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                "--port", "0"]
     if args.login:
         command += ["--token", secrets.token_urlsafe(16)]  # no one needs to know it
+    else:
+        command += ["--second-detector", "average"]
     with running(command, REPO_ROOT, url_pattern=URL_LINE, name="argos-spectrum") as app:
         page_url = app.wait_for_url().replace("ws://", "http://")
         with headless_chromium() as browser:

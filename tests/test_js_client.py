@@ -51,17 +51,23 @@ def node_command(*args: str) -> list[str]:
 
 
 def spectrum(sequence: int) -> bytes:
-    """A 16-bin frame whose peak (-20 dB, else -100 dB) is at bin ``sequence % 16``."""
+    """A 16-bin peak-detector frame whose peak (-20 dB, else -100 dB) is at bin
+    ``sequence % 16``, with a second trace, the average: -50 dB at bin ``(sequence + 8) % 16``,
+    else -110 dB."""
     power = np.full(BINS, -100.0, dtype=np.float32)
     power[sequence % BINS] = -20.0
+    average = np.full(BINS, -110.0, dtype=np.float32)
+    average[(sequence + 8) % BINS] = -50.0
     return encode_frame(power, center_freq_hz=100e6, span_hz=8e6, timestamp_ns=time.time_ns(),
-                        sequence=sequence)
+                        sequence=sequence, detector="peak", second_power_db=average,
+                        second_detector="average")
 
 
 def start_server(port: int = 0, **settings: object) -> SpectrumServer:
     server = SpectrumServer(ServerConfig(host="127.0.0.1", port=port, **settings))
     server.add_stream(StreamInfo(stream_id=0, name="spectrum", bins=BINS, center_freq_hz=100e6,
-                                 span_hz=8e6, fps=1 / FRAME_INTERVAL_S))
+                                 span_hz=8e6, fps=1 / FRAME_INTERVAL_S, detector="peak",
+                                 second_detector="average"))
     server.start()
     return server
 
@@ -164,6 +170,6 @@ async def test_client_against_a_real_server_in_node(repo_root: Path) -> None:
     log = "".join(output)
     assert status == 0, f"node client test failed (exit {status}):\n{log}"
     assert restarts == 1, f"node asked for {restarts} restarts:\n{log}"
-    assert "# fail 0" in log and "# pass 8" in log, log
+    assert "# fail 0" in log and "# pass 10" in log, log
     # The wrong token and the missing one: one attempt each, however long node waited.
     assert dict(token_server.counters.auth_failures) == {"message": 2}

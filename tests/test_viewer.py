@@ -1,9 +1,11 @@
 """The browser viewer at ``/`` in real headless Chromium, against real gr-argos servers.
 
-One test runs the real ``argos-spectrum --source sim`` app and checks what a user sees: the
-waterfall fills and the strongest simulated carrier is where the simulation put it. The others
-use an in-process :class:`~gr_argos.server.SpectrumServer` fed by a publisher thread at about
-30 frames/s, so they can restart the server, inject malformed messages and retune at will.
+Two tests run the real ``argos-spectrum --source sim`` app and check what a user sees: the
+waterfall fills and the strongest simulated carrier is where the simulation put it; with
+``--second-detector average`` the page asks for the second trace and draws the average under
+the peak. The others use an in-process :class:`~gr_argos.server.SpectrumServer` fed by a
+publisher thread at about 30 frames/s, so they can restart the server, inject malformed
+messages, retune and offer a second trace at will.
 They read the page's state through its ``window.argosViewer`` hook and its canvases' pixels.
 Every browser, page, server, thread and process is closed in a fixture or ``finally``.
 """
@@ -42,14 +44,22 @@ FPS = 30.0
 NOISE_FLOOR_DB = -90.0
 CARRIER_BIN = 700
 CARRIER_DB = -30.0
+# The second trace of a two-trace stream (the "average" under the "peak"): lower, and with
+# its carrier in another bin, so the waterfall shows which trace it follows.
+SECOND_NOISE_FLOOR_DB = -100.0
+SECOND_CARRIER_BIN = 300
+SECOND_CARRIER_DB = -45.0
+NEWEST_ROWS = 10  # waterfall rows drawn after a change of trace, checked for its carrier
 
 TOKEN = "viewer-test-token-3e7b1"
 
 
-# The waterfall's summed brightness per column, its width and the colours of its top row.
-WATERFALL_COLUMNS_JS = """() => {
+# The waterfall's summed brightness per column (over its newest maxRows rows if given), its
+# width and the colours of its top row.
+WATERFALL_COLUMNS_JS = """(maxRows) => {
     const canvas = window.argosViewer.waterfallCanvas;
-    const rows = Math.min(canvas.height, window.argosViewer.stats().rowsDrawn);
+    const rows = Math.min(canvas.height, window.argosViewer.stats().rowsDrawn,
+                          maxRows ?? Infinity);
     const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, rows).data;
     const brightness = new Array(canvas.width).fill(0);
     const topRow = new Set();
@@ -74,6 +84,17 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def context(browser: Browser) -> Iterator[BrowserContext]:
     ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+@pytest.fixture
+def phone(browser: Browser) -> Iterator[BrowserContext]:
+    """A 390x844 phone screen with touch."""
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=3,
+                              is_mobile=True, has_touch=True)
     try:
         yield ctx
     finally:
@@ -130,11 +151,13 @@ class Publisher:
     """A thread publishing a synthetic spectrum at ~30 frames/s to the current server.
 
     The sequence counter keeps running when the server is swapped, like a flowgraph whose
-    server restarts; ``center_freq_hz`` may be changed to retune.
+    server restarts; ``center_freq_hz`` may be changed to retune. With ``second_trace`` the
+    frames are a peak trace with a second, average, trace (for the clients that ask).
     """
 
-    def __init__(self, server: SpectrumServer) -> None:
+    def __init__(self, server: SpectrumServer, *, second_trace: bool = False) -> None:
         self.server = server
+        self.second_trace = second_trace
         self.center_freq_hz = CENTER_FREQ_HZ
         self.sequence = 0
         self._stop = threading.Event()
@@ -147,9 +170,15 @@ class Publisher:
         while not self._stop.wait(1 / FPS):
             power = NOISE_FLOOR_DB + self._rng.normal(0.0, 2.0, BINS)
             power[CARRIER_BIN - 1:CARRIER_BIN + 2] = (CARRIER_DB - 20, CARRIER_DB, CARRIER_DB - 20)
+            traces: dict[str, Any] = {}
+            if self.second_trace:
+                average = SECOND_NOISE_FLOOR_DB + self._rng.normal(0.0, 1.0, BINS)
+                average[SECOND_CARRIER_BIN] = SECOND_CARRIER_DB
+                traces = {"detector": "peak", "second_power_db": average,
+                          "second_detector": "average"}
             self.server.publish_frame(0, encode_frame(
                 power, center_freq_hz=self.center_freq_hz, span_hz=SPAN_HZ,
-                timestamp_ns=time.time_ns(), sequence=self.sequence))
+                timestamp_ns=time.time_ns(), sequence=self.sequence, **traces))
             self.sequence += 1
 
     def stop(self) -> None:
@@ -157,10 +186,12 @@ class Publisher:
         self._thread.join(timeout=5)
 
 
-def start_server(port: int = 0, **settings: Any) -> SpectrumServer:
+def start_server(port: int = 0, *, second_trace: bool = False,
+                 **settings: Any) -> SpectrumServer:
     server = SpectrumServer(ServerConfig(port=port, **settings))
+    detectors = {"detector": "peak", "second_detector": "average"} if second_trace else {}
     server.add_stream(StreamInfo(stream_id=0, bins=BINS, center_freq_hz=CENTER_FREQ_HZ,
-                                 span_hz=SPAN_HZ, fps=FPS))
+                                 span_hz=SPAN_HZ, fps=FPS, **detectors))
     server.start()
     return server
 
@@ -177,10 +208,10 @@ class Served:
         return f"http://127.0.0.1:{self.server.port}/"
 
 
-def serve(**settings: Any) -> Iterator[Served]:
+def serve(*, second_trace: bool = False, **settings: Any) -> Iterator[Served]:
     """A server with these ServerConfig settings and its publisher, stopped afterwards."""
-    server = start_server(**settings)
-    publisher = Publisher(server)
+    server = start_server(second_trace=second_trace, **settings)
+    publisher = Publisher(server, second_trace=second_trace)
     served = Served(server, publisher)
     try:
         yield served
@@ -192,6 +223,12 @@ def serve(**settings: Any) -> Iterator[Served]:
 @pytest.fixture
 def served(no_server_thread_left: None) -> Iterator[Served]:
     yield from serve()
+
+
+@pytest.fixture
+def two_trace_served(no_server_thread_left: None) -> Iterator[Served]:
+    """A server whose stream is a peak trace with an average under it."""
+    yield from serve(second_trace=True)
 
 
 @pytest.fixture
@@ -322,28 +359,23 @@ def test_gps_and_status_panels_appear_with_their_messages(served: Served,
     assert "stream" not in device
 
 
-def test_phone_sized_screen(served: Served, browser: Browser) -> None:
+def test_phone_sized_screen(served: Served, phone: BrowserContext) -> None:
     """At 390x844 nothing overflows sideways and both canvases are visible and drawn."""
-    phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=3,
-                                is_mobile=True, has_touch=True)
-    try:
-        viewer = open_viewer(phone, served.page_url)
-        viewer.wait_for("s.framesDrawn >= 5 && s.rowsDrawn >= 5")
-        layout = viewer.page.evaluate("""() => {
-            const box = (id) => document.getElementById(id).getBoundingClientRect();
-            return {scrollWidth: document.documentElement.scrollWidth,
-                    innerWidth: window.innerWidth,
-                    spectrum: box("spectrum").toJSON(), waterfall: box("waterfall").toJSON()};
-        }""")
-        assert layout["scrollWidth"] <= layout["innerWidth"], layout
-        for name in ("spectrum", "waterfall"):
-            rect = layout[name]
-            assert rect["width"] > 200 and rect["height"] > 100, (name, rect)
-            assert rect["left"] >= 0 and rect["right"] <= layout["innerWidth"], (name, rect)
-        assert viewer.page.is_visible("#spectrum") and viewer.page.is_visible("#waterfall")
-        assert viewer.errors == []
-    finally:
-        phone.close()
+    viewer = open_viewer(phone, served.page_url)
+    viewer.wait_for("s.framesDrawn >= 5 && s.rowsDrawn >= 5")
+    layout = viewer.page.evaluate("""() => {
+        const box = (id) => document.getElementById(id).getBoundingClientRect();
+        return {scrollWidth: document.documentElement.scrollWidth,
+                innerWidth: window.innerWidth,
+                spectrum: box("spectrum").toJSON(), waterfall: box("waterfall").toJSON()};
+    }""")
+    assert layout["scrollWidth"] <= layout["innerWidth"], layout
+    for name in ("spectrum", "waterfall"):
+        rect = layout[name]
+        assert rect["width"] > 200 and rect["height"] > 100, (name, rect)
+        assert rect["left"] >= 0 and rect["right"] <= layout["innerWidth"], (name, rect)
+    assert viewer.page.is_visible("#spectrum") and viewer.page.is_visible("#waterfall")
+    assert viewer.errors == []
 
 
 def test_compress_once_frames_are_inflated_and_drawn(served: Served,
@@ -364,6 +396,142 @@ def test_compress_once_frames_are_inflated_and_drawn(served: Served,
     expected_x = (CARRIER_BIN + 0.5) / BINS * columns["width"]
     brightest_x = int(np.argmax(columns["brightness"])) + 0.5
     assert abs(brightest_x - expected_x) <= 3, (brightest_x, expected_x)
+    assert viewer.errors == []
+
+
+# -- two traces -----------------------------------------------------------------------------
+
+# Both traces of the next frame the page receives, and their detectors.
+NEXT_FRAME_JS = """() => new Promise((resolve) => {
+    window.argosViewer.client.addEventListener("frame", (event) => {
+        const frame = event.detail.frame;
+        resolve({detector: frame.detector, secondDetector: frame.secondDetector,
+                 first: Array.from(frame.power),
+                 second: frame.secondPowerDb && Array.from(frame.secondPowerDb)});
+    }, {once: true});
+})"""
+
+# The label of each trace button and which one is pressed.
+TRACE_BUTTONS_JS = """() => Object.fromEntries([...document.querySelectorAll("#traces button")]
+    .map((b) => [b.dataset.show, [b.textContent.trim(), b.getAttribute("aria-pressed")]]))"""
+
+
+def brightest_column_of_newest_rows(viewer: Viewer) -> float:
+    """The waterfall column (its centre, in bins) brightest over the newest rows."""
+    columns = viewer.page.evaluate(WATERFALL_COLUMNS_JS, NEWEST_ROWS)
+    return (int(np.argmax(columns["brightness"])) + 0.5) * BINS / columns["width"]
+
+
+def choose_traces(viewer: Viewer, show: str, drawn: str, *, tap: bool = False) -> None:
+    """Press (or tap) the trace button ``show``; wait until the spectrum draws ``drawn``
+    (trace keys, bottom first) and NEWEST_ROWS more waterfall rows came in."""
+    selector = f"#traces button[data-show='{show}']"
+    if tap:
+        viewer.page.tap(selector)
+    else:
+        viewer.page.click(selector)
+    viewer.wait_for(f"s.traces === '{show}' && s.tracesDrawn.join() === '{drawn}'")
+    rows = viewer.stats()["rowsDrawn"]
+    viewer.wait_for(f"s.rowsDrawn >= {rows + NEWEST_ROWS + 2}")
+    pressed = {key: state for key, (_, state) in viewer.page.evaluate(TRACE_BUTTONS_JS).items()}
+    assert pressed == {key: str(key == show).lower() for key in ("both", "first", "second")}
+
+
+def test_viewer_draws_peak_and_average_from_an_app_with_a_second_trace(
+        context: BrowserContext) -> None:
+    """Against argos-spectrum --second-detector average the page asks for the second trace,
+    draws the average under the peak (no bin of it above the peak), names both in the
+    trace control and the stream line, and logs no error."""
+    with running(APP + ["--second-detector", "average"], REPO_ROOT, url_pattern=URL_LINE,
+                 name="argos-spectrum") as app:
+        viewer = open_viewer(context, app.wait_for_url().replace("ws://", "http://"))
+        viewer.wait_for("s.state === 'open' && s.secondFramesReceived >= 10 && "
+                        "s.tracesDrawn.join() === 'second,first'")
+        frame = viewer.page.evaluate(NEXT_FRAME_JS)
+        stats = viewer.stats()
+        client_url = viewer.page.evaluate("window.argosViewer.client.url")
+        buttons = viewer.page.evaluate(TRACE_BUTTONS_JS)
+        stream_info = viewer.page.inner_text("#stream-info")
+        assert viewer.page.is_visible("#traces")
+    assert "second_trace=1" in client_url
+    assert (stats["detector"], stats["secondDetector"]) == ("peak", "average")
+    assert (frame["detector"], frame["secondDetector"]) == ("peak", "average")
+    first, second = np.array(frame["first"]), np.array(frame["second"])
+    assert np.all(second <= first + 1e-3), "an average above the peak of its own period"
+    assert np.median(first) - np.median(second) > 1.0, "the peak is not above the average"
+    assert buttons == {"both": ["both", "true"], "first": ["peak", "false"],
+                       "second": ["average", "false"]}
+    assert "peak + average" in stream_info
+    assert viewer.errors == []
+
+
+def test_trace_control_shows_both_the_first_or_the_second(two_trace_served: Served,
+                                                          context: BrowserContext) -> None:
+    """?traces=second starts with only the second trace; the buttons switch to the first
+    alone, both (the second under the first) and back; the waterfall follows the first
+    trace unless only the second is shown; the server sends this page two-trace frames."""
+    viewer = open_viewer(context, two_trace_served.page_url + "?traces=second")
+    viewer.wait_for("s.secondFramesReceived >= 5 && s.tracesDrawn.join() === 'second' && "
+                    f"s.rowsDrawn >= {NEWEST_ROWS + 5}")
+    clients = two_trace_served.server.stats()["clients"]
+    assert [c["format"] for c in clients] == ["float32+second_trace"], clients
+    assert abs(brightest_column_of_newest_rows(viewer) - SECOND_CARRIER_BIN) <= 3
+    for show, drawn, carrier_bin in [("first", "first", CARRIER_BIN),
+                                     ("both", "second,first", CARRIER_BIN),
+                                     ("second", "second", SECOND_CARRIER_BIN)]:
+        choose_traces(viewer, show, drawn)
+        assert abs(brightest_column_of_newest_rows(viewer) - carrier_bin) <= 3, show
+    assert viewer.errors == []
+
+
+def test_without_a_second_trace_the_control_is_hidden_and_frames_render(
+        served: Served, context: BrowserContext) -> None:
+    """A stream without a second trace: the control stays hidden, the page asks for no
+    format (the server sends it the stream's own frames), draws the one trace and its
+    carrier, even with ?traces=second."""
+    viewer = open_viewer(context, served.page_url + "?traces=second")
+    viewer.wait_for("s.state === 'open' && s.framesDrawn >= 10 && "
+                    f"s.rowsDrawn >= {NEWEST_ROWS + 5}")
+    stats = viewer.stats()
+    assert stats["tracesDrawn"] == ["first"]
+    assert (stats["secondDetector"], stats["secondFramesReceived"]) == ("", 0)
+    assert viewer.page.is_hidden("#traces")
+    assert viewer.page.evaluate("window.argosViewer.client.url") == served.server.url
+    assert [c["format"] for c in served.server.stats()["clients"]] == [None]
+    assert abs(brightest_column_of_newest_rows(viewer) - CARRIER_BIN) <= 3
+    assert viewer.errors == []
+
+
+def test_trace_control_on_a_phone_with_touch(two_trace_served: Served,
+                                             phone: BrowserContext) -> None:
+    """At 390x844 with touch the trace buttons are on screen, finger-sized and overlap no
+    other control or plot, and tapping them switches the traces."""
+    viewer = open_viewer(phone, two_trace_served.page_url)
+    viewer.wait_for("s.tracesDrawn.join() === 'second,first'")
+    layout = viewer.page.evaluate("""() => {
+        const box = (e) => e.getBoundingClientRect().toJSON();
+        const others = [...document.querySelectorAll(
+            ".controls input, .controls select, .controls button:not(#traces button), " +
+            "#readout, #spectrum, #waterfall")].map(box);
+        return {scrollWidth: document.documentElement.scrollWidth,
+                innerWidth: window.innerWidth,
+                buttons: [...document.querySelectorAll("#traces button")].map(box), others};
+    }""")
+    assert layout["scrollWidth"] <= layout["innerWidth"], layout
+
+    def overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+        return (min(a["right"], b["right"]) > max(a["left"], b["left"])
+                and min(a["bottom"], b["bottom"]) > max(a["top"], b["top"]))
+
+    buttons = layout["buttons"]
+    for i, button in enumerate(buttons):
+        assert button["left"] >= 0 and button["right"] <= layout["innerWidth"], button
+        assert button["height"] >= 44, button
+        for other in buttons[i + 1:] + layout["others"]:
+            assert not overlap(button, other), (button, other)
+    choose_traces(viewer, "second", "second", tap=True)
+    choose_traces(viewer, "first", "first", tap=True)
+    choose_traces(viewer, "both", "second,first", tap=True)
     assert viewer.errors == []
 
 
@@ -519,32 +687,27 @@ def test_a_saved_token_the_server_refuses_is_forgotten(token_served: Served,
         stale.close()
 
 
-def test_logging_in_on_a_phone_with_touch(token_served: Served, browser: Browser) -> None:
+def test_logging_in_on_a_phone_with_touch(token_served: Served, phone: BrowserContext) -> None:
     """At 390x844 with touch the form fits the screen, its controls are finger-sized, and
     tapping the field, "remember" and Connect logs in."""
-    phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=3,
-                                is_mobile=True, has_touch=True)
-    try:
-        viewer = open_viewer(phone, token_served.page_url)
-        wait_for_login_form(viewer)
-        layout = viewer.page.evaluate("""() => {
-            const box = (selector) => document.querySelector(selector).getBoundingClientRect().toJSON();
-            return {scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth,
-                    innerHeight: window.innerHeight, card: box("#login-form"),
-                    field: box("#login-token"), remember: box("#login .check"),
-                    connect: box("#login-form button")};
-        }""")
-        assert layout["scrollWidth"] <= layout["innerWidth"], layout
-        card = layout["card"]
-        assert card["left"] >= 0 and card["right"] <= layout["innerWidth"], layout
-        assert card["bottom"] <= layout["innerHeight"], layout
-        for name in ("field", "remember", "connect"):
-            assert layout[name]["height"] >= 44, (name, layout[name])
-        viewer.page.tap("#login-token")
-        viewer.page.keyboard.type(TOKEN)
-        viewer.page.tap("#login .check")
-        viewer.page.tap("#login-form button")
-        wait_for_live_spectrum(viewer)
-        assert viewer.page.evaluate(STORED_TOKENS_JS)["local"] == [TOKEN]
-    finally:
-        phone.close()
+    viewer = open_viewer(phone, token_served.page_url)
+    wait_for_login_form(viewer)
+    layout = viewer.page.evaluate("""() => {
+        const box = (selector) => document.querySelector(selector).getBoundingClientRect().toJSON();
+        return {scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth,
+                innerHeight: window.innerHeight, card: box("#login-form"),
+                field: box("#login-token"), remember: box("#login .check"),
+                connect: box("#login-form button")};
+    }""")
+    assert layout["scrollWidth"] <= layout["innerWidth"], layout
+    card = layout["card"]
+    assert card["left"] >= 0 and card["right"] <= layout["innerWidth"], layout
+    assert card["bottom"] <= layout["innerHeight"], layout
+    for name in ("field", "remember", "connect"):
+        assert layout[name]["height"] >= 44, (name, layout[name])
+    viewer.page.tap("#login-token")
+    viewer.page.keyboard.type(TOKEN)
+    viewer.page.tap("#login .check")
+    viewer.page.tap("#login-form button")
+    wait_for_live_spectrum(viewer)
+    assert viewer.page.evaluate(STORED_TOKENS_JS)["local"] == [TOKEN]

@@ -12,10 +12,20 @@ export class ProtocolError extends Error {
   readonly name: "ProtocolError";
 }
 
+/** What a trace shows of its frame period (header bytes 11 and 14); "" = not stated. */
+export type Detector = "peak" | "average" | "sample" | "";
+
 /** One decoded spectrum frame. */
 export interface SpectrumFrame {
   /** Power per bin in dB, lowest frequency first (a copy: yours to keep or change). */
   power: Float32Array;
+  /** The detector of `power`. */
+  detector: Detector;
+  /** The second trace over the same bins and period (flags bit 1, sent only to a client
+   * that asked with secondTrace), in dB like `power`; null without one. */
+  secondPowerDb: Float32Array | null;
+  /** The detector of `secondPowerDb` ("" without a second trace). */
+  secondDetector: Detector;
   /** Centre frequency of the spectrum, Hz. */
   centerFreqHz: number;
   /** Frequency span covered by the bins, Hz. */
@@ -36,7 +46,7 @@ export interface SpectrumFrame {
   timestampMs: number;
   /** Payload encoding as sent: 0 = float32, 1 = int16, 2 = uint8 (power is float32 dB either way). */
   encoding: number;
-  /** Header flags as sent: bit 0 = the payload was deflated. */
+  /** Header flags as sent: bit 0 = the payload was deflated, bit 1 = a second trace. */
   flags: number;
   /** Offset of the payload in the frame, bytes (64, or more with header extensions). */
   headerLen: number;
@@ -93,7 +103,13 @@ export interface StreamDescription {
   span_hz: number;
   /** "float32" = encoding 0. */
   encoding: string;
+  /** A "uint8" stream's fixed step in dB (0: automatic). */
+  step_db?: number;
   fps: number;
+  /** What the frames show of each frame period, when the producer says. */
+  detector?: Exclude<Detector, "">;
+  /** The detector of the second trace, for a stream that offers one (ask with secondTrace). */
+  second_detector?: Exclude<Detector, "">;
   [key: string]: unknown;
 }
 
@@ -261,6 +277,14 @@ export interface WebSocketLike {
 
 export type WebSocketConstructor = new (url: string) => WebSocketLike;
 
+/** A frame format to ask the server for (the options of the same names). */
+export interface FrameFormat {
+  encoding: FrameEncoding;
+  compress?: boolean;
+  stepDb?: number;
+  secondTrace?: boolean;
+}
+
 export interface ArgosClientOptions {
   /** Ceiling of the first reconnect delay, ms (default 500). */
   backoffBaseMs?: number;
@@ -289,6 +313,9 @@ export interface ArgosClientOptions {
    * encoding "uint8".
    */
   stepDb?: number;
+  /** Also receive the second trace of streams that offer one (`second_trace=1` in the URL
+   * query): `frame.secondPowerDb`. Without an encoding, asks for float32. */
+  secondTrace?: boolean;
   /**
    * The server's token, sent in a first {"type": "auth", "token": ...} message on every
    * connection (never in the URL); null or absent: none. A TypeError (that does not show
@@ -337,11 +364,20 @@ export class ArgosClient extends EventTarget {
    *   by default the page's own server.
    * @throws {TypeError} for a URL that is not a WebSocket URL, no WebSocket implementation,
    *   or a token no server could hold.
-   * @throws {RangeError} for an invalid duration.
+   * @throws {RangeError} for an invalid duration, encoding or stepDb.
    */
   constructor(url?: string, options?: ArgosClientOptions);
-  /** The ws:// or wss:// URL connected to. */
+  /** The ws:// or wss:// URL connected to, with the frame format asked for in its query. */
   readonly url: string;
+  /** The frame format asked for (a copy); encoding undefined: each stream's own. */
+  readonly format: { encoding: FrameEncoding | undefined; compress: boolean; stepDb: number;
+    secondTrace: boolean };
+  /**
+   * Ask for another frame format: a set_encoding message on an open connection (confirmed
+   * by the server's "encoding" message) and the URL query of every later connection.
+   * @throws {RangeError} for an unknown encoding, a bad stepDb, or no encoding.
+   */
+  setFormat(format: FrameFormat): void;
   /** "closed" until connect(), and after close(). */
   readonly state: ConnectionState;
   /** A copy of the counters since the client was created. */

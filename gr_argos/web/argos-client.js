@@ -28,7 +28,10 @@ const ENCODING_NAMES = {
 const BYTES_PER_BIN = { [ENCODING_FLOAT32]: 4, [ENCODING_INT16]: 2, [ENCODING_UINT8]: 1 };
 const INT16_STEPS_PER_DB = 100;
 const FLAG_COMPRESSED = 0x0001; // the payload is a raw deflate stream (RFC 1951)
-const KNOWN_FLAGS = FLAG_COMPRESSED;
+const FLAG_SECOND_TRACE = 0x0002; // a second trace of bin_count values follows the first
+const KNOWN_FLAGS = FLAG_COMPRESSED | FLAG_SECOND_TRACE;
+// Header bytes 11 and 14; a code this module does not know reads as "" (not stated).
+const DETECTOR_NAMES = { 0: "", 1: "sample", 2: "peak", 3: "average" };
 /** The payload encodings a client can ask for (the `encoding` option, `set_encoding`). */
 export const ENCODINGS = Object.freeze(Object.values(ENCODING_NAMES));
 // A fixed uint8 step (the `stepDb` option, `step_db` on the wire) is 0 or in this range, dB.
@@ -63,10 +66,12 @@ export class ProtocolError extends Error {
  * gr_argos/protocol.py, so both reject the same frames with the same words.
  *
  * @param {ArrayBuffer | ArrayBufferView} data the frame: header then payload.
- * @returns {object} the frame; `power` is a new Float32Array of the bins in dB.
+ * @returns {object} the frame; `power` is a new Float32Array of the bins in dB, and
+ *   `secondPowerDb` another one for the second trace of a frame with flag bit 1 (else null).
  * @throws {ProtocolError} if the frame is truncated, is not a v1 spectrum frame, uses a
- *   flag or encoding v1 does not define, has a bad uint8 scale, its payload length does
- *   not match bin_count, or its payload is compressed (flags bit 0).
+ *   flag or encoding v1 does not define, has a bad uint8 scale or no bins, its payload
+ *   length does not match bin_count (twice bin_count with flag bit 1), or its payload is
+ *   compressed (flags bit 0).
  */
 export function decodeFrame(data) {
   const header = readHeader(data);
@@ -79,25 +84,24 @@ export function decodeFrame(data) {
 
 /**
  * Decode any v1 binary spectrum frame, inflating a compressed payload (flags bit 0) with
- * `DecompressionStream("deflate-raw")`; inflating stops at the bytes bin_count needs, so a
- * decompression bomb is refused, not expanded.
+ * `DecompressionStream("deflate-raw")`; inflating stops at the bytes bin_count needs (in
+ * each of 2 traces with flag bit 1), so a decompression bomb is refused, not expanded.
  *
  * @param {ArrayBuffer | ArrayBufferView} data the frame: header then payload (copied
  *   before this returns its promise, so the caller may reuse the buffer).
  * @returns {Promise<object>} the frame, as decodeFrame returns it.
  * @throws {ProtocolError} (as a rejection) for everything decodeFrame refuses except
  *   compression, and for a payload that is not a raw deflate stream or inflates to
- *   anything but bin_count bins.
+ *   anything but bin_count bins per trace.
  */
 export async function decodeFrameAsync(data) {
   const header = readHeader(data);
   if (!(header.flags & FLAG_COMPRESSED)) {
     return finishFrame(header, header.bytes.subarray(header.headerLen), false);
   }
-  if (header.binCount === 0) throw new ProtocolError("frame has no bins");
   const compressed = header.bytes.slice(header.headerLen);
-  const expected = header.binCount * BYTES_PER_BIN[header.encoding];
-  const payload = await inflateRaw(compressed, expected, `${header.binCount} ${binsName(header)}`);
+  const payload = await inflateRaw(compressed, header.payloadBytes,
+    `${header.binCount} ${binsName(header)}`);
   return finishFrame(header, payload, true);
 }
 
@@ -143,19 +147,25 @@ function readHeader(data) {
     throw new ProtocolError(`bad uint8 scale: offset ${scaleOffsetDb} dB, step ${scaleStepDb} dB ` +
       "(both must be finite and the step > 0)");
   }
+  const binCount = view.getUint32(28, true);
+  if (binCount === 0) {
+    // Before the payload checks, which would blame the payload's length or deflate data.
+    throw new ProtocolError("frame has no bins");
+  }
+  const traces = flags & FLAG_SECOND_TRACE ? 2 : 1;
   return {
     bytes, view, version, msgType, headerLen, flags, encoding, scaleOffsetDb, scaleStepDb,
-    binCount: view.getUint32(28, true),
+    binCount, traces, payloadBytes: traces * binCount * BYTES_PER_BIN[encoding],
   };
 }
 
 function binsName(header) {
-  return `${ENCODING_NAMES[header.encoding]} bins (encoding ${header.encoding})`;
+  return `${ENCODING_NAMES[header.encoding]} bins (encoding ${header.encoding})` +
+    (header.traces === 2 ? " in each of 2 traces" : "");
 }
 
 function finishFrame(header, payload, inflated) {
-  const { view, binCount, encoding } = header;
-  const expectedBytes = binCount * BYTES_PER_BIN[encoding];
+  const { view, binCount, payloadBytes: expectedBytes } = header;
   if (payload.byteLength !== expectedBytes) {
     const kind = inflated ? "decompressed payload" : "payload";
     throw new ProtocolError(
@@ -163,13 +173,14 @@ function finishFrame(header, payload, inflated) {
       `need ${expectedBytes}` +
       (payload.byteLength < expectedBytes && !inflated ? " (frame truncated)" : ""));
   }
-  if (binCount === 0) {
-    throw new ProtocolError("frame has no bins");
-  }
+  const second = header.traces === 2;
   const sequenceBig = view.getBigUint64(16, true);
   const timestampNs = view.getBigInt64(32, true);
   return {
-    power: readPower(header, payload),
+    power: readPower(header, payload, 0),
+    detector: DETECTOR_NAMES[view.getUint8(11)] ?? "",
+    secondPowerDb: second ? readPower(header, payload, binCount) : null,
+    secondDetector: second ? DETECTOR_NAMES[view.getUint8(14)] ?? "" : "",
     centerFreqHz: view.getFloat64(40, true),
     spanHz: view.getFloat64(48, true),
     binCount,
@@ -179,7 +190,7 @@ function finishFrame(header, payload, inflated) {
     streamId: view.getUint16(12, true),
     timestampNs,
     timestampMs: Number(timestampNs) / 1e6,
-    encoding,
+    encoding: header.encoding,
     flags: header.flags,
     headerLen: header.headerLen,
     version: header.version,
@@ -251,20 +262,23 @@ function asBytes(data) {
     `a frame must be an ArrayBuffer or a typed array, got ${Object.prototype.toString.call(data)}`);
 }
 
-/** The bins in dB as a new Float32Array (a copy: the frame must not change when the
- * caller reuses the message buffer). Quantized values are computed as Numbers (float64)
- * and rounded to float32 once, as gr_argos/protocol.py does. */
-function readPower(header, payload) {
+/** The bin_count bins from bin `first` of the payload (0: the first trace, bin_count: the
+ * second) in dB as a new Float32Array (a copy: the frame must not change when the caller
+ * reuses the message buffer). Quantized values are computed as Numbers (float64) and
+ * rounded to float32 once, as gr_argos/protocol.py does. */
+function readPower(header, payload, first) {
   const count = header.binCount;
   const values = new Float32Array(count);
-  const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  const bytesPerBin = BYTES_PER_BIN[header.encoding];
+  const bins = payload.subarray(first * bytesPerBin, (first + count) * bytesPerBin);
+  const view = new DataView(bins.buffer, bins.byteOffset, bins.byteLength);
   if (header.encoding === ENCODING_INT16) {
     for (let i = 0; i < count; i++) values[i] = view.getInt16(2 * i, true) / INT16_STEPS_PER_DB;
   } else if (header.encoding === ENCODING_UINT8) {
     const { scaleOffsetDb: offsetDb, scaleStepDb: stepDb } = header;
-    for (let i = 0; i < count; i++) values[i] = offsetDb + stepDb * payload[i];
+    for (let i = 0; i < count; i++) values[i] = offsetDb + stepDb * bins[i];
   } else if (LITTLE_ENDIAN_HOST) {
-    new Uint8Array(values.buffer).set(payload.subarray(0, 4 * count));
+    new Uint8Array(values.buffer).set(bins);
   } else {
     for (let i = 0; i < count; i++) values[i] = view.getFloat32(4 * i, true);
   }
@@ -433,6 +447,7 @@ const DEFAULT_OPTIONS = {
   encoding: undefined,
   compress: false,
   stepDb: 0,
+  secondTrace: false,
   token: null,
   retryAuthFailure: false,
 };
@@ -456,9 +471,11 @@ export class ArgosClient extends EventTarget {
    *   heartbeatIntervalMs (0: no pings), heartbeatTimeoutMs (0: no dead-link detection),
    *   openTimeoutMs, WebSocket (constructor), random (for the backoff jitter),
    *   encoding ("float32" | "int16" | "uint8": the frame encoding to ask for; default: each
-   *   stream's own), compress (true: ask for deflated payloads) and stepDb (with encoding
-   *   "uint8": a fixed step of 0.01-20 dB, `step_db` in the URL; 0: automatic), all sent in
-   *   the URL query so that they apply from the first frame; token (the server's token,
+   *   stream's own), compress (true: ask for deflated payloads), stepDb (with encoding
+   *   "uint8": a fixed step of 0.01-20 dB, `step_db` in the URL; 0: automatic) and
+   *   secondTrace (true: also the second trace of streams that offer one, `second_trace` in
+   *   the URL), all sent in the URL query so that they apply from the first frame (see
+   *   setFormat to change them later); token (the server's token,
    *   sent in a first `auth` message on every connection, never in the URL; null: none)
    *   and retryAuthFailure (true: retry after the server refused the token).
    * @throws {TypeError} if the URL is not a WebSocket URL or there is no WebSocket, or the
@@ -479,8 +496,8 @@ export class ArgosClient extends EventTarget {
       throw new RangeError(`heartbeatTimeoutMs (${timeoutMs}) must be longer than ` +
         `heartbeatIntervalMs (${intervalMs}), or a quiet link is dropped between two pings`);
     }
-    this.url = withFormat(webSocketUrl(url), settings.encoding, settings.compress,
-      settings.stepDb);
+    this._format = checkFormat(settings);
+    this.url = withFormat(webSocketUrl(url), this._format);
     this._WebSocket = settings.WebSocket ?? globalThis.WebSocket;
     if (typeof this._WebSocket !== "function") {
       throw new TypeError(
@@ -538,6 +555,36 @@ export class ArgosClient extends EventTarget {
     return { ...this._stats };
   }
 
+  /** The frame format this client asks for: a copy of `{encoding, compress, stepDb,
+   * secondTrace}`, `encoding` undefined while it asks for nothing (each stream's own). */
+  get format() {
+    return { ...this._format };
+  }
+
+  /**
+   * Ask for another frame format: a `set_encoding` message on an open connection (the
+   * server's `encoding` message confirms it), and the URL query of every later connection,
+   * so that a reconnect starts with it.
+   *
+   * @param {{encoding: string, compress?: boolean, stepDb?: number, secondTrace?: boolean}} format
+   *   as the options of the same names.
+   * @throws {RangeError} for what the constructor refuses in those options, or no encoding.
+   */
+  setFormat(format) {
+    const checked = checkFormat(format);
+    if (checked.encoding === undefined) {
+      throw new RangeError(`setFormat needs an encoding: one of ${ENCODINGS.join(", ")}`);
+    }
+    this._format = checked;
+    this.url = withFormat(this.url, checked);
+    if (this._openSocketOrNull() !== null) {
+      this.send({
+        type: "set_encoding", encoding: checked.encoding, compress: checked.compress,
+        step_db: checked.stepDb, second_trace: checked.secondTrace,
+      });
+    }
+  }
+
   /**
    * Set the token sent in the first `auth` message of every later connection, or forget it
    * (null). An open connection is not affected; after the server refused a token, set the
@@ -579,11 +626,14 @@ export class ArgosClient extends EventTarget {
    * @throws {Error} if no connection is open.
    */
   send(message) {
-    const ws = this._ws;
-    if (this._state !== "open" || ws === null || ws.readyState !== WS_OPEN) {
-      throw new Error(`not connected to ${this.url} (state ${this._state})`);
-    }
+    const ws = this._openSocketOrNull();
+    if (ws === null) throw new Error(`not connected to ${this.url} (state ${this._state})`);
     ws.send(typeof message === "string" ? message : JSON.stringify(message));
+  }
+
+  _openSocketOrNull() {
+    const ws = this._ws;
+    return this._state === "open" && ws !== null && ws.readyState === WS_OPEN ? ws : null;
   }
 
   // -- connection life cycle -------------------------------------------------------------
@@ -964,8 +1014,12 @@ function checkToken(token) {
   }
 }
 
-/** The URL with the frame format to ask for in its query (see docs/protocol.md). */
-function withFormat(url, encoding, compress, stepDb = 0) {
+/**
+ * The frame format to ask for, checked: `{encoding, compress, stepDb, secondTrace}`. An
+ * encoding of undefined asks for nothing (each stream's own format); compress or
+ * secondTrace without an encoding ask for float32, as the server reads such a URL.
+ */
+function checkFormat({ encoding, compress = false, stepDb = 0, secondTrace = false }) {
   if (typeof stepDb !== "number" ||
       !(stepDb === 0 || (stepDb >= STEP_DB_MIN && stepDb <= STEP_DB_MAX))) {
     throw new RangeError(`stepDb must be 0 (automatic) or a number of dB from ${STEP_DB_MIN} ` +
@@ -975,16 +1029,28 @@ function withFormat(url, encoding, compress, stepDb = 0) {
     throw new RangeError(`stepDb applies to the uint8 encoding only: ask for encoding ` +
       `"uint8" too (got ${JSON.stringify(encoding)})`);
   }
-  if (encoding === undefined && !compress) return url;
   if (encoding !== undefined && !ENCODINGS.includes(encoding)) {
     throw new RangeError(`unknown encoding ${JSON.stringify(encoding)}: use one of ` +
       ENCODINGS.map((name) => JSON.stringify(name)).join(", "));
   }
+  compress = Boolean(compress);
+  secondTrace = Boolean(secondTrace);
+  if (encoding === undefined && (compress || secondTrace)) encoding = "float32";
+  return { encoding, compress, stepDb, secondTrace };
+}
+
+/** The URL with a checked frame format in its query (see docs/protocol.md); a format that
+ * asks for nothing leaves the URL as it is. */
+function withFormat(url, { encoding, compress, stepDb, secondTrace }) {
+  if (encoding === undefined) return url;
   const parsed = new URL(url);
-  parsed.searchParams.set("encoding", encoding ?? "float32");
+  for (const key of ["encoding", "compress", "step_db", "second_trace"]) {
+    parsed.searchParams.delete(key);
+  }
+  parsed.searchParams.set("encoding", encoding);
   if (compress) parsed.searchParams.set("compress", "1");
   if (stepDb !== 0) parsed.searchParams.set("step_db", String(stepDb));
-  else parsed.searchParams.delete("step_db");
+  if (secondTrace) parsed.searchParams.set("second_trace", "1");
   return parsed.href;
 }
 

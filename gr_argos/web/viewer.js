@@ -1,4 +1,5 @@
-// gr-argos browser viewer: live spectrum trace, peak hold and a scrolling waterfall.
+// gr-argos browser viewer: live spectrum trace (two of them, e.g. peak over average, when the
+// stream offers a second trace), peak hold and a scrolling waterfall.
 //
 // Frames only update state (the latest frame, the peak hold, one pending waterfall row); all
 // drawing happens in one requestAnimationFrame callback, so a slow or hidden tab draws the
@@ -23,6 +24,9 @@ const RECENT_STATES = 20;
 const CLIENT_OPTIONS = [
   "backoffBaseMs", "backoffCapMs", "stableAfterMs", "heartbeatIntervalMs", "heartbeatTimeoutMs",
 ];
+// Which traces of a stream with a second trace are shown; the first one is the default
+// everywhere else (a stream without one, the waterfall unless only the second is shown).
+const TRACE_CHOICES = ["both", "first", "second"];
 
 const ROW_DATA = 0;
 const ROW_GAP = 1;
@@ -35,8 +39,12 @@ const COLORS = {
   grid: "rgba(120, 140, 170, 0.16)",
   gridStrong: "rgba(120, 140, 170, 0.32)",
   label: "#8a94a6",
-  trace: "#7fd7ff",
-  traceFill: ["rgba(79, 195, 247, 0.35)", "rgba(79, 195, 247, 0.02)"],
+  // Per trace: the first (e.g. peak) bright blue, the second (e.g. average) green.
+  trace: { first: "#7fd7ff", second: "#6ee07a" },
+  traceFill: {
+    first: ["rgba(79, 195, 247, 0.35)", "rgba(79, 195, 247, 0.02)"],
+    second: ["rgba(110, 224, 122, 0.30)", "rgba(110, 224, 122, 0.02)"],
+  },
   peak: "rgba(255, 213, 79, 0.85)",
 };
 
@@ -233,17 +241,26 @@ class SpectrumPlot {
     if (this.columnMax.length !== this.plot.width) {
       this.columnMax = new Float32Array(this.plot.width);
     }
-    this.fill = this.ctx.createLinearGradient(0, this.plot.top, 0, this.plot.top + this.plot.height);
-    this.fill.addColorStop(0, COLORS.traceFill[0]);
-    this.fill.addColorStop(1, COLORS.traceFill[1]);
+    this.fills = {};
+    for (const [key, [top, bottom]] of Object.entries(COLORS.traceFill)) {
+      const fill = this.ctx.createLinearGradient(0, this.plot.top, 0, this.plot.top + this.plot.height);
+      fill.addColorStop(0, top);
+      fill.addColorStop(1, bottom);
+      this.fills[key] = fill;
+    }
   }
 
-  draw({ power, peak, dbMin, dbMax, axis }) {
+  /**
+   * Draw the grid, then `traces` ({key: "first" | "second", values}, bottom first; the
+   * last, the one the waterfall shows, filled underneath), the peak hold and, given one,
+   * a legend ({key, label} per trace, the top one first).
+   */
+  draw({ traces, peak, dbMin, dbMax, axis, legend }) {
     const { ctx, plot, dpr } = this;
     ctx.fillStyle = COLORS.background;
     ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
     this.drawGrid(dbMin, dbMax, axis);
-    if (!power) return;
+    if (!traces.length) return;
     const y = (db) => {
       const t = (db - dbMin) / (dbMax - dbMin);
       const clamped = t < 0 || !(t === t) ? 0 : t > 1 ? 1 : t; // NaN and -inf go to the floor
@@ -253,27 +270,58 @@ class SpectrumPlot {
     ctx.beginPath();
     ctx.rect(plot.left, plot.top, plot.width, plot.height);
     ctx.clip();
-    const live = this.reduce(power);
+    const top = traces.at(-1);
     ctx.beginPath();
-    this.tracePath(live, power.length, y);
+    this.tracePath(this.reduce(top.values), top.values.length, y);
     ctx.lineTo(plot.left + plot.width, plot.top + plot.height);
     ctx.lineTo(plot.left, plot.top + plot.height);
     ctx.closePath();
-    ctx.fillStyle = this.fill;
+    ctx.fillStyle = this.fills[top.key];
     ctx.fill();
-    ctx.beginPath();
-    this.tracePath(live, power.length, y);
     ctx.lineWidth = Math.max(1, dpr);
-    ctx.strokeStyle = COLORS.trace;
-    ctx.stroke();
+    for (const { key, values } of traces) {
+      ctx.beginPath();
+      this.tracePath(this.reduce(values), values.length, y); // reduce() reuses one buffer
+      ctx.strokeStyle = COLORS.trace[key];
+      ctx.stroke();
+    }
     if (peak) {
       ctx.beginPath();
       this.tracePath(this.reduce(peak), peak.length, y);
       ctx.strokeStyle = COLORS.peak;
-      ctx.lineWidth = Math.max(1, dpr);
       ctx.stroke();
     }
     ctx.restore();
+    if (legend) this.drawLegend(legend);
+  }
+
+  /** A line of colour and the detector's name per trace, first to last from the left, in
+   * the plot's top right corner on a backdrop that keeps it readable over the traces. */
+  drawLegend(entries) {
+    const { ctx, plot, dpr } = this;
+    ctx.font = `${Math.round(11 * dpr)}px system-ui, sans-serif`;
+    ctx.textAlign = "left";
+    ctx.textBaseline = "middle";
+    const line = 14 * dpr;
+    const gap = 5 * dpr;
+    const pad = 6 * dpr;
+    const widths = entries.map(({ label }) => line + gap + ctx.measureText(label).width);
+    const width = widths.reduce((sum, w) => sum + w, 0) + 3 * gap * (entries.length - 1);
+    let x = plot.left + plot.width - width - 2 * pad;
+    const yy = plot.top + pad + 6 * dpr;
+    ctx.fillStyle = "rgba(7, 9, 13, 0.75)";
+    ctx.fillRect(x - pad, plot.top + 2, width + 2 * pad, 12 * dpr + 2 * pad - 2);
+    ctx.lineWidth = 2 * dpr;
+    entries.forEach(({ key, label }, i) => {
+      ctx.strokeStyle = COLORS.trace[key];
+      ctx.beginPath();
+      ctx.moveTo(x, yy);
+      ctx.lineTo(x + line, yy);
+      ctx.stroke();
+      ctx.fillStyle = COLORS.label;
+      ctx.fillText(label, x + line + gap, yy);
+      x += widths[i] + 3 * gap;
+    });
   }
 
   /** Per-pixel maxima of `values` when there are more bins than pixels, else `values`. */
@@ -389,16 +437,16 @@ class AutoRange {
     this.last = 0;
   }
 
-  /** [min, max] fitted to `power`, moving `current` only when it no longer fits well. */
-  fit(power, [currentMin, currentMax]) {
-    if (this.scratch.length !== power.length) this.scratch = new Float32Array(power.length);
-    const sorted = this.scratch;
-    sorted.set(power);
-    sorted.sort();
-    let low = 0;
-    while (low < sorted.length - 1 && !Number.isFinite(sorted[low])) low++;
-    const floor = sorted[Math.floor(low + (sorted.length - low) / 2)];
-    let top = sorted[sorted.length - 1];
+  /** [min, max] fitted to the traces shown (the lowest noise floor, the highest peak),
+   * moving `current` only when it no longer fits well. */
+  fit(traces, [currentMin, currentMax]) {
+    let floor = Infinity;
+    let top = -Infinity;
+    for (const power of traces) {
+      const [traceFloor, traceTop] = this.floorAndTop(power);
+      floor = Math.min(floor, traceFloor);
+      top = Math.max(top, traceTop);
+    }
     if (!Number.isFinite(floor) || !Number.isFinite(top)) return [currentMin, currentMax];
     top = Math.max(top, floor + 20);
     const wantMin = floor - 8;
@@ -412,6 +460,17 @@ class AutoRange {
       max = Math.ceil(wantMax / RANGE_SNAP_DB) * RANGE_SNAP_DB;
     }
     return [min, max];
+  }
+
+  /** The median of the finite values of `power` (the noise floor) and its maximum. */
+  floorAndTop(power) {
+    if (this.scratch.length !== power.length) this.scratch = new Float32Array(power.length);
+    const sorted = this.scratch;
+    sorted.set(power);
+    sorted.sort();
+    let low = 0;
+    while (low < sorted.length - 1 && !Number.isFinite(sorted[low])) low++;
+    return [sorted[Math.floor(low + (sorted.length - low) / 2)], sorted[sorted.length - 1]];
   }
 }
 
@@ -465,6 +524,7 @@ function main() {
     age: $("age"), notice: $("notice"), streamInfo: $("stream-info"),
     dbMin: $("db-min"), dbMax: $("db-max"), auto: $("auto"), peakHold: $("peak-hold"),
     peakReset: $("peak-reset"), colormap: $("colormap"), readout: $("readout"),
+    traces: $("traces"), traceButtons: [...document.querySelectorAll("#traces button")],
     spectrum: $("spectrum"), waterfall: $("waterfall"), colorbar: $("colorbar"),
     side: $("side"), gpsPanel: $("gps-panel"), gps: $("gps"),
     devicePanel: $("device-panel"), device: $("device"),
@@ -483,6 +543,10 @@ function main() {
     states: [],
     streamId: params.has("stream") ? Number(params.get("stream")) : null,
     streamName: "",
+    detector: "", // the stream's, from hello ("" when it does not say)
+    secondDetector: "", // "" when the stream offers no second trace
+    traces: TRACE_CHOICES.includes(params.get("traces")) ? params.get("traces") : TRACE_CHOICES[0],
+    tracesDrawn: [], // keys of the traces in the latest drawing, bottom first
     axis: null, // {centerHz, spanHz, bins, startHz, stopHz}
     latest: null,
     ageMs: NaN,
@@ -494,8 +558,8 @@ function main() {
     colormap: COLORMAP_NAMES.includes(params.get("colormap"))
       ? params.get("colormap") : COLORMAP_NAMES[0],
     counters: {
-      framesReceived: 0, framesDrawn: 0, rowsDrawn: 0, gapEvents: 0, gapRowsDrawn: 0,
-      retunes: 0, warnings: 0, errors: 0, gps: 0, status: 0,
+      framesReceived: 0, secondFramesReceived: 0, framesDrawn: 0, rowsDrawn: 0, gapEvents: 0,
+      gapRowsDrawn: 0, retunes: 0, warnings: 0, errors: 0, gps: 0, status: 0,
     },
   };
   let lut = makeLut(view.colormap);
@@ -508,6 +572,21 @@ function main() {
 
   const client = new ArgosClient(serverUrl(), clientOptions());
   setUpLogin(client, new TokenStore(client.url), el.login);
+
+  /** What each trace is called: its detector, else its place. */
+  function traceLabel(key) {
+    return key === "first" ? view.detector || "trace 1" : view.secondDetector || "trace 2";
+  }
+
+  /** The traces of `frame` to draw ({key, values}, bottom first): the second under the
+   * first, or the one chosen. The last is the one the waterfall and the peak hold follow. */
+  function tracesOf(frame) {
+    if (!frame) return [];
+    const first = { key: "first", values: frame.power };
+    if (!frame.secondPowerDb || view.traces === "first") return [first];
+    const second = { key: "second", values: frame.secondPowerDb };
+    return view.traces === "second" ? [second] : [second, first];
+  }
 
   function requestDraw() {
     if (rafPending) return;
@@ -527,7 +606,7 @@ function main() {
     }
     if (view.auto && view.latest && now - autoRange.last >= AUTO_RANGE_INTERVAL_MS) {
       autoRange.last = now;
-      const [min, max] = autoRange.fit(view.latest.power, view.range);
+      const [min, max] = autoRange.fit(tracesOf(view.latest).map((t) => t.values), view.range);
       if (min !== view.range[0] || max !== view.range[1]) setRange(min, max, true);
     }
     if (colorbarDirty) {
@@ -540,13 +619,17 @@ function main() {
       view.counters.gapRowsDrawn += drawn.gapRows;
     }
     if (view.traceDirty) {
+      const traces = tracesOf(view.latest);
       spectrum.draw({
-        power: view.latest?.power,
+        traces,
         peak: view.peakHold ? view.peak : null,
         dbMin: view.range[0],
         dbMax: view.range[1],
         axis: view.axis,
+        legend: view.secondDetector
+          ? traces.map(({ key }) => ({ key, label: traceLabel(key) })).reverse() : null,
       });
+      view.tracesDrawn = traces.map((t) => t.key);
       if (view.latest) view.counters.framesDrawn += 1;
       view.traceDirty = false;
     }
@@ -590,8 +673,45 @@ function main() {
     const a = view.axis;
     if (!a) return;
     const name = view.streamName ? `${view.streamName} · ` : "";
-    el.streamInfo.textContent = `${name}${(a.centerHz / 1e6).toFixed(3)} MHz · span ` +
+    const detectors = view.secondDetector
+      ? `${traceLabel("first")} + ${traceLabel("second")} · `
+      : view.detector ? `${view.detector} · ` : "";
+    el.streamInfo.textContent = `${name}${detectors}${(a.centerHz / 1e6).toFixed(3)} MHz · span ` +
       `${formatHz(a.spanHz)} · ${a.bins} bins · RBW ${formatHz(a.spanHz / a.bins)}`;
+  }
+
+  /** Show the trace control (labelled with the detectors) for a stream with a second trace. */
+  function updateTraceControl() {
+    el.traces.hidden = !view.secondDetector;
+    for (const button of el.traceButtons) {
+      const { show } = button.dataset;
+      button.setAttribute("aria-pressed", String(show === view.traces));
+      const name = button.querySelector(".name");
+      if (name) name.textContent = traceLabel(show);
+      const swatch = button.querySelector(".swatch");
+      if (swatch) swatch.style.background = COLORS.trace[show];
+    }
+  }
+
+  function setTraces(show) {
+    view.traces = show;
+    updateTraceControl();
+    autoRange.last = -Infinity;
+    resetPeak(); // the peak hold follows the waterfall's trace, which may have changed
+  }
+
+  /** Ask for the second trace in the format this client gets now: the one it asked for,
+   * else the stream's own. */
+  function askForSecondTrace(stream) {
+    const asked = client.format;
+    const streamOwn = asked.encoding === undefined;
+    const encoding = streamOwn ? stream.encoding : asked.encoding;
+    client.setFormat({
+      encoding: ENCODINGS.includes(encoding) ? encoding : "float32",
+      compress: asked.compress,
+      stepDb: !streamOwn ? asked.stepDb : encoding === "uint8" ? stream.step_db ?? 0 : 0,
+      secondTrace: true,
+    });
   }
 
   function setAxis(centerHz, spanHz, bins) {
@@ -622,6 +742,10 @@ function main() {
     const streams = event.detail.streams ?? [];
     if (view.streamId === null && streams.length) view.streamId = streams[0].id;
     const stream = streams.find((s) => s.id === view.streamId);
+    view.detector = stream?.detector ?? "";
+    view.secondDetector = stream?.second_detector ?? "";
+    updateTraceControl();
+    if (view.secondDetector && !client.format.secondTrace) askForSecondTrace(stream);
     if (stream) {
       view.streamName = stream.name ?? "";
       if (!view.axis && stream.bins > 0 && stream.span_hz > 0) {
@@ -635,7 +759,7 @@ function main() {
     const { frame, ageMs } = event.detail;
     if (view.streamId === null) view.streamId = frame.streamId;
     if (frame.streamId !== view.streamId) return;
-    const { power, binCount, centerFreqHz, spanHz } = frame;
+    const { binCount, centerFreqHz, spanHz } = frame;
     const a = view.axis;
     if (binCount !== waterfall.bins) {
       waterfall.configure(binCount);
@@ -647,10 +771,12 @@ function main() {
       view.peak.fill(-Infinity);
       setAxis(centerFreqHz, spanHz, binCount);
     }
-    const peak = view.peak;
-    for (let i = 0; i < binCount; i++) if (power[i] > peak[i]) peak[i] = power[i];
-    waterfall.pushSpectrum(power);
     view.latest = frame;
+    const shown = tracesOf(frame).at(-1).values;
+    const peak = view.peak;
+    for (let i = 0; i < binCount; i++) if (shown[i] > peak[i]) peak[i] = shown[i];
+    waterfall.pushSpectrum(shown);
+    if (frame.secondPowerDb) view.counters.secondFramesReceived += 1;
     view.ageMs = Number.isFinite(ageMs) ? ageMs : Date.now() - frame.timestampMs;
     view.counters.framesReceived += 1;
     view.traceDirty = true;
@@ -722,6 +848,9 @@ function main() {
     resetPeak();
   });
   el.peakReset.addEventListener("click", resetPeak);
+  for (const button of el.traceButtons) {
+    button.addEventListener("click", () => setTraces(button.dataset.show));
+  }
 
   const showReadout = (event) => {
     const a = view.axis;
@@ -733,9 +862,11 @@ function main() {
     }
     const hz = a.startHz + fraction * a.spanHz;
     const bin = Math.floor(fraction * a.bins);
-    const db = view.latest && view.latest.binCount === a.bins ? view.latest.power[bin] : NaN;
-    el.readout.textContent = `${(hz / 1e6).toFixed(4)} MHz` +
-      (Number.isFinite(db) ? `  ${db.toFixed(1)} dB` : "");
+    const traces = view.latest?.binCount === a.bins ? tracesOf(view.latest).reverse() : [];
+    const levels = traces.filter(({ values }) => Number.isFinite(values[bin]))
+      .map(({ key, values }) => (traces.length > 1 ? `${traceLabel(key)} ` : "") +
+        `${values[bin].toFixed(1)} dB`);
+    el.readout.textContent = `${(hz / 1e6).toFixed(4)} MHz  ${levels.join(" · ")}`.trimEnd();
   };
   for (const canvas of [el.spectrum, el.waterfall]) {
     canvas.addEventListener("pointermove", showReadout);
@@ -783,6 +914,10 @@ function main() {
         auto: view.auto,
         peakHold: view.peakHold,
         colormap: view.colormap,
+        detector: view.detector,
+        secondDetector: view.secondDetector,
+        traces: view.traces,
+        tracesDrawn: [...view.tracesDrawn],
         axis: view.axis ? { ...view.axis } : null,
         streamId: view.streamId,
         lastSequence: view.latest ? Number(view.latest.sequence) : null,

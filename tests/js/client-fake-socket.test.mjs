@@ -13,6 +13,7 @@ import { ArgosClient, GAP_DROPPED_BY_SERVER, GAP_SEQUENCE_JUMP } from "../../gr_
 
 const WAIT_MS = 10000; // a hang guard, not a speed requirement
 const BASIC = readFileSync(new URL("../vectors/basic.bin", import.meta.url));
+const SECOND_TRACE = readFileSync(new URL("../vectors/second_trace.bin", import.meta.url));
 
 /** The basic.bin test vector (4 bins) with another sequence, missed and stream id. */
 function frameBytes(sequence, { missed = 0, streamId = 0 } = {}) {
@@ -394,6 +395,42 @@ describe("ArgosClient with a fake WebSocket", () => {
     assert.deepEqual(FakeWebSocket.last.sent, [{ type: "stats" }]);
     client.close();
   });
+
+  test("setFormat() sends set_encoding when open and puts the format in later URLs", async () => {
+    const { client, FakeWebSocket } = fakeClient();
+    assert.deepEqual(client.format,
+      { encoding: undefined, compress: false, stepDb: 0, secondTrace: false });
+    client.setFormat({ encoding: "uint8", stepDb: 1 }); // not connected: the URL only
+    assert.equal(client.url, "ws://argos.test:8765/?encoding=uint8&step_db=1");
+    client.connect();
+    const first = FakeWebSocket.last;
+    assert.equal(first.url, client.url);
+    first.open();
+    client.setFormat({ encoding: "float32", secondTrace: true });
+    assert.deepEqual(first.sent, [
+      { type: "set_encoding", encoding: "float32", compress: false, step_db: 0, second_trace: true }]);
+    assert.deepEqual(client.format,
+      { encoding: "float32", compress: false, stepDb: 0, secondTrace: true });
+    first.serverClose();
+    await until(() => FakeWebSocket.sockets.length === 2, "the reconnect");
+    assert.equal(FakeWebSocket.last.url, "ws://argos.test:8765/?encoding=float32&second_trace=1");
+    assert.throws(() => client.setFormat({ compress: false }), /setFormat needs an encoding/);
+    assert.throws(() => client.setFormat({ encoding: "int8" }), /unknown encoding "int8"/);
+    assert.equal(client.format.secondTrace, true, "a refused format changes nothing");
+    client.close();
+  });
+
+  test("a frame with a second trace gives both traces and their detectors in the frame event", () => {
+    const { client, FakeWebSocket, events } = fakeClient({ secondTrace: true });
+    client.connect();
+    FakeWebSocket.last.open();
+    FakeWebSocket.last.receive(new Uint8Array(SECOND_TRACE).buffer);
+    const [{ frame }] = ofType(events, "frame");
+    assert.deepEqual([frame.detector, frame.secondDetector], ["peak", "average"]);
+    assert.deepEqual(Array.from(frame.power), [-90, -40.5, -12.25, -60]);
+    assert.deepEqual(Array.from(frame.secondPowerDb), [-101, -97.5, -30.75, -99.125]);
+    client.close();
+  });
 });
 
 describe("ArgosClient with a token", () => {
@@ -626,5 +663,18 @@ describe("ArgosClient construction", () => {
     }
     assert.throws(() => url({ stepDb: 1 }), /uint8 encoding only/);
     assert.throws(() => url({ encoding: "int16", stepDb: 1 }), RangeError);
+  });
+
+  test("secondTrace goes in the URL as second_trace=1, with encoding float32 unless one is given", () => {
+    const WebSocket = fakeWebSocketClass();
+    const url = (base, options) => new ArgosClient(base, { WebSocket, ...options }).url;
+    assert.equal(url("ws://pi:8765/", { secondTrace: true }),
+      "ws://pi:8765/?encoding=float32&second_trace=1");
+    assert.equal(url("ws://pi:8765/", { encoding: "uint8", compress: true, stepDb: 1, secondTrace: true }),
+      "ws://pi:8765/?encoding=uint8&compress=1&step_db=1&second_trace=1");
+    assert.equal(url("ws://pi:8765/", { secondTrace: false }), "ws://pi:8765/");
+    // A format asked for in the options replaces the one in the URL, as in the Python client.
+    assert.equal(url("ws://pi:8765/x?second_trace=1&compress=1&a=b", { encoding: "int16" }),
+      "ws://pi:8765/x?a=b&encoding=int16");
   });
 });

@@ -1,7 +1,9 @@
 // ArgosClient in Node against a real gr-argos server, started by tests/test_js_client.py.
 //
 // The Python test runs a gr_argos.server.SpectrumServer publishing 16-bin frames (peak of
-// -20 dB at bin sequence % 16, -100 dB elsewhere, 100 MHz centre, 8 MHz span) and a
+// -20 dB at bin sequence % 16, -100 dB elsewhere, 100 MHz centre, 8 MHz span; detector
+// "peak", and a second trace, "average", for clients that ask: -50 dB at bin
+// (sequence + 8) % 16, -110 dB elsewhere) and a
 // scripted server that misbehaves, and passes their URLs in ARGOS_TEST_URL and
 // ARGOS_TEST_SCRIPTED_URL. This file asks it to restart the real server by printing the
 // line "ARGOS-CONTROL restart-server"; the Python side restarts it on the same port, with
@@ -21,6 +23,15 @@ const TOKEN_URL = process.env.ARGOS_TEST_TOKEN_URL;
 const TOKEN = process.env.ARGOS_TEST_TOKEN;
 const WAIT_MS = 30000; // a hang guard, not a speed requirement
 const BINS = 16;
+
+/** Assert that `trace` (dB) is `peakDb` at bin `peakBin` and `floorDb` elsewhere, give or take. */
+function assertTrace(trace, peakBin, peakDb, floorDb, toleranceDb, what) {
+  for (let i = 0; i < BINS; i++) {
+    const expected = i === peakBin ? peakDb : floorDb;
+    assert.ok(Math.abs(trace[i] - expected) <= toleranceDb,
+      `bin ${i} of ${what}: ${trace[i]} dB, expected ${expected}`);
+  }
+}
 
 if ((SERVER_URL || SCRIPTED_URL) && typeof globalThis.WebSocket !== "function") {
   throw new Error("this Node has no global WebSocket: run node with --experimental-websocket " +
@@ -54,6 +65,20 @@ function record(client, ...types) {
   return seen;
 }
 
+/** Connect a client with `options` to the real server; its URL, the server's `encoding`
+ * reply and the first frame. */
+async function replyAndFirstFrame(options) {
+  const client = new ArgosClient(SERVER_URL, options);
+  const reply = nextEvent(client, "message", (m) => m.type === "encoding", "the encoding reply");
+  const frame = nextEvent(client, "frame", () => true, "a frame");
+  client.connect();
+  try {
+    return { url: client.url, reply: await reply, frame: (await frame).frame };
+  } finally {
+    client.close();
+  }
+}
+
 const skip = SERVER_URL ? false : "ARGOS_TEST_URL is not set: run through tests/test_js_client.py";
 
 describe("ArgosClient against a real gr-argos server", { skip }, () => {
@@ -75,20 +100,21 @@ describe("ArgosClient against a real gr-argos server", { skip }, () => {
       assert.equal(greeting.server, "gr-argos");
       assert.equal(greeting.protocol, PROTOCOL_VERSION);
       assert.equal(typeof greeting.session, "string");
-      assert.deepEqual(greeting.streams.map((s) => [s.id, s.bins, s.center_freq_hz, s.span_hz]),
-        [[0, BINS, 100e6, 8e6]]);
+      assert.deepEqual(greeting.streams.map((s) => [s.id, s.bins, s.center_freq_hz, s.span_hz,
+        s.detector, s.second_detector]), [[0, BINS, 100e6, 8e6, "peak", "average"]]);
       assert.equal(client.hello, greeting);
 
       await threeFrames;
       for (const { frame, gap, ageMs, sizeBytes } of frames) {
         assert.deepEqual([frame.streamId, frame.binCount, frame.centerFreqHz, frame.spanHz],
           [0, BINS, 100e6, 8e6]);
-        const peak = frame.sequence % BINS;
-        assert.equal(frame.power[peak], -20, `frame ${frame.sequence}`);
-        assert.ok(frame.power.every((value, i) => i === peak || value === -100));
+        assertTrace(frame.power, frame.sequence % BINS, -20, -100, 0, `frame ${frame.sequence}`);
+        assert.equal(frame.detector, "peak");
         assert.equal(typeof frame.timestampNs, "bigint");
         assert.ok(Number.isFinite(ageMs));
+        // A client that did not ask for the second trace gets the frames of old.
         assert.equal(sizeBytes, 64 + 4 * BINS);
+        assert.deepEqual([frame.flags, frame.secondPowerDb, frame.secondDetector], [0, null, ""]);
         assert.equal(typeof gap, "number");
       }
       const sequences = frames.map((f) => f.frame.sequence);
@@ -132,18 +158,14 @@ describe("ArgosClient against a real gr-argos server", { skip }, () => {
     client.connect();
     try {
       assert.deepEqual(await reply,
-        { type: "encoding", encoding: "uint8", compress: true, step_db: 0 });
+        { type: "encoding", encoding: "uint8", compress: true, step_db: 0, second_trace: false });
       await fiveFrames;
       for (const [index, frame] of frames.entries()) {
         assert.equal(frame.encoding, 2);
         assert.equal(frame.flags, 1);
         if (index > 0) assert.ok(frame.sequence > frames[index - 1].sequence, "out of order");
-        const halfStep = frame.scaleStepDb / 2 + 1e-4;
-        for (let i = 0; i < BINS; i++) {
-          const expected = i === frame.sequence % BINS ? -20 : -100;
-          assert.ok(Math.abs(frame.power[i] - expected) <= halfStep,
-            `bin ${i} of frame ${frame.sequence}: ${frame.power[i]} dB, expected ${expected}`);
-        }
+        assertTrace(frame.power, frame.sequence % BINS, -20, -100, frame.scaleStepDb / 2 + 1e-4,
+          `frame ${frame.sequence}`);
       }
       assert.equal(client.stats.malformed, 0);
     } finally {
@@ -152,21 +174,44 @@ describe("ArgosClient against a real gr-argos server", { skip }, () => {
   });
 
   test("stepDb asks for a fixed uint8 step in the URL; frames use it, on aligned levels", async () => {
-    const client = new ArgosClient(SERVER_URL, { encoding: "uint8", compress: true, stepDb: 1 });
-    assert.match(client.url, /encoding=uint8&compress=1&step_db=1(&|$)/);
-    const reply = nextEvent(client, "message", (m) => m.type === "encoding", "the encoding reply");
-    const frame = nextEvent(client, "frame", () => true, "a frame");
+    const { url, reply, frame } = await replyAndFirstFrame(
+      { encoding: "uint8", compress: true, stepDb: 1 });
+    assert.match(url, /encoding=uint8&compress=1&step_db=1(&|$)/);
+    assert.deepEqual(reply,
+      { type: "encoding", encoding: "uint8", compress: true, step_db: 1, second_trace: false });
+    assert.equal(frame.encoding, 2);
+    assert.equal(frame.scaleStepDb, 1);
+    assert.equal(frame.scaleOffsetDb, -100); // floor(-100 / 1) * 1
+    assertTrace(frame.power, frame.sequence % BINS, -20, -100, 0, "the frame");
+  });
+
+  test("secondTrace in the URL brings both traces, uint8 deflated on one scale", async () => {
+    const { reply, frame } = await replyAndFirstFrame(
+      { encoding: "uint8", compress: true, stepDb: 1, secondTrace: true });
+    assert.deepEqual(reply,
+      { type: "encoding", encoding: "uint8", compress: true, step_db: 1, second_trace: true });
+    assert.deepEqual([frame.flags, frame.encoding, frame.scaleStepDb, frame.scaleOffsetDb],
+      [3, 2, 1, -110]); // -110 dB, the floor of the second trace, is level 0 of both
+    assert.deepEqual([frame.detector, frame.secondDetector], ["peak", "average"]);
+    assertTrace(frame.power, frame.sequence % BINS, -20, -100, 0, "the first trace");
+    assertTrace(frame.secondPowerDb, (frame.sequence + 8) % BINS, -50, -110, 0,
+      "the second trace");
+  });
+
+  test("setFormat() on an open connection switches to frames with the second trace", async () => {
+    const client = new ArgosClient(SERVER_URL);
+    const before = nextEvent(client, "frame", () => true, "a first frame");
     client.connect();
     try {
-      assert.deepEqual(await reply,
-        { type: "encoding", encoding: "uint8", compress: true, step_db: 1 });
-      const { frame: decoded } = await frame;
-      assert.equal(decoded.encoding, 2);
-      assert.equal(decoded.scaleStepDb, 1);
-      assert.equal(decoded.scaleOffsetDb, -100); // floor(-100 / 1) * 1
-      for (let i = 0; i < BINS; i++) {
-        assert.equal(decoded.power[i], i === decoded.sequence % BINS ? -20 : -100);
-      }
+      assert.equal((await before).frame.secondPowerDb, null);
+      const reply = nextEvent(client, "message", (m) => m.type === "encoding", "the encoding reply");
+      const after = reply.then(() => nextEvent(client, "frame", () => true, "a frame after the reply"));
+      client.setFormat({ encoding: "float32", secondTrace: true });
+      assert.equal((await reply).second_trace, true);
+      const { frame, sizeBytes } = await after;
+      assert.equal(sizeBytes, 64 + 2 * 4 * BINS);
+      assertTrace(frame.secondPowerDb, (frame.sequence + 8) % BINS, -50, -110, 0, "the second trace");
+      assert.match(client.url, /\?encoding=float32&second_trace=1$/);
     } finally {
       client.close();
     }

@@ -15,6 +15,9 @@ import {
 } from "../../gr_argos/web/argos-client.js";
 
 const VECTORS = new URL("../vectors/", import.meta.url);
+// Header bytes 11 (detector) and 14 (second_detector): the table in docs/protocol.md.
+const DETECTOR_NAMES = ["", "sample", "peak", "average"];
+const FLAG_SECOND_TRACE = 2;
 const manifest = JSON.parse(readFileSync(new URL("vectors.json", VECTORS), "utf8"));
 
 function load(file) {
@@ -40,7 +43,7 @@ function formulaPayload(p) {
 test("the manifest is for the protocol version this decoder speaks", () => {
   assert.equal(manifest.protocol_version, PROTOCOL_VERSION);
   assert.equal(HEADER_SIZE, 64);
-  assert.ok(manifest.valid.length >= 13 && manifest.invalid.length >= 23);
+  assert.ok(manifest.valid.length >= 19 && manifest.invalid.length >= 24);
   assert.deepEqual(ENCODINGS, ["float32", "int16", "uint8"]);
 });
 
@@ -76,10 +79,21 @@ for (const entry of manifest.valid) {
     assert.equal(frame.spanHz, h.span_hz);
     assert.equal(frame.scaleOffsetDb, h.scale_offset_db);
     assert.equal(frame.scaleStepDb, h.scale_step_db);
+    assert.equal(frame.detector, DETECTOR_NAMES[h.detector]);
     assert.ok(frame.power instanceof Float32Array);
     assert.equal(frame.power.length, h.bin_count);
 
     const payload = entry.payload;
+    if (h.flags & FLAG_SECOND_TRACE) {
+      assert.equal(frame.secondDetector, DETECTOR_NAMES[h.second_detector]);
+      assert.ok(frame.secondPowerDb instanceof Float32Array);
+      assert.deepEqual(Array.from(frame.secondPowerDb), payload.second_values);
+    } else {
+      assert.equal(h.second_detector, 0);
+      assert.equal(frame.secondDetector, "");
+      assert.equal(frame.secondPowerDb, null);
+      assert.equal(payload.second_values, undefined);
+    }
     if (payload.values !== undefined) {
       assert.deepEqual(Array.from(frame.power), payload.values);
       assert.deepEqual(Array.from(binFreqsHz(frame)), payload.bin_freqs_hz);
@@ -117,11 +131,26 @@ test("a frame decodes the same from a Node Buffer, a Uint8Array at an offset and
   }
 });
 
-test("the decoded power is a copy: changing the message buffer later does not change it", () => {
-  const data = arrayBuffer("basic.bin");
+test("the decoded traces are copies: changing the message buffer later does not change them", () => {
+  const data = arrayBuffer("second_trace.bin");
   const frame = decodeFrame(data);
   new Uint8Array(data).fill(0);
-  assert.deepEqual(Array.from(frame.power), manifest.valid[0].payload.values);
+  const { payload } = manifest.valid.find((entry) => entry.file === "second_trace.bin");
+  assert.deepEqual(Array.from(frame.power), payload.values);
+  assert.deepEqual(Array.from(frame.secondPowerDb), payload.second_values);
+});
+
+test("a second trace decodes from a buffer where it is not 4-byte aligned", () => {
+  const bytes = load("second_trace.bin");
+  const padded = new Uint8Array(bytes.length + 1);
+  padded.set(bytes, 1);
+  assert.deepEqual(decodeFrame(padded.subarray(1)), decodeFrame(arrayBuffer("second_trace.bin")));
+});
+
+test("a two-trace frame one byte short of its second trace is refused, saying 2 traces", () => {
+  const bytes = load("second_trace.bin");
+  assert.throws(() => decodeFrame(bytes.subarray(0, bytes.length - 1)),
+    /payload is 31 bytes but 4 float32 bins \(encoding 0\) in each of 2 traces need 32 \(frame truncated\)/);
 });
 
 for (const entry of manifest.invalid) {
