@@ -114,6 +114,10 @@ def test_status_messages_describe_the_source_and_its_measured_rate(
     assert status["stream"] == 0 and status["bins"] == 2048
     assert status["center_freq_hz"] == 100e6 and status["span_hz"] == 8e6
     assert status["frames"] > 0
+    # Overflows the source's driver reports (an "O" on stderr) are counted: none here.
+    assert status["overflows"] == 0
+    assert (status["detector"], status["second_detector"]) == ("peak", "average")
+    assert status["fft_sample_fraction"] == 1.0
 
 
 def test_flags_set_frequency_rate_bins_and_fps(tmp_path: Path) -> None:

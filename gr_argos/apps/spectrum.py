@@ -175,6 +175,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"argos-spectrum: {exc}", file=sys.stderr)
         return EXIT_FAILURE
 
+    # The sources' drivers say they dropped samples with an "O" on stderr: count them into
+    # every status message ("overflows").
+    from gr_argos.apps.overflows import OverflowCounter
+
+    sink = flowgraph.sink
+    sink.set_source_status({"overflows": 0})
+    overflows = OverflowCounter(lambda total: sink.set_source_status({"overflows": total}))
+    overflows.start()
     stop_requested = stop_event_on_signals()
     flowgraph.start()
     url = flowgraph.sink.url
@@ -204,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop_requested.wait(0.2)
     flowgraph.stop()
     flowgraph.wait()
+    overflows.stop()
     print("argos-spectrum: stopped", flush=True)
     return EXIT_OK
 
