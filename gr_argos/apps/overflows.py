@@ -14,6 +14,8 @@ library block must not take over stderr.
 from __future__ import annotations
 
 import os
+import select
+import sys
 import threading
 from typing import Callable
 
@@ -86,6 +88,7 @@ class OverflowCounter:
 
     def stop(self) -> None:
         """Give stderr back (what was written before is passed on first)."""
+        sys.stderr.flush()
         with self._lock:
             saved, self._saved = self._saved, None
             if saved is None:
@@ -100,7 +103,17 @@ class OverflowCounter:
         state = BOUNDARY
         try:
             with open(self._saved_copy(), "wb", buffering=0) as out:
-                while chunk := os.read(self._read_fd, 65536):
+                while True:
+                    # After stop(), what is left is read; a child process that inherited
+                    # the pipe (and so keeps it open) does not hold the pump.
+                    readable, _, _ = select.select([self._read_fd], [], [], 0.2)
+                    if not readable:
+                        if self._saved is None:
+                            break
+                        continue
+                    chunk = os.read(self._read_fd, 65536)
+                    if not chunk:
+                        break
                     out.write(chunk)
                     found, state = count_markers(chunk, state)
                     if found:

@@ -183,6 +183,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     sink.set_source_status({"overflows": 0})
     overflows = OverflowCounter(lambda total: sink.set_source_status({"overflows": total}))
     overflows.start()
+    try:
+        serve(flowgraph, settings)
+    finally:  # stderr back before anything else is written (a traceback included)
+        overflows.stop()
+    print("argos-spectrum: stopped", flush=True)
+    return EXIT_OK
+
+
+def serve(flowgraph: Any, settings: dict[str, Any]) -> None:
+    """Run the flowgraph, say where it serves, and stop it on a signal or when it ends."""
     stop_requested = stop_event_on_signals()
     flowgraph.start()
     url = flowgraph.sink.url
@@ -212,9 +222,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop_requested.wait(0.2)
     flowgraph.stop()
     flowgraph.wait()
-    overflows.stop()
-    print("argos-spectrum: stopped", flush=True)
-    return EXIT_OK
 
 
 if __name__ == "__main__":
