@@ -755,3 +755,32 @@ def test_second_trace_is_parsed_from_set_encoding_and_the_url() -> None:
     assert FrameFormat.parse("int16", True, 0, True).name == "int16+deflate+second_trace"
     with pytest.raises(ProtocolError, match="second_trace must be true or false"):
         FrameFormat.parse("float32", False, 0, "yes")
+
+
+def old_v1_reader(data: bytes) -> list[float]:
+    """The first published v1 reader (docs/protocol.md before detectors): bytes 11 and 14
+    reserved and ignored, every flag but bit 0 refused; float32 and uncompressed only."""
+    header = struct.Struct("<4sBBHHBxHxxQIIqddff")
+    (magic, version, msg_type, header_len, flags, encoding, _stream, _sequence, _missed,
+     bin_count, *_rest) = header.unpack_from(data)
+    if (magic, version, msg_type) != (b"ARGS", 1, 1) or flags & ~1 or encoding != 0:
+        raise ValueError(f"refused: flags {flags:#x}, encoding {encoding}")
+    payload = data[header_len:]
+    if len(payload) != 4 * bin_count:
+        raise ValueError("payload length does not match bin_count")
+    return list(struct.unpack(f"<{bin_count}f", payload))
+
+
+def test_an_old_v1_reader_still_reads_what_a_default_client_gets() -> None:
+    """A stream with a detector and a second trace: the frame a client that asked for
+    nothing gets decodes with the first v1 reader to the first trace; the two-trace frame,
+    which only a client that asked gets, is refused by it rather than misread."""
+    peak, average = [-40.0, -10.5, -70.25], [-60.0, -30.0, -80.0]
+    published = encode_frame(peak, **FIELDS, detector="peak", second_power_db=average,
+                             second_detector="average")
+    default = reencode_frame(published, FrameFormat())
+
+    assert old_v1_reader(default) == peak
+    assert old_v1_reader(encode_frame(peak, **FIELDS, detector="average")) == peak
+    with pytest.raises(ValueError, match="refused: flags 0x2"):
+        old_v1_reader(published)
