@@ -81,6 +81,8 @@ __all__ = [
     "with_missed",
     "compress_frame",
     "reencode_frame",
+    "encode_spectrum",
+    "number_or_nan",
     "encode_message",
     "decode_message",
 ]
@@ -253,6 +255,17 @@ def _flag(name: str, value: object) -> bool:
     return value
 
 
+def number_or_nan(value: object) -> float:
+    """A JSON number, or its text (as in a URL query), as a float; NaN for anything else
+    (booleans, other types, text that is no number)."""
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise TypeError
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
+
+
 def check_step_db(step_db: object) -> float:
     """A fixed uint8 step in dB, checked: 0 (automatic) or ``UINT8_STEP_DB_MIN`` ..
     ``UINT8_STEP_DB_MAX``; a number, or its text (as in a URL query).
@@ -260,12 +273,7 @@ def check_step_db(step_db: object) -> float:
     Raises:
         ProtocolError: naming the accepted range, if it is not a number in it.
     """
-    try:
-        if isinstance(step_db, bool) or not isinstance(step_db, (int, float, str)):
-            raise TypeError
-        value = float(step_db)
-    except (TypeError, ValueError, OverflowError):
-        value = math.nan
+    value = number_or_nan(step_db)
     if value == 0:
         return 0.0
     if not UINT8_STEP_DB_MIN <= value <= UINT8_STEP_DB_MAX:  # NaN and infinities too
@@ -469,22 +477,31 @@ def reencode_frame(frame: bytes, frame_format: FrameFormat) -> bytes:
     Raises:
         ProtocolError: if ``frame`` does not decode.
     """
-    decoded = decode_frame(frame)
-    second = decoded.second_power_db if frame_format.second_trace else None
+    return encode_spectrum(decode_frame(frame), frame_format)
+
+
+def encode_spectrum(spectrum: SpectrumFrame, frame_format: FrameFormat) -> bytes:
+    """Encode a decoded (or built) frame in ``frame_format``: every header field as it
+    says (``missed`` too), its second trace only if ``frame_format.second_trace``.
+
+    Raises:
+        ProtocolError: as :func:`encode_frame`.
+    """
+    second = spectrum.second_power_db if frame_format.second_trace else None
     return encode_frame(
-        decoded.power_db,
-        center_freq_hz=decoded.center_freq_hz,
-        span_hz=decoded.span_hz,
-        timestamp_ns=decoded.timestamp_ns,
-        sequence=decoded.sequence,
-        stream_id=decoded.stream_id,
-        missed=decoded.missed,
+        spectrum.power_db,
+        center_freq_hz=spectrum.center_freq_hz,
+        span_hz=spectrum.span_hz,
+        timestamp_ns=spectrum.timestamp_ns,
+        sequence=spectrum.sequence,
+        stream_id=spectrum.stream_id,
+        missed=spectrum.missed,
         encoding=frame_format.encoding,
         compress=frame_format.compress,
         step_db=frame_format.step_db,
-        detector=decoded.detector,
+        detector=spectrum.detector,
         second_power_db=second,
-        second_detector=decoded.second_detector if second is not None else "",
+        second_detector=spectrum.second_detector if second is not None else "",
     )
 
 
