@@ -68,6 +68,10 @@ __all__ = [
     "DETECTOR_CODES",
     "DETECTOR_NAMES",
     "FrameFormat",
+    "ViewRequest",
+    "VIEW_KEYS",
+    "MAX_VIEW_BINS",
+    "MAX_FPS_DIVISOR",
     "CLIENT_STEPS_DB",
     "UINT8_STEP_DB_MIN",
     "UINT8_STEP_DB_MAX",
@@ -244,6 +248,69 @@ class FrameFormat:
             step = min(CLIENT_STEPS_DB, key=lambda allowed: abs(math.log(allowed / step)))
         return cls(ENCODING_CODES[encoding], _flag("compress", compress), step,
                    _flag("second_trace", second_trace))
+
+
+#: The keys of a ``set_view`` message, and of the URL query, that describe a view.
+VIEW_KEYS = ("stream_id", "center_freq_hz", "span_hz", "bins", "fps_divisor")
+#: A client asking for more bins than this is refused (a stream's own bins are the real cap).
+MAX_VIEW_BINS = 1 << 20
+#: Every frame .. one frame in this many.
+MAX_FPS_DIVISOR = 100
+
+
+@dataclass(frozen=True)
+class ViewRequest:
+    """A view a client asks for with ``set_view`` or the URL query (docs/protocol.md):
+    a stream's range, display bins and frame rate divisor; None: the stream's own (the
+    first stream, its whole band, its bins; every frame)."""
+
+    stream_id: int | None = None
+    center_freq_hz: float | None = None
+    span_hz: float | None = None
+    bins: int | None = None
+    fps_divisor: int = 1
+
+    def query(self) -> list[tuple[str, str]]:
+        """The request as URL query items (only the keys it sets)."""
+        return [(key, format(value, ".15g")) for key in VIEW_KEYS
+                if (value := getattr(self, key)) is not None
+                and not (key == "fps_divisor" and value == 1)]
+
+    @classmethod
+    def parse(cls, fields: Mapping[str, object]) -> ViewRequest:
+        """A request from a ``set_view`` message or the URL query (numbers as text there).
+
+        Raises:
+            ProtocolError: naming the key and what it must be.
+        """
+        center = _number(fields, "center_freq_hz")
+        span = _number(fields, "span_hz")
+        if span is not None and not span > 0:
+            raise ProtocolError(f"span_hz must be more than 0 Hz, got {span:g}")
+        fps_divisor = _integer(fields, "fps_divisor", 1, MAX_FPS_DIVISOR)
+        return cls(_integer(fields, "stream_id", 0, 65535), center, span,
+                   _integer(fields, "bins", 1, MAX_VIEW_BINS),
+                   1 if fps_divisor is None else fps_divisor)
+
+
+def _number(fields: Mapping[str, object], key: str) -> float | None:
+    value = fields.get(key)
+    if value is None:
+        return None
+    number = number_or_nan(value)
+    if not math.isfinite(number):
+        raise ProtocolError(f"{key} must be a finite number of Hz, got {value!r}")
+    return number
+
+
+def _integer(fields: Mapping[str, object], key: str, low: int, high: int) -> int | None:
+    number = _number(fields, key) if fields.get(key) is not None else None
+    if number is None:
+        return None
+    if number != int(number) or not low <= number <= high:
+        raise ProtocolError(f"{key} must be a whole number from {low} to {high}, "
+                            f"got {fields[key]!r}")
+    return int(number)
 
 
 def _flag(name: str, value: object) -> bool:

@@ -12,12 +12,14 @@ import time
 from typing import Any
 
 from gr_argos.protocol import (
+    MAX_FPS_DIVISOR,
+    MAX_VIEW_BINS,
     UINT8_STEP_DB_MAX,
     UINT8_STEP_DB_MIN,
     ProtocolError,
+    ViewRequest,
     check_step_db,
 )
-from gr_argos.server.views import MAX_FPS_DIVISOR, MAX_VIEW_BINS, ViewRequest
 
 __all__ = ["CLIENT_MESSAGE_TYPES", "TokenBucket", "error_code", "validate_message"]
 

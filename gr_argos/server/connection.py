@@ -24,8 +24,10 @@ from websockets.exceptions import ConnectionClosed
 
 from gr_argos.protocol import (
     ENCODING_NAMES,
+    VIEW_KEYS,
     FrameFormat,
     ProtocolError,
+    ViewRequest,
     decode_message,
     encode_message,
 )
@@ -41,7 +43,7 @@ from gr_argos.server.hub import BroadcastHub, ClientQueue
 from gr_argos.server.logs import EventLog, quoted
 from gr_argos.server.metrics import ServerCounters
 from gr_argos.server.outgoing import nearest_format
-from gr_argos.server.views import VIEW_KEYS, StreamGeometry, View, ViewRequest, choose_view
+from gr_argos.server.views import StreamGeometry, View, choose_view
 from gr_argos.server.wire import abort, frame_writer
 
 __all__ = ["CLOSE_POLICY_VIOLATION", "CLOSE_UNSUPPORTED_DATA",

@@ -18,20 +18,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
-from gr_argos.protocol import ProtocolError, number_or_nan
+from gr_argos.protocol import ProtocolError, ViewRequest
 
-__all__ = ["MAX_FPS_DIVISOR", "MAX_VIEW_BINS", "VIEW_KEYS", "VIEW_WIDTHS", "StreamGeometry",
-           "View", "ViewRequest", "ViewSlice", "choose_view", "nearest_slice", "resolve_view"]
-
-#: The keys of a ``set_view`` message, and of the URL query, that describe a view.
-VIEW_KEYS = ("stream_id", "center_freq_hz", "span_hz", "bins", "fps_divisor")
-#: A client asking for more bins than this is refused (a stream's own bins are the real cap).
-MAX_VIEW_BINS = 1 << 20
-#: Every frame .. one frame in this many.
-MAX_FPS_DIVISOR = 100
-
+__all__ = ["VIEW_WIDTHS", "StreamGeometry", "View", "ViewSlice", "choose_view", "nearest_slice",
+           "resolve_view"]
 
 @dataclass(frozen=True)
 class ViewSlice:
@@ -109,53 +101,6 @@ class StreamGeometry:
         return {"center_freq_hz": self.slice_center_hz(view.slice),
                 "span_hz": self.slice_span_hz(view.slice), "bins": view.slice.width,
                 "fps_divisor": view.fps_divisor, "level": view.slice.level}
-
-
-@dataclass(frozen=True)
-class ViewRequest:
-    """What a client asked for; None: the whole stream, its bins, every frame."""
-
-    stream_id: int | None = None
-    center_freq_hz: float | None = None
-    span_hz: float | None = None
-    bins: int | None = None
-    fps_divisor: int = 1
-
-    @classmethod
-    def parse(cls, fields: Mapping[str, object]) -> ViewRequest:
-        """A request from a ``set_view`` message or the URL query (numbers as text there).
-
-        Raises:
-            ProtocolError: naming the key and what it must be.
-        """
-        center = _number(fields, "center_freq_hz")
-        span = _number(fields, "span_hz")
-        if span is not None and not span > 0:
-            raise ProtocolError(f"span_hz must be more than 0 Hz, got {span:g}")
-        fps_divisor = _integer(fields, "fps_divisor", 1, MAX_FPS_DIVISOR)
-        return cls(_integer(fields, "stream_id", 0, 65535), center, span,
-                   _integer(fields, "bins", 1, MAX_VIEW_BINS),
-                   1 if fps_divisor is None else fps_divisor)
-
-
-def _number(fields: Mapping[str, object], key: str) -> float | None:
-    value = fields.get(key)
-    if value is None:
-        return None
-    number = number_or_nan(value)
-    if not math.isfinite(number):
-        raise ProtocolError(f"{key} must be a finite number of Hz, got {value!r}")
-    return number
-
-
-def _integer(fields: Mapping[str, object], key: str, low: int, high: int) -> int | None:
-    number = _number(fields, key) if fields.get(key) is not None else None
-    if number is None:
-        return None
-    if number != int(number) or not low <= number <= high:
-        raise ProtocolError(f"{key} must be a whole number from {low} to {high}, "
-                            f"got {fields[key]!r}")
-    return int(number)
 
 
 def _widths() -> tuple[int, ...]:

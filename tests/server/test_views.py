@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from gr_argos.protocol import ProtocolError
+from gr_argos.protocol import ProtocolError, ViewRequest
 from gr_argos.server.views import (
     VIEW_WIDTHS,
     StreamGeometry,
     View,
-    ViewRequest,
     ViewSlice,
     choose_view,
     resolve_view,
