@@ -23,11 +23,12 @@ and its outlet is told to send them. The bytes on the wire (``wrap``: the WebSoc
 the same for every client of a format) are built once per frame and format, and once per
 message.
 
-Each frame's variants (other encodings, deflated or not) are made once per frame however
-many clients use them (:mod:`gr_argos.server.outgoing`; ``stats()["total"]["encodes"]``
+Each frame's variants (other encodings, deflated or not, and views' slices of it) are made
+once per frame however many clients use them (:mod:`gr_argos.server.outgoing`; ``stats()["total"]["encodes"]``
 counts them). Every client of one format gets the same ``bytes`` object, and only a client
 that lost frames gets a copy with its four ``missed`` bytes patched (the header is never
-compressed).
+compressed). A client with a frame rate divisor on a stream (its view) is never offered
+the frames it leaves out, so they are neither queued nor counted as drops.
 
 This module imports neither GNU Radio nor any socket code.
 """
