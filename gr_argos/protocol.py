@@ -68,6 +68,10 @@ __all__ = [
     "DETECTOR_CODES",
     "DETECTOR_NAMES",
     "FrameFormat",
+    "ViewRequest",
+    "VIEW_KEYS",
+    "MAX_VIEW_BINS",
+    "MAX_FPS_DIVISOR",
     "CLIENT_STEPS_DB",
     "UINT8_STEP_DB_MIN",
     "UINT8_STEP_DB_MAX",
@@ -81,6 +85,8 @@ __all__ = [
     "with_missed",
     "compress_frame",
     "reencode_frame",
+    "encode_spectrum",
+    "number_or_nan",
     "encode_message",
     "decode_message",
 ]
@@ -244,6 +250,69 @@ class FrameFormat:
                    _flag("second_trace", second_trace))
 
 
+#: The keys of a ``set_view`` message, and of the URL query, that describe a view.
+VIEW_KEYS = ("stream_id", "center_freq_hz", "span_hz", "bins", "fps_divisor")
+#: A client asking for more bins than this is refused (a stream's own bins are the real cap).
+MAX_VIEW_BINS = 1 << 20
+#: Every frame .. one frame in this many.
+MAX_FPS_DIVISOR = 100
+
+
+@dataclass(frozen=True)
+class ViewRequest:
+    """A view a client asks for with ``set_view`` or the URL query (docs/protocol.md):
+    a stream's range, display bins and frame rate divisor; None: the stream's own (the
+    first stream, its whole band, its bins; every frame)."""
+
+    stream_id: int | None = None
+    center_freq_hz: float | None = None
+    span_hz: float | None = None
+    bins: int | None = None
+    fps_divisor: int = 1
+
+    def query(self) -> list[tuple[str, str]]:
+        """The request as URL query items (only the keys it sets)."""
+        return [(key, format(value, ".15g")) for key in VIEW_KEYS
+                if (value := getattr(self, key)) is not None
+                and not (key == "fps_divisor" and value == 1)]
+
+    @classmethod
+    def parse(cls, fields: Mapping[str, object]) -> ViewRequest:
+        """A request from a ``set_view`` message or the URL query (numbers as text there).
+
+        Raises:
+            ProtocolError: naming the key and what it must be.
+        """
+        center = _number(fields, "center_freq_hz")
+        span = _number(fields, "span_hz")
+        if span is not None and not span > 0:
+            raise ProtocolError(f"span_hz must be more than 0 Hz, got {span:g}")
+        fps_divisor = _integer(fields, "fps_divisor", 1, MAX_FPS_DIVISOR)
+        return cls(_integer(fields, "stream_id", 0, 65535), center, span,
+                   _integer(fields, "bins", 1, MAX_VIEW_BINS),
+                   1 if fps_divisor is None else fps_divisor)
+
+
+def _number(fields: Mapping[str, object], key: str) -> float | None:
+    value = fields.get(key)
+    if value is None:
+        return None
+    number = number_or_nan(value)
+    if not math.isfinite(number):
+        raise ProtocolError(f"{key} must be a finite number of Hz, got {value!r}")
+    return number
+
+
+def _integer(fields: Mapping[str, object], key: str, low: int, high: int) -> int | None:
+    number = _number(fields, key) if fields.get(key) is not None else None
+    if number is None:
+        return None
+    if number != int(number) or not low <= number <= high:
+        raise ProtocolError(f"{key} must be a whole number from {low} to {high}, "
+                            f"got {fields[key]!r}")
+    return int(number)
+
+
 def _flag(name: str, value: object) -> bool:
     """A JSON boolean, or a URL query value 1/0/true/false."""
     if isinstance(value, str):
@@ -253,6 +322,17 @@ def _flag(name: str, value: object) -> bool:
     return value
 
 
+def number_or_nan(value: object) -> float:
+    """A JSON number, or its text (as in a URL query), as a float; NaN for anything else
+    (booleans, other types, text that is no number)."""
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise TypeError
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
+
+
 def check_step_db(step_db: object) -> float:
     """A fixed uint8 step in dB, checked: 0 (automatic) or ``UINT8_STEP_DB_MIN`` ..
     ``UINT8_STEP_DB_MAX``; a number, or its text (as in a URL query).
@@ -260,12 +340,7 @@ def check_step_db(step_db: object) -> float:
     Raises:
         ProtocolError: naming the accepted range, if it is not a number in it.
     """
-    try:
-        if isinstance(step_db, bool) or not isinstance(step_db, (int, float, str)):
-            raise TypeError
-        value = float(step_db)
-    except (TypeError, ValueError, OverflowError):
-        value = math.nan
+    value = number_or_nan(step_db)
     if value == 0:
         return 0.0
     if not UINT8_STEP_DB_MIN <= value <= UINT8_STEP_DB_MAX:  # NaN and infinities too
@@ -469,22 +544,31 @@ def reencode_frame(frame: bytes, frame_format: FrameFormat) -> bytes:
     Raises:
         ProtocolError: if ``frame`` does not decode.
     """
-    decoded = decode_frame(frame)
-    second = decoded.second_power_db if frame_format.second_trace else None
+    return encode_spectrum(decode_frame(frame), frame_format)
+
+
+def encode_spectrum(spectrum: SpectrumFrame, frame_format: FrameFormat) -> bytes:
+    """Encode a decoded (or built) frame in ``frame_format``: every header field as it
+    says (``missed`` too), its second trace only if ``frame_format.second_trace``.
+
+    Raises:
+        ProtocolError: as :func:`encode_frame`.
+    """
+    second = spectrum.second_power_db if frame_format.second_trace else None
     return encode_frame(
-        decoded.power_db,
-        center_freq_hz=decoded.center_freq_hz,
-        span_hz=decoded.span_hz,
-        timestamp_ns=decoded.timestamp_ns,
-        sequence=decoded.sequence,
-        stream_id=decoded.stream_id,
-        missed=decoded.missed,
+        spectrum.power_db,
+        center_freq_hz=spectrum.center_freq_hz,
+        span_hz=spectrum.span_hz,
+        timestamp_ns=spectrum.timestamp_ns,
+        sequence=spectrum.sequence,
+        stream_id=spectrum.stream_id,
+        missed=spectrum.missed,
         encoding=frame_format.encoding,
         compress=frame_format.compress,
         step_db=frame_format.step_db,
-        detector=decoded.detector,
+        detector=spectrum.detector,
         second_power_db=second,
-        second_detector=decoded.second_detector if second is not None else "",
+        second_detector=spectrum.second_detector if second is not None else "",
     )
 
 

@@ -33,7 +33,7 @@ from gr_argos.client import (
     MessageEvent,
     StateEvent,
 )
-from gr_argos.protocol import SpectrumFrame, encode_frame, encode_message
+from gr_argos.protocol import SpectrumFrame, ViewRequest, encode_frame, encode_message
 from gr_argos.protocol import StreamInfo
 from gr_argos.server import ServerConfig, SpectrumServer
 
@@ -660,3 +660,56 @@ async def test_other_refusals_are_retried_and_say_the_servers_reason() -> None:
                 await reader
     finally:
         await asyncio.to_thread(server.stop)
+
+
+async def test_a_view_goes_in_the_url_and_set_view_changes_it_without_false_gaps() -> None:
+    """view= asks in the URL (so again after a reconnect): the server confirms it and sends
+    that slice at one frame in 2, with no gap reported for the frames the rate leaves out;
+    set_view() switches to another slice and the URL follows."""
+    server = SpectrumServer(ServerConfig(host="127.0.0.1", port=0))
+    server.add_stream(StreamInfo(stream_id=0, bins=BINS, center_freq_hz=100e6, span_hz=8e6))
+    await asyncio.to_thread(server.start)
+    seen: list[Event] = []
+    try:
+        async with client_for(server.url, view=ViewRequest(bins=4, fps_divisor=2)) as client:
+            assert client.url.endswith("/?bins=4&fps_divisor=2")
+            events = aiter(client)
+            reply = await collect_until(events, seen, is_message("view"))
+            assert isinstance(reply, MessageEvent)
+            assert (reply.message["bins"], reply.message["fps_divisor"]) == (4, 2)
+            for sequence in range(5):
+                server.publish_frame(0, spectrum(sequence))
+            coarse = await collect_until(events, seen, is_frame(4))
+            await client.set_view(ViewRequest(center_freq_hz=98e6, span_hz=2e6, fps_divisor=2))
+            assert client.url.endswith("/?center_freq_hz=98000000&span_hz=2000000&fps_divisor=2")
+            reply = await collect_until(events, seen, is_message("view"))
+            assert isinstance(reply, MessageEvent)
+            server.publish_frame(0, spectrum(6))
+            zoomed = await collect_until(events, seen, is_frame(6))
+    finally:
+        await asyncio.to_thread(server.stop)
+    frames = [e.frame for e in seen if isinstance(e, FrameEvent)]
+    assert [f.sequence for f in frames] == [0, 2, 4, 6]
+    assert gaps(seen) == []
+    assert isinstance(coarse, FrameEvent) and coarse.frame.bin_count == 4
+    assert coarse.frame.power_db.max() == -20.0  # the one-bin peak survives the merge
+    assert isinstance(zoomed, FrameEvent)
+    assert zoomed.frame.span_hz == reply.message["span_hz"]
+    peak_bin = int(np.argmax(zoomed.frame.power_db))
+    assert zoomed.frame.bin_freqs_hz()[peak_bin] == 100e6 + (6 - 8) * 0.5e6  # bin 6's
+
+
+def test_a_bad_view_is_refused_before_connecting() -> None:
+    """ArgosClient(view=...) names a value the server would refuse."""
+    with pytest.raises(ValueError, match="bins must be a whole number from 1"):
+        ArgosClient("ws://127.0.0.1:1/", view=ViewRequest(bins=0))
+
+
+def test_gaps_count_frames_of_the_clients_own_rate() -> None:
+    """With a frame rate divisor of 3, frames 3 apart are no gap; 9 apart lose 2 frames."""
+    detector = GapDetector()
+    detector.set_fps_divisor(0, 3)
+    assert detector.observe(frame(0)) is None
+    assert detector.observe(frame(3)) is None
+    gap = detector.observe(frame(12))
+    assert gap is not None and (gap.lost, gap.reason) == (2, GAP_SEQUENCE_JUMP)

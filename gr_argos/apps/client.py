@@ -4,6 +4,7 @@
     argos-client ws://127.0.0.1:8765/ --json --count 5     # five JSON frame summaries
     argos-client ws://127.0.0.1:8765/ --encoding uint8 --compress   # about 1/10 of the bytes
     argos-client ws://127.0.0.1:8765/ --encoding uint8 --compress --step-db 1   # fewer still
+    argos-client ws://127.0.0.1:8765/ --center-freq-hz 101.6e6 --span-hz 200e3 --bins 1024
     argos-client wss://pi:8765/ --token-file ~/.config/argos/token --ssl-cafile ca.pem
 
 The status line shows the connection state, frames per second, bins, centre frequency,
@@ -46,7 +47,7 @@ from gr_argos.client import (
     check_token,
     check_url,
 )
-from gr_argos.protocol import ENCODING_CODES
+from gr_argos.protocol import ENCODING_CODES, ViewRequest
 
 __all__ = ["argument_parser", "frame_summary", "format_status", "main"]
 
@@ -111,6 +112,16 @@ def argument_parser() -> argparse.ArgumentParser:
                         help="with --encoding uint8: a fixed step of DB dB (0.01-20) instead "
                              "of each frame's range / 255; coarser deflates better, error "
                              "half a step (default: 0, automatic)")
+    view = parser.add_argument_group("view: zoom, pan and rate (see docs/protocol.md set_view)")
+    view.add_argument("--center-freq-hz", type=float, metavar="HZ",
+                      help="centre of the range to receive (default: the stream's)")
+    view.add_argument("--span-hz", type=float, metavar="HZ",
+                      help="width of the range to receive (default: the stream's)")
+    view.add_argument("--bins", type=_positive_int, metavar="N",
+                      help="bins wanted across the range; the server sends at least as many "
+                      "where the stream has them (default: the stream's resolution)")
+    view.add_argument("--fps-divisor", type=_positive_int, default=1, metavar="N",
+                      help="receive one frame in N (default: every frame)")
     tls = parser.add_argument_group("TLS (wss:// URLs)")
     tls.add_argument("--ssl-cafile", "--cafile", dest="ssl_cafile", metavar="FILE.pem",
                      help="trust the CA certificate(s) in this PEM file (or a self-signed "
@@ -378,13 +389,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.backoff_cap_s < args.backoff_base_s:
         parser.error(f"--backoff-cap-s ({args.backoff_cap_s} s) must be at least "
                      f"--backoff-base-s ({args.backoff_base_s} s)")
+    view = ViewRequest(None, args.center_freq_hz, args.span_hz, args.bins, args.fps_divisor)
     try:
         token, token_source = _read_token(args.token_file)
         client = ArgosClient(args.url, backoff_base_s=args.backoff_base_s,
                              backoff_cap_s=args.backoff_cap_s, encoding=args.encoding,
                              compress=args.compress, ssl_cafile=args.ssl_cafile,
                              step_db=args.step_db, token=token,
-                             retry_auth_failure=args.retry_auth_failure)
+                             retry_auth_failure=args.retry_auth_failure,
+                             view=None if view == ViewRequest() else view)
     except ValueError as exc:
         parser.exit(EXIT_USAGE, f"argos-client: error: {exc}\n")
     try:

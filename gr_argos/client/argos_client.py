@@ -33,10 +33,13 @@ from gr_argos.client.options import (
     check_url,
     client_tls_context,
     with_format,
+    with_view,
 )
 from gr_argos.protocol import (
     PROTOCOL_VERSION,
+    VIEW_KEYS,
     ProtocolError,
+    ViewRequest,
     decode_frame,
     decode_message,
     encode_message,
@@ -90,6 +93,11 @@ class ArgosClient:
         second_trace: also receive the second trace of streams that offer one
             (``second_detector`` in ``hello``): ``frame.second_power_db``, e.g. the
             average under the peak. In the URL query too.
+        view: a range, resolution and frame rate divisor of a stream to get instead of
+            the whole stream, every frame (docs/protocol.md ``set_view``); in the URL query
+            too, and changed with :meth:`set_view`. The server confirms with a ``view``
+            message and its frames say their range; ``missed`` and gaps count frames of
+            the chosen rate only.
         ssl_cafile: with a ``wss://`` URL, a PEM file of the CA certificate(s) (or the
             self-signed server certificate) to trust instead of the system's CAs. None:
             the system's trusted CAs. The server's certificate and host name are always
@@ -126,6 +134,7 @@ class ArgosClient:
         token: str | None = None,
         retry_auth_failure: bool = False,
         second_trace: bool = False,
+        view: ViewRequest | None = None,
     ) -> None:
         check_url(url)
         self._ssl = client_tls_context(url, ssl_cafile)
@@ -133,7 +142,7 @@ class ArgosClient:
             check_token(token)
         self._token = token
         self._retry_auth_failure = retry_auth_failure
-        url = with_format(url, encoding, compress, step_db, second_trace)
+        url = with_view(with_format(url, encoding, compress, step_db, second_trace), view)
         if heartbeat_interval_s < 0:
             raise ValueError(f"heartbeat_interval_s must be >= 0 s, got {heartbeat_interval_s}")
         if open_timeout_s <= 0:
@@ -195,6 +204,21 @@ class ArgosClient:
             await ws.send(encode_message(msg_type, body))
         except ConnectionClosed as exc:
             raise ConnectionError(f"connection to {self.url} closed: {exc}") from exc
+
+    async def set_view(self, view: ViewRequest) -> None:
+        """Ask for ``view`` now (a ``set_view`` message), and after every reconnect (the URL).
+
+        The server answers with a ``view`` message (a ``MessageEvent``): the view it sends,
+        maybe ``"snapped"`` to one in use, or an ``error`` if the view lies outside the
+        stream. ``ViewRequest()`` goes back to the whole stream, every frame.
+
+        Raises:
+            ValueError: the view has a value the server would refuse (naming it).
+            ConnectionError: no connection is open (the view applies from the next one).
+        """
+        self.url = with_view(self.url, view)
+        body = {key: value for key in VIEW_KEYS if (value := getattr(view, key)) is not None}
+        await self.send_message("set_view", body)
 
     async def _run(self) -> AsyncGenerator[Event, None]:
         """The event stream: connect, read until the link drops, back off, repeat."""
@@ -363,6 +387,10 @@ class ArgosClient:
         elif message["type"] == "error" and message.get("code") == "auth_failed":
             # The server closes the connection next; then the client gives up.
             self._auth_error = f"auth_failed: {message.get('message', '')}"
+        elif message["type"] == "view":
+            stream_id, fps_divisor = message.get("stream_id"), message.get("fps_divisor")
+            if isinstance(stream_id, int) and isinstance(fps_divisor, int):
+                self._gaps.set_fps_divisor(stream_id, fps_divisor)
         elif message["type"] == "pong":
             sent_s = self._pings_in_flight.pop(str(message.get("id")), None)
             if sent_s is not None:

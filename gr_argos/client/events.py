@@ -131,6 +131,7 @@ class GapDetector:
 
     def __init__(self) -> None:
         self._last_sequence: dict[int, int] = {}
+        self._fps_divisors: dict[int, int] = {}
         self._session: str | None = None
         self._session_changed: set[int] = set()
 
@@ -140,12 +141,18 @@ class GapDetector:
             self._session_changed = set(self._last_sequence)
         self._session = session
 
+    def set_fps_divisor(self, stream_id: int, fps_divisor: int) -> None:
+        """Record a stream's frame rate divisor (a ``view`` reply's): the client then gets
+        one frame in ``fps_divisor``, and the sequence steps over the others."""
+        self._fps_divisors[stream_id] = max(1, fps_divisor)
+
     def observe(self, frame: SpectrumFrame) -> GapEvent | None:
         """Account for one frame; return the gap before it, or None if there was none.
 
         With a previous frame of the same stream, the lost count is the larger of the
         ``missed`` field and the sequence jump: the server knows what it dropped for this
-        client, the sequence also covers frames produced while no connection was open.
+        client, the sequence also covers frames produced while no connection was open. Both
+        count frames of the client's own rate (see :meth:`set_fps_divisor`).
         """
         stream_id = frame.stream_id
         sequence = frame.sequence
@@ -161,7 +168,7 @@ class GapDetector:
         if sequence <= previous:
             return GapEvent(stream_id, 0, previous, sequence, GAP_STREAM_RESTARTED,
                             session_changed)
-        jump = sequence - previous - 1
+        jump = (sequence - previous) // self._fps_divisors.get(stream_id, 1) - 1
         lost = max(jump, frame.missed)
         if lost == 0:
             return None

@@ -1,5 +1,5 @@
 """What a client checks and prepares before it connects: the URL, the token, TLS, and the
-frame format asked for in the URL."""
+frame format and view asked for in the URL."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
-from gr_argos.protocol import ENCODING_CODES, check_step_db
+from gr_argos.protocol import ENCODING_CODES, VIEW_KEYS, ViewRequest, check_step_db
 
-__all__ = ["MaskingLogger", "check_token", "check_url", "client_tls_context", "with_format"]
+__all__ = ["MaskingLogger", "check_token", "check_url", "client_tls_context", "with_format",
+           "with_view"]
 
 # The server's limit on a token (its auth message schema); longer ones can never match.
 _MAX_TOKEN_CHARS = 4096
@@ -120,4 +121,20 @@ def with_format(url: str, encoding: str | None, compress: bool, step_db: float =
         query.append(("step_db", format(step_db, ".15g")))
     if second_trace:
         query.append(("second_trace", "1"))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def with_view(url: str, view: ViewRequest | None) -> str:
+    """``url`` with the view to ask for in its query, replacing any there (see
+    docs/protocol.md ``set_view``); None leaves it as it is, an empty view asks for none.
+
+    Raises:
+        ValueError: a value the server would refuse, naming it.
+    """
+    if view is None:
+        return url
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in VIEW_KEYS]
+    ViewRequest.parse(dict(view.query()))  # a ProtocolError (ValueError) naming the key
+    query.extend(view.query())
     return urlunsplit(parts._replace(query=urlencode(query)))

@@ -12,9 +12,12 @@ import time
 from typing import Any
 
 from gr_argos.protocol import (
+    MAX_FPS_DIVISOR,
+    MAX_VIEW_BINS,
     UINT8_STEP_DB_MAX,
     UINT8_STEP_DB_MIN,
     ProtocolError,
+    ViewRequest,
     check_step_db,
 )
 
@@ -61,6 +64,20 @@ def _is_step_db(value: int | float) -> bool:
     return True
 
 
+def _view_field(name: str, what: str) -> tuple[bool, Any, str]:
+    """An optional ``set_view`` field: a JSON number (or null) that :class:`ViewRequest`
+    takes."""
+    def check(value: object) -> bool:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return False
+        try:
+            ViewRequest.parse({name: value})
+        except ProtocolError:
+            return False
+        return True
+    return False, check, what
+
+
 # Fields each client message type may carry: name -> (required, check, what it must be).
 _SCHEMAS: dict[str, dict[str, tuple[bool, Any, str]]] = {
     "ping": {"id": (False, lambda v: True, "any JSON value (echoed in the pong)")},
@@ -72,6 +89,13 @@ _SCHEMAS: dict[str, dict[str, tuple[bool, Any, str]]] = {
         "step_db": (False, lambda v: isinstance(v, (int, float)) and _is_step_db(v),
                     f"0 (automatic) or a number of dB from {UINT8_STEP_DB_MIN:g} to "
                     f"{UINT8_STEP_DB_MAX:g}"),
+    },
+    "set_view": {
+        "stream_id": _view_field("stream_id", "a stream id from hello"),
+        "center_freq_hz": _view_field("center_freq_hz", "a finite number of Hz"),
+        "span_hz": _view_field("span_hz", "a number of Hz more than 0"),
+        "bins": _view_field("bins", f"a whole number from 1 to {MAX_VIEW_BINS}"),
+        "fps_divisor": _view_field("fps_divisor", f"a whole number from 1 to {MAX_FPS_DIVISOR}"),
     },
     "auth": {"token": (True, lambda v: isinstance(v, str) and 0 < len(v) <= 4096,
                        "a non-empty string")},

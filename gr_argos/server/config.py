@@ -107,6 +107,11 @@ class ServerConfig:
                                "clients may get at once, each encoded once per frame (0 = no "
                                "limit); a client asking for another gets the nearest one in "
                                "use", check=at_least(0), group=SECURITY)
+    max_views_per_stream: int = setting(32, "distinct views (zoom and pan at some resolution) "
+                                        "clients may get of one stream at once, each made "
+                                        "once per frame (0 = no limit); a client asking for "
+                                        "another gets the nearest one in use",
+                                        check=at_least(0), group=SECURITY)
     max_deflate_clients: int = setting(32, "with permessage_deflate: clients it is negotiated "
                                        "with at once (its cost is per client; 0 = no limit); "
                                        "others get uncompressed frames",

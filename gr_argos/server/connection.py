@@ -24,8 +24,10 @@ from websockets.exceptions import ConnectionClosed
 
 from gr_argos.protocol import (
     ENCODING_NAMES,
+    VIEW_KEYS,
     FrameFormat,
     ProtocolError,
+    ViewRequest,
     decode_message,
     encode_message,
 )
@@ -41,6 +43,7 @@ from gr_argos.server.hub import BroadcastHub, ClientQueue
 from gr_argos.server.logs import EventLog, quoted
 from gr_argos.server.metrics import ServerCounters
 from gr_argos.server.outgoing import nearest_format
+from gr_argos.server.views import StreamGeometry, View, choose_view
 from gr_argos.server.wire import abort, frame_writer
 
 __all__ = ["CLOSE_POLICY_VIOLATION", "CLOSE_UNSUPPORTED_DATA",
@@ -107,7 +110,10 @@ class Connection:
                          client.client_id, self.peer,
                          quoted(request.headers.get("Origin", "-")) if request else "-")
         self._hub.send_to(client, encode_message("hello", self._hello()))
-        self._choose_format_from_url(client, request.path if request else "/")
+        query = parse_qs(urlsplit(request.path if request else "/").query)
+        self._choose_format_from_url(client, query)
+        if any(key in query for key in VIEW_KEYS):
+            self._set_view(client, {key: values[-1] for key, values in query.items()})
         reason = "closed by client"
         try:
             reason = await self._read(client)
@@ -317,15 +323,16 @@ class Connection:
         elif msg_type == "set_encoding":
             self._set_format(client, message.get("encoding"), message.get("compress", False),
                              message.get("step_db", 0), message.get("second_trace", False))
+        elif msg_type == "set_view":
+            self._set_view(client, message)
         else:
             self._error(client, "unknown_type",
                         f"unknown message type {msg_type[:64]!r}; this server answers "
                         + ", ".join(repr(t) for t in CLIENT_MESSAGE_TYPES))
 
-    def _choose_format_from_url(self, client: ClientQueue, path: str) -> None:
+    def _choose_format_from_url(self, client: ClientQueue, query: dict[str, list[str]]) -> None:
         """Apply ``?encoding=...&compress=...&step_db=...&second_trace=...`` from the
-        connection URL, if given."""
-        query = parse_qs(urlsplit(path).query)
+        connection URL's query, if given."""
         if any(key in query for key in ("encoding", "compress", "step_db", "second_trace")):
             encoding = query.get("encoding", ["float32"])[-1]
             self._set_format(client, encoding, query.get("compress", ["0"])[-1],
@@ -358,6 +365,46 @@ class Connection:
             reply["message"] = (f"this server makes at most {limit} frame formats at once: "
                                 "you get the nearest one in use")
         self._reply(client, "encoding", reply)
+
+    def _set_view(self, client: ClientQueue, fields: dict[str, Any]) -> None:
+        """Switch the client's view of a stream from its next frame on, and say which view
+        it gets (or what is wrong, keeping the view it had)."""
+        try:
+            request = ViewRequest.parse(fields)
+            stream_id, stream = self._stream_geometry(request.stream_id)
+            view, snapped = choose_view(request, stream,
+                                        self._hub.views_in_use(stream_id, besides=client),
+                                        self._config.max_views_per_stream)
+        except ProtocolError as exc:
+            self._error(client, "bad_message", f"set_view: {exc}")
+            return
+        if view == View():
+            client.views.pop(stream_id, None)  # the whole stream, every frame: as published
+        else:
+            client.views[stream_id] = view
+        reply: dict[str, Any] = {"stream_id": stream_id, **stream.describe(view)}
+        if snapped:
+            reply["snapped"] = True
+            reply["message"] = (f"this server makes at most {self._config.max_views_per_stream}"
+                                " views of a stream at once: you get the nearest one in use")
+        self._reply(client, "view", reply)
+
+    def _stream_geometry(self, stream_id: int | None) -> tuple[int, StreamGeometry]:
+        """A stream's id and geometry as ``hello`` describes it now (None: the first one).
+
+        Raises:
+            ProtocolError: no such stream, or it has no bins or span yet.
+        """
+        streams = self._hello()["streams"]
+        found = [s for s in streams if stream_id is None or s["id"] == stream_id]
+        if not found:
+            raise ProtocolError(f"no stream {stream_id}: this server has "
+                                + (", ".join(str(s["id"]) for s in streams) or "none"))
+        described = found[0]
+        if not (described["bins"] >= 1 and described["span_hz"] > 0):
+            raise ProtocolError(f"stream {described['id']} has no bins or span yet")
+        return described["id"], StreamGeometry(described["bins"], described["center_freq_hz"],
+                                               described["span_hz"])
 
 
 def _decline(data: bytes, wire: bytes, text: bool) -> bool:

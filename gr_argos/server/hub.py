@@ -23,11 +23,12 @@ and its outlet is told to send them. The bytes on the wire (``wrap``: the WebSoc
 the same for every client of a format) are built once per frame and format, and once per
 message.
 
-Each frame's variants (other encodings, deflated or not) are made once per frame however
-many clients use them (:mod:`gr_argos.server.outgoing`; ``stats()["total"]["encodes"]``
+Each frame's variants (other encodings, deflated or not, and views' slices of it) are made
+once per frame however many clients use them (:mod:`gr_argos.server.outgoing`; ``stats()["total"]["encodes"]``
 counts them). Every client of one format gets the same ``bytes`` object, and only a client
 that lost frames gets a copy with its four ``missed`` bytes patched (the header is never
-compressed).
+compressed). A client with a frame rate divisor on a stream (its view) is never offered
+the frames it leaves out, so they are neither queued nor counted as drops.
 
 This module imports neither GNU Radio nor any socket code.
 """
@@ -47,10 +48,12 @@ from gr_argos.protocol import FrameFormat, with_missed
 from gr_argos.server.outgoing import (
     DEFLATE_IN,
     DEFLATE_OUT,
+    PYRAMID_LEVELS,
     OutgoingMessage,
     PublishedFrame,
     Wrap,
 )
+from gr_argos.server.views import View, ViewSlice
 
 __all__ = ["BroadcastHub", "ClientQueue", "DEFAULT_INGRESS_DEPTH", "Outlet"]
 
@@ -61,6 +64,14 @@ DEFAULT_INGRESS_DEPTH = 64
 
 def _as_is(data: bytes, text: bool) -> bytes:
     return data
+
+
+def _view_name(view: View) -> str:
+    """A view as stats show it: ``whole`` or ``level L bins OFFSET+WIDTH``, then
+    `` every N`` with a frame rate divisor."""
+    cut = "whole" if view.slice is None else (
+        f"level {view.slice.level} bins {view.slice.offset}+{view.slice.width}")
+    return cut + (f" every {view.fps_divisor}" if view.fps_divisor > 1 else "")
 
 
 class Outlet(Protocol):
@@ -92,6 +103,9 @@ class ClientQueue:
         stream_formats: default format per stream id (shared with the hub; a stream not
             in it goes out as published).
         encodes: variants encoded, by format name (shared with the hub).
+        views: the client's view of each stream that it chose one for (others: the whole
+            stream, every frame); a frame its ``fps_divisor`` skips is never queued, so it
+            is not a drop and ``missed`` does not count it.
         outlet: the client's connection: takes items now, or is told when some are queued.
 
     The queues are lists, not deques: an empty deque costs ~700 bytes, and most clients
@@ -106,6 +120,7 @@ class ClientQueue:
     frame_format: FrameFormat | None = None
     stream_formats: dict[int, FrameFormat] = field(default_factory=dict)
     encodes: Counter[str] = field(default_factory=Counter)
+    views: dict[int, View] = field(default_factory=dict)
     frames: list[PublishedFrame] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
     pending_missed: dict[int, int] = field(default_factory=dict)
@@ -169,10 +184,19 @@ class ClientQueue:
             frame = self.frames.pop(0)
             self.last_published_at = frame.published_at
             frame_format = self.frame_format or self.stream_formats.get(frame.stream_id)
-            data = frame.in_format(frame_format, self.encodes)
+            data = frame.in_format(frame_format, self.encodes, self.view_slice(frame.stream_id))
             missed = self.pending_missed.pop(frame.stream_id, 0)
             return with_missed(data, missed) if missed else data
         return None
+
+    def view_slice(self, stream_id: int) -> ViewSlice | None:
+        view = self.views.get(stream_id)
+        return None if view is None else view.slice
+
+    def skips(self, frame: PublishedFrame) -> bool:
+        """Whether the client's frame rate divisor leaves ``frame`` out."""
+        view = self.views.get(frame.stream_id)
+        return view is not None and view.fps_divisor > 1 and frame.sequence % view.fps_divisor != 0
 
     def record_sent(self, item: bytes | str) -> None:
         """Count an item the transport accepted (a frame's latency: :meth:`record_frame`)."""
@@ -206,6 +230,7 @@ class ClientQueue:
             "message_queue_depth": len(self.messages),
             "format": None if self.frame_format is None else self.frame_format.name,
             "step_db": None if self.frame_format is None else self.frame_format.step_db,
+            "views": {str(stream_id): _view_name(view) for stream_id, view in self.views.items()},
             "latency_ms": {
                 "last": round(self.latency_last_s * 1e3, 3),
                 "mean": round(self.latency_total_s * 1e3 / max(self.frames_sent, 1), 3),
@@ -355,11 +380,13 @@ class BroadcastHub:
         """
         stream_format = self._stream_formats.get(frame.stream_id)
         for client in clients:
+            if client.views and client.skips(frame):
+                continue
             if not client.can_write_now() or client.pending_missed:
                 client.push_frame(frame)
                 continue
             data, wire = frame.on_wire(client.frame_format or stream_format, self.encodes,
-                                       self._wrap)
+                                       self._wrap, client.view_slice(frame.stream_id))
             assert client.outlet is not None  # can_write_now() checked it
             if not client.outlet.write_now(data, wire, False):
                 client.push_frame(frame)
@@ -444,6 +471,12 @@ class BroadcastHub:
                 formats.add(client.frame_format)
         return formats
 
+    def views_in_use(self, stream_id: int, besides: ClientQueue) -> set[ViewSlice]:
+        """The slices of stream ``stream_id`` the clients other than ``besides`` get now
+        (the whole stream, sent as published, is not one)."""
+        return {view.slice for client in self._clients.values() if client is not besides
+                and (view := client.views.get(stream_id)) is not None and view.slice is not None}
+
     def stats(self) -> dict[str, Any]:
         """A snapshot of per-client and total counters (call on the loop)."""
         clients = [c.snapshot() for c in self._clients.values()]
@@ -460,7 +493,8 @@ class BroadcastHub:
             unsent_after_stop=self.unsent_after_stop,
             queue_depth=sum(snap["queue_depth"] for snap in clients),
             encodes={name: count for name, count in self.encodes.items()
-                     if name not in (DEFLATE_IN, DEFLATE_OUT)},
+                     if name not in (DEFLATE_IN, DEFLATE_OUT, PYRAMID_LEVELS)},
+            pyramid_levels=self.encodes[PYRAMID_LEVELS],
             deflate={"in_bytes": self.encodes[DEFLATE_IN],
                      "out_bytes": self.encodes[DEFLATE_OUT]},
         )
