@@ -152,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
                 "load_frames": stats["frames"],
                 "load_cpu_s": round(stats["cpu_s"] - start["cpu_s"], 1),
                 "samp_rate_min": min(rates, default=0.0),
+                "seconds_below_99": sum(rate < 0.99 * RATE for rate in rates),
+                "seconds": len(rates),
                 "samp_rate_median": statistics.median(rates) if rates else 0.0,
                 "fps_min": min((s.get("fps", 0.0) for s in statuses), default=0.0),
                 "fraction": sorted({s.get("fft_sample_fraction") for s in statuses},
@@ -162,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
             }
             minutes.append(point)
             print(f"[{minute:2d} min] source {point['samp_rate_min'] / 1e6:6.3f} MS/s min "
-                  f"({point['samp_rate_median'] / 1e6:.3f} median), fps min "
+                  f"({point['samp_rate_median'] / 1e6:.3f} median; "
+                  f"{point['seconds_below_99']}/{point['seconds']} s below 99 %), fps min "
                   f"{point['fps_min']:5.2f}, fraction {point['fraction']}, skipped "
                   f"{point['frames_skipped']}, observer {point['observer_frames']} frames "
                   f"missed {point['observer_missed']} gaps {point['observer_gaps']}, clients "
