@@ -44,7 +44,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from gr_argos.protocol import FrameFormat, with_missed
+from gr_argos.protocol import FrameFormat, encode_message, with_missed
 from gr_argos.server.outgoing import (
     DEFLATE_IN,
     DEFLATE_OUT,
@@ -53,7 +53,7 @@ from gr_argos.server.outgoing import (
     PublishedFrame,
     Wrap,
 )
-from gr_argos.server.views import View, ViewSlice
+from gr_argos.server.views import View, ViewSlice, slice_fits
 
 __all__ = ["BroadcastHub", "ClientQueue", "DEFAULT_INGRESS_DEPTH", "Outlet"]
 
@@ -284,6 +284,7 @@ class BroadcastHub:
         self.messages_in = 0
         self.ingress_dropped = 0
         self.unsent_after_stop = 0
+        self.views_reset = 0  # clients' views a stream's new bin count left no room for
         self._departed = {"frames_sent": 0, "frames_dropped": 0, "messages_sent": 0,
                           "messages_dropped": 0, "bytes_sent": 0}
         self.clients_total = 0
@@ -379,9 +380,12 @@ class BroadcastHub:
         count is patched in.
         """
         stream_format = self._stream_formats.get(frame.stream_id)
+        resets = 0
         for client in clients:
-            if client.views and client.skips(frame):
-                continue
+            if client.views:
+                if client.skips(frame):
+                    continue
+                resets += self._reset_view_outside(client, frame)
             if not client.can_write_now() or client.pending_missed:
                 client.push_frame(frame)
                 continue
@@ -394,6 +398,32 @@ class BroadcastHub:
             latency_s = time.monotonic() - frame.published_at
             client.record_frame(len(data), latency_s)
             self._observe_latency(latency_s)
+        if resets:
+            geometry = frame.geometry()
+            assert geometry is not None  # a view was found outside it
+            log.info("event=views_reset stream=%d bins=%d clients=%d", frame.stream_id,
+                     geometry.bins, resets)
+
+    def _reset_view_outside(self, client: ClientQueue, frame: PublishedFrame) -> bool:
+        """When ``frame`` does not hold the client's slice of its stream (the stream changed
+        its bin count), give the client the whole stream from this frame on (keeping its
+        frame rate divisor) and tell it with a ``view`` message saying ``reset``."""
+        view = client.views.get(frame.stream_id)
+        geometry = frame.geometry()
+        if view is None or view.slice is None or geometry is None \
+                or slice_fits(view.slice, geometry.bins):
+            return False
+        whole = View(None, view.fps_divisor)
+        if whole == View():
+            del client.views[frame.stream_id]
+        else:
+            client.views[frame.stream_id] = whole
+        self.views_reset += 1
+        self._push_message(client, OutgoingMessage(encode_message("view", {
+            "stream_id": frame.stream_id, **geometry.describe(whole), "reset": True,
+            "message": f"stream {frame.stream_id} now has {geometry.bins} bins: your view is "
+                       "the whole stream until you send set_view again"})))
+        return True
 
     def record_sent(self, client: ClientQueue, item: bytes | str) -> None:
         """Count an item a client's sender got through (a frame's latency too)."""
@@ -477,6 +507,15 @@ class BroadcastHub:
         return {view.slice for client in self._clients.values() if client is not besides
                 and (view := client.views.get(stream_id)) is not None and view.slice is not None}
 
+    def _distinct_views(self) -> dict[str, int]:
+        """Distinct slices in use now, by stream (the encodes a frame of it may need)."""
+        slices: dict[int, set[ViewSlice]] = {}
+        for client in self._clients.values():
+            for stream_id, view in client.views.items():
+                if view.slice is not None:
+                    slices.setdefault(stream_id, set()).add(view.slice)
+        return {str(stream_id): len(found) for stream_id, found in sorted(slices.items())}
+
     def stats(self) -> dict[str, Any]:
         """A snapshot of per-client and total counters (call on the loop)."""
         clients = [c.snapshot() for c in self._clients.values()]
@@ -495,6 +534,8 @@ class BroadcastHub:
             encodes={name: count for name, count in self.encodes.items()
                      if name not in (DEFLATE_IN, DEFLATE_OUT, PYRAMID_LEVELS)},
             pyramid_levels=self.encodes[PYRAMID_LEVELS],
+            views=self._distinct_views(),
+            views_reset=self.views_reset,
             deflate={"in_bytes": self.encodes[DEFLATE_IN],
                      "out_bytes": self.encodes[DEFLATE_OUT]},
         )

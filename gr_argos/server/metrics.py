@@ -130,6 +130,17 @@ class ServerCollector(Collector):
         for name, count in sorted(total["encodes"].items()):
             encodes.add_metric([name], count)
         yield encodes
+        yield CounterMetricFamily("argos_pyramid_levels",
+                                  "pyramid levels built from frames for clients' views",
+                                  value=total["pyramid_levels"])
+        views = GaugeMetricFamily("argos_views", "distinct views (slices) of a stream "
+                                  "clients get now", labels=["stream"])
+        for stream_id, count in total["views"].items():
+            views.add_metric([stream_id], count)
+        yield views
+        yield CounterMetricFamily("argos_views_reset", "clients' views reset to the whole "
+                                  "stream because its bin count changed",
+                                  value=total["views_reset"])
         deflate = total["deflate"]
         deflated = CounterMetricFamily(
             "argos_deflate_bytes", "frame bytes compressed once for compress=1 clients "

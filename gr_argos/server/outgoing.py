@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import struct
 from collections import Counter
 from typing import Callable, Iterable
 
 from gr_argos.protocol import (
     FLAG_COMPRESSED,
     FLAG_SECOND_TRACE,
+    HEADER_SIZE,
     FrameFormat,
     ProtocolError,
     compress_frame,
@@ -26,12 +28,19 @@ from gr_argos.protocol import (
     reencode_frame,
 )
 from gr_argos.server.pyramid import Pyramid, encode_view
-from gr_argos.server.views import ViewSlice
+from gr_argos.server.logs import LimitRepeats
+from gr_argos.server.views import StreamGeometry, ViewSlice
 
 __all__ = ["DEFLATE_IN", "DEFLATE_OUT", "OutgoingMessage", "PYRAMID_LEVELS", "PublishedFrame",
            "Wrap", "nearest_format"]
 
 log = logging.getLogger(__name__)
+# A frame that cannot be encoded for a client is one of many alike (every frame of a stream
+# until it is fixed): a few lines and a count, not one line per frame and format.
+log.addFilter(LimitRepeats())
+
+#: ``center_freq_hz`` and ``span_hz`` in a frame's header, at byte 40.
+_BAND = struct.Struct("<dd")
 
 #: Keys of the hub's ``encodes`` counter that add up the frame bytes deflated and the bytes
 #: deflate made of them (``stats()`` reports them under ``total["deflate"]``).
@@ -68,7 +77,8 @@ class PublishedFrame:
             latency metric).
     """
 
-    __slots__ = ("stream_id", "data", "published_at", "_variants", "_wire", "_pyramid")
+    __slots__ = ("stream_id", "data", "published_at", "_variants", "_wire", "_pyramid",
+                 "_geometry")
 
     def __init__(self, stream_id: int, data: bytes, published_at: float = 0.0) -> None:
         self.stream_id = stream_id
@@ -77,11 +87,20 @@ class PublishedFrame:
         self._variants: dict[tuple[ViewSlice | None, FrameFormat], bytes] = {}
         self._wire: dict[tuple[ViewSlice | None, FrameFormat | None], tuple[bytes, bytes]] = {}
         self._pyramid: Pyramid | None = None
+        self._geometry: StreamGeometry | None = None
 
     @property
     def sequence(self) -> int:
         """The frame's ``sequence`` (0 for a frame too short to have one)."""
         return int.from_bytes(self.data[16:24], "little")
+
+    def geometry(self) -> StreamGeometry | None:
+        """The bins and band of the frame, from its header (None: too short to have them)."""
+        if self._geometry is None and len(self.data) >= HEADER_SIZE:
+            center_freq_hz, span_hz = _BAND.unpack_from(self.data, 40)
+            self._geometry = StreamGeometry(int.from_bytes(self.data[28:32], "little"),
+                                            center_freq_hz, span_hz)
+        return self._geometry
 
     def on_wire(self, frame_format: FrameFormat | None, encodes: Counter[str],
                 wrap: Wrap, view: ViewSlice | None = None) -> tuple[bytes, bytes]:

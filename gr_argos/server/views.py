@@ -17,22 +17,25 @@ of one slice share its encodes. Plain code: no GNU Radio, no sockets.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from gr_argos.protocol import ProtocolError, ViewRequest
 
 __all__ = ["VIEW_WIDTHS", "StreamGeometry", "View", "ViewSlice", "choose_view", "nearest_slice",
-           "resolve_view"]
+           "resolve_view", "slice_fits"]
 
 @dataclass(frozen=True)
 class ViewSlice:
     """Bins ``offset .. offset + width - 1`` of a stream's pyramid level ``level``, where
-    level bin ``j`` merges the stream's bins ``j * 2**level .. (j + 1) * 2**level - 1``."""
+    level bin ``j`` merges the stream's bins ``j * 2**level .. (j + 1) * 2**level - 1``,
+    resolved for a stream of ``stream_bins`` bins (0: any number that holds it; not part of
+    the slice's identity, which is the bins it takes from a frame)."""
 
     level: int
     offset: int
     width: int
+    stream_bins: int = field(default=0, compare=False)
 
     @property
     def first_bin(self) -> int:
@@ -74,10 +77,7 @@ class StreamGeometry:
     @property
     def max_level(self) -> int:
         """The coarsest level whose bins are whole groups of the stream's bins."""
-        level = 0
-        while self.bins > 0 and self.bins % (2 << level) == 0:
-            level += 1
-        return level
+        return _max_level(self.bins)
 
     def slice_center_hz(self, view: ViewSlice) -> float:
         """``center_freq_hz`` of a frame of ``view``: its bin ``width // 2`` is there, as
@@ -91,7 +91,7 @@ class StreamGeometry:
 
     def fits(self, view: ViewSlice) -> bool:
         """Whether the stream (e.g. after a change of its bin count) still holds ``view``."""
-        return view.level <= self.max_level and view.end_bin <= self.bins
+        return slice_fits(view, self.bins)
 
     def describe(self, view: View) -> dict[str, Any]:
         """A view as the ``view`` reply states it: the header fields of its frames."""
@@ -101,6 +101,22 @@ class StreamGeometry:
         return {"center_freq_hz": self.slice_center_hz(view.slice),
                 "span_hz": self.slice_span_hz(view.slice), "bins": view.slice.width,
                 "fps_divisor": view.fps_divisor, "level": view.slice.level}
+
+
+def _max_level(bins: int) -> int:
+    level = 0
+    while bins > 0 and bins % (2 << level) == 0:
+        level += 1
+    return level
+
+
+def slice_fits(view: ViewSlice, bins: int) -> bool:
+    """Whether a frame of ``bins`` bins holds ``view``: the bin count it was resolved for
+    (after a change of it, the same bins are other frequencies at another resolution, or
+    are not there at all)."""
+    if view.stream_bins:
+        return view.stream_bins == bins
+    return view.level <= _max_level(bins) and view.end_bin <= bins
 
 
 def _widths() -> tuple[int, ...]:
@@ -143,7 +159,7 @@ def resolve_view(request: ViewRequest, stream: StreamGeometry) -> View:
     level = min(stream.max_level, int(math.floor(math.log2(merged) + 1e-9)) if merged > 1 else 0)
     level_bins = stream.bins >> level
     start, stop = first >> level, -(-end >> level)
-    slice_ = ViewSlice(level, 0, level_bins)
+    slice_ = ViewSlice(level, 0, level_bins, stream.bins)
     for width in VIEW_WIDTHS:
         if width >= level_bins:
             break
@@ -152,7 +168,7 @@ def resolve_view(request: ViewRequest, stream: StreamGeometry) -> View:
         align = max(1, 1 << ((width // 8).bit_length() - 1)) if width >= 8 else 1
         offset = start // align * align
         if offset + width >= stop:
-            slice_ = ViewSlice(level, min(offset, level_bins - width), width)
+            slice_ = ViewSlice(level, min(offset, level_bins - width), width, stream.bins)
             break
     whole = slice_.level == 0 and slice_.width == stream.bins
     return View(None if whole else slice_, request.fps_divisor)

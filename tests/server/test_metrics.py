@@ -237,3 +237,22 @@ async def test_compression_ratio_reports_what_compress_once_saved(
     assert out_bytes == sum(len(frame) for frame in received)
     assert value(found, "argos_compression_ratio") == pytest.approx(out_bytes / in_bytes)
     assert value(found, "argos_compression_ratio") < 0.5  # a smooth ramp deflates well
+
+
+async def test_views_and_pyramid_levels_are_exposed(start_server: StartServer) -> None:
+    """Two clients on one view and one on another: /metrics says two views of stream 0 and
+    counts the pyramid levels built for them once per frame, not per client."""
+    server = start_server()
+    query = "?center_freq_hz=100.5e6&span_hz=200e3&bins=50"
+    async with connect(server.url + query, open_timeout=WAIT_S) as first, \
+            connect(server.url + query, open_timeout=WAIT_S) as second, \
+            connect(server.url + "?bins=256", open_timeout=WAIT_S) as third:
+        replies = [[await next_json(ws) for _ in range(2)] for ws in (first, second, third)]
+        assert [reply[1]["level"] for reply in replies] == [2, 2, 3]  # hello, then the view
+        server.publish_frame(0, spectrum_frame(0))
+        for ws in (first, second, third):
+            await next_frames(ws, 1)
+        found = samples(await asyncio.to_thread(scrape, server.port))
+    assert value(found, "argos_views", stream="0") == 2
+    assert value(found, "argos_pyramid_levels_total") == 3  # levels 1, 2 and 3 of one frame
+    assert value(found, "argos_views_reset_total") == 0

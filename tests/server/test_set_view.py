@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from typing import Any, AsyncIterator
 
 import numpy as np
@@ -172,3 +173,45 @@ async def test_a_view_reduces_the_second_trace_by_mean_of_power(
     step = 100.0 / 255  # the uint8 range is -130 .. -20 dB: half a step each side
     assert np.abs(frame.second_power_db - mean_db).max() <= step
     assert np.abs(frame.power_db - published.power_db.reshape(256, 8).max(axis=1)).max() <= step
+
+
+async def test_a_new_bin_count_that_leaves_no_room_for_a_view_resets_it_once(
+        start_server: StartServer, caplog: Any) -> None:
+    """When the stream's FFT size changes, each client with a slice of it is told with one
+    view message saying reset (whole stream, its frame rate kept) before the first frame of
+    the new size, then gets whole frames until it asks again; one log line says it, not one
+    per frame or client; stats count the resets."""
+    caplog.set_level(logging.INFO, logger="gr_argos.server.hub")
+    server = start_server(queue_depth=64)
+    async with viewer(server, "?center_freq_hz=100.9e6&span_hz=100e3&bins=100&fps_divisor=2") \
+            as high, viewer(server, "?center_freq_hz=99.5e6&span_hz=100e3&bins=100") as low:
+        high_view, low_view = await next_json(high), await next_json(low)
+        assert high_view["bins"] < 2048 and low_view["bins"] < 2048
+        assert server.stats()["total"]["views"] == {"0": 2}
+        server.publish_frame(0, carrier_frame(0))
+        assert (await frames_of(high, 1))[0].bin_count == high_view["bins"]
+        assert (await frames_of(low, 1))[0].bin_count == low_view["bins"]
+        server.update_stream(0, bins=1024)  # as a sink does when its FFT size changes
+        for sequence in range(2, 8):
+            small = np.full(1024, -90.0, dtype=np.float32)
+            server.publish_frame(0, encode_frame(small, center_freq_hz=100e6, span_hz=2.048e6,
+                                                 timestamp_ns=sequence, sequence=sequence))
+        reset = await next_json(high)
+        assert reset["type"] == "view" and reset["reset"] is True
+        assert (reset["bins"], reset["span_hz"], reset["fps_divisor"]) == (1024, 2.048e6, 2)
+        assert "1024 bins" in reset["message"] and "set_view" in reset["message"]
+        whole = await frames_of(high, 3)
+        assert [(f.sequence, f.bin_count) for f in whole] == [(2, 1024), (4, 1024), (6, 1024)]
+        low_reset = await next_json(low)
+        assert low_reset["reset"] is True and low_reset["fps_divisor"] == 1
+        assert [f.bin_count for f in await frames_of(low, 6)] == [1024] * 6
+        stats = server.stats()["total"]
+        assert stats["views_reset"] == 2 and stats["views"] == {}
+        again = await ask(high, center_freq_hz=100.5e6, span_hz=100e3, bins=50)
+        assert again["type"] == "view" and "reset" not in again
+        server.publish_frame(0, encode_frame(np.full(1024, -90.0, dtype=np.float32),
+                                             center_freq_hz=100e6, span_hz=2.048e6,
+                                             timestamp_ns=8, sequence=8))
+        assert (await frames_of(high, 1))[0].bin_count == again["bins"]
+    resets = [r for r in caplog.records if "views_reset" in r.getMessage()]
+    assert len(resets) == 1 and "clients=2" in resets[0].getMessage()
