@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -26,6 +27,7 @@ gr = pytest.importorskip("gnuradio.gr")
 from gnuradio import blocks  # noqa: E402
 
 from gr_argos.protocol import SpectrumFrame, decode_frame, decode_message  # noqa: E402
+from gr_argos.server.spectrum_server import http_url  # noqa: E402
 from gr_argos.zmq_sink import zmq_sink  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -235,14 +237,17 @@ def _alive(pid: int) -> bool:
 
 
 class _FrameFeed:
-    """A FramePublisher sending stream 4 at VECTORS_PER_S frames/s, sequences 0, 1, 2, ..."""
+    """A FramePublisher sending stream 4 at VECTORS_PER_S frames/s, sequences 0, 1, 2, ...,
+    each frame the next of ``spectra`` (8 MHz wide at 100 MHz)."""
 
-    def __init__(self) -> None:
+    def __init__(self, spectra: list[np.ndarray] = VECTORS) -> None:
         from gr_argos.protocol import StreamInfo
         from gr_argos.zmq_transport import FramePublisher
 
+        self.spectra = spectra
         self.publisher = FramePublisher("tcp://127.0.0.1:0", heartbeat_interval_s=0.2)
-        self.publisher.add_stream(StreamInfo(stream_id=4, name="shared", bins=VLEN))
+        self.publisher.add_stream(StreamInfo(stream_id=4, name="shared", bins=len(spectra[0]),
+                                             center_freq_hz=100e6, span_hz=8e6))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._feed, daemon=True)
         self._thread.start()
@@ -253,7 +258,7 @@ class _FrameFeed:
         sequence = 0
         while not self._stop.wait(1 / VECTORS_PER_S):
             self.publisher.publish_frame(4, encode_frame(
-                VECTORS[sequence % 8], center_freq_hz=100e6, span_hz=8e6,
+                self.spectra[sequence % len(self.spectra)], center_freq_hz=100e6, span_hz=8e6,
                 timestamp_ns=time.time_ns(), sequence=sequence, stream_id=4))
             sequence += 1
 
@@ -466,3 +471,73 @@ def test_a_gateway_sets_the_encoding_and_step_its_clients_get() -> None:
                 assert stream["encoding"] == "float32" and "step_db" not in stream
     finally:
         feed.close()
+
+
+def test_a_gateway_serves_views_cut_from_the_publishers_full_frames() -> None:
+    """The publisher sends one 4096-bin frame; the gateway's clients ask for views (in the URL
+    and with set_view) and get slices of it whose header says the band they cover, with a
+    one-bin carrier at its full level; two clients asking alike share one view."""
+    spectrum = np.full(4096, -100.0, dtype=np.float32)
+    carrier = 2500  # 100 MHz + (2500 - 2048) * 1953.125 Hz = 100.8828 MHz
+    spectrum[carrier] = -30.0
+    feed = _FrameFeed([spectrum])
+    query = "?center_freq_hz=100.88e6&span_hz=500e3&bins=64"
+    try:
+        command = [sys.executable, "-u", "-m", "gr_argos.apps.gateway", "--connect",
+                   feed.publisher.endpoint, "--port", "0"]
+        with running(command, REPO_ROOT, url_pattern=URL_PATTERN, name="argos-gateway") as relay:
+            url = relay.wait_for_url()
+            with connect(url + query, open_timeout=RECEIVE_TIMEOUT_S) as first, \
+                    connect(url + query, open_timeout=RECEIVE_TIMEOUT_S) as second, \
+                    connect(url, open_timeout=RECEIVE_TIMEOUT_S) as third:
+                views = [_first_json(ws, "view") for ws in (first, second)]
+                third.send('{"type": "set_view", "bins": 512, "fps_divisor": 2}')
+                views.append(_first_json(third, "view"))
+                frames = [_frames(ws, 3) for ws in (first, second, third)]
+                found = _scrape(http_url(url))
+    finally:
+        feed.close()
+    assert views[0] == views[1] and views[0]["level"] == 2 and views[0]["bins"] >= 64
+    assert (views[2]["bins"], views[2]["level"], views[2]["fps_divisor"]) == (512, 3, 2)
+    for view, got in zip(views, frames):
+        for frame in got:
+            assert (frame.center_freq_hz, frame.span_hz, frame.bin_count) == (
+                view["center_freq_hz"], view["span_hz"], view["bins"])
+            assert frame.power_db.max() == -30.0  # the carrier kept at every level
+            peak_hz = frame.bin_freqs_hz()[int(np.argmax(frame.power_db))]
+            assert abs(peak_hz - (100e6 + (carrier - 2048) * 8e6 / 4096)) <= frame.span_hz / (
+                frame.bin_count * 2)
+    assert {f.sequence % 2 for f in frames[2]} == {0}
+    assert found["argos_views"] == 2
+
+
+def _first_json(ws: Any, msg_type: str) -> dict[str, Any]:
+    """The first JSON message of ``msg_type`` (frames and other messages before it skipped)."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        message = ws.recv(timeout=RECEIVE_TIMEOUT_S)
+        if isinstance(message, str) and (decoded := decode_message(message))["type"] == msg_type:
+            return decoded
+    pytest.fail(f"no {msg_type} message within {WAIT_S:.0f} s")
+
+
+def _frames(ws: Any, count: int) -> list[SpectrumFrame]:
+    frames = []
+    while len(frames) < count:
+        message = ws.recv(timeout=RECEIVE_TIMEOUT_S)
+        if isinstance(message, bytes):
+            frames.append(decode_frame(message))
+    return frames
+
+
+def _scrape(base_url: str) -> dict[str, float]:
+    """The gateway's /metrics, each metric summed over its labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(base_url.rstrip("/") + "/metrics", timeout=WAIT_S) as response:
+        text = response.read().decode()
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[sample.name] = found.get(sample.name, 0.0) + sample.value
+    return found
