@@ -13,7 +13,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pmt
 from gnuradio import gr
+
+from gr_argos.tags import PERIOD_TIME
 
 __all__ = ["REDUCTIONS", "period_detector", "reduce_periods"]
 
@@ -73,13 +76,19 @@ class period_detector(gr.sync_block):
         reduction: "max" (positive peak), "mean" (average power) or "last"; a tuple of
             them for one output each (e.g. ("max", "mean"): peak and average).
         branches: FFT branches (2 with 50 % overlap, 4 with 75 %).
+        period_samples, samp_rate: when given (the enclosing block's frame period M in
+            input samples, and their rate), each output item j gets a ``period_time`` tag
+            (start_s, ready_s): the period's first sample, max(0, j M - M/2), and the last
+            sample the item waited for, (j + 1) M, in seconds (the FFTs run M/2 late and
+            the tag path one period, see spectrum_detector).
 
     Raises:
         ValueError: an unknown reduction or a non-positive size.
     """
 
     def __init__(self, bins: int, vectors_per_period: int,
-                 reduction: str | tuple[str, ...] = "max", branches: int = 1) -> None:
+                 reduction: str | tuple[str, ...] = "max", branches: int = 1,
+                 period_samples: int = 0, samp_rate: float = 0.0) -> None:
         reductions = (reduction,) if isinstance(reduction, str) else tuple(reduction)
         for one in reductions:
             if one not in REDUCTIONS:
@@ -96,8 +105,22 @@ class period_detector(gr.sync_block):
             out_sig=[(np.float32, int(bins))] * len(reductions),
         )
         self.reductions = reductions
+        self.period_samples = int(period_samples)
+        self.samp_rate = float(samp_rate)
 
     def work(self, input_items: list[Any], output_items: list[Any]) -> int:
         for reduction, out in zip(self.reductions, output_items):
             reduce_periods(input_items[:-1], reduction, out)
-        return len(output_items[0])
+        count = len(output_items[0])
+        if self.period_samples and self.samp_rate > 0:
+            self._tag_periods(count)
+        return count
+
+    def _tag_periods(self, count: int) -> None:
+        period, rate = self.period_samples, self.samp_rate
+        first = self.nitems_written(0)
+        for item in range(first, first + count):
+            value = pmt.make_tuple(pmt.from_double(max(0, item * period - period // 2) / rate),
+                                   pmt.from_double((item + 1) * period / rate))
+            for port in range(len(self.reductions)):
+                self.add_item_tag(port, item, PERIOD_TIME, value)

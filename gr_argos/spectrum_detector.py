@@ -50,8 +50,10 @@ class spectrum_detector(gr.hier_block2):
     with ``vectors_per_frame = round(samp_rate / bins / fps)``, so the frame rate is
     ``frame_rate`` (close to ``fps``). Frame j covers samples [j M - M/2, (j + 1) M - M/2)
     (frame 0 holds the first M/2). Stream tags (``rx_freq``, ``rx_rate``, ``rx_time``, any
-    other) reach the frame that holds their sample. A frame leaves once the tags up to
-    half a period after it are known: half a period of latency.
+    other) reach the frame that holds their sample, and each frame carries a
+    ``period_time`` tag saying when its period starts (the sinks stamp the frame with it).
+    A frame leaves once the tags up to half a period after it are known: half a period of
+    latency.
 
     Keyword arguments: its settings (:class:`~gr_argos.detectors.DetectorSettings`:
     ``samp_rate``, ``bins`` (a power of two >= 16), ``fps`` (at most ``samp_rate / bins``),
@@ -102,14 +104,15 @@ class spectrum_detector(gr.hier_block2):
         self._blocks.append(half_period_late)
         if not chosen.every_sample:
             self.branches = 1
-            self._detector = period_detector(bins, 1, "max", 1)
+            self._detector = period_detector(bins, 1, "max", 1, samples_per_frame,
+                                             self.samp_rate)
             self._connect_sample_branch(half_period_late, taps)
         else:
             self.branches = round(1 / (1 - self.overlap))
             # One output per detector, from the same FFTs ("last": sample beside another).
             reductions = tuple(DETECTORS[name] or "last" for name in detectors)
             self._detector = period_detector(bins, self.vectors_per_frame, reductions,
-                                             self.branches)
+                                             self.branches, samples_per_frame, self.samp_rate)
             for branch in range(self.branches):
                 self._connect_every_sample_branch(half_period_late, taps, branch,
                                                   bins // self.branches * branch)

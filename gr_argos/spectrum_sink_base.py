@@ -20,6 +20,7 @@ from gr_argos.protocol import StreamInfo
 from gr_argos.server.hub import DEFAULT_INGRESS_DEPTH
 from gr_argos.settings import from_arguments, rename_arguments
 from gr_argos.status import StatusReporter
+from gr_argos.tags import PERIOD_TIME
 from gr_argos.stream import FrameDestination, SpectrumStream, StreamSettings
 
 __all__ = ["Destination", "SpectrumSinkBase", "split_arguments"]
@@ -191,6 +192,9 @@ class SpectrumSinkBase(gr.sync_block):
                 seconds = pmt.to_uint64(pmt.tuple_ref(value, 0))
                 fraction = pmt.to_double(pmt.tuple_ref(value, 1))
                 stream.set_capture_time(seconds * 1_000_000_000 + round(fraction * 1e9))
+            elif pmt.eq(key, PERIOD_TIME):
+                stream.set_period(pmt.to_double(pmt.tuple_ref(value, 0)),
+                                  pmt.to_double(pmt.tuple_ref(value, 1)))
         except (RuntimeError, ValueError, TypeError) as exc:
             self.logger.warn(f"ignored malformed {pmt.symbol_to_string(key)} tag "
                              f"{pmt.write_string(value)}: {exc}")

@@ -11,6 +11,7 @@ it directly. No GNU Radio import.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
@@ -114,8 +115,29 @@ class FrameDestination(Protocol):
     def update_stream(self, stream_id: int, **changes: Any) -> None: ...
 
 
+log = logging.getLogger(__name__)
+
+#: How far the sample count may fall behind the host clock (samples lost to an overflow, or a
+#: sample clock slower than the host's) before frame times are anchored again...
+LATE_NS = 250_000_000
+#: ...provided it stays that far behind for this long (a stalled flowgraph catches up).
+LATE_FOR_NS = 1_000_000_000
+
+
 class SpectrumStream:
     """Turns spectra into numbered, timestamped frames of one stream.
+
+    A frame's ``timestamp_ns`` is the time of the first sample of the period it covers when
+    its producer says which period that is (:meth:`set_period`, from the ``period_time``
+    tag of :class:`~gr_argos.spectrum_detector.spectrum_detector`): the time of the first
+    input sample plus the period's start. That first time comes from the device clock
+    (``rx_time``, :meth:`set_capture_time`) or else from the host clock: the earliest
+    ``now - ready`` over the frames so far, ``ready`` being when the samples the frame waited
+    for were taken (a frame handed off late only says the samples are older). When the
+    samples fall behind the host clock by more than ``LATE_NS`` for ``LATE_FOR_NS`` (samples
+    the radio dropped), the host clock anchors them again (counted in ``time_reanchors``).
+    Frames without a period get the ``rx_time`` anchor plus the host time elapsed, or the
+    host clock when they are handed off.
 
     Args:
         destination: receives each encoded frame and descriptor changes (a server or a
@@ -138,6 +160,11 @@ class SpectrumStream:
         self.frames_skipped = 0
         self._time_ref: tuple[int, int] | None = None  # (capture ns, host ns when seen)
         self._anchor_pending = False
+        self._period: tuple[int, int] | None = None  # the next frame's (start, ready) ns
+        self._first_sample_ns: int | None = None  # the time of the producer's sample 0
+        self._device_clock = False  # _first_sample_ns is from rx_time, not the host clock
+        self._late: tuple[int, int] | None = None  # (since, earliest estimate) while late
+        self.time_reanchors = 0
 
     def attach(self, destination: FrameDestination) -> None:
         """Send frames elsewhere from now on (the sequence keeps counting)."""
@@ -172,9 +199,18 @@ class SpectrumStream:
         self._time_ref = (int(capture_ns), self._clock_ns())
         self._anchor_pending = True
 
+    def set_period(self, start_s: float, ready_s: float) -> None:
+        """Say which period the next frame covers: its first sample at ``start_s`` and the
+        last sample it waited for at ``ready_s``, in seconds after the producer's first
+        sample (the ``period_time`` tag)."""
+        self._period = (round(start_s * 1e9), round(ready_s * 1e9))
+
     def timestamp_ns(self) -> int:
-        """Capture time for the frame handed off now (the anchor itself for the first)."""
+        """Capture time for the frame handed off now (see the class)."""
         now = self._clock_ns()
+        period, self._period = self._period, None
+        if period is not None:
+            return self._period_timestamp_ns(now, *period)
         if self._time_ref is None:
             return now
         capture_ns, seen_ns = self._time_ref
@@ -182,6 +218,38 @@ class SpectrumStream:
             self._anchor_pending = False
             return capture_ns
         return capture_ns + (now - seen_ns)
+
+    def _period_timestamp_ns(self, now: int, start_ns: int, ready_ns: int) -> int:
+        if self._anchor_pending:
+            assert self._time_ref is not None
+            self._anchor_pending = False
+            self._first_sample_ns = self._time_ref[0] - start_ns
+            self._device_clock = True
+        elif not self._device_clock:
+            self._follow_host_clock(now, now - ready_ns)
+        assert self._first_sample_ns is not None
+        return self._first_sample_ns + start_ns
+
+    def _follow_host_clock(self, now: int, estimate: int) -> None:
+        """Keep the first sample's time at the earliest estimate, unless the samples stay
+        behind the host clock (then take the earliest estimate of that while)."""
+        anchor = self._first_sample_ns
+        if anchor is None or estimate <= anchor:
+            self._first_sample_ns, self._late = estimate, None
+        elif estimate - anchor <= LATE_NS:
+            self._late = None
+        elif self._late is None:
+            self._late = (now, estimate)
+        else:
+            since, earliest = self._late[0], min(self._late[1], estimate)
+            self._late = (since, earliest)
+            if now - since >= LATE_FOR_NS:
+                log.warning("stream %d: the samples fell %.0f ms behind the host clock "
+                            "(samples lost, or a slow sample clock): frame times follow "
+                            "the host clock again", self.info.stream_id,
+                            (earliest - anchor) / 1e6)
+                self._first_sample_ns, self._late = earliest, None
+                self.time_reanchors += 1
 
     def publish(self, power_db: npt.ArrayLike,
                 second_power_db: npt.ArrayLike | None = None) -> int:

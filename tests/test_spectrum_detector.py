@@ -270,21 +270,60 @@ def test_reduce_periods_over_branches_is_max_or_mean_of_all_vectors() -> None:
 def test_tags_land_on_the_frame_of_the_period_they_fall_in(detector: str,
                                                            overlap: float) -> None:
     """A tag at sample s reaches frame floor(s / M + 1/2), the one holding sample s, with
-    its key and value, at frame edges too (the first and last sample of a frame)."""
+    its key and value, at frame edges too (the first and last sample of a frame); each
+    frame j says its period: from sample max(0, j M - M/2), ready at sample (j + 1) M."""
     offsets = [0, 1, M // 2 - 1, M // 2, M - 1, M, 2 * M + M // 2 - 1, 2 * M + M // 2,
                5 * M + M // 2 - 1]
     tags = [make_tag(0, "rx_freq", 433.92e6), make_tag(0, "rx_rate", SAMP_RATE),
             make_tag(0, "rx_time", (1_700_000_000, 0.25))]
     tags += [make_tag(offset, "marker", offset) for offset in offsets]
-    _, out_tags = run(spectrum_detector(samp_rate=SAMP_RATE, bins=BINS, fps=FPS, detector=detector, overlap=overlap),
-                      noise(6 * M, 0.01), tags)
+    frames, out_tags = run(spectrum_detector(samp_rate=SAMP_RATE, bins=BINS, fps=FPS,
+                                             detector=detector, overlap=overlap),
+                           noise(6 * M, 0.01), tags)
 
-    seen = [(tag.offset, pmt.symbol_to_string(tag.key), pmt.to_python(tag.value))
-            for tag in out_tags]
+    every = [(tag.offset, pmt.symbol_to_string(tag.key), pmt.to_python(tag.value))
+             for tag in out_tags]
+    periods = [(offset, value) for offset, key, value in every if key == "period_time"]
+    assert len(frames) == 6 and periods == [
+        (j, (max(0, j * M - M // 2) / SAMP_RATE, (j + 1) * M / SAMP_RATE)) for j in range(6)]
+    seen = [tag for tag in every if tag[1] != "period_time"]
     assert seen[:3] == [(0, "rx_freq", 433.92e6), (0, "rx_rate", SAMP_RATE),
                         (0, "rx_time", (1_700_000_000, 0.25))]
     markers = [(offset, value) for offset, key, value in seen if key == "marker"]
     assert markers == [((offset + M // 2) // M, offset) for offset in offsets]
+
+
+def test_frames_reach_clients_stamped_with_the_start_of_their_period(
+        no_server_thread_left: None) -> None:
+    """Through a websocket_sink to a real client, with rx_time on the first sample: frame j
+    is stamped with that time plus its period's start, max(0, j M - M/2) samples later."""
+    from websockets.sync.client import connect
+
+    from gr_argos.protocol import decode_frame
+    from gr_argos.websocket_sink import websocket_sink
+
+    rx_time = gr.tag_t()
+    rx_time.offset, rx_time.key = 0, pmt.intern("rx_time")
+    rx_time.value = pmt.make_tuple(pmt.from_uint64(1_700_000_000), pmt.from_double(0.25))
+    top = gr.top_block("period timestamps", catch_exceptions=False)
+    source = blocks.vector_source_c(noise(6 * M, 0.01).astype(np.complex64), False, 1,
+                                    [rx_time])
+    sink = websocket_sink(bins=BINS, center_freq=100e6, span=SAMP_RATE, port=0,
+                          queue_depth=64, status_interval_s=0)
+    detector = spectrum_detector(samp_rate=SAMP_RATE, bins=BINS, fps=FPS)  # kept alive
+    top.connect(source, detector, sink)
+    try:
+        with connect(sink.url, open_timeout=30) as ws:
+            ws.recv(timeout=30)  # hello
+            top.start()
+            frames = [decode_frame(ws.recv(timeout=30)) for _ in range(6)]
+    finally:
+        top.stop()
+        top.wait()
+        sink.stop()
+    first_ns = 1_700_000_000_250_000_000
+    assert [f.timestamp_ns for f in frames] == [
+        first_ns + round(max(0, j * M - M // 2) / SAMP_RATE * 1e9) for j in range(6)]
 
 
 # -- parameters and status --------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from gr_argos.protocol import SpectrumFrame, decode_frame
@@ -120,3 +122,71 @@ def test_capture_time_anchor_is_exact_then_advances_with_host_time() -> None:
 
     assert [f.timestamp_ns for f in sink.decoded()] == [
         ANCHOR_NS, ANCHOR_NS + 33_000_500, ANCHOR_NS + 10**9]
+
+
+PERIOD_S = 0.032  # a frame period in these tests
+MS = 1_000_000
+
+
+def publish_period(stream: SpectrumStream, clock: FakeClock, frame: int, start_ns: int,
+                   latency_ns: int) -> None:
+    """Publish frame ``frame`` of a detector whose first sample was taken at ``start_ns``
+    (host clock), handed off ``latency_ns`` after its last sample was."""
+    start_s, ready_s = max(0.0, (frame - 0.5) * PERIOD_S), (frame + 1) * PERIOD_S
+    clock.now_ns = start_ns + round(ready_s * 1e9) + latency_ns
+    stream.set_period(start_s, ready_s)
+    stream.publish(np.zeros(4, dtype=np.float32))
+
+
+def test_a_frame_with_a_period_is_stamped_with_the_start_of_that_period() -> None:
+    """Frames saying their period get the first sample's time plus the period's start; the
+    first sample's time is the earliest (handed-off time - ready time) so far, so a frame
+    handed off late does not make the samples look younger."""
+    clock = FakeClock(0)
+    stream, sink = make_stream(clock)
+    first_ns = 1_700_000_000 * 10**9
+    for frame, latency in enumerate([9 * MS, 3 * MS, 40 * MS, 3 * MS, 5 * MS]):
+        publish_period(stream, clock, frame, first_ns, latency)
+
+    starts = [round(max(0.0, (j - 0.5) * PERIOD_S) * 1e9) for j in range(5)]
+    assert [f.timestamp_ns for f in sink.decoded()] == [
+        first_ns + 9 * MS + starts[0]] + [first_ns + 3 * MS + start for start in starts[1:]]
+    assert stream.time_reanchors == 0
+
+
+def test_when_samples_fall_behind_the_host_clock_for_a_second_times_follow_it_again(
+        caplog: Any) -> None:
+    """Half a second of samples lost (an overflow): the frames keep the sample count's time
+    for a second, in case the flowgraph only stalled, then follow the host clock again,
+    once, with a warning; a stall shorter than that changes nothing."""
+    clock = FakeClock(0)
+    stream, sink = make_stream(clock)
+    first_ns = 10**18
+    for frame in range(3):
+        publish_period(stream, clock, frame, first_ns, 2 * MS)
+    publish_period(stream, clock, 3, first_ns, 600 * MS)  # a stall: one frame late
+    for frame in range(4, 60):  # then 0.5 s of samples are gone
+        publish_period(stream, clock, frame, first_ns + 500 * MS, 2 * MS)
+
+    stamps = [f.timestamp_ns for f in sink.decoded()]
+    start = [first_ns + 2 * MS + round(max(0.0, (j - 0.5) * PERIOD_S) * 1e9) for j in range(60)]
+    late = [j for j in range(60) if stamps[j] != start[j]]
+    assert late and all(stamps[j] == start[j] + 500 * MS for j in late)
+    assert late == list(range(late[0], 60))
+    # About a second of host time after frame 3 (the stall) fell behind: 32 ms frames.
+    assert 4 + 0.8 / PERIOD_S <= late[0] <= 4 + 1.3 / PERIOD_S
+    assert stream.time_reanchors == 1
+    assert ["fell 500 ms behind" in r.getMessage() for r in caplog.records] == [True]
+
+
+def test_an_rx_time_on_a_frame_with_a_period_anchors_the_first_sample_to_it() -> None:
+    """rx_time at the first sample (as gr-osmosdr and UHD put it) makes every frame's time
+    the device's: that time plus the period's start, whatever the host clock does."""
+    clock = FakeClock(0)
+    stream, sink = make_stream(clock)
+    stream.set_capture_time(ANCHOR_NS)
+    for frame, latency in enumerate([9 * MS, 3 * MS, 900 * MS, -700 * MS]):
+        publish_period(stream, clock, frame, 5 * 10**17, latency)
+
+    assert [f.timestamp_ns for f in sink.decoded()] == [
+        ANCHOR_NS + round(max(0.0, (j - 0.5) * PERIOD_S) * 1e9) for j in range(4)]
