@@ -77,7 +77,7 @@ def documented_send_only() -> None:
 
 
 class ArgosBench:
-    def __init__(self, frames: np.ndarray, encoded: list[bytes]) -> None:
+    def __init__(self, frames: np.ndarray, encoded: list[bytes], max_views: int = 32) -> None:
         from gr_argos.protocol import StreamInfo
         from gr_argos.server import ServerConfig, SpectrumServer
         # The connection limits guard a field deployment; the benchmark opens up to 1000
@@ -85,7 +85,8 @@ class ArgosBench:
         self.server = SpectrumServer(ServerConfig(host="127.0.0.1", port=0, max_clients=0,
                                                   max_clients_per_ip=0,
                                                   max_pending_handshakes=0,
-                                                  max_pending_handshakes_per_ip=0))
+                                                  max_pending_handshakes_per_ip=0,
+                                                  max_views_per_stream=max_views))
         self.server.add_stream(StreamInfo(bins=frames.shape[1], center_freq_hz=100e6,
                                           span_hz=2e6, fps=30.0))
         self.server.start()
@@ -217,6 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--send", choices=("direct", "documented"), default="direct",
                         help="argos: documented = only websockets' send() (see "
                              "documented_send_only)")
+    parser.add_argument("--max-views-per-stream", type=int, default=32,
+                        help="argos: distinct views a stream may have (benchmarks.views)")
     args = parser.parse_args(argv)
     resource.setrlimit(resource.RLIMIT_NOFILE, (4096, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
@@ -227,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.kind == "argos":
         if args.send == "documented":
             documented_send_only()
-        bench: Any = ArgosBench(frames, float32)
+        bench: Any = ArgosBench(frames, float32, args.max_views_per_stream)
     elif args.kind == "json":
         bench = JsonBench(frames, args.window_bits, args.mem_level, not args.no_compression)
     else:

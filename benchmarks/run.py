@@ -102,6 +102,35 @@ class Proc:
             self.p.wait(5)
 
 
+def phase(server: Proc, clients: list[Proc], fps: float, seconds: float, latency: bool,
+          settle_s: float = 0.5) -> dict[str, Any]:
+    """Publish at ``fps`` (0: as fast as possible) for ``seconds``, then wait ``settle_s``
+    for queued frames: what the clients got, the server's CPU and the latencies (the
+    server's usage before and after under ``usage``, e.g. for its stats)."""
+    c0 = [c.ask(cmd="reset", latency=latency) for c in clients]
+    s0 = server.ask(cmd="usage")
+    t0 = time.monotonic()
+    published = server.ask(cmd="run", fps=fps, duration_s=seconds)["published"]
+    time.sleep(settle_s)  # let queued frames arrive
+    wall = time.monotonic() - t0
+    s1 = server.ask(cmd="usage")
+    c1 = [c.ask(cmd="stats") for c in clients]
+    frames = sum(x["frames"] for x in c1)
+    lat = np.array([v for x in c1 for v in x["latency_us"]], dtype=float) / 1000.0
+    return {
+        "published": published,
+        "deliveries": frames,
+        "wall_s": wall,
+        "bytes_per_frame": sum(x["bytes"] for x in c1) / frames if frames else None,
+        "server_cpu_s": s1["cpu_s"] - s0["cpu_s"],
+        "server_rss_kb": s1["rss_kb"],
+        "client_cpu_s": sum(b["cpu_s"] - a["cpu_s"] for a, b in zip(c0, c1)),
+        "p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
+        "p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
+        "usage": (s0, s1),
+    }
+
+
 def run_one(sc: Scenario, bins: int, n: int, fps: float, steady_s: float, sat_s: float,
             client_procs: int) -> dict[str, Any]:
     server = Proc("-m", "benchmarks.bench_server", sc.kind, "--bins", str(bins), *sc.server_args,
@@ -121,31 +150,8 @@ def run_one(sc: Scenario, bins: int, n: int, fps: float, steady_s: float, sat_s:
         time.sleep(1.0)
         u_idle = server.ask(cmd="usage")
 
-        def phase(phase_fps: float, seconds: float, latency: bool) -> dict[str, Any]:
-            c0 = [c.ask(cmd="reset", latency=latency) for c in clients]
-            s0 = server.ask(cmd="usage")
-            t0 = time.monotonic()
-            published = server.ask(cmd="run", fps=phase_fps, duration_s=seconds)["published"]
-            time.sleep(0.5)  # let queued frames arrive
-            wall = time.monotonic() - t0
-            s1 = server.ask(cmd="usage")
-            c1 = [c.ask(cmd="stats") for c in clients]
-            frames = sum(x["frames"] for x in c1)
-            lat = np.array([v for x in c1 for v in x["latency_us"]], dtype=float) / 1000.0
-            return {
-                "published": published,
-                "deliveries": frames,
-                "wall_s": wall,
-                "bytes_per_frame": sum(x["bytes"] for x in c1) / frames if frames else None,
-                "server_cpu_s": s1["cpu_s"] - s0["cpu_s"],
-                "server_rss_kb": s1["rss_kb"],
-                "client_cpu_s": sum(b["cpu_s"] - a["cpu_s"] for a, b in zip(c0, c1)),
-                "p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
-                "p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
-            }
-
-        steady = phase(fps, steady_s, True)
-        sat = phase(0, sat_s, False)
+        steady = phase(server, clients, fps, steady_s, True)
+        sat = phase(server, clients, 0, sat_s, False)
         d = steady["deliveries"]
         return {
             "scenario": sc.name, "kind": sc.kind, "bins": bins, "clients": n,
