@@ -122,6 +122,13 @@ log = logging.getLogger(__name__)
 LATE_NS = 250_000_000
 #: ...provided it stays that far behind for this long (a stalled flowgraph catches up).
 LATE_FOR_NS = 1_000_000_000
+#: At most one log line per stream in this time says that frame times were anchored again
+#: (a machine too busy for its source's pace does it every few seconds).
+REANCHOR_LOG_EVERY_NS = 60_000_000_000
+#: How far one frame's earlier estimate moves the first sample's time back: frame times never
+#: go backwards (a frame period is longer), and a source that fell behind and catches up
+#: (a throttled file) comes back smoothly.
+EARLIER_STEP_NS = 500_000
 
 
 class SpectrumStream:
@@ -133,7 +140,8 @@ class SpectrumStream:
     input sample plus the period's start. That first time comes from the device clock
     (``rx_time``, :meth:`set_capture_time`) or else from the host clock: the earliest
     ``now - ready`` over the frames so far, ``ready`` being when the samples the frame waited
-    for were taken (a frame handed off late only says the samples are older). When the
+    for were taken (a frame handed off late only says the samples are older), approached by
+    at most ``EARLIER_STEP_NS`` a frame so that frame times never go backwards. When the
     samples fall behind the host clock by more than ``LATE_NS`` for ``LATE_FOR_NS`` (samples
     the radio dropped), the host clock anchors them again (counted in ``time_reanchors``).
     Frames without a period get the ``rx_time`` anchor plus the host time elapsed, or the
@@ -165,6 +173,7 @@ class SpectrumStream:
         self._device_clock = False  # _first_sample_ns is from rx_time, not the host clock
         self._late: tuple[int, int] | None = None  # (since, earliest estimate) while late
         self.time_reanchors = 0
+        self._reanchors_logged = (0, 0)  # (count, host ns) at the last line about them
 
     def attach(self, destination: FrameDestination) -> None:
         """Send frames elsewhere from now on (the sequence keeps counting)."""
@@ -234,8 +243,10 @@ class SpectrumStream:
         """Keep the first sample's time at the earliest estimate, unless the samples stay
         behind the host clock (then take the earliest estimate of that while)."""
         anchor = self._first_sample_ns
-        if anchor is None or estimate <= anchor:
-            self._first_sample_ns, self._late = estimate, None
+        if anchor is None:
+            self._first_sample_ns = estimate
+        elif estimate <= anchor:
+            self._first_sample_ns, self._late = max(estimate, anchor - EARLIER_STEP_NS), None
         elif estimate - anchor <= LATE_NS:
             self._late = None
         elif self._late is None:
@@ -244,12 +255,19 @@ class SpectrumStream:
             since, earliest = self._late[0], min(self._late[1], estimate)
             self._late = (since, earliest)
             if now - since >= LATE_FOR_NS:
-                log.warning("stream %d: the samples fell %.0f ms behind the host clock "
-                            "(samples lost, or a slow sample clock): frame times follow "
-                            "the host clock again", self.info.stream_id,
-                            (earliest - anchor) / 1e6)
                 self._first_sample_ns, self._late = earliest, None
                 self.time_reanchors += 1
+                self._log_reanchor(now, (earliest - anchor) / 1e6)
+
+    def _log_reanchor(self, now: int, behind_ms: float) -> None:
+        logged, at = self._reanchors_logged
+        if logged and now - at < REANCHOR_LOG_EVERY_NS:
+            return
+        log.warning("stream %d: the samples fell %.0f ms behind the host clock (samples "
+                    "lost, a slow sample clock, or a machine too busy for the source's pace): "
+                    "frame times follow the host clock again (%d times so far)",
+                    self.info.stream_id, behind_ms, self.time_reanchors)
+        self._reanchors_logged = (self.time_reanchors, now)
 
     def publish(self, power_db: npt.ArrayLike,
                 second_power_db: npt.ArrayLike | None = None) -> int:

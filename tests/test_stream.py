@@ -140,8 +140,9 @@ def publish_period(stream: SpectrumStream, clock: FakeClock, frame: int, start_n
 
 def test_a_frame_with_a_period_is_stamped_with_the_start_of_that_period() -> None:
     """Frames saying their period get the first sample's time plus the period's start; the
-    first sample's time is the earliest (handed-off time - ready time) so far, so a frame
-    handed off late does not make the samples look younger."""
+    first sample's time goes towards the earliest (handed-off time - ready time) so far, half
+    a millisecond a frame (frame times never go back), so a frame handed off late does not
+    make the samples look younger."""
     clock = FakeClock(0)
     stream, sink = make_stream(clock)
     first_ns = 1_700_000_000 * 10**9
@@ -149,8 +150,10 @@ def test_a_frame_with_a_period_is_stamped_with_the_start_of_that_period() -> Non
         publish_period(stream, clock, frame, first_ns, latency)
 
     starts = [round(max(0.0, (j - 0.5) * PERIOD_S) * 1e9) for j in range(5)]
+    # 9 ms, then half a millisecond a frame towards the 3 ms seen (the 40 ms: a late frame).
+    anchors = [9 * MS, 8_500_000, 8_500_000, 8 * MS, 7_500_000]
     assert [f.timestamp_ns for f in sink.decoded()] == [
-        first_ns + 9 * MS + starts[0]] + [first_ns + 3 * MS + start for start in starts[1:]]
+        first_ns + anchor + start for anchor, start in zip(anchors, starts)]
     assert stream.time_reanchors == 0
 
 
@@ -158,7 +161,8 @@ def test_when_samples_fall_behind_the_host_clock_for_a_second_times_follow_it_ag
         caplog: Any) -> None:
     """Half a second of samples lost (an overflow): the frames keep the sample count's time
     for a second, in case the flowgraph only stalled, then follow the host clock again,
-    once, with a warning; a stall shorter than that changes nothing."""
+    once, with a warning; a stall shorter than that changes nothing; a source that catches
+    up again (a throttled file) brings the times back without ever going backwards."""
     clock = FakeClock(0)
     stream, sink = make_stream(clock)
     first_ns = 10**18
@@ -176,7 +180,13 @@ def test_when_samples_fall_behind_the_host_clock_for_a_second_times_follow_it_ag
     # About a second of host time after frame 3 (the stall) fell behind: 32 ms frames.
     assert 4 + 0.8 / PERIOD_S <= late[0] <= 4 + 1.3 / PERIOD_S
     assert stream.time_reanchors == 1
-    assert ["fell 500 ms behind" in r.getMessage() for r in caplog.records] == [True]
+    for frame in range(60, 90):  # a throttled source that catches up: times still go on
+        publish_period(stream, clock, frame, first_ns, 2 * MS)
+    stamps = [f.timestamp_ns for f in sink.decoded()]
+    assert all(later > earlier for earlier, later in zip(stamps, stamps[1:]))
+    assert stamps[89] == first_ns + 502 * MS - 30 * 500_000 + round((89 - 0.5) * PERIOD_S * 1e9)
+    assert ["fell 500 ms behind" in r.getMessage() and "1 times" in r.getMessage()
+            for r in caplog.records] == [True]
 
 
 def test_an_rx_time_on_a_frame_with_a_period_anchors_the_first_sample_to_it() -> None:
