@@ -9,11 +9,19 @@ as GNU Radio Companion expects, without importing GNU Radio for the rest of the 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import types
 from typing import Any
 
 __version__ = "0.1.0"
+
+# The dependencies a CMake install put beside the package, because the Python it was
+# installed for lacked them (CMakeLists.txt, ARGOS_BUNDLE_DEPS): first on the path, ahead of
+# a system package too old for gr-argos (Debian 12's websockets 10.4).
+_DEPS = os.path.join(os.path.dirname(__file__), "_deps")
+if os.path.isdir(_DEPS) and _DEPS not in sys.path:
+    sys.path.insert(0, _DEPS)
 
 # Block name -> module that defines it (one block per module, named like the block).
 _BLOCKS = {

@@ -31,6 +31,7 @@ APT_PACKAGES=(
     cmake make                          # CMake install and the Makefile
     g++                                 # GnuradioConfig's Boost/Threads checks need a C++ compiler
     python3-venv python3-dev            # venv for Debian's python (+ headers GrPython looks for)
+    python3-pip                         # the CMake install fetches what the system Python lacks
     chromium                            # headless browser for the viewer tests (Playwright drives it)
     nodejs                              # runs the JavaScript client against the shared test vectors
     hackrf                              # hackrf_sweep, run by the sweep source

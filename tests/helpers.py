@@ -42,13 +42,14 @@ class RunningProcess:
     """A program running as a subprocess; stdout and stderr are collected together.
 
     ``url_pattern``'s first group is the ws:// URL in the line the program prints once it
-    serves; ``name`` says which program it is in failure messages.
+    serves; ``name`` says which program it is in failure messages; ``env`` replaces
+    :data:`ENV` (the repository first on PYTHONPATH).
     """
 
     def __init__(self, command: list[str], cwd: Path, *, url_pattern: re.Pattern[str],
-                 name: str) -> None:
+                 name: str, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
-            command, cwd=cwd, env=ENV, stdin=subprocess.DEVNULL,
+            command, cwd=cwd, env=ENV if env is None else env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         self.name = name
@@ -114,9 +115,9 @@ class RunningProcess:
 
 @contextmanager
 def running(command: list[str], cwd: Path, *, url_pattern: re.Pattern[str],
-            name: str) -> Iterator[RunningProcess]:
+            name: str, env: dict[str, str] | None = None) -> Iterator[RunningProcess]:
     """Run ``command`` for the ``with`` block; stop it on the way out, whatever happened."""
-    program = RunningProcess(command, cwd, url_pattern=url_pattern, name=name)
+    program = RunningProcess(command, cwd, url_pattern=url_pattern, name=name, env=env)
     try:
         yield program
     finally:

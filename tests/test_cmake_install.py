@@ -9,6 +9,7 @@ imported.
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -136,3 +137,84 @@ def test_app_launchers_installed(installed, repo_root: Path):
         target = installed["prefix"] / "bin" / app.name
         assert target.is_file(), f"apps/{app.name} not installed to {target.parent}"
         assert os.access(target, os.X_OK), f"{target} is not executable"
+
+
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+
+def _system_env(python_dir: Path) -> dict[str, str]:
+    """The environment of a user's shell: the prefix's Python directory on PYTHONPATH, no
+    venv (neither its interpreter nor its packages), no user site-packages."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONSAFEPATH")}
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                                  if p != venv_bin)
+    env["PYTHONPATH"] = str(python_dir)
+    env["PYTHONNOUSERSITE"] = "1"
+    return env
+
+
+def _system_lacks(repo_root: Path) -> set[str]:
+    """The pyproject dependencies the system Python lacks or has too old (configure's check)."""
+    report = _run([str(SYSTEM_PYTHON), str(repo_root / "cmake" / "python_deps.py"),
+                   str(repo_root / "pyproject.toml")]).stdout
+    return {line.split()[1] for line in report.splitlines() if not line.startswith("ok ")}
+
+
+@pytest.mark.skipif(not SYSTEM_PYTHON.exists(), reason="no /usr/bin/python3")
+def test_dependencies_the_system_python_lacks_are_installed_privately(installed, repo_root: Path):
+    """What the system Python lacks (Debian 12: websockets >= 14, prometheus-client) is in
+    gr_argos/_deps, and the system Python, given only the prefix, imports it from there."""
+    lacks = _system_lacks(repo_root)
+    deps = installed["pkg_dir"] / "_deps"
+    bundled = {p.name.split("-")[0].lower().replace("_", "-") for p in deps.glob("*.dist-info")}
+    assert bundled == {name.lower() for name in lacks}
+    code = ("import json, gr_argos, websockets, prometheus_client, yaml, zmq; "
+            "print(json.dumps([websockets.__file__, websockets.__version__]))")
+    proc = _run([str(SYSTEM_PYTHON), "-c", code], cwd=installed["outside"],
+                env=_system_env(installed["python_dir"]))
+    where, version = json.loads(proc.stdout.splitlines()[-1])
+    if "websockets" in lacks:
+        assert Path(where).is_relative_to(deps.resolve()), where
+    assert int(version.split(".")[0]) >= 14
+
+
+@pytest.mark.skipif(not SYSTEM_PYTHON.exists() or shutil.which("grcc") is None,
+                    reason="needs /usr/bin/python3 and grcc")
+def test_an_installed_example_runs_with_the_system_python(installed, repo_root: Path):
+    """The installed sim_spectrum.grc, compiled by grcc with the installed block definitions
+    and run by the system Python with only the prefix on its path (no venv), serves frames
+    that a client receives."""
+    from helpers import receive, running
+
+    prefix = installed["prefix"]
+    out = installed["outside"] / "grcc"
+    out.mkdir(exist_ok=True)
+    env = {**_system_env(installed["python_dir"]),
+           "GRC_BLOCKS_PATH": str(prefix / GRC_BLOCKS_DIR)}
+    _run([shutil.which("grcc"), "-o", str(out),
+          str(prefix / "share/gr-argos/examples/sim_spectrum.grc")], env=env)
+    command = [str(SYSTEM_PYTHON), "-u", str(out / "sim_spectrum.py"), "--port", "0"]
+    with running(command, installed["outside"], url_pattern=re.compile(
+            r"(ws://127\.0\.0\.1:\d+/)"), name="installed sim_spectrum", env=env) as flowgraph:
+        url = flowgraph.wait_for_url()
+        hello, frames = receive(url, 3)
+    assert hello["streams"][0]["bins"] == 2048
+    assert len(frames) == 3 and all(f.bin_count == 2048 for f in frames)
+
+
+def test_uninstall_removes_everything_it_installed(tmp_path: Path, repo_root: Path):
+    """The uninstall target leaves the prefix with no file of gr-argos: the package, the
+    private dependencies, what Python byte-compiled at run time, blocks, apps, examples."""
+    build, prefix = tmp_path / "build", tmp_path / "prefix"
+    _run(["cmake", "-S", str(repo_root), "-B", str(build), f"-DCMAKE_INSTALL_PREFIX={prefix}"])
+    _run(["cmake", "--build", str(build)])
+    _run(["cmake", "--install", str(build)])
+    (package,) = prefix.rglob("gr_argos/__init__.py")
+    (package.parent / "__pycache__").mkdir(exist_ok=True)
+    (package.parent / "__pycache__" / "run_time.cpython-311.pyc").write_bytes(b"")
+    _run(["cmake", "--build", str(build), "--target", "uninstall"])
+    left = sorted(str(p.relative_to(prefix)) for p in prefix.rglob("*") if not p.is_dir())
+    assert left == []
+    assert not (package.parent).exists() and not (prefix / "share/gr-argos").exists()
