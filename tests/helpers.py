@@ -176,7 +176,7 @@ def assert_stream_is(hello: dict[str, Any], frames: list[SpectrumFrame], *, bins
 
 # -- headless Chromium -------------------------------------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/setup.sh installs it)
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/setup.sh --test installs it)
 # Headless as root, and quiet on a machine without internet: no background updates or sync.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]

@@ -5,7 +5,7 @@ docs/reverse-proxy.md, with its example values (host name, certificate paths, po
 by a self-signed certificate made with openssl in tmp_path, a free port for TLS and the app's
 port. nginx runs in the foreground as a subprocess with its pid file, logs and temporary
 directories in tmp_path, never the system service; the app runs as in test_app_spectrum.py.
-Skipped only when nginx is not installed (scripts/setup.sh installs it).
+Skipped only when nginx is not installed (scripts/setup.sh --test installs it).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ NGINX_START_TIMEOUT_S = 30.0
 LIMIT_CONN = 8  # the doc's `limit_conn argos_per_ip 8;`
 
 if NGINX is None:
-    pytest.skip("nginx is not installed (scripts/setup.sh installs it: apt-get install nginx)",
+    pytest.skip("nginx is not installed (scripts/setup.sh --test installs it: apt-get install nginx)",
                 allow_module_level=True)
 
 
