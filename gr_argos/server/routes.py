@@ -105,12 +105,12 @@ def static_file(path: str) -> tuple[str, bytes] | None:
 
 
 def response(status: http.HTTPStatus, content_type: str, body: bytes) -> Response:
-    """A complete response with gr-argos' headers (never cached: it is live)."""
+    """A complete response with gr-argos' headers (never cached: it is live); websockets
+    adds ``Server: SERVER_HEADER`` (the server passes it as ``server_header``)."""
     headers = Headers([
         ("Content-Type", content_type),
         ("Content-Length", str(len(body))),
         ("Cache-Control", "no-cache"),
-        ("Server", SERVER_HEADER),
     ])
     return Response(status.value, status.phrase, headers, body)
 

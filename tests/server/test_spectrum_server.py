@@ -254,15 +254,18 @@ async def test_healthz_reports_status_and_client_count(
 
     def get() -> tuple[int, str, dict[str, Any]]:
         with urllib.request.urlopen(url, timeout=WAIT_S) as response:
+            servers.append(response.headers.get_all("Server"))
             return (response.status, response.headers["Content-Type"],
                     json.loads(response.read()))
 
+    servers: list[list[str]] = []
     async with client(server), client(server):
         status, content_type, health = await asyncio.to_thread(get)
     await wait_until(lambda: server.hub.client_count == 0, what="the clients to leave")
     _, _, after = await asyncio.to_thread(get)
 
     assert (status, content_type) == (200, "application/json")
+    assert servers == [[f"gr-argos/{health['version']}"]] * 2  # one Server header, not two
     assert health["status"] == "ok" and health["server"] == "gr-argos"
     assert health["clients"] == 2
     assert [s["id"] for s in health["streams"]] == [0]
