@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -198,6 +199,30 @@ class SpectrumSinkBase(gr.sync_block):
         except (RuntimeError, ValueError, TypeError) as exc:
             self.logger.warn(f"ignored malformed {pmt.symbol_to_string(key)} tag "
                              f"{pmt.write_string(value)}: {exc}")
+
+    # -- settings that change while running (GRC callbacks) ------------------------------------
+
+    def set_center_freq(self, center_freq: float) -> None:
+        """The centre frequency (Hz) of the frames from the next one on, as a QT GUI range or
+        a variable changes it in GRC (an ``rx_freq`` tag changes it too)."""
+        self.settings = dataclasses.replace(self.settings, center_freq=center_freq)  # checks it
+        assert self.stream is not None  # made with the block
+        self.stream.retune(center_freq_hz=self.settings.center_freq)
+
+    def set_span(self, span: float) -> None:
+        """The span (Hz) of the frames from the next one on (an ``rx_rate`` tag changes it
+        too)."""
+        self.settings = dataclasses.replace(self.settings, span=span)
+        assert self.stream is not None
+        self.stream.retune(span_hz=self.settings.span)
+
+    def set_fps(self, fps: float) -> None:
+        """The frame rate the stream's descriptor announces (``hello``'s ``fps``): the rate
+        the spectrum chain upstream makes frames at."""
+        self.settings = dataclasses.replace(self.settings, fps=fps)
+        self._info.fps = self.settings.fps
+        if self.destination is not None:
+            self.destination.update_stream(self._info.stream_id, fps=self.settings.fps)
 
     # -- messages ----------------------------------------------------------------------------
 

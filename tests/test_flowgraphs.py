@@ -110,6 +110,17 @@ def test_flowgraph_compiles_with_grcc(flowgraph: Path, generated: dict[str, Path
 
 
 @needs_grcc
+def test_changing_a_variable_in_grc_reaches_the_running_sink(generated: dict[str, Path]) -> None:
+    """The sink's callbacks are in the generated code: the flowgraph's setter of its centre
+    frequency, sample rate and frame rate passes the new value to the running sink (no stale
+    frequency labels after a retune from GRC)."""
+    script = generated["sim_spectrum"].read_text()
+    for call in ("websocket_sink_0.set_center_freq(self.center_freq)",
+                 "websocket_sink_0.set_span(self.samp_rate)", "websocket_sink_0.set_fps(self.fps)"):
+        assert call in script, call
+
+
+@needs_grcc
 def test_sim_spectrum_serves_the_simulated_band(generated: dict[str, Path],
                                                 tmp_path: Path) -> None:
     """sim_spectrum.py serves 2048-bin frames whose strongest bin is the strongest carrier."""

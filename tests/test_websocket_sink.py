@@ -357,3 +357,30 @@ async def test_a_second_input_is_the_second_trace_for_the_clients_that_ask(
         assert frame.second_power_db is not None
         np.testing.assert_array_equal(frame.second_power_db, average)
     assert all(f.detector == "peak" and f.second_power_db is None for f in one)
+
+
+async def test_setters_change_a_running_sink_as_grc_callbacks_do(
+        make_flowgraph: MakeFlowgraph) -> None:
+    """set_center_freq, set_span and set_fps (the callbacks of a variable or QT GUI range in
+    GRC) change the frames from the next one on and the stream a new client is told about;
+    a bad value raises the block's clear error and changes nothing."""
+    from gr_argos.settings import ConfigError
+
+    tb, sink = make_flowgraph(VECTORS, center_freq=100e6, span=2e6, port=0, queue_depth=256)
+    async with connect(sink.url, open_timeout=WAIT_S) as ws:
+        await next_message(ws)  # hello
+        tb.start()
+        before = await next_frames(ws, 2)
+        sink.set_center_freq(433.92e6)
+        sink.set_span(2.4e6)
+        sink.set_fps(25)
+        with pytest.raises(ConfigError, match="span"):
+            sink.set_span(-1)
+        after = await next_frames(ws, 40)
+        async with connect(sink.url, open_timeout=WAIT_S) as late:
+            stream = json.loads(await next_message(late))["streams"][0]
+    assert {(f.center_freq_hz, f.span_hz) for f in before} == {(100e6, 2e6)}
+    assert after[-1].center_freq_hz == 433.92e6 and after[-1].span_hz == 2.4e6
+    changed = [(f.center_freq_hz, f.span_hz) != (100e6, 2e6) for f in after]
+    assert changed == sorted(changed)  # once changed, every later frame has the new values
+    assert (stream["center_freq_hz"], stream["span_hz"], stream["fps"]) == (433.92e6, 2.4e6, 25)
