@@ -99,6 +99,21 @@ def test_grc_block_parameters_are_the_block_arguments(block: str) -> None:
             assert ast.literal_eval(str(parameter["default"])) == arguments[name].default, name
 
 
+@pytest.mark.parametrize("block", ["websocket_sink", "zmq_sink"])
+def test_rarely_used_sink_parameters_are_on_tabs_of_their_own(block: str) -> None:
+    """The General tab (and the canvas) keeps what every user sets; the security limits and
+    the per-client tuning sit on GRC's Security and Advanced tabs."""
+    definition = yaml.safe_load((REPO_ROOT / "grc" / f"gr_argos_{block}.block.yml").read_text())
+    general = {p["id"] for p in definition["parameters"]
+               if "category" not in p and p.get("hide") != "all"}
+    assert general == {"bins", "center_freq", "span", "fps", "detector", "second_detector",
+                       "encoding", "step_db"} | ({"host", "port"} if block == "websocket_sink"
+                                                 else {"zmq_endpoint"})
+    tabs = {p["id"]: p["category"] for p in definition["parameters"] if "category" in p}
+    assert set(tabs.values()) <= {"Advanced", "Security"}
+    assert block == "zmq_sink" or tabs["token"] == tabs["tls_cert"] == "Security"
+
+
 @needs_grcc
 @pytest.mark.parametrize("flowgraph", FLOWGRAPHS, ids=lambda path: path.name)
 def test_flowgraph_compiles_with_grcc(flowgraph: Path, generated: dict[str, Path]) -> None:
