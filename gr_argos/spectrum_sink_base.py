@@ -22,7 +22,7 @@ from gr_argos.server.hub import DEFAULT_INGRESS_DEPTH
 from gr_argos.settings import from_arguments, rename_arguments
 from gr_argos.status import StatusReporter
 from gr_argos.tags import PERIOD_TIME
-from gr_argos.stream import FrameDestination, SpectrumStream, StreamSettings
+from gr_argos.stream import FrameDestination, FrameRateGuard, SpectrumStream, StreamSettings
 
 __all__ = ["Destination", "SpectrumSinkBase", "split_arguments"]
 
@@ -83,6 +83,7 @@ class SpectrumSinkBase(gr.sync_block):
                                out_sig=None)
         self.settings = stream
         self._info = stream.info()
+        self._guard = FrameRateGuard(stream.fps, stream.max_fps)
         self.destination: Destination | None = None
         self.stream: SpectrumStream | None = None
         self.status: StatusReporter | None = None
@@ -172,11 +173,20 @@ class SpectrumSinkBase(gr.sync_block):
         # would only be dropped there. Their sequence numbers still pass, so clients see it.
         keep_from = max(0, count - DEFAULT_INGRESS_DEPTH)
         tag_index = 0
+        guard = self._guard
+        rate = guard.measure(count)
+        if rate is not None:
+            self.logger.warn(
+                f"{rate:.0f} vectors/s arrive but fps (Frame Rate) is {guard.fps:g}: every "
+                f"vector is a frame for every client. Make frames at the display rate before "
+                f"this block (a Spectrum Detector, or a Log Power FFT with that Frame Rate) or "
+                f"set fps to the real rate. Beyond {guard.limit:g} frames/s (max_fps) frames "
+                f"are skipped and counted in frames_skipped.")
         for index in range(count):
             while tag_index < len(tags) and tags[tag_index].offset <= first + index:
                 self._apply_tag(stream, tags[tag_index])
                 tag_index += 1
-            if index < keep_from:
+            if index < keep_from or not guard.admit():
                 stream.skip(1)
             else:
                 stream.publish(vectors[index], None if second is None else second[index])
@@ -221,6 +231,7 @@ class SpectrumSinkBase(gr.sync_block):
         the spectrum chain upstream makes frames at."""
         self.settings = dataclasses.replace(self.settings, fps=fps)
         self._info.fps = self.settings.fps
+        self._guard = FrameRateGuard(self.settings.fps, self.settings.max_fps)
         if self.destination is not None:
             self.destination.update_stream(self._info.stream_id, fps=self.settings.fps)
 

@@ -90,6 +90,9 @@ class StreamSettings:
     status_interval_s: float = setting(1.0, "seconds between status messages (0 = none)",
                                        check=non_negative, aliases=("status_interval",),
                                        group=STREAM)
+    max_fps: float = setting(0.0, "most frames per second handed to clients (0 = twice fps); "
+                             "a sink fed faster skips the rest, counted in frames_skipped "
+                             "(clients see the gap)", check=non_negative, group=STREAM)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -105,6 +108,62 @@ class StreamSettings:
             encoding=ENCODING_CODES[self.encoding], fps=self.fps,
             step_db=self.step_db if self.encoding == "uint8" else 0.0,
             detector=self.detector, second_detector=self.second_detector)
+
+
+class FrameRateGuard:
+    """Keeps a sink fed faster than its frame rate (an FFT not decimated to the display rate)
+    from flooding its clients: at most ``max_fps`` frames a second pass (a token bucket of
+    one second, so a chunk of frames from a busy scheduler still passes), and the measured
+    input rate is reported once when it is more than 1.5 times ``fps``.
+
+    Args:
+        fps: the rate the sink is configured for.
+        max_fps: frames a second that may pass (0: twice ``fps``).
+        clock: seconds, monotonic (injectable for tests).
+    """
+
+    #: The input rate is measured over windows of this many seconds.
+    WINDOW_S = 2.0
+
+    def __init__(self, fps: float, max_fps: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.fps = fps
+        self.limit = max_fps or 2.0 * fps
+        self._clock = clock
+        self._tokens = self.limit
+        self._last: float | None = None
+        self._window: tuple[float, int] | None = None  # (start, vectors counted since)
+        self.reported = False
+
+    def admit(self) -> bool:
+        """Whether one more frame may pass now."""
+        now = self._clock()
+        if self._last is not None:
+            self._tokens = min(self.limit, self._tokens + (now - self._last) * self.limit)
+        self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    def measure(self, vectors: int) -> float | None:
+        """Count ``vectors`` arriving now; the input rate, the first time it is measured over
+        a window at more than 1.5 times ``fps`` (None otherwise)."""
+        now = self._clock()
+        if self._window is None:
+            self._window = (now, 0)
+            return None
+        start, counted = self._window[0], self._window[1] + vectors
+        elapsed = now - start
+        if elapsed < self.WINDOW_S:
+            self._window = (start, counted)
+            return None
+        self._window = (now, 0)
+        rate = counted / elapsed
+        if self.reported or rate <= 1.5 * self.fps:
+            return None
+        self.reported = True
+        return rate
 
 
 class FrameDestination(Protocol):

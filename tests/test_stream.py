@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 
 from gr_argos.protocol import SpectrumFrame, decode_frame
 from gr_argos.protocol import StreamInfo
-from gr_argos.stream import SpectrumStream
+from gr_argos.stream import FrameRateGuard, SpectrumStream
 
 ANCHOR_NS = 1_700_000_000_123_456_789
 
@@ -200,3 +201,34 @@ def test_an_rx_time_on_a_frame_with_a_period_anchors_the_first_sample_to_it() ->
 
     assert [f.timestamp_ns for f in sink.decoded()] == [
         ANCHOR_NS + round(max(0.0, (j - 0.5) * PERIOD_S) * 1e9) for j in range(4)]
+
+
+class FakeSeconds:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_frame_rate_guard_passes_max_fps_and_reports_a_fast_input_once() -> None:
+    """Fed 1,000 vectors/s with fps 30: about max_fps (default twice fps) frames a second pass,
+    a burst of a second's worth passes at once, and the input rate is reported once, measured;
+    fed at its rate, everything passes and nothing is reported."""
+    clock = FakeSeconds()
+    guard = FrameRateGuard(30.0, clock=clock)
+    reports, passed = [], 0
+    for _ in range(10):  # 10 s of 100 vectors every 0.1 s
+        for _ in range(10):
+            clock.now += 0.1
+            reports.append(guard.measure(100))
+            passed += sum(guard.admit() for _ in range(100))
+    assert [r for r in reports if r is not None] == [pytest.approx(1000.0)]
+    assert 60 * 10 <= passed <= 60 * 11  # the limit, plus the first second's bucket
+
+    calm = FrameRateGuard(30.0, max_fps=0, clock=clock)
+    results = []
+    for _ in range(300):
+        clock.now += 1 / 30
+        results.append((calm.measure(1), calm.admit()))
+    assert all(report is None and admitted for report, admitted in results)

@@ -384,3 +384,36 @@ async def test_setters_change_a_running_sink_as_grc_callbacks_do(
     changed = [(f.center_freq_hz, f.span_hz) != (100e6, 2e6) for f in after]
     assert changed == sorted(changed)  # once changed, every later frame has the new values
     assert (stream["center_freq_hz"], stream["span_hz"], stream["fps"]) == (433.92e6, 2.4e6, 25)
+
+
+async def test_a_sink_fed_far_faster_than_its_frame_rate_skips_and_counts(
+        no_server_thread_left: None) -> None:
+    """Vectors at 400/s into a sink whose fps is 10 (an FFT not decimated): beyond max_fps
+    (here 20) frames are skipped; the clients see the gaps in the sequence numbers and the
+    status message counts them in frames_skipped."""
+    tb = gr.top_block()
+    source = blocks.vector_source_f(np.concatenate(VECTORS).tolist(), True, 1, [])
+    to_vector = blocks.stream_to_vector(gr.sizeof_float, VLEN)
+    throttle = blocks.throttle(gr.sizeof_float * VLEN, 400, True)
+    sink = websocket_sink(bins=VLEN, fps=10, max_fps=20, port=0, queue_depth=256,
+                          status_interval_s=0.5)
+    tb.connect(source, to_vector, throttle, sink)
+    frames: list[SpectrumFrame] = []
+    skipped = 0
+    try:
+        async with connect(sink.url, open_timeout=WAIT_S) as ws:
+            await next_message(ws)  # hello
+            tb.start()
+            while len(frames) < 30 or skipped == 0:
+                message = await next_message(ws)
+                if isinstance(message, bytes):
+                    frames.append(decode_frame(message))
+                elif (body := json.loads(message))["type"] == "status":
+                    skipped = body["frames_skipped"]
+    finally:
+        tb.stop()
+        await asyncio.to_thread(tb.wait)
+        sink.stop()
+    sequences = [f.sequence for f in frames]
+    assert sequences == sorted(sequences) and sequences[-1] - sequences[0] > len(frames)
+    assert skipped > 0
