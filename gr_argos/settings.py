@@ -210,12 +210,18 @@ def at_least(minimum: float) -> Check:
     return check
 
 
+def _number(value: float) -> str:
+    """A bound as a person reads it: 1048576, not 1.04858e+06; 7.25e+09 and 0.5 as they are."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e7 else f"{value:g}"
+
+
 def in_range(low: float, high: float, note: str = "") -> Check:
     """A check that a number lies in ``[low, high]``; ``note`` is added to the message."""
     def check(value: float) -> str | None:
         if low <= value <= high:
             return None
-        return f"must be between {low:g} and {high:g}" + (f" ({note})" if note else "")
+        return (f"must be between {_number(low)} and {_number(high)}"
+                + (f" ({note})" if note else ""))
     return check
 
 

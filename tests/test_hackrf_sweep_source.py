@@ -303,7 +303,7 @@ def test_missing_executable_fails_at_construction() -> None:
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"freq_min": 2500e6, "freq_max": 2400e6}, "freq_min .* must be below freq_max"),
     ({"freq_max": 8000e6}, "for freq_max: must be between 0 and 7.25e\\+09"),
-    ({"bin_width": 100}, "for bin_width: must be between 2445 and 5e\\+06"),
+    ({"bin_width": 100}, "for bin_width: must be between 2445 and 5000000"),
     ({"output_format": "csv"}, "for output_format: expected one of binary, text"),
     ({"lna_gain": 48}, "for lna_gain: must be between 0 and 40"),
     ({"watchdog_timeout": 0}, "for watchdog_timeout_s: must be greater than 0"),
