@@ -34,11 +34,16 @@ _BLOCKS = {
     "spectrum_detector": "gr_argos.spectrum_detector",
 }
 
-__all__ = ["__version__", *_BLOCKS]
+# Helpers for GRC expressions (a Variable block), loaded on first use like the blocks.
+_HELPERS = {
+    "sweep_bins": "gr_argos.retune_sweep",
+}
+
+__all__ = ["__version__", *_BLOCKS, *_HELPERS]
 
 
 def __getattr__(name: str) -> Any:
-    module_name = _BLOCKS.get(name)
+    module_name = _BLOCKS.get(name) or _HELPERS.get(name)
     if module_name is None:
         raise AttributeError(f"module 'gr_argos' has no attribute {name!r}")
     return getattr(importlib.import_module(module_name), name)

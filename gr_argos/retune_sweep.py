@@ -11,11 +11,23 @@ import pmt
 from gnuradio import gr
 
 from gr_argos import tags
-__all__ = ["retune_sweep"]
+__all__ = ["retune_sweep", "sweep_bins"]
 
 
 # Vectors to wait for an rx_freq tag before the command is sent again (and a warning logged).
 _TAG_TIMEOUT_VECTORS = 256
+
+
+def sweep_bins(freq_min: float, freq_max: float, samp_rate: float, fft_size: int = 2048,
+               usable_fraction: float = 0.75) -> int:
+    """The bins of a :class:`retune_sweep`'s output vector: the Bins to give the sink after
+    it. In GRC, a Variable ``gr_argos.sweep_bins(freq_min, freq_max, samp_rate, fft_size,
+    usable_fraction)`` (with an Import block ``import gr_argos``) keeps the two in step.
+    Written as the block's GRC definition computes its output size (whole steps, rounded up).
+    """
+    kept = int(int(fft_size) * float(usable_fraction))
+    step_hz = float(samp_rate) * float(usable_fraction)
+    return max(1, int(-(-(float(freq_max) - float(freq_min)) // step_hz))) * kept
 
 
 class retune_sweep(gr.basic_block):
@@ -91,11 +103,10 @@ class retune_sweep(gr.basic_block):
         self.kept_bins = int(kept)
         self.bin_hz = float(samp_rate) / fft_size
         step_hz = self.kept_bins * self.bin_hz
-        # Ceiling division written as GRC's block definition computes the output size.
-        steps = max(1, int(-(-(float(freq_max) - float(freq_min)) // step_hz)))
+        self.bins = sweep_bins(freq_min, freq_max, samp_rate, fft_size, usable_fraction)
+        steps = self.bins // self.kept_bins
         #: Centre frequency of each step in Hz, lowest first.
         self.tune_freqs = [float(freq_min) + (i + 0.5) * step_hz for i in range(steps)]
-        self.bins = steps * self.kept_bins
         self.span_hz = self.bins * self.bin_hz
         self.center_freq_hz = float(freq_min) + self.span_hz / 2
         self.skip_vectors = int(skip_vectors)

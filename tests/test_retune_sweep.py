@@ -146,6 +146,31 @@ def test_geometry_tiles_the_band_with_whole_steps() -> None:
     assert sweep.center_freq_hz == START_HZ + 2.25e6
 
 
+@pytest.mark.parametrize(("freq_min", "freq_max", "samp_rate", "fft_size", "fraction"), [
+    (88e6, 108e6, 8e6, 2048, 0.75), (START_HZ, STOP_HZ, SAMP_RATE, FFT_SIZE, 0.75),
+    (2.4e9, 2.4835e9, 20e6, 4096, 0.5), (433e6, 433.1e6, 2e6, 1024, 1.0)])
+def test_sweep_bins_for_a_grc_variable_is_the_block_output_and_its_grc_vlen(
+        freq_min: float, freq_max: float, samp_rate: float, fft_size: int,
+        fraction: float) -> None:
+    """gr_argos.sweep_bins(...) (for a Variable feeding the sink's Bins) is the block's output
+    length, and the vlen GRC's block definition computes for the output port."""
+    import yaml
+
+    import gr_argos
+    from helpers import REPO_ROOT
+
+    definition = yaml.safe_load((REPO_ROOT / "grc" / "gr_argos_retune_sweep.block.yml")
+                                .read_text())
+    expression = definition["outputs"][0]["vlen"].strip()[2:-1]  # ${ ... }
+    grc_vlen = eval(expression, {"max": max, "int": int}, dict(  # noqa: S307 (our own file)
+        freq_min=freq_min, freq_max=freq_max, samp_rate=samp_rate, fft_size=fft_size,
+        usable_fraction=fraction))
+    sweep = retune_sweep(freq_min=freq_min, freq_max=freq_max, samp_rate=samp_rate,
+                         fft_size=fft_size, usable_fraction=fraction)
+    assert gr_argos.sweep_bins(freq_min, freq_max, samp_rate, fft_size, fraction) \
+        == sweep.bins == grc_vlen
+
+
 @pytest.mark.parametrize("fraction", [0.0, 0.7, 1.5])
 def test_bad_usable_fraction_is_refused(fraction: float) -> None:
     """A fraction that does not keep an even whole number of bins is refused at once."""
