@@ -145,7 +145,8 @@ class sim_band_source(gr.hier_block2):
         edge = 1.0 - PULSE_S * PULSE_RATE_HZ
         pulse_gate = blocks.threshold_ff(edge, edge, 0.0)
         pulse = blocks.multiply_cc()
-        self.connect(ramp, pulse_gate, blocks.float_to_complex(), (pulse, 1))
+        pulse_to_complex = blocks.float_to_complex()
+        self.connect(ramp, pulse_gate, pulse_to_complex, (pulse, 1))
         self.connect(pulse_carrier, (pulse, 0))
 
         band = blocks.add_cc()
@@ -155,12 +156,20 @@ class sim_band_source(gr.hier_block2):
         self.connect(burst_gate, gate_to_complex, (burst, 1))
         self.connect(burst_carrier, (burst, 0))
 
-        buffer_items = int(samp_rate * _BUFFER_S)
-        if buffer_items > _DEFAULT_BUFFER_ITEMS:
-            self.set_min_output_buffer(buffer_items)
-
+        inner = [steady, noise, sweep_law, sweep, burst_carrier, burst_gate, gate_to_complex,
+                 burst, pulse_carrier, ramp, pulse_gate, pulse_to_complex, pulse, band]
         if throttle:
             throttle_block = blocks.throttle(gr.sizeof_gr_complex, samp_rate, True)
             self.connect(band, throttle_block, self)
+            inner.append(throttle_block)
         else:
             self.connect(band, self)
+
+        buffer_items = int(samp_rate * _BUFFER_S)
+        if buffer_items > _DEFAULT_BUFFER_ITEMS:
+            self.set_min_output_buffer(buffer_items)
+            # GNU Radio logs the larger buffer of each inner block at info level when the
+            # flowgraph starts, 15 lines that bury the sink's URL in GRC's console: these
+            # blocks say only warnings and errors.
+            for block in inner:
+                block.set_log_level("warn")
