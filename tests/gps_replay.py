@@ -7,12 +7,13 @@ session) on the way out.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,23 @@ def assert_positions_match_the_log(messages: list[dict[str, Any]]) -> None:
         assert any(message["lat"] == pytest.approx(lat, abs=1e-6)
                    and message["lon"] == pytest.approx(lon, abs=1e-6)
                    for lat, lon in candidates), message  # type: ignore[misc]
+
+
+def gps_messages_until(websocket: Any,
+                       done: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
+    """Read ``gps`` messages until ``done(messages)``; fail after WAIT_S."""
+    messages: list[dict[str, Any]] = []
+    deadline = time.monotonic() + WAIT_S
+    while not done(messages):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            pytest.fail(f"gave up after {WAIT_S:.0f} s; gps messages so far: {messages[-5:]}")
+        try:
+            message = websocket.recv(timeout=remaining)
+        except TimeoutError:
+            continue
+        if isinstance(message, str):
+            body = json.loads(message)
+            if body.get("type") == "gps":
+                messages.append(body)
+    return messages

@@ -44,7 +44,10 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     if grcc is None:
         pytest.skip("grcc (GNU Radio Companion) is not installed")
     out_dir = tmp_path_factory.mktemp("grcc")
-    env = {**os.environ, "GRC_BLOCKS_PATH": str(REPO_ROOT / "grc")}
+    # GRC evaluates expressions such as gr_argos.sweep_bins(...) in a Variable: gr_argos must
+    # be importable by the Python grcc runs on, as after an install.
+    env = {**os.environ, "GRC_BLOCKS_PATH": str(REPO_ROOT / "grc"), "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     scripts = {}
     for flowgraph in FLOWGRAPHS:
         result = subprocess.run(
@@ -68,8 +71,25 @@ def running_flowgraph(script: Path, args: list[str],
 
 
 def test_there_are_flowgraphs_to_check() -> None:
-    """The flowgraphs this test is about exist."""
-    assert {path.stem for path in FLOWGRAPHS} >= {"sim_spectrum", "hackrf_spectrum"}
+    """The flowgraphs this test is about exist: an example for every block."""
+    assert {path.stem for path in FLOWGRAPHS} >= {
+        "sim_spectrum", "hackrf_spectrum", "hackrf_spectrum_zmq", "hackrf_sweep",
+        "sim_spectrum_gps", "hackrf_retune_sweep"}
+    used = {block["id"] for path in FLOWGRAPHS
+            for block in yaml.safe_load(path.read_text())["blocks"]}
+    blocks = {path.name.split(".")[0] for path in (REPO_ROOT / "grc").glob("*.block.yml")}
+    assert blocks <= used, f"no example flowgraph uses {sorted(blocks - used)}"
+
+
+def test_example_blocks_do_not_overlap_on_the_canvas() -> None:
+    """In every example, blocks sit apart: GRC draws even a small block (a parameter) over
+    about 120 x 56 px from its coordinate, so no two coordinates are that close."""
+    for path in FLOWGRAPHS:
+        spots = [(block["name"], block["states"]["coordinate"])
+                 for block in yaml.safe_load(path.read_text())["blocks"]]
+        for index, (name, (x, y)) in enumerate(spots):
+            for other, (u, v) in spots[index + 1:]:
+                assert abs(x - u) >= 120 or abs(y - v) >= 56, f"{path.name}: {name} on {other}"
 
 
 @pytest.mark.parametrize("block", ["websocket_sink", "zmq_sink", "spectrum_detector",
@@ -197,3 +217,50 @@ def test_hackrf_spectrum_serves_an_osmosdr_file_source(generated: dict[str, Path
         assert abs(int(np.argmax(frame.second_power_db)) - tone_bin) <= 1
         # A steady tone reads the same level in both traces.
         assert frame.power_db[tone_bin] - frame.second_power_db[tone_bin] < 1.0
+
+
+@needs_grcc
+def test_hackrf_retune_sweep_sweeps_past_one_capture(generated: dict[str, Path],
+                                                     tmp_path: Path) -> None:
+    """hackrf_retune_sweep.py on an osmosdr file= source: one frame per sweep of 88 to
+    112 MHz (four 6 MHz steps of 8 MS/s), as many bins as gr_argos.sweep_bins says; the
+    sink's frame rate is the sweep's, so nothing is skipped."""
+    pytest.importorskip("osmosdr")
+    from gr_argos import sweep_bins
+
+    rng = np.random.default_rng(2)
+    noise = (rng.standard_normal(2048 * 64) + 1j * rng.standard_normal(2048 * 64)) * 0.01
+    iq_file = tmp_path / "noise.cfile"
+    noise.astype(np.complex64).tofile(iq_file)
+    args = ["--port", "0", "--device-args", f"file={iq_file},rate=8e6,repeat=true,throttle=true"]
+    with running_flowgraph(generated["hackrf_retune_sweep"], args, tmp_path) as flowgraph:
+        hello, frames = receive(flowgraph.wait_for_url(), 3)
+
+    bins = sweep_bins(88e6, 108e6, 8e6, 2048, 0.75)
+    assert bins == 4 * 1536
+    assert_stream_is(hello, frames, bins=bins, center_freq_hz=100e6, span_hz=24e6,
+                     fps=250 / (8 + 4) / 4)
+    assert "frames_skipped" not in flowgraph.output() and "vectors/s arrive" not in (
+        flowgraph.output())
+
+
+@needs_grcc
+@pytest.mark.skipif(shutil.which("gpsfake") is None, reason="needs gpsfake (gpsd-clients)")
+def test_sim_spectrum_gps_sends_gpsds_fixes_beside_the_frames(generated: dict[str, Path],
+                                                              tmp_path: Path) -> None:
+    """sim_spectrum_gps.py with gpsd (gpsfake replaying a drive): a client gets the
+    simulated band's frames and gps messages with the log's positions."""
+    from websockets.sync.client import connect
+
+    from gps_replay import (assert_positions_match_the_log, fix_times, free_port,
+                            gps_messages_until, gpsfake)
+
+    port = free_port()
+    with gpsfake(port), running_flowgraph(
+            generated["sim_spectrum_gps"], ["--port", "0", "--gpsd-port", str(port)],
+            tmp_path) as flowgraph:
+        hello, frames = receive(flowgraph.wait_for_url(), 3)
+        with connect(flowgraph.wait_for_url(), open_timeout=30) as websocket:
+            messages = gps_messages_until(websocket, lambda got: len(fix_times(got)) >= 2)
+    assert hello["streams"][0]["bins"] == 2048 and len(frames) == 3
+    assert_positions_match_the_log(messages)

@@ -18,12 +18,13 @@ import pytest
 
 gr = pytest.importorskip("gnuradio.gr")
 from gnuradio import blocks  # noqa: E402
-from websockets.sync.client import ClientConnection, connect  # noqa: E402
+from websockets.sync.client import connect  # noqa: E402
 
 from gr_argos.gpsd_source import gpsd_source  # noqa: E402
 from gr_argos.websocket_sink import websocket_sink  # noqa: E402
 from gps_replay import (  # noqa: E402
     WAIT_S, FIX_TIMES, NO_FIX_TIMES, epoch_of, free_port, gpsfake, fix_times, assert_positions_match_the_log,
+    gps_messages_until,
 )
 
 pytestmark = [
@@ -54,26 +55,6 @@ def gps_flowgraph(no_server_thread_left: None) -> Iterator[Callable[[int], tuple
         tb.stop()
         tb.wait()
         sink.stop()
-
-
-def gps_messages_until(websocket: ClientConnection,
-                       done: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
-    """Read ``gps`` messages until ``done(messages)``; fail after WAIT_S."""
-    messages: list[dict[str, Any]] = []
-    deadline = time.monotonic() + WAIT_S
-    while not done(messages):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            pytest.fail(f"gave up after {WAIT_S:.0f} s; gps messages so far: {messages[-5:]}")
-        try:
-            message = websocket.recv(timeout=remaining)
-        except TimeoutError:
-            continue
-        if isinstance(message, str):
-            body = json.loads(message)
-            if body.get("type") == "gps":
-                messages.append(body)
-    return messages
 
 
 # -- tests ------------------------------------------------------------------------------------
