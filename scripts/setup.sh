@@ -50,6 +50,7 @@ TEST_PACKAGES=(
     nodejs                              # runs the JavaScript client against the shared test vectors
     gpsd gpsd-clients                   # a real gpsd fed by gpsfake for the GPS tests
     nginx                               # TLS reverse proxy of tests/test_reverse_proxy.py
+    xvfb gir1.2-gtk-3.0                 # GNU Radio Companion's own window, opened by the tests
 )
 # Services the test packages bring, which the tests start themselves: never left running or
 # enabled by this script (nginx would take port 80, gpsd may grab serial ports).

@@ -81,17 +81,6 @@ def test_there_are_flowgraphs_to_check() -> None:
     assert blocks <= used, f"no example flowgraph uses {sorted(blocks - used)}"
 
 
-def test_example_blocks_do_not_overlap_on_the_canvas() -> None:
-    """In every example, blocks sit apart: GRC draws even a small block (a parameter) over
-    about 120 x 56 px from its coordinate, so no two coordinates are that close."""
-    for path in FLOWGRAPHS:
-        spots = [(block["name"], block["states"]["coordinate"])
-                 for block in yaml.safe_load(path.read_text())["blocks"]]
-        for index, (name, (x, y)) in enumerate(spots):
-            for other, (u, v) in spots[index + 1:]:
-                assert abs(x - u) >= 120 or abs(y - v) >= 56, f"{path.name}: {name} on {other}"
-
-
 @pytest.mark.parametrize("block", ["websocket_sink", "zmq_sink", "spectrum_detector",
                                    "hackrf_sweep_source", "sim_band_source", "gpsd_source"])
 def test_grc_block_parameters_are_the_block_arguments(block: str) -> None:
