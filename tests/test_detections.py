@@ -1,0 +1,141 @@
+"""The detection stage against known inputs: the floor, the grouping with hysteresis, the
+tracker's start, update and end, and no events on noise alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gr_argos.detections import DetectionSettings, SignalFinder, find_runs
+
+BINS = 2048
+SPAN_HZ = 2.048e6  # 1 kHz bins
+CENTER_HZ = 100e6
+PERIOD_S = 1 / 30
+PERIOD_NS = round(PERIOD_S * 1e9)
+
+
+def noise_frames(count: int, seed: int = 0, level_db: float = -100.0,
+                 ffts: int = 130) -> np.ndarray:
+    """Frames of a peak detector over white noise: per bin the largest of ``ffts``
+    exponential powers (130 FFTs a period at 8 MS/s, 2048 bins, 30 frames/s; 1 is the
+    sample detector), in dB, around ``level_db``; drawn from the maximum's own
+    distribution, (1 - e^-x)^ffts."""
+    rng = np.random.default_rng(seed)
+    power = -np.log1p(-rng.random((count, BINS)) ** (1.0 / ffts))
+    return (level_db + 10 * np.log10(power)).astype(np.float32)
+
+
+def run(finder: SignalFinder, frames: np.ndarray) -> list[dict[str, Any]]:
+    events = []
+    for index, frame in enumerate(frames):
+        for event in finder.process(frame, CENTER_HZ, SPAN_HZ, index * PERIOD_NS):
+            events.append({**event, "frame": index})
+    return events
+
+
+def freq_of_bin(index: float) -> float:
+    return CENTER_HZ + (index - BINS // 2) * 1e3
+
+
+def test_runs_are_found_at_the_edges_too() -> None:
+    mask = np.array([1, 1, 0, 0, 1, 0, 1, 1, 1], dtype=bool)
+    assert find_runs(mask) == [(0, 2), (4, 5), (6, 9)]
+    assert find_runs(np.zeros(4, dtype=bool)) == []
+
+
+def test_the_floor_settles_near_the_low_quantile_and_follows_a_step_slowly() -> None:
+    """On noise the floor settles a few dB under the median level (a 20 % quantile); after
+    the noise rises 10 dB it follows within a few seconds, and a 10 dB burst of a few frames
+    barely moves it."""
+    finder = SignalFinder(PERIOD_S)
+    frames = noise_frames(300)
+    run(finder, frames)
+    assert finder.floor_db is not None
+    settled = float(np.median(finder.floor_db))
+    assert np.quantile(frames[-100:], 0.05) < settled < np.median(frames[-100:])
+    burst = frames[:5] + 10.0
+    run(finder, burst)
+    assert float(np.median(finder.floor_db)) - settled < 1.0
+    run(finder, noise_frames(300, seed=1, level_db=-90.0))
+    assert abs(float(np.median(finder.floor_db)) - (settled + 10.0)) < 1.5
+
+
+def test_a_burst_is_one_event_with_its_frequency_width_and_duration() -> None:
+    """A 5-bin burst 20 dB over the noise for frames 100-109: one start (frame 100) and one
+    end (after the hold), centre within a bin, 5 kHz wide, ten frame periods long, its SNR
+    and peak level."""
+    frames = noise_frames(160)
+    frames[100:110, 1500:1505] = -80.0 + 0.5 * np.arange(5)
+    events = run(SignalFinder(PERIOD_S), frames)
+    assert [(e["event"], e["frame"]) for e in events] == [("start", 100), ("end", 113)]
+    start, end = events
+    assert start["id"] == end["id"]
+    assert abs(end["center_freq_hz"] - freq_of_bin(1502)) <= 1e3
+    assert end["bandwidth_hz"] == pytest.approx(5e3, abs=2e3)
+    assert end["duration_s"] == pytest.approx(10 * PERIOD_S, abs=1e-6)
+    assert end["peak_db"] == pytest.approx(-78.0, abs=0.01) and end["snr_db"] > 15
+
+
+def test_a_notch_does_not_split_a_signal_and_a_blink_does_not_split_an_event() -> None:
+    """A signal with bins 2 dB under the threshold inside it is one signal (hysteresis); a
+    signal missing for two frames (under the hold of three) is one event."""
+    frames = noise_frames(120)
+    frames[20:80, 600:620] = -80.0
+    # Three bins 6.5 dB over the floor (about -93.5 dB): under the threshold of 8, over 8 - 3,
+    # too wide for the one-bin merge to bridge.
+    frames[20:80, 609:612] = -87.0
+    frames[50:52, 600:620] = frames[0, 600:620]  # gone for two frames
+    events = run(SignalFinder(PERIOD_S), frames)
+    assert [e["event"] for e in events] == ["start", "update", "end"]
+    assert {e["id"] for e in events} == {events[0]["id"]}
+    assert events[-1]["bandwidth_hz"] == pytest.approx(20e3, abs=2e3)
+
+
+def test_a_carrier_present_from_the_start_is_reported_and_updated() -> None:
+    """A narrow carrier on from the first frame (no history to learn it as floor) is found:
+    the floor across frequency ignores it; a long one gets an update a second."""
+    frames = noise_frames(100)
+    frames[:, 300:303] = -70.0
+    events = run(SignalFinder(PERIOD_S), frames)
+    assert [e["event"] for e in events] == ["start", "update", "update", "update"]
+    assert events[0]["frame"] == 0 and [e["frame"] for e in events[1:]] == [30, 60, 90]
+    assert abs(events[0]["center_freq_hz"] - freq_of_bin(301.5)) <= 1e3
+
+
+def test_minimum_bandwidth_and_duration_hold_back_small_and_short_signals() -> None:
+    frames = noise_frames(120)
+    frames[10:12, 100:102] = -75.0  # 2 kHz wide, 2 frames
+    frames[40:100, 800:830] = -75.0  # 30 kHz wide, 2 s
+    settings = DetectionSettings(min_bandwidth_hz=10e3, min_duration_s=0.5)
+    events = run(SignalFinder(PERIOD_S, settings), frames)
+    assert {e["event"] for e in events} == {"start", "update", "end"}
+    assert all(abs(e["center_freq_hz"] - freq_of_bin(815)) <= 1e3 for e in events)
+    assert events[0]["frame"] == 40 + 14  # 0.5 s = 15 frames
+
+
+def test_a_drifting_signal_is_one_event_that_says_how_far_it_went() -> None:
+    frames = noise_frames(90)
+    for index in range(10, 70):
+        frames[index, 200 + index:205 + index] = -75.0  # one bin a frame
+    events = run(SignalFinder(PERIOD_S), frames)
+    assert [e["event"] for e in events if e["event"] != "update"] == ["start", "end"]
+    end = events[-1]
+    assert end["low_freq_hz"] == pytest.approx(freq_of_bin(210) - 500, abs=1e3)
+    assert end["high_freq_hz"] == pytest.approx(freq_of_bin(274) + 500, abs=1e3)
+    assert end["bandwidth_hz"] <= 7e3
+
+
+@pytest.mark.parametrize("ffts", [130, 8, 1])
+def test_no_events_on_noise_alone(ffts: int) -> None:
+    """1,800 frames (a minute at 30 frames/s) of noise at 2,048 bins: no event with the
+    defaults, whether a frame is the peak of 130 FFTs, of 8, or one FFT (the sample
+    detector, whose noise scatters over 20 dB: the threshold follows the spread)."""
+    finder = SignalFinder(PERIOD_S)
+    events = []
+    for chunk in range(6):
+        frames = noise_frames(300, seed=10 + chunk, ffts=ffts)
+        events += run(finder, frames)
+    assert events == []
