@@ -17,22 +17,22 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page
+from playwright.sync_api import Browser, BrowserContext
 
 from gr_argos.protocol import encode_frame
 from gr_argos.protocol import StreamInfo
 from gr_argos.server import ServerConfig, SpectrumServer
 
-from helpers import REPO_ROOT, expected_bin, headless_chromium, running
+from helpers import REPO_ROOT, expected_bin, running
+from viewer_page import WAIT_MS, Viewer, open_viewer
 
 pytestmark = pytest.mark.slow
 
-WAIT_MS = 30_000  # generous: a loaded 2-core machine; a passing test never waits this long
 APP = [sys.executable, "-u", "-m", "gr_argos.apps.spectrum", "--source", "sim", "--port", "0"]
 URL_LINE = re.compile(r"argos-spectrum: connect to (ws://127\.0\.0\.1:\d+/)")
 
@@ -72,79 +72,6 @@ WATERFALL_COLUMNS_JS = """(maxRows) => {
     }
     return {width: canvas.width, brightness, topRowColours: topRow.size};
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One headless Chromium for the module; every test opens its own context."""
-    with headless_chromium() as chromium:
-        yield chromium
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
-    try:
-        yield ctx
-    finally:
-        ctx.close()
-
-
-@pytest.fixture
-def phone(browser: Browser) -> Iterator[BrowserContext]:
-    """A 390x844 phone screen with touch."""
-    ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=3,
-                              is_mobile=True, has_touch=True)
-    try:
-        yield ctx
-    finally:
-        ctx.close()
-
-
-@dataclass
-class Viewer:
-    """An open viewer page and what it printed to its console."""
-
-    page: Page
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    console: list[str] = field(default_factory=list)  # every console line, errors too
-
-    def stats(self) -> dict[str, Any]:
-        return self.page.evaluate("window.argosViewer.stats()")
-
-    def wait_for(self, expression: str) -> None:
-        """Wait until a JavaScript expression (``s`` = the viewer's stats) is true."""
-        self.page.wait_for_function(
-            f"(() => {{ const s = window.argosViewer?.stats(); return !!s && ({expression}); }})()",
-            timeout=WAIT_MS)
-
-    def wait_for_more_frames(self, count: int = 10) -> None:
-        """Wait until the page has received and drawn ``count`` more frames than now."""
-        now = self.stats()
-        self.wait_for(f"s.framesReceived >= {now['framesReceived'] + count} && "
-                      f"s.framesDrawn > {now['framesDrawn']}")
-
-    def status_state(self) -> str | None:
-        return self.page.get_attribute("#status", "data-state")
-
-
-def open_viewer(context: BrowserContext, url: str) -> Viewer:
-    """Open ``url`` in a new tab, recording console errors, warnings and page errors."""
-    page = context.new_page()
-    viewer = Viewer(page)
-
-    def on_console(message: Any) -> None:
-        viewer.console.append(message.text)
-        if message.type == "error":
-            viewer.errors.append(message.text)
-        elif message.type == "warning":
-            viewer.warnings.append(message.text)
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: viewer.errors.append(f"page error: {error}"))
-    page.goto(url)
-    return viewer
 
 
 class Publisher:
