@@ -204,6 +204,36 @@ def test_viewer_reconnects_when_the_server_restarts(served: Served,
     assert viewer.stats()["client"]["lost"] > 0
 
 
+# The frames drawn are of the view the server answered last.
+VIEW_DRAWN = ("s.lastView && s.axis.spanHz === s.lastView.span_hz && "
+              "s.axis.bins === s.lastView.bins && s.axis.centerHz === s.lastView.center_freq_hz")
+# A window around the carrier of the synthetic stream (bin 700: 100.367 MHz), in the URL.
+ZOOMED_QUERY = "?center_freq_hz=100350000&span_hz=300000"
+
+
+def test_a_zoomed_view_with_two_traces_survives_a_server_restart(
+        two_trace_served: Served, context: BrowserContext) -> None:
+    """A page opened zoomed on a stream with a second trace gets both traces of its view;
+    after the server restarts it reconnects to the same view (the URL the client keeps) and
+    keeps its window."""
+    served = two_trace_served
+    viewer = open_viewer(context, served.page_url + ZOOMED_QUERY + "&backoffCapMs=1000")
+    viewer.wait_for(f"s.state === 'open' && {VIEW_DRAWN} && s.secondFramesReceived >= 3 && "
+                    "s.tracesDrawn.length === 2")
+    before = viewer.stats()
+    assert before["zoomed"] and before["lastView"]["span_hz"] < SPAN_HZ
+    port = served.server.port
+    served.server.stop()
+    viewer.page.wait_for_selector("#status[data-state='reconnecting']", timeout=WAIT_MS)
+    served.server = start_server(port, second_trace=True)
+    served.publisher.server = served.server
+    viewer.wait_for(f"s.state === 'open' && s.client.reconnects >= 1 && "
+                    f"s.viewReplies > {before['viewReplies']} && {VIEW_DRAWN} && "
+                    f"s.secondFramesReceived > {before['secondFramesReceived']}")
+    after = viewer.stats()
+    assert after["window"] == before["window"] and after["lastView"] == before["lastView"]
+
+
 def test_two_tabs_both_receive_frames(served: Served, context: BrowserContext) -> None:
     """Two viewer tabs open at once each receive and draw the stream."""
     first = open_viewer(context, served.page_url)
@@ -549,6 +579,18 @@ def test_a_server_with_a_token_asks_for_it_refuses_a_wrong_one_and_streams_with_
     assert_token_nowhere(viewer, TOKEN)
     # Two refusals: no token, then the wrong one; the client retried neither.
     assert dict(token_served.server.counters.auth_failures) == {"message": 2}
+
+
+def test_a_zoomed_url_opens_its_view_after_logging_in(token_served: Served,
+                                                      context: BrowserContext) -> None:
+    """A zoomed page on a server with a token shows the login form first, and after the
+    token the view it asked for."""
+    viewer = open_viewer(context, token_served.page_url + ZOOMED_QUERY)
+    log_in(viewer, TOKEN)
+    wait_for_live_spectrum(viewer)
+    viewer.wait_for(f"{VIEW_DRAWN} && s.lastView.span_hz < {SPAN_HZ}")
+    assert viewer.stats()["zoomed"]
+    assert_token_nowhere(viewer, TOKEN)
 
 
 def test_a_reload_keeps_the_session_token_and_a_new_browser_forgets_it(
