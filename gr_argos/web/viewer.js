@@ -92,16 +92,16 @@ function clientOptions() {
  * &bins= sets the resolution (default: the plot's width in device pixels), &fps_divisor=
  * the rate. Values the server would refuse are left out. */
 function urlView() {
-  const number = (name) => (params.has(name) ? Number(params.get(name)) : NaN);
+  const number = (text) => (text === null ? NaN : Number(text));
   const view = {};
-  const centerFreqHz = number("center_freq_hz");
-  const spanHz = number("span_hz");
+  const centerFreqHz = number(params.get("center_freq_hz"));
+  const spanHz = number(params.get("span_hz"));
   if (Number.isFinite(centerFreqHz) && spanHz > 0 && Number.isFinite(spanHz)) {
     Object.assign(view, { centerFreqHz, spanHz });
-    const bins = number("bins");
+    const bins = number(params.get("bins"));
     if (Number.isInteger(bins) && bins >= 1 && bins <= 1 << 20) view.bins = bins;
   }
-  const fpsDivisor = number("fps_divisor");
+  const fpsDivisor = number(params.get("fps_divisor"));
   view.fpsDivisor = Number.isInteger(fpsDivisor) && fpsDivisor >= 1 && fpsDivisor <= 100
     ? fpsDivisor : 1;
   return view;
