@@ -29,7 +29,7 @@ from gr_argos.protocol import StreamInfo
 from gr_argos.server import ServerConfig, SpectrumServer
 
 from helpers import REPO_ROOT, expected_bin, running
-from viewer_page import WAIT_MS, Viewer, open_viewer
+from viewer_page import VIEW_DRAWN, WAIT_MS, Viewer, open_viewer
 
 pytestmark = pytest.mark.slow
 
@@ -204,9 +204,6 @@ def test_viewer_reconnects_when_the_server_restarts(served: Served,
     assert viewer.stats()["client"]["lost"] > 0
 
 
-# The frames drawn are of the view the server answered last.
-VIEW_DRAWN = ("s.lastView && s.axis.spanHz === s.lastView.span_hz && "
-              "s.axis.bins === s.lastView.bins && s.axis.centerHz === s.lastView.center_freq_hz")
 # A window around the carrier of the synthetic stream (bin 700: 100.367 MHz), in the URL.
 ZOOMED_QUERY = "?center_freq_hz=100350000&span_hz=300000"
 

@@ -13,6 +13,11 @@ from playwright.sync_api import BrowserContext, Page
 
 WAIT_MS = 30_000  # generous: a loaded 2-core machine; a passing test never waits this long
 
+# For Viewer.wait_for: the frames drawn are of a view the server answered, with no view asked
+# for unanswered (the latest frame's header is the server's latest view reply).
+VIEW_DRAWN = ("s.lastView && !s.viewPending && s.axis.spanHz === s.lastView.span_hz && "
+              "s.axis.bins === s.lastView.bins && s.axis.centerHz === s.lastView.center_freq_hz")
+
 
 @dataclass
 class Viewer:

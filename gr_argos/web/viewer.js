@@ -612,6 +612,7 @@ function main() {
     fpsDivisor: urlView().fpsDivisor,
     lastView: null, // the server's latest view reply
     viewAsked: null, // the latest view asked for
+    viewsUnanswered: 0, // set_view messages sent on this connection and not answered yet
     peakGrid: null, // the bins of the peak hold
     ageMs: NaN,
     traceDirty: true,
@@ -649,6 +650,7 @@ function main() {
   const views = new ViewRequester(client, (asked) => {
     view.viewAsked = asked;
     view.counters.viewsAsked += 1;
+    if (client.state === "open") view.viewsUnanswered += 1; // else it is in the next URL
     keepViewInPageUrl();
   });
 
@@ -900,6 +902,7 @@ function main() {
   });
 
   client.addEventListener("hello", (event) => {
+    view.viewsUnanswered = 0; // a new connection: it starts with the view in its URL
     const streams = event.detail.streams ?? [];
     if (view.streamId === null && streams.length) view.streamId = streams[0].id;
     const stream = streams.find((s) => s.id === view.streamId);
@@ -922,6 +925,7 @@ function main() {
     const reply = event.detail;
     if (view.streamId !== null && reply.stream_id !== view.streamId) return;
     view.counters.viewReplies += 1;
+    view.viewsUnanswered = Math.max(0, view.viewsUnanswered - 1);
     view.lastView = reply;
     view.awaitingView = false; // the frames from now on are of the view asked for
     if (reply.snapped) showNotice(`view: ${reply.message ?? "snapped to one in use"}`);
@@ -1002,6 +1006,7 @@ function main() {
     view.counters.errors += 1;
     const { code, message } = event.detail ?? {};
     if (code === "auth_failed") return; // the login form says so
+    if (message?.startsWith("set_view:")) view.viewsUnanswered = Math.max(0, view.viewsUnanswered - 1);
     showNotice(`server: ${message ?? code ?? "error"}`);
   });
 
@@ -1127,6 +1132,7 @@ function main() {
         fpsDivisor: view.fpsDivisor,
         lastView: view.lastView ? { ...view.lastView } : null,
         viewAsked: view.viewAsked ? { ...view.viewAsked } : null,
+        viewPending: view.viewsUnanswered > 0,
         plotPixels: plotPixels(),
         streamId: view.streamId,
         lastSequence: view.latest ? Number(view.latest.sequence) : null,
