@@ -13,7 +13,10 @@ import {
   COLORMAP_NAMES, GAP_RGB, LUT_SIZE, RETUNE_RGB, SKIP_RGB, VIEW_RGB, colorAt, makeLut, packRgb,
 } from "./colormap.js";
 import { TokenStore, setUpLogin } from "./login.js";
-import { RATE_DIVISORS, ViewRequester, ZoomControl, binGrid, sampleInto } from "./zoom.js";
+import {
+  ViewRequester, ZoomControl, binGrid, regrid, sampleInto, setUpRateControl, urlWithView,
+  viewFromUrl,
+} from "./zoom.js";
 
 const MAX_WATERFALL_COLUMNS = 4096; // the waterfall has a column per device pixel, up to this
 const WATERFALL_ROWS = 480; // history kept in the waterfall: 16 s at 30 frames/s
@@ -76,7 +79,8 @@ function clientOptions() {
   options.compress = ["1", "true"].includes(params.get("compress"));
   const stepDb = Number(params.get("step_db"));
   if (options.encoding === "uint8" && stepDb >= 0.01 && stepDb <= 20) options.stepDb = stepDb;
-  const view = urlView();
+  // ?center_freq_hz=&span_hz=&bins=&fps_divisor= open a view (see zoom.js).
+  const view = viewFromUrl(params);
   if (view.spanHz || view.fpsDivisor > 1) {
     options.view = {
       streamId: params.has("stream") ? Number(params.get("stream")) : undefined,
@@ -86,25 +90,6 @@ function clientOptions() {
     };
   }
   return options;
-}
-
-/** The view the URL opens (docs/protocol.md set_view): ?center_freq_hz=&span_hz= zoom in,
- * &bins= sets the resolution (default: the plot's width in device pixels), &fps_divisor=
- * the rate. Values the server would refuse are left out. */
-function urlView() {
-  const number = (text) => (text === null ? NaN : Number(text));
-  const view = {};
-  const centerFreqHz = number(params.get("center_freq_hz"));
-  const spanHz = number(params.get("span_hz"));
-  if (Number.isFinite(centerFreqHz) && spanHz > 0 && Number.isFinite(spanHz)) {
-    Object.assign(view, { centerFreqHz, spanHz });
-    const bins = number(params.get("bins"));
-    if (Number.isInteger(bins) && bins >= 1 && bins <= 1 << 20) view.bins = bins;
-  }
-  const fpsDivisor = number(params.get("fps_divisor"));
-  view.fpsDivisor = Number.isInteger(fpsDivisor) && fpsDivisor >= 1 && fpsDivisor <= 100
-    ? fpsDivisor : 1;
-  return view;
 }
 
 function niceStep(range, targetCount) {
@@ -609,10 +594,7 @@ function main() {
     // yet (awaitingView: from a zoom or pan until the first frame of its view).
     wide: null,
     awaitingView: false,
-    fpsDivisor: urlView().fpsDivisor,
-    lastView: null, // the server's latest view reply
-    viewAsked: null, // the latest view asked for
-    viewsUnanswered: 0, // set_view messages sent on this connection and not answered yet
+    fpsDivisor: viewFromUrl(params).fpsDivisor,
     peakGrid: null, // the bins of the peak hold
     ageMs: NaN,
     traceDirty: true,
@@ -624,8 +606,7 @@ function main() {
       ? params.get("colormap") : COLORMAP_NAMES[0],
     counters: {
       framesReceived: 0, secondFramesReceived: 0, framesDrawn: 0, rowsDrawn: 0, gapEvents: 0,
-      gapRowsDrawn: 0, retunes: 0, warnings: 0, errors: 0, gps: 0, status: 0, viewReplies: 0,
-      viewsAsked: 0,
+      gapRowsDrawn: 0, retunes: 0, warnings: 0, errors: 0, gps: 0, status: 0,
     },
   };
   let lut = makeLut(view.colormap);
@@ -642,17 +623,14 @@ function main() {
   const zoom = new ZoomControl({
     surfaces: [el.spectrum, el.waterfall], plotBox, keyTarget: document, onChange: onZoom,
   });
-  const opened = urlView();
+  const opened = viewFromUrl(params);
   if (opened.spanHz) {
     zoom.setWindow(opened.centerFreqHz - opened.spanHz / 2, opened.centerFreqHz + opened.spanHz / 2,
       false);
   }
-  const views = new ViewRequester(client, (asked) => {
-    view.viewAsked = asked;
-    view.counters.viewsAsked += 1;
-    if (client.state === "open") view.viewsUnanswered += 1; // else it is in the next URL
-    keepViewInPageUrl();
-  });
+  // The view is kept in the page's own URL, so a reload or a shared link opens it.
+  const views = new ViewRequester(client, () => history.replaceState(history.state, "",
+    urlWithView(location.href, zoom.zoomWindow, view.fpsDivisor)));
 
   /** What each trace is called: its detector, else its place. */
   function traceLabel(key) {
@@ -706,21 +684,6 @@ function main() {
 
   function askForView(options) {
     views.request(view.streamId, zoom.zoomWindow, plotPixels(), view.fpsDivisor, options);
-  }
-
-  /** Keep the view in the page's own URL, so a reload or a shared link opens it. */
-  function keepViewInPageUrl() {
-    const url = new URL(location.href);
-    for (const key of ["center_freq_hz", "span_hz", "bins", "fps_divisor"]) {
-      url.searchParams.delete(key);
-    }
-    const w = zoom.zoomWindow;
-    if (w) {
-      url.searchParams.set("center_freq_hz", String(Math.round((w.startHz + w.stopHz) / 2)));
-      url.searchParams.set("span_hz", String(Math.round(w.stopHz - w.startHz)));
-    }
-    if (view.fpsDivisor > 1) url.searchParams.set("fps_divisor", String(view.fpsDivisor));
-    history.replaceState(history.state, "", url);
   }
 
   function requestDraw() {
@@ -871,18 +834,6 @@ function main() {
     return !band || grid.spanHz >= (band.stopHz - band.startHz) * (1 - 1e-9);
   }
 
-  /** The peak hold in the bins of `grid`: the old one's maxima where it covers them. */
-  function carryPeak(grid) {
-    const peak = new Float32Array(grid.bins);
-    if (view.peak && view.peakGrid) {
-      sampleInto(peak, grid.startHz, grid.binHz, [{ values: view.peak, grid: view.peakGrid }]);
-      for (let i = 0; i < peak.length; i++) if (peak[i] !== peak[i]) peak[i] = -Infinity;
-    } else {
-      peak.fill(-Infinity);
-    }
-    view.peak = peak;
-    view.peakGrid = grid;
-  }
 
   // -- client events -----------------------------------------------------------------------
 
@@ -902,7 +853,6 @@ function main() {
   });
 
   client.addEventListener("hello", (event) => {
-    view.viewsUnanswered = 0; // a new connection: it starts with the view in its URL
     const streams = event.detail.streams ?? [];
     if (view.streamId === null && streams.length) view.streamId = streams[0].id;
     const stream = streams.find((s) => s.id === view.streamId);
@@ -924,9 +874,6 @@ function main() {
   client.addEventListener("view", (event) => {
     const reply = event.detail;
     if (view.streamId !== null && reply.stream_id !== view.streamId) return;
-    view.counters.viewReplies += 1;
-    view.viewsUnanswered = Math.max(0, view.viewsUnanswered - 1);
-    view.lastView = reply;
     view.awaitingView = false; // the frames from now on are of the view asked for
     if (reply.snapped) showNotice(`view: ${reply.message ?? "snapped to one in use"}`);
   });
@@ -938,7 +885,7 @@ function main() {
     const { binCount, centerFreqHz, spanHz } = frame;
     const a = view.peak ? view.axis : null;
     if (!a || a.centerHz !== centerFreqHz || a.spanHz !== spanHz || a.bins !== binCount) {
-      const reply = view.lastView;
+      const reply = views.answer;
       const ofView = reply !== null && reply.center_freq_hz === centerFreqHz &&
         reply.span_hz === spanHz && reply.bins === binCount;
       setAxis(centerFreqHz, spanHz, binCount);
@@ -952,7 +899,10 @@ function main() {
         }
         view.peak = null;
       }
-      carryPeak(view.axis); // the peak hold follows a zoom; a retune starts it over
+      // The peak hold follows a zoom; a retune starts it over.
+      view.peak = view.peak ? regrid(view.peak, view.peakGrid, view.axis)
+        : new Float32Array(binCount).fill(-Infinity);
+      view.peakGrid = view.axis;
     }
     if (isWholeStream(view.axis)) {
       setBand(centerFreqHz, spanHz, binCount);
@@ -1006,7 +956,6 @@ function main() {
     view.counters.errors += 1;
     const { code, message } = event.detail ?? {};
     if (code === "auth_failed") return; // the login form says so
-    if (message?.startsWith("set_view:")) view.viewsUnanswered = Math.max(0, view.viewsUnanswered - 1);
     showNotice(`server: ${message ?? code ?? "error"}`);
   });
 
@@ -1037,15 +986,8 @@ function main() {
   for (const button of el.traceButtons) {
     button.addEventListener("click", () => setTraces(button.dataset.show));
   }
-  for (const divisor of RATE_DIVISORS) {
-    el.rate.add(new Option(divisor === 1 ? "every frame" : `1/${divisor}`, String(divisor)));
-  }
-  if (!RATE_DIVISORS.includes(view.fpsDivisor)) {
-    el.rate.add(new Option(`1/${view.fpsDivisor}`, String(view.fpsDivisor))); // from the URL
-  }
-  el.rate.value = String(view.fpsDivisor);
-  el.rate.addEventListener("change", () => {
-    view.fpsDivisor = Number(el.rate.value);
+  setUpRateControl(el.rate, view.fpsDivisor, (divisor) => {
+    view.fpsDivisor = divisor;
     askForView({ now: true });
   });
   el.zoomReset.hidden = !zoom.zoomed;
@@ -1130,9 +1072,11 @@ function main() {
         window: shownBand() ? { startHz: shownBand().startHz, stopHz: shownBand().stopHz } : null,
         zoomed: zoom.zoomed,
         fpsDivisor: view.fpsDivisor,
-        lastView: view.lastView ? { ...view.lastView } : null,
-        viewAsked: view.viewAsked ? { ...view.viewAsked } : null,
-        viewPending: view.viewsUnanswered > 0,
+        lastView: views.answer ? { ...views.answer } : null,
+        viewAsked: views.asked ? { ...views.asked } : null,
+        viewPending: views.pending,
+        viewsAsked: views.sent,
+        viewReplies: views.answers,
         plotPixels: plotPixels(),
         streamId: view.streamId,
         lastSequence: view.latest ? Number(view.latest.sequence) : null,

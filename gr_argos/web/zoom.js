@@ -56,6 +56,66 @@ export function sampleInto(out, startHz, cellHz, sources) {
   return out;
 }
 
+/** `values` on the bins of `from` (a binGrid) moved to the bins of `to`: each the largest of
+ * the old bins it overlaps, -Infinity where the old bins do not reach (the peak hold across a
+ * zoom). */
+export function regrid(values, from, to) {
+  const out = sampleInto(new Float32Array(to.bins), to.startHz, to.binHz, [{ values, grid: from }]);
+  for (let i = 0; i < out.length; i++) if (out[i] !== out[i]) out[i] = -Infinity;
+  return out;
+}
+
+// The URL keys of a view (docs/protocol.md set_view), in the page's URL as in the server's.
+const VIEW_URL_KEYS = ["center_freq_hz", "span_hz", "bins", "fps_divisor"];
+
+/**
+ * The view a page URL's query opens: ?center_freq_hz=&span_hz= a window (both needed),
+ * &bins= its resolution, &fps_divisor= the rate (1 unless given). Values the server would
+ * refuse are left out.
+ *
+ * @param {URLSearchParams} params
+ * @returns {{centerFreqHz?: number, spanHz?: number, bins?: number, fpsDivisor: number}}
+ */
+export function viewFromUrl(params) {
+  const number = (text) => (text === null ? NaN : Number(text));
+  const view = {};
+  const centerFreqHz = number(params.get("center_freq_hz"));
+  const spanHz = number(params.get("span_hz"));
+  if (Number.isFinite(centerFreqHz) && spanHz > 0 && Number.isFinite(spanHz)) {
+    Object.assign(view, { centerFreqHz, spanHz });
+    const bins = number(params.get("bins"));
+    if (Number.isInteger(bins) && bins >= 1 && bins <= 1 << 20) view.bins = bins;
+  }
+  const fpsDivisor = number(params.get("fps_divisor"));
+  view.fpsDivisor = Number.isInteger(fpsDivisor) && fpsDivisor >= 1 && fpsDivisor <= 100
+    ? fpsDivisor : 1;
+  return view;
+}
+
+/** `href` with the window (null: none) and the rate in its query, as viewFromUrl reads them
+ * (whole hertz; a divisor of 1 left out); its other keys kept. */
+export function urlWithView(href, window, fpsDivisor) {
+  const url = new URL(href);
+  for (const key of VIEW_URL_KEYS) url.searchParams.delete(key);
+  if (window) {
+    url.searchParams.set("center_freq_hz", String(Math.round((window.startHz + window.stopHz) / 2)));
+    url.searchParams.set("span_hz", String(Math.round(window.stopHz - window.startHz)));
+  }
+  if (fpsDivisor > 1) url.searchParams.set("fps_divisor", String(fpsDivisor));
+  return url.href;
+}
+
+/** Fill the rate control `select` with RATE_DIVISORS (and `current`, if it is another),
+ * choose `current`, and call `onChoose(divisor)` when the user picks one. */
+export function setUpRateControl(select, current, onChoose) {
+  const divisors = RATE_DIVISORS.includes(current) ? RATE_DIVISORS : [...RATE_DIVISORS, current];
+  for (const divisor of divisors) {
+    select.add(new Option(divisor === 1 ? "every frame" : `1/${divisor}`, String(divisor)));
+  }
+  select.value = String(current);
+  select.addEventListener("change", () => onChoose(Number(select.value)));
+}
+
 /**
  * The window and the gestures that move it: wheel at the pointer, drag, two-finger pinch,
  * double-click or double-tap to reset, and keys (+ and - zoom, arrows pan, 0 resets).
@@ -255,7 +315,8 @@ export class ZoomControl {
 
 /**
  * Asks the server for the view the plots show, at most once per settled gesture: the
- * window (or the whole stream) at `bins` bins, one frame in `fpsDivisor`.
+ * window (or the whole stream) at `bins` bins, one frame in `fpsDivisor`; and keeps what was
+ * asked and what the server answered.
  */
 export class ViewRequester {
   /**
@@ -267,6 +328,26 @@ export class ViewRequester {
     this._onSent = onSent;
     this._timer = null;
     this._lastKey = null;
+    this.asked = null; // the latest view asked for
+    this.answer = null; // the server's latest view reply
+    this.sent = 0;
+    this.answers = 0;
+    this._unanswered = 0; // set_view messages sent on this connection, not answered yet
+    const answered = () => { this._unanswered = Math.max(0, this._unanswered - 1); };
+    client.addEventListener("hello", () => { this._unanswered = 0; }); // the URL has the view
+    client.addEventListener("view", (event) => {
+      this.answer = event.detail;
+      this.answers += 1;
+      answered();
+    });
+    client.addEventListener("error", (event) => {
+      if (event.detail?.message?.startsWith("set_view:")) answered();
+    });
+  }
+
+  /** Whether a view sent on this connection is not answered yet. */
+  get pending() {
+    return this._unanswered > 0;
   }
 
   /**
@@ -286,6 +367,9 @@ export class ViewRequester {
       if (key === this._lastKey) return;
       this._lastKey = key;
       this._client.setView(streamId ?? undefined, view);
+      if (this._client.state === "open") this._unanswered += 1; // else it is in the next URL
+      this.asked = view;
+      this.sent += 1;
       this._onSent(view);
     };
     if (now) send();
