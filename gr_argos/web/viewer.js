@@ -82,12 +82,12 @@ function clientOptions() {
   // ?center_freq_hz=&span_hz=&bins=&fps_divisor= open a view (see zoom.js).
   const view = viewFromUrl(params);
   if (view.spanHz || view.fpsDivisor > 1) {
-    options.view = {
-      streamId: params.has("stream") ? Number(params.get("stream")) : undefined,
-      ...view,
+    const stream = params.has("stream") ? Number(params.get("stream")) : NaN;
+    options.view = { streamId: Number.isInteger(stream) ? stream : undefined, ...view };
+    if (view.spanHz && !view.bins) {
       // Until the page is laid out, the window's width stands for the plot's.
-      bins: view.bins ?? Math.round(window.innerWidth * (window.devicePixelRatio || 1)),
-    };
+      options.view.bins = Math.round(window.innerWidth * (window.devicePixelRatio || 1));
+    }
   }
   return options;
 }
