@@ -672,10 +672,11 @@ function main() {
   }
 
   /** A zoom or pan: draw what is here into the new window at once, start a new waterfall
-   * segment, and ask the server for the window at the plot's resolution. */
-  function onZoom() {
+   * segment (one per gesture: the rows during it each show the window of their moment),
+   * and ask the server for the window at the plot's resolution. */
+  function onZoom({ gestureStart }) {
     view.awaitingView = true;
-    waterfall.pushMarker(ROW_VIEW);
+    if (gestureStart) waterfall.pushMarker(ROW_VIEW);
     el.zoomReset.hidden = !zoom.zoomed;
     view.traceDirty = true;
     requestDraw();

@@ -19,6 +19,7 @@ const MIN_SPAN_BINS = 8; // of the stream's own bins: zooming further shows noth
 const DOUBLE_TAP_MS = 350;
 const DOUBLE_TAP_PX = 30;
 const TAP_PX = 10; // a touch that moved less than this is a tap, not a drag
+const GESTURE_GAP_MS = 300; // changes closer together than this are one gesture
 
 /**
  * The frequencies of a frame's bins (docs/protocol.md "Bin frequencies"): bin `bins / 2`
@@ -121,12 +122,13 @@ export function setUpRateControl(select, current, onChoose) {
  * double-click or double-tap to reset, and keys (+ and - zoom, arrows pan, 0 resets).
  *
  * The window is {startHz, stopHz}; until the stream's band is known (setBand) gestures do
- * nothing. `onChange()` is called after every change.
+ * nothing. `onChange({gestureStart})` is called after every change; `gestureStart` is true
+ * for the first change of a gesture (none in the GESTURE_GAP_MS before it).
  */
 export class ZoomControl {
   /**
    * @param {{surfaces: HTMLElement[], plotBox: () => DOMRect, keyTarget: EventTarget,
-   *   onChange: () => void}} options the elements to watch, the box of the plot area (the
+   *   onChange: (change: {gestureStart: boolean}) => void}} options the elements to watch, the box of the plot area (the
    *   window spans its width) and what to call after a change.
    */
   constructor({ surfaces, plotBox, keyTarget, onChange }) {
@@ -134,6 +136,7 @@ export class ZoomControl {
     this.zoomWindow = null; // {startHz, stopHz} while zoomed, else null (the whole band)
     this._plotBox = plotBox;
     this._onChange = onChange;
+    this._changedAt = -Infinity;
     this._pointers = new Map(); // pointerId -> {x, y, downX, downY}
     this._pinch = null;
     this._lastTap = null;
@@ -181,7 +184,7 @@ export class ZoomControl {
     } else {
       this.zoomWindow = stopHz > startHz ? { startHz, stopHz } : null;
     }
-    if (notify) this._onChange();
+    if (notify) this._changed();
   }
 
   /** Zoom by `factor` (under 1: in) keeping the frequency at `fraction` of the width put. */
@@ -206,7 +209,14 @@ export class ZoomControl {
   reset() {
     const wasZoomed = this.zoomed;
     this.zoomWindow = null;
-    if (wasZoomed) this._onChange();
+    if (wasZoomed) this._changed();
+  }
+
+  _changed() {
+    const now = performance.now();
+    const gestureStart = now - this._changedAt > GESTURE_GAP_MS;
+    this._changedAt = now;
+    this._onChange({ gestureStart });
   }
 
   // -- input -------------------------------------------------------------------------------
