@@ -4,12 +4,16 @@ Starts ``argos-spectrum --source sim --second-detector average --port 0`` (the p
 with the average under it), opens the viewer in headless Chromium at 1280x800, waits until
 the waterfall has filled, saves the screenshot and stops everything.
 With ``--login`` it regenerates docs/viewer-login.png instead: the app gets a token and the
-viewer, on a 390x844 phone screen, shows its login form. The PNG is reduced to a 128-colour
+viewer, on a 390x844 phone screen, shows its login form. With ``--zoom`` it regenerates
+docs/viewer-zoom.png: after some seconds of the whole band the viewer zooms in on 100.2 to
+102.6 MHz (as a wheel or pinch would), so the waterfall shows the whole band below a marker
+row and the zoomed window above it, the narrow carriers one bin wide. The PNG is reduced to a 128-colour
 palette with Pillow (Debian's python3-pil, visible in the venv), which keeps it small enough
 for the repository.
 
 Usage: .venv/bin/python scripts/screenshot_viewer.py [--out docs/viewer.png] [--wait-s 8]
        .venv/bin/python scripts/screenshot_viewer.py --login
+       .venv/bin/python scripts/screenshot_viewer.py --zoom
 """
 
 from __future__ import annotations
@@ -34,6 +38,15 @@ VIEWPORT = {"width": 1280, "height": 800}
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2,
          "is_mobile": True, "has_touch": True}
 TIMEOUT_MS = 30_000
+# The zoomed window of --zoom: the strongest carrier (101.60 MHz), one at 100.40 MHz and the
+# bursty one (102.40 MHz), 614 of the stream's bins across a plot wider than that.
+ZOOM_HZ = (100.2e6, 102.6e6)
+ZOOMED_JS = """([start, stop]) => {
+    const s = window.argosViewer.stats();
+    return s.zoomed && s.lastView !== null && s.axis.spanHz === s.lastView.span_hz &&
+        s.lastView.center_freq_hz - s.lastView.span_hz / 2 <= start &&
+        s.lastView.center_freq_hz + s.lastView.span_hz / 2 >= stop;
+}"""
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -41,8 +54,11 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=None,
                         help="PNG file to write (default: docs/viewer.png, with --login "
                              "docs/viewer-login.png)")
-    parser.add_argument("--login", action="store_true",
-                        help="the login form of a server with a token, on a phone screen")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--login", action="store_true",
+                      help="the login form of a server with a token, on a phone screen")
+    mode.add_argument("--zoom", action="store_true",
+                      help="a zoomed view of the simulated band (docs/viewer-zoom.png)")
     parser.add_argument("--wait-s", type=float, default=16.0,
                         help="seconds of spectrum to let scroll into the waterfall first")
     return parser
@@ -50,7 +66,8 @@ def argument_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = argument_parser().parse_args(argv)
-    out = args.out or REPO_ROOT / "docs" / ("viewer-login.png" if args.login else "viewer.png")
+    name = "viewer-login.png" if args.login else "viewer-zoom.png" if args.zoom else "viewer.png"
+    out = args.out or REPO_ROOT / "docs" / name
     command = [sys.executable, "-u", "-m", "gr_argos.apps.spectrum", "--source", "sim",
                "--port", "0"]
     if args.login:
@@ -68,7 +85,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 page.wait_for_function("window.argosViewer?.stats().rowsDrawn > 30",
                                        timeout=TIMEOUT_MS)
                 # The page fills the waterfall in real time; no event says "full enough".
-                page.wait_for_timeout(args.wait_s * 1000)
+                if args.zoom:
+                    page.wait_for_timeout(args.wait_s * 1000 / 2)
+                    page.evaluate("([start, stop]) => window.argosViewer.zoom.setWindow(start, stop)",
+                                  list(ZOOM_HZ))
+                    page.wait_for_function(ZOOMED_JS, arg=list(ZOOM_HZ), timeout=TIMEOUT_MS)
+                    page.wait_for_timeout(args.wait_s * 1000 / 2)
+                else:
+                    page.wait_for_timeout(args.wait_s * 1000)
             png = page.screenshot()
     out.parent.mkdir(parents=True, exist_ok=True)
     with Image.open(io.BytesIO(png)) as image:

@@ -7,12 +7,15 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from gr_argos.protocol import StreamInfo
 from gr_argos.server import ServerConfig, SpectrumServer
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext
 
 #: The repository root (the directory holding pyproject.toml).
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -92,3 +95,34 @@ def start_server(no_server_thread_left: None) -> Iterator[Callable[..., Spectrum
     yield start
     for server in servers:
         server.stop()
+
+
+# -- the browser viewer (tests/viewer_page.py) ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for the module; every test opens its own context."""
+    from helpers import headless_chromium
+
+    with headless_chromium() as chromium:
+        yield chromium
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+@pytest.fixture
+def phone(browser: Browser) -> Iterator[BrowserContext]:
+    """A 390x844 phone screen with touch."""
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=3,
+                              is_mobile=True, has_touch=True)
+    try:
+        yield ctx
+    finally:
+        ctx.close()

@@ -699,6 +699,39 @@ async def test_a_view_goes_in_the_url_and_set_view_changes_it_without_false_gaps
     assert zoomed.frame.bin_freqs_hz()[peak_bin] == 100e6 + (6 - 8) * 0.5e6  # bin 6's
 
 
+async def test_changing_the_frame_rate_mid_stream_reports_no_gap() -> None:
+    """A real server: one frame in 2 (the URL), then every frame, then one in 3 with
+    set_view; the client gets every frame of each rate and reports no gap, also for the
+    frame whose predecessor is no multiple of the new divisor."""
+    server = SpectrumServer(ServerConfig(host="127.0.0.1", port=0))
+    server.add_stream(StreamInfo(stream_id=0, bins=BINS, center_freq_hz=100e6, span_hz=8e6))
+    await asyncio.to_thread(server.start)
+    seen: list[Event] = []
+    sequence = 0
+
+    async def publish_until(last: int) -> None:
+        nonlocal sequence
+        while sequence <= last:
+            server.publish_frame(0, spectrum(sequence))
+            sequence += 1
+        await collect_until(events, seen, is_frame(last))
+
+    try:
+        async with client_for(server.url, view=ViewRequest(fps_divisor=2)) as client:
+            events = aiter(client)
+            await collect_until(events, seen, is_message("view"))
+            await publish_until(4)
+            for fps_divisor, last in ((1, 7), (3, 12), (2, 16)):
+                await client.set_view(ViewRequest(fps_divisor=fps_divisor))
+                await collect_until(events, seen, is_message("view"))
+                await publish_until(last)
+    finally:
+        await asyncio.to_thread(server.stop)
+    frames = [e.frame.sequence for e in seen if isinstance(e, FrameEvent)]
+    assert frames == [0, 2, 4, 5, 6, 7, 9, 12, 14, 16]
+    assert gaps(seen) == []
+
+
 def test_a_bad_view_is_refused_before_connecting() -> None:
     """ArgosClient(view=...) names a value the server would refuse."""
     with pytest.raises(ValueError, match="bins must be a whole number from 1"):
@@ -713,3 +746,35 @@ def test_gaps_count_frames_of_the_clients_own_rate() -> None:
     assert detector.observe(frame(3)) is None
     gap = detector.observe(frame(12))
     assert gap is not None and (gap.lost, gap.reason) == (2, GAP_SEQUENCE_JUMP)
+
+
+def test_a_divisor_changed_mid_stream_counts_no_false_gap() -> None:
+    """A view reply changing the divisor between two frames (the previous one no multiple of
+    the new divisor) reports nothing; frames queued at the old rate after a lower divisor
+    neither; then gaps count at the new rate."""
+    detector = GapDetector()
+    assert detector.observe(frame(101)) is None
+    detector.set_fps_divisor(0, 2)
+    assert [detector.observe(frame(n)) for n in (102, 104)] == [None, None]
+    detector.set_fps_divisor(0, 1)  # 106 and 108 were queued before the change
+    assert [detector.observe(frame(n)) for n in (106, 108, 109, 110)] == [None] * 4
+    detector.set_fps_divisor(0, 6)
+    assert detector.observe(frame(114)) is None
+    gap = detector.observe(frame(126))
+    assert gap is not None and (gap.lost, gap.from_sequence) == (1, 114)
+
+
+def test_a_hello_forgets_the_divisors_and_a_reconnect_jump_counts_at_the_urls_rate() -> None:
+    """After a hello the client gets every frame until a view reply says otherwise; the jump
+    across a reconnect counts frames of the rate the URL's view asks for."""
+    detector = GapDetector()
+    detector.new_session("a")
+    detector.set_fps_divisor(0, 2)
+    detector.observe(frame(10))
+    detector.new_session("a")  # a URL without a view
+    gap = detector.observe(frame(13))
+    assert gap is not None and gap.lost == 2
+    detector.new_session("a")
+    detector.set_fps_divisor(0, 2)  # the view reply that follows hello
+    gap = detector.observe(frame(36))  # 14, 16 ... 34 went by
+    assert gap is not None and (gap.lost, gap.reason) == (11, GAP_SEQUENCE_JUMP)

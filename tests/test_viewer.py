@@ -17,22 +17,22 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page
+from playwright.sync_api import Browser, BrowserContext
 
 from gr_argos.protocol import encode_frame
 from gr_argos.protocol import StreamInfo
 from gr_argos.server import ServerConfig, SpectrumServer
 
-from helpers import REPO_ROOT, expected_bin, headless_chromium, running
+from helpers import REPO_ROOT, expected_bin, running
+from viewer_page import VIEW_DRAWN, WAIT_MS, Viewer, open_viewer
 
 pytestmark = pytest.mark.slow
 
-WAIT_MS = 30_000  # generous: a loaded 2-core machine; a passing test never waits this long
 APP = [sys.executable, "-u", "-m", "gr_argos.apps.spectrum", "--source", "sim", "--port", "0"]
 URL_LINE = re.compile(r"argos-spectrum: connect to (ws://127\.0\.0\.1:\d+/)")
 
@@ -72,79 +72,6 @@ WATERFALL_COLUMNS_JS = """(maxRows) => {
     }
     return {width: canvas.width, brightness, topRowColours: topRow.size};
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One headless Chromium for the module; every test opens its own context."""
-    with headless_chromium() as chromium:
-        yield chromium
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
-    try:
-        yield ctx
-    finally:
-        ctx.close()
-
-
-@pytest.fixture
-def phone(browser: Browser) -> Iterator[BrowserContext]:
-    """A 390x844 phone screen with touch."""
-    ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=3,
-                              is_mobile=True, has_touch=True)
-    try:
-        yield ctx
-    finally:
-        ctx.close()
-
-
-@dataclass
-class Viewer:
-    """An open viewer page and what it printed to its console."""
-
-    page: Page
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    console: list[str] = field(default_factory=list)  # every console line, errors too
-
-    def stats(self) -> dict[str, Any]:
-        return self.page.evaluate("window.argosViewer.stats()")
-
-    def wait_for(self, expression: str) -> None:
-        """Wait until a JavaScript expression (``s`` = the viewer's stats) is true."""
-        self.page.wait_for_function(
-            f"(() => {{ const s = window.argosViewer?.stats(); return !!s && ({expression}); }})()",
-            timeout=WAIT_MS)
-
-    def wait_for_more_frames(self, count: int = 10) -> None:
-        """Wait until the page has received and drawn ``count`` more frames than now."""
-        now = self.stats()
-        self.wait_for(f"s.framesReceived >= {now['framesReceived'] + count} && "
-                      f"s.framesDrawn > {now['framesDrawn']}")
-
-    def status_state(self) -> str | None:
-        return self.page.get_attribute("#status", "data-state")
-
-
-def open_viewer(context: BrowserContext, url: str) -> Viewer:
-    """Open ``url`` in a new tab, recording console errors, warnings and page errors."""
-    page = context.new_page()
-    viewer = Viewer(page)
-
-    def on_console(message: Any) -> None:
-        viewer.console.append(message.text)
-        if message.type == "error":
-            viewer.errors.append(message.text)
-        elif message.type == "warning":
-            viewer.warnings.append(message.text)
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: viewer.errors.append(f"page error: {error}"))
-    page.goto(url)
-    return viewer
 
 
 class Publisher:
@@ -275,6 +202,33 @@ def test_viewer_reconnects_when_the_server_restarts(served: Served,
     viewer.wait_for("s.gapRowsDrawn >= 1 && s.client.reconnects >= 1")
     viewer.wait_for_more_frames()
     assert viewer.stats()["client"]["lost"] > 0
+
+
+# A window around the carrier of the synthetic stream (bin 700: 100.367 MHz), in the URL.
+ZOOMED_QUERY = "?center_freq_hz=100350000&span_hz=300000"
+
+
+def test_a_zoomed_view_with_two_traces_survives_a_server_restart(
+        two_trace_served: Served, context: BrowserContext) -> None:
+    """A page opened zoomed on a stream with a second trace gets both traces of its view;
+    after the server restarts it reconnects to the same view (the URL the client keeps) and
+    keeps its window."""
+    served = two_trace_served
+    viewer = open_viewer(context, served.page_url + ZOOMED_QUERY + "&backoffCapMs=1000")
+    viewer.wait_for(f"s.state === 'open' && {VIEW_DRAWN} && s.secondFramesReceived >= 3 && "
+                    "s.tracesDrawn.length === 2")
+    before = viewer.stats()
+    assert before["zoomed"] and before["lastView"]["span_hz"] < SPAN_HZ
+    port = served.server.port
+    served.server.stop()
+    viewer.page.wait_for_selector("#status[data-state='reconnecting']", timeout=WAIT_MS)
+    served.server = start_server(port, second_trace=True)
+    served.publisher.server = served.server
+    viewer.wait_for(f"s.state === 'open' && s.client.reconnects >= 1 && "
+                    f"s.viewReplies > {before['viewReplies']} && {VIEW_DRAWN} && "
+                    f"s.secondFramesReceived > {before['secondFramesReceived']}")
+    after = viewer.stats()
+    assert after["window"] == before["window"] and after["lastView"] == before["lastView"]
 
 
 def test_two_tabs_both_receive_frames(served: Served, context: BrowserContext) -> None:
@@ -536,10 +490,13 @@ def test_trace_control_on_a_phone_with_touch(two_trace_served: Served,
 
 
 def test_docs_list_every_url_parameter_the_viewer_reads() -> None:
-    """docs/viewer.md's URL table names exactly the query parameters viewer.js reads:
-    those it asks ``params`` for and the ArgosClient options it passes through."""
-    script = (REPO_ROOT / "gr_argos" / "web" / "viewer.js").read_text(encoding="utf-8")
-    read = set(re.findall(r'params\.(?:get|has)\("([^"]+)"\)', script))
+    """docs/viewer.md's URL table names exactly the query parameters the viewer reads:
+    those viewer.js and zoom.js (a view's keys) ask ``params`` for and the ArgosClient
+    options viewer.js passes through."""
+    web = REPO_ROOT / "gr_argos" / "web"
+    script = (web / "viewer.js").read_text(encoding="utf-8")
+    read = {name for module in (script, (web / "zoom.js").read_text(encoding="utf-8"))
+            for name in re.findall(r'params\.(?:get|has)\("([^"]+)"\)', module)}
     passed = re.search(r"const CLIENT_OPTIONS = \[(.*?)\];", script, re.DOTALL)
     assert passed is not None, "viewer.js no longer lists CLIENT_OPTIONS"
     read |= set(re.findall(r'"(\w+)"', passed.group(1)))
@@ -622,6 +579,18 @@ def test_a_server_with_a_token_asks_for_it_refuses_a_wrong_one_and_streams_with_
     assert_token_nowhere(viewer, TOKEN)
     # Two refusals: no token, then the wrong one; the client retried neither.
     assert dict(token_served.server.counters.auth_failures) == {"message": 2}
+
+
+def test_a_zoomed_url_opens_its_view_after_logging_in(token_served: Served,
+                                                      context: BrowserContext) -> None:
+    """A zoomed page on a server with a token shows the login form first, and after the
+    token the view it asked for."""
+    viewer = open_viewer(context, token_served.page_url + ZOOMED_QUERY)
+    log_in(viewer, TOKEN)
+    wait_for_live_spectrum(viewer)
+    viewer.wait_for(f"{VIEW_DRAWN} && s.lastView.span_hz < {SPAN_HZ}")
+    assert viewer.stats()["zoomed"]
+    assert_token_nowhere(viewer, TOKEN)
 
 
 def test_a_reload_keeps_the_session_token_and_a_new_browser_forgets_it(

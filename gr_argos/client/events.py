@@ -125,26 +125,44 @@ Event = FrameEvent | MessageEvent | StateEvent | GapEvent
 class GapDetector:
     """Find lost frames from each frame's ``missed`` field and per-stream sequence numbers.
 
-    Plain code without sockets: feed it every hello's session with :meth:`new_session`
-    and every frame with :meth:`observe`.
+    Plain code without sockets: feed it every hello's session with :meth:`new_session`,
+    every ``view`` reply's frame rate divisor with :meth:`set_fps_divisor` and every frame
+    with :meth:`observe`.
     """
 
     def __init__(self) -> None:
         self._last_sequence: dict[int, int] = {}
         self._fps_divisors: dict[int, int] = {}
+        # Per stream, the divisor before a change whose frames may still be queued.
+        self._previous_divisors: dict[int, int] = {}
         self._session: str | None = None
         self._session_changed: set[int] = set()
 
     def new_session(self, session: str | None) -> None:
-        """Record the session of a hello; a different one means the server restarted."""
+        """Record the session of a hello; a different one means the server restarted.
+
+        A hello starts a connection at every frame (or at the URL's view, whose ``view``
+        reply follows it), so the frame rate divisors are forgotten.
+        """
         if self._session is not None and session != self._session:
             self._session_changed = set(self._last_sequence)
         self._session = session
+        self._fps_divisors.clear()
+        self._previous_divisors.clear()
 
     def set_fps_divisor(self, stream_id: int, fps_divisor: int) -> None:
         """Record a stream's frame rate divisor (a ``view`` reply's): the client then gets
-        one frame in ``fps_divisor``, and the sequence steps over the others."""
-        self._fps_divisors[stream_id] = max(1, fps_divisor)
+        one frame in ``fps_divisor``, and the sequence steps over the others.
+
+        Frames the server queued before the change were chosen by the old divisor: until a
+        frame shows it was not (its sequence is no multiple of the old one), a jump counts
+        the fewer of the frames of either rate.
+        """
+        fps_divisor = max(1, fps_divisor)
+        old = self._fps_divisors.get(stream_id, 1)
+        self._fps_divisors[stream_id] = fps_divisor
+        if stream_id in self._last_sequence and fps_divisor % old != 0:
+            self._previous_divisors[stream_id] = old
 
     def observe(self, frame: SpectrumFrame) -> GapEvent | None:
         """Account for one frame; return the gap before it, or None if there was none.
@@ -152,7 +170,10 @@ class GapDetector:
         With a previous frame of the same stream, the lost count is the larger of the
         ``missed`` field and the sequence jump: the server knows what it dropped for this
         client, the sequence also covers frames produced while no connection was open. Both
-        count frames of the client's own rate (see :meth:`set_fps_divisor`).
+        count frames of the client's own rate (see :meth:`set_fps_divisor`): the sequences
+        between the two frames that are multiples of the divisor. So a divisor changed
+        between two frames (the previous one not a multiple of the new divisor) counts no
+        false gap, and a jump across a reconnect is still counted.
         """
         stream_id = frame.stream_id
         sequence = frame.sequence
@@ -168,12 +189,23 @@ class GapDetector:
         if sequence <= previous:
             return GapEvent(stream_id, 0, previous, sequence, GAP_STREAM_RESTARTED,
                             session_changed)
-        jump = (sequence - previous) // self._fps_divisors.get(stream_id, 1) - 1
+        jump = _frames_between(previous, sequence, self._fps_divisors.get(stream_id, 1))
+        old = self._previous_divisors.get(stream_id)
+        if old is not None:
+            jump = min(jump, _frames_between(previous, sequence, old))
+            if sequence % old != 0:
+                del self._previous_divisors[stream_id]
         lost = max(jump, frame.missed)
         if lost == 0:
             return None
         reason = GAP_DROPPED_BY_SERVER if frame.missed >= jump else GAP_SEQUENCE_JUMP
         return GapEvent(stream_id, lost, previous, sequence, reason, session_changed)
+
+
+def _frames_between(previous: int, sequence: int, fps_divisor: int) -> int:
+    """How many sequences strictly between ``previous`` and ``sequence`` are multiples of
+    ``fps_divisor``: the frames of that rate that went by."""
+    return (sequence - 1) // fps_divisor - previous // fps_divisor
 
 
 @dataclass

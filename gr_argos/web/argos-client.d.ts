@@ -139,6 +139,21 @@ export interface GpsMessage extends StreamMessage {
 }
 
 /** The server's answer to a client message it cannot handle. */
+/** The server's answer to a view request: the view it sends (its frames' header fields). */
+export interface ViewMessage extends ArgosMessage {
+  type: "view";
+  stream_id: number;
+  center_freq_hz: number;
+  span_hz: number;
+  bins: number;
+  fps_divisor: number;
+  /** The pyramid level the view is served from (each level halves the bins). */
+  level: number;
+  /** true when the server was at its limit of views and gave the nearest one in use. */
+  snapped?: boolean;
+  message?: string;
+}
+
 export interface ErrorMessage extends ArgosMessage {
   type: "error";
   code: "bad_json" | "bad_message" | "unknown_type" | "binary_not_supported" | "auth_failed"
@@ -238,6 +253,8 @@ export interface ArgosClientEventMap {
   error: CustomEvent<ErrorMessage>;
   pong: CustomEvent<PongMessage>;
   stats: CustomEvent<StatsMessage>;
+  /** The server's answer to the view option or setView. */
+  view: CustomEvent<ViewMessage>;
   warning: CustomEvent<WarningDetail>;
   authfailed: CustomEvent<AuthFailedDetail>;
 }
@@ -285,6 +302,20 @@ export interface FrameFormat {
   secondTrace?: boolean;
 }
 
+/** A view of one stream to ask for (the view option, setView); every key optional, absent:
+ * the stream's own (its whole band, its bins, every frame). */
+export interface ViewRequest {
+  /** The stream (an id from hello); default: the first. */
+  streamId?: number;
+  /** The range, in Hz (spanHz more than 0). */
+  centerFreqHz?: number;
+  spanHz?: number;
+  /** Bins wanted across spanHz (e.g. the canvas width in device pixels), 1-1048576. */
+  bins?: number;
+  /** Get only the frames whose sequence is a multiple of it, 1-100 (default 1). */
+  fpsDivisor?: number;
+}
+
 export interface ArgosClientOptions {
   /** Ceiling of the first reconnect delay, ms (default 500). */
   backoffBaseMs?: number;
@@ -316,6 +347,10 @@ export interface ArgosClientOptions {
   /** Also receive the second trace of streams that offer one (`second_trace=1` in the URL
    * query): `frame.secondPowerDb`. Without an encoding, asks for float32. */
   secondTrace?: boolean;
+  /** A view of one stream to get instead of the whole stream, every frame (in the URL
+   * query: it applies from the first frame and after every reconnect; see setView). A
+   * RangeError for a value the server would refuse. */
+  view?: ViewRequest | null;
   /**
    * The server's token, sent in a first {"type": "auth", "token": ...} message on every
    * connection (never in the URL); null or absent: none. A TypeError (that does not show
@@ -348,6 +383,8 @@ export class Backoff {
 export class GapDetector {
   /** Record the session of a hello; a different one means the server restarted. */
   newSession(session: string | null): void;
+  /** Record a stream's frame rate divisor (from a view reply); forgotten on newSession(). */
+  setFpsDivisor(streamId: number, fpsDivisor: number): void;
   /** Account for one frame; the gap before it, or null. */
   observe(frame: Pick<SpectrumFrame, "streamId" | "sequence" | "missed"> & { sequenceBig?: bigint }): GapDetail | null;
 }
@@ -378,6 +415,14 @@ export class ArgosClient extends EventTarget {
    * @throws {RangeError} for an unknown encoding, a bad stepDb, or no encoding.
    */
   setFormat(format: FrameFormat): void;
+  /** The view asked for (a copy), or null while none. */
+  readonly view: ViewRequest | null;
+  /**
+   * Ask for a view of a stream: a set_view message on an open connection (answered by a
+   * "view" event) and the URL query of every later connection.
+   * @throws {RangeError} for a value the server would refuse.
+   */
+  setView(streamId: number | undefined, view?: Omit<ViewRequest, "streamId">): void;
   /** "closed" until connect(), and after close(). */
   readonly state: ConnectionState;
   /** A copy of the counters since the client was created. */

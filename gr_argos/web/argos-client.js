@@ -37,6 +37,13 @@ export const ENCODINGS = Object.freeze(Object.values(ENCODING_NAMES));
 // A fixed uint8 step (the `stepDb` option, `step_db` on the wire) is 0 or in this range, dB.
 const STEP_DB_MIN = 0.01;
 const STEP_DB_MAX = 20;
+// A view (the `view` option, setView; `set_view` on the wire): its keys and limits.
+const VIEW_KEYS = {
+  streamId: "stream_id", centerFreqHz: "center_freq_hz", spanHz: "span_hz", bins: "bins",
+  fpsDivisor: "fps_divisor",
+};
+const MAX_VIEW_BINS = 1 << 20;
+const MAX_FPS_DIVISOR = 100;
 const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 export const GAP_DROPPED_BY_SERVER = "dropped by server"; // the frame's missed field says so
@@ -375,21 +382,46 @@ export class Backoff {
  * Find lost frames from each frame's `missed` field and per-stream sequence numbers.
  *
  * Plain code without sockets, the same rules as gr_argos.client.GapDetector: feed it every
- * hello's session with newSession() and every decoded frame with observe().
+ * hello's session with newSession(), every `view` reply's frame rate divisor with
+ * setFpsDivisor() and every decoded frame with observe().
  */
 export class GapDetector {
   constructor() {
     this._lastSequence = new Map(); // streamId -> BigInt
+    this._fpsDivisors = new Map(); // streamId -> BigInt, for streams with a divisor
+    // Per stream, the divisor before a change whose frames may still be queued.
+    this._previousDivisors = new Map();
     this._session = null;
     this._sessionChanged = new Set();
   }
 
-  /** Record the session of a hello; a different one means the server restarted. */
+  /** Record the session of a hello; a different one means the server restarted. A hello
+   * starts a connection at every frame (or at the URL's view, whose reply follows), so the
+   * divisors are forgotten. */
   newSession(session) {
     if (this._session !== null && session !== this._session) {
       this._sessionChanged = new Set(this._lastSequence.keys());
     }
     this._session = session;
+    this._fpsDivisors.clear();
+    this._previousDivisors.clear();
+  }
+
+  /**
+   * Record a stream's frame rate divisor (a `view` reply's): the client then gets only the
+   * frames whose sequence is a multiple of it.
+   *
+   * Frames the server queued before the change were chosen by the old divisor: until a
+   * frame shows it was not (its sequence is no multiple of the old one), a jump counts the
+   * fewer of the frames of either rate.
+   */
+  setFpsDivisor(streamId, fpsDivisor) {
+    const divisor = BigInt(Math.max(1, Math.trunc(fpsDivisor)));
+    const old = this._fpsDivisors.get(streamId) ?? 1n;
+    this._fpsDivisors.set(streamId, divisor);
+    if (this._lastSequence.has(streamId) && divisor % old !== 0n) {
+      this._previousDivisors.set(streamId, old);
+    }
   }
 
   /**
@@ -397,7 +429,10 @@ export class GapDetector {
    *
    * With a previous frame of the same stream, the lost count is the larger of the
    * `missed` field and the sequence jump: the server knows what it dropped for this
-   * client, the sequence also covers frames produced while no connection was open.
+   * client, the sequence also covers frames produced while no connection was open. Both
+   * count frames of the client's own rate: the sequences between the two frames that are
+   * multiples of the divisor. So a divisor changed between two frames (the previous one
+   * not a multiple of the new divisor) counts no false gap.
    */
   observe(frame) {
     const { streamId } = frame;
@@ -414,12 +449,24 @@ export class GapDetector {
     if (sequence <= previous) {
       return gap(streamId, 0n, previous, sequence, GAP_STREAM_RESTARTED, sessionChanged);
     }
-    const jump = sequence - previous - 1n;
+    let jump = framesBetween(previous, sequence, this._fpsDivisors.get(streamId) ?? 1n);
+    const old = this._previousDivisors.get(streamId);
+    if (old !== undefined) {
+      const oldJump = framesBetween(previous, sequence, old);
+      if (oldJump < jump) jump = oldJump;
+      if (sequence % old !== 0n) this._previousDivisors.delete(streamId);
+    }
     const lost = missed > jump ? missed : jump;
     if (lost === 0n) return null;
     const reason = missed >= jump ? GAP_DROPPED_BY_SERVER : GAP_SEQUENCE_JUMP;
     return gap(streamId, lost, previous, sequence, reason, sessionChanged);
   }
+}
+
+/** How many sequences strictly between `previous` and `sequence` (BigInts) are multiples of
+ * `divisor`: the frames of that rate that went by. */
+function framesBetween(previous, sequence, divisor) {
+  return (sequence - 1n) / divisor - previous / divisor;
 }
 
 function gap(streamId, lost, fromSequence, toSequence, reason, sessionChanged) {
@@ -448,6 +495,7 @@ const DEFAULT_OPTIONS = {
   compress: false,
   stepDb: 0,
   secondTrace: false,
+  view: null,
   token: null,
   retryAuthFailure: false,
 };
@@ -456,7 +504,7 @@ const DEFAULT_OPTIONS = {
  * Receive spectrum frames and messages from a gr-argos server, reconnecting forever.
  *
  * Events (all CustomEvents; the data is in `event.detail`): state, hello, frame, gap,
- * message, status, gps, error, pong, stats, warning, authfailed. See docs/js-client.md.
+ * message, status, gps, error, pong, stats, view, warning, authfailed. See docs/js-client.md.
  *
  * A lost or refused connection is retried, but a refused token is final (as in
  * gr_argos.client.ArgosClient): after an `auth_failed` error, or a close with 1008 before
@@ -475,12 +523,14 @@ export class ArgosClient extends EventTarget {
    *   "uint8": a fixed step of 0.01-20 dB, `step_db` in the URL; 0: automatic) and
    *   secondTrace (true: also the second trace of streams that offer one, `second_trace` in
    *   the URL), all sent in the URL query so that they apply from the first frame (see
-   *   setFormat to change them later); token (the server's token,
+   *   setFormat to change them later); view ({streamId, centerFreqHz, spanHz, bins,
+   *   fpsDivisor}, every key optional: a range, resolution and frame rate divisor of one
+   *   stream, in the URL query too; see setView); token (the server's token,
    *   sent in a first `auth` message on every connection, never in the URL; null: none)
    *   and retryAuthFailure (true: retry after the server refused the token).
    * @throws {TypeError} if the URL is not a WebSocket URL or there is no WebSocket, or the
    *   token is not one a server can hold (see setToken).
-   * @throws {RangeError} if a duration, the encoding or stepDb is invalid.
+   * @throws {RangeError} if a duration, the encoding, stepDb or a value of the view is invalid.
    */
   constructor(url, options = {}) {
     super();
@@ -497,7 +547,8 @@ export class ArgosClient extends EventTarget {
         `heartbeatIntervalMs (${intervalMs}), or a quiet link is dropped between two pings`);
     }
     this._format = checkFormat(settings);
-    this.url = withFormat(webSocketUrl(url), this._format);
+    this._view = settings.view === null ? null : checkView(settings.view);
+    this.url = withView(withFormat(webSocketUrl(url), this._format), this._view);
     this._WebSocket = settings.WebSocket ?? globalThis.WebSocket;
     if (typeof this._WebSocket !== "function") {
       throw new TypeError(
@@ -582,6 +633,34 @@ export class ArgosClient extends EventTarget {
         type: "set_encoding", encoding: checked.encoding, compress: checked.compress,
         step_db: checked.stepDb, second_trace: checked.secondTrace,
       });
+    }
+  }
+
+  /** The view this client asks for (a copy), or null while it asks for none. */
+  get view() {
+    return this._view === null ? null : { ...this._view };
+  }
+
+  /**
+   * Ask for a view of a stream: a `set_view` message on an open connection, and the URL
+   * query of every later connection, so that a reconnect starts with it. The server answers
+   * with a `view` event: the view it sends (snapped to its lattice), or an `error`.
+   *
+   * @param {number | undefined} streamId the stream (an id from hello); undefined: the first.
+   * @param {{centerFreqHz?: number, spanHz?: number, bins?: number, fpsDivisor?: number}}
+   *   [view] every key optional: absent, the stream's own (its band, its bins, every frame).
+   * @throws {RangeError} for a value the server would refuse, naming it.
+   */
+  setView(streamId, view = {}) {
+    const checked = checkView({ ...view, streamId });
+    this._view = checked;
+    this.url = withView(this.url, checked);
+    if (this._openSocketOrNull() !== null) {
+      const message = { type: "set_view" };
+      for (const [key, wireKey] of Object.entries(VIEW_KEYS)) {
+        if (checked[key] !== undefined) message[wireKey] = checked[key];
+      }
+      this.send(message);
     }
   }
 
@@ -892,6 +971,10 @@ export class ArgosClient extends EventTarget {
     const type = message.type;
     if (type === "hello") {
       this._onHello(message);
+    } else if (type === "view") {
+      if (Number.isInteger(message.stream_id) && Number.isInteger(message.fps_divisor)) {
+        this._gaps.setFpsDivisor(message.stream_id, message.fps_divisor);
+      }
     } else if (type === "error" && message.code === "auth_failed") {
       // The server closes the connection next; then the client gives up.
       this._authError = `auth_failed: ${message.message ?? ""}`;
@@ -967,7 +1050,7 @@ export class ArgosClient extends EventTarget {
 }
 
 // JSON types that also get an event of their own name (all of them get "message").
-const TYPED_EVENTS = new Set(["hello", "status", "gps", "error", "pong", "stats"]);
+const TYPED_EVENTS = new Set(["hello", "status", "gps", "error", "pong", "stats", "view"]);
 
 /** The ws:// or wss:// URL to connect to; http(s) and relative URLs resolve against the
  * page, and no URL at all means the page's own server. */
@@ -1051,6 +1134,51 @@ function withFormat(url, { encoding, compress, stepDb, secondTrace }) {
   if (compress) parsed.searchParams.set("compress", "1");
   if (stepDb !== 0) parsed.searchParams.set("step_db", String(stepDb));
   if (secondTrace) parsed.searchParams.set("second_trace", "1");
+  return parsed.href;
+}
+
+/**
+ * A view to ask for, checked as the server checks `set_view` (docs/protocol.md): only the
+ * keys given, every one optional.
+ */
+function checkView(view) {
+  if (view === null || typeof view !== "object") {
+    throw new RangeError(`a view is an object {streamId, centerFreqHz, spanHz, bins, ` +
+      `fpsDivisor}, got ${JSON.stringify(view)}`);
+  }
+  const checked = {};
+  const whole = { streamId: [0, 65535], bins: [1, MAX_VIEW_BINS], fpsDivisor: [1, MAX_FPS_DIVISOR] };
+  for (const key of Object.keys(VIEW_KEYS)) {
+    const value = view[key];
+    if (value === undefined || value === null) continue;
+    if (typeof value !== "number" || !Number.isFinite(value)) {
+      throw new RangeError(`${key} must be a finite number, got ${JSON.stringify(value)}`);
+    }
+    const range = whole[key];
+    if (range && !(Number.isInteger(value) && value >= range[0] && value <= range[1])) {
+      throw new RangeError(`${key} must be a whole number from ${range[0]} to ${range[1]}, ` +
+        `got ${value}`);
+    }
+    if (key === "spanHz" && !(value > 0)) {
+      throw new RangeError(`spanHz must be more than 0 Hz, got ${value}`);
+    }
+    checked[key] = value;
+  }
+  return checked;
+}
+
+/** The URL with a checked view in its query, replacing any there; null leaves it as it is.
+ * A divisor of 1 (every frame, the default) is left out, as the Python client does. */
+function withView(url, view) {
+  if (view === null) return url;
+  const parsed = new URL(url);
+  for (const [key, wireKey] of Object.entries(VIEW_KEYS)) {
+    parsed.searchParams.delete(wireKey);
+    const value = view[key];
+    if (value !== undefined && !(key === "fpsDivisor" && value === 1)) {
+      parsed.searchParams.set(wireKey, String(value));
+    }
+  }
   return parsed.href;
 }
 

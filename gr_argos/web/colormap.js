@@ -29,6 +29,8 @@ export const GAP_RGB = [255, 0, 255];
 export const SKIP_RGB = [90, 90, 90];
 /** Colour of a row that marks a retune (the centre frequency or span changed). */
 export const RETUNE_RGB = [0, 220, 255];
+/** Colour of a row that starts a new zoom or pan window (the rows after it show that one). */
+export const VIEW_RGB = [255, 255, 255];
 
 const littleEndian = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 

@@ -1,5 +1,6 @@
 // gr-argos browser viewer: live spectrum trace (two of them, e.g. peak over average, when the
-// stream offers a second trace), peak hold and a scrolling waterfall.
+// stream offers a second trace), peak hold and a scrolling waterfall, zoomed and panned with
+// the gestures of zoom.js.
 //
 // Frames only update state (the latest frame, the peak hold, one pending waterfall row); all
 // drawing happens in one requestAnimationFrame callback, so a slow or hidden tab draws the
@@ -9,11 +10,15 @@
 
 import { ArgosClient, ENCODINGS } from "./argos-client.js";
 import {
-  COLORMAP_NAMES, GAP_RGB, LUT_SIZE, RETUNE_RGB, SKIP_RGB, colorAt, makeLut, packRgb,
+  COLORMAP_NAMES, GAP_RGB, LUT_SIZE, RETUNE_RGB, SKIP_RGB, VIEW_RGB, colorAt, makeLut, packRgb,
 } from "./colormap.js";
 import { TokenStore, setUpLogin } from "./login.js";
+import {
+  ViewRequester, ZoomControl, binGrid, regrid, sampleInto, setUpRateControl, urlWithView,
+  viewFromUrl,
+} from "./zoom.js";
 
-const MAX_WATERFALL_COLUMNS = 4096; // wider spectra are reduced to this many columns (max)
+const MAX_WATERFALL_COLUMNS = 4096; // the waterfall has a column per device pixel, up to this
 const WATERFALL_ROWS = 480; // history kept in the waterfall: 16 s at 30 frames/s
 const MAX_PENDING_ROWS = 16; // rows waiting for the next animation frame; older ones are skipped
 const AUTO_RANGE_INTERVAL_MS = 400;
@@ -31,7 +36,10 @@ const TRACE_CHOICES = ["both", "first", "second"];
 const ROW_DATA = 0;
 const ROW_GAP = 1;
 const ROW_RETUNE = 2;
-const MARKER_PIXELS = { [ROW_GAP]: packRgb(GAP_RGB), [ROW_RETUNE]: packRgb(RETUNE_RGB) };
+const ROW_VIEW = 3; // the window changed: the rows above it are drawn into the new one
+const MARKER_PIXELS = {
+  [ROW_GAP]: packRgb(GAP_RGB), [ROW_RETUNE]: packRgb(RETUNE_RGB), [ROW_VIEW]: packRgb(VIEW_RGB),
+};
 const SKIP_PIXEL = packRgb(SKIP_RGB);
 
 const COLORS = {
@@ -47,6 +55,7 @@ const COLORS = {
   },
   peak: "rgba(255, 213, 79, 0.85)",
 };
+const BACKGROUND_PIXEL = packRgb([7, 9, 13]); // COLORS.background: no data there
 
 const params = new URLSearchParams(location.search);
 
@@ -70,6 +79,16 @@ function clientOptions() {
   options.compress = ["1", "true"].includes(params.get("compress"));
   const stepDb = Number(params.get("step_db"));
   if (options.encoding === "uint8" && stepDb >= 0.01 && stepDb <= 20) options.stepDb = stepDb;
+  // ?center_freq_hz=&span_hz=&bins=&fps_divisor= open a view (see zoom.js).
+  const view = viewFromUrl(params);
+  if (view.spanHz || view.fpsDivisor > 1) {
+    const stream = params.has("stream") ? Number(params.get("stream")) : NaN;
+    options.view = { streamId: Number.isInteger(stream) ? stream : undefined, ...view };
+    if (view.spanHz && !view.bins) {
+      // Until the page is laid out, the window's width stands for the plot's.
+      options.view.bins = Math.round(window.innerWidth * (window.devicePixelRatio || 1));
+    }
+  }
   return options;
 }
 
@@ -105,30 +124,44 @@ function formatValue(value) {
   return String(value);
 }
 
-/** The scrolling waterfall: a canvas one column per (reduced) bin, newest row on top. */
+/**
+ * The scrolling waterfall, newest row on top: a column per device pixel of the plot. Each row
+ * is drawn from its own frame's frequencies into the window shown when it came, and keeps
+ * that mapping: after a zoom or pan (a marker row) new rows show the new window, old rows
+ * stay as they were rather than smearing.
+ */
 class Waterfall {
   constructor(canvas) {
     this.canvas = canvas;
     this.ctx = canvas.getContext("2d", { alpha: false });
     this.columns = 0;
-    this.bins = 0;
     this.slots = [];
     this.head = 0;
     this.count = 0;
     this.skippedSinceDraw = 0;
     this.rowsSkipped = 0;
+    this.lastKind = null;
   }
 
-  /** Start over for spectra of `bins` bins (clears the picture). */
-  configure(bins) {
-    this.bins = bins;
-    this.columns = Math.min(bins, MAX_WATERFALL_COLUMNS);
-    this.canvas.width = this.columns;
+  /** Use `columns` columns; the rows drawn so far are stretched to the new width. */
+  configure(columns) {
+    columns = Math.max(1, Math.min(columns, MAX_WATERFALL_COLUMNS));
+    if (columns === this.columns) return;
+    let old = null;
+    if (this.columns > 0) {
+      old = document.createElement("canvas");
+      old.width = this.columns;
+      old.height = WATERFALL_ROWS;
+      old.getContext("2d").drawImage(this.canvas, 0, 0);
+    }
+    this.columns = columns;
+    this.canvas.width = columns;
     this.canvas.height = WATERFALL_ROWS;
     this.ctx.fillStyle = COLORS.background;
-    this.ctx.fillRect(0, 0, this.columns, WATERFALL_ROWS);
+    this.ctx.fillRect(0, 0, columns, WATERFALL_ROWS);
+    if (old) this.ctx.drawImage(old, 0, 0, columns, WATERFALL_ROWS);
     this.slots = Array.from({ length: MAX_PENDING_ROWS },
-      () => ({ kind: ROW_DATA, values: new Float32Array(this.columns) }));
+      () => ({ kind: ROW_DATA, values: new Float32Array(columns) }));
     this.head = 0;
     this.count = 0;
     this.skippedSinceDraw = 0;
@@ -154,27 +187,21 @@ class Waterfall {
     return slot;
   }
 
-  pushSpectrum(power) {
+  /** A row of `sources` ({values, grid}, see sampleInto) drawn into `window`. */
+  pushSpectrum(sources, window) {
+    if (!this.columns) return;
     const slot = this.claim();
     slot.kind = ROW_DATA;
-    const { values } = slot;
-    const { columns, bins } = this;
-    if (columns === bins) {
-      values.set(power);
-      return;
-    }
-    // More bins than columns: each column shows the strongest of its bins.
-    for (let c = 0; c < columns; c++) {
-      const start = Math.floor((c * bins) / columns);
-      const end = Math.floor(((c + 1) * bins) / columns);
-      let max = -Infinity;
-      for (let i = start; i < end; i++) if (power[i] > max) max = power[i];
-      values[c] = max;
-    }
+    this.lastKind = ROW_DATA;
+    const cellHz = (window.stopHz - window.startHz) / this.columns;
+    sampleInto(slot.values, window.startHz, cellHz, sources);
   }
 
+  /** A marker row; a view marker only where the previous row is not one already. */
   pushMarker(kind) {
+    if (!this.columns || (kind === ROW_VIEW && this.lastKind === ROW_VIEW)) return;
     this.claim().kind = kind;
+    this.lastKind = kind;
   }
 
   /** Draw the pending rows; returns {rows, gapRows} drawn. */
@@ -199,7 +226,8 @@ class Waterfall {
       const values = slot.values;
       for (let c = 0; c < columns; c++) {
         const x = (values[c] - dbMin) * scale;
-        pixels[offset + c] = lut[x < 0 ? 0 : x > LUT_SIZE - 1 ? LUT_SIZE - 1 : x | 0];
+        pixels[offset + c] = values[c] !== values[c] ? BACKGROUND_PIXEL // no data there
+          : lut[x < 0 ? 0 : x > LUT_SIZE - 1 ? LUT_SIZE - 1 : x | 0];
       }
     }
     if (markerRows) {
@@ -213,7 +241,8 @@ class Waterfall {
   }
 }
 
-/** The spectrum plot: grid, dB and MHz axes, live trace and peak hold. */
+/** The spectrum plot: grid, dB and MHz axes, live trace and peak hold, over a window of
+ * frequencies; every trace is drawn from its own frame's frequencies (see zoom.js). */
 class SpectrumPlot {
   constructor(canvas) {
     this.canvas = canvas;
@@ -251,16 +280,17 @@ class SpectrumPlot {
   }
 
   /**
-   * Draw the grid, then `traces` ({key: "first" | "second", values}, bottom first; the
-   * last, the one the waterfall shows, filled underneath), the peak hold and, given one,
+   * Draw the grid for `window` ({startHz, stopHz}), then `traces` ({key: "first" |
+   * "second", sources}, bottom first, sources as sampleInto takes them; the last, the one
+   * the waterfall shows, filled underneath), the peak hold ({values, grid}) and, given one,
    * a legend ({key, label} per trace, the top one first).
    */
-  draw({ traces, peak, dbMin, dbMax, axis, legend }) {
+  draw({ traces, peak, dbMin, dbMax, window, legend }) {
     const { ctx, plot, dpr } = this;
     ctx.fillStyle = COLORS.background;
     ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
-    this.drawGrid(dbMin, dbMax, axis);
-    if (!traces.length) return;
+    this.drawGrid(dbMin, dbMax, window);
+    if (!traces.length || !window) return;
     const y = (db) => {
       const t = (db - dbMin) / (dbMax - dbMin);
       const clamped = t < 0 || !(t === t) ? 0 : t > 1 ? 1 : t; // NaN and -inf go to the floor
@@ -272,22 +302,24 @@ class SpectrumPlot {
     ctx.clip();
     const top = traces.at(-1);
     ctx.beginPath();
-    this.tracePath(this.reduce(top.values), top.values.length, y);
-    ctx.lineTo(plot.left + plot.width, plot.top + plot.height);
-    ctx.lineTo(plot.left, plot.top + plot.height);
-    ctx.closePath();
-    ctx.fillStyle = this.fills[top.key];
-    ctx.fill();
+    const ends = this.tracePath(top.sources, window, y);
+    if (ends) {
+      ctx.lineTo(ends[1], plot.top + plot.height);
+      ctx.lineTo(ends[0], plot.top + plot.height);
+      ctx.closePath();
+      ctx.fillStyle = this.fills[top.key];
+      ctx.fill();
+    }
     ctx.lineWidth = Math.max(1, dpr);
-    for (const { key, values } of traces) {
+    for (const { key, sources } of traces) {
       ctx.beginPath();
-      this.tracePath(this.reduce(values), values.length, y); // reduce() reuses one buffer
+      this.tracePath(sources, window, y);
       ctx.strokeStyle = COLORS.trace[key];
       ctx.stroke();
     }
     if (peak) {
       ctx.beginPath();
-      this.tracePath(this.reduce(peak), peak.length, y);
+      this.tracePath([peak], window, y);
       ctx.strokeStyle = COLORS.peak;
       ctx.stroke();
     }
@@ -324,34 +356,40 @@ class SpectrumPlot {
     });
   }
 
-  /** Per-pixel maxima of `values` when there are more bins than pixels, else `values`. */
-  reduce(values) {
-    const width = this.plot.width;
-    if (values.length <= width) return values;
-    const out = this.columnMax;
-    const bins = values.length;
-    for (let c = 0; c < width; c++) {
-      const start = Math.floor((c * bins) / width);
-      const end = Math.max(start + 1, Math.floor(((c + 1) * bins) / width));
-      let max = -Infinity;
-      for (let i = start; i < end; i++) if (values[i] > max) max = values[i];
-      out[c] = max;
-    }
-    return out;
-  }
-
-  tracePath(points, bins, y) {
+  /**
+   * Add the line of `sources` (see sampleInto) across `window` to the path: through the
+   * centres of the bins of the first source when the window holds fewer of them than the
+   * plot has pixels, else (or with another source to fill in) through each pixel's maximum.
+   * Returns the x of its first and last points, or null when nothing lies in the window.
+   */
+  tracePath(sources, window, y) {
     const { ctx, plot } = this;
-    const reduced = points.length !== bins;
-    const n = reduced ? plot.width : bins;
-    for (let i = 0; i < n; i++) {
-      const x = reduced ? plot.left + i + 0.5 : plot.left + ((i + 0.5) / bins) * plot.width;
-      if (i === 0) ctx.moveTo(x, y(points[i]));
-      else ctx.lineTo(x, y(points[i]));
+    const span = window.stopHz - window.startHz;
+    const { values, grid } = sources[0];
+    const first = Math.max(0, Math.floor((window.startHz - grid.startHz) / grid.binHz) - 1);
+    const last = Math.min(values.length - 1, Math.ceil((window.stopHz - grid.startHz) / grid.binHz));
+    const xOf = (hz) => plot.left + ((hz - window.startHz) / span) * plot.width;
+    let ends = null;
+    const point = (x, value) => {
+      if (ends === null) {
+        ctx.moveTo(x, y(value));
+        ends = [x, x];
+      } else {
+        ctx.lineTo(x, y(value));
+        ends[1] = x;
+      }
+    };
+    if (sources.length === 1 && last - first + 1 <= plot.width) {
+      for (let i = first; i <= last; i++) point(xOf(grid.startHz + (i + 0.5) * grid.binHz), values[i]);
+    } else {
+      const out = sampleInto(this.columnMax, window.startHz, span / plot.width, sources);
+      for (let c = 0; c < out.length; c++) if (out[c] === out[c]) point(plot.left + c + 0.5, out[c]);
     }
+    return ends;
   }
 
-  drawGrid(dbMin, dbMax, axis) {
+  /** Grid lines and labels; the frequency axis spans `window` ({startHz, stopHz}). */
+  drawGrid(dbMin, dbMax, window) {
     const { ctx, plot, dpr } = this;
     ctx.font = `${Math.round(11 * dpr)}px system-ui, sans-serif`;
     ctx.lineWidth = 1;
@@ -373,9 +411,11 @@ class SpectrumPlot {
     ctx.textBaseline = "top";
     ctx.fillText("dB", 4 * dpr, plot.top);
     // Frequency lines and MHz labels under the plot.
-    if (axis && axis.spanHz > 0) {
-      const spanMHz = axis.spanHz / 1e6;
-      const startMHz = axis.startHz / 1e6;
+    if (window && window.stopHz > window.startHz) {
+      const spanHz = window.stopHz - window.startHz;
+      const centerHz = (window.startHz + window.stopHz) / 2;
+      const spanMHz = spanHz / 1e6;
+      const startMHz = window.startHz / 1e6;
       const step = niceStep(spanMHz, plot.width / (90 * dpr));
       const decimals = decimalsOf(step);
       ctx.textAlign = "center";
@@ -383,7 +423,7 @@ class SpectrumPlot {
       const labelY = plot.top + plot.height + 6 * dpr;
       for (let f = Math.ceil(startMHz / step) * step; f <= startMHz + spanMHz + 1e-9; f += step) {
         const x = Math.round(plot.left + ((f - startMHz) / spanMHz) * plot.width) + 0.5;
-        const centre = Math.abs(f * 1e6 - axis.centerHz) < axis.spanHz * 1e-9;
+        const centre = Math.abs(f * 1e6 - centerHz) < spanHz * 1e-9;
         ctx.strokeStyle = centre ? COLORS.gridStrong : COLORS.grid;
         ctx.beginPath();
         ctx.moveTo(x, plot.top);
@@ -525,6 +565,7 @@ function main() {
     dbMin: $("db-min"), dbMax: $("db-max"), auto: $("auto"), peakHold: $("peak-hold"),
     peakReset: $("peak-reset"), colormap: $("colormap"), readout: $("readout"),
     traces: $("traces"), traceButtons: [...document.querySelectorAll("#traces button")],
+    rate: $("rate"), zoomReset: $("zoom-reset"),
     spectrum: $("spectrum"), waterfall: $("waterfall"), colorbar: $("colorbar"),
     side: $("side"), gpsPanel: $("gps-panel"), gps: $("gps"),
     devicePanel: $("device-panel"), device: $("device"),
@@ -547,8 +588,14 @@ function main() {
     secondDetector: "", // "" when the stream offers no second trace
     traces: TRACE_CHOICES.includes(params.get("traces")) ? params.get("traces") : TRACE_CHOICES[0],
     tracesDrawn: [], // keys of the traces in the latest drawing, bottom first
-    axis: null, // {centerHz, spanHz, bins, startHz, stopHz}
+    axis: null, // the latest frame's bins: {centerHz, spanHz, bins, binHz, startHz, stopHz}
     latest: null,
+    // The latest frame of the whole stream, drawn where a new window's frames have not come
+    // yet (awaitingView: from a zoom or pan until the first frame of its view).
+    wide: null,
+    awaitingView: false,
+    fpsDivisor: viewFromUrl(params).fpsDivisor,
+    peakGrid: null, // the bins of the peak hold
     ageMs: NaN,
     traceDirty: true,
     peak: null,
@@ -572,6 +619,18 @@ function main() {
 
   const client = new ArgosClient(serverUrl(), clientOptions());
   setUpLogin(client, new TokenStore(client.url), el.login);
+  const plotBox = () => el.waterfall.getBoundingClientRect();
+  const zoom = new ZoomControl({
+    surfaces: [el.spectrum, el.waterfall], plotBox, keyTarget: document, onChange: onZoom,
+  });
+  const opened = viewFromUrl(params);
+  if (opened.spanHz) {
+    zoom.setWindow(opened.centerFreqHz - opened.spanHz / 2, opened.centerFreqHz + opened.spanHz / 2,
+      false);
+  }
+  // The view is kept in the page's own URL, so a reload or a shared link opens it.
+  const views = new ViewRequester(client, () => history.replaceState(history.state, "",
+    urlWithView(location.href, zoom.zoomWindow, view.fpsDivisor)));
 
   /** What each trace is called: its detector, else its place. */
   function traceLabel(key) {
@@ -588,6 +647,46 @@ function main() {
     return view.traces === "second" ? [second] : [second, first];
   }
 
+  /** The traces of the latest frame with their bins ({key, sources}, as tracesOf), each
+   * filled in from the whole-stream frame while a new window's frames are awaited. */
+  function traceSources() {
+    const wide = view.awaitingView && view.wide !== view.latest ? view.wide : null;
+    const wideTraces = tracesOf(wide?.frame);
+    return tracesOf(view.latest).map(({ key, values }) => {
+      const sources = [{ values, grid: view.axis }];
+      const under = wideTraces.find((t) => t.key === key);
+      if (under) sources.push({ values: under.values, grid: wide.grid });
+      return { key, sources };
+    });
+  }
+
+  /** The band the plots show: the zoomed window, else the whole stream (or, before its
+   * band is known, the latest frame's). */
+  function shownBand() {
+    return zoom.window ?? view.axis;
+  }
+
+  /** The plot's width in device pixels: the resolution to ask the server for. */
+  function plotPixels() {
+    return spectrum.plot.width;
+  }
+
+  /** A zoom or pan: draw what is here into the new window at once, start a new waterfall
+   * segment (one per gesture: the rows during it each show the window of their moment),
+   * and ask the server for the window at the plot's resolution. */
+  function onZoom({ gestureStart }) {
+    view.awaitingView = true;
+    if (gestureStart) waterfall.pushMarker(ROW_VIEW);
+    el.zoomReset.hidden = !zoom.zoomed;
+    view.traceDirty = true;
+    requestDraw();
+    askForView();
+  }
+
+  function askForView(options) {
+    views.request(view.streamId, zoom.zoomWindow, plotPixels(), view.fpsDivisor, options);
+  }
+
   function requestDraw() {
     if (rafPending) return;
     rafPending = true;
@@ -600,11 +699,13 @@ function main() {
       const plotBox = el.waterfall.getBoundingClientRect();
       const spectrumBox = el.spectrum.getBoundingClientRect();
       spectrum.layout(plotBox.left - spectrumBox.left, plotBox.width);
+      waterfall.configure(plotPixels());
       layoutDirty = false;
       view.traceDirty = true;
       colorbarDirty = true;
     }
     if (view.auto && view.latest && now - autoRange.last >= AUTO_RANGE_INTERVAL_MS) {
+      // The range fits the frame's bins, also those outside a window that is not the view's.
       autoRange.last = now;
       const [min, max] = autoRange.fit(tracesOf(view.latest).map((t) => t.values), view.range);
       if (min !== view.range[0] || max !== view.range[1]) setRange(min, max, true);
@@ -619,13 +720,13 @@ function main() {
       view.counters.gapRowsDrawn += drawn.gapRows;
     }
     if (view.traceDirty) {
-      const traces = tracesOf(view.latest);
+      const traces = traceSources();
       spectrum.draw({
         traces,
-        peak: view.peakHold ? view.peak : null,
+        peak: view.peakHold && view.peak ? { values: view.peak, grid: view.peakGrid } : null,
         dbMin: view.range[0],
         dbMax: view.range[1],
-        axis: view.axis,
+        window: shownBand(),
         legend: view.secondDetector
           ? traces.map(({ key }) => ({ key, label: traceLabel(key) })).reverse() : null,
       });
@@ -715,11 +816,25 @@ function main() {
   }
 
   function setAxis(centerHz, spanHz, bins) {
-    const binHz = spanHz / bins;
-    const startHz = centerHz - (Math.floor(bins / 2) + 0.5) * binHz; // left edge of bin 0
-    view.axis = { centerHz, spanHz, bins, startHz, stopHz: startHz + spanHz };
+    view.axis = binGrid(centerHz, spanHz, bins);
     updateStreamInfo();
   }
+
+  /** The whole stream's band, from hello or a frame of all of it. */
+  function setBand(centerHz, spanHz, bins) {
+    const grid = binGrid(centerHz, spanHz, bins);
+    const band = zoom.band;
+    if (band && band.startHz === grid.startHz && band.stopHz === grid.stopHz) return;
+    zoom.setBand(grid.startHz, grid.stopHz, grid.binHz);
+    view.traceDirty = true;
+  }
+
+  /** Whether a frame of `grid` is all of the stream (the widest frames it sends). */
+  function isWholeStream(grid) {
+    const band = zoom.band;
+    return !band || grid.spanHz >= (band.stopHz - band.startHz) * (1 - 1e-9);
+  }
+
 
   // -- client events -----------------------------------------------------------------------
 
@@ -748,11 +863,20 @@ function main() {
     if (view.secondDetector && !client.format.secondTrace) askForSecondTrace(stream);
     if (stream) {
       view.streamName = stream.name ?? "";
-      if (!view.axis && stream.bins > 0 && stream.span_hz > 0) {
-        setAxis(stream.center_freq_hz, stream.span_hz, stream.bins);
+      if (stream.bins > 0 && stream.span_hz > 0) {
+        if (!view.axis) setAxis(stream.center_freq_hz, stream.span_hz, stream.bins);
+        setBand(stream.center_freq_hz, stream.span_hz, stream.bins);
+        requestDraw();
       }
       updateStreamInfo();
     }
+  });
+
+  client.addEventListener("view", (event) => {
+    const reply = event.detail;
+    if (view.streamId !== null && reply.stream_id !== view.streamId) return;
+    view.awaitingView = false; // the frames from now on are of the view asked for
+    if (reply.snapped) showNotice(`view: ${reply.message ?? "snapped to one in use"}`);
   });
 
   client.addEventListener("frame", (event) => {
@@ -760,22 +884,36 @@ function main() {
     if (view.streamId === null) view.streamId = frame.streamId;
     if (frame.streamId !== view.streamId) return;
     const { binCount, centerFreqHz, spanHz } = frame;
-    const a = view.axis;
-    if (binCount !== waterfall.bins) {
-      waterfall.configure(binCount);
-      view.peak = new Float32Array(binCount).fill(-Infinity);
+    const a = view.peak ? view.axis : null;
+    if (!a || a.centerHz !== centerFreqHz || a.spanHz !== spanHz || a.bins !== binCount) {
+      const reply = views.answer;
+      const ofView = reply !== null && reply.center_freq_hz === centerFreqHz &&
+        reply.span_hz === spanHz && reply.bins === binCount;
       setAxis(centerFreqHz, spanHz, binCount);
-    } else if (a.centerHz !== centerFreqHz || a.spanHz !== spanHz) {
-      view.counters.retunes += 1;
-      waterfall.pushMarker(ROW_RETUNE);
-      view.peak.fill(-Infinity);
-      setAxis(centerFreqHz, spanHz, binCount);
+      if (a && !ofView) {
+        // The radio was retuned: the view keeps its bins, now at other frequencies.
+        view.counters.retunes += 1;
+        waterfall.pushMarker(ROW_RETUNE);
+        if (a.spanHz === spanHz && a.bins === binCount) {
+          zoom.shift(centerFreqHz - a.centerHz);
+          if (zoom.zoomed) askForView(); // the same window, for the next connections
+        }
+        view.peak = null;
+      }
+      // The peak hold follows a zoom; a retune starts it over.
+      view.peak = view.peak ? regrid(view.peak, view.peakGrid, view.axis)
+        : new Float32Array(binCount).fill(-Infinity);
+      view.peakGrid = view.axis;
+    }
+    if (isWholeStream(view.axis)) {
+      setBand(centerFreqHz, spanHz, binCount);
+      view.wide = { frame, grid: view.axis };
     }
     view.latest = frame;
     const shown = tracesOf(frame).at(-1).values;
     const peak = view.peak;
     for (let i = 0; i < binCount; i++) if (shown[i] > peak[i]) peak[i] = shown[i];
-    waterfall.pushSpectrum(shown);
+    waterfall.pushSpectrum(traceSources().at(-1).sources, shownBand());
     if (frame.secondPowerDb) view.counters.secondFramesReceived += 1;
     view.ageMs = Number.isFinite(ageMs) ? ageMs : Date.now() - frame.timestampMs;
     view.counters.framesReceived += 1;
@@ -787,10 +925,8 @@ function main() {
     const { streamId, lost, reason } = event.detail;
     if (view.streamId !== null && streamId !== view.streamId) return;
     view.counters.gapEvents += 1;
-    if (waterfall.bins) {
-      waterfall.pushMarker(ROW_GAP);
-      requestDraw();
-    }
+    waterfall.pushMarker(ROW_GAP);
+    requestDraw();
     showNotice(`${lost ?? "?"} frames lost (${reason})`);
   });
 
@@ -851,18 +987,26 @@ function main() {
   for (const button of el.traceButtons) {
     button.addEventListener("click", () => setTraces(button.dataset.show));
   }
+  setUpRateControl(el.rate, view.fpsDivisor, (divisor) => {
+    view.fpsDivisor = divisor;
+    askForView({ now: true });
+  });
+  el.zoomReset.hidden = !zoom.zoomed;
+  el.zoomReset.addEventListener("click", () => zoom.reset());
 
   const showReadout = (event) => {
     const a = view.axis;
-    const box = el.waterfall.getBoundingClientRect();
+    const band = shownBand();
+    const box = plotBox();
     const fraction = (event.clientX - box.left) / box.width;
-    if (!a || fraction < 0 || fraction >= 1) {
+    if (!a || !band || fraction < 0 || fraction >= 1) {
       el.readout.textContent = "";
       return;
     }
-    const hz = a.startHz + fraction * a.spanHz;
-    const bin = Math.floor(fraction * a.bins);
-    const traces = view.latest?.binCount === a.bins ? tracesOf(view.latest).reverse() : [];
+    const hz = band.startHz + fraction * (band.stopHz - band.startHz);
+    const bin = Math.floor((hz - a.startHz) / a.binHz);
+    const inFrame = view.latest?.binCount === a.bins && bin >= 0 && bin < a.bins;
+    const traces = inFrame ? tracesOf(view.latest).reverse() : [];
     const levels = traces.filter(({ values }) => Number.isFinite(values[bin]))
       .map(({ key, values }) => (traces.length > 1 ? `${traceLabel(key)} ` : "") +
         `${values[bin].toFixed(1)} dB`);
@@ -873,9 +1017,16 @@ function main() {
     canvas.addEventListener("pointerleave", () => { el.readout.textContent = ""; });
   }
 
+  let laidOutPixels = 0;
   new ResizeObserver(() => {
     layoutDirty = true;
     requestDraw();
+    // Once the plot has a width (or a new one), ask for a zoomed window at it.
+    requestAnimationFrame(() => {
+      if (plotPixels() === laidOutPixels) return;
+      laidOutPixels = plotPixels();
+      if (zoom.zoomed) askForView();
+    });
   }).observe(el.spectrum);
 
   // -- status bar --------------------------------------------------------------------------
@@ -919,6 +1070,15 @@ function main() {
         traces: view.traces,
         tracesDrawn: [...view.tracesDrawn],
         axis: view.axis ? { ...view.axis } : null,
+        window: shownBand() ? { startHz: shownBand().startHz, stopHz: shownBand().stopHz } : null,
+        zoomed: zoom.zoomed,
+        fpsDivisor: view.fpsDivisor,
+        lastView: views.answer ? { ...views.answer } : null,
+        viewAsked: views.asked ? { ...views.asked } : null,
+        viewPending: views.pending,
+        viewsAsked: views.sent,
+        viewReplies: views.answers,
+        plotPixels: plotPixels(),
         streamId: view.streamId,
         lastSequence: view.latest ? Number(view.latest.sequence) : null,
         ageMs: view.ageMs,
@@ -926,6 +1086,7 @@ function main() {
       };
     },
     setRange: (min, max) => setRange(min, max),
+    zoom,
     setAuto,
     resetPeak,
   };

@@ -158,6 +158,49 @@ describe("GapDetector", () => {
     assert.deepEqual(detector.observe(frame(3)), gap(0, 1, 1, 3, GAP_SEQUENCE_JUMP, false));
   });
 
+  test("with a frame rate divisor, gaps count frames of the client's own rate", () => {
+    const detector = new GapDetector();
+    detector.setFpsDivisor(0, 3);
+    assert.deepEqual([30, 33, 36].map((n) => detector.observe(frame(n))), [null, null, null]);
+    assert.deepEqual(detector.observe(frame(45, { missed: 2 })),
+      gap(0, 2, 36, 45, GAP_DROPPED_BY_SERVER));
+  });
+
+  test("a divisor changed mid-stream counts no false gap, then counts at the new rate", () => {
+    const detector = new GapDetector();
+    detector.observe(frame(101)); // every frame
+    detector.setFpsDivisor(0, 2); // a view reply: only the even sequences from now on
+    assert.equal(detector.observe(frame(102)), null);
+    assert.equal(detector.observe(frame(104)), null);
+    detector.setFpsDivisor(0, 6);
+    assert.equal(detector.observe(frame(108)), null);
+    assert.deepEqual(detector.observe(frame(120)), gap(0, 1, 108, 120, GAP_SEQUENCE_JUMP));
+    detector.setFpsDivisor(0, 1);
+    assert.equal(detector.observe(frame(121)), null);
+  });
+
+  test("frames queued at the old rate after a lower divisor count no false gap", () => {
+    const detector = new GapDetector();
+    detector.setFpsDivisor(0, 2);
+    detector.observe(frame(100));
+    detector.setFpsDivisor(0, 1); // 102 and 104 were queued before the change
+    assert.deepEqual([102, 104, 105, 106].map((n) => detector.observe(frame(n))),
+      [null, null, null, null]);
+    assert.deepEqual(detector.observe(frame(108)), gap(0, 1, 106, 108, GAP_SEQUENCE_JUMP));
+  });
+
+  test("a hello forgets the divisors; a reconnect jump counts at the rate of the URL's view", () => {
+    const detector = new GapDetector();
+    detector.newSession("a");
+    detector.setFpsDivisor(0, 2);
+    detector.observe(frame(10));
+    detector.newSession("a"); // a reconnect whose URL asks for no view
+    assert.deepEqual(detector.observe(frame(13)), gap(0, 2, 10, 13, GAP_SEQUENCE_JUMP));
+    detector.newSession("a");
+    detector.setFpsDivisor(0, 2); // the view reply that follows hello
+    assert.deepEqual(detector.observe(frame(36)), gap(0, 11, 13, 36, GAP_SEQUENCE_JUMP));
+  });
+
   test("sequences beyond 2**53 are compared exactly", () => {
     const detector = new GapDetector();
     const last = 2n ** 64n - 1n;

@@ -97,7 +97,7 @@ function fakeClient(options = {}) {
   });
   const events = [];
   for (const type of ["state", "hello", "frame", "gap", "message", "status", "gps", "error",
-    "pong", "stats", "warning", "authfailed"]) {
+    "pong", "stats", "view", "warning", "authfailed"]) {
     client.addEventListener(type, (event) => events.push({ type, detail: event.detail }));
   }
   return { client, FakeWebSocket, events };
@@ -417,6 +417,64 @@ describe("ArgosClient with a fake WebSocket", () => {
     assert.throws(() => client.setFormat({ compress: false }), /setFormat needs an encoding/);
     assert.throws(() => client.setFormat({ encoding: "int8" }), /unknown encoding "int8"/);
     assert.equal(client.format.secondTrace, true, "a refused format changes nothing");
+    client.close();
+  });
+
+  test("the view option and setView() go in the URL; setView() sends set_view when open", async () => {
+    const { client, FakeWebSocket } = fakeClient({ view: { centerFreqHz: 101.6e6, spanHz: 200e3 } });
+    assert.equal(client.url, "ws://argos.test:8765/?center_freq_hz=101600000&span_hz=200000");
+    client.connect();
+    const first = FakeWebSocket.last;
+    assert.equal(first.url, client.url);
+    first.open();
+    client.setView(1, { centerFreqHz: 100e6, spanHz: 1e6, bins: 1024, fpsDivisor: 2 });
+    assert.deepEqual(first.sent, [{ type: "set_view", stream_id: 1, center_freq_hz: 100e6,
+      span_hz: 1e6, bins: 1024, fps_divisor: 2 }]);
+    assert.deepEqual(client.view,
+      { streamId: 1, centerFreqHz: 100e6, spanHz: 1e6, bins: 1024, fpsDivisor: 2 });
+    client.setView(undefined, {}); // the whole first stream, every frame
+    assert.deepEqual(first.sent.at(-1), { type: "set_view" });
+    client.setView(0, { fpsDivisor: 3 });
+    first.serverClose();
+    await until(() => FakeWebSocket.sockets.length === 2, "the reconnect");
+    assert.equal(FakeWebSocket.last.url, "ws://argos.test:8765/?stream_id=0&fps_divisor=3");
+    client.close();
+  });
+
+  test("a view the server would refuse is refused at once, naming the value", () => {
+    const { client } = fakeClient();
+    for (const [view, pattern] of [
+      [{ spanHz: 0 }, /spanHz must be more than 0/], [{ bins: 0 }, /bins must be a whole number/],
+      [{ bins: 1.5 }, /bins must be a whole number/], [{ fpsDivisor: 101 }, /fpsDivisor/],
+      [{ centerFreqHz: "100e6" }, /centerFreqHz must be a finite number/],
+      [{ centerFreqHz: Infinity }, /centerFreqHz must be a finite number/],
+    ]) {
+      assert.throws(() => client.setView(0, view), pattern, JSON.stringify(view));
+    }
+    assert.throws(() => client.setView(-1), /streamId/);
+    assert.throws(() => fakeClient({ view: { bins: 2 ** 21 } }), RangeError);
+    assert.equal(client.view, null, "a refused view changes nothing");
+  });
+
+  test("the view reply is a view event and sets the rate gaps are counted at", () => {
+    const { client, FakeWebSocket, events } = fakeClient({ view: { fpsDivisor: 2 } });
+    client.connect();
+    const ws = FakeWebSocket.last;
+    ws.open();
+    ws.receive(hello("s1"));
+    const reply = { type: "view", stream_id: 0, center_freq_hz: 100e6, span_hz: 1e6, bins: 4,
+      fps_divisor: 2, level: 0 };
+    ws.receive(JSON.stringify(reply));
+    assert.deepEqual(ofType(events, "view"), [reply]);
+    ws.receive(frameBytes(10));
+    ws.receive(frameBytes(12));
+    ws.receive(frameBytes(14));
+    assert.deepEqual(ofType(events, "gap"), [], "every frame of the client's rate arrived");
+    ws.receive(JSON.stringify({ ...reply, fps_divisor: 3 })); // changed mid-stream
+    ws.receive(frameBytes(15));
+    ws.receive(frameBytes(21));
+    const [found] = ofType(events, "gap");
+    assert.deepEqual([found.lost, found.fromSequence, found.toSequence], [1, 15, 21]);
     client.close();
   });
 

@@ -1,0 +1,65 @@
+"""The browser viewer as the tests see it: a page in headless Chromium and its console.
+
+A plain module like ``helpers``: ``from viewer_page import Viewer, open_viewer``. The
+``browser``, ``context`` and ``phone`` fixtures are in ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from playwright.sync_api import BrowserContext, Page
+
+WAIT_MS = 30_000  # generous: a loaded 2-core machine; a passing test never waits this long
+
+# For Viewer.wait_for: the frames drawn are of a view the server answered, with no view asked
+# for unanswered (the latest frame's header is the server's latest view reply).
+VIEW_DRAWN = ("s.lastView && !s.viewPending && s.axis.spanHz === s.lastView.span_hz && "
+              "s.axis.bins === s.lastView.bins && s.axis.centerHz === s.lastView.center_freq_hz")
+
+
+@dataclass
+class Viewer:
+    """An open viewer page and what it printed to its console."""
+
+    page: Page
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)  # every console line, errors too
+
+    def stats(self) -> dict[str, Any]:
+        return self.page.evaluate("window.argosViewer.stats()")
+
+    def wait_for(self, expression: str) -> None:
+        """Wait until a JavaScript expression (``s`` = the viewer's stats) is true."""
+        self.page.wait_for_function(
+            f"(() => {{ const s = window.argosViewer?.stats(); return !!s && ({expression}); }})()",
+            timeout=WAIT_MS)
+
+    def wait_for_more_frames(self, count: int = 10) -> None:
+        """Wait until the page has received and drawn ``count`` more frames than now."""
+        now = self.stats()
+        self.wait_for(f"s.framesReceived >= {now['framesReceived'] + count} && "
+                      f"s.framesDrawn > {now['framesDrawn']}")
+
+    def status_state(self) -> str | None:
+        return self.page.get_attribute("#status", "data-state")
+
+
+def open_viewer(context: BrowserContext, url: str) -> Viewer:
+    """Open ``url`` in a new tab, recording console errors, warnings and page errors."""
+    page = context.new_page()
+    viewer = Viewer(page)
+
+    def on_console(message: Any) -> None:
+        viewer.console.append(message.text)
+        if message.type == "error":
+            viewer.errors.append(message.text)
+        elif message.type == "warning":
+            viewer.warnings.append(message.text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: viewer.errors.append(f"page error: {error}"))
+    page.goto(url)
+    return viewer
