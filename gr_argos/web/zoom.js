@@ -342,17 +342,34 @@ export class ViewRequester {
     this.answer = null; // the server's latest view reply
     this.sent = 0;
     this.answers = 0;
+    this.resets = 0;
+    this._last = null; // [streamId, view] of the latest request sent
     this._unanswered = 0; // set_view messages sent on this connection, not answered yet
     const answered = () => { this._unanswered = Math.max(0, this._unanswered - 1); };
     client.addEventListener("hello", () => { this._unanswered = 0; }); // the URL has the view
     client.addEventListener("view", (event) => {
       this.answer = event.detail;
       this.answers += 1;
+      if (event.detail?.reset) {
+        // The stream's bin count changed: the server sends it whole until asked again.
+        this.resets += 1;
+        if (this._last !== null) this._send(...this._last);
+        return;
+      }
       answered();
     });
     client.addEventListener("error", (event) => {
       if (event.detail?.message?.startsWith("set_view:")) answered();
     });
+  }
+
+  _send(streamId, view) {
+    this._last = [streamId, view];
+    this._client.setView(streamId ?? undefined, view);
+    if (this._client.state === "open") this._unanswered += 1; // else it is in the next URL
+    this.asked = view;
+    this.sent += 1;
+    this._onSent(view);
   }
 
   /** Whether a view sent on this connection is not answered yet. */
@@ -376,11 +393,7 @@ export class ViewRequester {
       const key = JSON.stringify([streamId, view]);
       if (key === this._lastKey) return;
       this._lastKey = key;
-      this._client.setView(streamId ?? undefined, view);
-      if (this._client.state === "open") this._unanswered += 1; // else it is in the next URL
-      this.asked = view;
-      this.sent += 1;
-      this._onSent(view);
+      this._send(streamId, view);
     };
     if (now) send();
     else this._timer = setTimeout(send, VIEW_REQUEST_DELAY_MS);

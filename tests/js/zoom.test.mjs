@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { binGrid, regrid, sampleInto, urlWithView, viewFromUrl } from "../../gr_argos/web/zoom.js";
+import { binGrid, regrid, sampleInto, urlWithView, viewFromUrl, ViewRequester } from "../../gr_argos/web/zoom.js";
 
 describe("binGrid", () => {
   test("bin bins/2 is centred on the centre frequency (docs/protocol.md)", () => {
@@ -72,5 +72,38 @@ describe("a view in the page's URL", () => {
       { centerFreqHz: 1e8, spanHz: 1e6, fpsDivisor: 1 });
     assert.deepEqual(read("center_freq_hz=1e8&span_hz=1e6&bins=512&fps_divisor=6"),
       { centerFreqHz: 1e8, spanHz: 1e6, bins: 512, fpsDivisor: 6 });
+  });
+});
+
+describe("ViewRequester", () => {
+  function fakeClient() {
+    const client = new EventTarget();
+    client.state = "open";
+    client.sent = [];
+    client.setView = (streamId, view) => client.sent.push([streamId, view]);
+    client.answer = (detail) => client.dispatchEvent(new CustomEvent("view", { detail }));
+    return client;
+  }
+
+  test("a view reset by the server (the stream's bin count changed) is asked for again", () => {
+    const client = fakeClient();
+    const requester = new ViewRequester(client, () => {});
+    requester.request(0, { startHz: 100e6, stopHz: 100.2e6 }, 800, 1, { now: true });
+    assert.equal(client.sent.length, 1);
+    client.answer({ stream_id: 0, bins: 1024, center_freq_hz: 100.1e6 });
+    assert.equal(requester.pending, false);
+    client.answer({ stream_id: 0, bins: 4096, reset: true, message: "stream 0 now has 4096 bins" });
+    assert.equal(client.sent.length, 2);
+    assert.deepEqual(client.sent[1], client.sent[0]);
+    assert.equal(requester.resets, 1);
+    assert.equal(requester.pending, true); // the new request waits for its answer
+  });
+
+  test("a reset before anything was asked asks for nothing", () => {
+    const client = fakeClient();
+    const requester = new ViewRequester(client, () => {});
+    client.answer({ stream_id: 0, bins: 4096, reset: true });
+    assert.equal(client.sent.length, 0);
+    assert.equal(requester.resets, 1);
   });
 });
