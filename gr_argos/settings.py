@@ -359,7 +359,7 @@ def add_flags(parser: argparse.ArgumentParser, settings: Sequence[Setting]) -> N
         if group is None:
             group = groups[item.group] = parser.add_argument_group(item.group)
         names = [item.flag, *("--" + a.replace("_", "-") for a in item.aliases)]
-        help_text = f"{item.help} (default: {item.default!r})"
+        help_text = f"{item.help} (default: {item.default!r})".replace("%", "%%")  # argparse
         if item.kind is bool:
             group.add_argument(*names, dest=item.name, default=None,
                                action=argparse.BooleanOptionalAction, help=help_text)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -84,6 +85,7 @@ class SpectrumSinkBase(gr.sync_block):
         self.settings = stream
         self._info = stream.info()
         self._guard = FrameRateGuard(stream.fps, stream.max_fps)
+        self._last_fix: tuple[dict[str, Any], float] | None = None
         self.destination: Destination | None = None
         self.stream: SpectrumStream | None = None
         self.status: StatusReporter | None = None
@@ -119,6 +121,8 @@ class SpectrumSinkBase(gr.sync_block):
         self.destination = destination
         if self.stream is None:  # kept across restarts so sequence numbers keep counting
             self.stream = SpectrumStream(destination, self._info)
+            if self.settings.detect:
+                self.stream.detect(self.settings.detection(), self._publish_detection)
             self.status = StatusReporter(self.stream, self._publish,
                                          self.settings.status_interval_s)
         else:
@@ -232,6 +236,8 @@ class SpectrumSinkBase(gr.sync_block):
         self.settings = dataclasses.replace(self.settings, fps=fps)
         self._info.fps = self.settings.fps
         self._guard = FrameRateGuard(self.settings.fps, self.settings.max_fps)
+        if self.stream is not None and self.stream.finder is not None:
+            self.stream.finder.frame_period_s = 1.0 / self.settings.fps
         if self.destination is not None:
             self.destination.update_stream(self._info.stream_id, fps=self.settings.fps)
 
@@ -273,7 +279,24 @@ class SpectrumSinkBase(gr.sync_block):
     def _handle_msg(self, msg: Any) -> None:
         body = self._pmt_dict(msg, "msg")
         if body is not None:
+            if self.settings.msg_channel == "gps":
+                self._last_fix = (body, time.monotonic())
             self._publish(self.settings.msg_channel, {"stream": self._info.stream_id, **body})
+
+    def _publish_detection(self, event: dict[str, Any]) -> None:
+        """A detection event for every client, with the stream's tuning and the latest GPS
+        fix from the msg port (its position, fix and age; null before the first)."""
+        body: dict[str, Any] = {"stream": self._info.stream_id, **event,
+                                "tuning": {"center_freq_hz": self._info.center_freq_hz,
+                                           "span_hz": self._info.span_hz}}
+        if self._last_fix is None:
+            body["gps"] = None
+        else:
+            fix, seen = self._last_fix
+            body["gps"] = {**{key: fix[key] for key in ("fix", "mode", "lat", "lon", "alt_m", "time")
+                              if key in fix},
+                           "age_s": round(time.monotonic() - seen, 3)}
+        self._publish("detection", body)
 
     def _publish(self, msg_type: str, body: dict[str, Any]) -> None:
         destination = self.destination

@@ -29,12 +29,15 @@ from gr_argos.protocol import (
     check_step_db,
     encode_frame,
 )
+from gr_argos.detections import DetectionSettings, SignalFinder
 from gr_argos.settings import ConfigError, in_range, non_negative, positive, setting, validate
 
 __all__ = ["FrameDestination", "STREAM", "SpectrumStream", "StreamSettings"]
 
 #: ``--help`` section of the stream settings.
 STREAM = "spectrum"
+#: The ``--help`` section of the signal detection settings.
+DETECT = "signal detection"
 
 
 def _step_db(value: float) -> str | None:
@@ -93,12 +96,28 @@ class StreamSettings:
     max_fps: float = setting(0.0, "most frames per second handed to clients (0 = twice fps); "
                              "a sink fed faster skips the rest, counted in frames_skipped "
                              "(clients see the gap)", check=non_negative, group=STREAM)
+    detect: bool = setting(False, "find signals in the frames and send detection events "
+                           "(start, update, end: frequency, bandwidth, levels, duration, GPS "
+                           "fix) to every client", group=DETECT)
+    detect_threshold_db: float = setting(8.0, "a signal is this many dB over the noise floor "
+                                         "(or more where the noise scatters more: 4 times its "
+                                         "20-80 % spread)", check=positive, group=DETECT)
+    detect_min_bandwidth_hz: float = setting(0.0, "report only signals at least this wide (Hz)",
+                                             check=non_negative, group=DETECT)
+    detect_min_duration_s: float = setting(0.0, "report only signals that last at least this "
+                                           "long (s)", check=non_negative, group=DETECT)
 
     def __post_init__(self) -> None:
         validate(self)
         if self.second_detector and self.second_detector == self.detector:
             raise ConfigError(f"second_detector {self.second_detector!r} is the detector "
                               "itself: choose another (e.g. average with peak) or none")
+
+    def detection(self) -> DetectionSettings:
+        """The settings of signal detection on this stream."""
+        return DetectionSettings(threshold_db=self.detect_threshold_db,
+                                 min_bandwidth_hz=self.detect_min_bandwidth_hz,
+                                 min_duration_s=self.detect_min_duration_s)
 
     def info(self) -> StreamInfo:
         """The stream's descriptor, as ``hello`` announces it."""
@@ -232,6 +251,8 @@ class SpectrumStream:
         self._device_clock = False  # _first_sample_ns is from rx_time, not the host clock
         self._late: tuple[int, int] | None = None  # (since, earliest estimate) while late
         self.time_reanchors = 0
+        self.finder: SignalFinder | None = None
+        self.on_detection: Callable[[dict[str, Any]], None] | None = None
         self._reanchors_logged = (0, 0)  # (count, host ns) at the last line about them
 
     def attach(self, destination: FrameDestination) -> None:
@@ -351,7 +372,19 @@ class SpectrumStream:
         )
         self.sequence += 1
         self._destination.publish_frame(self.info.stream_id, frame)
+        if self.finder is not None and self.on_detection is not None:
+            timestamp_ns = int.from_bytes(frame[32:40], "little", signed=True)
+            for event in self.finder.process(power_db, self.info.center_freq_hz,
+                                             self.info.span_hz, timestamp_ns):
+                self.on_detection(event)
         return sequence
+
+    def detect(self, settings: DetectionSettings,
+               on_detection: Callable[[dict[str, Any]], None]) -> None:
+        """Find signals in the frames from now on (:mod:`gr_argos.detections`) and hand each
+        event to ``on_detection``, in the thread that publishes."""
+        self.finder = SignalFinder(1.0 / self.info.fps if self.info.fps > 0 else 0.0, settings)
+        self.on_detection = on_detection
 
     def skip(self, count: int) -> None:
         """Count frames that were produced but not handed off (their sequence numbers pass,

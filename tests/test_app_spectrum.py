@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -245,6 +246,65 @@ def test_gps_flag_sends_gpsd_fixes_to_clients(tmp_path: Path) -> None:
     assert len(fixes) == 3, app.output()
     assert frames > 0
     assert_positions_match_the_log(fixes)
+
+
+def detection_events(url: str, until: Any, timeout_s: float = 60.0) -> list[dict[str, Any]]:
+    """The detection messages a client gets until ``until(events)`` (or the deadline)."""
+    events: list[dict[str, Any]] = []
+    with connect(url, open_timeout=RECEIVE_TIMEOUT_S) as websocket:
+        deadline = time.monotonic() + timeout_s
+        while not until(events) and time.monotonic() < deadline:
+            message = websocket.recv(timeout=RECEIVE_TIMEOUT_S)
+            if isinstance(message, str) and (body := decode_message(message))["type"] == \
+                    "detection":
+                events.append(body)
+    return events
+
+
+def test_the_simulated_bands_signals_are_reported_as_what_they_are(
+        sim_app: RunningProcess) -> None:
+    """Detection is on by default: the 300 us pulse (4 a second) comes as one-frame events
+    at its frequency, the carrier blinking at 3 Hz as events of about a sixth of a second,
+    the strongest steady carrier as one long event with updates; each with the tuning and
+    a null GPS fix (no gpsd)."""
+    from gr_argos.sim_band_source import BURST, BURST_RATE_HZ, PULSE, STRONGEST_CARRIER
+
+    bin_hz = 8e6 / 2048
+
+    def near(event: dict[str, Any], fraction: float) -> bool:
+        return abs(event["center_freq_hz"] - (100e6 + fraction * 8e6)) <= 2 * bin_hz
+
+    def enough(events: list[dict[str, Any]]) -> bool:
+        ends = [e for e in events if e["event"] == "end"]
+        return (sum(near(e, PULSE[0]) for e in ends) >= 4 and sum(near(e, BURST[0]) for e in ends)
+                >= 3 and any(e["event"] == "update" and near(e, STRONGEST_CARRIER[0])
+                             for e in events))
+
+    events = detection_events(sim_app.wait_for_url(), enough)
+    assert enough(events), events[-10:]
+    frame_s = 1 / 30
+    pulses = [e for e in events if e["event"] == "end" and near(e, PULSE[0])]
+    assert all(e["duration_s"] <= 2 * frame_s + 1e-3 for e in pulses)
+    bursts = [e for e in events if e["event"] == "end" and near(e, BURST[0])]
+    on_s = 0.5 / BURST_RATE_HZ
+    assert all(abs(e["duration_s"] - on_s) <= 2 * frame_s for e in bursts)
+    assert all(e["snr_db"] >= 8 and e["tuning"] == {"center_freq_hz": 100e6, "span_hz": 8e6}
+               and e["gps"] is None and e["stream"] == 0 for e in events)
+
+
+def test_detections_carry_the_latest_gps_fix(tmp_path: Path) -> None:
+    """With --gps, each detection carries gpsd's latest fix (from a real gpsd fed by
+    gpsfake): a position of the log and how old it is."""
+    from gps_replay import assert_positions_match_the_log, free_port, gpsfake
+
+    port = free_port()
+    with gpsfake(port), running_app(["--gps", f"127.0.0.1:{port}"], tmp_path) as app:
+        events = detection_events(app.wait_for_url(), lambda got: sum(
+            1 for e in got if e["gps"] and e["gps"]["fix"]) >= 3)
+    located = [e["gps"] for e in events if e["gps"] and e["gps"]["fix"]]
+    assert len(located) >= 3, app.output()
+    assert_positions_match_the_log(located)
+    assert all(0 <= fix["age_s"] < 5 for fix in located)
 
 
 def test_bad_gps_value_exits_2_naming_the_setting(tmp_path: Path) -> None:
