@@ -139,6 +139,35 @@ def test_json_count_prints_one_summary_per_published_frame(
     assert result.stderr.splitlines()[-1].startswith("argos-client: 5 frames,")
 
 
+def test_detections_flag_prints_each_detection_message_as_a_json_line(
+        server: SpectrumServer, publisher: Publisher, repo_root: Path) -> None:
+    """--detections prints the detection messages, as sent, one per line, and nothing of
+    the frames or other messages; a script can follow them."""
+    stop = threading.Event()
+
+    def detections() -> None:
+        number = 0
+        while not stop.wait(0.02):
+            number += 1
+            server.publish_message("detection", {"stream": 0, "event": "start", "id": number,
+                                                 "center_freq_hz": 433.92e6 + number})
+            server.publish_message("gps", {"stream": 0, "fix": False})
+
+    thread = threading.Thread(target=detections, daemon=True)
+    thread.start()
+    try:
+        result = run(argos_client(server.url, "--detections", "--count", "40"), repo_root)
+    finally:
+        stop.set()
+        thread.join()
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines and all(line["type"] == "detection" for line in lines)
+    ids = [line["id"] for line in lines]
+    assert ids == sorted(ids) and all(line["center_freq_hz"] == 433.92e6 + line["id"]
+                                      for line in lines)
+
+
 def test_shim_in_apps_runs_the_same_program(
         server: SpectrumServer, publisher: Publisher, repo_root: Path) -> None:
     """apps/argos-client is executable and behaves like the console script."""

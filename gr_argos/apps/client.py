@@ -43,6 +43,7 @@ from gr_argos.client import (
     STATE_CONNECTING,
     ArgosClient,
     FrameEvent,
+    MessageEvent,
     StateEvent,
     check_token,
     check_url,
@@ -100,6 +101,9 @@ def argument_parser() -> argparse.ArgumentParser:
     output.add_argument("--json", action="store_true",
                         help="print one JSON summary per frame on stdout (sequence, missed, "
                              "gap, bins, center_freq_hz, span_hz, peak_bin, peak_db, age_ms)")
+    output.add_argument("--detections", action="store_true",
+                        help="print each detection message (a signal's start, updates and "
+                             "end: docs/detections.md) on stdout, one JSON object per line")
     frames = parser.add_argument_group("frame format (see docs/protocol.md)")
     frames.add_argument("--encoding", choices=ENCODINGS, metavar="NAME",
                         help="payload encoding to ask the server for: float32 (exact), int16 "
@@ -334,7 +338,7 @@ async def _watch(client: ArgosClient, args: argparse.Namespace, token_source: st
         loop.call_later(args.duration, close_soon)
 
     status_stream: TextIO | None = sys.stdout
-    if args.json:
+    if args.json or args.detections:
         status_stream = sys.stderr if sys.stderr.isatty() else None
     status_line = _StatusLine(status_stream)
     logging.basicConfig(level=logging.WARNING, handlers=[_LogHandler(status_line)])
@@ -345,6 +349,9 @@ async def _watch(client: ArgosClient, args: argparse.Namespace, token_source: st
             async for event in client:
                 if isinstance(event, StateEvent):
                     watch.state = event.state
+                elif isinstance(event, MessageEvent):
+                    if args.detections and event.type == "detection":
+                        print(json.dumps(event.message), flush=True)
                 elif isinstance(event, FrameEvent):
                     watch.newest = event
                     if args.json:
