@@ -680,3 +680,36 @@ def test_logging_in_on_a_phone_with_touch(token_served: Served, phone: BrowserCo
     viewer.page.tap("#login-form button")
     wait_for_live_spectrum(viewer)
     assert viewer.page.evaluate(STORED_TOKENS_JS)["local"] == [TOKEN]
+
+
+def test_detections_are_listed_marked_while_on_the_air_and_beep(served: Served,
+                                                                 context: BrowserContext) -> None:
+    """A detection start shows the Detections panel with the signal's time, frequency,
+    width and position, a mark on the spectrum while it is on the air, and a beep when the
+    user asked for them; its end takes the mark away and says how long it lasted."""
+    viewer = open_viewer(context, served.page_url)
+    viewer.wait_for("s.state === 'open' && s.framesDrawn > 3")
+    assert viewer.page.is_hidden("#detections-panel")
+    center = CENTER_FREQ_HZ + 250e3
+    signal = {"stream": 0, "id": 7, "center_freq_hz": center, "bandwidth_hz": 25e3,
+              "low_freq_hz": center - 12.5e3, "high_freq_hz": center + 12.5e3,
+              "peak_db": -40.0, "mean_db": -45.0, "snr_db": 31.0,
+              "start_ns": 1_700_000_000_000_000_000, "duration_s": 0.0333,
+              "tuning": {"center_freq_hz": CENTER_FREQ_HZ, "span_hz": 2.048e6},
+              "gps": {"fix": True, "mode": 3, "lat": 52.2297, "lon": 21.0122, "age_s": 0.4}}
+    served.server.publish_message("detection", {**signal, "event": "start"})
+    viewer.wait_for("s.detectionsOnAir === 1 && s.marksDrawn === 1")
+    item = viewer.page.inner_text("#detections li")
+    assert "22:13:20" in item and f"{center / 1e6:.4f} MHz" in item and "25.0 kHz" in item
+    assert "on air" in item and "52.22970, 21.01220" in item
+    assert viewer.stats()["beeps"] == 0
+    viewer.page.check("#beep")  # a user gesture: the page may play sound from now on
+    other = {**signal, "id": 8, "center_freq_hz": center - 500e3}
+    served.server.publish_message("detection", {**other, "event": "start"})
+    viewer.wait_for("s.detectionsOnAir === 2 && s.marksDrawn === 2 && s.beeps === 1")
+    for ended in (signal, other):
+        served.server.publish_message("detection", {**ended, "event": "end", "duration_s": 0.4})
+    viewer.wait_for("s.detectionsOnAir === 0 && s.marksDrawn === 0")
+    items = viewer.page.locator("#detections li")
+    assert items.count() == 2 and all("0.40 s" in text for text in items.all_inner_texts())
+    assert viewer.errors == []

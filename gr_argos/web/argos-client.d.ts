@@ -138,6 +138,25 @@ export interface GpsMessage extends StreamMessage {
   type: "gps";
 }
 
+/** A signal found in a stream's frames (docs/detections.md): its start, updates, end. */
+export interface DetectionMessage extends StreamMessage {
+  type: "detection";
+  event: "start" | "update" | "end";
+  id: number;
+  center_freq_hz: number;
+  bandwidth_hz: number;
+  low_freq_hz: number;
+  high_freq_hz: number;
+  peak_db: number;
+  mean_db: number;
+  snr_db: number;
+  start_ns: number;
+  duration_s: number;
+  tuning: { center_freq_hz: number; span_hz: number };
+  /** The latest GPS fix (null before the first), with its age. */
+  gps: ({ fix: boolean; age_s: number } & { [key: string]: unknown }) | null;
+}
+
 /** The server's answer to a client message it cannot handle. */
 /** The server's answer to a view request: the view it sends (its frames' header fields). */
 export interface ViewMessage extends ArgosMessage {
@@ -249,6 +268,7 @@ export interface ArgosClientEventMap {
   message: CustomEvent<ArgosMessage>;
   status: CustomEvent<StatusMessage>;
   gps: CustomEvent<GpsMessage>;
+  detection: CustomEvent<DetectionMessage>;
   /** A server "error" message (not a connection error: see "state"). */
   error: CustomEvent<ErrorMessage>;
   pong: CustomEvent<PongMessage>;

@@ -1050,7 +1050,8 @@ export class ArgosClient extends EventTarget {
 }
 
 // JSON types that also get an event of their own name (all of them get "message").
-const TYPED_EVENTS = new Set(["hello", "status", "gps", "error", "pong", "stats", "view"]);
+const TYPED_EVENTS = new Set(["hello", "status", "gps", "detection", "error", "pong", "stats",
+  "view"]);
 
 /** The ws:// or wss:// URL to connect to; http(s) and relative URLs resolve against the
  * page, and no URL at all means the page's own server. */

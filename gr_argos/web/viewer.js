@@ -12,6 +12,7 @@ import { ArgosClient, ENCODINGS } from "./argos-client.js";
 import {
   COLORMAP_NAMES, GAP_RGB, LUT_SIZE, RETUNE_RGB, SKIP_RGB, VIEW_RGB, colorAt, makeLut, packRgb,
 } from "./colormap.js";
+import { Detections } from "./detections.js";
 import { TokenStore, setUpLogin } from "./login.js";
 import {
   ViewRequester, ZoomControl, binGrid, regrid, sampleInto, setUpRateControl, urlWithView,
@@ -54,6 +55,8 @@ const COLORS = {
     second: ["rgba(110, 224, 122, 0.30)", "rgba(110, 224, 122, 0.02)"],
   },
   peak: "rgba(255, 213, 79, 0.85)",
+  mark: "rgba(255, 112, 67, 0.22)", // a signal on the air (detections.js)
+  markLabel: "#ffab91",
 };
 const BACKGROUND_PIXEL = packRgb([7, 9, 13]); // COLORS.background: no data there
 
@@ -285,7 +288,7 @@ class SpectrumPlot {
    * the waterfall shows, filled underneath), the peak hold ({values, grid}) and, given one,
    * a legend ({key, label} per trace, the top one first).
    */
-  draw({ traces, peak, dbMin, dbMax, window, legend }) {
+  draw({ traces, peak, dbMin, dbMax, window, legend, marks = [] }) {
     const { ctx, plot, dpr } = this;
     ctx.fillStyle = COLORS.background;
     ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
@@ -323,8 +326,32 @@ class SpectrumPlot {
       ctx.strokeStyle = COLORS.peak;
       ctx.stroke();
     }
+    this.marksDrawn = this.drawMarks(marks, window);
     ctx.restore();
     if (legend) this.drawLegend(legend);
+  }
+
+  /** A band over the plot for each signal on the air ({startHz, stopHz, label}) in
+   * `window`, at least two pixels wide, its frequency above it; how many were drawn. */
+  drawMarks(marks, window) {
+    const { ctx, plot, dpr } = this;
+    const span = window.stopHz - window.startHz;
+    const xOf = (hz) => plot.left + ((hz - window.startHz) / span) * plot.width;
+    let drawn = 0;
+    ctx.font = `${Math.round(10 * dpr)}px system-ui, sans-serif`;
+    ctx.textAlign = "center";
+    ctx.textBaseline = "top";
+    for (const { startHz, stopHz, label } of marks) {
+      if (stopHz < window.startHz || startHz > window.stopHz) continue;
+      const left = xOf(startHz);
+      const w = Math.max(2 * dpr, xOf(stopHz) - left);
+      ctx.fillStyle = COLORS.mark;
+      ctx.fillRect(left, plot.top, w, plot.height);
+      ctx.fillStyle = COLORS.markLabel;
+      ctx.fillText(label, left + w / 2, plot.top + 2 * dpr);
+      drawn += 1;
+    }
+    return drawn;
   }
 
   /** A line of colour and the detector's name per trace, first to last from the left, in
@@ -629,6 +656,16 @@ function main() {
       false);
   }
   // The view is kept in the page's own URL, so a reload or a shared link opens it.
+  const detections = new Detections(client, {
+    panel: $("detections-panel"), list: $("detections"), beep: $("beep"),
+  }, () => {
+    if (el.side.hidden) {
+      el.side.hidden = false;
+      layoutDirty = true; // the plots just got narrower
+    }
+    view.traceDirty = true;
+    requestDraw();
+  });
   const views = new ViewRequester(client, () => history.replaceState(history.state, "",
     urlWithView(location.href, zoom.zoomWindow, view.fpsDivisor)));
 
@@ -729,6 +766,7 @@ function main() {
         window: shownBand(),
         legend: view.secondDetector
           ? traces.map(({ key }) => ({ key, label: traceLabel(key) })).reverse() : null,
+        marks: detections.marks(),
       });
       view.tracesDrawn = traces.map((t) => t.key);
       if (view.latest) view.counters.framesDrawn += 1;
@@ -856,6 +894,7 @@ function main() {
   client.addEventListener("hello", (event) => {
     const streams = event.detail.streams ?? [];
     if (view.streamId === null && streams.length) view.streamId = streams[0].id;
+    detections.streamId = view.streamId;
     const stream = streams.find((s) => s.id === view.streamId);
     view.detector = stream?.detector ?? "";
     view.secondDetector = stream?.second_detector ?? "";
@@ -1081,6 +1120,11 @@ function main() {
         plotPixels: plotPixels(),
         streamId: view.streamId,
         lastSequence: view.latest ? Number(view.latest.sequence) : null,
+        detections: detections.events,
+        detectionsListed: detections.recent.length,
+        detectionsOnAir: detections.active.size,
+        marksDrawn: spectrum.marksDrawn ?? 0,
+        beeps: detections.beeps,
         ageMs: view.ageMs,
         client: { ...client.stats },
       };

@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// The viewer's detections: the signals the server reports (docs/detections.md) listed in a
+// side panel with their time, frequency, width, duration, SNR and position, marked on the
+// spectrum while they are on the air, and a beep on each start when asked for.
+
+/** Most recent detections listed. */
+export const LISTED = 12;
+/** An active signal not updated for this long is taken as ended (its end was lost). */
+const STALE_MS = 5000;
+
+function mhz(hz) {
+  return `${(hz / 1e6).toFixed(4)} MHz`;
+}
+
+function width(hz) {
+  return hz >= 1e6 ? `${(hz / 1e6).toFixed(2)} MHz` : `${(hz / 1e3).toFixed(1)} kHz`;
+}
+
+function clock(ns) {
+  const date = new Date(Number(BigInt(ns) / 1000000n));
+  return date.toISOString().slice(11, 19);
+}
+
+/** One line of the list for a detection event: what a person reads first, first. */
+export function describe(event) {
+  const parts = [
+    clock(event.start_ns),
+    mhz(event.center_freq_hz),
+    width(event.bandwidth_hz),
+    event.event === "end" ? `${event.duration_s.toFixed(2)} s` : "on air",
+    `${event.snr_db.toFixed(0)} dB SNR`,
+  ];
+  const gps = event.gps;
+  if (gps && typeof gps.lat === "number" && typeof gps.lon === "number") {
+    parts.push(`${gps.lat.toFixed(5)}, ${gps.lon.toFixed(5)}`);
+  }
+  return parts.join("  ·  ");
+}
+
+export class Detections {
+  /**
+   * @param {EventTarget} client the ArgosClient (its "detection" events).
+   * @param {{panel: HTMLElement, list: HTMLElement, beep: HTMLInputElement}} el
+   * @param {() => void} changed called when the marks or the list change.
+   */
+  constructor(client, el, changed) {
+    this.el = el;
+    this.changed = changed;
+    this.active = new Map(); // id -> latest event of a signal on the air
+    this.recent = []; // latest event per id, newest first, at most LISTED
+    this.events = 0;
+    this.beeps = 0;
+    this.streamId = null; // only this stream's (null: any)
+    this._audio = null;
+    client.addEventListener("detection", (event) => this.add(event.detail));
+    client.addEventListener("hello", () => { this.active.clear(); this.changed(); });
+  }
+
+  add(event) {
+    if (this.streamId !== null && event.stream !== this.streamId) return;
+    this.events += 1;
+    if (event.event === "end") this.active.delete(event.id);
+    else this.active.set(event.id, { ...event, seenAt: performance.now() });
+    this.recent = [event, ...this.recent.filter((e) => e.id !== event.id)].slice(0, LISTED);
+    if (event.event === "start" && this.el.beep.checked) this.beep();
+    this.render();
+    this.changed();
+  }
+
+  /** The signals on the air as marks for the spectrum: {startHz, stopHz, label}. */
+  marks() {
+    const now = performance.now();
+    const marks = [];
+    for (const [id, event] of this.active) {
+      if (now - event.seenAt > STALE_MS) {
+        this.active.delete(id);
+        continue;
+      }
+      const half = Math.max(event.bandwidth_hz, 1) / 2;
+      marks.push({ startHz: event.center_freq_hz - half, stopHz: event.center_freq_hz + half,
+                   label: mhz(event.center_freq_hz) });
+    }
+    return marks;
+  }
+
+  render() {
+    const { panel, list } = this.el;
+    const items = this.recent.map((event) => {
+      const item = document.createElement("li");
+      item.textContent = describe(event);
+      item.dataset.event = event.event;
+      item.title = JSON.stringify(event);
+      return item;
+    });
+    list.replaceChildren(...items);
+    panel.hidden = false;
+  }
+
+  /** A short tone (the page must have had a user gesture: the checkbox's click is one). */
+  beep() {
+    try {
+      this._audio ??= new AudioContext();
+      const oscillator = this._audio.createOscillator();
+      const gain = this._audio.createGain();
+      gain.gain.value = 0.1;
+      oscillator.frequency.value = 880;
+      oscillator.connect(gain).connect(this._audio.destination);
+      oscillator.start();
+      oscillator.stop(this._audio.currentTime + 0.12);
+      this.beeps += 1;
+    } catch {
+      // No audio (a page without sound): the list still says it.
+    }
+  }
+}
