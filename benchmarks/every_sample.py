@@ -158,8 +158,9 @@ def recording_path(args: argparse.Namespace | None = None) -> Path:
     """The burst recording for ``args`` (default: the default arguments), written if new."""
     if args is None:
         args = argument_parser().parse_args(["poi"])
+    noise = "" if args.noise_rms == 0.003 else f"-noise{args.noise_rms:g}"
     path = cache_dir() / (f"bursts-{args.seconds:g}s-{args.burst_us:g}us-"
-                          f"{args.burst_rate:g}Hz-{args.seed}.cf32")
+                          f"{args.burst_rate:g}Hz-{args.seed}{noise}.cf32")
     if not path.exists():
         print(f"writing {path} ({args.seconds:g} s at 8 MS/s)", flush=True)
         write_recording(path, args.seconds, recording_bursts(args), args.noise_rms, args.seed)

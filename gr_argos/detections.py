@@ -19,6 +19,9 @@ Per frame, in four steps:
    a signal is a run of bins over ``threshold_db - HYSTERESIS_DB`` holding at least one over
    ``threshold_db`` (so a notch inside it does not split it), runs at most ``MERGE_BINS`` apart
    joined.
+   Its frequency is the power-weighted centre of its bins within ``OCCUPIED_DB`` (20 dB) of
+   its peak, and its bandwidth their span: a carrier switched on and off splatters over
+   many bins far under its peak, and those do not count;
 3. **Tracks**: a signal overlapping an open track in frequency continues it; otherwise it
    opens one. A track missing for more than ``hold_frames`` frames ends (so a signal that
    blinks faster than that is one event, not many).
@@ -50,6 +53,8 @@ FLOOR_STEP_DB = 0.5
 FLOOR_BLOCKS = 32
 HYSTERESIS_DB = 3.0
 MERGE_BINS = 1
+#: A signal's frequency and bandwidth are those of its bins within this of its peak.
+OCCUPIED_DB = 20.0
 
 
 @dataclass(frozen=True)
@@ -167,10 +172,16 @@ class SignalFinder:
                 track.missed = 0
             seen.add(track.track_id)
             track.snr_db = max(track.snr_db, float((part - floor[first:end]).max()))
-            track.center_freq_hz = low_edge + (first + end) / 2 * bin_hz
-            track.bandwidth_hz = max(track.bandwidth_hz, (end - first) * bin_hz)
-            track.low_freq_hz = min(track.low_freq_hz, low_edge + first * bin_hz)
-            track.high_freq_hz = max(track.high_freq_hz, low_edge + end * bin_hz)
+            # Occupied: the bins within OCCUPIED_DB of the peak (not the splatter of a
+            # switched carrier far under it); the centre is their power-weighted mean.
+            occupied = np.flatnonzero(part >= peak - OCCUPIED_DB)
+            low, high = first + int(occupied[0]), first + int(occupied[-1]) + 1
+            weights = 10.0 ** ((part[occupied] - peak).astype(np.float64) / 10.0)
+            centre = first + float(np.dot(occupied, weights) / weights.sum()) + 0.5
+            track.center_freq_hz = low_edge + centre * bin_hz
+            track.bandwidth_hz = max(track.bandwidth_hz, (high - low) * bin_hz)
+            track.low_freq_hz = min(track.low_freq_hz, low_edge + low * bin_hz)
+            track.high_freq_hz = max(track.high_freq_hz, low_edge + high * bin_hz)
         for track in list(self._tracks):
             if track.track_id not in seen:
                 track.missed += 1
