@@ -514,7 +514,7 @@ class _ConnectionHooks:
             assert isinstance(evicted, ServerConnection)
             server.gate.handshake_ended(evicted)
             self._dropped("max_pending_handshakes", peer_address(evicted),
-                          "the oldest pending handshake, dropped for a new connection")
+                          "a pending handshake, dropped for a new connection")
             abort(evicted)
         if not allowed:
             self._dropped("max_pending_handshakes_per_ip", ip, "dropped before its handshake")
@@ -522,6 +522,9 @@ class _ConnectionHooks:
 
     def _dropped(self, reason: str, peer: str, what: str) -> None:
         self._server._count_refusal(reason, peer, "none", f": {what}")
+
+    def handshake_spoke(self, ws: ServerConnection) -> None:
+        self._server.gate.handshake_spoke(ws)
 
     def handshake_ended(self, ws: ServerConnection, ip: str) -> None:
         self._server.gate.handshake_ended(ws)

@@ -178,6 +178,9 @@ class ConnectionHooks(Protocol):
         """A TCP connection from ``ip`` arrived: may its handshake go on (else it is
         dropped at once)?"""
 
+    def handshake_spoke(self, ws: ServerConnection) -> None:
+        """A connection in its handshake received its first bytes."""
+
     def handshake_ended(self, ws: ServerConnection, ip: str) -> None:
         """The handshake of a connection ``handshake_started`` let in ended, either way."""
 
@@ -192,8 +195,9 @@ def connection_class(hooks: ConnectionHooks) -> type[ServerConnection]:
     """``websockets``' connection, with four things it does not do by itself.
 
     - It asks the server whether a new TCP connection may start a handshake
-      (``hooks.handshake_started``), before anything is read: a flood of connections that
-      never finish theirs is dropped cheaply, within the server's limits.
+      (``hooks.handshake_started``), before anything is read, and says when its first
+      bytes come (``hooks.handshake_spoke``): a flood of connections that never finish
+      theirs is dropped cheaply, within the server's limits, silent ones first.
     - It reports the handshakes that the open timeout ends (``hooks.handshake_timed_out``):
       ``websockets`` cancels them and drops the socket without a word.
     - It reads nothing from a client while its writes are paused (its socket is full):
@@ -212,6 +216,7 @@ def connection_class(hooks: ConnectionHooks) -> type[ServerConnection]:
             self._pings = TokenBucket(hooks.max_pings_per_s, PING_BURST)
             self._reading_paused = False
             self._handshake_ip: str | None = None  # set while a handshake counts
+            self._silent = True  # nothing received yet
 
         async def handshake(self, *args: Any, **kwargs: Any) -> None:
             started = time.monotonic()
@@ -237,6 +242,13 @@ def connection_class(hooks: ConnectionHooks) -> type[ServerConnection]:
                 self._handshake_ip = ip
             else:
                 self.transport.abort()
+
+        def data_received(self, data: bytes) -> None:
+            if self._silent:
+                self._silent = False
+                if self._handshake_ip is not None:
+                    hooks.handshake_spoke(self)
+            super().data_received(data)
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._end_handshake()  # a handshake cut short before it began

@@ -12,10 +12,11 @@ import json
 import logging
 import os
 import re
+import select
 import socket
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import pytest
 from websockets.asyncio.client import connect
@@ -33,6 +34,8 @@ from server_helpers import (
     next_json,
     spectrum_frame,
 )
+
+WaitUntil = Callable[..., Awaitable[None]]  # the conftest fixture
 
 TOKEN = "correct-horse-battery-staple-7f3a"
 WRONG_TOKEN = "wrong-token-0b9e"
@@ -152,7 +155,7 @@ async def test_wrong_token_is_refused_counted_and_never_logged(
 
 
 async def test_max_clients_refuses_with_503_and_retry_after(
-        start_server: StartServer, wait_until: Any) -> None:
+        start_server: StartServer, wait_until: WaitUntil) -> None:
     """Beyond max_clients a client gets 503 with a JSON body and Retry-After; once one
     leaves, a new one is served."""
     server = start_server(max_clients=2, max_clients_per_ip=0)
@@ -634,6 +637,96 @@ async def test_idle_sockets_from_many_addresses_cannot_lock_new_clients_out(
     finally:
         for sock in idle:
             sock.close()
+
+
+def pending_socket(port: int, source: str, request_part: bytes = b"") -> socket.socket:
+    """A connection from ``source`` in its handshake: silent, or having sent a part of its
+    upgrade request."""
+    sock = socket.socket()
+    sock.bind((source, 0))
+    sock.settimeout(WAIT_S)
+    sock.connect(("127.0.0.1", port))
+    if request_part:
+        sock.sendall(request_part)
+    return sock
+
+
+async def dropped(sock: socket.socket) -> bool:
+    """Wait for the server to close ``sock`` (True), or for WAIT_S (False)."""
+    try:
+        return await asyncio.to_thread(sock.recv, 1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def still_open(*sockets: socket.socket) -> bool:
+    """No EOF or reset waiting on any of ``sockets`` (the server sends nothing in a
+    handshake, so a readable one was closed)."""
+    readable, _, _ = select.select(sockets, [], [], 0.2)
+    return not readable
+
+
+async def test_past_the_pending_handshake_limit_silent_sockets_go_first(
+        start_server: StartServer, wait_until: WaitUntil) -> None:
+    """With every pending-handshake place taken, the one dropped for a new client is one
+    that has sent nothing, though another has waited longer; when all have sent part of
+    their request, the address with the most pending loses its oldest one."""
+    server = start_server(max_pending_handshakes=3, max_pending_handshakes_per_ip=0,
+                          handshake_timeout_s=60)
+    part = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    oldest = pending_socket(server.port, "127.0.0.2", part)
+    silent = pending_socket(server.port, "127.0.0.3")
+    other = pending_socket(server.port, "127.0.0.4", part)
+    pending = [oldest, silent, other]
+    try:
+        await wait_until(lambda: sum(map(len, server.gate.spoken.values())) == 2
+                         and sum(server.gate.handshakes.values()) == 3,
+                         what="three pending handshakes, two with bytes")
+        assert (await first_json(server.url))["type"] == "hello"
+        assert await dropped(silent)
+        assert still_open(oldest, other)
+
+        pending.append(second := pending_socket(server.port, "127.0.0.4", part))
+        await wait_until(lambda: sum(map(len, server.gate.spoken.values())) == 3,
+                         what="three pending handshakes with bytes")
+        assert (await first_json(server.url))["type"] == "hello"
+        assert await dropped(other)  # 127.0.0.4 had two: its oldest
+        assert still_open(oldest, second)
+        assert server.counters.refused["max_pending_handshakes"] == 2
+    finally:
+        for sock in pending:
+            sock.close()
+
+
+async def test_status_messages_say_what_the_server_refused_and_whether_it_sheds(
+        start_server: StartServer, wait_until: WaitUntil) -> None:
+    """Every status message carries the server's own object: no refusals and not shedding
+    at first; after a connection is dropped over the pending-handshake cap of its address,
+    that refusal counted and shedding true. Other messages do not get it."""
+    server = start_server(max_pending_handshakes=0, max_pending_handshakes_per_ip=1,
+                          handshake_timeout_s=60)
+    async with connect(server.url, open_timeout=WAIT_S) as ws:
+        assert (await next_json(ws))["type"] == "hello"
+        server.publish_message("status", {"stream": 0, "fps": 30.0})
+        status = await next_json(ws)
+        assert status == {"type": "status", "stream": 0, "fps": 30.0,
+                          "server": {"refused": {}, "shedding": False}}
+        first = pending_socket(server.port, "127.0.0.2")
+        second = pending_socket(server.port, "127.0.0.2")
+        try:
+            assert await dropped(second)
+            await wait_until(lambda: server.counters.refused["max_pending_handshakes_per_ip"])
+            server.publish_message("gps", {"stream": 0, "lat": 1.0})
+            assert "server" not in await next_json(ws)
+            server.publish_message("status", {"stream": 0})
+            status = await next_json(ws)
+            assert status["server"] == {"refused": {"max_pending_handshakes_per_ip": 1},
+                                        "shedding": True}
+        finally:
+            first.close()
+            second.close()
 
 
 async def test_connecting_without_a_token_is_not_taken_for_guessing(
