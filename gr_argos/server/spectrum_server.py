@@ -288,7 +288,6 @@ class SpectrumServer:
                 self._servers.append(await serve(
                     self._handle,
                     sock=sock,
-                    backlog=_LISTEN_BACKLOG,
                     process_request=self._process_request,
                     max_size=MAX_CLIENT_MESSAGE_BYTES,
                     ping_interval=cfg.ping_interval_s or None,
@@ -306,6 +305,11 @@ class SpectrumServer:
                 sock.close()
             self._reserve.close()
             raise
+        for sock in sockets:
+            # asyncio listened with its backlog, which is also how many connections it
+            # accepts in one pass of the loop (each holding a descriptor until the next);
+            # a deeper queue in the kernel, without larger passes: listen again.
+            sock.listen(_LISTEN_BACKLOG)
         self._port = sockets[0].getsockname()[1]
         log.info("gr-argos serving %s (health %s)", self.url, self.health_url)
         if cfg.host in _EVERY_INTERFACE and not cfg.token:
