@@ -6,8 +6,9 @@ letting ``websockets`` frame the same payload again per client. That needs what 
 does not document: a connection's ``transport``, ``protocol`` (its sans-I/O state),
 ``paused`` flag and pending send (``send_in_progress``, called ``fragmented_send_waiter``
 before 16.0), ``send_data()``, the queue of received messages (``recv_messages``, whose
-pause and resume it wraps), and its ``handshake()``, ``process_event()``,
-``connection_made()``, ``pause_writing()`` and ``resume_writing()``, subclassed
+pause and resume it wraps), the protocol's ``handshake_exc`` (cleared), and its
+``handshake()``, ``process_event()``, ``connection_made()``, ``data_received()``,
+``connection_lost()``, ``pause_writing()`` and ``resume_writing()``, subclassed
 (:func:`connection_class`). Every use of those is in this module, and only the
 ``websockets`` releases in :data:`TESTED_WEBSOCKETS` are accepted (:func:`check_websockets`):
 a newer one is refused at start-up with a message, rather than breaking frames silently.
@@ -164,6 +165,10 @@ def abort(ws: ServerConnection) -> None:
     ws.transport.abort()
 
 
+def _nothing() -> None:
+    pass
+
+
 #: Pings a client may send at once above ``max_pings_per_s``.
 PING_BURST = 10
 
@@ -229,6 +234,8 @@ def connection_class(hooks: ConnectionHooks) -> type[ServerConnection]:
                 raise
             finally:
                 self._end_handshake()
+                if self.protocol.state is not State.OPEN:
+                    self.protocol.handshake_exc = None  # see _break_cycles()
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)
@@ -253,6 +260,16 @@ def connection_class(hooks: ConnectionHooks) -> type[ServerConnection]:
         def connection_lost(self, exc: Exception | None) -> None:
             self._end_handshake()  # a handshake cut short before it began
             super().connection_lost(exc)
+            self._break_cycles()
+
+        def _break_cycles(self) -> None:
+            """Drop the references that make a finished connection a reference cycle, so
+            that it goes (with its socket, request and buffers) as soon as its handler
+            ends, not when the cyclic garbage collector runs: the queue's callbacks are
+            this connection's own methods, and the protocol keeps the error of a failed
+            handshake, whose traceback holds the protocol (the server never reads it)."""
+            self.recv_messages.pause = self.recv_messages.resume = _nothing
+            self.protocol.handshake_exc = None
 
         def _end_handshake(self) -> None:
             if self._handshake_ip is not None:

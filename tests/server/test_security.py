@@ -7,6 +7,7 @@ where the refusal's body matters). Deadlines are generous; nothing here measures
 from __future__ import annotations
 
 import asyncio
+import gc
 import http.client
 import json
 import logging
@@ -20,6 +21,7 @@ from typing import Any, Awaitable, Callable
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gr_argos.client import retry_after_s
@@ -397,6 +399,38 @@ async def test_a_squatter_is_dropped_after_auth_timeout_s(start_server: StartSer
         assert error["code"] == "auth_failed" and "within 0.5 s" in error["message"]
         assert await close_code_seen(ws) == 1008
     assert server.counters.auth_failures["timeout"] == 1
+
+
+async def test_ended_connections_are_freed_without_the_cyclic_garbage_collector(
+        start_server: StartServer, wait_until: WaitUntil) -> None:
+    """A squatter dropped after auth_timeout_s, a socket closed before its request, one
+    dropped over the pending-handshake cap and a client that got hello leave no server
+    connection behind once they ended, with the cyclic garbage collector off: nothing of
+    theirs waits in a reference cycle (under a flood that memory adds up between
+    collections)."""
+    server = start_server(token=TOKEN, auth_timeout_s=0.3, handshake_timeout_s=30,
+                          max_pending_handshakes_per_ip=1)
+
+    def server_connections() -> int:
+        return sum(issubclass(type(o), ServerConnection) for o in gc.get_objects())
+
+    gc.collect()
+    gc.disable()
+    try:
+        assert (await first_json(server.url, additional_headers={
+            "Authorization": f"Bearer {TOKEN}"}))["type"] == "hello"
+        async with connect(server.url, open_timeout=WAIT_S) as squatter:
+            assert await close_code_seen(squatter) == 1008
+        silent = pending_socket(server.port, "127.0.0.2")
+        over_cap = pending_socket(server.port, "127.0.0.2")
+        assert await dropped(over_cap)
+        silent.close()
+        over_cap.close()
+        await wait_until(lambda: not server.gate.handshakes and not server.hub.client_count)
+        await wait_until(lambda: server_connections() == 0,
+                         what="the server's connections to be freed")
+    finally:
+        gc.enable()
 
 
 async def test_token_guesses_on_metrics_are_counted_and_slowed(
