@@ -156,7 +156,9 @@ class Gate:
     def _to_evict(self) -> object:
         """The pending handshake to drop for a new one (see :meth:`handshake_started`)."""
         pool = self.silent or self.spoken
-        ip = max(pool, key=lambda ip: (self.handshakes[ip], -min(pool[ip].values())))
+        most = max(map(self.handshakes.__getitem__, pool))
+        ip = min((ip for ip in pool if self.handshakes[ip] == most),
+                 key=lambda ip: min(pool[ip].values()))
         ages = pool[ip]
         return min(ages, key=ages.__getitem__)
 
