@@ -3,7 +3,8 @@
 :class:`SpectrumServer` runs a ``websockets`` server on its own asyncio event loop in a daemon
 thread, so a GNU Radio block (or any program) can start it, publish encoded frames from its
 own thread, and stop it. It owns the streams it announces, the hub that fans frames out, and
-the gate in front of the WebSocket upgrade; each admitted client is a
+the gate in front of the WebSocket upgrade; it listens on
+:mod:`~gr_argos.server.listener` sockets, each admitted client is a
 :class:`~gr_argos.server.connection.Connection`, and plain HTTP requests go to
 :class:`~gr_argos.server.routes.Routes`.
 """
