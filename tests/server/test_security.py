@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gr_argos.client import retry_after_s
 from gr_argos.server import ServerConfig, SpectrumServer
+from gr_argos.server.admission import Gate
 from server_helpers import (
     OP_PING,
     WAIT_S,
@@ -705,8 +706,9 @@ def still_open(*sockets: socket.socket) -> bool:
 async def test_past_the_pending_handshake_limit_silent_sockets_go_first(
         start_server: StartServer, wait_until: WaitUntil) -> None:
     """With every pending-handshake place taken, the one dropped for a new client is one
-    that has sent nothing, though another has waited longer; when all have sent part of
-    their request, the address with the most pending loses its oldest one."""
+    that has sent nothing for SILENT_AFTER_S, though another has waited longer; when all
+    have sent part of their request, the address with the most pending loses its oldest
+    one."""
     server = start_server(max_pending_handshakes=3, max_pending_handshakes_per_ip=0,
                           handshake_timeout_s=60)
     part = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -718,6 +720,7 @@ async def test_past_the_pending_handshake_limit_silent_sockets_go_first(
         await wait_until(lambda: sum(map(len, server.gate.spoken.values())) == 2
                          and sum(server.gate.handshakes.values()) == 3,
                          what="three pending handshakes, two with bytes")
+        await asyncio.sleep(Gate.SILENT_AFTER_S)  # the silent one is taken for idle now
         assert (await first_json(server.url))["type"] == "hello"
         assert await dropped(silent)
         assert still_open(oldest, other)
