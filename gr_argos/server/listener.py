@@ -45,11 +45,6 @@ class FdReserve:
         self._fds: list[int] = []
         self.refill()
 
-    @property
-    def held(self) -> int:
-        """Descriptors held now (fewer than ``count`` after a refill failed)."""
-        return len(self._fds)
-
     def release(self) -> bool:
         """Close the descriptors held; whether there were any."""
         fds, self._fds = self._fds, []

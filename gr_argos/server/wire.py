@@ -197,7 +197,7 @@ class ConnectionHooks(Protocol):
 
 
 def connection_class(hooks: ConnectionHooks) -> type[ServerConnection]:
-    """``websockets``' connection, with four things it does not do by itself.
+    """``websockets``' connection, with five things it does not do by itself.
 
     - It asks the server whether a new TCP connection may start a handshake
       (``hooks.handshake_started``), before anything is read, and says when its first
@@ -213,6 +213,9 @@ def connection_class(hooks: ConnectionHooks) -> type[ServerConnection]:
     - It limits a client's pings to ``hooks.max_pings_per_s`` (a burst of
       :data:`PING_BURST`; 0 = no limit); a client over it is closed with 1008 and reported
       (``hooks.ping_flood``).
+    - It is freed as soon as it is lost, without waiting for the cyclic garbage collector
+      (under a flood of connections, memory that would otherwise pile up between
+      collections).
     """
 
     class Connection(ServerConnection):
