@@ -13,6 +13,8 @@ Modules, each with one job:
 - :mod:`~gr_argos.server.spectrum_server`: :class:`SpectrumServer`, its thread, streams and
   the gate in front of the upgrade;
 - :mod:`~gr_argos.server.admission`: who may upgrade (origin, limits, token), plain code;
+- :mod:`~gr_argos.server.listener`: the listening sockets, which answer 503 even when the
+  process is out of file descriptors;
 - :mod:`~gr_argos.server.connection`: one client: authentication, replies, its sender;
 - :mod:`~gr_argos.server.client_messages`: what a client may send, and how often;
 - :mod:`~gr_argos.server.hub`: per-client queues, drop-oldest, encode once per variant;

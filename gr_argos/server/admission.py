@@ -18,6 +18,7 @@ import functools
 import hmac
 import http
 import ipaddress
+import itertools
 import math
 import socket
 import time
@@ -111,6 +112,8 @@ class Gate:
 
     FAILURES_BEFORE_BACKOFF = 3
     BACKOFF_MAX_S = 60.0
+    #: A pending handshake that has sent nothing for this long is taken for an idle socket.
+    SILENT_AFTER_S = 1.0
     #: Addresses remembered for their failures; beyond that the oldest are forgotten.
     MAX_ADDRESSES = 10_000
 
@@ -121,35 +124,66 @@ class Gate:
         self.clients: Counter[str] = Counter()
         self.waiting: Counter[str] = Counter()
         self.handshakes: Counter[str] = Counter()  # TCP connections not yet upgraded, by ip
-        self._pending: dict[object, str] = {}  # the same, oldest first: key -> ip
+        # The same by ip, those that sent nothing yet apart: key -> when it started (time,
+        # then a sequence number for equal times).
+        self.silent: dict[str, dict[object, tuple[float, int]]] = {}
+        self.spoken: dict[str, dict[object, tuple[float, int]]] = {}
+        self._pending_ip: dict[object, str] = {}  # key -> ip
+        self._sequence = itertools.count()
         self._failures: dict[str, tuple[int, float]] = {}  # ip -> (failures, blocked until)
 
     def handshake_started(self, key: object, ip: str) -> tuple[bool, object | None]:
         """A new TCP connection (``key``) from ``ip``: may its handshake go on, and which
-        older one to drop for it.
+        pending one to drop for it.
 
         An address over ``max_pending_handshakes_per_ip`` is refused. When all
-        ``max_pending_handshakes`` are taken, the oldest pending handshake makes room (it
-        is returned, to be dropped and ended with :meth:`handshake_ended`): a real client
-        finishes its handshake in milliseconds, so the sockets that have been waiting
-        longest are the idle ones of a flood, and a flood from many addresses cannot lock
-        new clients out.
+        ``max_pending_handshakes`` are taken, one pending handshake makes room (it is
+        returned, to be dropped and ended with :meth:`handshake_ended`): one that has sent
+        nothing for :attr:`SILENT_AFTER_S` (:meth:`handshake_spoke`) if there is any, else
+        any; of those, one from the address with the most pending handshakes, its oldest.
+        A real client sends its request as it connects and finishes its handshake in
+        milliseconds, so the idle sockets of a flood go first, a flood from many addresses
+        cannot lock new clients out, and a new client is not taken for an idle socket in
+        the moment before its request arrives.
         """
         cfg = self._config
         if cfg.max_pending_handshakes_per_ip and (self.handshakes[ip]
                                                   >= cfg.max_pending_handshakes_per_ip):
             return False, None
         evicted = None
-        if cfg.max_pending_handshakes and len(self._pending) >= cfg.max_pending_handshakes:
-            evicted = next(iter(self._pending))
-        self._pending[key] = ip
+        if cfg.max_pending_handshakes and len(self._pending_ip) >= cfg.max_pending_handshakes:
+            evicted = self._to_evict()
+        self._pending_ip[key] = ip
+        self.silent.setdefault(ip, {})[key] = (self._clock(), next(self._sequence))
         self.handshakes[ip] += 1
         return True, evicted
 
+    def _to_evict(self) -> object:
+        """The pending handshake to drop for a new one (see :meth:`handshake_started`)."""
+        idle_since = (self._clock() - self.SILENT_AFTER_S, math.inf)
+        candidates = {ip: started for ip, started in self.silent.items()
+                      if min(started.values()) <= idle_since}
+        if not candidates:
+            for pool in (self.silent, self.spoken):
+                for ip, started in pool.items():
+                    candidates[ip] = {**candidates.get(ip, {}), **started}
+        most = max(map(self.handshakes.__getitem__, candidates))
+        ip = min((ip for ip in candidates if self.handshakes[ip] == most),
+                 key=lambda ip: min(candidates[ip].values()))
+        started = candidates[ip]
+        return min(started, key=started.__getitem__)
+
+    def handshake_spoke(self, key: object) -> None:
+        """A pending handshake received its first bytes (a request, or part of one)."""
+        ip = self._pending_ip.get(key)
+        if ip is not None and key in self.silent.get(ip, ()):
+            self.spoken.setdefault(ip, {})[key] = _pop(self.silent, ip, key)
+
     def handshake_ended(self, key: object) -> None:
         """A handshake :meth:`handshake_started` let in ended (upgraded, refused, dropped)."""
-        ip = self._pending.pop(key, None)
+        ip = self._pending_ip.pop(key, None)
         if ip is not None:
+            _pop(self.silent if key in self.silent.get(ip, ()) else self.spoken, ip, key)
             _decrement(self.handshakes, ip)
 
     def client_refusal(self, ip: str) -> Refusal | None:
@@ -232,6 +266,17 @@ class Gate:
     def leave(self, ip: str, waiting: bool) -> None:
         """A connection from ``ip`` ended."""
         _decrement(self.waiting if waiting else self.clients, ip)
+
+
+def _pop(by_ip: dict[str, dict[object, tuple[float, int]]], ip: str, key: object
+         ) -> tuple[float, int]:
+    """Take ``key`` out of ``by_ip[ip]`` (and the address out when it has no more); when it
+    started."""
+    started = by_ip[ip]
+    when = started.pop(key)
+    if not started:
+        del by_ip[ip]
+    return when
 
 
 def _decrement(counts: Counter[str], ip: str) -> None:

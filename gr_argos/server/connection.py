@@ -257,7 +257,7 @@ class Connection:
         has no room for one more."""
         refusal = self._gate.promote(self._ip)
         if refusal is not None:
-            self._counters.refused[refusal.reason] += 1
+            self._counters.refuse(refusal.reason)
             await close_or_abort(self._ws, CLOSE_TRY_AGAIN_LATER, refusal.error,
                                  error_code=refusal.reason)
             return False

@@ -10,6 +10,7 @@ live in one process), never the global one. See docs/operations.md for every met
 from __future__ import annotations
 
 import asyncio
+import time
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,8 +25,8 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-__all__ = ["CONTENT_TYPE_LATEST", "LatencyHistogram", "ServerCollector", "ServerCounters",
-           "metrics_registry", "render"]
+__all__ = ["CONTENT_TYPE_LATEST", "LatencyHistogram", "SHEDDING_REASONS", "SHEDDING_WINDOW_S",
+           "ServerCollector", "ServerCounters", "metrics_registry", "render"]
 
 #: Upper bounds (seconds) of the send latency buckets: 1 ms .. 10 s.
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -34,7 +35,13 @@ LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 #: Why a connection was refused before the upgrade (label ``reason``).
 REFUSAL_REASONS = ("host", "origin", "bad_request", "max_clients", "max_clients_per_ip",
                    "max_unauthenticated", "auth", "auth_backoff", "handshake_timeout",
-                   "max_pending_handshakes", "max_pending_handshakes_per_ip")
+                   "max_pending_handshakes", "max_pending_handshakes_per_ip", "fd_limit")
+#: Refusals that mean the server is shedding load: connections dropped or refused before
+#: their handshake, because too many are in one or the process is out of file descriptors.
+SHEDDING_REASONS = frozenset({"fd_limit", "max_pending_handshakes",
+                              "max_pending_handshakes_per_ip"})
+#: A server is said to be shedding for this long after its last such refusal.
+SHEDDING_WINDOW_S = 10.0
 #: How an authentication failed (label ``method``).
 AUTH_METHODS = ("header", "query", "message", "timeout", "metrics")
 
@@ -74,12 +81,34 @@ class ServerCounters:
         closed_by_policy: connections the server closed for a policy, by reason
             (``rate_limit``, ``too_slow``, ``stalled``).
         send_latency: publish -> transport write latency of spectrum frames.
+        clock: monotonic seconds, for :attr:`shedding` (a test may pass its own).
     """
 
     refused: Counter[str] = field(default_factory=Counter)
     auth_failures: Counter[str] = field(default_factory=Counter)
     closed_by_policy: Counter[str] = field(default_factory=Counter)
     send_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    clock: Callable[[], float] = time.monotonic
+    _last_shed_s: float | None = field(default=None, init=False, repr=False)
+
+    def refuse(self, reason: str) -> None:
+        """Count a connection refused for ``reason`` (and note when it was shedding)."""
+        self.refused[reason] += 1
+        if reason in SHEDDING_REASONS:
+            self._last_shed_s = self.clock()
+
+    @property
+    def shedding(self) -> bool:
+        """Whether a connection was refused for a reason of :data:`SHEDDING_REASONS` in the
+        last :data:`SHEDDING_WINDOW_S`."""
+        last = self._last_shed_s
+        return last is not None and self.clock() - last < SHEDDING_WINDOW_S
+
+    def server_status(self) -> dict[str, Any]:
+        """The ``server`` object of ``status`` messages: refusals so far by reason, and
+        whether the server is shedding. Safe to call from any thread (a copy of the counts
+        is taken at once, under the GIL)."""
+        return {"refused": dict(self.refused), "shedding": self.shedding}
 
 
 class ServerCollector(Collector):
@@ -157,6 +186,10 @@ class ServerCollector(Collector):
         yield _labelled("argos_connections_refused", "connections refused before the "
                         "WebSocket upgrade, by reason", "reason", REFUSAL_REASONS,
                         counters.refused)
+        yield GaugeMetricFamily("argos_shedding", "1 while the server sheds connections "
+                                f"(one refused for {', '.join(sorted(SHEDDING_REASONS))} in "
+                                f"the last {SHEDDING_WINDOW_S:g} s), else 0",
+                                value=int(counters.shedding))
         yield _labelled("argos_auth_failures", "failed client authentications, by method",
                         "method", AUTH_METHODS, counters.auth_failures)
         yield _labelled("argos_connections_closed_by_policy", "connections the server closed "

@@ -3,7 +3,8 @@
 :class:`SpectrumServer` runs a ``websockets`` server on its own asyncio event loop in a daemon
 thread, so a GNU Radio block (or any program) can start it, publish encoded frames from its
 own thread, and stop it. It owns the streams it announces, the hub that fans frames out, and
-the gate in front of the WebSocket upgrade; each admitted client is a
+the gate in front of the WebSocket upgrade; it listens on
+:mod:`~gr_argos.server.listener` sockets, each admitted client is a
 :class:`~gr_argos.server.connection.Connection`, and plain HTTP requests go to
 :class:`~gr_argos.server.routes.Routes`.
 """
@@ -40,6 +41,7 @@ from gr_argos.protocol import (
     encode_message,
 )
 from gr_argos.server.admission import (
+    RETRY_AFTER_S,
     SINGLE_HEADERS,
     Gate,
     Refusal,
@@ -56,6 +58,7 @@ from gr_argos.server.connection import (
     peer_ip,
 )
 from gr_argos.server.hub import BroadcastHub
+from gr_argos.server.listener import FdReserve, listening_sockets
 from gr_argos.server.metrics import (
     CONTENT_TYPE_LATEST,
     ServerCollector,
@@ -114,7 +117,8 @@ class SpectrumServer:
         self._streams_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._server: Server | None = None
+        self._servers: list[Server] = []  # one per listening socket
+        self._reserve = FdReserve(0)  # taken when the server starts
         self._sockets: set[ServerConnection] = set()  # upgraded, until their handler ends
         self.gate = Gate(self.config)
         # A connect and a disconnect line per client in normal use; a flood is cut short.
@@ -275,24 +279,39 @@ class SpectrumServer:
             self.hub.set_stream_format(info.stream_id, info.frame_format)
         self.hub.attach(asyncio.get_running_loop())
         cfg = self.config
-        self._server = await serve(
-            self._handle,
-            cfg.host,
-            cfg.port,
-            process_request=self._process_request,
-            max_size=MAX_CLIENT_MESSAGE_BYTES,
-            ping_interval=cfg.ping_interval_s or None,
-            ping_timeout=cfg.ping_timeout_s or None,
-            open_timeout=cfg.handshake_timeout_s,
-            write_limit=cfg.write_limit,
-            compression=None,
-            extensions=[_permessage_deflate()] if cfg.permessage_deflate else None,
-            server_header=SERVER_HEADER,
-            reuse_port=cfg.reuse_port,
-            ssl=self._ssl,
-            create_connection=connection_class(self._hooks),
-        )
-        self._port = self._server.sockets[0].getsockname()[1]
+        self._reserve = FdReserve()
+        answer = None if self._ssl else _out_of_fds_answer()
+        sockets = listening_sockets(cfg.host, cfg.port, reuse_port=cfg.reuse_port,
+                                    reserve=self._reserve, answer=answer,
+                                    refused=self._refused_out_of_fds)
+        try:
+            for sock in sockets:
+                self._servers.append(await serve(
+                    self._handle,
+                    sock=sock,
+                    process_request=self._process_request,
+                    max_size=MAX_CLIENT_MESSAGE_BYTES,
+                    ping_interval=cfg.ping_interval_s or None,
+                    ping_timeout=cfg.ping_timeout_s or None,
+                    open_timeout=cfg.handshake_timeout_s,
+                    write_limit=cfg.write_limit,
+                    compression=None,
+                    extensions=[_permessage_deflate()] if cfg.permessage_deflate else None,
+                    server_header=SERVER_HEADER,
+                    ssl=self._ssl,
+                    create_connection=connection_class(self._hooks),
+                ))
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            self._reserve.close()
+            raise
+        for sock in sockets:
+            # asyncio listened with its backlog, which is also how many connections it
+            # accepts in one pass of the loop (each holding a descriptor until the next);
+            # a deeper queue in the kernel, without larger passes: listen again.
+            sock.listen(_LISTEN_BACKLOG)
+        self._port = sockets[0].getsockname()[1]
         log.info("gr-argos serving %s (health %s)", self.url, self.health_url)
         if cfg.host in _EVERY_INTERFACE and not cfg.token:
             log.warning("event=insecure_bind host=%s port=%d: listening on every interface "
@@ -306,15 +325,19 @@ class SpectrumServer:
     async def _shutdown(self) -> None:
         self.hub.close()
         self.events.flush()
-        if self._server is not None:
-            close_server(self._server, "server shutting down")
-            try:
-                async with asyncio.timeout(CLOSE_GRACE_S):
-                    await self._server.wait_closed()
-            except TimeoutError:
-                for ws in list(self._sockets):
-                    abort(ws)
-                await self._server.wait_closed()
+        servers, self._servers = self._servers, []
+        for server in servers:
+            close_server(server, "server shutting down")
+        try:
+            async with asyncio.timeout(CLOSE_GRACE_S):
+                for server in servers:
+                    await server.wait_closed()
+        except TimeoutError:
+            for ws in list(self._sockets):
+                abort(ws)
+            for server in servers:
+                await server.wait_closed()
+        self._reserve.close()
         loop = asyncio.get_running_loop()
         loop.call_soon(loop.stop)
 
@@ -328,7 +351,11 @@ class SpectrumServer:
         """Send a JSON message to every client; it is never dropped to make room for frames.
 
         Thread-safe and never raises: a body that cannot be encoded is logged and dropped.
+        A ``status`` message gets the server's own ``server`` object: its refusals by reason
+        and whether it is shedding connections now.
         """
+        if msg_type == "status":
+            body = {**(body or {}), "server": self.counters.server_status()}
         try:
             text = encode_message(msg_type, body)
         except ProtocolError as exc:
@@ -410,14 +437,23 @@ class SpectrumServer:
 
     def _refuse(self, peer: str, refusal: Refusal) -> Response:
         """Count and log (at a bounded rate) a refused request, and answer it."""
-        self.counters.refused[refusal.reason] += 1
         if refusal.reason == "auth":
             self.counters.auth_failures[refusal.details["method"]] += 1
-        self.events.log(logging.WARNING, "refused", "event=refused reason=%s peer=%s status=%d%s",
-                        refusal.reason, peer, refusal.status.value,
-                        "".join(f" {key}={quoted(value)}"
-                                for key, value in refusal.details.items()))
+        self._count_refusal(refusal.reason, peer, str(refusal.status.value),
+                            "".join(f" {key}={quoted(value)}"
+                                    for key, value in refusal.details.items()))
         return json_response(refusal.status, refusal.body(), refusal.retry_after_s)
+
+    def _count_refusal(self, reason: str, peer: str, status: str, more: str = "") -> None:
+        """Count a connection refused for ``reason`` and log it at a bounded rate."""
+        self.counters.refuse(reason)
+        self.events.log(logging.WARNING, "refused", "event=refused reason=%s peer=%s status=%s%s",
+                        reason, peer, status, more)
+
+    def _refused_out_of_fds(self, peer: str) -> None:
+        """A listening socket refused a connection: the process is out of file descriptors."""
+        self._count_refusal("fd_limit", peer, "none" if self._ssl else "503",
+                            ": out of file descriptors, accepted with the reserve and closed")
 
     async def _handle(self, ws: ServerConnection) -> None:
         ip = peer_ip(ws)
@@ -483,24 +519,24 @@ class _ConnectionHooks:
             assert isinstance(evicted, ServerConnection)
             server.gate.handshake_ended(evicted)
             self._dropped("max_pending_handshakes", peer_address(evicted),
-                          "the oldest pending handshake, dropped for a new connection")
+                          "a pending handshake, dropped for a new connection")
             abort(evicted)
         if not allowed:
             self._dropped("max_pending_handshakes_per_ip", ip, "dropped before its handshake")
         return allowed
 
     def _dropped(self, reason: str, peer: str, what: str) -> None:
-        self._server.counters.refused[reason] += 1
-        self._server.events.log(logging.WARNING, "refused",
-                                "event=refused reason=%s peer=%s status=none: %s",
-                                reason, peer, what)
+        self._server._count_refusal(reason, peer, "none", f": {what}")
+
+    def handshake_spoke(self, ws: ServerConnection) -> None:
+        self._server.gate.handshake_spoke(ws)
 
     def handshake_ended(self, ws: ServerConnection, ip: str) -> None:
         self._server.gate.handshake_ended(ws)
 
     def handshake_timed_out(self, ws: ServerConnection) -> None:
         server = self._server
-        server.counters.refused["handshake_timeout"] += 1
+        server.counters.refuse("handshake_timeout")
         server.events.log(logging.INFO, "handshake_timeout",
                           "event=handshake_timeout peer=%s handshake_timeout_s=%g",
                           peer_address(ws), self.handshake_timeout_s)
@@ -511,6 +547,23 @@ class _ConnectionHooks:
         server.events.log(logging.WARNING, "ping_rate",
                           "event=ping_rate peer=%s max_pings_per_s=%g: closing it with 1008",
                           peer_address(ws), self.max_pings_per_s)
+
+
+# Connections the kernel holds for the server to accept: a burst of connects (a flood, or
+# every viewer reconnecting at once) that overflows it makes clients wait for a SYN retry
+# (1 s, then 3 s...). The kernel caps it at net.core.somaxconn.
+_LISTEN_BACKLOG = 1024
+
+
+def _out_of_fds_answer() -> bytes:
+    """What a connection accepted with the reserve of file descriptors gets: 503, try again
+    in :data:`RETRY_AFTER_S`."""
+    refusal = Refusal("fd_limit", http.HTTPStatus.SERVICE_UNAVAILABLE,
+                      "server busy: too many connections, try again later",
+                      retry_after_s=RETRY_AFTER_S)
+    answer = json_response(refusal.status, refusal.body(), refusal.retry_after_s)
+    answer.headers["Connection"] = "close"
+    return answer.serialize()
 
 
 # File descriptors kept free beyond the connections the limits allow: for the listening

@@ -6,8 +6,9 @@ letting ``websockets`` frame the same payload again per client. That needs what 
 does not document: a connection's ``transport``, ``protocol`` (its sans-I/O state),
 ``paused`` flag and pending send (``send_in_progress``, called ``fragmented_send_waiter``
 before 16.0), ``send_data()``, the queue of received messages (``recv_messages``, whose
-pause and resume it wraps), and its ``handshake()``, ``process_event()``,
-``connection_made()``, ``pause_writing()`` and ``resume_writing()``, subclassed
+pause and resume it wraps), the protocol's ``handshake_exc`` (cleared), and its
+``handshake()``, ``process_event()``, ``connection_made()``, ``data_received()``,
+``connection_lost()``, ``pause_writing()`` and ``resume_writing()``, subclassed
 (:func:`connection_class`). Every use of those is in this module, and only the
 ``websockets`` releases in :data:`TESTED_WEBSOCKETS` are accepted (:func:`check_websockets`):
 a newer one is refused at start-up with a message, rather than breaking frames silently.
@@ -164,6 +165,10 @@ def abort(ws: ServerConnection) -> None:
     ws.transport.abort()
 
 
+def _nothing() -> None:
+    pass
+
+
 #: Pings a client may send at once above ``max_pings_per_s``.
 PING_BURST = 10
 
@@ -178,6 +183,9 @@ class ConnectionHooks(Protocol):
         """A TCP connection from ``ip`` arrived: may its handshake go on (else it is
         dropped at once)?"""
 
+    def handshake_spoke(self, ws: ServerConnection) -> None:
+        """A connection in its handshake received its first bytes."""
+
     def handshake_ended(self, ws: ServerConnection, ip: str) -> None:
         """The handshake of a connection ``handshake_started`` let in ended, either way."""
 
@@ -189,11 +197,12 @@ class ConnectionHooks(Protocol):
 
 
 def connection_class(hooks: ConnectionHooks) -> type[ServerConnection]:
-    """``websockets``' connection, with four things it does not do by itself.
+    """``websockets``' connection, with five things it does not do by itself.
 
     - It asks the server whether a new TCP connection may start a handshake
-      (``hooks.handshake_started``), before anything is read: a flood of connections that
-      never finish theirs is dropped cheaply, within the server's limits.
+      (``hooks.handshake_started``), before anything is read, and says when its first
+      bytes come (``hooks.handshake_spoke``): a flood of connections that never finish
+      theirs is dropped cheaply, within the server's limits, silent ones first.
     - It reports the handshakes that the open timeout ends (``hooks.handshake_timed_out``):
       ``websockets`` cancels them and drops the socket without a word.
     - It reads nothing from a client while its writes are paused (its socket is full):
@@ -204,6 +213,9 @@ def connection_class(hooks: ConnectionHooks) -> type[ServerConnection]:
     - It limits a client's pings to ``hooks.max_pings_per_s`` (a burst of
       :data:`PING_BURST`; 0 = no limit); a client over it is closed with 1008 and reported
       (``hooks.ping_flood``).
+    - It is freed as soon as it is lost, without waiting for the cyclic garbage collector
+      (under a flood of connections, memory that would otherwise pile up between
+      collections).
     """
 
     class Connection(ServerConnection):
@@ -212,6 +224,7 @@ def connection_class(hooks: ConnectionHooks) -> type[ServerConnection]:
             self._pings = TokenBucket(hooks.max_pings_per_s, PING_BURST)
             self._reading_paused = False
             self._handshake_ip: str | None = None  # set while a handshake counts
+            self._silent = True  # nothing received yet
 
         async def handshake(self, *args: Any, **kwargs: Any) -> None:
             started = time.monotonic()
@@ -224,6 +237,8 @@ def connection_class(hooks: ConnectionHooks) -> type[ServerConnection]:
                 raise
             finally:
                 self._end_handshake()
+                if self.protocol.state is not State.OPEN:
+                    self.protocol.handshake_exc = None  # see _break_cycles()
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)
@@ -238,9 +253,26 @@ def connection_class(hooks: ConnectionHooks) -> type[ServerConnection]:
             else:
                 self.transport.abort()
 
+        def data_received(self, data: bytes) -> None:
+            if self._silent:
+                self._silent = False
+                if self._handshake_ip is not None:
+                    hooks.handshake_spoke(self)
+            super().data_received(data)
+
         def connection_lost(self, exc: Exception | None) -> None:
             self._end_handshake()  # a handshake cut short before it began
             super().connection_lost(exc)
+            self._break_cycles()
+
+        def _break_cycles(self) -> None:
+            """Drop the references that make a finished connection a reference cycle, so
+            that it goes (with its socket, request and buffers) as soon as its handler
+            ends, not when the cyclic garbage collector runs: the queue's callbacks are
+            this connection's own methods, and the protocol keeps the error of a failed
+            handshake, whose traceback holds the protocol (the server never reads it)."""
+            self.recv_messages.pause = self.recv_messages.resume = _nothing
+            self.protocol.handshake_exc = None
 
         def _end_handshake(self) -> None:
             if self._handshake_ip is not None:

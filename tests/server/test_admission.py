@@ -239,9 +239,10 @@ def test_repeated_failures_from_one_address_earn_a_growing_backoff() -> None:
     assert gate.backoff_refusal("10.0.0.9") is None
 
 
-def test_past_the_pending_handshake_limit_the_oldest_makes_room() -> None:
-    """At max_pending_handshakes, a new connection is let in and the oldest pending one is
-    named for dropping; an address at its own cap is refused; ending frees the place."""
+def test_past_the_pending_handshake_limit_the_busiest_address_makes_room() -> None:
+    """At max_pending_handshakes, a new connection is let in and the oldest pending one of
+    the address with the most is named for dropping; an address at its own cap is refused;
+    ending frees the place."""
     config = ServerConfig(max_pending_handshakes=3, max_pending_handshakes_per_ip=2)
     gate = Gate(config)
     assert gate.handshake_started("a1", "10.0.0.1") == (True, None)
@@ -255,6 +256,37 @@ def test_past_the_pending_handshake_limit_the_oldest_makes_room() -> None:
     for key in ("a2", "b1", "c1"):
         gate.handshake_ended(key)
     assert not gate.handshakes
+
+
+def test_idle_pending_handshakes_make_room_before_those_that_sent_bytes() -> None:
+    """A pending handshake that has sent nothing for SILENT_AFTER_S is dropped first, even
+    when its address has fewer and another has waited longer; one silent for less is not
+    taken for idle (a client whose request is on its way); among equals, the address with
+    the most pending handshakes loses its oldest, and between addresses with as many, the
+    oldest handshake goes."""
+    clock = Clock()
+    gate = Gate(ServerConfig(max_pending_handshakes=3, max_pending_handshakes_per_ip=0),
+                clock)
+    for key, ip in (("a1", "10.0.0.1"), ("a2", "10.0.0.1"), ("b1", "10.0.0.2")):
+        assert gate.handshake_started(key, ip) == (True, None)
+    gate.handshake_spoke("a1")
+    gate.handshake_spoke("a2")
+    gate.handshake_spoke("a2")  # more bytes change nothing
+    clock.now += Gate.SILENT_AFTER_S
+    assert gate.handshake_started("c1", "10.0.0.3") == (True, "b1")  # idle
+    gate.handshake_ended("b1")
+    assert gate.handshake_started("d1", "10.0.0.4") == (True, "a1")  # 10.0.0.1 has two
+    gate.handshake_ended("a1")
+    assert gate.handshake_started("e1", "10.0.0.5") == (True, "a2")  # one each: the oldest
+    gate.handshake_ended("a2")
+    clock.now += Gate.SILENT_AFTER_S
+    gate.handshake_spoke("d1")
+    assert gate.handshake_started("f1", "10.0.0.5") == (True, "c1")  # idle, one each: oldest
+    gate.handshake_ended("c1")
+    for key in ("d1", "e1", "f1"):
+        gate.handshake_ended(key)
+    gate.handshake_spoke("c1")  # after its end: ignored
+    assert not gate.handshakes and not gate.silent and not gate.spoken
 
 
 def test_only_a_wrong_token_counts_toward_the_backoff() -> None:

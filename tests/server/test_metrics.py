@@ -19,7 +19,14 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from conftest import REPO_ROOT
-from gr_argos.server.metrics import LatencyHistogram
+from gr_argos.server.metrics import (
+    SHEDDING_WINDOW_S,
+    LatencyHistogram,
+    ServerCollector,
+    ServerCounters,
+    metrics_registry,
+    render,
+)
 from gr_argos.protocol import HEADER_SIZE
 from server_helpers import (
     WAIT_S,
@@ -31,6 +38,11 @@ from server_helpers import (
 )
 
 TOKEN = "metrics-test-token-5d1c"
+# The hub's totals with nothing happened yet (what ServerCollector reads).
+_EMPTY_TOTAL: dict[str, Any] = {
+    "clients": 0, "clients_total": 0, "frames_in": 0, "frames_sent": 0, "messages_sent": 0,
+    "bytes_sent": 0, "frames_dropped": 0, "ingress_dropped": 0, "messages_dropped": 0,
+    "queue_depth": 0, "encodes": {}, "deflate": {"in_bytes": 0, "out_bytes": 0}}
 
 
 def scrape(port: int, token: str | None = None) -> str:
@@ -61,6 +73,25 @@ def test_latency_histogram_buckets_are_cumulative() -> None:
         histogram.observe(seconds)
     assert histogram.cumulative() == [("0.01", 2), ("0.1", 3), ("+Inf", 4)]
     assert histogram.total_s == pytest.approx(3.065)
+
+
+def test_the_server_sheds_for_a_while_after_a_flood_refusal() -> None:
+    """Refusals for a flood (fd_limit, the pending-handshake caps) make the server shedding
+    for SHEDDING_WINDOW_S, in the status object and the argos_shedding gauge; other
+    refusals are counted without it."""
+    now = [100.0]
+    counters = ServerCounters(clock=lambda: now[0])
+    collector = ServerCollector(lambda: {"total": _EMPTY_TOTAL}, counters, lambda: None)
+    counters.refuse("origin")
+    assert counters.server_status() == {"refused": {"origin": 1}, "shedding": False}
+    counters.refuse("fd_limit")
+    now[0] += SHEDDING_WINDOW_S - 0.5
+    assert counters.server_status() == {"refused": {"origin": 1, "fd_limit": 1},
+                                        "shedding": True}
+    assert value(samples(render(metrics_registry(collector)).decode()), "argos_shedding") == 1
+    now[0] += 1.0
+    assert counters.server_status()["shedding"] is False
+    assert value(samples(render(metrics_registry(collector)).decode()), "argos_shedding") == 0
 
 
 async def test_metrics_count_clients_frames_refusals_and_auth_failures(

@@ -7,22 +7,26 @@ where the refusal's body matters). Deadlines are generous; nothing here measures
 from __future__ import annotations
 
 import asyncio
+import gc
 import http.client
 import json
 import logging
 import os
 import re
+import select
 import socket
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gr_argos.client import retry_after_s
 from gr_argos.server import ServerConfig, SpectrumServer
+from gr_argos.server.admission import Gate
 from server_helpers import (
     OP_PING,
     WAIT_S,
@@ -33,6 +37,8 @@ from server_helpers import (
     next_json,
     spectrum_frame,
 )
+
+WaitUntil = Callable[..., Awaitable[None]]  # the conftest fixture
 
 TOKEN = "correct-horse-battery-staple-7f3a"
 WRONG_TOKEN = "wrong-token-0b9e"
@@ -152,7 +158,7 @@ async def test_wrong_token_is_refused_counted_and_never_logged(
 
 
 async def test_max_clients_refuses_with_503_and_retry_after(
-        start_server: StartServer, wait_until: Any) -> None:
+        start_server: StartServer, wait_until: WaitUntil) -> None:
     """Beyond max_clients a client gets 503 with a JSON body and Retry-After; once one
     leaves, a new one is served."""
     server = start_server(max_clients=2, max_clients_per_ip=0)
@@ -396,6 +402,38 @@ async def test_a_squatter_is_dropped_after_auth_timeout_s(start_server: StartSer
     assert server.counters.auth_failures["timeout"] == 1
 
 
+async def test_ended_connections_are_freed_without_the_cyclic_garbage_collector(
+        start_server: StartServer, wait_until: WaitUntil) -> None:
+    """A squatter dropped after auth_timeout_s, a socket closed before its request, one
+    dropped over the pending-handshake cap and a client that got hello leave no server
+    connection behind once they ended, with the cyclic garbage collector off: nothing of
+    theirs waits in a reference cycle (under a flood that memory adds up between
+    collections)."""
+    server = start_server(token=TOKEN, auth_timeout_s=0.3, handshake_timeout_s=30,
+                          max_pending_handshakes_per_ip=1)
+
+    def server_connections() -> int:
+        return sum(issubclass(type(o), ServerConnection) for o in gc.get_objects())
+
+    gc.collect()
+    gc.disable()
+    try:
+        assert (await first_json(server.url, additional_headers={
+            "Authorization": f"Bearer {TOKEN}"}))["type"] == "hello"
+        async with connect(server.url, open_timeout=WAIT_S) as squatter:
+            assert await close_code_seen(squatter) == 1008
+        silent = pending_socket(server.port, "127.0.0.2")
+        over_cap = pending_socket(server.port, "127.0.0.2")
+        assert await dropped(over_cap)
+        silent.close()
+        over_cap.close()
+        await wait_until(lambda: not server.gate.handshakes and not server.hub.client_count)
+        await wait_until(lambda: server_connections() == 0,
+                         what="the server's connections to be freed")
+    finally:
+        gc.enable()
+
+
 async def test_token_guesses_on_metrics_are_counted_and_slowed(
         start_server: StartServer) -> None:
     """Wrong tokens on /metrics count as failed authentications; from the third one the
@@ -634,6 +672,98 @@ async def test_idle_sockets_from_many_addresses_cannot_lock_new_clients_out(
     finally:
         for sock in idle:
             sock.close()
+
+
+def pending_socket(port: int, source: str, request_part: bytes = b"") -> socket.socket:
+    """A connection from ``source`` in its handshake: silent, or having sent a part of its
+    upgrade request."""
+    sock = socket.socket()
+    sock.bind((source, 0))
+    sock.settimeout(WAIT_S)
+    sock.connect(("127.0.0.1", port))
+    if request_part:
+        sock.sendall(request_part)
+    return sock
+
+
+async def dropped(sock: socket.socket) -> bool:
+    """Wait for the server to close ``sock`` (True), or for WAIT_S (False)."""
+    try:
+        return await asyncio.to_thread(sock.recv, 1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def still_open(*sockets: socket.socket) -> bool:
+    """No EOF or reset waiting on any of ``sockets`` (the server sends nothing in a
+    handshake, so a readable one was closed)."""
+    readable, _, _ = select.select(sockets, [], [], 0.2)
+    return not readable
+
+
+async def test_past_the_pending_handshake_limit_silent_sockets_go_first(
+        start_server: StartServer, wait_until: WaitUntil) -> None:
+    """With every pending-handshake place taken, the one dropped for a new client is one
+    that has sent nothing for SILENT_AFTER_S, though another has waited longer; when all
+    have sent part of their request, the address with the most pending loses its oldest
+    one."""
+    server = start_server(max_pending_handshakes=3, max_pending_handshakes_per_ip=0,
+                          handshake_timeout_s=60)
+    part = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    oldest = pending_socket(server.port, "127.0.0.2", part)
+    silent = pending_socket(server.port, "127.0.0.3")
+    other = pending_socket(server.port, "127.0.0.4", part)
+    pending = [oldest, silent, other]
+    try:
+        await wait_until(lambda: sum(map(len, server.gate.spoken.values())) == 2
+                         and sum(server.gate.handshakes.values()) == 3,
+                         what="three pending handshakes, two with bytes")
+        await asyncio.sleep(Gate.SILENT_AFTER_S)  # the silent one is taken for idle now
+        assert (await first_json(server.url))["type"] == "hello"
+        assert await dropped(silent)
+        assert still_open(oldest, other)
+
+        pending.append(second := pending_socket(server.port, "127.0.0.4", part))
+        await wait_until(lambda: sum(map(len, server.gate.spoken.values())) == 3,
+                         what="three pending handshakes with bytes")
+        assert (await first_json(server.url))["type"] == "hello"
+        assert await dropped(other)  # 127.0.0.4 had two: its oldest
+        assert still_open(oldest, second)
+        assert server.counters.refused["max_pending_handshakes"] == 2
+    finally:
+        for sock in pending:
+            sock.close()
+
+
+async def test_status_messages_say_what_the_server_refused_and_whether_it_sheds(
+        start_server: StartServer, wait_until: WaitUntil) -> None:
+    """Every status message carries the server's own object: no refusals and not shedding
+    at first; after a connection is dropped over the pending-handshake cap of its address,
+    that refusal counted and shedding true. Other messages do not get it."""
+    server = start_server(max_pending_handshakes=0, max_pending_handshakes_per_ip=1,
+                          handshake_timeout_s=60)
+    async with connect(server.url, open_timeout=WAIT_S) as ws:
+        assert (await next_json(ws))["type"] == "hello"
+        server.publish_message("status", {"stream": 0, "fps": 30.0})
+        status = await next_json(ws)
+        assert status == {"type": "status", "stream": 0, "fps": 30.0,
+                          "server": {"refused": {}, "shedding": False}}
+        first = pending_socket(server.port, "127.0.0.2")
+        second = pending_socket(server.port, "127.0.0.2")
+        try:
+            assert await dropped(second)
+            await wait_until(lambda: server.counters.refused["max_pending_handshakes_per_ip"])
+            server.publish_message("gps", {"stream": 0, "lat": 1.0})
+            assert "server" not in await next_json(ws)
+            server.publish_message("status", {"stream": 0})
+            status = await next_json(ws)
+            assert status["server"] == {"refused": {"max_pending_handshakes_per_ip": 1},
+                                        "shedding": True}
+        finally:
+            first.close()
+            second.close()
 
 
 async def test_connecting_without_a_token_is_not_taken_for_guessing(
