@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 # gr-argos developer commands. The two that matter:
 #
 #   make run    # set up what running needs (first time: apt + venv, ~1 min; then ~1 s) and start the simulated spectrum app

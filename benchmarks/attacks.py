@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Attacks on a real ``argos-spectrum``, replayed one at a time while a user's view is measured.
 
     .venv/bin/python -m benchmarks.attacks                         # every attack and check, ~7 min

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """One benchmark server in its own process, driven by JSON lines on stdin/stdout.
 
 Kinds:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Detections: probability of detection on bursts of known frequency, length and level, false
 events on noise alone, and the stage's CPU per frame.
 
@@ -26,14 +27,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from typing import Any
 
 import numpy as np
 from gnuradio import analog, blocks, gr
 
-from benchmarks.every_sample import (FRAME_RATE, POI_SAMP_RATE, Burst, argument_parser as poi_parser,
+from benchmarks.every_sample import (FRAME_RATE, POI_SAMP_RATE, Burst,
+                                     argument_parser as poi_parser,
                                      recording_bursts, recording_path, replay,
                                      steady_tone_level_db)
 from benchmarks.frames import cache_dir

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Bytes per frame and error of each spectrum encoding: no server, pure bytes and dB.
 
     .venv/bin/python -m benchmarks.encodings                 # sim + iq, 2048 + 4096 bins

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Every-sample spectra: probability of intercept and CPU of ``spectrum_detector``.
 
 Three measurements, each a subcommand (``all`` runs them in turn):

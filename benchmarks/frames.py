@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Realistic spectra for the benchmarks, recorded once through the real GNU Radio FFT chain.
 
 Two frame sources (``load_frames(..., source=)``, default ``$ARGOS_BENCH_FRAMES`` or ``sim``):

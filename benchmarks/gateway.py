@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Scale-out benchmark: in-process SpectrumServer vs argos-gateway (1 and 2 workers) over ZeroMQ.
 
     .venv/bin/python -m benchmarks.gateway                      # N = 10 100 300 600 1000, ~3 min

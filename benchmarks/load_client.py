@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """A lean load generator: many WebSocket (or raw TCP) connections in one asyncio process.
 
 It speaks just enough RFC 6455 to count frames without decoding them: it reads the frame

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Real time at a HackRF's full rate: argos-spectrum on gr-osmosdr's file source at 20 MS/s,
 every sample through the spectrum chain (peak, and the average as a second trace), served to
 100 clients, watched for minutes.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Plot results and print the markdown tables for docs/performance.md.
 
     .venv/bin/python -m benchmarks.report RESULTS.json [--png docs/performance.png] [--bins 4096]

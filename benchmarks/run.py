@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Run the benchmark suite: JSON/websockets baseline, gr-argos per format, raw-socket ceiling.
 
     .venv/bin/python -m benchmarks.run --quick        # a few minutes

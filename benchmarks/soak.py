@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Soak test: the real ``argos-spectrum --source sim`` under 100 clients that keep coming and
 going, watched for leaks (RSS, file descriptors, threads, asyncio tasks).
 

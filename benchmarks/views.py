@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Views at scale: many clients over a few distinct views of one big stream.
 
     .venv/bin/python -m benchmarks.views                  # 1000 clients, 65536 bins, ~3 min

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Remove every file listed in an install manifest (cmake -DMANIFEST=... -P ArgosUninstall.cmake),
 # then the directories only gr-argos uses (OWN_PACKAGE_DIR: the gr_argos package, with what
 # Python byte-compiled there at run time; OWN_DATA_DIR: share/gr-argos). Used by the `uninstall` target of

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Which of gr-argos's Python dependencies this interpreter lacks, or has in a version outside
 the range pyproject.toml asks for.
 

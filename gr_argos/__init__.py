@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """gr-argos: live RF spectrum from GNU Radio flowgraphs to WebSocket clients.
 
 The pure core (:mod:`gr_argos.protocol`, :mod:`gr_argos.server`, :mod:`gr_argos.client`)

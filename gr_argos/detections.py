@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Signals found in the frames: start, updates and end of each transmission, with its
 frequency, bandwidth, levels and duration. Plain code on frames (numpy; no GNU Radio, no
 sockets), so the same stage runs in a sink, a gateway, or over a recording.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The every-sample spectrum's settings: the detector per frame period, the window, the
 overlap of the FFTs and the average across frames, declared once for the
 ``spectrum_detector`` block, its GRC block and argos-spectrum (no GNU Radio import)."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The gpsd JSON protocol, as plain code: the watch command, addresses and position reports.
 
 gpsd (https://gpsd.io/gpsd_json.html) answers ``?WATCH={"enable":true,"json":true};`` with one

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """GNU Radio block that publishes gpsd position reports as messages."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """GNU Radio source of wideband spectra from ``hackrf_sweep`` (HackRF tools).
 
 The block runs ``hackrf_sweep`` as a child process, reassembles its segments into one vector

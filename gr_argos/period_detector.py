@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """One power spectrum per frame period, from every FFT of the period: peak or average.
 
 The block inside :class:`gr_argos.spectrum_detector.spectrum_detector` that turns the

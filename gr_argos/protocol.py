@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The gr-argos wire protocol, version 1: binary spectrum frames and JSON messages.
 
 This module is the one Python definition of the format described byte by byte in

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """GNU Radio block that sweeps a tunable source across a wide band and stitches the spectra."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Settings declared once, and read from block arguments, flags and YAML files.
 
 Every setting has one name and one declaration: a field of a frozen dataclass made with

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """A simulated HackRF-style band: fixed carriers, a drifting signal, a bursty one, short
 pulses (as a key fob's) and noise.
 

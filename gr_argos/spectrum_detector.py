@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Spectrum frames from every sample: FFT everything, then one detector value per frame period.
 
 ``fft.logpwrfft`` keeps one FFT of ``bins`` samples per output frame and drops the rest (at

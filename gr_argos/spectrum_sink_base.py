@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """What the spectrum sinks share, whatever carries their frames: the input, the stream tags,
 ``work()``, and the ``msg`` and ``status`` message ports.
 

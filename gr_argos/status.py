@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Periodic ``status`` messages for a stream: what the flowgraph is producing, measured.
 
 :class:`StatusReporter` publishes, every ``interval`` seconds, one JSON ``status`` message per

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """One spectrum stream: its settings, and the frames it numbers, stamps, encodes once and
 hands off.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """hackrf_sweep output: parsers for its two formats and the reassembler of whole sweeps.
 
 ``hackrf_sweep`` tunes a HackRF across a range in 20 MHz steps and, for every tuning, writes

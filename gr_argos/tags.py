@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Stream tag keys gr-argos blocks read and write.
 
 ``rx_freq``, ``rx_rate`` and ``rx_time`` are the keys gr-osmosdr and UHD sources emit; the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """GNU Radio sink that serves dB spectra to WebSocket clients and browsers."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """GNU Radio sink that publishes dB spectra over ZeroMQ, for argos-gateway processes to serve."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Spectrum frames and JSON messages over ZeroMQ PUB/SUB, for gateways on other cores or hosts.
 
 :class:`FramePublisher` looks like a :class:`~gr_argos.server.SpectrumServer` to the code that

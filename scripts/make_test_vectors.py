@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Write the wire protocol v1 test vectors in tests/vectors/, byte for byte the same every run.
 
 The vectors are the contract between every implementation of the protocol (the Python

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Regenerate docs/viewer.png: the browser viewer showing argos-spectrum's simulated band.
 
 Starts ``argos-spectrum --source sim --second-detector average --port 0`` (the peak trace

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # gr-argos: one-time (and idempotent) machine + venv setup for Debian 12 / Debian 13.
 #
 #   bash scripts/setup.sh         # what running needs (make setup; make run calls it)

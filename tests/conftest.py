@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Shared pytest helpers for gr-argos. Keep this small; add fixtures below as needed."""
 
 from __future__ import annotations

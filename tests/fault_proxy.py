@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """A TCP proxy for network-fault tests: it sits between a server and its clients and the test
 cuts, stalls or throttles the connections through it.
 

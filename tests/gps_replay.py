@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Replaying an NMEA log through a real gpsd with gpsfake, for the GPS tests.
 
 The log (tests/data/drive.nmea) holds 4 s without a fix, then 20 fixes at 1 Hz. gpsfake plays

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Helpers for the tests that run a real process and read it with a real WebSocket client.
 
 ``test_app_spectrum.py`` (argos-spectrum) and ``test_flowgraphs.py`` (the scripts grcc

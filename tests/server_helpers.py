@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Helpers for tests of gr_argos.server: clients that behave and one that does not.
 
 Well-behaved clients use the ``websockets`` asyncio client. Clients that misbehave (stop

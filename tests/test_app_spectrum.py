@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """argos-spectrum as a user runs it: a real process, real GNU Radio, a real WebSocket client.
 
 The app runs as ``python -m gr_argos.apps.spectrum --port 0``; the tests read the URL from its

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Tests of gr_argos.client: the backoff policy, gap detection and ArgosClient.
 
 The policy and gap tests are plain code. The client is tested against a scripted

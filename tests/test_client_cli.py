@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Tests of the argos-client command, run as a real subprocess against a real server."""
 
 from __future__ import annotations

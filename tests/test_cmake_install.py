@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The GNU Radio out-of-tree CMake install works and installs an importable gr_argos.
 
 Configures, builds and installs the repository into a temporary prefix with a temporary

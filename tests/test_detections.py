@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The detection stage against known inputs: the floor, the grouping with hysteresis, the
 tracker's start, update and end, and no events on noise alone."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Faults at scale: stalled clients, half-open sockets and a reconnect storm.
 
 A real SpectrumServer on port 0 (its own loop thread) and hundreds of clients on this test's

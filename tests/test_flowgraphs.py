@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The shipped GRC flowgraphs compile with grcc and serve the spectrum they promise.
 
 Each ``flowgraphs/*.grc`` is compiled into a temporary directory (never into the repository).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Property-based fuzzing (hypothesis) of everything a remote peer can feed gr-argos.
 
 * ``decode_frame``: random bytes, random headers, and bit flips / truncations / extensions

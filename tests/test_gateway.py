@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """argos-gateway processes fed by a real GNU Radio flowgraph whose sink publishes over ZeroMQ,
 read by real WebSocket clients."""
 
@@ -327,6 +328,10 @@ async def test_a_killed_worker_is_restarted_and_only_its_clients_reconnect() -> 
                 r"pids \d+, \d+", process.output()), process.output)
             worker_pids = {int(p) for p in re.search(r"pids ([\d, ]+)", process.output())
                            .group(1).split(", ")}
+            # Spawned is not serving: each worker says "relaying ... (process PID" once it
+            # listens; until then the kernel gives every connection to the first process.
+            await _until("every worker serving", lambda: all(
+                f"(process {pid}," in process.output() for pid in worker_pids), process.output)
             # New connections are spread over the processes by a hash: add clients until
             # each process has at least one (bounded).
             while len({pid for x in listeners for pid in x.pids}) < 3 and len(listeners) < 30:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """argos-spectrum publishing over ZeroMQ in one network namespace and argos-gateway serving in
 another, joined by a veth pair: the tcp:// path crosses a real network stack, not loopback.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Tests for gr_argos.gpsd: gpsd's JSON lines in, position reports out, no sockets.
 
 The lines below are what gpsd 3.22 sent for tests/data/drive.nmea (replayed by gpsfake).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """gpsd_source against a real gpsd: gpsfake replays tests/data/drive.nmea through gpsd, the
 block feeds a websocket_sink, and a real WebSocket client reads the ``gps`` messages.
 

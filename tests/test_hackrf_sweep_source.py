@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """hackrf_sweep_source in real GNU Radio flowgraphs, fed by a stand-in hackrf_sweep.
 
 ``tests/tools/hackrf_sweep`` takes the real tool's flags and writes its real formats, with

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Run the Node tests of the JavaScript client (gr_argos/web/argos-client.js) in the suite.
 
 The decoder and policy tests (``tests/js/*.test.mjs`` apart from ``client.test.mjs``) need

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Network faults between a real SpectrumServer and its clients, through a TCP proxy.
 
 Each test runs a real :class:`~gr_argos.server.SpectrumServer` fed by a producer that

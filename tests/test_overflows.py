@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The overflow counter of argos-spectrum: ``O`` markers on stderr are counted, all output
 passes on unchanged (run in a child process, which owns its stderr)."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Tests for gr_argos.protocol: the v1 frame codec, the shared test vectors, JSON messages."""
 
 from __future__ import annotations

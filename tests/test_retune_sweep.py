@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """retune_sweep in real flowgraphs, driving a simulated receiver that reacts to retunes.
 
 ``tunable_band`` stands in for a gr-osmosdr device: it holds carriers at fixed absolute

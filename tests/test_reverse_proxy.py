@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """argos-spectrum behind nginx terminating TLS: the recipe of docs/reverse-proxy.md, run.
 
 The nginx configuration is not copied here: it is the first ```nginx block of

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Settings declared once and read from defaults, a YAML file, flags and block arguments
 (gr_argos/settings.py), tested as plain code.
 

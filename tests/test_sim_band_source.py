@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The simulated band puts its signals where gr_argos.sim_band_source documents them.
 
 A real GNU Radio top block runs the source unthrottled at a low sample rate (all offsets

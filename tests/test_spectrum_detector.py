@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """spectrum_detector in real GNU Radio flowgraphs, against numpy and against fft.logpwrfft.
 
 Every flowgraph here is finite (a vector source of a few hundred milliseconds of signal into

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The periodic status message: measured frame rate, stream descriptor and source fields."""
 
 from __future__ import annotations

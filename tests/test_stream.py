@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Tests for gr_argos.stream: sequence numbers, retuning and capture timestamps of a stream."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """hackrf_sweep's formats and the reassembly of sweeps (gr_argos.sweep), as plain code.
 
 The segments are built here the way hackrf_sweep writes them: 5 MHz segments, two per 20 MHz

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The package type-checks: mypy --strict on gr_argos/, with the settings in pyproject.toml."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The browser viewer at ``/`` in real headless Chromium, against real gr-argos servers.
 
 Two tests run the real ``argos-spectrum --source sim`` app and check what a user sees: the

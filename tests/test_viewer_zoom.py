@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Zoom, pan and frame rate in the browser viewer, in real headless Chromium against the real
 ``argos-spectrum --source sim`` (8 MHz around 100 MHz in 2,048 bins).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Tests for the websocket_sink block in real GNU Radio flowgraphs, with real clients.
 
 The sink opens its server when it is made, so each test connects its client before it

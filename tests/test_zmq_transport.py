@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Tests for the ZeroMQ transport with real PUB/SUB sockets on tcp://127.0.0.1 and ipc."""
 
 from __future__ import annotations

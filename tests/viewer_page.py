@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The browser viewer as the tests see it: a page in headless Chromium and its console.
 
 A plain module like ``helpers``: ``from viewer_page import Viewer, open_viewer``. The

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """argos-client: watch a gr-argos spectrum server from a terminal or a script.
 
     argos-client ws://127.0.0.1:8765/                      # one refreshing status line

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """What every gr-argos command does the same way: logging, stopping on signals, the URL line."""
 
 from __future__ import annotations

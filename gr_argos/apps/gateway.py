@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """``argos-gateway``: serve WebSocket clients with the spectrum a ZeroMQ publisher sends.
 
     argos-gateway --connect tcp://127.0.0.1:5555

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Count the overflows a radio source reports the GNU Radio way: an ``O`` on stderr.
 
 When a device's samples arrive faster than the flowgraph takes them, its driver drops a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The sources argos-spectrum can stream from, opened from its settings with errors that say
 what to do: a HackRF or any osmosdr device, a raw IQ recording (through gr-osmosdr's file
 source, the same code path as a device), or hackrf_sweep. GNU Radio is imported only when a

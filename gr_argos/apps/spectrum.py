@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """``argos-spectrum``: a headless live-spectrum server for a HackRF, any osmosdr device, an IQ
 recording, the built-in simulated band or a wideband HackRF sweep (hackrf_sweep).
 

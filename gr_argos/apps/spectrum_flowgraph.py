@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The flowgraph argos-spectrum runs: a source, the spectrum chain and a sink, from its settings.
 
 Imports GNU Radio (the settings and the command line in :mod:`gr_argos.apps.spectrum` do not).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """A Python client for a gr-argos spectrum server: one async iterator of events.
 
 ``ArgosClient`` connects to ``ws://HOST:PORT/``, decodes the wire protocol v1

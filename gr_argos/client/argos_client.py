@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The Python client: :class:`ArgosClient`, one async iterator of events, reconnecting."""
 
 from __future__ import annotations

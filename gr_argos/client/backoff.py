@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Reconnect delays of the clients: the same policy as the JavaScript client's.
 
 Plain code without sockets.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """What a client yields: frames, messages, connection states and gaps; and how it finds gaps.
 
 Plain code without sockets; the gap reasons are the JavaScript client's too.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """What a client checks and prepares before it connects: the URL, the token, TLS, and the
 frame format and view asked for in the URL."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The WebSocket server: streams, health, metrics and the browser viewer on one port.
 
 The path of a frame, top-down: a producer (the sink's ``work()``, a ZeroMQ subscriber) calls

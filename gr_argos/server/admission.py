@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Who may talk to the server: the Host it was reached by, the origin allowlist, the
 connection limits and the token.
 

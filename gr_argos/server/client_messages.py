@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """What a client may send once connected: the message types, their fields, and how often.
 
 Plain code, no sockets: a connection checks each inbound message with

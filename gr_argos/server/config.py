@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The server's settings, each declared once, and the error a server raises when it cannot start.
 
 These declarations are the sink's server parameters, the GRC block's, ``argos-spectrum``'s

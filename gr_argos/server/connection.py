@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """One client's WebSocket connection: it authenticates, answers the client, and sends it what
 the hub has for it.
 

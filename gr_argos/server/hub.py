@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The broadcast hub: per-client bounded queues with drop-oldest, counted and reported.
 
 The hub owns the one decision that shapes gr-argos: the radio never waits for a client.

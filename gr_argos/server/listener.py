@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The server's listening sockets, which still answer when the process is out of file
 descriptors.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Log lines a client can neither forge nor flood, and that never show a token.
 
 - :func:`quoted`: a value from a client (an Origin, a close reason, a Host) as one token of

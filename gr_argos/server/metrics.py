@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Prometheus metrics of one server, read from its counters when scraped.
 
 The hot path keeps plain integer counters (the hub's, and the server's

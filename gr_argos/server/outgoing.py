@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """What the hub sends: a published frame with the variants encoded from it, and a message
 with its bytes on the wire, each built once however many clients get it.
 

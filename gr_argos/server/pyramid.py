@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The pyramid of one frame: its traces at every resolution a view needs, built once.
 
 Level 0 is the frame as published; each level above merges pairs of the bins below it, so

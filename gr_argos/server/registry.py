@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Servers shared by the sinks of one process: one server per host and port.
 
 Several sinks in one flowgraph (a spectrum and a sweep, say) name the same host and port

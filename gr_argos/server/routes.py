@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """HTTP on the WebSocket port: a table of routes, the browser's static files, and responses.
 
 A request that is not a WebSocket upgrade is answered from :class:`Routes`: an exact path in

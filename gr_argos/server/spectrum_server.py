@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The WebSocket server: one port for the stream, health, metrics and the browser.
 
 :class:`SpectrumServer` runs a ``websockets`` server on its own asyncio event loop in a daemon

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The server's TLS context, from the ``tls_cert`` and ``tls_key`` settings, with errors that
 name the file and what to do.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Views: which bins of a stream a client gets, at what resolution and how often.
 
 A client asks for a frequency range (``center_freq_hz``, ``span_hz``), a number of display

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The one place that writes beside ``websockets``: prebuilt frames straight to the transport.
 
 gr-argos builds each spectrum frame's WebSocket framing once (:func:`websocket_frame`) and

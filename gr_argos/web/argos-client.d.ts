@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Type declarations for argos-client.js, the gr-argos JavaScript client (wire protocol v1).
 // Keep this file next to argos-client.js; see docs/js-client.md.
 

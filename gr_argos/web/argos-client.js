@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // gr-argos JavaScript client: decode wire protocol v1 spectrum frames and receive them
 // from a gr-argos server over a WebSocket that reconnects by itself.
 //

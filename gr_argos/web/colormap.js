@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Colour maps for the waterfall: 256-entry lookup tables computed here, nothing downloaded.
 //
 // A table is a Uint32Array whose entries are RGBA pixels in the byte order of the machine, so

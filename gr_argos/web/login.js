@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // gr-argos viewer: the login form for a server with a token, and where the token is kept.
 //
 // The token lives in sessionStorage (this tab, until it is closed) unless the user asks to

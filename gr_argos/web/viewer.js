@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // gr-argos browser viewer: live spectrum trace (two of them, e.g. peak over average, when the
 // stream offers a second trace), peak hold and a scrolling waterfall, zoomed and panned with
 // the gestures of zoom.js.

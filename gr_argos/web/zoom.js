@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // gr-argos viewer: zoom and pan. Which band the plots show (the window), the gestures that
 // move it, and drawing any frame into it by frequency.
 //

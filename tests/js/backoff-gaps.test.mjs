@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The reconnect policy (Backoff) and gap detection (GapDetector) of argos-client.js as
 // plain code: no sockets, no timers, the random source injected. The same cases as
 // TestBackoff and TestGapDetector in tests/test_client.py, so both clients agree.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // ArgosClient driven through a scripted stand-in for WebSocket (passed as the WebSocket
 // option): state changes, events, malformed input, reconnect with backoff, heartbeat
 // timeout, close(), the auth message and refused tokens, without a network. The real

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // ArgosClient in Node against a real gr-argos server, started by tests/test_js_client.py.
 //
 // The Python test runs a gr_argos.server.SpectrumServer publishing 16-bin frames (peak of

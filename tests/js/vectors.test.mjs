@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The JavaScript decoder against the shared wire protocol v1 test vectors (tests/vectors/):
 // every valid frame decodes to exactly what vectors.json says, every invalid one is refused
 // with a ProtocolError naming the same problem as the Python decoder.

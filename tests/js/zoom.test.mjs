@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The viewer's zoom arithmetic (gr_argos/web/zoom.js) as plain code: a frame's bin
 // frequencies, sampling frames into a window, the peak hold across a zoom, and a view in the
 // page's URL. The gestures are tested in the browser (tests/test_viewer_zoom.py).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """A SpectrumServer in a process of its own that may open only a few file descriptors.
 
     python tests/server/fd_limited_server.py OPEN_FILES [SETTING=VALUE ...]

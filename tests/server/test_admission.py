@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Admission of WebSocket upgrades (gr_argos/server/admission.py), as plain code: no sockets."""
 
 from __future__ import annotations

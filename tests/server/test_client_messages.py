@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """What a client may send (gr_argos/server/client_messages.py), as plain code: no sockets."""
 
 from __future__ import annotations

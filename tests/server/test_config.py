@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The server's settings (gr_argos/server/config.py): checked where they are declared."""
 
 from __future__ import annotations

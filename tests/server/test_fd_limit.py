@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Tests for a server out of file descriptors: it still answers new connections (503), says
 so in ``status`` and ``/metrics``, logs no traceback, and serves again once some are free.
 

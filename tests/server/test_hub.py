@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Tests for gr_argos.server.hub: per-client queues, drop-oldest, messages, ingress, counters.
 
 The hub is plain code: these tests drive it on the test's own event loop, with no sockets.

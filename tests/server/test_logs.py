@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Log lines a client can neither forge nor flood (gr_argos/server/logs.py), as plain code."""
 
 from __future__ import annotations

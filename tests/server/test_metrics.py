@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Tests for ``GET /metrics``: Prometheus text from a real server's own counters.
 
 A real SpectrumServer on port 0, real clients; the text is parsed with prometheus_client's
@@ -42,7 +43,8 @@ TOKEN = "metrics-test-token-5d1c"
 _EMPTY_TOTAL: dict[str, Any] = {
     "clients": 0, "clients_total": 0, "frames_in": 0, "frames_sent": 0, "messages_sent": 0,
     "bytes_sent": 0, "frames_dropped": 0, "ingress_dropped": 0, "messages_dropped": 0,
-    "queue_depth": 0, "encodes": {}, "deflate": {"in_bytes": 0, "out_bytes": 0}}
+    "queue_depth": 0, "encodes": {}, "deflate": {"in_bytes": 0, "out_bytes": 0},
+    "pyramid_levels": 0, "views": {}, "views_reset": 0}
 
 
 def scrape(port: int, token: str | None = None) -> str:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The pyramid and view frames as plain code, against numpy; a published frame's view
 variants are encoded once."""
 

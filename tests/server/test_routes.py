@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """HTTP routes on the server's port (gr_argos/server/routes.py), as plain code: no sockets."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Tests for the server's security settings: origin allowlist, token, limits, message checks.
 
 A real SpectrumServer on port 0 with real ``websockets`` clients (and a raw HTTP request

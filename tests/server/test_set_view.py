@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Views through a real server: set_view and the URL, shared encodes, the cap, bad views,
 the frame rate divisor and the second trace (real websockets clients on 127.0.0.1)."""
 

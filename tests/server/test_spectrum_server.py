@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Tests for gr_argos.server: a real SpectrumServer on port 0 with real WebSocket clients.
 
 Well-behaved clients use the ``websockets`` asyncio client; clients that misbehave are

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """TLS: the server on wss:// and https:// from certificate and key files, and the clients.
 
 A self-signed certificate for 127.0.0.1 and localhost is made with openssl in the test's

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Views as plain code: a request resolved to a lattice slice, snapped past the cap, checked."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The boundary with websockets (gr_argos/server/wire.py): prebuilt frames, and the releases
 it was tested with."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Open flowgraphs in GNU Radio Companion's own window and report what GRC says of them.
 
     xvfb-run -a -s "-screen 0 1600x1000x24" /usr/bin/python3 tests/tools/grc_gui_check.py OUT_DIR FLOWGRAPH.grc...
