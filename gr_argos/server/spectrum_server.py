@@ -641,14 +641,15 @@ def _explain_start_failure(exc: BaseException, config: ServerConfig) -> ServerEr
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         return ServerError(
             f"port {config.port} on {config.host} is already in use: stop the program using it "
-            "or choose another port (--port)"
+            "or choose another port (setting port)"
         )
     if isinstance(exc, OSError) and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
         return ServerError(
-            f"cannot listen on {config.host}: not an address of this machine (--host)"
+            f"cannot listen on {config.host}: not an address of this machine (setting host)"
         )
     if isinstance(exc, OSError) and exc.errno == errno.EACCES:
         return ServerError(
-            f"no permission to listen on port {config.port}: use a port above 1023 (--port)"
+            f"no permission to listen on port {config.port}: use a port above 1023 (setting "
+            "port)"
         )
     return ServerError(f"server on {config.host}:{config.port} failed to start: {exc}")

@@ -33,8 +33,7 @@ def tls_context(config: ServerConfig) -> ssl.SSLContext:
     """
     if not config.tls_cert or not config.tls_key:
         missing = "tls_key" if config.tls_cert else "tls_cert"
-        raise ServerError(f"TLS needs both tls_cert and tls_key: {missing} is empty "
-                          f"(--{missing.replace('_', '-')})")
+        raise ServerError(f"TLS needs both tls_cert and tls_key: {missing} is empty")
     for setting, path, marker in (("tls_cert", config.tls_cert, b"-----BEGIN CERTIFICATE"),
                                   ("tls_key", config.tls_key, b"PRIVATE KEY-----")):
         try:
