@@ -301,6 +301,7 @@ class SpectrumServer:
                     server_header=SERVER_HEADER,
                     ssl=self._ssl,
                     create_connection=connection_class(self._hooks),
+                    backlog=_ACCEPTS_PER_PASS,
                 ))
         except BaseException:
             for sock in sockets:
@@ -554,6 +555,12 @@ class _ConnectionHooks:
 # every viewer reconnecting at once) that overflows it makes clients wait for a SYN retry
 # (1 s, then 3 s...). The kernel caps it at net.core.somaxconn.
 _LISTEN_BACKLOG = 1024
+# asyncio accepts at most its backlog argument in one pass of the loop (100 by default): a
+# flood of connects then takes long turns from the frames' fan-out, while the kernel's queue
+# (above) holds the rest. 40 kept the healthy client at 29-30 frames/s and new clients under
+# 0.5 s through the half-open flood; 16 starved the new clients (1.08 s), 100 the frames
+# (docs/security.md).
+_ACCEPTS_PER_PASS = 40
 
 
 def _out_of_fds_answer() -> bytes:
