@@ -11,6 +11,7 @@ live in one process), never the global one. See docs/operations.md for every met
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from bisect import bisect_left
 from collections import Counter
@@ -90,7 +91,19 @@ class ServerCounters:
     closed_by_policy: Counter[str] = field(default_factory=Counter)
     send_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     clock: Callable[[], float] = time.monotonic
+    detections: Counter[tuple[str, str]] = field(default_factory=Counter)
     _last_shed_s: float | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def detected(self, body: dict[str, Any]) -> None:
+        """Count a signal that started (a ``detection`` message with ``event`` ``start``),
+        by stream and 10 MHz band (labelled by its lower edge in MHz). Any thread."""
+        freq = body.get("center_freq_hz")
+        if body.get("event") != "start" or not isinstance(freq, (int, float)):
+            return
+        key = (str(body.get("stream", "")), str(int(freq // 10e6) * 10))
+        with self._lock:
+            self.detections[key] += 1
 
     def refuse(self, reason: str) -> None:
         """Count a connection refused for ``reason`` (and note when it was shedding)."""
@@ -104,6 +117,11 @@ class ServerCounters:
         last :data:`SHEDDING_WINDOW_S`."""
         last = self._last_shed_s
         return last is not None and self.clock() - last < SHEDDING_WINDOW_S
+
+    def detection_counts(self) -> list[tuple[tuple[str, str], int]]:
+        """The counts of :meth:`detected`, by (stream, band), sorted: a copy."""
+        with self._lock:
+            return sorted(self.detections.items())
 
     def server_status(self) -> dict[str, Any]:
         """The ``server`` object of ``status`` messages: refusals so far by reason, and
@@ -197,6 +215,12 @@ class ServerCollector(Collector):
                         "for a policy (code 1008), by reason", "reason",
                         ("rate_limit", "ping_rate", "too_slow", "stalled"),
                         counters.closed_by_policy)
+        found = CounterMetricFamily("argos_detections", "signals found (detection starts), by "
+                                    "stream and 10 MHz band (its lower edge in MHz)",
+                                    labels=["stream", "band_mhz"])
+        for (stream, band), count in counters.detection_counts():
+            found.add_metric([stream, band], count)
+        yield found
         latency = counters.send_latency
         yield HistogramMetricFamily(
             "argos_send_latency_seconds",

@@ -358,6 +358,8 @@ class SpectrumServer:
         """
         if msg_type == "status":
             body = {**(body or {}), "server": self.counters.server_status()}
+        elif msg_type == "detection" and body:
+            self.counters.detected(body)
         try:
             text = encode_message(msg_type, body)
         except ProtocolError as exc:

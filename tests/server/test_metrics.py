@@ -289,3 +289,16 @@ async def test_views_and_pyramid_levels_are_exposed(start_server: StartServer) -
     assert value(found, "argos_views", stream="0") == 2
     assert value(found, "argos_pyramid_levels_total") == 3  # levels 1, 2 and 3 of one frame
     assert value(found, "argos_views_reset_total") == 0
+
+
+async def test_detections_are_counted_by_stream_and_band(start_server: StartServer) -> None:
+    """Each detection start a sink publishes counts in argos_detections_total, by stream and
+    10 MHz band; updates and ends do not count again."""
+    server = start_server()
+    for freq, event in ((433.92e6, "start"), (433.92e6, "update"), (433.92e6, "end"),
+                        (434.5e6, "start"), (868.3e6, "start")):
+        server.publish_message("detection", {"stream": 0, "event": event, "id": 1,
+                                             "center_freq_hz": freq})
+    found = samples(await asyncio.to_thread(scrape, server.port))
+    assert value(found, "argos_detections_total", stream="0", band_mhz="430") == 2
+    assert value(found, "argos_detections_total", stream="0", band_mhz="860") == 1
