@@ -23,15 +23,11 @@ from gr_argos.protocol import StreamInfo
 from gr_argos.server.hub import DEFAULT_INGRESS_DEPTH
 from gr_argos.settings import from_arguments, rename_arguments
 from gr_argos.status import StatusReporter
-from gr_argos.tags import PERIOD_TIME
 from gr_argos.stream import FrameDestination, FrameRateGuard, SpectrumStream, StreamSettings
+from gr_argos.tags import PERIOD_TIME, RX_FREQ, RX_RATE, RX_TIME
 
 __all__ = ["Destination", "SpectrumSinkBase", "split_arguments"]
 
-
-TAG_RX_FREQ = pmt.intern("rx_freq")
-TAG_RX_RATE = pmt.intern("rx_rate")
-TAG_RX_TIME = pmt.intern("rx_time")
 
 
 class Destination(FrameDestination, Protocol):
@@ -200,11 +196,11 @@ class SpectrumSinkBase(gr.sync_block):
     def _apply_tag(self, stream: SpectrumStream, tag: Any) -> None:
         key, value = tag.key, tag.value
         try:
-            if pmt.eq(key, TAG_RX_FREQ):
+            if pmt.eq(key, RX_FREQ):
                 stream.retune(center_freq_hz=pmt.to_double(value))
-            elif pmt.eq(key, TAG_RX_RATE):
+            elif pmt.eq(key, RX_RATE):
                 stream.retune(span_hz=pmt.to_double(value))
-            elif pmt.eq(key, TAG_RX_TIME):
+            elif pmt.eq(key, RX_TIME):
                 seconds = pmt.to_uint64(pmt.tuple_ref(value, 0))
                 fraction = pmt.to_double(pmt.tuple_ref(value, 1))
                 stream.set_capture_time(seconds * 1_000_000_000 + round(fraction * 1e9))

@@ -358,6 +358,7 @@ class SpectrumStream:
         ``second_detector``), sent to the clients that ask for it.
         """
         sequence = self.sequence
+        timestamp_ns = self.timestamp_ns()
         second = None if second_power_db is None or not self.info.second_detector else (
             np.asarray(second_power_db, dtype=np.float32))
         frame = encode_frame(
@@ -367,14 +368,13 @@ class SpectrumStream:
             second_detector=self.info.second_detector if second is not None else "",
             center_freq_hz=self.info.center_freq_hz,
             span_hz=self.info.span_hz,
-            timestamp_ns=self.timestamp_ns(),
+            timestamp_ns=timestamp_ns,
             sequence=sequence,
             stream_id=self.info.stream_id,
         )
         self.sequence += 1
         self._destination.publish_frame(self.info.stream_id, frame)
         if self.finder is not None and self.on_detection is not None:
-            timestamp_ns = int.from_bytes(frame[32:40], "little", signed=True)
             for event in self.finder.process(power_db, self.info.center_freq_hz,
                                              self.info.span_hz, timestamp_ns):
                 self.on_detection(event)
