@@ -489,6 +489,26 @@ def test_quantized_round_trips_stay_within_the_documented_bounds(seed: int,
     assert [f.encoding for f in (exact, cdb, levels)] == [0, 1, 2]
 
 
+def test_uint8_of_finite_frames_matches_the_general_path() -> None:
+    """A frame of finite values (quantized on a shorter path) gets exactly the levels, offset
+    and step that the same values get beside a NaN (the general path), and each level is
+    the nearest to its value."""
+    rng = np.random.default_rng(7)
+    for size in (1, 5, 1536, 65536):
+        power = (-90 + 12 * rng.standard_normal(size)).astype(np.float32)
+        finite_data = encode_frame(power, center_freq_hz=1e8, span_hz=2e6, timestamp_ns=0,
+                                   sequence=0, encoding=ENCODING_UINT8)
+        general_data = encode_frame(np.append(power, np.float32(np.nan)), center_freq_hz=1e8,
+                                    span_hz=2e6, timestamp_ns=0, sequence=0,
+                                    encoding=ENCODING_UINT8)
+
+        offset_db, step_db = struct.unpack_from("<ff", finite_data, 56)
+        assert struct.unpack_from("<ff", general_data, 56) == (offset_db, step_db)
+        assert finite_data[64:] == general_data[64:-1]
+        levels = np.frombuffer(finite_data[64:], dtype=np.uint8).astype(np.float64)
+        assert np.abs(offset_db + step_db * levels - power).max() <= step_db / 2 + 1e-4
+
+
 def test_int16_saturates_and_maps_infinities_to_its_ends() -> None:
     """Beyond +-327.67 dB int16 saturates; +inf is its top, -inf and NaN its bottom."""
     _, frame = round_trip([400.0, -400.0, np.inf, -np.inf, np.nan, 12.344], ENCODING_INT16)

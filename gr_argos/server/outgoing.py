@@ -13,6 +13,7 @@ every client dropped. Plain code: no GNU Radio, no sockets.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import struct
 from collections import Counter
@@ -52,6 +53,12 @@ PYRAMID_LEVELS = "pyramid_levels"
 
 #: ``wrap(data, text)``: the bytes that carry ``data`` on the wire (text: a JSON message).
 Wrap = Callable[[bytes, bool], bytes]
+
+
+@functools.lru_cache(maxsize=64)
+def _uncompressed(frame_format: FrameFormat) -> FrameFormat:
+    """``frame_format`` without deflate (asked for each compressed variant encoded)."""
+    return dataclasses.replace(frame_format, compress=False)
 
 
 def nearest_format(wanted: FrameFormat, available: Iterable[FrameFormat]) -> FrameFormat:
@@ -143,8 +150,7 @@ class PublishedFrame:
             name = frame_format.name + ("+view" if view is not None else "")
             try:
                 if frame_format.compress:
-                    source = self.in_format(dataclasses.replace(frame_format, compress=False),
-                                            encodes, view)
+                    source = self.in_format(_uncompressed(frame_format), encodes, view)
                     variant = compress_frame(source)
                     encodes[DEFLATE_IN] += len(source)
                     encodes[DEFLATE_OUT] += len(variant)

@@ -12,12 +12,11 @@ and only as far up as some view needs. Plain numpy: no GNU Radio, no sockets.
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import numpy.typing as npt
 
-from gr_argos.protocol import FrameFormat, SpectrumFrame, encode_spectrum
+from gr_argos.protocol import FrameFormat, SpectrumFrame, encode_frame
 from gr_argos.server.views import StreamGeometry, ViewSlice
 
 __all__ = ["Pyramid", "encode_view"]
@@ -102,7 +101,12 @@ def encode_view(pyramid: Pyramid, view: ViewSlice, frame_format: FrameFormat) ->
         ValueError: the frame does not hold ``view``.
     """
     traces = pyramid.traces(view, frame_format.second_trace)
-    return encode_spectrum(dataclasses.replace(
-        pyramid.frame, power_db=traces[0], second_power_db=traces[1] if len(traces) > 1 else None,
-        center_freq_hz=pyramid.geometry.slice_center_hz(view),
-        span_hz=pyramid.geometry.slice_span_hz(view)), frame_format)
+    frame = pyramid.frame
+    second = traces[1] if len(traces) > 1 else None
+    return encode_frame(
+        traces[0], center_freq_hz=pyramid.geometry.slice_center_hz(view),
+        span_hz=pyramid.geometry.slice_span_hz(view), timestamp_ns=frame.timestamp_ns,
+        sequence=frame.sequence, stream_id=frame.stream_id, missed=frame.missed,
+        encoding=frame_format.encoding, compress=frame_format.compress,
+        step_db=frame_format.step_db, detector=frame.detector, second_power_db=second,
+        second_detector=frame.second_detector if second is not None else "")
