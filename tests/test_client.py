@@ -183,6 +183,23 @@ class TestGapDetector:
         assert detector.observe(frame(0)) == GapEvent(
             0, lost=0, from_sequence=50, to_sequence=0, reason=GAP_STREAM_RESTARTED)
 
+    def test_the_same_sequence_again_is_the_frame_resent_in_a_new_view(self) -> None:
+        """A frame whose sequence equals the previous one's is that frame cut to a view
+        just chosen: no gap, and later gaps count from it; with a new session it is a
+        restart."""
+        detector = GapDetector()
+        detector.new_session("a")
+        detector.observe(frame(9))
+        assert detector.observe(frame(9)) is None
+        assert detector.observe(frame(10)) is None
+        assert detector.observe(frame(10)) is None
+        assert detector.observe(frame(12, missed=1)) == GapEvent(
+            0, lost=1, from_sequence=10, to_sequence=12, reason=GAP_DROPPED_BY_SERVER)
+        detector.new_session("b")
+        gap = detector.observe(frame(12))
+        assert gap is not None
+        assert (gap.reason, gap.session_changed) == (GAP_STREAM_RESTARTED, True)
+
     def test_streams_are_tracked_separately(self) -> None:
         """Interleaved streams with their own counters report no gap."""
         detector = GapDetector()
@@ -666,7 +683,7 @@ async def test_other_refusals_are_retried_and_say_the_servers_reason() -> None:
 async def test_a_view_goes_in_the_url_and_set_view_changes_it_without_false_gaps() -> None:
     """view= asks in the URL (so again after a reconnect): the server confirms it and sends
     that slice at one frame in 2, with no gap reported for the frames the rate leaves out;
-    set_view() switches to another slice and the URL follows."""
+    set_view() switches to another slice at once and the URL follows."""
     server = SpectrumServer(ServerConfig(host="127.0.0.1", port=0))
     server.add_stream(StreamInfo(stream_id=0, bins=BINS, center_freq_hz=100e6, span_hz=8e6))
     await asyncio.to_thread(server.start)
@@ -690,7 +707,9 @@ async def test_a_view_goes_in_the_url_and_set_view_changes_it_without_false_gaps
     finally:
         await asyncio.to_thread(server.stop)
     frames = [e.frame for e in seen if isinstance(e, FrameEvent)]
-    assert [f.sequence for f in frames] == [0, 2, 4, 6]
+    # Frame 4 comes again at once, cut to the new view, and counts no gap or restart.
+    assert [f.sequence for f in frames] == [0, 2, 4, 4, 6]
+    assert frames[2].span_hz == 8e6 and frames[3].span_hz == reply.message["span_hz"]
     assert gaps(seen) == []
     assert isinstance(coarse, FrameEvent) and coarse.frame.bin_count == 4
     assert coarse.frame.power_db.max() == -20.0  # the one-bin peak survives the merge

@@ -512,7 +512,8 @@ def test_a_gateway_serves_views_cut_from_the_publishers_full_frames() -> None:
             peak_hz = frame.bin_freqs_hz()[int(np.argmax(frame.power_db))]
             assert abs(peak_hz - (100e6 + (carrier - 2048) * 8e6 / 4096)) <= frame.span_hz / (
                 frame.bin_count * 2)
-    assert {f.sequence % 2 for f in frames[2]} == {0}
+    # The first may be the frame current at set_view, sent again at once in the new view.
+    assert {f.sequence % 2 for f in frames[2][1:]} == {0}
     assert found["argos_views"] == 2
 
 

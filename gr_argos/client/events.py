@@ -187,6 +187,8 @@ class GapDetector:
                 return None
             return GapEvent(stream_id, frame.missed, sequence - frame.missed - 1, sequence,
                             GAP_DROPPED_BY_SERVER, session_changed)
+        if sequence == previous and frame.missed == 0 and not session_changed:
+            return None  # the same frame again, cut to a view just chosen (docs/protocol.md)
         if sequence <= previous:
             return GapEvent(stream_id, 0, previous, sequence, GAP_STREAM_RESTARTED,
                             session_changed)

@@ -379,6 +379,7 @@ class Connection:
         except ProtocolError as exc:
             self._error(client, "bad_message", f"set_view: {exc}")
             return
+        cut_before = client.view_slice(stream_id)
         if view == View():
             client.views.pop(stream_id, None)  # the whole stream, every frame: as published
         else:
@@ -389,6 +390,8 @@ class Connection:
             reply["message"] = (f"this server makes at most {self._config.max_views_per_stream}"
                                 " views of a stream at once: you get the nearest one in use")
         self._reply(client, "view", reply)
+        if view.slice != cut_before:
+            self._hub.send_current_frame(client, stream_id)
 
     def _stream_geometry(self, stream_id: int | None) -> tuple[int, StreamGeometry]:
         """A stream's id and geometry as ``hello`` describes it now (None: the first one).

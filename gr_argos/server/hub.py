@@ -277,6 +277,7 @@ class BroadcastHub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: dict[int, ClientQueue] = {}
         self._stream_formats: dict[int, FrameFormat] = {}
+        self._latest: dict[int, PublishedFrame] = {}  # each stream's last frame fanned out
         self.encodes: Counter[str] = Counter()
         self._ids = itertools.count(1)
         self._closed = False
@@ -286,6 +287,7 @@ class BroadcastHub:
         self.ingress_dropped = 0
         self.unsent_after_stop = 0
         self.views_reset = 0  # clients' views a stream's new bin count left no room for
+        self.frames_resent = 0  # current frames sent again in a view just chosen
         self._departed = {"frames_sent": 0, "frames_dropped": 0, "messages_sent": 0,
                           "messages_dropped": 0, "bytes_sent": 0}
         self.clients_total = 0
@@ -381,6 +383,7 @@ class BroadcastHub:
         count is patched in.
         """
         stream_format = self._stream_formats.get(frame.stream_id)
+        self._latest[frame.stream_id] = frame
         resets = 0
         for client in clients:
             if client.views:
@@ -424,6 +427,35 @@ class BroadcastHub:
             "stream_id": frame.stream_id, **geometry.describe(whole), "reset": True,
             "message": f"stream {frame.stream_id} now has {geometry.bins} bins: your view is "
                        "the whole stream until you send set_view again"})))
+        return True
+
+    def send_current_frame(self, client: ClientQueue, stream_id: int) -> bool:
+        """Send ``client`` the stream's latest frame again, cut to the view it has just
+        chosen, so that a zoom does not wait up to a frame period for the next one.
+
+        Only to a client that keeps up (nothing queued, nothing missed): one that is behind
+        gets its queued frames in the new view soon enough, and a resent frame must never
+        take a queued one's place. The frame keeps its ``sequence`` (readers take the same
+        sequence again as the same frame in another view: docs/protocol.md). It is left
+        out of the latency metric, which times frames from their publication.
+        """
+        frame = self._latest.get(stream_id)
+        view = client.views.get(stream_id)
+        geometry = None if frame is None else frame.geometry()
+        if frame is None or geometry is None or not client.can_write_now() \
+                or client.pending_missed or client.too_slow:
+            return False
+        if view is not None and view.slice is not None \
+                and not slice_fits(view.slice, geometry.bins):
+            return False
+        data, wire = frame.on_wire(client.frame_format or self._stream_formats.get(stream_id),
+                                   self.encodes, self._wrap, client.view_slice(stream_id))
+        assert client.outlet is not None  # can_write_now() checked it
+        if not client.outlet.write_now(data, wire, False):
+            return False
+        client.frames_sent += 1
+        client.bytes_sent += len(data)
+        self.frames_resent += 1
         return True
 
     def record_sent(self, client: ClientQueue, item: bytes | str) -> None:
@@ -537,6 +569,7 @@ class BroadcastHub:
             pyramid_levels=self.encodes[PYRAMID_LEVELS],
             views=self._distinct_views(),
             views_reset=self.views_reset,
+            frames_resent=self.frames_resent,
             deflate={"in_bytes": self.encodes[DEFLATE_IN],
                      "out_bytes": self.encodes[DEFLATE_OUT]},
         )

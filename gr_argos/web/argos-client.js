@@ -447,6 +447,9 @@ export class GapDetector {
       return gap(streamId, missed, sequence - missed - 1n, sequence, GAP_DROPPED_BY_SERVER,
         sessionChanged);
     }
+    if (sequence === previous && missed === 0n && !sessionChanged) {
+      return null; // the same frame again, cut to a view just chosen (docs/protocol.md)
+    }
     if (sequence <= previous) {
       return gap(streamId, 0n, previous, sequence, GAP_STREAM_RESTARTED, sessionChanged);
     }

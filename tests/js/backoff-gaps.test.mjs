@@ -129,11 +129,25 @@ describe("GapDetector", () => {
       gap(0, 2, 4, 7, GAP_DROPPED_BY_SERVER));
   });
 
-  test("a sequence that does not grow is a stream restart with an unknown loss", () => {
+  test("a sequence that goes back is a stream restart with an unknown loss", () => {
     const detector = new GapDetector();
     detector.observe(frame(50));
     assert.deepEqual(detector.observe(frame(0)), gap(0, 0, 50, 0, GAP_STREAM_RESTARTED));
-    assert.deepEqual(detector.observe(frame(0)), gap(0, 0, 0, 0, GAP_STREAM_RESTARTED));
+    assert.equal(detector.observe(frame(0)), null); // the same frame again
+  });
+
+  test("the same sequence again is the frame resent in a new view, unless a restart", () => {
+    const detector = new GapDetector();
+    detector.newSession("a");
+    detector.observe(frame(9));
+    assert.equal(detector.observe(frame(9)), null); // sent again after a view reply
+    assert.equal(detector.observe(frame(10)), null);
+    assert.equal(detector.observe(frame(10)), null);
+    assert.deepEqual(detector.observe(frame(12, { missed: 1 })),
+      gap(0, 1, 10, 12, GAP_DROPPED_BY_SERVER));
+    detector.newSession("b");
+    const found = detector.observe(frame(12));
+    assert.deepEqual([found.reason, found.sessionChanged], [GAP_STREAM_RESTARTED, true]);
   });
 
   test("streams are tracked separately", () => {

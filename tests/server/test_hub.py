@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from gr_argos.server.hub import BroadcastHub, ClientQueue
+from gr_argos.server.views import View, ViewSlice
 from gr_argos.protocol import (
     FLAG_SECOND_TRACE,
     ENCODING_INT16,
@@ -524,3 +525,26 @@ async def test_a_second_trace_goes_only_to_clients_that_asked_for_it() -> None:
             np.testing.assert_allclose(f.second_power_db, average, atol=tolerance)
         assert frames[3].second_power_db is None
     assert all(f.encoding == ENCODING_UINT8 for f in received["both"])
+
+
+async def test_a_new_view_gets_the_current_frame_at_once_only_when_nothing_is_queued() -> None:
+    """After a view change the hub sends the stream's latest frame again, cut to the new
+    view, to a client that keeps up; a client that is behind or has lost frames gets
+    nothing extra (its queued frames come in the new view), and nothing is dropped."""
+    hub = await attached_hub(queue_depth=4, wrap=wrap)
+    keeping_up = add_client(hub, "keeps up", is_open=True)
+    behind = add_client(hub, "behind", is_open=False)
+    assert not hub.send_current_frame(keeping_up, 0)  # no frame of the stream yet
+    hub.publish_frame(0, frame(7))
+    await let_hub_drain()
+    cut = View(ViewSlice(1, 0, 2, 4))
+    keeping_up.views[0] = behind.views[0] = cut
+
+    assert hub.send_current_frame(keeping_up, 0)
+    assert not hub.send_current_frame(behind, 0)
+    resent = decode_frame(outlet_of(keeping_up).written[-1][0])
+    assert (resent.sequence, resent.bin_count, resent.missed) == (7, 2, 0)
+    assert resent.power_db.tolist() == [7.0, 3.25]  # the maximum of each pair of bins
+    assert [f.sequence for f in decoded(await receive_all(hub, behind))] == [7]
+    assert keeping_up.frames_dropped == behind.frames_dropped == 0
+    assert hub.stats()["total"]["frames_resent"] == 1

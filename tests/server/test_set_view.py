@@ -216,3 +216,31 @@ async def test_a_new_bin_count_that_leaves_no_room_for_a_view_resets_it_once(
         assert (await frames_of(high, 1))[0].bin_count == again["bins"]
     resets = [r for r in caplog.records if "views_reset" in r.getMessage()]
     assert len(resets) == 1 and "clients=2" in resets[0].getMessage()
+
+
+async def test_a_new_view_gets_the_current_frame_at_once(start_server: StartServer) -> None:
+    """A zoom does not wait for the next published frame: right after its ``view`` reply a
+    client gets the frame it already has, cut to the new view, with the same sequence (and
+    the carrier at full level); asking for the view it has sends nothing again, and
+    unzooming sends the whole frame at once too."""
+    server = start_server()
+    async with viewer(server) as ws:
+        server.publish_frame(0, carrier_frame(7))
+        [whole] = await frames_of(ws, 1)
+        zoom = dict(center_freq_hz=float(STREAM_HZ[1300]), span_hz=200e3, bins=50)
+        reply = await ask(ws, **zoom)
+        [now] = await frames_of(ws, 1)
+        again = await ask(ws, **zoom)
+        server.publish_frame(0, carrier_frame(8))
+        [following] = await frames_of(ws, 1)
+        await ask(ws)
+        [unzoomed] = await frames_of(ws, 1)
+        stats = server.stats()["total"]
+
+    assert (whole.sequence, whole.bin_count) == (7, 2048)
+    assert (now.sequence, now.bin_count, now.center_freq_hz) == (7, reply["bins"],
+                                                                reply["center_freq_hz"])
+    assert now.power_db.max() == np.float32(-20.0)
+    assert again == reply and following.sequence == 8  # no second copy of frame 7
+    assert (unzoomed.sequence, unzoomed.bin_count) == (8, 2048)
+    assert stats["frames_resent"] == 2
