@@ -1061,11 +1061,11 @@ function main() {
   new ResizeObserver(() => {
     layoutDirty = true;
     requestDraw();
-    // Once the plot has a width (or a new one), ask for a zoomed window at it.
+    // Once the plot has a width (or a new one), ask for the window (zoomed or not) at it.
     requestAnimationFrame(() => {
-      if (plotPixels() === laidOutPixels) return;
+      if (plotPixels() === laidOutPixels || plotPixels() === 0) return;
       laidOutPixels = plotPixels();
-      if (zoom.zoomed) askForView();
+      askForView();
     });
   }).observe(el.spectrum);
 

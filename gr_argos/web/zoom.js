@@ -380,15 +380,19 @@ export class ViewRequester {
 
   /**
    * Ask for `window` ({startHz, stopHz}, null: the whole stream) of stream `streamId`
-   * (null: the first), after VIEW_REQUEST_DELAY_MS without another request, or at once.
+   * (null: the first) at `bins` across it, after VIEW_REQUEST_DELAY_MS without another
+   * request, or at once.
    */
   request(streamId, window, bins, fpsDivisor, { now = false } = {}) {
     clearTimeout(this._timer);
     const send = () => {
-      const view = window === null ? { fpsDivisor } : {
+      // The whole stream too comes at the plot's resolution (a 65,536-bin stream is not
+      // sent whole to a 1,000-pixel plot); one with fewer bins than that comes as it is.
+      const resolution = Math.min(1 << 20, Math.max(1, Math.round(bins)));
+      const view = window === null ? { bins: resolution, fpsDivisor } : {
         centerFreqHz: (window.startHz + window.stopHz) / 2,
         spanHz: window.stopHz - window.startHz,
-        bins: Math.min(1 << 20, Math.max(1, Math.round(bins))),
+        bins: resolution,
         fpsDivisor,
       };
       const key = JSON.stringify([streamId, view]);
