@@ -114,7 +114,8 @@ class Setting:
 
     Attributes:
         name: canonical name (a Python identifier); the flag is ``--`` + name with dashes.
-        kind: ``str``, ``int``, ``float`` or ``bool``.
+        kind: ``str``, ``int``, ``float``, ``bool`` or ``tuple`` (of strings: a YAML list or
+            a comma-separated string; the flag may be given more than once).
         default: value when neither a file nor a flag sets it.
         help: one line for ``--help``, with units.
         choices: accepted values, if it is a closed set.
@@ -140,7 +141,7 @@ class Setting:
         if self.choices:
             return "one of " + ", ".join(str(c) for c in self.choices)
         return {bool: "true or false", int: "an integer", float: "a number",
-                str: "a string"}[self.kind]
+                str: "a string", tuple: "a list of strings (comma-separated)"}[self.kind]
 
     def with_default(self, default: Any) -> Setting:
         """The same setting with another default (an app's own, e.g. a tuned frequency)."""
@@ -164,6 +165,12 @@ class Setting:
 
 
 def _convert(kind: type, value: Any) -> Any:
+    if kind is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise ValueError(value)
+        parts = [part for item in items for part in _convert(str, item).split(",")]
+        return tuple(part.strip() for part in parts if part.strip())
     if kind is bool:
         return _to_bool(value)
     if kind is int:
@@ -260,7 +267,9 @@ def _declared_by(cls: type) -> tuple[Setting, ...]:
     if found is None:
         hints = typing.get_type_hints(cls)
         found = _DECLARED[cls] = tuple(
-            Setting(name=field.name, kind=hints[field.name], default=field.default,
+            Setting(name=field.name,
+                    kind=typing.get_origin(hints[field.name]) or hints[field.name],
+                    default=field.default,
                     help=declaration.help, choices=declaration.choices,
                     check=declaration.check, aliases=declaration.aliases,
                     group=declaration.group)
@@ -364,6 +373,9 @@ def add_flags(parser: argparse.ArgumentParser, settings: Sequence[Setting]) -> N
         if item.kind is bool:
             group.add_argument(*names, dest=item.name, default=None,
                                action=argparse.BooleanOptionalAction, help=help_text)
+        elif item.kind is tuple:
+            group.add_argument(*names, dest=item.name, default=None, metavar="VALUE",
+                               action="append", help=help_text + "; may be repeated")
         else:
             group.add_argument(*names, dest=item.name, default=None, metavar="VALUE",
                                help=help_text)

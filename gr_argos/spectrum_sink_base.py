@@ -24,7 +24,7 @@ from gr_argos.server.hub import DEFAULT_INGRESS_DEPTH
 from gr_argos.settings import from_arguments, rename_arguments
 from gr_argos.status import StatusReporter
 from gr_argos.stream import FrameDestination, FrameRateGuard, SpectrumStream, StreamSettings
-from gr_argos.tags import PERIOD_TIME, RX_FREQ, RX_RATE, RX_TIME
+from gr_argos.tags import PERIOD_TIME, ROT_PHASE_INC, RX_FREQ, RX_RATE, RX_TIME
 
 __all__ = ["Destination", "SpectrumSinkBase", "split_arguments"]
 
@@ -204,6 +204,8 @@ class SpectrumSinkBase(gr.sync_block):
                 seconds = pmt.to_uint64(pmt.tuple_ref(value, 0))
                 fraction = pmt.to_double(pmt.tuple_ref(value, 1))
                 stream.set_capture_time(seconds * 1_000_000_000 + round(fraction * 1e9))
+            elif pmt.eq(key, ROT_PHASE_INC):
+                stream.retune_tag_seen()
             elif pmt.eq(key, PERIOD_TIME):
                 stream.set_period(pmt.to_double(pmt.tuple_ref(value, 0)),
                                   pmt.to_double(pmt.tuple_ref(value, 1)))
@@ -219,6 +221,26 @@ class SpectrumSinkBase(gr.sync_block):
         self.settings = dataclasses.replace(self.settings, center_freq=center_freq)  # checks it
         assert self.stream is not None  # made with the block
         self.stream.retune(center_freq_hz=self.settings.center_freq)
+
+    @property
+    def center_freq(self) -> float:
+        """The centre frequency (Hz) the source is tuned to now (its frames may still be in
+        the spectrum chain)."""
+        return self.settings.center_freq
+
+    def retuned(self, center_freq: float, settle_s: float = 0.0, tagged: bool = False) -> None:
+        """The source was retuned to ``center_freq`` (Hz) just now: frames of samples taken
+        ``settle_s`` after now get it, frames of samples on both sides of the change are
+        dropped (counted in ``frames_retuning``), earlier ones keep the old label. With
+        ``tagged``, the change takes effect where a ``rot_phase_inc`` tag says, exactly.
+        Any thread."""
+        self.settings = dataclasses.replace(self.settings, center_freq=center_freq)
+        assert self.stream is not None  # made with the block
+        if tagged:
+            self.stream.retune_at_tag(center_freq_hz=center_freq)
+        else:
+            self.stream.retune_at(time.time_ns(), round(settle_s * 1e9),
+                                  center_freq_hz=center_freq)
 
     def set_span(self, span: float) -> None:
         """The span (Hz) of the frames from the next one on (an ``rx_rate`` tag changes it

@@ -84,6 +84,7 @@ class StatusReporter:
             "fps": round(self._fps, 3),
             "frames": sequence,
             "frames_skipped": self.stream.frames_skipped,
+            "frames_retuning": self.stream.frames_retuning,
             **source,
         }
 

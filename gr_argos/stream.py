@@ -204,6 +204,8 @@ LATE_FOR_NS = 1_000_000_000
 #: At most one log line per stream in this time says that frame times were anchored again
 #: (a machine too busy for its source's pace does it every few seconds).
 REANCHOR_LOG_EVERY_NS = 60_000_000_000
+#: A retune waits at most this long (host time) for the first frame after it.
+RETUNE_WAIT_NS = 2_000_000_000
 #: How far one frame's earlier estimate moves the first sample's time back: frame times never
 #: go backwards (a frame period is longer), and a source that fell behind and catches up
 #: (a throttled file) comes back smoothly.
@@ -255,6 +257,11 @@ class SpectrumStream:
         self.finder: SignalFinder | None = None
         self.on_detection: Callable[[dict[str, Any]], None] | None = None
         self._reanchors_logged = (0, 0)  # (count, host ns) at the last line about them
+        self._frame_end_ns = 0  # the time of the last sample of the frame handed off now
+        # A retune made at some moment: (changes, applied ns, settle ns, asked at host ns).
+        self._retune: tuple[dict[str, float], int, int, int] | None = None
+        self.frames_retuning = 0  # frames dropped because their samples span a retune
+        self._retune_tagged = False  # the frame handed off next holds a retune's tag
 
     def attach(self, destination: FrameDestination) -> None:
         """Send frames elsewhere from now on (the sequence keeps counting)."""
@@ -280,6 +287,55 @@ class SpectrumStream:
                 setattr(self.info, key, value)
             self._destination.update_stream(self.info.stream_id, **changes)
 
+    def retune_at(self, applied_ns: int, settle_ns: int = 0, *,
+                  center_freq_hz: float | None = None, span_hz: float | None = None) -> None:
+        """Change the centre frequency and/or span from the samples taken ``settle_ns``
+        after ``applied_ns`` (host clock, ns) on: frames of samples all before
+        ``applied_ns`` keep the old label, frames with samples between the two are dropped
+        (counted in ``frames_retuning``; their sequence numbers pass, so clients see the
+        gap), and the frames after get the new label. Needs frames whose period is known
+        (:meth:`set_period`); others are relabelled once they are handed off after
+        ``applied_ns + settle_ns``. A retune not reached within ``RETUNE_WAIT_NS`` of host
+        time (frames that stopped coming) applies to the next frame."""
+        changes = {key: float(value) for key, value in
+                   (("center_freq_hz", center_freq_hz), ("span_hz", span_hz))
+                   if value is not None}
+        self._retune = (changes, int(applied_ns), int(settle_ns), self._clock_ns())
+        self._retune_tagged = False
+
+    def retune_at_tag(self, *, center_freq_hz: float | None = None,
+                      span_hz: float | None = None) -> None:
+        """As :meth:`retune_at`, at the frame that the producer tags where the change takes
+        effect (:meth:`retune_tag_seen`, a ``rot_phase_inc`` tag): frames before it keep
+        the old label, that one is dropped, the frames after it get the new one."""
+        self.retune_at(-1, 0, center_freq_hz=center_freq_hz, span_hz=span_hz)
+
+    def retune_tag_seen(self) -> None:
+        """The frame handed off next holds the sample where a retune took effect."""
+        self._retune_tagged = True
+
+    def _retuning(self, timestamp_ns: int) -> bool:
+        """Whether the frame starting at ``timestamp_ns`` (ending at ``_frame_end_ns``)
+        is to be dropped for a retune; applies the retune at its first frame after it."""
+        if self._retune is None:
+            return False
+        changes, applied_ns, settle_ns, asked_ns = self._retune
+        if applied_ns < 0:  # at the tagged frame
+            waited = self._clock_ns() - asked_ns >= RETUNE_WAIT_NS
+            if not (self._retune_tagged or waited):
+                return False
+            self._retune, self._retune_tagged = None, False
+            self.retune(**changes)
+            return not waited
+        if self._frame_end_ns <= applied_ns:
+            return False  # all of it before the retune: the old label is right
+        if timestamp_ns < applied_ns + settle_ns \
+                and self._clock_ns() - asked_ns < RETUNE_WAIT_NS:
+            return True
+        self._retune = None
+        self.retune(**changes)
+        return False
+
     def set_capture_time(self, capture_ns: int) -> None:
         """Anchor frame timestamps to a device clock reading (an ``rx_time`` tag).
 
@@ -300,7 +356,10 @@ class SpectrumStream:
         now = self._clock_ns()
         period, self._period = self._period, None
         if period is not None:
-            return self._period_timestamp_ns(now, *period)
+            start_ns = self._period_timestamp_ns(now, *period)
+            self._frame_end_ns = start_ns + period[1] - period[0]
+            return start_ns
+        self._frame_end_ns = now
         if self._time_ref is None:
             return now
         capture_ns, seen_ns = self._time_ref
@@ -359,6 +418,10 @@ class SpectrumStream:
         """
         sequence = self.sequence
         timestamp_ns = self.timestamp_ns()
+        if self._retuning(timestamp_ns):
+            self.sequence += 1
+            self.frames_retuning += 1
+            return sequence
         second = None if second_power_db is None or not self.info.second_detector else (
             np.asarray(second_power_db, dtype=np.float32))
         frame = encode_frame(

@@ -19,3 +19,7 @@ SWEEP_COMPLETE = pmt.intern("sweep_complete")  # bool: every output bin was meas
 #: its first sample and the last sample the vector waited for, in seconds after the
 #: detector's first input sample.
 PERIOD_TIME = pmt.intern("period_time")
+#: GNU Radio's rotator (``blocks.rotator_cc(inc, True)``) on the sample where a phase increment
+#: sent to its ``cmd`` port takes effect: argos-spectrum shifts a simulated band or a
+#: recording with one when a client tunes it, and the sink changes its label there.
+ROT_PHASE_INC = pmt.intern("rot_phase_inc")

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pmt
+
 from gr_argos.server import ServerConfig, SpectrumServer, acquire_server, release_server
+from gr_argos.server.control import Tuner
 from gr_argos.settings import init_signature
 from gr_argos.spectrum_sink_base import Destination, SpectrumSinkBase, split_arguments
 from gr_argos.stream import StreamSettings
+from gr_argos.tuning import CommandPortTuner
 
 __all__ = ["websocket_sink"]
 
@@ -32,6 +36,12 @@ class websocket_sink(SpectrumSinkBase):
     span, bins and measured frame rate, merged with the latest PMT dict from each source on
     the ``status`` port (a ``blocks.probe_rate`` there reports the measured sample rate).
 
+    Clients may control the radio (docs/control.md): a ``tune`` message from the client that
+    holds the control lease goes out on the ``command`` message port as a PMT dict (``freq``,
+    ``gain``, ``bandwidth``: connect it to the source's command port), or to the tuner an app
+    sets with :meth:`set_tuner`; frames of samples taken after the change say the new
+    frequency, and those whose samples span it are dropped and counted.
+
     The server starts when the block is made, so a port in use fails there with a
     :class:`~gr_argos.server.ServerError` naming it; sinks of one process naming the same
     host and port share one server, each with its own ``stream_id``.
@@ -53,7 +63,32 @@ class websocket_sink(SpectrumSinkBase):
         if settings.pop("transport", "websocket") != "websocket" or "zmq_endpoint" in settings:
             raise TypeError(f"websocket_sink: {_MOVED_TO_ZMQ_SINK}")
         stream, self.config = split_arguments("websocket_sink", settings, ServerConfig)
+        self._tuner: Tuner | None = None
         SpectrumSinkBase.__init__(self, "websocket_sink", stream)
+        self.message_port_register_out(CommandPortTuner.PORT)
+
+    def set_tuner(self, tuner: Tuner | None) -> None:
+        """What applies clients' ``tune`` changes to the radio (an app's own source, say),
+        instead of the ``command`` port. None: only the command port, if connected."""
+        self._tuner = tuner
+        self._install_tuner()
+
+    def start(self) -> bool:
+        started = SpectrumSinkBase.start(self)
+        self._install_tuner()
+        return started
+
+    def _install_tuner(self) -> None:
+        """Give the server this sink's tuner: the one set, else the command port when a
+        block listens to it (known once the flowgraph starts)."""
+        destination = self.destination
+        if not isinstance(destination, SpectrumServer):
+            return
+        tuner = self._tuner
+        if tuner is None and pmt.length(self.message_subscribers(CommandPortTuner.PORT)):
+            tuner = CommandPortTuner(self)
+        if tuner is not None:
+            destination.set_tuner(tuner)
 
     def _open(self) -> Destination:
         return acquire_server(self.config)

@@ -7,6 +7,7 @@
     argos-client ws://127.0.0.1:8765/ --encoding uint8 --compress --step-db 1   # fewer still
     argos-client ws://127.0.0.1:8765/ --center-freq-hz 101.6e6 --span-hz 200e3 --bins 1024
     argos-client wss://pi:8765/ --token-file ~/.config/argos/token --ssl-cafile ca.pem
+    argos-client ws://127.0.0.1:8765/ --tune center_freq=433.92e6 --tune lna_gain=16
 
 The status line shows the connection state, frames per second, bins, centre frequency,
 frames lost so far and the age of the newest frame. On a terminal it refreshes in place;
@@ -20,7 +21,8 @@ user). The token is sent in an ``Authorization: Bearer`` header and never printe
 Exit status: 0 when frames were received (``--count`` reached, ``--duration`` over, or
 stdout closed by a reader such as ``head``), 1 when ``--duration`` passed without a
 single frame, 2 for a bad URL, option or token file, 3 when the server refused the token
-(or needs one), 130 after Ctrl-C (SIGINT) and 143 after SIGTERM.
+(or needs one), 4 when ``--tune`` was refused, 130 after Ctrl-C (SIGINT) and 143 after
+SIGTERM.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ EXIT_OK = 0
 EXIT_NO_FRAMES = 1
 EXIT_USAGE = 2
 EXIT_AUTH_FAILED = 3
+EXIT_REFUSED = 4  # --tune: the server refused the lease or the change
+#: Seconds --tune waits for the answer (unless --duration says otherwise).
+TUNE_TIMEOUT_S = 10.0
 #: The environment variable that may hold the server's token.
 TOKEN_ENV = "ARGOS_TOKEN"
 _EXIT_ON_SIGNAL = {signal.SIGINT: 128 + signal.SIGINT, signal.SIGTERM: 128 + signal.SIGTERM}
@@ -127,6 +132,16 @@ def argument_parser() -> argparse.ArgumentParser:
                       "where the stream has them (default: the stream's resolution)")
     view.add_argument("--fps-divisor", type=_positive_int, default=1, metavar="N",
                       help="receive one frame in N (default: every frame)")
+    control = parser.add_argument_group(
+        "control of the radio (see docs/control.md): take the lease, change, give it back, "
+        "print what was applied as JSON and exit (4: refused)")
+    control.add_argument("--tune", action="append", type=_tune_pair, metavar="SETTING=VALUE",
+                         help="a setting to change, by its name: center_freq=433.92e6, "
+                         "lna_gain=16, amp=false ... (may be repeated)")
+    control.add_argument("--name", default="argos-client", metavar="NAME",
+                         help="the name other clients see for the lease's holder")
+    control.add_argument("--take", action="store_true",
+                         help="take the lease from whoever holds it (admins only)")
     tls = parser.add_argument_group("TLS (wss:// URLs)")
     tls.add_argument("--ssl-cafile", "--cafile", dest="ssl_cafile", metavar="FILE.pem",
                      help="trust the CA certificate(s) in this PEM file (or a self-signed "
@@ -386,6 +401,60 @@ async def _watch(client: ArgosClient, args: argparse.Namespace, token_source: st
     return EXIT_OK
 
 
+def _tune_pair(text: str) -> tuple[str, float | bool]:
+    """``SETTING=VALUE`` of --tune: a number, or true/false."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not SETTING=VALUE, e.g. center_freq=433.92e6")
+    lowered = value.strip().lower()
+    if lowered in ("true", "false"):
+        return name.strip(), lowered == "true"
+    try:
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value must be a number, true or "
+                                         "false") from None
+
+
+async def _tune(client: ArgosClient, args: argparse.Namespace) -> int:
+    """Take the lease, send the changes, print the ``tuned`` answer (or the refusal), give
+    the lease back; return the exit code."""
+    changes = dict(args.tune)
+    me: int | None = None
+    outcome = EXIT_NO_FRAMES
+    try:
+        async with asyncio.timeout(args.duration or TUNE_TIMEOUT_S):
+            async with client:
+                async for event in client:
+                    if not isinstance(event, MessageEvent):
+                        continue
+                    message = event.message
+                    if event.type == "hello":
+                        me = message.get("control", {}).get("you", {}).get("client_id")
+                        await client.control("take" if args.take else "acquire", args.name)
+                        await client.tune(**changes)
+                    elif event.type == "tuned" and message.get("client_id") == me:
+                        print(json.dumps(message["changes"]), flush=True)
+                        outcome = EXIT_OK
+                    elif event.type == "error" and message.get("code") in (
+                            "control_refused", "tune_refused"):
+                        print(f"argos-client: {message.get('message')}", file=sys.stderr)
+                        outcome = EXIT_REFUSED
+                    else:
+                        continue
+                    if outcome != EXIT_NO_FRAMES:
+                        with contextlib.suppress(ConnectionError):
+                            await client.control("release")
+                        await client.close()
+    except TimeoutError:
+        print(f"argos-client: no answer to the change within "
+              f"{args.duration or TUNE_TIMEOUT_S:g} s", file=sys.stderr)
+    if client.auth_failed:
+        print(f"argos-client: {_auth_hint(client, '')}", file=sys.stderr)
+        return EXIT_AUTH_FAILED
+    return outcome
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run argos-client with ``argv`` (default: the command line); return the exit status."""
     parser = argument_parser()
@@ -409,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.exit(EXIT_USAGE, f"argos-client: error: {exc}\n")
     try:
+        if args.tune:
+            return asyncio.run(_tune(client, args))
         return asyncio.run(_watch(client, args, token_source))
     except KeyboardInterrupt:  # SIGINT before the handler was installed
         return _EXIT_ON_SIGNAL[signal.SIGINT]

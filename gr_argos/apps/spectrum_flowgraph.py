@@ -19,6 +19,7 @@ from gr_argos.settings import declared
 from gr_argos.sim_band_source import sim_band_source
 from gr_argos.spectrum_detector import spectrum_detector
 from gr_argos.stream import StreamSettings
+from gr_argos.tuning import SourceTuner
 from gr_argos.websocket_sink import websocket_sink
 from gr_argos.zmq_sink import zmq_sink
 
@@ -51,16 +52,29 @@ class SpectrumFlowgraph(gr.top_block):
 
     def _build_fft(self, settings: dict[str, Any]) -> None:
         """source -> every-sample spectrum -> sink, with the sample rate measured."""
-        if settings["source"] == "sim":
+        kind = settings["source"].partition("=")[0]
+        device = None
+        if kind == "sim":
             self.source = sim_band_source(samp_rate=settings["samp_rate"])
         else:
-            self.source = open_osmosdr(settings["source"], settings)
+            self.source = device = open_osmosdr(settings["source"], settings)
         self.fft = spectrum_detector(**{name: value for name, value in settings.items()
                                         if name in _DETECTOR_NAMES})
         # The frame rate is a whole number of FFTs per frame: say the one produced.
         self.sink = _make_sink(settings, span=settings["samp_rate"],
                                fps=self.fft.frame_rate)
-        self.connect(self.source, self.fft, self.sink)
+        head = self.source
+        self.rotator = None
+        if kind in ("sim", "file"):
+            # Clients tune a simulated band or a recording by shifting it (docs/control.md).
+            self.rotator = blocks.rotator_cc(0.0, True)
+            self.connect(self.source, self.rotator)
+            head = self.rotator
+        self.connect(head, self.fft, self.sink)
+        if isinstance(self.sink, websocket_sink):
+            self.sink.set_tuner(SourceTuner(
+                kind if kind in ("sim", "file", "hackrf") else "osmosdr", self.sink, settings,
+                device=device, rotator=self.rotator))
         if settings["second_detector"]:
             self.connect((self.fft, 1), (self.sink, 1))
         # The sink's periodic status reports the rate the source really delivers.

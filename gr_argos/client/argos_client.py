@@ -221,6 +221,28 @@ class ArgosClient:
         body = {key: value for key in VIEW_KEYS if (value := getattr(view, key)) is not None}
         await self.send_message("set_view", body)
 
+    async def control(self, action: str, name: str = "") -> None:
+        """Ask for the radio's control lease (``acquire``), give it back (``release``), or,
+        as an admin, ``take`` it from another client (docs/control.md). ``name`` is what the
+        other clients see. Everyone gets a ``control`` message (a ``MessageEvent``) when it
+        changes hands; a refusal comes back as an ``error`` with code ``control_refused``.
+
+        Raises:
+            ConnectionError: no connection is open.
+        """
+        await self.send_message("control", {"action": action, **({"name": name} if name else {})})
+
+    async def tune(self, **changes: float | bool) -> None:
+        """Change the radio's settings, by their names (``center_freq=433.92e6``,
+        ``lna_gain=16``...), as the holder of the control lease. Everyone gets a ``tuned``
+        message with what was applied; a refusal comes back as an ``error`` with code
+        ``tune_refused`` saying why (nothing was applied then).
+
+        Raises:
+            ConnectionError: no connection is open.
+        """
+        await self.send_message("tune", dict(changes))
+
     async def _run(self) -> AsyncGenerator[Event, None]:
         """The event stream: connect, read until the link drops, back off, repeat."""
         yield StateEvent(STATE_CONNECTING)

@@ -29,6 +29,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from gr_argos.server.config import ServerConfig
+from gr_argos.server.control import role_of
 
 __all__ = ["Admission", "Gate", "RETRY_AFTER_S", "Refusal", "UpgradeRequest", "admit",
            "bearer_token", "host_allowed", "host_refusal", "origin_allowed", "token_matches"]
@@ -64,9 +65,12 @@ class UpgradeRequest:
 @dataclass(frozen=True)
 class Admission:
     """An admitted upgrade. ``authenticated_by`` is how the token was given ("header" or
-    "query"), or None: no token is needed, or it must come in a first ``auth`` message."""
+    "query"), or None: no token is needed, or it must come in a first ``auth`` message.
+    ``role`` is what the token given makes the client (:mod:`gr_argos.server.control`), or
+    None without one."""
 
     authenticated_by: str | None = None
+    role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -236,6 +240,16 @@ class Gate:
         self.failed(ip)
         return False
 
+    def role(self, ip: str, given: object, config: ServerConfig) -> str | None:
+        """The role ``given`` (a token a client sent from ``ip``) gives, counted as
+        :meth:`authenticate` counts: None for a token that is none of the server's."""
+        role = token_role(given, config)
+        if role is None:
+            self.failed(ip)
+        else:
+            self.succeeded(ip)
+        return role
+
     def failed(self, ip: str) -> None:
         """Count a failed authentication from ``ip`` (and start or lengthen its backoff)."""
         failures = self._failures.pop(ip, (0, 0.0))[0] + 1
@@ -306,7 +320,7 @@ def admit(request: UpgradeRequest, config: ServerConfig, gate: Gate) -> Admissio
         return Refusal("origin", http.HTTPStatus.FORBIDDEN,
                        f"origin {request.origin} is not allowed on this server: list it in "
                        "the server's allowed_origins", details={"origin": request.origin})
-    if not config.token:
+    if not config.token and not config.role_tokens:
         return gate.client_refusal(request.peer_ip) or Admission()
     refusal = gate.backoff_refusal(request.peer_ip)
     if refusal is not None:
@@ -315,12 +329,21 @@ def admit(request: UpgradeRequest, config: ServerConfig, gate: Gate) -> Admissio
     if given is None and config.allow_query_token:
         given = parse_qs(urlsplit(request.path).query).get("token", [None])[-1]
         method = "query"
-    if given is None:  # it may still send an auth message
-        return gate.waiting_refusal(request.peer_ip) or Admission()
-    if not token_matches(given, config.token):
+    if given is None:
+        if not config.token:  # watching needs no token; control may come with an auth message
+            return gate.client_refusal(request.peer_ip) or Admission()
+        return gate.waiting_refusal(request.peer_ip) or Admission()  # it may send auth
+    role = token_role(given, config)
+    if role is None:
         return Refusal("auth", http.HTTPStatus.UNAUTHORIZED, "wrong token",
                        details={"method": method})
-    return gate.client_refusal(request.peer_ip) or Admission(authenticated_by=method)
+    return gate.client_refusal(request.peer_ip) or Admission(authenticated_by=method, role=role)
+
+
+def token_role(given: object, config: ServerConfig) -> str | None:
+    """The role a token gives on this server (the viewers' ``token``, an operator's or an
+    admin's), or None."""
+    return role_of(given, config.token, config.operator_tokens, config.admin_tokens)
 
 
 def origin_allowed(origin: str | None, allowed: tuple[str, ...], host: str | None) -> bool:

@@ -21,6 +21,7 @@ from gr_argos.protocol import (
     ViewRequest,
     check_step_db,
 )
+from gr_argos.server.control import CONTROL_ACTIONS
 
 __all__ = ["CLIENT_MESSAGE_TYPES", "TokenBucket", "error_code", "validate_message"]
 
@@ -100,6 +101,12 @@ _SCHEMAS: dict[str, dict[str, tuple[bool, Any, str]]] = {
     },
     "auth": {"token": (True, lambda v: isinstance(v, str) and 0 < len(v) <= 4096,
                        "a non-empty string")},
+    "control": {
+        "action": (True, lambda v: v in CONTROL_ACTIONS, " or ".join(CONTROL_ACTIONS)),
+        "name": (False, lambda v: isinstance(v, str) and len(v) <= 200,
+                 "a string of at most 200 characters (the name others see)"),
+    },
+    "tune": {},  # the settings' names; checked against the source (server/control.py)
 }
 
 #: The message types a client may send.

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gr_argos.server.control import check_freq_ranges
 from gr_argos.settings import at_least, in_range, non_negative, positive, setting, validate
 
-__all__ = ["SECURITY", "SERVER", "ServerConfig", "ServerError", "parse_origins"]
+__all__ = ["CONTROL", "SECURITY", "SERVER", "ServerConfig", "ServerError", "parse_origins"]
 
 #: ``--help`` sections.
 SERVER = "server"
 SECURITY = "security and limits (docs/operations.md)"
+CONTROL = "control of the radio from clients (docs/control.md)"
 
 
 class ServerError(RuntimeError):
@@ -125,6 +127,33 @@ class ServerConfig:
                             group=SECURITY)
     tls_key: str = setting("", "PEM private key file of tls_cert (unencrypted; chmod 600)",
                            group=SECURITY)
+    operator_tokens: tuple[str, ...] = setting(
+        (), "tokens of operators: a client that presents one may watch, take the control "
+        "lease and tune the radio; never logged (put them in the YAML file, not on the "
+        "command line)", group=CONTROL, secret=True)
+    admin_tokens: tuple[str, ...] = setting(
+        (), "tokens of admins: operators who may also take the control lease from another "
+        "client; never logged", group=CONTROL, secret=True)
+    control_without_token: str = setting(
+        "localhost", "who may control the radio when no operator_tokens or admin_tokens are "
+        "set: localhost (clients on this machine, not through a proxy), anyone, or nobody",
+        choices=("localhost", "anyone", "nobody"), group=CONTROL)
+    control_idle_timeout_s: float = setting(
+        300.0, "seconds without a change after which the control lease ends by itself",
+        check=positive, group=CONTROL)
+    control_freq_ranges: str = setting(
+        "", "comma-separated frequency ranges clients may tune to, LOW-HIGH in Hz (e.g. "
+        "88e6-108e6,430e6-440e6; empty = the device's whole range)",
+        check=check_freq_ranges, group=CONTROL)
+    control_max_gain: float = setting(
+        0.0, "the highest gain in dB clients may set on each gain stage (0 = the device's "
+        "maximum)", check=non_negative, group=CONTROL)
+    control_allow_amp: bool = setting(
+        False, "clients may switch on a HackRF's RF amplifier (+14 dB; strong signals "
+        "nearby can damage it)", group=CONTROL)
+    max_tunes_per_s: float = setting(
+        2.0, "changes per second a client may ask for (a burst of 5 more; 0 = no limit); "
+        "over it they are refused", check=non_negative, group=CONTROL)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -133,6 +162,11 @@ class ServerConfig:
     def origins(self) -> tuple[str, ...]:
         """The origin allowlist (empty: any origin)."""
         return parse_origins(self.allowed_origins)
+
+    @property
+    def role_tokens(self) -> bool:
+        """Whether operators or admins are told apart by tokens."""
+        return bool(self.operator_tokens or self.admin_tokens)
 
     @property
     def tls(self) -> bool:

@@ -40,6 +40,7 @@ from gr_argos.server.client_messages import (
     validate_message,
 )
 from gr_argos.server.config import ServerConfig
+from gr_argos.server.control import ADMIN, OPERATOR, VIEWER, Controller, Requester, TuneError
 from gr_argos.server.hub import BroadcastHub, ClientQueue
 from gr_argos.server.logs import EventLog, quoted
 from gr_argos.server.metrics import ServerCounters
@@ -51,6 +52,10 @@ __all__ = ["CLOSE_POLICY_VIOLATION", "CLOSE_UNSUPPORTED_DATA",
            "Connection", "close_or_abort", "peer_address", "peer_ip"]
 
 log = logging.getLogger(__name__)
+
+#: Changes a client may ask for at once above its max_tunes_per_s.
+TUNE_BURST = 5
+_RANK = {VIEWER: 0, OPERATOR: 1, ADMIN: 2}
 
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY_VIOLATION = 1008
@@ -78,12 +83,14 @@ class Connection:
     """
 
     __slots__ = ("_ws", "_config", "_hub", "_counters", "_events", "_hello", "_gate", "waiting",
-                 "peer", "_ip", "_write", "_client", "_sending", "_sender", "_closer")
+                 "peer", "_ip", "_write", "_client", "_sending", "_sender", "_closer", "role",
+                 "_controller", "_local", "_tunes", "_tuning")
 
     def __init__(self, ws: ServerConnection, *, config: ServerConfig, hub: BroadcastHub,
                  counters: ServerCounters, events: EventLog,
                  hello: Callable[[], dict[str, Any]], gate: Gate,
-                 authenticated: bool) -> None:
+                 authenticated: bool, controller: Controller, role: str | None = None,
+                 local: bool = False) -> None:
         self._ws = ws
         self._config = config
         self._hub = hub
@@ -99,6 +106,11 @@ class Connection:
         self._sending = False  # the sender has an item in flight: nothing may overtake it
         self._sender: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
+        self.role = role  # from the token it presented (None: none)
+        self._controller = controller
+        self._local = local
+        self._tunes = TokenBucket(config.max_tunes_per_s, TUNE_BURST)
+        self._tuning: set[asyncio.Task[None]] = set()
 
     async def serve(self) -> None:
         """Authenticate if needed, then stream to the client and answer it until it leaves."""
@@ -110,7 +122,8 @@ class Connection:
         self._events.log(logging.INFO, "connect", "event=connect client=%d peer=%s origin=%s",
                          client.client_id, self.peer,
                          quoted(request.headers.get("Origin", "-")) if request else "-")
-        self._hub.send_to(client, encode_message("hello", self._hello()))
+        self._hub.send_to(client, encode_message("hello", {
+            **self._hello(), "control": self._controller.state(self._requester(client))}))
         query = parse_qs(urlsplit(request.path if request else "/").query)
         self._choose_format_from_url(client, query)
         if any(key in query for key in VIEW_KEYS):
@@ -121,6 +134,9 @@ class Connection:
         except ConnectionClosed as exc:
             reason = _close_text(exc)
         finally:
+            self._controller.disconnected(client.client_id)
+            for task in list(self._tuning):
+                task.cancel()
             await self._stop_sending()
             if self._ws.close_code is not None and reason == "closed by client":
                 reason = _close_text_codes(self._ws.close_code, self._ws.close_reason)
@@ -242,7 +258,8 @@ class Connection:
             method = "message"
             if message["type"] != "auth":  # no guess: refused, not counted toward a backoff
                 problem = 'authentication needed: send {"type": "auth", "token": ...} first'
-            elif self._gate.authenticate(self._ip, message.get("token"), self._config.token):
+            elif (role := self._gate.role(self._ip, message.get("token"), self._config)):
+                self.role = role
                 return await self._admit_authenticated()
             else:
                 problem = "authentication failed: wrong token"
@@ -311,7 +328,17 @@ class Connection:
             self._error(client, "bad_message", problem)
             return
         if msg_type == "auth":
-            return  # already admitted (header, query or an earlier auth message)
+            self._elevate(client, message["token"])
+            return
+        if msg_type == "control":
+            problem = self._controller.control(self._requester(client), message["action"],
+                                               message.get("name", ""))
+            if problem is not None:
+                self._error(client, "control_refused", f"control: {problem}")
+            return
+        if msg_type == "tune":
+            self._tune(client, {key: value for key, value in message.items() if key != "type"})
+            return
         if msg_type == "ping":
             try:
                 self._reply(client, "pong", {"id": message.get("id"),
@@ -366,6 +393,56 @@ class Connection:
             reply["message"] = (f"this server makes at most {limit} frame formats at once: "
                                 "you get the nearest one in use")
         self._reply(client, "encoding", reply)
+
+    def _requester(self, client: ClientQueue) -> Requester:
+        return Requester(client.client_id, self.peer, self.role, self._local)
+
+    def _elevate(self, client: ClientQueue, token: str) -> None:
+        """An ``auth`` message after admission: a token with more rights (an operator's or
+        an admin's) gives them; a wrong one counts toward the address's backoff."""
+        role = self._gate.role(self._ip, token, self._config)
+        if role is None:
+            self._counters.auth_failures["message"] += 1
+            self._events.log(logging.WARNING, "auth_failed",
+                             "event=auth_failed peer=%s method=message", self.peer)
+            self._error(client, "auth_failed", "authentication failed: wrong token (the "
+                        "connection keeps the rights it had)")
+            return
+        if _RANK[role] > _RANK[self.role or VIEWER]:
+            self.role = role
+            self._events.log(logging.INFO, "auth_ok", "event=auth_ok peer=%s method=message "
+                             "role=%s", self.peer, role)
+        self._reply(client, "control", self._controller.state(self._requester(client)))
+
+    def _tune(self, client: ClientQueue, fields: dict[str, Any]) -> None:
+        """Apply a ``tune`` on a task of its own (the radio may take a while); the answer is
+        a ``tuned`` message to everyone, or an error to this client."""
+        if not self._tunes.take():
+            self._error(client, "tune_refused", f"tune: more than "
+                        f"{self._config.max_tunes_per_s:g} changes per second; wait a moment")
+            self._counters.control_event("tune", "rate_limited")
+            return
+        requester = self._requester(client)
+        try:
+            changes = self._controller.check(requester, fields)
+        except TuneError as exc:
+            self._error(client, "tune_refused", str(exc))
+            return
+
+        async def apply() -> None:
+            try:
+                await self._controller.tune(requester, changes)
+            except TuneError as exc:
+                self._error(client, "tune_refused", str(exc))
+            except Exception:  # a bug in a tuner: keep serving, and say so
+                log.exception("event=tune_failed client=%d peer=%s", client.client_id,
+                              self.peer)
+                self._error(client, "tune_refused", "tune: the source failed to apply it; "
+                            "see the server's log")
+
+        task = asyncio.ensure_future(apply())
+        self._tuning.add(task)
+        task.add_done_callback(self._tuning.discard)
 
     def _set_view(self, client: ClientQueue, fields: dict[str, Any]) -> None:
         """Switch the client's view of a stream from its next frame on, and say which view

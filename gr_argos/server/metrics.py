@@ -92,6 +92,7 @@ class ServerCounters:
     send_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     clock: Callable[[], float] = time.monotonic
     detections: Counter[tuple[str, str]] = field(default_factory=Counter)
+    control_events: Counter[tuple[str, str]] = field(default_factory=Counter)
     _last_shed_s: float | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -122,6 +123,11 @@ class ServerCounters:
         """The counts of :meth:`detected`, by (stream, band), sorted: a copy."""
         with self._lock:
             return sorted(self.detections.items())
+
+    def control_event(self, action: str, outcome: str) -> None:
+        """Count a control event (``acquire``, ``take``, ``release``, ``tune``) by outcome
+        (``accepted``, ``applied``, ``refused``, ``expired``, ``disconnected``)."""
+        self.control_events[action, outcome] += 1
 
     def server_status(self) -> dict[str, Any]:
         """The ``server`` object of ``status`` messages: refusals so far by reason, and
@@ -221,6 +227,12 @@ class ServerCollector(Collector):
         for (stream, band), count in counters.detection_counts():
             found.add_metric([stream, band], count)
         yield found
+        control = CounterMetricFamily("argos_control_events", "control of the radio by "
+                                      "clients: lease actions and tunes, by outcome",
+                                      labels=["action", "outcome"])
+        for (action, outcome), count in sorted(counters.control_events.items()):
+            control.add_metric([action, outcome], count)
+        yield control
         latency = counters.send_latency
         yield HistogramMetricFamily(
             "argos_send_latency_seconds",

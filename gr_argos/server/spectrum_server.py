@@ -52,6 +52,7 @@ from gr_argos.server.admission import (
     host_refusal,
 )
 from gr_argos.server.config import ServerConfig, ServerError
+from gr_argos.server.control import VIEWER, Controller, Tuner, is_local
 from gr_argos.server.connection import (
     CLOSE_GRACE_S,
     Connection,
@@ -94,6 +95,15 @@ log = logging.getLogger(__name__)
 _START_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 10.0
 _EVERY_INTERFACE = ("", "0.0.0.0", "::")
+# Request headers a reverse proxy adds: the client is not on this machine, whatever its
+# address says.
+_FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+#: Control events (who took control, what was changed): every one, never rate-limited.
+audit_log = logging.getLogger("gr_argos.audit")
+
+
+def _audit(line: str) -> None:
+    audit_log.info(line)
 _WEBSOCKET_PATHS = ("/", "/ws")
 
 T = TypeVar("T")
@@ -126,8 +136,13 @@ class SpectrumServer:
         self.events = EventLog(log, bursts={"connect": 50, "disconnect": 50})
         self._hooks = _ConnectionHooks(self)
         self._deflate_clients = 0  # connections with permessage-deflate now
-        # Upgrades that brought the token in their request (no auth message needed).
-        self._authenticated: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
+        # Upgrades that brought a token in their request (no auth message needed): its role.
+        self._authenticated: weakref.WeakKeyDictionary[ServerConnection, str] = (
+            weakref.WeakKeyDictionary())
+        # Upgrades whose request came through a proxy (a forwarding header): never local.
+        self._forwarded: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
+        self.controller = Controller(self.config, self.publish_message, _audit,
+                                     self.counters.control_event)
         self._port: int | None = None
         self._started_at = time.monotonic()
         self._registry = metrics_registry(ServerCollector(lambda: self.hub.stats(),
@@ -357,7 +372,8 @@ class SpectrumServer:
         and whether it is shedding connections now.
         """
         if msg_type == "status":
-            body = {**(body or {}), "server": self.counters.server_status()}
+            body = {**(body or {}), "server": self.counters.server_status(),
+                    "control": {"holder": self.controller.lease.describe()}}
         elif msg_type == "detection" and body:
             self.counters.detected(body)
         try:
@@ -366,6 +382,11 @@ class SpectrumServer:
             log.warning("dropped a %s message: %s", msg_type, exc)
             return
         self.hub.publish_message(text)
+
+    def set_tuner(self, tuner: Tuner | None) -> None:
+        """What applies clients' ``tune`` changes to the radio (None: nothing can be
+        tuned from clients). Any thread; takes effect for the next change."""
+        self.controller.tuner = tuner
 
     def stats(self) -> dict[str, Any]:
         """Per-client and total counters (thread-safe; empty totals when stopped)."""
@@ -432,9 +453,11 @@ class SpectrumServer:
             if decision.reason == "auth":
                 self.gate.failed(ip)
             return self._refuse(peer_address(ws), decision)
+        if any(name in request.headers for name in _FORWARDING_HEADERS):
+            self._forwarded.add(ws)
         if decision.authenticated_by is not None:
             self.gate.succeeded(ip)
-            self._authenticated.add(ws)
+            self._authenticated[ws] = decision.role or VIEWER
             self.events.log(logging.INFO, "auth_ok", "event=auth_ok peer=%s method=%s",
                             peer_address(ws), decision.authenticated_by)
         return None
@@ -468,12 +491,14 @@ class SpectrumServer:
         self._deflate_clients += deflating
         connection = Connection(ws, config=self.config, hub=self.hub, counters=self.counters,
                                 events=self.events, hello=self.hello, gate=self.gate,
-                                authenticated=not waiting)
+                                authenticated=not waiting, role=self._authenticated.get(ws),
+                                controller=self.controller,
+                                local=is_local(ip, ws in self._forwarded))
         try:
             await connection.serve()
         finally:
             self._sockets.discard(ws)
-            self._authenticated.discard(ws)
+            self._authenticated.pop(ws, None)
             self.gate.leave(ip, connection.waiting)
             self._deflate_clients -= deflating
 

@@ -161,7 +161,7 @@ def test_a_token_in_the_header_authenticates_and_a_wrong_one_is_refused() -> Non
     names the method, never the token; none at all is left to the auth message."""
     config = ServerConfig(token=TOKEN)
     gate = Gate(config)
-    assert admit(request(authorization=f"Bearer {TOKEN}"), config, gate) == Admission("header")
+    assert admit(request(authorization=f"Bearer {TOKEN}"), config, gate) == Admission("header", "viewer")
     refusal = admit(request(authorization="Bearer guess"), config, gate)
     assert isinstance(refusal, Refusal)
     assert (refusal.reason, refusal.status) == ("auth", http.HTTPStatus.UNAUTHORIZED)
@@ -176,7 +176,7 @@ def test_a_token_in_the_url_counts_only_when_allowed() -> None:
     config = ServerConfig(token=TOKEN)
     assert admit(request(path), config, Gate(config)) == Admission()
     allowed = ServerConfig(token=TOKEN, allow_query_token=True)
-    assert admit(request(path), allowed, Gate(allowed)) == Admission("query")
+    assert admit(request(path), allowed, Gate(allowed)) == Admission("query", "viewer")
     refusal = admit(request("/?token=nope"), allowed, Gate(allowed))
     assert isinstance(refusal, Refusal) and refusal.details == {"method": "query"}
 
@@ -192,7 +192,7 @@ def test_connections_waiting_to_authenticate_never_take_the_clients_places() -> 
     assert (refusal.reason, refusal.status) == ("max_unauthenticated",
                                                 http.HTTPStatus.SERVICE_UNAVAILABLE)
     assert admit(request(authorization=f"Bearer {TOKEN}", peer_ip="10.0.0.3"), config,
-                 gate) == Admission("header")
+                 gate) == Admission("header", "viewer")
     per_ip_only = ServerConfig(token=TOKEN, max_unauthenticated=0, max_unauthenticated_per_ip=2)
     per_ip = admit(request(peer_ip="10.0.0.1"), per_ip_only,
                    gate_with(per_ip_only, waiting={"10.0.0.1": 2}))
@@ -223,7 +223,7 @@ def test_repeated_failures_from_one_address_earn_a_growing_backoff() -> None:
     right = request(authorization=f"Bearer {TOKEN}")
     for _ in range(2):
         gate.failed("10.0.0.9")
-    assert admit(right, config, gate) == Admission("header")
+    assert admit(right, config, gate) == Admission("header", "viewer")
     waits = []
     for _ in range(9):
         gate.failed("10.0.0.9")
@@ -232,9 +232,9 @@ def test_repeated_failures_from_one_address_earn_a_growing_backoff() -> None:
         waits.append(refusal.retry_after_s)
     assert waits == [1, 2, 4, 8, 16, 32, 60, 60, 60]
     assert admit(request(authorization=f"Bearer {TOKEN}", peer_ip="10.0.0.8"), config,
-                 gate) == Admission("header")
+                 gate) == Admission("header", "viewer")
     clock.now += 61
-    assert admit(right, config, gate) == Admission("header")
+    assert admit(right, config, gate) == Admission("header", "viewer")
     gate.succeeded("10.0.0.9")
     gate.failed("10.0.0.9")
     assert gate.backoff_refusal("10.0.0.9") is None

@@ -750,7 +750,8 @@ async def test_status_messages_say_what_the_server_refused_and_whether_it_sheds(
         server.publish_message("status", {"stream": 0, "fps": 30.0})
         status = await next_json(ws)
         assert status == {"type": "status", "stream": 0, "fps": 30.0,
-                          "server": {"refused": {}, "shedding": False}}
+                          "server": {"refused": {}, "shedding": False},
+                          "control": {"holder": None}}
         first = pending_socket(server.port, "127.0.0.2")
         second = pending_socket(server.port, "127.0.0.2")
         try:

@@ -1,0 +1,181 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Tuners: what applies the changes clients ask for (``tune``, docs/control.md) to a radio.
+
+- :class:`CommandPortTuner`: a sink's ``command`` message port, for a GRC user's flowgraph.
+  Each change goes out as a PMT dict in the convention of gr-osmosdr's and UHD's command
+  ports (``freq``, ``gain``, ``bandwidth``), for the user to connect to their source.
+- :class:`SourceTuner`: argos-spectrum's own source: a HackRF or another osmosdr device
+  (through its setters, which return what the device really took), or a simulated band or
+  a recording, which are shifted digitally (a rotator before the spectrum: what the "radio"
+  sees moves as a retune would move it).
+
+Either way the sink labels the frames of samples taken after the change, and drops the frames
+whose samples span it (:meth:`~gr_argos.stream.SpectrumStream.retune_at`).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any, Protocol
+
+import pmt
+
+from gr_argos.server.control import Capability, TuneError
+
+__all__ = ["COMMAND_KEYS", "CommandPortTuner", "SourceTuner"]
+
+#: The command port's PMT keys for each setting (gr-osmosdr's and UHD's convention).
+COMMAND_KEYS = {"center_freq": "freq", "gain": "gain", "bandwidth": "bandwidth"}
+
+#: How long after a change the source's samples may still be of the old tuning: a command
+#: travels to the source's own thread first; a device's buffers hold samples taken before.
+COMMAND_SETTLE_S = 0.05
+HACKRF_SETTLE_S = 0.05
+ROTATOR_CMD = pmt.intern("cmd")
+
+
+class RetunableSink(Protocol):
+    """What a tuner needs of the sink: its stream's centre frequency, a way to relabel its
+    frames, and (for the command port) to publish a message."""
+
+    @property
+    def center_freq(self) -> float: ...
+
+    def retuned(self, center_freq: float, settle_s: float, tagged: bool = False) -> None: ...
+
+    def message_port_pub(self, port: Any, msg: Any) -> None: ...
+
+
+class CommandPortTuner:
+    """Sends each change as a command PMT dict on the sink's ``command`` port.
+
+    What the source does with it is its own business (this tuner cannot know whether a
+    device rounded a value): the answer gives the values sent.
+    """
+
+    PORT = pmt.intern("command")
+
+    def __init__(self, sink: RetunableSink) -> None:
+        self._sink = sink
+        self._sent: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def capabilities(self) -> dict[str, Capability]:
+        return {"center_freq": Capability(float, 1.0, 1e12, unit=" Hz"),
+                "gain": Capability(float, 0.0, 200.0, unit=" dB"),
+                "bandwidth": Capability(float, 0.0, 1e12, unit=" Hz")}
+
+    def values(self) -> dict[str, Any]:
+        return {"center_freq": self._sink.center_freq, "gain": self._sent.get("gain"),
+                "bandwidth": self._sent.get("bandwidth")}
+
+    def apply(self, changes: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            command = pmt.make_dict()
+            for name, value in changes.items():
+                command = pmt.dict_add(command, pmt.intern(COMMAND_KEYS[name]),
+                                       pmt.from_double(float(value)))
+            self._sink.message_port_pub(self.PORT, command)
+            self._sent.update(changes)
+            if "center_freq" in changes:
+                self._sink.retuned(changes["center_freq"], COMMAND_SETTLE_S)
+            return dict(changes)
+
+
+class SourceTuner:
+    """Applies changes to argos-spectrum's source.
+
+    Args:
+        kind: ``hackrf``, ``sim``, ``file`` or another osmosdr device (``osmosdr``).
+        sink: the sink whose frames follow the changes.
+        settings: the app's settings at start (centre frequency, sample rate, gains).
+        device: the osmosdr source (not for ``sim``).
+        rotator: the ``blocks.rotator_cc`` that shifts a simulated band or a recording.
+    """
+
+    def __init__(self, kind: str, sink: RetunableSink, settings: dict[str, Any],
+                 device: Any = None, rotator: Any = None) -> None:
+        self.kind = kind
+        self._sink = sink
+        self._device = device
+        self._rotator = rotator
+        self._samp_rate = float(settings["samp_rate"])
+        self._origin_hz = float(settings["center_freq"])  # where a shifted source "is"
+        self._values: dict[str, Any] = {"center_freq": float(settings["center_freq"])}
+        if kind == "hackrf":
+            self._values.update(lna_gain=settings["lna_gain"], vga_gain=settings["vga_gain"],
+                                amp=bool(settings["amp"]),
+                                bandwidth=float(settings["bandwidth"]))
+        elif kind == "osmosdr":
+            self._values.update(gain=float(device.get_gain(0)),
+                                bandwidth=float(settings["bandwidth"]))
+        self._lock = threading.Lock()
+
+    def capabilities(self) -> dict[str, Capability]:
+        center = Capability(float, 1e6, 6e9, unit=" Hz")
+        if self.kind == "hackrf":
+            return {"center_freq": center,
+                    "lna_gain": Capability(int, 0, 40, 8, unit=" dB"),
+                    "vga_gain": Capability(int, 0, 62, 2, unit=" dB"),
+                    "amp": Capability(bool),
+                    "bandwidth": Capability(float, 1.75e6, 28e6, unit=" Hz")}
+        if self.kind == "osmosdr":
+            found = self._device.get_freq_range(0)
+            gains = self._device.get_gain_range(0)
+            return {"center_freq": Capability(float, found.start(), found.stop(), unit=" Hz"),
+                    "gain": Capability(float, gains.start(), gains.stop(), gains.step(),
+                                       unit=" dB"),
+                    "bandwidth": Capability(float, 0.0, 1e9, unit=" Hz")}
+        return {"center_freq": center}
+
+    def values(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._values)
+
+    def apply(self, changes: dict[str, Any]) -> dict[str, Any]:
+        applied: dict[str, Any] = {}
+        try:
+            with self._lock:
+                for name, value in changes.items():
+                    applied[name] = self._apply_one(name, value)
+        except TuneError as exc:
+            if applied:
+                raise TuneError(f"{exc} (applied before it: "
+                                + ", ".join(f"{name} {value}" for name, value in applied.items())
+                                + ")") from exc
+            raise
+        finally:
+            with self._lock:
+                self._values.update(applied)
+            if "center_freq" in applied:
+                self._sink.retuned(applied["center_freq"], HACKRF_SETTLE_S,
+                                   tagged=self._rotator is not None)
+        return applied
+
+    def _apply_one(self, name: str, value: Any) -> Any:
+        device = self._device
+        try:
+            if name == "center_freq" and self._rotator is not None:
+                # The band moves the other way: a signal at f now sits at f - new centre.
+                # Through the cmd port, the rotator tags the sample where it takes effect.
+                inc = -2 * math.pi * (value - self._origin_hz) / self._samp_rate
+                self._rotator.to_basic_block()._post(ROTATOR_CMD, pmt.dict_add(
+                    pmt.make_dict(), pmt.intern("inc"), pmt.from_double(inc)))
+                return float(value)
+            if name == "center_freq":
+                return float(device.set_center_freq(value, 0))
+            if name == "lna_gain":
+                return int(round(device.set_gain(value, "IF", 0)))
+            if name == "vga_gain":
+                return int(round(device.set_gain(value, "BB", 0)))
+            if name == "amp":
+                device.set_gain(14 if value else 0, "RF", 0)
+                return bool(value)
+            if name == "gain":
+                return float(device.set_gain(value, 0))
+            if name == "bandwidth":
+                return float(device.set_bandwidth(value, 0))
+        except RuntimeError as exc:
+            raise TuneError(f"tune: the device refused {name} {value}: {exc}") from exc
+        raise TuneError(f"tune: {name} cannot be changed on this source")
