@@ -275,6 +275,7 @@ class SpectrumServer:
             self._loop = None
             return
         ready.set()
+        self._tick_control(loop)
         try:
             loop.run_forever()
         finally:
@@ -287,6 +288,11 @@ class SpectrumServer:
             loop.close()
             self._loop = None
             self._port = None
+
+    def _tick_control(self, loop: asyncio.AbstractEventLoop) -> None:
+        """End an idle control lease (and tell everyone) within a second of its time."""
+        self.controller.tick()
+        loop.call_later(1.0, self._tick_control, loop)
 
     async def _open(self) -> None:
         self.session = secrets.token_hex(8)  # new per start: clients see the restart

@@ -1,0 +1,199 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Clients tuning real flowgraphs: argos-spectrum on the simulated band and on an IQ
+recording (gr-osmosdr's file source), and a grcc-compiled flowgraph whose sink's command
+port is connected (docs/control.md).
+
+Every frame around a retune must say the frequency its samples were taken at: its strongest
+carrier is checked against where that carrier must be under the frame's own label.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from websockets.asyncio.client import ClientConnection, connect
+
+from helpers import REPO_ROOT, RECEIVE_TIMEOUT_S, running
+from gr_argos.protocol import SpectrumFrame, decode_frame
+
+pytestmark = pytest.mark.slow
+
+APP = [sys.executable, "-u", "-m", "gr_argos.apps.spectrum"]
+URL_PATTERN = re.compile(r"(ws://127\.0\.0\.1:\d+/)")
+BINS = 2048
+SAMP_RATE = 8e6
+BIN_HZ = SAMP_RATE / BINS  # 3906.25 Hz
+START_HZ = 100e6
+STEP_BINS = 25  # a retune by a whole number of bins keeps a carrier on a bin centre
+
+
+def carrier_bin(frame: SpectrumFrame, carrier_hz: float) -> int:
+    """Where a carrier at ``carrier_hz`` must be in ``frame``, by the frame's own label."""
+    return int(round((carrier_hz - frame.center_freq_hz) / (frame.span_hz / frame.bin_count)
+                     + frame.bin_count // 2))
+
+
+async def next_message(ws: ClientConnection, msg_type: str) -> dict[str, Any]:
+    async with asyncio.timeout(RECEIVE_TIMEOUT_S):
+        while True:
+            message = await ws.recv()
+            if isinstance(message, str) and (decoded := json.loads(message))["type"] == msg_type:
+                return decoded
+
+
+async def tune_and_watch(url: str, carrier_hz: float, new_center_hz: float,
+                         frames_after: int = 30) -> tuple[list[SpectrumFrame], dict[str, Any]]:
+    """Take control, retune to ``new_center_hz``, and collect the frames from before the
+    change until ``frames_after`` frames carry the new label; the ``tuned`` message."""
+    frames: list[SpectrumFrame] = []
+    tuned: dict[str, Any] = {}
+    async with connect(url, open_timeout=RECEIVE_TIMEOUT_S, max_size=None) as ws:
+        await next_message(ws, "hello")
+        await ws.send(json.dumps({"type": "control", "action": "acquire", "name": "test"}))
+        await next_message(ws, "control")
+        async with asyncio.timeout(RECEIVE_TIMEOUT_S):
+            while len(frames) < 10:
+                message = await ws.recv()
+                if isinstance(message, bytes):
+                    frames.append(decode_frame(message))
+            await ws.send(json.dumps({"type": "tune", "center_freq": new_center_hz}))
+            while sum(f.center_freq_hz == new_center_hz for f in frames) < frames_after:
+                message = await ws.recv()
+                if isinstance(message, bytes):
+                    frames.append(decode_frame(message))
+                elif json.loads(message)["type"] == "tuned":
+                    tuned = json.loads(message)
+    return frames, tuned
+
+
+def assert_every_label_true(frames: list[SpectrumFrame], carrier_hz: float,
+                            new_center_hz: float) -> None:
+    """Each frame's strongest bin is the carrier's under its own label; the labels change
+    once, from the start to the new centre; frames dropped across the change show as a
+    gap in the sequence, nothing else."""
+    labels = [f.center_freq_hz for f in frames]
+    first_new = labels.index(new_center_hz)
+    assert set(labels[:first_new]) == {START_HZ} and set(labels[first_new:]) == {new_center_hz}
+    for frame in frames:
+        assert abs(int(np.argmax(frame.power_db)) - carrier_bin(frame, carrier_hz)) <= 1, (
+            frame.sequence, frame.center_freq_hz)
+    before, after = carrier_bin(frames[0], carrier_hz), carrier_bin(frames[-1], carrier_hz)
+    assert before - after == STEP_BINS  # the spectrum moved the right number of bins
+    sequences = [f.sequence for f in frames]
+    assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
+
+
+def test_a_client_retunes_the_simulated_band_and_no_frame_is_mislabelled(
+        tmp_path: Path) -> None:
+    """argos-spectrum --source sim: the holder's tune moves the band (the strongest carrier
+    stays at its frequency, so it moves 25 bins down), and every frame before, across and
+    after the change is labelled with the frequency its samples had."""
+    from gr_argos.sim_band_source import STRONGEST_CARRIER
+
+    carrier_hz = START_HZ + STRONGEST_CARRIER[0] * SAMP_RATE
+    new_center_hz = START_HZ + STEP_BINS * BIN_HZ
+    with running([*APP, "--port", "0", "--source", "sim", "--samp-rate", str(SAMP_RATE),
+                  "--center-freq", str(START_HZ), "--bins", str(BINS), "--no-detect"],
+                 tmp_path, url_pattern=URL_PATTERN, name="argos-spectrum") as app:
+        frames, tuned = asyncio.run(tune_and_watch(app.wait_for_url(), carrier_hz,
+                                                   new_center_hz))
+    assert tuned["changes"] == {"center_freq": {"old": START_HZ, "new": new_center_hz}}
+    assert_every_label_true(frames, carrier_hz, new_center_hz)
+    assert "event=tune" in app.output() and "outcome=applied" in app.output()
+
+
+def test_a_client_retunes_a_recording_through_osmosdrs_file_source(tmp_path: Path) -> None:
+    """--source file=REC (gr-osmosdr's file source, as a device): a retune shifts the
+    recording's band, and its tone is labelled right in every frame."""
+    pytest.importorskip("osmosdr")
+    tone_bins = 300
+    samples = np.arange(BINS * 64)
+    tone = np.exp(2j * np.pi * tone_bins / BINS * samples).astype(np.complex64)
+    noise = (np.random.default_rng(3).standard_normal((samples.size, 2)) * 0.01).astype(
+        np.float32).view(np.complex64)[:, 0]
+    recording = tmp_path / "tone.cf32"
+    (tone + noise).astype(np.complex64).tofile(recording)
+    carrier_hz = START_HZ + tone_bins * BIN_HZ
+    new_center_hz = START_HZ + STEP_BINS * BIN_HZ
+    with running([*APP, "--port", "0", "--source", f"file={recording}", "--samp-rate",
+                  str(SAMP_RATE), "--center-freq", str(START_HZ), "--bins", str(BINS),
+                  "--no-detect"],
+                 tmp_path, url_pattern=URL_PATTERN, name="argos-spectrum") as app:
+        frames, _ = asyncio.run(tune_and_watch(app.wait_for_url(), carrier_hz, new_center_hz))
+    assert_every_label_true(frames, carrier_hz, new_center_hz)
+
+
+grcc = shutil.which("grcc")
+
+
+@pytest.mark.skipif(grcc is None, reason="grcc (GNU Radio Companion) is not installed")
+def test_a_grc_flowgraph_gets_the_change_on_the_sinks_command_port(tmp_path: Path) -> None:
+    """sim_spectrum.grc with a Message Debug on the sink's command port, compiled by grcc:
+    a client's tune arrives there as the PMT dict of a source's command port ({freq: ...})
+    and the frames after it say the new frequency."""
+    assert grcc is not None
+    flowgraph = yaml.safe_load((REPO_ROOT / "flowgraphs" / "sim_spectrum.grc").read_text())
+    flowgraph["options"]["parameters"]["id"] = "command_port"
+    flowgraph["blocks"].append({
+        "name": "blocks_message_debug_0", "id": "blocks_message_debug",
+        "parameters": {"affinity": "", "alias": "", "comment": "", "en_uvec": "True",
+                       "log_level": "info"},
+        "states": {"coordinate": [900, 400], "rotation": 0, "state": "enabled"}})
+    flowgraph["connections"].append(
+        ["gr_argos_websocket_sink_0", "command", "blocks_message_debug_0", "print"])
+    source = tmp_path / "command_port.grc"
+    source.write_text(yaml.safe_dump(flowgraph))
+    env = {**os.environ, "GRC_BLOCKS_PATH": str(REPO_ROOT / "grc"),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),
+                                                       os.environ.get("PYTHONPATH")]))}
+    compiled = subprocess.run([grcc, "-o", str(tmp_path), str(source)], env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert compiled.returncode == 0, compiled.stdout + compiled.stderr
+    new_center_hz = START_HZ + STEP_BINS * BIN_HZ
+    with running([sys.executable, "-u", str(tmp_path / "command_port.py"), "--port", "0",
+                  "--center-freq", str(START_HZ), "--samp-rate", str(SAMP_RATE)],
+                 tmp_path, url_pattern=URL_PATTERN, name="flowgraph") as graph:
+        url = graph.wait_for_url()
+
+        async def tune() -> tuple[dict[str, Any], list[SpectrumFrame]]:
+            # The sink serves from its construction, but its command port is known to be
+            # connected once the flowgraph runs: frames flowing say it does.
+            async with connect(url, open_timeout=RECEIVE_TIMEOUT_S) as first:
+                async with asyncio.timeout(RECEIVE_TIMEOUT_S):
+                    while not isinstance(await first.recv(), bytes):
+                        pass
+            async with connect(url, open_timeout=RECEIVE_TIMEOUT_S) as ws:
+                hello = await next_message(ws, "hello")
+                await ws.send(json.dumps({"type": "control", "action": "acquire"}))
+                await ws.send(json.dumps({"type": "tune", "center_freq": new_center_hz}))
+                tuned = await next_message(ws, "tuned")
+                frames: list[SpectrumFrame] = []
+                async with asyncio.timeout(RECEIVE_TIMEOUT_S):
+                    while len(frames) < 3:
+                        message = await ws.recv()
+                        if isinstance(message, bytes):
+                            frame = decode_frame(message)
+                            if frame.center_freq_hz == new_center_hz:
+                                frames.append(frame)
+                return {"hello": hello, "tuned": tuned}, frames
+
+        answers, frames = asyncio.run(tune())
+        deadline = time.monotonic() + RECEIVE_TIMEOUT_S
+        while "freq" not in graph.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert set(answers["hello"]["control"]["settings"]) == {"center_freq", "gain", "bandwidth"}
+    assert answers["tuned"]["changes"]["center_freq"]["new"] == new_center_hz
+    assert re.search(r"\(\(freq \. 1\.00098e\+08\)\)", graph.output()), graph.output()[-2000:]
+    assert len(frames) == 3
