@@ -157,12 +157,11 @@ def _registered_tokens() -> tuple[str, ...]:
         return tuple(_registered)
 
 
-def install_log_filters(token: str = "") -> None:
-    """Mask tokens in the lines of ``websockets.server`` (and this one, ``token``, wherever
-    it appears). Idempotent; tokens of every server of the process are masked."""
-    if token:
-        with _registered_lock:
-            _registered.add(token)
+def install_log_filters(*tokens: str) -> None:
+    """Mask tokens in the lines of ``websockets.server`` (and these ``tokens``, wherever
+    they appear). Idempotent; tokens of every server of the process are masked."""
+    with _registered_lock:
+        _registered.update(token for token in tokens if token)
     logger = logging.getLogger("websockets.server")
     if not any(isinstance(f, MaskSecrets) for f in logger.filters):
         logger.addFilter(MaskSecrets(_registered_tokens))

@@ -231,7 +231,8 @@ class SpectrumServer:
         warning = check_websockets()
         if warning:
             log.warning("event=untested_websockets %s", warning)
-        install_log_filters(self.config.token)
+        cfg = self.config
+        install_log_filters(cfg.token, *cfg.operator_tokens, *cfg.admin_tokens)
         _raise_open_files_limit(self.config)
         self._ssl = tls_context(self.config) if self.config.tls else None
         ready = threading.Event()
@@ -344,6 +345,11 @@ class SpectrumServer:
             log.warning("event=token_without_tls host=%s port=%d: clients send the token in "
                         "clear text over plain ws://; set tls_cert and tls_key (or put a TLS "
                         "reverse proxy in front)", cfg.host or "*", self._port)
+        if cfg.control_without_token == "anyone" and not cfg.role_tokens \
+                and not _is_loopback(cfg.host):
+            log.warning("event=open_control host=%s port=%d: every client that reaches this "
+                        "server may retune the radio (control_without_token: anyone); set "
+                        "operator_tokens", cfg.host or "*", self._port)
 
     async def _shutdown(self) -> None:
         self.hub.close()
