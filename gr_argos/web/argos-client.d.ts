@@ -124,6 +124,8 @@ export interface HelloMessage extends ArgosMessage {
   session: string;
   streams: StreamDescription[];
   queue_depth: number;
+  /** The radio's control: who holds it, what can change, what this client may do. */
+  control?: ControlState;
 }
 
 /** A message the flowgraph posted (`status`, `gps`, ...): free-form keys besides these. */
@@ -174,10 +176,63 @@ export interface ViewMessage extends ArgosMessage {
   message?: string;
 }
 
+/** Who holds the radio's control lease (docs/control.md). */
+export interface ControlHolder {
+  client_id: number;
+  name: string;
+  role: "operator" | "admin";
+  /** When it took the lease, ns since the Unix epoch. */
+  since_ns: number;
+}
+
+/** A setting the source can change: a number in a range (with the device's step), or a
+ * boolean; its value now. */
+export interface ControlSetting {
+  type: "number" | "bool";
+  min?: number;
+  max?: number;
+  step?: number;
+  unit?: string;
+  value: number | boolean | null;
+}
+
+/** hello's "control" object, and the "control" message a raised role gets. */
+export interface ControlState {
+  holder: ControlHolder | null;
+  idle_timeout_s: number;
+  settings: Record<string, ControlSetting>;
+  /** The allowed frequency ranges [low, high] in Hz (absent: the device's whole range). */
+  freq_ranges?: [number, number][];
+  you?: {
+    client_id: number;
+    role: "viewer" | "operator" | "admin";
+    control_role: "operator" | "admin" | null;
+    may_control: boolean;
+    holds: boolean;
+    why_not?: string;
+  };
+}
+
+/** The lease changed hands (to everyone), or this client's role rose (a ControlState). */
+export interface ControlMessage extends ArgosMessage, Partial<ControlState> {
+  type: "control";
+  event?: "acquired" | "taken" | "released" | "disconnected" | "expired";
+  client_id?: number;
+}
+
+/** A change made to the radio, to everyone: each setting's old and new value. */
+export interface TunedMessage extends ArgosMessage {
+  type: "tuned";
+  client_id: number;
+  name: string;
+  role: "operator" | "admin";
+  changes: Record<string, { old: number | boolean | null; new: number | boolean }>;
+}
+
 export interface ErrorMessage extends ArgosMessage {
   type: "error";
   code: "bad_json" | "bad_message" | "unknown_type" | "binary_not_supported" | "auth_failed"
-    | "rate_limited" | (string & {});
+    | "rate_limited" | "control_refused" | "tune_refused" | (string & {});
   message: string;
 }
 
@@ -270,6 +325,8 @@ export interface ArgosClientEventMap {
   status: CustomEvent<StatusMessage>;
   gps: CustomEvent<GpsMessage>;
   detection: CustomEvent<DetectionMessage>;
+  control: CustomEvent<ControlMessage>;
+  tuned: CustomEvent<TunedMessage>;
   /** A server "error" message (not a connection error: see "state"). */
   error: CustomEvent<ErrorMessage>;
   pong: CustomEvent<PongMessage>;
@@ -444,6 +501,12 @@ export class ArgosClient extends EventTarget {
    * @throws {RangeError} for a value the server would refuse.
    */
   setView(streamId: number | undefined, view?: Omit<ViewRequest, "streamId">): void;
+  /** Ask for, give back or (admins) take the radio's control lease (docs/control.md). */
+  control(action: "acquire" | "release" | "take", name?: string): void;
+  /** Change the radio's settings by name, as the lease's holder: answered by "tuned". */
+  tune(changes: Record<string, number | boolean>): void;
+  /** Present an operator's or admin's token on the open connection, to raise its role. */
+  authenticate(token: string): void;
   /** "closed" until connect(), and after close(). */
   readonly state: ConnectionState;
   /** A copy of the counters since the client was created. */

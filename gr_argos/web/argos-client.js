@@ -669,6 +669,45 @@ export class ArgosClient extends EventTarget {
   }
 
   /**
+   * Ask for the radio's control lease (`"acquire"`), give it back (`"release"`) or, as an
+   * admin, take it from another client (`"take"`): docs/control.md. Every client gets a
+   * `control` event when it changes hands; a refusal is an `error` event with code
+   * `control_refused`.
+   *
+   * @param {"acquire" | "release" | "take"} action
+   * @param {string} [name] what the other clients see for the holder.
+   * @throws {Error} if no connection is open.
+   */
+  control(action, name) {
+    this.send(name ? { type: "control", action, name } : { type: "control", action });
+  }
+
+  /**
+   * Change the radio's settings by their names (`{center_freq: 433.92e6, lna_gain: 16}`),
+   * as the holder of the control lease. Every client gets a `tuned` event with what was
+   * applied; a refusal is an `error` event with code `tune_refused`, saying why.
+   *
+   * @param {Record<string, number | boolean>} changes
+   * @throws {Error} if no connection is open.
+   */
+  tune(changes) {
+    this.send({ type: "tune", ...changes });
+  }
+
+  /**
+   * Present another token on the open connection (an operator's or an admin's) to raise
+   * its role: answered by a `control` event whose `you` says the new role, or an `error`
+   * event with code `auth_failed` (the connection keeps its rights).
+   *
+   * @param {string} token
+   * @throws {TypeError} for a token the server would refuse; {Error} if no connection.
+   */
+  authenticate(token) {
+    checkToken(token);
+    this.send({ type: "auth", token });
+  }
+
+  /**
    * Set the token sent in the first `auth` message of every later connection, or forget it
    * (null). An open connection is not affected; after the server refused a token, set the
    * right one and call connect() again.
@@ -1054,8 +1093,8 @@ export class ArgosClient extends EventTarget {
 }
 
 // JSON types that also get an event of their own name (all of them get "message").
-const TYPED_EVENTS = new Set(["hello", "status", "gps", "detection", "error", "pong", "stats",
-  "view"]);
+const TYPED_EVENTS = new Set(["hello", "status", "gps", "detection", "control", "tuned",
+  "error", "pong", "stats", "view"]);
 
 /** The ws:// or wss:// URL to connect to; http(s) and relative URLs resolve against the
  * page, and no URL at all means the page's own server. */

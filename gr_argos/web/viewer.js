@@ -13,6 +13,7 @@ import { ArgosClient, ENCODINGS } from "./argos-client.js";
 import {
   COLORMAP_NAMES, GAP_RGB, LUT_SIZE, RETUNE_RGB, SKIP_RGB, VIEW_RGB, colorAt, makeLut, packRgb,
 } from "./colormap.js";
+import { Control } from "./control.js";
 import { Detections } from "./detections.js";
 import { TokenStore, setUpLogin } from "./login.js";
 import {
@@ -580,8 +581,9 @@ function gpsEntries(message) {
 }
 
 function statusEntries(message) {
+  // The control lease has a panel of its own (control.js).
   return Object.entries(message)
-    .filter(([key]) => key !== "type" && key !== "stream")
+    .filter(([key]) => key !== "type" && key !== "stream" && key !== "control")
     .map(([key, value]) => [key, formatValue(value)]);
 }
 
@@ -610,6 +612,7 @@ function main() {
   const view = {
     state: "connecting",
     states: [],
+    notices: [], // the latest notices shown (at most 10), for tests and diagnostics
     streamId: params.has("stream") ? Number(params.get("stream")) : null,
     streamName: "",
     detector: "", // the stream's, from hello ("" when it does not say)
@@ -666,6 +669,29 @@ function main() {
     }
     view.traceDirty = true;
     requestDraw();
+  });
+  const control = new Control(client, {
+    panel: $("control-panel"), lease: $("control-lease"), acquire: $("control-acquire"),
+    release: $("control-release"), take: $("control-take"), form: $("control-form"),
+    settings: $("control-settings"), tap: $("control-tap"), error: $("control-error"),
+  }, {
+    notice: (text) => showNotice(text),
+    name: params.get("name"), // what others see for this page's lease
+    shown: () => {
+      if (el.side.hidden) {
+        el.side.hidden = false;
+        layoutDirty = true; // the plots just got narrower
+        requestDraw();
+      }
+    },
+    surfaces: [el.spectrum, el.waterfall],
+    hzAt: (clientX) => {
+      const band = shownBand();
+      const box = plotBox();
+      const fraction = (clientX - box.left) / box.width;
+      return band && fraction >= 0 && fraction < 1
+        ? band.startHz + fraction * (band.stopHz - band.startHz) : null;
+    },
   });
   const views = new ViewRequester(client, () => history.replaceState(history.state, "",
     urlWithView(location.href, zoom.zoomWindow, view.fpsDivisor)));
@@ -801,7 +827,16 @@ function main() {
     requestDraw();
   }
 
+  /** Show a notice for 6 s; one that comes within 2 s of another is shown beside it (a
+   * retune and the frames it dropped, say), the last three at most. */
   function showNotice(text) {
+    const now = performance.now();
+    const recent = !el.notice.hidden && now - (showNotice.at ?? -Infinity) < 2000;
+    showNotice.shown = recent ? [...(showNotice.shown ?? []).slice(-2), text] : [text];
+    showNotice.at = now;
+    view.notices.push(text);
+    if (view.notices.length > 10) view.notices.shift();
+    text = showNotice.shown.join("  ·  ");
     el.notice.textContent = text;
     el.notice.title = text;
     el.notice.hidden = false;
@@ -1124,6 +1159,10 @@ function main() {
         detections: detections.events,
         detectionsListed: detections.recent.length,
         detectionsOnAir: detections.active.size,
+        notices: [...view.notices],
+        control: { shown: !el.side.hidden && !$("control-panel").hidden, holds: control.holds,
+                   tunes: control.tunes, tuned: control.tuned,
+                   holder: control.state?.holder ?? null },
         marksDrawn: spectrum.marksDrawn ?? 0,
         beeps: detections.beeps,
         ageMs: view.ageMs,
