@@ -58,6 +58,7 @@ from gr_argos.server.connection import (
     peer_address,
     peer_ip,
 )
+from gr_argos.server.detection_history import DetectionHistory
 from gr_argos.server.hub import BroadcastHub
 from gr_argos.server.listener import FdReserve, listening_sockets
 from gr_argos.server.metrics import (
@@ -113,6 +114,7 @@ class SpectrumServer:
         self.config = config or ServerConfig()
         self.counters = ServerCounters()
         self.hub = self._new_hub()
+        self.detections = DetectionHistory()
         self.session = secrets.token_hex(8)
         self._streams: dict[int, StreamInfo] = {}
         self._streams_lock = threading.Lock()
@@ -354,17 +356,19 @@ class SpectrumServer:
 
         Thread-safe and never raises: a body that cannot be encoded is logged and dropped.
         A ``status`` message gets the server's own ``server`` object: its refusals by reason
-        and whether it is shedding connections now.
+        and whether it is shedding connections now. A ``detection`` is counted (``/metrics``)
+        and kept for the ``detections`` query.
         """
         if msg_type == "status":
             body = {**(body or {}), "server": self.counters.server_status()}
-        elif msg_type == "detection" and body:
-            self.counters.detected(body)
         try:
             text = encode_message(msg_type, body)
         except ProtocolError as exc:
             log.warning("dropped a %s message: %s", msg_type, exc)
             return
+        if msg_type == "detection" and body:
+            self.counters.detected(body)
+            self.detections.add(body)  # encodes: a detections reply will too
         self.hub.publish_message(text)
 
     def stats(self) -> dict[str, Any]:
@@ -467,7 +471,8 @@ class SpectrumServer:
         deflating = compresses(ws)
         self._deflate_clients += deflating
         connection = Connection(ws, config=self.config, hub=self.hub, counters=self.counters,
-                                events=self.events, hello=self.hello, gate=self.gate,
+                                events=self.events, hello=self.hello,
+                                detections=self.detections, gate=self.gate,
                                 authenticated=not waiting)
         try:
             await connection.serve()

@@ -291,14 +291,20 @@ async def test_views_and_pyramid_levels_are_exposed(start_server: StartServer) -
     assert value(found, "argos_views_reset_total") == 0
 
 
-async def test_detections_are_counted_by_stream_and_band(start_server: StartServer) -> None:
-    """Each detection start a sink publishes counts in argos_detections_total, by stream and
-    10 MHz band; updates and ends do not count again."""
+async def test_detections_are_counted_by_stream_band_and_watched(
+        start_server: StartServer) -> None:
+    """Each detection start a sink publishes counts in argos_detections_total, by stream,
+    10 MHz band and whether it is in a watched range; updates and ends do not count again."""
     server = start_server()
-    for freq, event in ((433.92e6, "start"), (433.92e6, "update"), (433.92e6, "end"),
-                        (434.5e6, "start"), (868.3e6, "start")):
+    for freq, event, watched in ((433.92e6, "start", True), (433.92e6, "update", True),
+                                 (433.92e6, "end", True), (434.5e6, "start", False),
+                                 (868.3e6, "start", False), (433.1e6, "start", True)):
         server.publish_message("detection", {"stream": 0, "event": event, "id": 1,
-                                             "center_freq_hz": freq})
+                                             "center_freq_hz": freq, "watched": watched})
     found = samples(await asyncio.to_thread(scrape, server.port))
-    assert value(found, "argos_detections_total", stream="0", band_mhz="430") == 2
-    assert value(found, "argos_detections_total", stream="0", band_mhz="860") == 1
+    assert value(found, "argos_detections_total", stream="0", band_mhz="430",
+                 watched="true") == 2
+    assert value(found, "argos_detections_total", stream="0", band_mhz="430",
+                 watched="false") == 1
+    assert value(found, "argos_detections_total", stream="0", band_mhz="860",
+                 watched="false") == 1
