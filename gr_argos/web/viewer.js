@@ -754,6 +754,7 @@ function main() {
     }
     if (waterfall.pending > 0 || waterfall.skippedSinceDraw > 0) {
       const drawn = waterfall.draw(lut, ...view.range);
+      if (drawn.rows > 0) detections.markWaterfall(el.waterfall, shownBand());
       view.counters.rowsDrawn += drawn.rows;
       view.counters.gapRowsDrawn += drawn.gapRows;
     }
@@ -1125,6 +1126,7 @@ function main() {
         detectionsListed: detections.recent.length,
         detectionsOnAir: detections.active.size,
         marksDrawn: spectrum.marksDrawn ?? 0,
+        waterfallMarks: detections.waterfallMarks,
         beeps: detections.beeps,
         ageMs: view.ageMs,
         client: { ...client.stats },
