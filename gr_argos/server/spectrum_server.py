@@ -28,6 +28,7 @@ from dataclasses import replace
 from typing import Any, Callable, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+from prometheus_client.registry import Collector
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
@@ -370,6 +371,10 @@ class SpectrumServer:
             self.counters.detected(body)
             self.detections.add(body)  # encodes: a detections reply will too
         self.hub.publish_message(text)
+
+    def add_metrics(self, collector: Collector) -> None:
+        """Serve ``collector``'s metric families on ``/metrics`` too (e.g. a gateway's)."""
+        self._registry.register(collector)
 
     def stats(self) -> dict[str, Any]:
         """Per-client and total counters (thread-safe; empty totals when stopped)."""
