@@ -94,11 +94,16 @@ class FrequencyRange:
     threshold_db: float | None = None
 
     def __str__(self) -> str:
-        text = f"{self.low_freq_hz:g}-{self.high_freq_hz:g}:{self.kind}"
-        return text if self.threshold_db is None else f"{text}:{self.threshold_db:g}"
+        text = f"{_plain(self.low_freq_hz)}-{_plain(self.high_freq_hz)}:{self.kind}"
+        return text if self.threshold_db is None else f"{text}:{_plain(self.threshold_db)}"
 
     def contains(self, freq_hz: float) -> bool:
         return self.low_freq_hz <= freq_hz <= self.high_freq_hz
+
+
+def _plain(value: float) -> str:
+    """A number as written by hand: 433050000, 12, 2.5 (exact: it reads back the same)."""
+    return str(int(value)) if value.is_integer() else repr(value)
 
 
 def parse_ranges(text: str) -> tuple[FrequencyRange, ...]:
