@@ -50,7 +50,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = ["DetectionSettings", "FrequencyRange", "RANGE_KINDS", "SignalFinder", "Track",
-           "find_runs", "format_ranges", "parse_ranges", "ranges_text"]
+           "find_runs", "parse_ranges", "ranges_text"]
 
 FLOOR_QUANTILE = 0.2
 #: The spread of the noise is measured between the floor and this quantile...
@@ -80,7 +80,8 @@ _RANGE_FORM = "LOW-HIGH:watch[:THRESHOLD_DB] or LOW-HIGH:ignore, in Hz (e.g. " \
 
 @dataclass(frozen=True)
 class FrequencyRange:
-    """Frequencies (Hz, absolute: whatever the tuning) where detection is watched or ignored.
+    """Frequencies (Hz, absolute: whatever the tuning) where detection is watched or ignored;
+    ``str()`` gives its ``detect_ranges`` item, which :func:`parse_ranges` reads back.
 
     Attributes:
         low_freq_hz, high_freq_hz: the range; a bin belongs to it when its centre does.
@@ -177,11 +178,6 @@ def _range_item_text(item: Any) -> str:
             raise ValueError(f"range {dict(item)!r}: its frequencies and threshold must be "
                              "numbers") from None
     raise ValueError(f"range {item!r} must be a text {_RANGE_FORM} or a mapping")
-
-
-def format_ranges(ranges: Iterable[FrequencyRange]) -> str:
-    """The ``detect_ranges`` text of ``ranges`` (what :func:`parse_ranges` reads back)."""
-    return ", ".join(str(r) for r in ranges)
 
 
 @dataclass(frozen=True)
@@ -293,7 +289,7 @@ class SignalFinder:
             self._range_rules = (threshold, None if allowed.all() else allowed)
         return self._range_rules
 
-    def watched(self, freq_hz: float) -> bool:
+    def _watched(self, freq_hz: float) -> bool:
         """Whether ``freq_hz`` lies in a watched range."""
         return any(r.kind == "watch" and r.contains(freq_hz) for r in self.settings.ranges)
 
@@ -393,7 +389,7 @@ class SignalFinder:
             "peak_db": round(track.peak_db, 2), "mean_db": round(10 * np.log10(mean), 2),
             "snr_db": round(track.snr_db, 2),
             "start_ns": track.start_ns, "duration_s": round(duration, 6),
-            "time_ns": time_ns, "watched": self.watched(track.center_freq_hz),
+            "time_ns": time_ns, "watched": self._watched(track.center_freq_hz),
         }
 
     def open_tracks(self) -> list[Track]:
