@@ -64,12 +64,15 @@ class Publisher:
 
 
 @contextmanager
-def serving(**settings: Any) -> Iterator[SpectrumServer]:
-    """A SpectrumServer on a free port with one 16-bin stream, stopped after the block."""
+def serving(before_start: Any = None, **settings: Any) -> Iterator[SpectrumServer]:
+    """A SpectrumServer on a free port with one 16-bin stream, stopped after the block;
+    ``before_start(server)`` is called before it listens."""
     started = SpectrumServer(ServerConfig(**{"host": "127.0.0.1", "port": 0, "queue_depth": 8,
                                              **settings}))
     started.add_stream(StreamInfo(stream_id=0, name="spectrum", bins=BINS,
                                   center_freq_hz=433.92e6, span_hz=2e6, fps=50.0))
+    if before_start is not None:
+        before_start(started)
     started.start()
     try:
         yield started
@@ -225,10 +228,13 @@ def test_after_a_reconnect_the_detections_of_the_outage_are_printed(
             first.publish_message("detection", detection(2))
             printed_detections(program, 1)
             first.stop()
-            # The same server address comes back holding events of the outage (and 2 again).
-            with serving(port=port) as second:
+            # The same server address comes back holding events of the outage (and 2 again)
+            # before any client can connect: they can only come from the query.
+            def outage(second: SpectrumServer) -> None:
                 for number in (2, 3, 4):
                     second.publish_message("detection", detection(number))
+
+            with serving(outage, port=port):
                 lines = printed_detections(program, 3)
                 time.sleep(0.5)  # nothing more comes
                 lines = printed_detections(program, 3)
