@@ -56,7 +56,8 @@ TOKEN = "viewer-test-token-3e7b1"
 
 
 # The waterfall's summed brightness per column (over its newest maxRows rows if given), its
-# width and the colours of its top row.
+# width and the colours of its top row. Pure white and pure black pixels are left out: they
+# are the detection marks' outlines (and view marker rows), not data.
 WATERFALL_COLUMNS_JS = """(maxRows) => {
     const canvas = window.argosViewer.waterfallCanvas;
     const rows = Math.min(canvas.height, window.argosViewer.stats().rowsDrawn,
@@ -67,7 +68,8 @@ WATERFALL_COLUMNS_JS = """(maxRows) => {
     for (let y = 0; y < rows; y++) {
         for (let x = 0; x < canvas.width; x++) {
             const i = 4 * (y * canvas.width + x);
-            brightness[x] += data[i] + data[i + 1] + data[i + 2];
+            const sum = data[i] + data[i + 1] + data[i + 2];
+            if (sum !== 0 && sum !== 765) brightness[x] += sum;
             if (y === 0) topRow.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
         }
     }
