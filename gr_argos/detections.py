@@ -44,7 +44,7 @@ import functools
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import numpy.typing as npt

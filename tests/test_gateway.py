@@ -539,14 +539,19 @@ def _frames(ws: Any, count: int) -> list[SpectrumFrame]:
     return frames
 
 
-def _scrape(base_url: str) -> dict[str, float]:
-    """The gateway's /metrics, each metric summed over its labels."""
+def _metric_families(base_url: str) -> Iterator[Any]:
+    """The metric families of the gateway's /metrics."""
     from prometheus_client.parser import text_string_to_metric_families
 
     with urllib.request.urlopen(base_url.rstrip("/") + "/metrics", timeout=WAIT_S) as response:
         text = response.read().decode()
+    return text_string_to_metric_families(text)
+
+
+def _scrape(base_url: str) -> dict[str, float]:
+    """The gateway's /metrics, each metric summed over its labels."""
     found: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
+    for family in _metric_families(base_url):
         for sample in family.samples:
             found[sample.name] = found.get(sample.name, 0.0) + sample.value
     return found
@@ -554,10 +559,5 @@ def _scrape(base_url: str) -> dict[str, float]:
 
 def _silent_gauges(base_url: str) -> dict[str, float]:
     """argos_publisher_silent of the gateway's /metrics, by endpoint."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(base_url.rstrip("/") + "/metrics", timeout=WAIT_S) as response:
-        text = response.read().decode()
-    return {sample.labels["endpoint"]: sample.value
-            for family in text_string_to_metric_families(text)
+    return {sample.labels["endpoint"]: sample.value for family in _metric_families(base_url)
             if family.name == "argos_publisher_silent" for sample in family.samples}
