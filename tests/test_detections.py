@@ -185,14 +185,17 @@ def test_a_bad_range_is_refused_naming_it(text: str, problem: str) -> None:
 
 
 def test_the_setting_takes_text_or_a_yaml_list_and_names_itself_when_bad() -> None:
-    """detect_ranges is one text setting; a YAML list of texts or mappings becomes that
-    text; a bad one is a ConfigError naming the setting and the range."""
+    """detect_ranges is one text setting; a YAML list (or a block argument's list) of texts
+    or mappings becomes that text; a bad one is a ConfigError naming the setting and the
+    range."""
     listed = ranges_text(["433.05e6-434.79e6:watch:12",
                           {"low_freq_hz": 100e6, "high_freq_hz": 100.2e6, "kind": "ignore"}])
     assert parse_ranges(listed) == parse_ranges("433.05e6-434.79e6:watch:12, "
                                                 "100e6-100.2e6:ignore")
     settings = StreamSettings(detect_ranges=listed)
     assert settings.detection().ranges == parse_ranges(listed)
+    as_argument = StreamSettings(detect_ranges=["1e6-2e6:ignore"])  # a block argument
+    assert as_argument.detect_ranges == "1e6-2e6:ignore"
     with pytest.raises(ConfigError, match=r"StreamSettings: bad value .* for detect_ranges: "
                                           r"range '2e6-1e6:watch': the low frequency"):
         StreamSettings(detect_ranges="2e6-1e6:watch")
