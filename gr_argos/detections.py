@@ -30,18 +30,27 @@ Per frame, in four steps:
    wide, ``update`` every ``update_interval_s`` while it lasts, ``end`` when it ends
    (a track that never qualified ends silently). Bursts shorter than a frame period count:
    with the ``peak`` detector a frame holds every burst of its period.
+
+Frequency ranges (:class:`FrequencyRange`, absolute Hz) change step 2 where they lie: the
+bins of an ``ignore`` range never hold a signal (a known local carrier), those of a
+``watch`` range have its own threshold (the spread rule still applies), and an event whose
+centre is in a watched range says ``watched: true``. Signals outside every range are
+reported as usual.
 """
 
 from __future__ import annotations
 
 import functools
+import math
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DetectionSettings", "SignalFinder", "Track", "find_runs"]
+__all__ = ["DetectionSettings", "FrequencyRange", "RANGE_KINDS", "SignalFinder", "Track",
+           "find_runs", "parse_ranges", "ranges_text"]
 
 FLOOR_QUANTILE = 0.2
 #: The spread of the noise is measured between the floor and this quantile...
@@ -58,9 +67,126 @@ MERGE_BINS = 1
 OCCUPIED_DB = 20.0
 
 
+#: What a frequency range asks for: ``watch`` (its own threshold, events flagged
+#: ``watched``) or ``ignore`` (never reported there).
+RANGE_KINDS = ("watch", "ignore")
+
+_NUMBER = r"[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?"
+_RANGE = re.compile(rf"\s*({_NUMBER})\s*-\s*({_NUMBER})\s*:\s*([A-Za-z]*)\s*"
+                    rf"(?::\s*({_NUMBER})\s*)?")
+_RANGE_FORM = "LOW-HIGH:watch[:THRESHOLD_DB] or LOW-HIGH:ignore, in Hz (e.g. " \
+              "433.05e6-434.79e6:watch:12)"
+
+
+@dataclass(frozen=True)
+class FrequencyRange:
+    """Frequencies (Hz, absolute: whatever the tuning) where detection is watched or ignored;
+    ``str()`` gives its ``detect_ranges`` item, which :func:`parse_ranges` reads back.
+
+    Attributes:
+        low_freq_hz, high_freq_hz: the range; a bin belongs to it when its centre does.
+        kind: ``watch`` or ``ignore`` (:data:`RANGE_KINDS`).
+        threshold_db: a watched range's own threshold over the floor (None: the stream's).
+    """
+
+    low_freq_hz: float
+    high_freq_hz: float
+    kind: str
+    threshold_db: float | None = None
+
+    def __str__(self) -> str:
+        text = f"{_plain(self.low_freq_hz)}-{_plain(self.high_freq_hz)}:{self.kind}"
+        return text if self.threshold_db is None else f"{text}:{_plain(self.threshold_db)}"
+
+    def contains(self, freq_hz: float) -> bool:
+        return self.low_freq_hz <= freq_hz <= self.high_freq_hz
+
+
+def _plain(value: float) -> str:
+    """A number as written by hand: 433050000, 12, 2.5 (exact: it reads back the same)."""
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def parse_ranges(text: str) -> tuple[FrequencyRange, ...]:
+    """The ranges of a ``detect_ranges`` value: ``LOW-HIGH:KIND[:THRESHOLD_DB]`` items
+    separated by commas (or new lines), in Hz; ``""`` is none. Sorted by frequency.
+
+    Raises:
+        ValueError: an item not of that form, a range whose low end is not below its high
+            end, a kind other than watch or ignore, a threshold on an ignored range or one
+            not above 0, or two ranges that overlap (which threshold would hold?). The
+            message names the item.
+    """
+    ranges = []
+    for item in (part.strip() for part in re.split(r"[,\n]", text)):
+        if not item:
+            continue
+        match = _RANGE.fullmatch(item)
+        if match is None:
+            raise ValueError(f"range {item!r} is not of the form {_RANGE_FORM}")
+        low, high, kind, threshold = match.groups()
+        ranges.append(_checked_range(item, float(low), float(high), kind.lower(),
+                                     None if threshold is None else float(threshold)))
+    ranges.sort(key=lambda r: (r.low_freq_hz, r.high_freq_hz))
+    for before, after in zip(ranges, ranges[1:]):
+        if after.low_freq_hz <= before.high_freq_hz:
+            raise ValueError(f"ranges {str(before)!r} and {str(after)!r} overlap: make them "
+                             "disjoint (each frequency gets one rule)")
+    return tuple(ranges)
+
+
+def _checked_range(item: str, low: float, high: float, kind: str,
+                   threshold: float | None) -> FrequencyRange:
+    if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+        raise ValueError(f"range {item!r}: the low frequency must be below the high one "
+                         f"(LOW-HIGH in Hz, e.g. 433.05e6-434.79e6)")
+    if kind not in RANGE_KINDS:
+        raise ValueError(f"range {item!r}: kind {kind!r} is not one of "
+                         f"{', '.join(RANGE_KINDS)}")
+    if threshold is not None and kind == "ignore":
+        raise ValueError(f"range {item!r}: an ignored range takes no threshold")
+    if threshold is not None and not (0 < threshold < math.inf):
+        raise ValueError(f"range {item!r}: the threshold must be a number of dB above 0")
+    return FrequencyRange(low, high, kind, threshold)
+
+
+def ranges_text(value: Any) -> Any:
+    """A ``detect_ranges`` value as its one-line text: a YAML list of items (each the text
+    ``LOW-HIGH:KIND[:THRESHOLD_DB]`` or a mapping with ``low_freq_hz``, ``high_freq_hz``,
+    ``kind`` and an optional ``threshold_db``) joined with commas; anything else as it is
+    (the setting's kind check then judges it)."""
+    if not isinstance(value, (list, tuple)):
+        return value
+    return ", ".join(_range_item_text(item) for item in value)
+
+
+def _range_item_text(item: Any) -> str:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, Mapping):
+        keys = {"low_freq_hz", "high_freq_hz", "kind", "threshold_db"}
+        unknown = set(map(str, item)) - keys
+        if unknown or not {"low_freq_hz", "high_freq_hz", "kind"} <= set(item):
+            raise ValueError(f"range {dict(item)!r} must have low_freq_hz, high_freq_hz, kind "
+                             "and optionally threshold_db")
+        try:
+            low, high = float(item["low_freq_hz"]), float(item["high_freq_hz"])
+            threshold = item.get("threshold_db")
+            text = f"{low!r}-{high!r}:{item['kind']}"
+            return text if threshold is None else f"{text}:{float(threshold)!r}"
+        except (TypeError, ValueError):
+            raise ValueError(f"range {dict(item)!r}: its frequencies and threshold must be "
+                             "numbers") from None
+    raise ValueError(f"range {item!r} must be a text {_RANGE_FORM} or a mapping")
+
+
 @dataclass(frozen=True)
 class DetectionSettings:
-    """What counts as a signal (the defaults keep false events rare on noise: see tests)."""
+    """What counts as a signal (the defaults keep false events rare on noise: see tests).
+
+    ``ranges``: frequencies watched with their own threshold, or ignored (see
+    :func:`parse_ranges`).
+    """
 
     threshold_db: float = 8.0
     floor_db: float = -200.0
@@ -68,6 +194,7 @@ class DetectionSettings:
     min_duration_s: float = 0.0
     hold_frames: int = 3
     update_interval_s: float = 1.0
+    ranges: tuple[FrequencyRange, ...] = ()
 
 
 def find_runs(mask: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
@@ -116,6 +243,10 @@ class SignalFinder:
         self._tracks: list[Track] = []
         self._next_id = 1
         self.floor_db: npt.NDArray[np.float32] | None = None
+        # (centre, span, bins) -> the threshold per bin and the bins that may hold a signal
+        self._ranges_key: tuple[float, float, int] | None = None
+        self._range_rules: tuple[npt.NDArray[np.float32] | float,
+                                 npt.NDArray[np.bool_] | None] = (self.settings.threshold_db, None)
 
     # -- the floor -----------------------------------------------------------------------
 
@@ -134,7 +265,33 @@ class SignalFinder:
         floor = _across_frequency(self._time_floor)
         spread = _across_frequency(self._time_high - self._time_floor, 0.5)
         self.floor_db = floor
-        return floor, np.maximum(self.settings.threshold_db, SPREAD_FACTOR * spread)
+        return floor, SPREAD_FACTOR * spread
+
+    def _rules(self, center_freq_hz: float, span_hz: float, bins: int
+               ) -> tuple[npt.NDArray[np.float32] | float, npt.NDArray[np.bool_] | None]:
+        """The threshold per bin (a watched range's own where it has one) and the bins a
+        signal may hold (None: all; an ignored range's are out), for this tuning."""
+        ranges = self.settings.ranges
+        if not ranges:
+            return self.settings.threshold_db, None
+        key = (center_freq_hz, span_hz, bins)
+        if key != self._ranges_key:
+            centres = _bin_centres_hz(center_freq_hz, span_hz, bins)
+            threshold = np.full(bins, self.settings.threshold_db, dtype=np.float32)
+            allowed = np.ones(bins, dtype=bool)
+            for rule in ranges:
+                inside = (centres >= rule.low_freq_hz) & (centres <= rule.high_freq_hz)
+                if rule.kind == "ignore":
+                    allowed &= ~inside
+                elif rule.threshold_db is not None:
+                    threshold[inside] = rule.threshold_db
+            self._ranges_key = key
+            self._range_rules = (threshold, None if allowed.all() else allowed)
+        return self._range_rules
+
+    def _watched(self, freq_hz: float) -> bool:
+        """Whether ``freq_hz`` lies in a watched range."""
+        return any(r.kind == "watch" and r.contains(freq_hz) for r in self.settings.ranges)
 
     # -- one frame -----------------------------------------------------------------------
 
@@ -144,9 +301,13 @@ class SignalFinder:
         end), oldest track first."""
         values = np.asarray(power_db, dtype=np.float32)
         settings = self.settings
-        floor, threshold = self._update_floor(values)
+        floor, spread_threshold = self._update_floor(values)
+        bin_threshold, allowed = self._rules(center_freq_hz, span_hz, values.size)
+        threshold = np.maximum(bin_threshold, spread_threshold)
         above = values - floor
         loud = values > settings.floor_db
+        if allowed is not None:
+            loud &= allowed
         seeds = (above > threshold) & loud
         extended = (above > threshold - HYSTERESIS_DB) & loud
         runs = [run for run in find_runs(extended) if seeds[run[0]:run[1]].any()]
@@ -189,7 +350,7 @@ class SignalFinder:
                 if track.missed > settings.hold_frames:
                     self._tracks.remove(track)
                     if track.started:
-                        events.append(self._event("end", track))
+                        events.append(self._event("end", track, timestamp_ns))
                 continue  # an update says what the signal does: only when it is there
             duration = (track.last_ns - track.start_ns) / 1e9 + self.frame_period_s
             if not track.started:
@@ -198,10 +359,10 @@ class SignalFinder:
                         track.bandwidth_hz >= settings.min_bandwidth_hz:
                     track.started = True
                     track.last_update_ns = timestamp_ns
-                    events.append(self._event("start", track))
+                    events.append(self._event("start", track, timestamp_ns))
             elif (timestamp_ns - track.last_update_ns) / 1e9 >= settings.update_interval_s - 1e-6:
                 track.last_update_ns = timestamp_ns
-                events.append(self._event("update", track))
+                events.append(self._event("update", track, timestamp_ns))
         return events
 
     def _match(self, first: int, end: int, seen: set[int]) -> Track | None:
@@ -216,7 +377,8 @@ class SignalFinder:
                 best, best_overlap = track, overlap
         return best
 
-    def _event(self, kind: str, track: Track) -> dict[str, Any]:
+    def _event(self, kind: str, track: Track, time_ns: int) -> dict[str, Any]:
+        """An event of ``track``, decided on the frame of ``time_ns``."""
         duration = (track.last_ns - track.start_ns) / 1e9 + self.frame_period_s
         mean = track.power_sum / track.frames
         return {
@@ -227,6 +389,7 @@ class SignalFinder:
             "peak_db": round(track.peak_db, 2), "mean_db": round(10 * np.log10(mean), 2),
             "snr_db": round(track.snr_db, 2),
             "start_ns": track.start_ns, "duration_s": round(duration, 6),
+            "time_ns": time_ns, "watched": self._watched(track.center_freq_hz),
         }
 
     def open_tracks(self) -> list[Track]:
@@ -252,6 +415,13 @@ def _across_frequency(per_bin: npt.NDArray[np.float32],
                              axis=1)[:, rank]
     centres = np.arange(blocks) * block + (block - 1) / 2
     return np.interp(_bin_positions(bins), centres, per_block).astype(np.float32)
+
+
+def _bin_centres_hz(center_freq_hz: float, span_hz: float, bins: int) -> npt.NDArray[np.float64]:
+    """The centre frequency of each bin of an FFT-shifted frame (as :meth:`process` places
+    a signal: bin ``bins // 2`` at the centre)."""
+    bin_hz = span_hz / bins
+    return center_freq_hz + (_bin_positions(bins) - bins // 2) * bin_hz
 
 
 @functools.lru_cache(maxsize=8)

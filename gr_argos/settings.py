@@ -75,6 +75,7 @@ class _Declaration:
     choices: tuple[Any, ...] | None
     aliases: tuple[str, ...]
     group: str
+    convert: Callable[[Any], Any] | None = None
 
 
 def same_as(cls: type, name: str, default: Any = dataclasses.MISSING) -> Any:
@@ -90,7 +91,8 @@ def same_as(cls: type, name: str, default: Any = dataclasses.MISSING) -> Any:
 
 def setting(default: Any, help: str, *, check: Check | None = None,
             choices: Sequence[Any] | None = None, aliases: Sequence[str] = (),
-            group: str = "options", secret: bool = False) -> Any:
+            group: str = "options", secret: bool = False,
+            convert: Callable[[Any], Any] | None = None) -> Any:
     """Declare a setting as a dataclass field (the field's name and annotation complete it).
 
     Args:
@@ -101,9 +103,11 @@ def setting(default: Any, help: str, *, check: Check | None = None,
         aliases: former names, still accepted with a warning.
         group: the ``--help`` section.
         secret: a credential: left out of the dataclass's ``repr`` (and so of logs).
+        convert: turns another form of a value into the setting's kind before it is
+            checked (e.g. a YAML list into one text); raises ValueError for a bad one.
     """
     declaration = _Declaration(help, check, tuple(choices) if choices else None,
-                               tuple(aliases), group)
+                               tuple(aliases), group, convert)
     return dataclasses.field(default=default, repr=not secret,
                              metadata={_METADATA_KEY: declaration})
 
@@ -122,6 +126,7 @@ class Setting:
         check: returns an error text for a bad value, or None.
         aliases: former names, accepted with a warning.
         group: ``--help`` section.
+        convert: turns another form of a value (a YAML list) into ``kind`` first.
     """
 
     name: str
@@ -132,6 +137,7 @@ class Setting:
     check: Check | None = None
     aliases: tuple[str, ...] = ()
     group: str = "options"
+    convert: Callable[[Any], Any] | None = None
 
     @property
     def flag(self) -> str:
@@ -149,6 +155,11 @@ class Setting:
 
     def coerce(self, value: Any, origin: str) -> Any:
         """Convert and check a value; raise ConfigError naming ``origin`` when it is bad."""
+        if self.convert is not None:
+            try:
+                value = self.convert(value)
+            except ValueError as exc:
+                raise ConfigError(f"{origin}: bad value for {self.name}: {exc}") from None
         try:
             converted = _convert(self.kind, value)
         except (TypeError, ValueError, OverflowError):
@@ -272,7 +283,7 @@ def _declared_by(cls: type) -> tuple[Setting, ...]:
                     default=field.default,
                     help=declaration.help, choices=declaration.choices,
                     check=declaration.check, aliases=declaration.aliases,
-                    group=declaration.group)
+                    group=declaration.group, convert=declaration.convert)
             for field in dataclasses.fields(cls)
             if (declaration := field.metadata.get(_METADATA_KEY)) is not None)
     return found

@@ -19,6 +19,7 @@ import numpy.typing as npt
 import pmt
 from gnuradio import gr
 
+from gr_argos.detection_log import DetectionLog
 from gr_argos.protocol import StreamInfo
 from gr_argos.server.hub import DEFAULT_INGRESS_DEPTH
 from gr_argos.settings import from_arguments, rename_arguments
@@ -83,6 +84,7 @@ class SpectrumSinkBase(gr.sync_block):
         self._info = stream.info()
         self._guard = FrameRateGuard(stream.fps, stream.max_fps)
         self._last_fix: tuple[dict[str, Any], float] | None = None
+        self.detection_log: DetectionLog | None = None
         self.destination: Destination | None = None
         self.stream: SpectrumStream | None = None
         self.status: StatusReporter | None = None
@@ -122,6 +124,9 @@ class SpectrumSinkBase(gr.sync_block):
                 self.stream.detect(self.settings.detection(), self._publish_detection)
             self.status = StatusReporter(self.stream, self._publish,
                                          self.settings.status_interval_s)
+            if self.settings.detect and self.settings.detect_log:
+                self.detection_log = DetectionLog(self.settings.detect_log,
+                                                  self.status.update_source)
         else:
             self.stream.attach(destination)
         self.logger.info(self._describe(destination))
@@ -140,12 +145,16 @@ class SpectrumSinkBase(gr.sync_block):
                 return True
         if self.status is not None:
             self.status.start()
+        if self.detection_log is not None:
+            self.detection_log.start()
         return True
 
     def stop(self) -> bool:
         """Stop serving: a server closes every client (code 1001) unless another sink uses it."""
         if self.status is not None:
             self.status.stop()
+        if self.detection_log is not None:
+            self.detection_log.stop()
         destination, self.destination = self.destination, None
         if destination is not None:
             destination.remove_stream(self._info.stream_id)
@@ -303,8 +312,9 @@ class SpectrumSinkBase(gr.sync_block):
             self._publish(self.settings.msg_channel, {"stream": self._info.stream_id, **body})
 
     def _publish_detection(self, event: dict[str, Any]) -> None:
-        """A detection event for every client, with the stream's tuning and the latest GPS
-        fix from the msg port (its position, fix and age; null before the first)."""
+        """A detection event for every client (and the ``detect_log`` file), with the
+        stream's tuning and the latest GPS fix from the msg port (its position, fix and age;
+        null before the first)."""
         body: dict[str, Any] = {"stream": self._info.stream_id, **event,
                                 "tuning": {"center_freq_hz": self._info.center_freq_hz,
                                            "span_hz": self._info.span_hz}}
@@ -316,6 +326,8 @@ class SpectrumSinkBase(gr.sync_block):
                               if key in fix},
                            "age_s": round(time.monotonic() - seen, 3)}
         self._publish("detection", body)
+        if self.detection_log is not None:
+            self.detection_log.write(body)
 
     def _publish(self, msg_type: str, body: dict[str, Any]) -> None:
         destination = self.destination

@@ -30,7 +30,7 @@ from gr_argos.protocol import (
     check_step_db,
     encode_frame,
 )
-from gr_argos.detections import DetectionSettings, SignalFinder
+from gr_argos.detections import DetectionSettings, SignalFinder, parse_ranges, ranges_text
 from gr_argos.settings import ConfigError, in_range, non_negative, positive, setting, validate
 
 __all__ = ["FrameDestination", "STREAM", "SpectrumStream", "StreamSettings"]
@@ -47,6 +47,14 @@ def _step_db(value: float) -> str | None:
     except ProtocolError:
         return (f"must be 0 (automatic) or from {UINT8_STEP_DB_MIN:g} to "
                 f"{UINT8_STEP_DB_MAX:g} dB")
+    return None
+
+
+def _detect_ranges(value: str) -> str | None:
+    try:
+        parse_ranges(value)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
@@ -107,6 +115,16 @@ class StreamSettings:
                                              check=non_negative, group=DETECT)
     detect_min_duration_s: float = setting(0.0, "report only signals that last at least this "
                                            "long (s)", check=non_negative, group=DETECT)
+    detect_ranges: str = setting("", "frequency ranges to watch with their own threshold or "
+                                 "to ignore, in Hz: 'LOW-HIGH:watch[:THRESHOLD_DB], "
+                                 "LOW-HIGH:ignore, ...' (e.g. '433.05e6-434.79e6:watch:6, "
+                                 "100e6-100.2e6:ignore'; a YAML list of such items works "
+                                 "too); events in a watched range say watched: true; "
+                                 "empty = none", check=_detect_ranges, convert=ranges_text,
+                                 group=DETECT)
+    detect_log: str = setting("", "append each detection event to this file, one JSON object "
+                              "per line (empty = no log); a failing disk is logged and "
+                              "counted, never waited for", group=DETECT)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -118,7 +136,8 @@ class StreamSettings:
         """The settings of signal detection on this stream."""
         return DetectionSettings(threshold_db=self.detect_threshold_db,
                                  min_bandwidth_hz=self.detect_min_bandwidth_hz,
-                                 min_duration_s=self.detect_min_duration_s)
+                                 min_duration_s=self.detect_min_duration_s,
+                                 ranges=parse_ranges(self.detect_ranges))
 
     def info(self) -> StreamInfo:
         """The stream's descriptor, as ``hello`` announces it."""

@@ -6,7 +6,7 @@
 #   bash scripts/setup.sh --test  # that, and what the tests need (make test calls it)
 #
 # 1. apt: GNU Radio, gr-osmosdr, gnuradio-dev and the build tools the CMake install needs;
-#    with --test also the tools the tests run (Chromium, Node.js, gpsd, nginx), with no
+#    with --test also the tools the tests run (Chromium, Node.js, gpsd, nginx, promtool), with no
 #    service left running or enabled (the tests start their own). Skipped entirely when dpkg
 #    says every package is already installed.
 # 2. .venv in the repo root, made from Debian's /usr/bin/python3 with --system-site-packages
@@ -52,10 +52,12 @@ TEST_PACKAGES=(
     gpsd gpsd-clients                   # a real gpsd fed by gpsfake for the GPS tests
     nginx                               # TLS reverse proxy of tests/test_reverse_proxy.py
     xvfb gir1.2-gtk-3.0                 # GNU Radio Companion's own window, opened by the tests
+    prometheus                          # promtool: checks and unit-tests alerts/argos.rules.yml
 )
 # Services the test packages bring, which the tests start themselves: never left running or
-# enabled by this script (nginx would take port 80, gpsd may grab serial ports).
-TEST_SERVICES=(nginx.service gpsd.service gpsd.socket)
+# enabled by this script (nginx would take port 80, gpsd may grab serial ports, prometheus
+# would scrape and store on port 9090; the tests only run its promtool).
+TEST_SERVICES=(nginx.service gpsd.service gpsd.socket prometheus.service)
 APT_PACKAGES=("${RUN_PACKAGES[@]}")
 EXTRAS=""
 if [ "$FOR_TESTS" = 1 ]; then

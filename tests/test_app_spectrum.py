@@ -9,6 +9,7 @@ that only read frames share one simulated-band app, since every start loads GNU 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -291,6 +292,70 @@ def test_the_simulated_bands_signals_are_reported_as_what_they_are(
     assert all(abs(e["duration_s"] - on_s) <= 2 * frame_s for e in bursts)
     assert all(e["snr_db"] >= 8 and e["tuning"] == {"center_freq_hz": 100e6, "span_hz": 8e6}
                and e["gps"] is None and e["stream"] == 0 for e in events)
+
+
+def test_ranges_ignore_a_carrier_and_watch_a_weak_one_and_the_events_are_logged(
+        tmp_path: Path) -> None:
+    """--detect-ranges on the simulated band, with --detect-threshold-db 30: the strongest
+    carrier (52 dB over the floor) in an ignored range gives no event; the weakest (about
+    25 dB, under the threshold) in a range watched at 10 dB is reported, watched: true,
+    while every other event has its 30 dB and watched: false. --detect-log holds every
+    event the client got, one JSON object a line, as sent; the detections query answers
+    with the kept ones, the weak carrier's start among them."""
+    from gr_argos.sim_band_source import CARRIERS, STRONGEST_CARRIER
+
+    weakest = min(CARRIERS, key=lambda carrier: carrier[1])
+    strong_hz, weak_hz = (100e6 + c[0] * 8e6 for c in (STRONGEST_CARRIER, weakest))
+    ranges = f"{strong_hz - 50e3}-{strong_hz + 50e3}:ignore, {weak_hz - 10e3}-{weak_hz + 10e3}:watch:10"
+    log_path = tmp_path / "events.jsonl"
+
+    def enough(events: list[dict[str, Any]]) -> bool:
+        return sum(e["watched"] for e in events) >= 2 and len(events) >= 20
+
+    with running_app(["--detect-threshold-db", "30", "--detect-ranges", ranges,
+                      "--detect-log", str(log_path)], tmp_path) as app:
+        url = app.wait_for_url()
+        events = detection_events(url, enough)
+        with connect(url, open_timeout=RECEIVE_TIMEOUT_S) as websocket:
+            websocket.send('{"type": "detections"}')
+            deadline = time.monotonic() + RECEIVE_TIMEOUT_S
+            while not (isinstance(reply := websocket.recv(timeout=RECEIVE_TIMEOUT_S), str)
+                       and decode_message(reply)["type"] == "detections"):
+                assert time.monotonic() < deadline
+            kept = decode_message(reply)["events"]
+    assert enough(events), (events[-10:], app.output())
+    assert not any(abs(e["center_freq_hz"] - strong_hz) < 60e3 for e in events + kept)
+    watched = [e for e in events if e["watched"]]
+    assert all(abs(e["center_freq_hz"] - weak_hz) <= 2 * 8e6 / 2048 and e["snr_db"] < 30
+               for e in watched)
+    assert all(e["snr_db"] > 30 for e in events if not e["watched"])
+    assert any(e["event"] == "start" and e["watched"] for e in kept)
+    logged = [json.loads(line) for line in log_path.read_text().splitlines()]
+    received = [{k: v for k, v in e.items() if k != "type"} for e in events]
+    assert received and all(event in logged for event in received)
+
+
+def test_an_unwritable_detection_log_is_said_once_and_the_app_serves_on(
+        tmp_path: Path) -> None:
+    """--detect-log naming a directory: the app logs one error naming it, serves frames
+    and detections as usual, and its status messages count the events it could not
+    write in detect_log_failed."""
+    with running_app(["--detect-log", str(tmp_path), "--fps", "10"], tmp_path) as app:
+        url = app.wait_for_url()
+        failed, frames, detections = 0, 0, 0
+        with connect(url, open_timeout=RECEIVE_TIMEOUT_S) as websocket:
+            deadline = time.monotonic() + 60
+            while not (failed >= 3 and frames >= 10 and detections >= 3):
+                assert time.monotonic() < deadline, app.output()
+                message = websocket.recv(timeout=RECEIVE_TIMEOUT_S)
+                if isinstance(message, bytes):
+                    frames += 1
+                elif (body := decode_message(message))["type"] == "status":
+                    failed = body.get("detect_log_failed", 0)
+                elif body["type"] == "detection":
+                    detections += 1
+        output = app.output()
+    assert output.count(f"cannot write detection events to {tmp_path}") == 1, output
 
 
 def test_detections_carry_the_latest_gps_fix(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import pty
+import re
 import signal
 import subprocess
 import sys
@@ -63,11 +64,15 @@ class Publisher:
 
 
 @contextmanager
-def serving(**settings: Any) -> Iterator[SpectrumServer]:
-    """A SpectrumServer on a free port with one 16-bin stream, stopped after the block."""
-    started = SpectrumServer(ServerConfig(host="127.0.0.1", port=0, queue_depth=8, **settings))
+def serving(before_start: Any = None, **settings: Any) -> Iterator[SpectrumServer]:
+    """A SpectrumServer on a free port with one 16-bin stream, stopped after the block;
+    ``before_start(server)`` is called before it listens."""
+    started = SpectrumServer(ServerConfig(**{"host": "127.0.0.1", "port": 0, "queue_depth": 8,
+                                             **settings}))
     started.add_stream(StreamInfo(stream_id=0, name="spectrum", bins=BINS,
                                   center_freq_hz=433.92e6, span_hz=2e6, fps=50.0))
+    if before_start is not None:
+        before_start(started)
     started.start()
     try:
         yield started
@@ -167,6 +172,73 @@ def test_detections_flag_prints_each_detection_message_as_a_json_line(
     ids = [line["id"] for line in lines]
     assert ids == sorted(ids) and all(line["center_freq_hz"] == 433.92e6 + line["id"]
                                       for line in lines)
+
+
+def detection(number: int, event: str = "start") -> dict[str, Any]:
+    """A detection body as a sink publishes it, decided at a time that grows with number."""
+    return {"stream": 0, "event": event, "id": number, "center_freq_hz": 433.92e6 + number,
+            "time_ns": 1_700_000_000_000_000_000 + number * 1_000_000, "watched": False}
+
+
+def printed_detections(program: Any, count: int) -> list[dict[str, Any]]:
+    """The first ``count`` detection lines argos-client printed (waiting for them)."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        found = [json.loads(line) for line in program.lines if line.startswith("{")]
+        if len(found) >= count:
+            return found
+        assert program.process.poll() is None, program.output()
+        time.sleep(0.05)
+    pytest.fail(f"fewer than {count} detections printed:\n{program.output()}")
+
+
+def test_recent_prints_the_kept_detections_first_then_the_live_ones(
+        server: SpectrumServer, repo_root: Path) -> None:
+    """--detections --recent: the events the server kept before the client came, oldest
+    first, then each live one, each once and as a detection message."""
+    from helpers import running
+
+    for number in (1, 2, 3):
+        server.publish_message("detection", detection(number))
+    with running(argos_client(server.url, "--detections", "--recent"), repo_root,
+                 url_pattern=re.compile("(never)"), name="argos-client") as program:
+        printed_detections(program, 3)
+        server.publish_message("detection", detection(4, "end"))
+        lines = printed_detections(program, 4)
+    assert lines == [{"type": "detection", **detection(n)} for n in (1, 2, 3)] + [
+        {"type": "detection", **detection(4, "end")}]
+
+
+def test_after_a_reconnect_the_detections_of_the_outage_are_printed(
+        repo_root: Path) -> None:
+    """--detections without --recent prints only live events; when the link comes back,
+    the events the server kept from while it was down are printed first, none twice."""
+    from helpers import running
+
+    with serving() as first:
+        url, port = first.url, first.port
+        first.publish_message("detection", detection(1))  # before the client: not printed
+        with running(argos_client(url, "--detections", "--backoff-base-s", "0.2"), repo_root,
+                     url_pattern=re.compile("(never)"), name="argos-client") as program:
+            deadline = time.monotonic() + WAIT_S
+            while first.stats()["total"]["clients"] < 1:  # connected, its query answered
+                assert time.monotonic() < deadline, program.output()
+                time.sleep(0.05)
+            time.sleep(0.5)
+            first.publish_message("detection", detection(2))
+            printed_detections(program, 1)
+            first.stop()
+            # The same server address comes back holding events of the outage (and 2 again)
+            # before any client can connect: they can only come from the query.
+            def outage(second: SpectrumServer) -> None:
+                for number in (2, 3, 4):
+                    second.publish_message("detection", detection(number))
+
+            with serving(outage, port=port):
+                lines = printed_detections(program, 3)
+                time.sleep(0.5)  # nothing more comes
+                lines = printed_detections(program, 3)
+    assert [line["id"] for line in lines] == [2, 3, 4]
 
 
 def test_shim_in_apps_runs_the_same_program(

@@ -4,12 +4,22 @@ tracker's start, update and end, and no events on noise alone."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
 import pytest
 
-from gr_argos.detections import DetectionSettings, SignalFinder, find_runs
+from gr_argos.detections import (
+    DetectionSettings,
+    FrequencyRange,
+    SignalFinder,
+    find_runs,
+    parse_ranges,
+    ranges_text,
+)
+from gr_argos.settings import ConfigError
+from gr_argos.stream import StreamSettings
 
 BINS = 2048
 SPAN_HZ = 2.048e6  # 1 kHz bins
@@ -140,3 +150,104 @@ def test_no_events_on_noise_alone(ffts: int) -> None:
         frames = noise_frames(300, seed=10 + chunk, ffts=ffts)
         events += run(finder, frames)
     assert events == []
+
+
+# -- frequency ranges to watch or to ignore ------------------------------------------------
+
+def test_ranges_are_read_from_text_sorted_and_written_back() -> None:
+    """The compact text gives sorted ranges with their kind and threshold; written back it
+    reads the same."""
+    ranges = parse_ranges("433.05e6-434.79e6:watch:12, 100e6 - 100.2e6 : IGNORE,\n"
+                          "868e6-868.6e6:watch")
+    assert ranges == (FrequencyRange(100e6, 100.2e6, "ignore"),
+                      FrequencyRange(433.05e6, 434.79e6, "watch", 12.0),
+                      FrequencyRange(868e6, 868.6e6, "watch"))
+    assert parse_ranges(", ".join(str(r) for r in ranges)) == ranges
+    assert parse_ranges("") == parse_ranges(" , ") == ()
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("434.79e6-433.05e6:watch", "the low frequency must be below the high one"),
+    ("100e6-100e6:ignore", "the low frequency must be below the high one"),
+    ("100e6-101e6:listen", "kind 'listen' is not one of watch, ignore"),
+    ("100e6-101e6:ignore:10", "an ignored range takes no threshold"),
+    ("100e6-101e6:watch:0", "the threshold must be a number of dB above 0"),
+    ("100e6:watch", "is not of the form LOW-HIGH:watch[:THRESHOLD_DB]"),
+    ("-5e6-1e6:watch", "is not of the form"),
+    ("100e6-101e6", "is not of the form"),
+    ("100e6-101e6:watch:12, 100.5e6-102e6:ignore", "overlap: make them disjoint"),
+])
+def test_a_bad_range_is_refused_naming_it(text: str, problem: str) -> None:
+    """Inverted or empty ranges, unknown kinds, thresholds that make no sense, malformed
+    items and overlapping ranges raise ValueError saying what is wrong."""
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        parse_ranges(text)
+
+
+def test_the_setting_takes_text_or_a_yaml_list_and_names_itself_when_bad() -> None:
+    """detect_ranges is one text setting; a YAML list (or a block argument's list) of texts
+    or mappings becomes that text; a bad one is a ConfigError naming the setting and the
+    range."""
+    listed = ranges_text(["433.05e6-434.79e6:watch:12",
+                          {"low_freq_hz": 100e6, "high_freq_hz": 100.2e6, "kind": "ignore"}])
+    assert parse_ranges(listed) == parse_ranges("433.05e6-434.79e6:watch:12, "
+                                                "100e6-100.2e6:ignore")
+    settings = StreamSettings(detect_ranges=listed)
+    assert settings.detection().ranges == parse_ranges(listed)
+    as_argument = StreamSettings(detect_ranges=["1e6-2e6:ignore"])  # a block argument
+    assert as_argument.detect_ranges == "1e6-2e6:ignore"
+    with pytest.raises(ConfigError, match=r"StreamSettings: bad value .* for detect_ranges: "
+                                          r"range '2e6-1e6:watch': the low frequency"):
+        StreamSettings(detect_ranges="2e6-1e6:watch")
+    with pytest.raises(ValueError, match="must have low_freq_hz, high_freq_hz, kind"):
+        ranges_text([{"low_freq_hz": 1e6, "kind": "watch"}])
+
+
+def test_an_ignored_carrier_gives_no_event_and_a_neighbour_still_does() -> None:
+    """A strong carrier in an ignored range is never reported; a burst just outside it is,
+    at its frequency, and the event says it is not watched."""
+    frames = noise_frames(60)
+    frames[:, 300:303] = -60.0
+    frames[10:20, 320:325] = -75.0
+    ignored = DetectionSettings(ranges=parse_ranges(
+        f"{freq_of_bin(295)}-{freq_of_bin(310)}:ignore"))
+    events = run(SignalFinder(PERIOD_S, ignored), frames)
+    assert [e["event"] for e in events] == ["start", "end"]
+    assert abs(events[0]["center_freq_hz"] - freq_of_bin(322)) <= 1e3
+    assert not any(e["watched"] for e in events)
+    assert any(abs(e["center_freq_hz"] - freq_of_bin(301)) <= 2e3
+               for e in run(SignalFinder(PERIOD_S), frames))
+
+
+def test_a_watched_range_reports_a_weak_signal_with_its_own_threshold() -> None:
+    """A signal about 9.5 dB over the floor is under a threshold of 12 dB: not reported; in
+    a range watched at 8 dB it is, with watched: true, while the same signal outside the
+    range still is not; time_ns is the frame the event was decided on."""
+    frames = noise_frames(120)
+    level = float(np.median(frames)) + 8.5  # the floor (20 % quantile) is ~1 dB under it
+    frames[40:80, 500:506] = level
+    frames[40:80, 1500:1506] = level
+    assert run(SignalFinder(PERIOD_S, DetectionSettings(threshold_db=12.0)), frames) == []
+    watched = DetectionSettings(threshold_db=12.0, ranges=parse_ranges(
+        f"{freq_of_bin(490)}-{freq_of_bin(520)}:watch:8"))
+    events = run(SignalFinder(PERIOD_S, watched), frames)
+    assert [e["event"] for e in events if e["event"] != "update"] == ["start", "end"]
+    assert all(e["watched"] and abs(e["center_freq_hz"] - freq_of_bin(502.5)) <= 1e3
+               for e in events)
+    assert [e["time_ns"] for e in events] == [e["frame"] * PERIOD_NS for e in events]
+
+
+def test_a_range_follows_the_tuning() -> None:
+    """Ranges are absolute frequencies: after a retune the same bins are other
+    frequencies, and a carrier that was ignored there is reported."""
+    frames = noise_frames(80)
+    frames[:, 300:303] = -60.0
+    settings = DetectionSettings(ranges=parse_ranges(
+        f"{freq_of_bin(295)}-{freq_of_bin(310)}:ignore"))
+    finder = SignalFinder(PERIOD_S, settings)
+    events = []
+    for index, frame in enumerate(frames):
+        center = CENTER_HZ if index < 40 else CENTER_HZ + 1e6
+        events += finder.process(frame, center, SPAN_HZ, index * PERIOD_NS)
+    assert [e["event"] for e in events][:1] == ["start"]
+    assert abs(events[0]["center_freq_hz"] - (freq_of_bin(301) + 1e6)) <= 1e3

@@ -387,7 +387,7 @@ async def test_a_killed_worker_is_restarted_and_only_its_clients_reconnect() -> 
 def test_with_several_publishers_the_silent_one_is_named_and_its_return_too() -> None:
     """A gateway connected to two publishers tells clients which endpoint went silent when
     only one stops (the other is never reported), and which one is back when it returns on
-    the same endpoint."""
+    the same endpoint; its /metrics says the same in argos_publisher_silent{endpoint}."""
     from gr_argos.protocol import StreamInfo
     from gr_argos.zmq_transport import FramePublisher
 
@@ -404,12 +404,16 @@ def test_with_several_publishers_the_silent_one_is_named_and_its_return_too() ->
                 REPO_ROOT, url_pattern=URL_PATTERN, name="argos-gateway") as process:
             client = Client(process.wait_for_url())
             try:
+                metrics_url = http_url(process.wait_for_url())
+                assert _silent_gauges(metrics_url) == {steady.endpoint: 0, flaky_endpoint: 0}
                 flaky.close()
                 client.wait_for("flaky silent", lambda events: publisher_status(
                     events, "silent") is not None)
+                assert _silent_gauges(metrics_url) == {steady.endpoint: 0, flaky_endpoint: 1}
                 flaky = FramePublisher(flaky_endpoint, heartbeat_interval_s=0.2)
                 client.wait_for("flaky ok", lambda events: publisher_status(
                     events, "ok") is not None)
+                assert _silent_gauges(metrics_url) == {steady.endpoint: 0, flaky_endpoint: 0}
                 time.sleep(1.5)  # longer than the timeout: steady must still not be reported
                 statuses = [e for e in client.snapshot()
                             if isinstance(e, dict) and "publisher" in e]
@@ -536,14 +540,25 @@ def _frames(ws: Any, count: int) -> list[SpectrumFrame]:
     return frames
 
 
-def _scrape(base_url: str) -> dict[str, float]:
-    """The gateway's /metrics, each metric summed over its labels."""
+def _metric_families(base_url: str) -> Iterator[Any]:
+    """The metric families of the gateway's /metrics."""
     from prometheus_client.parser import text_string_to_metric_families
 
     with urllib.request.urlopen(base_url.rstrip("/") + "/metrics", timeout=WAIT_S) as response:
         text = response.read().decode()
+    return text_string_to_metric_families(text)
+
+
+def _scrape(base_url: str) -> dict[str, float]:
+    """The gateway's /metrics, each metric summed over its labels."""
     found: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
+    for family in _metric_families(base_url):
         for sample in family.samples:
             found[sample.name] = found.get(sample.name, 0.0) + sample.value
     return found
+
+
+def _silent_gauges(base_url: str) -> dict[str, float]:
+    """argos_publisher_silent of the gateway's /metrics, by endpoint."""
+    return {sample.labels["endpoint"]: sample.value for family in _metric_families(base_url)
+            if family.name == "argos_publisher_silent" for sample in family.samples}

@@ -129,6 +129,10 @@ async def test_client_against_a_real_server_in_node(repo_root: Path) -> None:
     """client.test.mjs passes against a real server, including a restart it asks for, and
     against a server with a token, which sees one refused attempt per refused client."""
     server = await asyncio.to_thread(start_server)
+    for number, event in ((1, "start"), (2, "start"), (3, "end")):  # for requestDetections
+        server.publish_message("detection", {
+            "stream": 0, "event": event, "id": number, "center_freq_hz": 433.92e6,
+            "time_ns": 1_700_000_000_000_000_000 + number * 1_000_000, "watched": number == 3})
     token_server = await asyncio.to_thread(
         start_server, token=TOKEN, handshake_timeout_s=TOKEN_HANDSHAKE_TIMEOUT_S)
     publisher = Publisher(server)

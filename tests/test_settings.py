@@ -198,6 +198,30 @@ def test_spectrum_step_db_comes_from_the_file_and_the_flag_checked(tmp_path: Pat
             resolve(parser.parse_args(["--step-db", bad]), SPECTRUM_SETTINGS, None)
 
 
+def test_spectrum_detect_ranges_come_as_a_yaml_list_or_a_flag_and_are_checked(
+        tmp_path: Path) -> None:
+    """detect_ranges: a YAML list (of texts or mappings) or the flag's compact text; a bad
+    range in either names the file key or the flag and what is wrong."""
+    parser = argument_parser()
+    config = write_yaml(tmp_path, "detect_ranges:\n  - 433.05e6-434.79e6:watch:12\n"
+                        "  - {low_freq_hz: 100e6, high_freq_hz: 100.2e6, kind: ignore}\n")
+    from_file = resolve(parser.parse_args([]), SPECTRUM_SETTINGS, config)["detect_ranges"]
+    assert from_file == "433.05e6-434.79e6:watch:12, 100000000.0-100200000.0:ignore"
+    flag = resolve(parser.parse_args(["--detect-ranges", "1e6-2e6:ignore"]), SPECTRUM_SETTINGS,
+                   config)
+    assert flag["detect_ranges"] == "1e6-2e6:ignore"
+    bad = write_yaml(tmp_path, "detect_ranges: [1e6-2e6:watch, 1.5e6-3e6:ignore]\n")
+    with pytest.raises(ConfigError, match=r"key 'detect_ranges': .*overlap"):
+        resolve(parser.parse_args([]), SPECTRUM_SETTINGS, bad)
+    with pytest.raises(ConfigError, match=r"^--detect-ranges: bad value .* kind 'hear' is not"):
+        resolve(parser.parse_args(["--detect-ranges", "1e6-2e6:hear"]), SPECTRUM_SETTINGS,
+                None)
+    item = write_yaml(tmp_path, "detect_ranges: [[1, 2]]\n")
+    with pytest.raises(ConfigError, match=r"key 'detect_ranges': bad value for detect_ranges: "
+                                          r"range \[1, 2\] must be a text"):
+        resolve(parser.parse_args([]), SPECTRUM_SETTINGS, item)
+
+
 # -- file errors -----------------------------------------------------------------------------
 
 def test_unknown_yaml_key_is_named_with_the_known_keys(tmp_path: Path) -> None:

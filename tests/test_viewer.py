@@ -56,7 +56,8 @@ TOKEN = "viewer-test-token-3e7b1"
 
 
 # The waterfall's summed brightness per column (over its newest maxRows rows if given), its
-# width and the colours of its top row.
+# width and the colours of its top row. Pure white and pure black pixels are left out: they
+# are the detection marks' outlines (and view marker rows), not data.
 WATERFALL_COLUMNS_JS = """(maxRows) => {
     const canvas = window.argosViewer.waterfallCanvas;
     const rows = Math.min(canvas.height, window.argosViewer.stats().rowsDrawn,
@@ -67,7 +68,8 @@ WATERFALL_COLUMNS_JS = """(maxRows) => {
     for (let y = 0; y < rows; y++) {
         for (let x = 0; x < canvas.width; x++) {
             const i = 4 * (y * canvas.width + x);
-            brightness[x] += data[i] + data[i + 1] + data[i + 2];
+            const sum = data[i] + data[i + 1] + data[i + 2];
+            if (sum !== 0 && sum !== 765) brightness[x] += sum;
             if (y === 0) topRow.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
         }
     }
@@ -719,4 +721,74 @@ def test_detections_are_listed_marked_while_on_the_air_and_beep(served: Served,
     viewer.wait_for("s.detectionsOnAir === 0 && s.marksDrawn === 0")
     items = viewer.page.locator("#detections li")
     assert items.count() == 2 and all("0.40 s" in text for text in items.all_inner_texts())
+    assert viewer.errors == []
+
+
+# The screenshot of an element, decoded by the page itself (no image library needed): its
+# size and, per pixel column, the rows whose pixel is white or black.
+SCREENSHOT_PIXELS_JS = """async (png) => {
+    const image = new Image();
+    image.src = "data:image/png;base64," + png;
+    await image.decode();
+    const canvas = document.createElement("canvas");
+    canvas.width = image.width;
+    canvas.height = image.height;
+    const ctx = canvas.getContext("2d");
+    ctx.drawImage(image, 0, 0);
+    const data = ctx.getImageData(0, 0, image.width, image.height).data;
+    const white = [], black = [];
+    for (let y = 0; y < image.height; y++) {
+        for (let x = 0; x < image.width; x++) {
+            const i = 4 * (y * image.width + x);
+            if (data[i] >= 245 && data[i + 1] >= 245 && data[i + 2] >= 245) white.push([x, y]);
+            if (data[i] <= 12 && data[i + 1] <= 12 && data[i + 2] <= 12) black.push([x, y]);
+        }
+    }
+    return {width: image.width, height: image.height, white, black};
+}"""
+
+
+def test_a_detection_start_marks_the_waterfall_where_it_started_and_scrolls_with_it(
+        served: Served, context: BrowserContext) -> None:
+    """A detection start draws a white box with a black edge (a shape, not a colour) on the
+    waterfall at the signal's frequency; as rows come in it moves down with the row it
+    marked. Seen on a screenshot of the page: white pixels only at the carrier's columns,
+    below the top by the rows drawn since, beside black edge pixels."""
+    import base64
+
+    viewer = open_viewer(context, served.page_url)
+    viewer.wait_for("s.state === 'open' && s.rowsDrawn > 20")
+    assert viewer.stats()["waterfallMarks"] == 0
+    bin_hz = SPAN_HZ / BINS
+    carrier_hz = CENTER_FREQ_HZ + (CARRIER_BIN - BINS // 2) * bin_hz
+    served.server.publish_message("detection", {
+        "stream": 0, "event": "start", "id": 3, "center_freq_hz": carrier_hz,
+        "bandwidth_hz": 3 * bin_hz, "low_freq_hz": carrier_hz - 1.5 * bin_hz,
+        "high_freq_hz": carrier_hz + 1.5 * bin_hz, "peak_db": CARRIER_DB, "mean_db": CARRIER_DB,
+        "snr_db": 60.0, "start_ns": time.time_ns(), "duration_s": 1 / FPS,
+        "time_ns": time.time_ns(), "watched": True,
+        "tuning": {"center_freq_hz": CENTER_FREQ_HZ, "span_hz": SPAN_HZ}, "gps": None})
+    viewer.wait_for("s.waterfallMarks === 1")
+    marked_at = viewer.stats()["rowsDrawn"]
+    viewer.wait_for(f"s.rowsDrawn >= {marked_at + 60}")
+    png = viewer.page.locator("#waterfall").screenshot()
+    rows_since = viewer.stats()["rowsDrawn"] - marked_at
+    found = viewer.page.evaluate(SCREENSHOT_PIXELS_JS, base64.b64encode(png).decode())
+    width, height = found["width"], found["height"]
+    window = viewer.stats()["window"]
+    expected_x = (carrier_hz - window["startHz"]) / (window["stopHz"] - window["startHz"]) * width
+    white = found["white"]
+    assert white, "no white mark on the waterfall"
+    xs = [x for x, _ in white]
+    ys = [y for _, y in white]
+    assert min(xs) >= expected_x - 12 and max(xs) <= expected_x + 12, (expected_x, min(xs), max(xs))
+    assert max(xs) - min(xs) >= 4  # a box's two sides, not one line
+    row_px = height / viewer.stats()["waterfallRows"]
+    # The mark's top edge was the newest row when drawn; it has moved down by the rows since
+    # (a few rows of slack: a batch of rows is drawn per animation frame).
+    assert (rows_since - 20) * row_px <= min(ys) <= (rows_since + 4) * row_px, (
+        min(ys), rows_since, row_px)
+    black = {tuple(p) for p in found["black"]}
+    assert any((x - 1, y) in black or (x + 1, y) in black for x, y in white), \
+        "the white outline has no black edge beside it"
     assert viewer.errors == []

@@ -37,6 +37,7 @@ import os
 import signal
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, Mapping, TextIO
 
@@ -109,7 +110,12 @@ def argument_parser() -> argparse.ArgumentParser:
                              "gap, bins, center_freq_hz, span_hz, peak_bin, peak_db, age_ms)")
     output.add_argument("--detections", action="store_true",
                         help="print each detection message (a signal's start, updates and "
-                             "end: docs/detections.md) on stdout, one JSON object per line")
+                             "end: docs/detections.md) on stdout, one JSON object per line; "
+                             "after a reconnect, first those the server kept from while the "
+                             "link was down")
+    output.add_argument("--recent", action="store_true",
+                        help="with --detections: first print the recent events the server "
+                             "kept (up to 256 a stream), oldest first")
     frames = parser.add_argument_group("frame format (see docs/protocol.md)")
     frames.add_argument("--encoding", choices=ENCODINGS, metavar="NAME",
                         help="payload encoding to ask the server for: float32 (exact), int16 "
@@ -359,15 +365,15 @@ async def _watch(client: ArgosClient, args: argparse.Namespace, token_source: st
     status_line = _StatusLine(status_stream)
     logging.basicConfig(level=logging.WARNING, handlers=[_LogHandler(status_line)])
     watch = _Watch(client)
+    printer = _DetectionPrinter(args.recent) if args.detections else None
     refresher = loop.create_task(_refresh(status_line, watch))
     try:
         async with client:
             async for event in client:
                 if isinstance(event, StateEvent):
                     watch.state = event.state
-                elif isinstance(event, MessageEvent):
-                    if args.detections and event.type == "detection":
-                        print(json.dumps(event.message), flush=True)
+                elif isinstance(event, MessageEvent) and printer is not None:
+                    await printer.handle(client, event.message)
                 elif isinstance(event, FrameEvent):
                     watch.newest = event
                     if args.json:
@@ -453,6 +459,69 @@ async def _tune(client: ArgosClient, args: argparse.Namespace) -> int:
         print(f"argos-client: {_auth_hint(client, '')}", file=sys.stderr)
         return EXIT_AUTH_FAILED
     return outcome
+
+
+class _DetectionPrinter:
+    """Prints detection events, each once: live ones as they come, and from the server's
+    kept ones (the ``detections`` query, asked on each hello) those of the time the link was
+    down, or with ``recent`` all of them at the first connection."""
+
+    #: Events remembered as printed (a reconnect's reply may hold some again).
+    REMEMBERED = 4096
+
+    def __init__(self, recent: bool) -> None:
+        self.recent = recent
+        self.connections = 0
+        self.latest_ns: int | None = None  # the newest time_ns seen
+        self.baseline_only = False  # the pending reply only says where the history ends
+        self._printed: set[tuple[Any, ...]] = set()
+        self._order: deque[tuple[Any, ...]] = deque()
+
+    async def handle(self, client: ArgosClient, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "hello":
+            self.connections += 1
+            await self._ask(client)
+        elif kind == "detection":
+            self._print(message)
+        elif kind == "detections" and isinstance(message.get("events"), list):
+            for event in message["events"]:
+                if isinstance(event, dict):
+                    if self.baseline_only:
+                        self._seen(event)
+                    else:
+                        self._print({"type": "detection", **event})
+            self.baseline_only = False
+
+    async def _ask(self, client: ArgosClient) -> None:
+        """Ask for the events this connection has to catch up on (a server too old to keep
+        them answers with an error, which changes nothing)."""
+        if self.connections == 1:
+            self.baseline_only = not self.recent
+            limit = None if self.recent else 1
+            since = None
+        else:
+            limit, since = None, None if self.latest_ns is None else max(0, self.latest_ns - 1)
+        with contextlib.suppress(ConnectionError):
+            await client.request_detections(limit=limit, since_ns=since)
+
+    def _seen(self, event: dict[str, Any]) -> bool:
+        """Remember an event; whether it was new."""
+        key = tuple(event.get(name) for name in ("stream", "id", "event", "time_ns"))
+        if key in self._printed:
+            return False
+        self._printed.add(key)
+        self._order.append(key)
+        if len(self._order) > self.REMEMBERED:
+            self._printed.discard(self._order.popleft())
+        time_ns = event.get("time_ns")
+        if isinstance(time_ns, int) and (self.latest_ns is None or time_ns > self.latest_ns):
+            self.latest_ns = time_ns
+        return True
+
+    def _print(self, event: dict[str, Any]) -> None:
+        if self._seen(event):
+            print(json.dumps(event), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

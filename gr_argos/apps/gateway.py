@@ -31,7 +31,10 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from gr_argos.apps.common import (
     EXIT_FAILURE,
@@ -107,6 +110,23 @@ class _Publisher:
     silent: bool = False
 
 
+class _PublisherMetrics(Collector):
+    """``argos_publisher_silent{endpoint}`` on the gateway's ``/metrics``, read at scrape
+    time from what the relay thread knows (a bool per publisher: no lock needed)."""
+
+    def __init__(self, publishers: dict[str, _Publisher]) -> None:
+        self._publishers = publishers
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "argos_publisher_silent", "1 while nothing came from the ZeroMQ publisher at "
+            "endpoint for publisher_timeout_s (clients were told it is silent), else 0",
+            labels=["endpoint"])
+        for publisher in self._publishers.values():
+            family.add_metric([publisher.endpoint], int(publisher.silent))
+        yield family
+
+
 class Gateway:
     """A :class:`SpectrumServer` fed by a :class:`FrameSubscriber` on a relay thread.
 
@@ -128,6 +148,7 @@ class Gateway:
         self._owners: dict[int, str] = {}  # stream id -> session of the publisher sending it
         self._publishers = {endpoint: _Publisher(endpoint, time.monotonic())
                             for endpoint in endpoints}
+        self.server.add_metrics(_PublisherMetrics(self._publishers))
         self._stop = threading.Event()
         self._relay = threading.Thread(target=self._run, name="argos-gateway-relay",
                                        daemon=True)

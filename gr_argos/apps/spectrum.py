@@ -105,7 +105,7 @@ SETTINGS: tuple[Setting, ...] = (
                                     "status_interval_s"),
               defaults={"center_freq": 100e6}),
     *declared(StreamSettings, only=("detect", "detect_threshold_db", "detect_min_bandwidth_hz",
-                                    "detect_min_duration_s"),
+                                    "detect_min_duration_s", "detect_ranges", "detect_log"),
               defaults={"detect": True}),
     *declared(DetectorSettings, only=("detector", "second_detector", "window", "overlap",
                                       "avg_alpha"),

@@ -243,6 +243,27 @@ class ArgosClient:
         """
         await self.send_message("tune", dict(changes))
 
+    async def request_detections(self, limit: int | None = None, since_ns: int | None = None,
+                                 stream: int | None = None) -> None:
+        """Ask for the recent detection events the server kept (a ``detections`` message).
+
+        The server answers with a ``detections`` message (a ``MessageEvent``): ``events``,
+        oldest first, each a ``detection`` message's body; ``truncated`` when ``limit`` left
+        older ones out. See docs/protocol.md.
+
+        Args:
+            limit: at most this many, the newest (1 to the server's ``kept``, 256).
+            since_ns: only events decided after this time (their ``time_ns``), e.g. the
+                last one seen before a reconnect.
+            stream: only this stream's.
+
+        Raises:
+            ConnectionError: no connection is open.
+        """
+        body = {key: value for key, value in (("limit", limit), ("since_ns", since_ns),
+                                              ("stream", stream)) if value is not None}
+        await self.send_message("detections", body)
+
     async def _run(self) -> AsyncGenerator[Event, None]:
         """The event stream: connect, read until the link drops, back off, repeat."""
         yield StateEvent(STATE_CONNECTING)

@@ -12,6 +12,7 @@ import json
 import time
 from typing import Any
 
+from gr_argos.server.detection_history import DETECTIONS_KEPT
 from gr_argos.protocol import (
     MAX_FPS_DIVISOR,
     MAX_VIEW_BINS,
@@ -66,6 +67,11 @@ def _is_step_db(value: int | float) -> bool:
     return True
 
 
+def _whole_number(low: int, high: int) -> Any:
+    """A check that a JSON value is a whole number (not true/false) from low to high."""
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
 def _view_field(name: str, what: str) -> tuple[bool, Any, str]:
     """An optional ``set_view`` field: a JSON number (or null) that :class:`ViewRequest`
     takes."""
@@ -98,6 +104,13 @@ _SCHEMAS: dict[str, dict[str, tuple[bool, Any, str]]] = {
         "span_hz": _view_field("span_hz", "a number of Hz more than 0"),
         "bins": _view_field("bins", f"a whole number from 1 to {MAX_VIEW_BINS}"),
         "fps_divisor": _view_field("fps_divisor", f"a whole number from 1 to {MAX_FPS_DIVISOR}"),
+    },
+    "detections": {
+        "limit": (False, _whole_number(1, DETECTIONS_KEPT),
+                  f"a whole number from 1 to {DETECTIONS_KEPT}"),
+        "since_ns": (False, _whole_number(0, (1 << 63) - 1),
+                     "a whole number of ns since the Unix epoch (0 or more)"),
+        "stream": (False, _whole_number(0, 0xFFFF), "a stream id from hello"),
     },
     "auth": {"token": (True, lambda v: isinstance(v, str) and 0 < len(v) <= 4096,
                        "a non-empty string")},

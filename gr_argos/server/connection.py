@@ -41,6 +41,7 @@ from gr_argos.server.client_messages import (
 )
 from gr_argos.server.config import ServerConfig
 from gr_argos.server.control import ADMIN, OPERATOR, VIEWER, Controller, Requester, TuneError
+from gr_argos.server.detection_history import DETECTIONS_KEPT, DetectionHistory
 from gr_argos.server.hub import BroadcastHub, ClientQueue
 from gr_argos.server.logs import EventLog, quoted
 from gr_argos.server.metrics import ServerCounters
@@ -75,6 +76,7 @@ class Connection:
         counters: the server's counters (policy closes, authentication failures).
         events: the server's rate-limited log of events.
         hello: makes the ``hello`` message's body, sent first.
+        detections: the recent detection events, for the ``detections`` query.
         gate: the server's admission counts: a connection that authenticates with an
             ``auth`` message becomes a client there, if the client limits allow.
         authenticated: the token came with the upgrade request, or none is needed (else
@@ -82,21 +84,22 @@ class Connection:
             true until it did).
     """
 
-    __slots__ = ("_ws", "_config", "_hub", "_counters", "_events", "_hello", "_gate", "waiting",
-                 "peer", "_ip", "_write", "_client", "_sending", "_sender", "_closer", "role",
-                 "_controller", "_local", "_tunes", "_tuning")
+    __slots__ = ("_ws", "_config", "_hub", "_counters", "_events", "_hello", "_detections",
+                 "_gate", "waiting", "peer", "_ip", "_write", "_client", "_sending", "_sender",
+                 "_closer", "role", "_controller", "_local", "_tunes", "_tuning")
 
     def __init__(self, ws: ServerConnection, *, config: ServerConfig, hub: BroadcastHub,
                  counters: ServerCounters, events: EventLog,
-                 hello: Callable[[], dict[str, Any]], gate: Gate,
-                 authenticated: bool, controller: Controller, role: str | None = None,
-                 local: bool = False) -> None:
+                 hello: Callable[[], dict[str, Any]], detections: DetectionHistory,
+                 gate: Gate, authenticated: bool, controller: Controller,
+                 role: str | None = None, local: bool = False) -> None:
         self._ws = ws
         self._config = config
         self._hub = hub
         self._counters = counters
         self._events = events
         self._hello = hello
+        self._detections = detections
         self._gate = gate
         self.waiting = not authenticated
         self.peer = peer_address(ws)
@@ -353,10 +356,21 @@ class Connection:
                              message.get("step_db", 0), message.get("second_trace", False))
         elif msg_type == "set_view":
             self._set_view(client, message)
+        elif msg_type == "detections":
+            self._send_detections(client, message)
         else:
             self._error(client, "unknown_type",
                         f"unknown message type {msg_type[:64]!r}; this server answers "
                         + ", ".join(repr(t) for t in CLIENT_MESSAGE_TYPES))
+
+    def _send_detections(self, client: ClientQueue, message: dict[str, Any]) -> None:
+        """Answer a ``detections`` query: the newest ``limit`` kept events (of ``stream``,
+        decided after ``since_ns``, when given), oldest first, in one message."""
+        limit = message.get("limit", DETECTIONS_KEPT)
+        found = self._detections.recent(message.get("since_ns"), message.get("stream"))
+        self._reply(client, "detections", {"events": found[-limit:],
+                                           "truncated": len(found) > limit,
+                                           "kept": self._detections.kept})
 
     def _choose_format_from_url(self, client: ClientQueue, query: dict[str, list[str]]) -> None:
         """Apply ``?encoding=...&compress=...&step_db=...&second_trace=...`` from the

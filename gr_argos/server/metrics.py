@@ -91,18 +91,20 @@ class ServerCounters:
     closed_by_policy: Counter[str] = field(default_factory=Counter)
     send_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     clock: Callable[[], float] = time.monotonic
-    detections: Counter[tuple[str, str]] = field(default_factory=Counter)
+    detections: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     control_events: Counter[tuple[str, str]] = field(default_factory=Counter)
     _last_shed_s: float | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def detected(self, body: dict[str, Any]) -> None:
         """Count a signal that started (a ``detection`` message with ``event`` ``start``),
-        by stream and 10 MHz band (labelled by its lower edge in MHz). Any thread."""
+        by stream, 10 MHz band (labelled by its lower edge in MHz) and whether it is in a
+        watched range. Any thread."""
         freq = body.get("center_freq_hz")
         if body.get("event") != "start" or not isinstance(freq, (int, float)):
             return
-        key = (str(body.get("stream", "")), str(int(freq // 10e6) * 10))
+        key = (str(body.get("stream", "")), str(int(freq // 10e6) * 10),
+               "true" if body.get("watched") is True else "false")
         with self._lock:
             self.detections[key] += 1
 
@@ -119,7 +121,7 @@ class ServerCounters:
         last = self._last_shed_s
         return last is not None and self.clock() - last < SHEDDING_WINDOW_S
 
-    def detection_counts(self) -> list[tuple[tuple[str, str], int]]:
+    def detection_counts(self) -> list[tuple[tuple[str, str, str], int]]:
         """The counts of :meth:`detected`, by (stream, band), sorted: a copy."""
         with self._lock:
             return sorted(self.detections.items())
@@ -222,10 +224,11 @@ class ServerCollector(Collector):
                         ("rate_limit", "ping_rate", "too_slow", "stalled"),
                         counters.closed_by_policy)
         found = CounterMetricFamily("argos_detections", "signals found (detection starts), by "
-                                    "stream and 10 MHz band (its lower edge in MHz)",
-                                    labels=["stream", "band_mhz"])
-        for (stream, band), count in counters.detection_counts():
-            found.add_metric([stream, band], count)
+                                    "stream, 10 MHz band (its lower edge in MHz) and whether "
+                                    "in a watched range (detect_ranges)",
+                                    labels=["stream", "band_mhz", "watched"])
+        for (stream, band, watched), count in counters.detection_counts():
+            found.add_metric([stream, band, watched], count)
         yield found
         control = CounterMetricFamily("argos_control_events", "control of the radio by "
                                       "clients: lease actions and tunes, by outcome",

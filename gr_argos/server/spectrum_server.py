@@ -28,6 +28,7 @@ from dataclasses import replace
 from typing import Any, Callable, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+from prometheus_client.registry import Collector
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
@@ -59,6 +60,7 @@ from gr_argos.server.connection import (
     peer_address,
     peer_ip,
 )
+from gr_argos.server.detection_history import DetectionHistory
 from gr_argos.server.hub import BroadcastHub
 from gr_argos.server.listener import FdReserve, listening_sockets
 from gr_argos.server.metrics import (
@@ -123,6 +125,7 @@ class SpectrumServer:
         self.config = config or ServerConfig()
         self.counters = ServerCounters()
         self.hub = self._new_hub()
+        self.detections = DetectionHistory()
         self.session = secrets.token_hex(8)
         self._streams: dict[int, StreamInfo] = {}
         self._streams_lock = threading.Lock()
@@ -381,24 +384,30 @@ class SpectrumServer:
 
         Thread-safe and never raises: a body that cannot be encoded is logged and dropped.
         A ``status`` message gets the server's own ``server`` object: its refusals by reason
-        and whether it is shedding connections now.
+        and whether it is shedding connections now. A ``detection`` is counted (``/metrics``)
+        and kept for the ``detections`` query.
         """
         if msg_type == "status":
             body = {**(body or {}), "server": self.counters.server_status(),
                     "control": {"holder": self.controller.lease.describe()}}
-        elif msg_type == "detection" and body:
-            self.counters.detected(body)
         try:
             text = encode_message(msg_type, body)
         except ProtocolError as exc:
             log.warning("dropped a %s message: %s", msg_type, exc)
             return
+        if msg_type == "detection" and body:
+            self.counters.detected(body)
+            self.detections.add(body)  # encodes: a detections reply will too
         self.hub.publish_message(text)
 
     def set_tuner(self, tuner: Tuner | None) -> None:
         """What applies clients' ``tune`` changes to the radio (None: nothing can be
         tuned from clients). Any thread; takes effect for the next change."""
         self.controller.tuner = tuner
+
+    def add_metrics(self, collector: Collector) -> None:
+        """Serve ``collector``'s metric families on ``/metrics`` too (e.g. a gateway's)."""
+        self._registry.register(collector)
 
     def stats(self) -> dict[str, Any]:
         """Per-client and total counters (thread-safe; empty totals when stopped)."""
@@ -502,7 +511,8 @@ class SpectrumServer:
         deflating = compresses(ws)
         self._deflate_clients += deflating
         connection = Connection(ws, config=self.config, hub=self.hub, counters=self.counters,
-                                events=self.events, hello=self.hello, gate=self.gate,
+                                events=self.events, hello=self.hello,
+                                detections=self.detections, gate=self.gate,
                                 authenticated=not waiting, role=self._authenticated.get(ws),
                                 controller=self.controller,
                                 local=is_local(ip, ws in self._forwarded))

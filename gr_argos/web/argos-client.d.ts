@@ -155,9 +155,35 @@ export interface DetectionMessage extends StreamMessage {
   snr_db: number;
   start_ns: number;
   duration_s: number;
+  /** When the event was decided: the time of the frame that started, updated or ended it
+   * (ns since the Unix epoch; a Number loses precision under 256 ns). */
+  time_ns: number;
+  /** true when its centre lies in a watched range (detect_ranges). */
+  watched: boolean;
   tuning: { center_freq_hz: number; span_hz: number };
   /** The latest GPS fix (null before the first), with its age. */
   gps: ({ fix: boolean; age_s: number } & { [key: string]: unknown }) | null;
+}
+
+/** The answer to {"type": "detections"}: the recent events the server kept, oldest first. */
+export interface DetectionsMessage extends ArgosMessage {
+  type: "detections";
+  /** Each a detection message's body (without its type). */
+  events: Omit<DetectionMessage, "type">[];
+  /** true when `limit` left older kept events out. */
+  truncated: boolean;
+  /** Events the server keeps per stream. */
+  kept: number;
+}
+
+/** What to ask requestDetections for (every key optional). */
+export interface DetectionsQuery {
+  /** The newest N, 1 to the server's `kept` (256). */
+  limit?: number;
+  /** Only events decided after this time (their time_ns); a BigInt is sent exactly. */
+  sinceNs?: number | bigint;
+  /** Only this stream's. */
+  stream?: number;
 }
 
 /** The server's answer to a client message it cannot handle. */
@@ -327,6 +353,8 @@ export interface ArgosClientEventMap {
   detection: CustomEvent<DetectionMessage>;
   control: CustomEvent<ControlMessage>;
   tuned: CustomEvent<TunedMessage>;
+  /** The answer to requestDetections. */
+  detections: CustomEvent<DetectionsMessage>;
   /** A server "error" message (not a connection error: see "state"). */
   error: CustomEvent<ErrorMessage>;
   pong: CustomEvent<PongMessage>;
@@ -507,6 +535,11 @@ export class ArgosClient extends EventTarget {
   tune(changes: Record<string, number | boolean>): void;
   /** Present an operator's or admin's token on the open connection, to raise its role. */
   authenticate(token: string): void;
+  /**
+   * Ask for the recent detection events the server kept: a "detections" event answers.
+   * @throws {RangeError} for a value the server would refuse; {Error} if not connected.
+   */
+  requestDetections(query?: DetectionsQuery): void;
   /** "closed" until connect(), and after close(). */
   readonly state: ConnectionState;
   /** A copy of the counters since the client was created. */

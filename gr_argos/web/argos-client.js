@@ -708,6 +708,40 @@ export class ArgosClient extends EventTarget {
   }
 
   /**
+   * Ask for the recent detection events the server kept (docs/protocol.md, `detections`):
+   * it answers with a "detections" event whose `events` are oldest first.
+   *
+   * @param {{limit?: number, sinceNs?: number | bigint, stream?: number}} [query]
+   *   limit: the newest N (1 to the server's `kept`, 256); sinceNs: only events decided
+   *   after this time (their `time_ns`; a BigInt is sent exactly); stream: one stream's.
+   * @throws {RangeError} for a value the server would refuse; {Error} if not connected.
+   */
+  requestDetections({ limit, sinceNs, stream } = {}) {
+    let text = '{"type":"detections"';
+    if (limit !== undefined) {
+      if (!Number.isInteger(limit) || limit < 1) {
+        throw new RangeError(`limit must be a whole number of 1 or more, got ${limit}`);
+      }
+      text += `,"limit":${limit}`;
+    }
+    if (sinceNs !== undefined) {
+      const ns = typeof sinceNs === "bigint" ? sinceNs
+        : Number.isInteger(sinceNs) ? BigInt(sinceNs) : -1n;
+      if (ns < 0n) {
+        throw new RangeError(`sinceNs must be a whole number of ns (0 or more), got ${sinceNs}`);
+      }
+      text += `,"since_ns":${ns}`; // digits, exact: JSON.stringify cannot write a BigInt
+    }
+    if (stream !== undefined) {
+      if (!Number.isInteger(stream) || stream < 0 || stream > 0xffff) {
+        throw new RangeError(`stream must be a stream id from hello (0-65535), got ${stream}`);
+      }
+      text += `,"stream":${stream}`;
+    }
+    this.send(`${text}}`);
+  }
+
+  /**
    * Set the token sent in the first `auth` message of every later connection, or forget it
    * (null). An open connection is not affected; after the server refused a token, set the
    * right one and call connect() again.
@@ -1093,8 +1127,8 @@ export class ArgosClient extends EventTarget {
 }
 
 // JSON types that also get an event of their own name (all of them get "message").
-const TYPED_EVENTS = new Set(["hello", "status", "gps", "detection", "control", "tuned",
-  "error", "pong", "stats", "view"]);
+const TYPED_EVENTS = new Set(["hello", "status", "gps", "detection", "detections", "control",
+  "tuned", "error", "pong", "stats", "view"]);
 
 /** The ws:// or wss:// URL to connect to; http(s) and relative URLs resolve against the
  * page, and no URL at all means the page's own server. */

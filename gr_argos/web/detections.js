@@ -1,12 +1,21 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // The viewer's detections: the signals the server reports (docs/detections.md) listed in a
 // side panel with their time, frequency, width, duration, SNR and position, marked on the
-// spectrum while they are on the air, and a beep on each start when asked for.
+// spectrum while they are on the air and on the waterfall row where each started, and a beep
+// on each start when asked for.
 
 /** Most recent detections listed. */
 export const LISTED = 12;
 /** An active signal not updated for this long is taken as ended (its end was lost). */
 const STALE_MS = 5000;
+/** Waterfall rows a start mark spans (the newest ones when it is drawn). */
+export const MARK_ROWS = 12;
+/** Starts waiting for the next waterfall rows at most (a burst of them keeps the newest). */
+const PENDING_MARKS = 64;
+/** A start mark's outline: white inside a black edge, seen on any colormap and by anyone
+ * who cannot tell its colours apart (a shape, not a hue). */
+const MARK_INNER = "#ffffff";
+const MARK_EDGE = "#000000";
 
 function mhz(hz) {
   return `${(hz / 1e6).toFixed(4)} MHz`;
@@ -37,6 +46,15 @@ export function describe(event) {
   return parts.join("  ·  ");
 }
 
+/** A rectangle's outline, `t` pixels thick, inside (x, y, w, h). */
+function frame(ctx, style, x, y, w, h, t) {
+  ctx.fillStyle = style;
+  ctx.fillRect(x, y, w, t);
+  ctx.fillRect(x, y + h - t, w, t);
+  ctx.fillRect(x, y, t, h);
+  ctx.fillRect(x + w - t, y, t, h);
+}
+
 export class Detections {
   /**
    * @param {EventTarget} client the ArgosClient (its "detection" events).
@@ -50,6 +68,8 @@ export class Detections {
     this.recent = []; // latest event per id, newest first, at most LISTED
     this.events = 0;
     this.beeps = 0;
+    this.waterfallMarks = 0; // start marks drawn into the waterfall so far
+    this.pendingMarks = []; // starts not yet marked on the waterfall: {startHz, stopHz}
     this.streamId = null; // only this stream's (null: any)
     this._audio = null;
     client.addEventListener("detection", (event) => this.add(event.detail));
@@ -62,7 +82,13 @@ export class Detections {
     if (event.event === "end") this.active.delete(event.id);
     else this.active.set(event.id, { ...event, seenAt: performance.now() });
     this.recent = [event, ...this.recent.filter((e) => e.id !== event.id)].slice(0, LISTED);
-    if (event.event === "start" && this.el.beep.checked) this.beep();
+    if (event.event === "start") {
+      if (this.el.beep.checked) this.beep();
+      const half = Math.max(event.bandwidth_hz, 1) / 2;
+      this.pendingMarks.push({ startHz: event.center_freq_hz - half,
+                               stopHz: event.center_freq_hz + half });
+      this.pendingMarks.splice(0, this.pendingMarks.length - PENDING_MARKS);
+    }
     this.render();
     this.changed();
   }
@@ -81,6 +107,33 @@ export class Detections {
                    label: mhz(event.center_freq_hz) });
     }
     return marks;
+  }
+
+  /**
+   * Mark each start not yet marked on the waterfall's newest rows, which it has just drawn:
+   * an outlined box over the signal's frequencies, MARK_ROWS high, drawn into the canvas so
+   * it scrolls down with the rows (and stays where the signal started).
+   * @param {HTMLCanvasElement} canvas the waterfall (one column a pixel, one row a pixel).
+   * @param {{startHz: number, stopHz: number} | null} band the frequencies it shows.
+   */
+  markWaterfall(canvas, band) {
+    const marks = this.pendingMarks;
+    this.pendingMarks = [];
+    if (!band || band.stopHz <= band.startHz) return;
+    const ctx = canvas.getContext("2d");
+    const perHz = canvas.width / (band.stopHz - band.startHz);
+    for (const { startHz, stopHz } of marks) {
+      if (stopHz < band.startHz || startHz > band.stopHz) continue; // out of view
+      // At least 5 columns wide, so a one-bin signal still shows a box around it.
+      const middle = ((startHz + stopHz) / 2 - band.startHz) * perHz;
+      const half = Math.max(2.5, ((stopHz - startHz) * perHz) / 2);
+      const left = Math.round(middle - half) - 2;
+      const width = Math.round(2 * half) + 4;
+      // A frame, not a bar: the signal's own rows stay visible inside it.
+      frame(ctx, MARK_EDGE, left, 0, width, MARK_ROWS, 1);
+      frame(ctx, MARK_INNER, left + 1, 1, width - 2, MARK_ROWS - 2, 2);
+      this.waterfallMarks += 1;
+    }
   }
 
   render() {

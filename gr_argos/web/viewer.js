@@ -780,6 +780,7 @@ function main() {
     }
     if (waterfall.pending > 0 || waterfall.skippedSinceDraw > 0) {
       const drawn = waterfall.draw(lut, ...view.range);
+      if (drawn.rows > 0) detections.markWaterfall(el.waterfall, shownBand());
       view.counters.rowsDrawn += drawn.rows;
       view.counters.gapRowsDrawn += drawn.gapRows;
     }
@@ -1164,6 +1165,7 @@ function main() {
                    tunes: control.tunes, tuned: control.tuned,
                    holder: control.state?.holder ?? null },
         marksDrawn: spectrum.marksDrawn ?? 0,
+        waterfallMarks: detections.waterfallMarks,
         beeps: detections.beeps,
         ageMs: view.ageMs,
         client: { ...client.stats },

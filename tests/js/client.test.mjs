@@ -135,6 +135,19 @@ describe("ArgosClient against a real gr-argos server", { skip }, () => {
       client.send({ type: "subscribe" });
       assert.equal((await refused).code, "unknown_type");
 
+      // The server was given three detection events before this client came (ids 1-3).
+      const recent = nextEvent(client, "detections");
+      client.requestDetections({ limit: 2 });
+      const kept = await recent;
+      assert.deepEqual([kept.events.map((e) => e.id), kept.truncated, kept.kept],
+        [[2, 3], true, 256]);
+      const since = nextEvent(client, "detections");
+      client.requestDetections({ sinceNs: 1_700_000_000_002_000_000n, stream: 0 });
+      assert.deepEqual((await since).events.map((e) => [e.id, e.event, e.watched]),
+        [[3, "end", true]]);
+      assert.throws(() => client.requestDetections({ limit: 0 }), RangeError);
+      assert.throws(() => client.requestDetections({ sinceNs: 1.5 }), RangeError);
+
       assert.deepEqual(seen.filter((e) => e.type === "state").map((e) => e.detail.state),
         ["connecting", "open"]);
       assert.equal(seen.filter((e) => e.type === "warning").length, 0);

@@ -251,6 +251,40 @@ async def test_grafana_dashboard_uses_only_metrics_the_server_exposes(
     assert used <= exposed, f"not in /metrics: {sorted(used - exposed)}"
 
 
+async def test_alert_rules_use_only_metrics_a_server_or_gateway_exposes(
+        start_server: StartServer) -> None:
+    """Every metric name in alerts/argos.rules.yml, with every label value its rules pick,
+    is in the /metrics of a real server that served a frame and found a signal in a watched
+    range, or of a real gateway (argos_publisher_silent), so the rules cannot drift."""
+    from gr_argos.apps.gateway import Gateway
+    from gr_argos.server import ServerConfig
+
+    rules = (REPO_ROOT / "alerts" / "argos.rules.yml").read_text()
+    exprs = "\n".join(line for line in rules.splitlines() if "argos_" in line
+                      and not line.strip().startswith(("#", "summary:", "description:")))
+    used = set(re.findall(r"\b(argos_[a-z0-9_]+)(\{[^}]*\})?", exprs))
+    assert {name for name, _ in used} >= {"argos_frames_in_total", "argos_publisher_silent",
+                                         "argos_detections_total"}
+    server = start_server()
+    server.publish_message("detection", {"stream": 0, "event": "start", "id": 1,
+                                         "center_freq_hz": 433.92e6, "watched": True})
+    async with connect(server.url, open_timeout=WAIT_S) as ws:
+        await next_json(ws)
+        server.publish_frame(0, spectrum_frame(0))
+        await next_frames(ws, 1)
+        exposed = samples(await asyncio.to_thread(scrape, server.port))
+    gateway = Gateway(["tcp://127.0.0.1:9"], ServerConfig(port=0))
+    gateway.server.start()
+    try:
+        exposed.update(samples(await asyncio.to_thread(scrape, gateway.server.port)))
+    finally:
+        await asyncio.to_thread(gateway.stop)
+    for name, selector in used:
+        wanted = dict(re.findall(r'(\w+)="([^"]*)"', selector))
+        assert any(found == name and wanted.items() <= dict(labels).items()
+                   for found, labels in exposed), f"not in /metrics: {name}{selector}"
+
+
 async def test_compression_ratio_reports_what_compress_once_saved(
         start_server: StartServer) -> None:
     """A compress=1 client's frames are deflated once; /metrics adds up the bytes in and
@@ -291,14 +325,20 @@ async def test_views_and_pyramid_levels_are_exposed(start_server: StartServer) -
     assert value(found, "argos_views_reset_total") == 0
 
 
-async def test_detections_are_counted_by_stream_and_band(start_server: StartServer) -> None:
-    """Each detection start a sink publishes counts in argos_detections_total, by stream and
-    10 MHz band; updates and ends do not count again."""
+async def test_detections_are_counted_by_stream_band_and_watched(
+        start_server: StartServer) -> None:
+    """Each detection start a sink publishes counts in argos_detections_total, by stream,
+    10 MHz band and whether it is in a watched range; updates and ends do not count again."""
     server = start_server()
-    for freq, event in ((433.92e6, "start"), (433.92e6, "update"), (433.92e6, "end"),
-                        (434.5e6, "start"), (868.3e6, "start")):
+    for freq, event, watched in ((433.92e6, "start", True), (433.92e6, "update", True),
+                                 (433.92e6, "end", True), (434.5e6, "start", False),
+                                 (868.3e6, "start", False), (433.1e6, "start", True)):
         server.publish_message("detection", {"stream": 0, "event": event, "id": 1,
-                                             "center_freq_hz": freq})
+                                             "center_freq_hz": freq, "watched": watched})
     found = samples(await asyncio.to_thread(scrape, server.port))
-    assert value(found, "argos_detections_total", stream="0", band_mhz="430") == 2
-    assert value(found, "argos_detections_total", stream="0", band_mhz="860") == 1
+    assert value(found, "argos_detections_total", stream="0", band_mhz="430",
+                 watched="true") == 2
+    assert value(found, "argos_detections_total", stream="0", band_mhz="430",
+                 watched="false") == 1
+    assert value(found, "argos_detections_total", stream="0", band_mhz="860",
+                 watched="false") == 1
