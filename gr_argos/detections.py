@@ -395,6 +395,15 @@ class SignalFinder:
     def open_tracks(self) -> list[Track]:
         return list(self._tracks)
 
+    def retuned(self, time_ns: int) -> list[dict[str, Any]]:
+        """The radio was retuned: the signals on the air end now (their ``end`` events),
+        and the floor starts again from the next frame (the bins hold other frequencies)."""
+        events = [self._event("end", track, time_ns) for track in self._tracks if track.started]
+        self._tracks.clear()
+        self._time_floor = self._time_high = None
+        self._ranges_key = None
+        return events
+
 
 def _track_quantile(estimate: npt.NDArray[np.float32], values: npt.NDArray[np.float32],
                     quantile: float) -> None:

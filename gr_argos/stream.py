@@ -305,6 +305,9 @@ class SpectrumStream:
             for key, value in changes.items():
                 setattr(self.info, key, value)
             self._destination.update_stream(self.info.stream_id, **changes)
+            if self.finder is not None and self.on_detection is not None:
+                for event in self.finder.retuned(self._clock_ns()):
+                    self.on_detection(event)
 
     def retune_at(self, applied_ns: int, settle_ns: int = 0, *,
                   center_freq_hz: float | None = None, span_hz: float | None = None) -> None:

@@ -251,3 +251,22 @@ def test_a_range_follows_the_tuning() -> None:
         events += finder.process(frame, center, SPAN_HZ, index * PERIOD_NS)
     assert [e["event"] for e in events][:1] == ["start"]
     assert abs(events[0]["center_freq_hz"] - (freq_of_bin(301) + 1e6)) <= 1e3
+
+
+def test_a_retune_ends_the_signals_on_the_air_and_starts_the_floor_again() -> None:
+    """After a retune the bins hold other frequencies: each signal on the air gets its end
+    at once, and a carrier that the retune brings into a bin once held by noise is found
+    (the floor learned before does not hide it, nor does an old one fire on noise)."""
+    finder = SignalFinder(PERIOD_S)
+    before = noise_frames(60, seed=1)
+    before[:, 300:303] = -70.0
+    events = run(finder, before)
+    assert [e["event"] for e in events] == ["start", "update"]
+    ended = finder.retuned(61 * PERIOD_NS)
+    assert [(e["event"], e["id"]) for e in ended] == [("end", events[0]["id"])]
+    after = noise_frames(40, seed=2)
+    after[:, 900:903] = -70.0
+    later = [e for index, frame in enumerate(after)
+             for e in finder.process(frame, CENTER_HZ + 1e6, SPAN_HZ, (62 + index) * PERIOD_NS)]
+    assert [e["event"] for e in later] == ["start", "update"]
+    assert abs(later[0]["center_freq_hz"] - (freq_of_bin(901.5) + 1e6)) <= 1e3
