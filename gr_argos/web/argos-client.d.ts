@@ -186,7 +186,6 @@ export interface DetectionsQuery {
   stream?: number;
 }
 
-/** The server's answer to a client message it cannot handle. */
 /** The server's answer to a view request: the view it sends (its frames' header fields). */
 export interface ViewMessage extends ArgosMessage {
   type: "view";
@@ -255,6 +254,7 @@ export interface TunedMessage extends ArgosMessage {
   changes: Record<string, { old: number | boolean | null; new: number | boolean }>;
 }
 
+/** The server's answer to a client message it cannot handle. */
 export interface ErrorMessage extends ArgosMessage {
   type: "error";
   code: "bad_json" | "bad_message" | "unknown_type" | "binary_not_supported" | "auth_failed"
