@@ -120,6 +120,7 @@ _SCHEMAS: dict[str, dict[str, tuple[bool, Any, str]]] = {
                  "a string of at most 200 characters (the name others see)"),
     },
     "tune": {},  # the settings' names; checked against the source (server/control.py)
+    "set_limits": {},  # the control_* limits; checked by server/control.py
 }
 
 #: The message types a client may send.

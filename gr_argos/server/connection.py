@@ -339,6 +339,11 @@ class Connection:
             if problem is not None:
                 self._error(client, "control_refused", f"control: {problem}")
             return
+        if msg_type == "set_limits":
+            problem = self._controller.set_limits(self._requester(client), message)
+            if problem is not None:
+                self._error(client, "control_refused", problem)
+            return
         if msg_type == "tune":
             self._tune(client, {key: value for key, value in message.items() if key != "type"})
             return

@@ -305,6 +305,9 @@ def check_tune(fields: dict[str, Any], capabilities: dict[str, Capability],
     return changes
 
 
+#: The limits an admin may change while the server runs (set_limits).
+LIMITS = ("control_freq_ranges", "control_max_gain", "control_allow_amp")
+
 #: What a client may do with the lease.
 CONTROL_ACTIONS = ("acquire", "release", "take")
 
@@ -340,7 +343,10 @@ class Controller:
         self._broadcast = broadcast
         self._audit = audit
         self._count = count
+        # The limits: from the settings, changed by an admin's set_limits.
         self._freq_ranges = parse_freq_ranges(settings.control_freq_ranges)
+        self._max_gain = float(settings.control_max_gain)
+        self._allow_amp = bool(settings.control_allow_amp)
         self._applying: asyncio.Lock | None = None  # made on the loop, on first use
 
     # -- who -------------------------------------------------------------------------------
@@ -366,6 +372,7 @@ class Controller:
                                  for name, capability in tuner.capabilities().items()}
         if self._freq_ranges:
             state["freq_ranges"] = [list(pair) for pair in self._freq_ranges]
+        state["limits"] = self.limits()
         if requester is not None:
             role, why = self.role_for(requester)
             state["you"] = {"client_id": requester.client_id, "role": requester.role or VIEWER,
@@ -408,6 +415,59 @@ class Controller:
         if problem is None:
             self._announce({"acquire": "acquired", "take": "taken", "release": "released"}
                            [action], requester.client_id)
+        return problem
+
+    def limits(self) -> dict[str, Any]:
+        """The limits now, under their settings' names."""
+        return {"control_freq_ranges": ",".join(f"{low:g}-{high:g}"
+                                                for low, high in self._freq_ranges),
+                "control_max_gain": self._max_gain, "control_allow_amp": self._allow_amp}
+
+    def set_limits(self, requester: Requester, fields: dict[str, Any]) -> str | None:
+        """An admin changes the limits (any of ``control_freq_ranges``,
+        ``control_max_gain``, ``control_allow_amp``); None when done (everyone is told),
+        or why not. They apply to the changes asked for from then on."""
+        role, why = self.role_for(requester)
+        problem = why if role is None else (
+            None if role == ADMIN else "only an admin may change the limits")
+        ranges, max_gain, allow_amp = self._freq_ranges, self._max_gain, self._allow_amp
+        unknown = sorted(set(fields) - {"type", *LIMITS})
+        if problem is None and (unknown or not set(fields) & set(LIMITS)):
+            problem = (f"set_limits: {', '.join(unknown)} is not a limit; " if unknown else
+                       "set_limits: name a limit to change; ") + "the limits are " + \
+                ", ".join(LIMITS)
+        if problem is None:
+            try:
+                if "control_freq_ranges" in fields:
+                    value = fields["control_freq_ranges"]
+                    if not isinstance(value, str):
+                        raise ValueError("control_freq_ranges must be a string such as "
+                                         "'430e6-440e6,2.4e9-2.5e9' ('' for any)")
+                    ranges = parse_freq_ranges(value)
+                if "control_max_gain" in fields:
+                    value = fields["control_max_gain"]
+                    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                            or not math.isfinite(value) or value < 0:
+                        raise ValueError("control_max_gain must be a number of dB, 0 or more")
+                    max_gain = float(value)
+                if "control_allow_amp" in fields:
+                    if not isinstance(fields["control_allow_amp"], bool):
+                        raise ValueError("control_allow_amp must be true or false")
+                    allow_amp = fields["control_allow_amp"]
+            except ValueError as exc:
+                problem = f"set_limits: {exc}"
+        outcome = "refused" if problem else "accepted"
+        self._count("limits", outcome)
+        if problem is None:
+            self._freq_ranges, self._max_gain, self._allow_amp = ranges, max_gain, allow_amp
+        self._audit(f"event=control action=limits client={requester.client_id} "
+                    f"peer={requester.peer} role={role or '-'} outcome={outcome} "
+                    + " ".join(f"{name}={_value(value)}" for name, value in self.limits().items())
+                    + (f" reason={_quoted(problem)}" if problem else ""))
+        if problem is None:
+            self._broadcast("control", {"event": "limits", "client_id": requester.client_id,
+                                        "holder": self.lease.describe(),
+                                        "limits": self.limits()})
         return problem
 
     def disconnected(self, client_id: int) -> None:
@@ -459,8 +519,7 @@ class Controller:
             assert tuner is not None
             try:
                 return check_tune(fields, tuner.capabilities(), self._freq_ranges,
-                                  self.settings.control_max_gain,
-                                  self.settings.control_allow_amp)
+                                  self._max_gain, self._allow_amp)
             except ValueError as exc:
                 problem = str(exc)
         self._refused_tune(requester, role, fields, problem)

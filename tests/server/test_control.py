@@ -363,3 +363,35 @@ async def test_an_idle_lease_ends_by_itself_and_everyone_is_told(
         assert (await next_message(watcher, "control"))["holder"]["name"] == "sleepy"
         ended = await next_message(watcher, "control")
         assert (ended["event"], ended["holder"]) == ("expired", None)
+
+
+async def test_an_admin_changes_the_limits_and_the_next_changes_follow_them(
+        tokens_server: tuple[SpectrumServer, RecordingTuner]) -> None:
+    """set_limits is for admins; everyone is told the new limits; a change that the old
+    limits allowed is then refused, and one they refused is applied; a bad limit is refused
+    naming it and changes nothing."""
+    server, tuner = tokens_server
+    async with joined(server, OPERATOR_TOKEN) as (operator, control), \
+            joined(server, ADMIN_TOKEN) as (admin, _):
+        assert control["limits"] == {"control_freq_ranges": "9e+07-1.1e+08",
+                                     "control_max_gain": 32.0, "control_allow_amp": False}
+        await send(operator, "set_limits", control_allow_amp=True)
+        assert "only an admin" in (await next_message(operator, "error"))["message"]
+        for fields, words in [({"control_max_gain": -1}, "0 or more"),
+                              ({"control_freq_ranges": "1-"}, "LOW-HIGH"),
+                              ({"control_max_gains": 3}, "control_max_gains is not a limit"),
+                              ({}, "name a limit")]:
+            await send(admin, "set_limits", **fields)
+            assert words in (await next_message(admin, "error"))["message"], fields
+        await send(admin, "set_limits", control_freq_ranges="400e6-500e6",
+                   control_allow_amp=True)
+        told = await next_message(operator, "control")
+        assert told["event"] == "limits" and told["limits"]["control_allow_amp"] is True
+        await send(operator, "control", action="acquire")
+        await next_message(operator, "control")
+        await send(operator, "tune", center_freq=101e6)
+        assert "outside the ranges" in (await next_message(operator, "error"))["message"]
+        await send(operator, "tune", center_freq=433.92e6, amp=True)
+        tuned = await next_message(operator, "tuned")
+    assert tuned["changes"]["amp"]["new"] is True
+    assert tuner.applied == [{"center_freq": 433.92e6, "amp": True}]
