@@ -8,6 +8,7 @@ describes the whole swept range. A watchdog restarts a child that falls silent.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import select
@@ -154,26 +155,15 @@ class hackrf_sweep_source(gr.sync_block):
             raise FileNotFoundError(
                 f"{sweep.sweep_executable} not found: apt-get install hackrf (or set "
                 f"sweep_executable to the path of hackrf_sweep)")
-        self.settings = sweep
-        self.freq_min_hz = sweep.freq_min
-        self.freq_max_hz = sweep.freq_max
         self.bin_width_hz = sweep.bin_width
         self.output_format = sweep.output_format
         self.watchdog_timeout_s = sweep.watchdog_timeout_s
         self.restart_backoff_max_s = sweep.restart_backoff_max_s
         self.device_args = sweep.device_args
-        self.args = [
-            "-f", f"{math.floor(sweep.freq_min / 1e6)}:{math.ceil(sweep.freq_max / 1e6)}",
-            "-w", str(round(sweep.bin_width)),
-            "-l", str(round(sweep.lna_gain)),
-            "-g", str(round(sweep.vga_gain)),
-            "-a", "1" if sweep.amp else "0",
-            *(["-d", self.device_args] if self.device_args else []),
-            *(["-B"] if sweep.output_format == "binary" else []),
-        ]
-        self.command = [program, *self.args]
-        self.assembler = SweepAssembler(sweep.freq_min, sweep.freq_max, sweep.bins,
-                                        "mean" if sweep.reduce == "mean" else "max")
+        self._program = program
+        self._use(sweep)
+        self.retunes = 0  # restarts asked for by retune(), not counted as restarts
+        self._retuning = False
 
         self.sweeps = 0
         self.sweeps_incomplete = 0
@@ -192,6 +182,43 @@ class hackrf_sweep_source(gr.sync_block):
         self._threads: list[threading.Thread] = []
         self._last_status_s = 0.0
         self.message_port_register_out(self.STATUS_PORT)
+
+    def _use(self, sweep: SweepSettings) -> None:
+        """The settings, arguments and assembler of the next hackrf_sweep started."""
+        self.settings = sweep
+        self.freq_min_hz = sweep.freq_min
+        self.freq_max_hz = sweep.freq_max
+        self.args = [
+            "-f", f"{math.floor(sweep.freq_min / 1e6)}:{math.ceil(sweep.freq_max / 1e6)}",
+            "-w", str(round(sweep.bin_width)),
+            "-l", str(round(sweep.lna_gain)),
+            "-g", str(round(sweep.vga_gain)),
+            "-a", "1" if sweep.amp else "0",
+            *(["-d", self.device_args] if self.device_args else []),
+            *(["-B"] if sweep.output_format == "binary" else []),
+        ]
+        self.command = [self._program, *self.args]
+        self.assembler = SweepAssembler(sweep.freq_min, sweep.freq_max, sweep.bins,
+                                        "mean" if sweep.reduce == "mean" else "max")
+
+    def retune(self, **changes: Any) -> SweepSettings:
+        """Sweep another range or with other gains (``freq_min``, ``freq_max``,
+        ``lna_gain``, ``vga_gain``, ``amp``): hackrf_sweep is restarted with them at once,
+        without the backoff of a failure. Each frame says its own sweep's range (its
+        ``rx_freq`` and ``rx_rate`` tags), so none is labelled with the other range; the
+        sweep in progress ends as an incomplete one of the old range. Any thread.
+
+        Raises:
+            ConfigError: a value out of range, or freq_min not below freq_max.
+        """
+        sweep = dataclasses.replace(self.settings, **changes)
+        with self._child_lock:
+            self._use(sweep)
+            self._retuning = True
+            child = self._child
+        if child is not None and child.poll() is None:
+            child.terminate()
+        return sweep
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -240,6 +267,12 @@ class hackrf_sweep_source(gr.sync_block):
             self._run_child()
             if self._stopping.is_set():
                 break
+            with self._child_lock:
+                retuned, self._retuning = self._retuning, False
+            if retuned:
+                self.retunes += 1
+                backoff_s = RESTART_BACKOFF_MIN_S
+                continue
             if self.sweeps > sweeps_before:
                 backoff_s = RESTART_BACKOFF_MIN_S
                 self._repeats.forget()
@@ -256,9 +289,11 @@ class hackrf_sweep_source(gr.sync_block):
             backoff_s = min(backoff_s * 2, self.restart_backoff_max_s)
 
     def _run_child(self) -> None:
+        with self._child_lock:  # a retune() may change them for the next child
+            command, assembler = self.command, self.assembler
         try:
             child = subprocess.Popen(
-                self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, start_new_session=True,  # our SIGINT is not its
             )
         except OSError as exc:
@@ -268,21 +303,21 @@ class hackrf_sweep_source(gr.sync_block):
             self._child = child
             self.child_pid = child.pid
         self.state = "running"
-        command = " ".join(self.command)
-        self._log_once(self.logger.info, f"started {command} (pid {child.pid})",
-                       key=f"started {command}")
+        shown = " ".join(command)
+        self._log_once(self.logger.info, f"started {shown} (pid {child.pid})",
+                       key=f"started {shown}")
         self._publish_status()
         stderr_reader = threading.Thread(target=self._log_stderr, args=(child,),
                                          name="hackrf_sweep stderr", daemon=True)
         stderr_reader.start()
         try:
-            self._read_stdout(child)
+            self._read_stdout(child, assembler)
         finally:
             if child.poll() is None:  # only after an unexpected exception
                 child.kill()
                 child.wait()
             stderr_reader.join(timeout=5)
-            self._queue_sweep(self.assembler.flush())
+            self._queue_sweep(assembler.flush())
             with self._child_lock:
                 self._child = None
         if not self._stopping.is_set() and child.returncode not in (None, 0, -signal.SIGTERM,
@@ -294,7 +329,7 @@ class hackrf_sweep_source(gr.sync_block):
                                f"hackrf_sweep exited with status {child.returncode}")
         self._publish_status()
 
-    def _read_stdout(self, child: subprocess.Popen[bytes]) -> None:
+    def _read_stdout(self, child: subprocess.Popen[bytes], assembler: SweepAssembler) -> None:
         """Read until the child's output ends; end the child on stop() or when it is silent.
 
         The output is drained while the child terminates: a child blocked writing to a full
@@ -332,7 +367,7 @@ class hackrf_sweep_source(gr.sync_block):
             last_output_s = now
             received_s = time.time()
             for segment in parser.feed(data):
-                self._queue_sweep(self.assembler.add(segment, received_s))
+                self._queue_sweep(assembler.add(segment, received_s))
             self._report_skipped(parser)
 
     def _report_skipped(self, parser: BinaryRecordParser | TextLineParser) -> None:
@@ -452,6 +487,7 @@ class hackrf_sweep_source(gr.sync_block):
             "sweeps_dropped": self.sweeps_dropped,
             "sweep_rate_hz": round(self.sweep_rate_hz, 3),
             "restarts": self.restarts,
+            "retunes": self.retunes,
             "state": self.state,
             "last_error": self.last_error,
             "messages_repeated": self._repeats.total,

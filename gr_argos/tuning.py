@@ -23,7 +23,7 @@ import pmt
 
 from gr_argos.server.control import Capability, TuneError
 
-__all__ = ["COMMAND_KEYS", "CommandPortTuner", "SourceTuner"]
+__all__ = ["COMMAND_KEYS", "CommandPortTuner", "SourceTuner", "SweepTuner"]
 
 #: The command port's PMT keys for each setting (gr-osmosdr's and UHD's convention).
 COMMAND_KEYS = {"center_freq": "freq", "gain": "gain", "bandwidth": "bandwidth"}
@@ -179,3 +179,36 @@ class SourceTuner:
         except RuntimeError as exc:
             raise TuneError(f"tune: the device refused {name} {value}: {exc}") from exc
         raise TuneError(f"tune: {name} cannot be changed on this source")
+
+
+class SweepTuner:
+    """Applies changes to argos-spectrum's ``--source sweep``: the swept range and the
+    HackRF's gains, by restarting hackrf_sweep with them (its frames say each sweep's range,
+    so the labels change with the first sweep of the new range)."""
+
+    SETTINGS = ("freq_min", "freq_max", "lna_gain", "vga_gain", "amp")
+
+    def __init__(self, source: Any) -> None:
+        self._source = source
+        self._lock = threading.Lock()
+
+    def capabilities(self) -> dict[str, Capability]:
+        return {"freq_min": Capability(float, 1e6, 6e9, unit=" Hz"),
+                "freq_max": Capability(float, 1e6, 6e9, unit=" Hz"),
+                "lna_gain": Capability(int, 0, 40, 8, unit=" dB"),
+                "vga_gain": Capability(int, 0, 62, 2, unit=" dB"),
+                "amp": Capability(bool)}
+
+    def values(self) -> dict[str, Any]:
+        settings = self._source.settings
+        return {name: getattr(settings, name) for name in self.SETTINGS}
+
+    def apply(self, changes: dict[str, Any]) -> dict[str, Any]:
+        from gr_argos.settings import ConfigError
+
+        with self._lock:
+            try:
+                settings = self._source.retune(**changes)
+            except ConfigError as exc:
+                raise TuneError(f"tune: {exc}") from exc
+        return {name: getattr(settings, name) for name in changes}

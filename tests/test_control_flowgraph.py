@@ -25,7 +25,7 @@ import pytest
 import yaml
 from websockets.asyncio.client import ClientConnection, connect
 
-from helpers import REPO_ROOT, RECEIVE_TIMEOUT_S, running
+from helpers import ENV, REPO_ROOT, RECEIVE_TIMEOUT_S, running
 from gr_argos.protocol import SpectrumFrame, decode_frame
 
 pytestmark = pytest.mark.slow
@@ -197,3 +197,46 @@ def test_a_grc_flowgraph_gets_the_change_on_the_sinks_command_port(tmp_path: Pat
     assert answers["tuned"]["changes"]["center_freq"]["new"] == new_center_hz
     assert re.search(r"\(\(freq \. 1\.00098e\+08\)\)", graph.output()), graph.output()[-2000:]
     assert len(frames) == 3
+
+
+def test_a_client_moves_a_hackrf_sweep_to_another_range(tmp_path: Path) -> None:
+    """--source sweep (the stand-in hackrf_sweep of tests/tools, a carrier at 960 MHz): a
+    tune of freq_min and freq_max restarts hackrf_sweep on the new range at once (not as a
+    failure), every frame says its own sweep's range, and the carrier sits where each
+    frame's label puts it."""
+    env = {**ENV, "ARGOS_FAKE_SWEEP_SIGNAL_MHZ": "960"}
+    with running([*APP, "--port", "0", "--source", "sweep", "--sweep-executable",
+                  str(REPO_ROOT / "tests" / "tools" / "hackrf_sweep"), "--freq-min", "900e6",
+                  "--freq-max", "1000e6", "--bin-width", "1e6", "--bins", "100", "--fps", "10",
+                  "--no-detect"],
+                 tmp_path, url_pattern=URL_PATTERN, name="argos-spectrum", env=env) as app:
+
+        async def retune() -> tuple[dict[str, Any], list[SpectrumFrame]]:
+            frames: list[SpectrumFrame] = []
+            async with connect(app.wait_for_url(), open_timeout=RECEIVE_TIMEOUT_S) as ws:
+                hello = await next_message(ws, "hello")
+                await ws.send(json.dumps({"type": "control", "action": "acquire"}))
+                async with asyncio.timeout(RECEIVE_TIMEOUT_S):
+                    while len(frames) < 3:
+                        message = await ws.recv()
+                        if isinstance(message, bytes):
+                            frames.append(decode_frame(message))
+                    await ws.send(json.dumps({"type": "tune", "freq_min": 950e6,
+                                              "freq_max": 1050e6}))
+                    while sum(f.center_freq_hz == 1000e6 for f in frames) < 3:
+                        message = await ws.recv()
+                        if isinstance(message, bytes):
+                            frames.append(decode_frame(message))
+                return hello, frames
+
+        hello, frames = asyncio.run(retune())
+    assert set(hello["control"]["settings"]) == {"freq_min", "freq_max", "lna_gain",
+                                                  "vga_gain", "amp"}
+    assert {(f.center_freq_hz, f.span_hz) for f in frames} == {(950e6, 100e6), (1000e6, 100e6)}
+    for frame in frames:
+        # The sweep in progress at the retune ends incomplete (without the carrier's
+        # segment, maybe): a carrier is never anywhere but where the frame's label puts it.
+        if frame.power_db.max() > -60:
+            assert abs(int(np.argmax(frame.power_db)) - carrier_bin(frame, 960.5e6)) <= 1
+    assert all(f.power_db.max() > -60 for f in frames[-3:])
+    assert "restarting hackrf_sweep" not in app.output()  # a retune is no failure

@@ -19,7 +19,7 @@ from gr_argos.settings import declared
 from gr_argos.sim_band_source import sim_band_source
 from gr_argos.spectrum_detector import spectrum_detector
 from gr_argos.stream import StreamSettings
-from gr_argos.tuning import SourceTuner
+from gr_argos.tuning import SourceTuner, SweepTuner
 from gr_argos.websocket_sink import websocket_sink
 from gr_argos.zmq_sink import zmq_sink
 
@@ -94,6 +94,8 @@ class SpectrumFlowgraph(gr.top_block):
                                detector="average", second_detector="")
         self.connect(self.source, self.sink)
         self.msg_connect(self.source, "status", self.sink, "status")
+        if isinstance(self.sink, websocket_sink):
+            self.sink.set_tuner(SweepTuner(self.source))
 
     def _attach_gps(self, settings: dict[str, Any]) -> None:
         """gpsd_source -> the sink's msg port, if --gps names a gpsd. gpsd not running is

@@ -250,6 +250,8 @@ def check_freq_ranges(value: str) -> str | None:
     return None
 
 
+#: Settings whose values are frequencies the radio goes to (``control_freq_ranges``).
+FREQUENCIES = ("center_freq", "freq_min", "freq_max")
 #: Settings whose values are gains in dB (``control_max_gain`` caps each).
 GAINS = ("lna_gain", "vga_gain", "gain")
 
@@ -293,10 +295,10 @@ def check_tune(fields: dict[str, Any], capabilities: dict[str, Capability],
         if not capability.low <= value <= capability.high:
             raise ValueError(f"tune: {name} {value:g} is outside the device's range "
                              f"{capability.low:g}..{capability.high:g}{capability.unit}")
-        if name == "center_freq" and freq_ranges \
+        if name in FREQUENCIES and freq_ranges \
                 and not any(low <= value <= high for low, high in freq_ranges):
             allowed = ", ".join(f"{low / 1e6:g}-{high / 1e6:g} MHz" for low, high in freq_ranges)
-            raise ValueError(f"tune: center_freq {value / 1e6:g} MHz is outside the ranges "
+            raise ValueError(f"tune: {name} {value / 1e6:g} MHz is outside the ranges "
                              f"allowed here ({allowed})")
         if name in GAINS and max_gain and value > max_gain:
             raise ValueError(f"tune: {name} {value:g} dB is over this server's "
