@@ -10,9 +10,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from typing import Any, Protocol, TypeVar
+from typing import Any, Iterator, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -84,6 +85,7 @@ class SpectrumSinkBase(gr.sync_block):
         self._info = stream.info()
         self._guard = FrameRateGuard(stream.fps, stream.max_fps)
         self._last_fix: tuple[dict[str, Any], float] | None = None
+        self._reconfiguring = False
         self.detection_log: DetectionLog | None = None
         self.destination: Destination | None = None
         self.stream: SpectrumStream | None = None
@@ -137,6 +139,8 @@ class SpectrumSinkBase(gr.sync_block):
         The destination is first opened by the constructor, like gr-zeromq binds its sockets
         there: an exception from a Python block's start() would hang or crash the scheduler.
         """
+        if self.reconfiguring_now:
+            return True  # never stopped (see reconfiguring)
         if self.destination is None:
             try:
                 self._serve()
@@ -149,8 +153,29 @@ class SpectrumSinkBase(gr.sync_block):
             self.detection_log.start()
         return True
 
+    @property
+    def reconfiguring_now(self) -> bool:
+        """Whether the flowgraph is being reconfigured (:meth:`reconfiguring`)."""
+        return self._reconfiguring
+
+    @contextlib.contextmanager
+    def reconfiguring(self) -> Iterator[None]:
+        """Keep serving while the flowgraph is reconfigured (``lock()`` ... ``unlock()``):
+        GNU Radio stops and starts every block then, and the clients must not see a server
+        going away. The producer upstream is a new one: frame times anchor again."""
+        self._reconfiguring = True
+        try:
+            yield
+        finally:
+            self._reconfiguring = False
+            if self.stream is not None:
+                self.stream.new_producer()
+
     def stop(self) -> bool:
-        """Stop serving: a server closes every client (code 1001) unless another sink uses it."""
+        """Stop serving: a server closes every client (code 1001) unless another sink uses it
+        (or the flowgraph is being reconfigured: :meth:`reconfiguring`)."""
+        if self.reconfiguring_now:
+            return True
         if self.status is not None:
             self.status.stop()
         if self.detection_log is not None:
@@ -268,6 +293,15 @@ class SpectrumSinkBase(gr.sync_block):
             self.stream.finder.frame_period_s = 1.0 / self.settings.fps
         if self.destination is not None:
             self.destination.update_stream(self._info.stream_id, fps=self.settings.fps)
+
+    def set_detector(self, detector: str) -> None:
+        """What the frames from the next one on show of their period (``peak``,
+        ``average``, ``sample``), as their header and ``hello`` say: the spectrum chain
+        upstream was built anew with it."""
+        self.settings = dataclasses.replace(self.settings, detector=detector)  # checks it
+        self._info.detector = self.settings.detector
+        if self.destination is not None:
+            self.destination.update_stream(self._info.stream_id, detector=self._info.detector)
 
     # -- messages ----------------------------------------------------------------------------
 

@@ -332,6 +332,14 @@ class SpectrumStream:
         the old label, that one is dropped, the frames after it get the new one."""
         self.retune_at(-1, 0, center_freq_hz=center_freq_hz, span_hz=span_hz)
 
+    def new_producer(self) -> None:
+        """The block before the sink was replaced (a flowgraph reconfigured): its periods
+        count from its own first sample, so the first sample's time is found again."""
+        self._first_sample_ns = None
+        self._late = None
+        self._period = None
+        self._device_clock = False
+
     def retune_tag_seen(self) -> None:
         """The frame handed off next holds the sample where a retune took effect."""
         self._retune_tagged = True

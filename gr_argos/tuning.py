@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import pmt
 
+from gr_argos.detectors import DETECTORS, OVERLAPS, WINDOWS
 from gr_argos.server.control import Capability, TuneError
 
 __all__ = ["COMMAND_KEYS", "CommandPortTuner", "SourceTuner", "SweepTuner"]
@@ -33,6 +34,8 @@ COMMAND_KEYS = {"center_freq": "freq", "gain": "gain", "bandwidth": "bandwidth"}
 COMMAND_SETTLE_S = 0.05
 HACKRF_SETTLE_S = 0.05
 ROTATOR_CMD = pmt.intern("cmd")
+#: Settings applied by building the spectrum chain anew (argos-spectrum's own flowgraph).
+REBUILT = ("samp_rate", "fps", "detector", "avg_alpha", "window", "overlap")
 
 
 class RetunableSink(Protocol):
@@ -95,14 +98,19 @@ class SourceTuner:
     """
 
     def __init__(self, kind: str, sink: RetunableSink, settings: dict[str, Any],
-                 device: Any = None, rotator: Any = None) -> None:
+                 device: Any = None, rotator: Any = None,
+                 rebuild: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
         self.kind = kind
         self._sink = sink
         self._device = device
         self._rotator = rotator
+        self._rebuild = rebuild
         self._samp_rate = float(settings["samp_rate"])
         self._origin_hz = float(settings["center_freq"])  # where a shifted source "is"
         self._values: dict[str, Any] = {"center_freq": float(settings["center_freq"])}
+        if rebuild is not None:
+            self._values.update({name: settings[name] for name in REBUILT
+                                 if not (name == "samp_rate" and kind == "file")})
         if kind == "hackrf":
             self._values.update(lna_gain=settings["lna_gain"], vga_gain=settings["vga_gain"],
                                 amp=bool(settings["amp"]),
@@ -113,6 +121,20 @@ class SourceTuner:
         self._lock = threading.Lock()
 
     def capabilities(self) -> dict[str, Capability]:
+        found = self._device_capabilities()
+        if self._rebuild is not None:
+            found.update(fps=Capability(float, 1.0, 120.0, unit=" frames/s"),
+                         detector=Capability(str, choices=tuple(DETECTORS)),
+                         avg_alpha=Capability(float, 0.001, 1.0),
+                         window=Capability(str, choices=WINDOWS),
+                         overlap=Capability(float, choices=OVERLAPS))
+            if self.kind == "hackrf":
+                found["samp_rate"] = Capability(float, 2e6, 20e6, unit=" S/s")
+            elif self.kind in ("sim", "osmosdr"):
+                found["samp_rate"] = Capability(float, 250e3, 20e6, unit=" S/s")
+        return found
+
+    def _device_capabilities(self) -> dict[str, Capability]:
         center = Capability(float, 1e6, 6e9, unit=" Hz")
         if self.kind == "hackrf":
             return {"center_freq": center,
@@ -134,7 +156,22 @@ class SourceTuner:
             return dict(self._values)
 
     def apply(self, changes: dict[str, Any]) -> dict[str, Any]:
+        rebuilt = {name: value for name, value in changes.items() if name in REBUILT}
+        changes = {name: value for name, value in changes.items() if name not in REBUILT}
         applied: dict[str, Any] = {}
+        if rebuilt:
+            assert self._rebuild is not None  # capabilities() offered them
+            try:
+                applied.update(self._rebuild(rebuilt))
+            except (ValueError, RuntimeError) as exc:  # ConfigError is a ValueError
+                raise TuneError(f"tune: {exc}") from exc
+            with self._lock:
+                self._values.update(applied)
+            if "samp_rate" in applied and self._rotator is not None:
+                self._samp_rate = float(applied["samp_rate"])
+                center = self._values["center_freq"]
+                self._rotator.set_phase_inc(
+                    -2 * math.pi * (center - self._origin_hz) / self._samp_rate)
         try:
             with self._lock:
                 for name, value in changes.items():
@@ -148,7 +185,7 @@ class SourceTuner:
         finally:
             with self._lock:
                 self._values.update(applied)
-            if "center_freq" in applied:
+            if "center_freq" in changes and "center_freq" in applied:
                 self._sink.retuned(applied["center_freq"], HACKRF_SETTLE_S,
                                    tagged=self._rotator is not None)
         return applied

@@ -64,19 +64,29 @@ class websocket_sink(SpectrumSinkBase):
             raise TypeError(f"websocket_sink: {_MOVED_TO_ZMQ_SINK}")
         stream, self.config = split_arguments("websocket_sink", settings, ServerConfig)
         self._tuner: Tuner | None = None
+        self._running = False  # between start() and stop() of the flowgraph
         SpectrumSinkBase.__init__(self, "websocket_sink", stream)
         self.message_port_register_out(CommandPortTuner.PORT)
 
     def set_tuner(self, tuner: Tuner | None) -> None:
         """What applies clients' ``tune`` changes to the radio (an app's own source, say),
-        instead of the ``command`` port. None: only the command port, if connected."""
+        instead of the ``command`` port. None: only the command port, if connected. Clients
+        may use it once the flowgraph runs (a change to a flowgraph still starting could
+        leave it stopped)."""
         self._tuner = tuner
-        self._install_tuner()
+        if self._running:
+            self._install_tuner()
 
     def start(self) -> bool:
         started = SpectrumSinkBase.start(self)
+        self._running = True
         self._install_tuner()
         return started
+
+    def stop(self) -> bool:
+        if not self.reconfiguring_now:
+            self._running = False
+        return SpectrumSinkBase.stop(self)
 
     def _install_tuner(self) -> None:
         """Give the server this sink's tuner: the one set, else the command port when a

@@ -214,13 +214,15 @@ def test_a_client_moves_a_hackrf_sweep_to_another_range(tmp_path: Path) -> None:
         async def retune() -> tuple[dict[str, Any], list[SpectrumFrame]]:
             frames: list[SpectrumFrame] = []
             async with connect(app.wait_for_url(), open_timeout=RECEIVE_TIMEOUT_S) as ws:
-                hello = await next_message(ws, "hello")
-                await ws.send(json.dumps({"type": "control", "action": "acquire"}))
+                await next_message(ws, "hello")
                 async with asyncio.timeout(RECEIVE_TIMEOUT_S):
-                    while len(frames) < 3:
+                    while len(frames) < 3:  # the flowgraph runs: its tuner is there
                         message = await ws.recv()
                         if isinstance(message, bytes):
                             frames.append(decode_frame(message))
+                    async with connect(app.wait_for_url()) as late:
+                        hello = await next_message(late, "hello")
+                    await ws.send(json.dumps({"type": "control", "action": "acquire"}))
                     await ws.send(json.dumps({"type": "tune", "freq_min": 950e6,
                                               "freq_max": 1050e6}))
                     while sum(f.center_freq_hz == 1000e6 for f in frames) < 3:
@@ -240,3 +242,49 @@ def test_a_client_moves_a_hackrf_sweep_to_another_range(tmp_path: Path) -> None:
             assert abs(int(np.argmax(frame.power_db)) - carrier_bin(frame, 960.5e6)) <= 1
     assert all(f.power_db.max() > -60 for f in frames[-3:])
     assert "restarting hackrf_sweep" not in app.output()  # a retune is no failure
+
+
+def test_a_client_changes_the_sample_rate_frame_rate_and_detector_while_others_watch(
+        tmp_path: Path) -> None:
+    """samp_rate, fps and detector build the spectrum chain anew while the flowgraph runs:
+    the watching client stays connected, the frames after the change say the new span and
+    detector (and the band's carriers are where they must be at the new rate), and a new
+    client's hello says the new frame rate."""
+    from gr_argos.sim_band_source import STRONGEST_CARRIER
+
+    with running([*APP, "--port", "0", "--source", "sim", "--samp-rate", str(SAMP_RATE),
+                  "--center-freq", str(START_HZ), "--bins", str(BINS), "--no-detect"],
+                 tmp_path, url_pattern=URL_PATTERN, name="argos-spectrum") as app:
+        url = app.wait_for_url()
+
+        async def change() -> tuple[dict[str, Any], list[SpectrumFrame], dict[str, Any]]:
+            async with connect(url, open_timeout=RECEIVE_TIMEOUT_S, max_size=None) as ws:
+                await next_message(ws, "hello")
+                async with asyncio.timeout(RECEIVE_TIMEOUT_S):  # the flowgraph runs
+                    while not isinstance(await ws.recv(), bytes):
+                        pass
+                await ws.send(json.dumps({"type": "control", "action": "acquire"}))
+                await ws.send(json.dumps({"type": "tune", "samp_rate": 4e6, "fps": 15,
+                                          "detector": "sample"}))
+                tuned = await next_message(ws, "tuned")
+                frames: list[SpectrumFrame] = []
+                async with asyncio.timeout(RECEIVE_TIMEOUT_S):
+                    while len(frames) < 10:
+                        message = await ws.recv()
+                        if isinstance(message, bytes):
+                            frames.append(decode_frame(message))
+                async with connect(url, open_timeout=RECEIVE_TIMEOUT_S) as late:
+                    hello = await next_message(late, "hello")
+            return tuned, frames, hello
+
+        tuned, frames, hello = asyncio.run(change())
+    assert tuned["changes"]["samp_rate"] == {"old": SAMP_RATE, "new": 4e6}
+    assert tuned["changes"]["detector"] == {"old": "peak", "new": "sample"}
+    assert abs(tuned["changes"]["fps"]["new"] - 15) < 0.5
+    assert frames[-1].span_hz == 4e6 and frames[-1].detector == "sample"
+    assert abs(hello["streams"][0]["fps"] - 15) < 0.5
+    assert hello["streams"][0]["span_hz"] == 4e6
+    carrier_hz = START_HZ + STRONGEST_CARRIER[0] * 4e6
+    for frame in frames:
+        if frame.span_hz == 4e6:
+            assert abs(int(np.argmax(frame.power_db)) - carrier_bin(frame, carrier_hz)) <= 1

@@ -57,6 +57,9 @@ def test_take_control_and_tune_from_the_panel_while_another_viewer_watches(
     assert other.page.inner_text("#control-lease").startswith("held by viewer (admin)")
     assert other.page.is_hidden("#control-form")
 
+    # Every setting of the source is there with its value: the detector a choice.
+    assert viewer.page.input_value("#control-settings [data-setting='detector']") == "peak"
+    assert viewer.page.input_value("#control-settings [data-setting='samp_rate']") == "8"
     viewer.page.fill("#control-settings [data-setting='center_freq']", "100.25")
     viewer.page.click("#control-form button[type='submit']")
     for page in (viewer, other):

@@ -52,6 +52,7 @@ class SpectrumFlowgraph(gr.top_block):
 
     def _build_fft(self, settings: dict[str, Any]) -> None:
         """source -> every-sample spectrum -> sink, with the sample rate measured."""
+        self.settings = dict(settings)
         kind = settings["source"].partition("=")[0]
         device = None
         if kind == "sim":
@@ -71,10 +72,6 @@ class SpectrumFlowgraph(gr.top_block):
             self.connect(self.source, self.rotator)
             head = self.rotator
         self.connect(head, self.fft, self.sink)
-        if isinstance(self.sink, websocket_sink):
-            self.sink.set_tuner(SourceTuner(
-                kind if kind in ("sim", "file", "hackrf") else "osmosdr", self.sink, settings,
-                device=device, rotator=self.rotator))
         if settings["second_detector"]:
             self.connect((self.fft, 1), (self.sink, 1))
         # The sink's periodic status reports the rate the source really delivers.
@@ -82,6 +79,59 @@ class SpectrumFlowgraph(gr.top_block):
         self.connect(self.source, self.rate_probe)
         self.msg_connect(self.rate_probe, "rate", self.sink, "status")
         self.sink.set_source_status({**source_status(settings), **self.fft.status_fields()})
+        if isinstance(self.sink, websocket_sink):
+            self.sink.set_tuner(SourceTuner(
+                kind if kind in ("sim", "file", "hackrf") else "osmosdr", self.sink, settings,
+                device=device, rotator=self.rotator, rebuild=self.rebuild_spectrum))
+
+    def rebuild_spectrum(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """A new spectrum chain for other detector settings (``samp_rate``, ``fps``,
+        ``detector``, ``avg_alpha``, ``window``, ``overlap``), swapped in while the
+        flowgraph runs; the sink keeps serving and labels the new chain's frames. A new
+        sample rate goes to the device first (or makes a new simulated band). Returns what
+        is in force (the device's rate, the frame rate the FFTs give)."""
+        settings = {**self.settings, **changes}
+        detector = spectrum_detector(**{name: value for name, value in settings.items()
+                                        if name in _DETECTOR_NAMES})
+        second = bool(settings["second_detector"])
+        head = self.rotator or self.source
+        with self.sink.reconfiguring():
+            self.lock()
+            try:
+                self.disconnect(head, self.fft)
+                self.disconnect(self.fft, self.sink)
+                if second:
+                    self.disconnect((self.fft, 1), (self.sink, 1))
+                if "samp_rate" in changes:
+                    settings["samp_rate"] = self._new_sample_rate(settings["samp_rate"])
+                    head = self.rotator or self.source
+                self.fft = detector
+                self.connect(head, self.fft, self.sink)
+                if second:
+                    self.connect((self.fft, 1), (self.sink, 1))
+            finally:
+                self.unlock()
+        self.settings = settings
+        self.sink.set_span(settings["samp_rate"])
+        self.sink.set_fps(self.fft.frame_rate)
+        self.sink.set_detector(settings["detector"])
+        self.sink.set_source_status({**source_status(settings), **self.fft.status_fields()})
+        applied = {name: settings[name] for name in changes}
+        if "fps" in changes:
+            applied["fps"] = self.fft.frame_rate
+        return applied
+
+    def _new_sample_rate(self, samp_rate: float) -> float:
+        """Give the source a new rate (under the flowgraph's lock); the rate it took."""
+        if self.settings["source"] == "sim":
+            old = self.source
+            self.disconnect(old, self.rotator)
+            self.disconnect(old, self.rate_probe)
+            self.source = sim_band_source(samp_rate=samp_rate)
+            self.connect(self.source, self.rotator)
+            self.connect(self.source, self.rate_probe)
+            return samp_rate
+        return float(self.source.set_sample_rate(samp_rate))
 
     def _build_sweep(self, settings: dict[str, Any]) -> None:
         """hackrf_sweep source -> sink: one frame per sweep, no FFT here."""

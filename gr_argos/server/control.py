@@ -50,14 +50,17 @@ class Capability:
     """What a source can set one setting to: a number from ``low`` to ``high`` (rounded to
     a multiple of ``step`` by the device, when ``step`` is given), or a boolean."""
 
-    kind: type  # float, int or bool
+    kind: type  # float, int, bool or str
     low: float = -math.inf
     high: float = math.inf
     step: float = 0.0
     unit: str = ""
+    choices: tuple[Any, ...] | None = None  # the values it takes, when a closed set
 
     def describe(self) -> dict[str, Any]:
         """The capability as ``hello`` and ``status`` state it."""
+        if self.choices is not None:
+            return {"type": "choice", "choices": list(self.choices)}
         if self.kind is bool:
             return {"type": "bool"}
         described: dict[str, Any] = {"type": "number", "min": self.low, "max": self.high}
@@ -281,6 +284,12 @@ def check_tune(fields: dict[str, Any], capabilities: dict[str, Capability],
             known = ", ".join(sorted(capabilities)) or "nothing"
             raise ValueError(f"tune: {name} cannot be changed on this source; it can change "
                              f"{known}")
+        if capability.choices is not None:
+            if isinstance(value, bool) or value not in capability.choices:
+                raise ValueError(f"tune: {name} must be one of "
+                                 + ", ".join(str(choice) for choice in capability.choices))
+            changes[name] = value
+            continue
         if capability.kind is bool:
             if not isinstance(value, bool):
                 raise ValueError(f"tune: {name} must be true or false")
@@ -511,7 +520,8 @@ class Controller:
         problem = why if role is None else None
         tuner = self.tuner
         if problem is None and tuner is None:
-            problem = "this stream cannot be tuned from clients (its flowgraph has no tuner)"
+            problem = ("this stream cannot be tuned from clients now (its flowgraph has no "
+                       "tuner, or is still starting)")
         if problem is None and not self.lease.holds(requester.client_id):
             holder = self.lease.holder
             problem = ("acquire control first: send {\"type\": \"control\", \"action\": "

@@ -7,10 +7,12 @@
 /** A setting's label in the panel (the name is the settings' own otherwise). */
 const LABELS = {
   center_freq: "Centre (MHz)", lna_gain: "LNA gain", vga_gain: "VGA gain", gain: "Gain",
-  amp: "RF amplifier", bandwidth: "Bandwidth (MHz)",
+  amp: "RF amplifier", bandwidth: "Bandwidth (MHz)", freq_min: "From (MHz)",
+  freq_max: "To (MHz)", samp_rate: "Sample rate (MS/s)", fps: "Frames/s",
+  detector: "Detector", avg_alpha: "Averaging weight", window: "Window", overlap: "Overlap",
 };
-/** Settings shown in MHz (entered and sent in Hz). */
-const IN_MHZ = new Set(["center_freq", "bandwidth"]);
+/** Settings shown in millions (MHz, MS/s), entered so and sent in Hz. */
+const IN_MHZ = new Set(["center_freq", "bandwidth", "freq_min", "freq_max", "samp_rate"]);
 
 function clock(ns) {
   return new Date(Number(BigInt(ns) / 1000000n)).toISOString().slice(11, 19);
@@ -137,9 +139,14 @@ export class Control {
     for (const input of this.el.settings.querySelectorAll("[data-setting]")) {
       const name = input.dataset.setting;
       const setting = this.state.settings[name];
-      let value = input.type === "checkbox" ? input.checked : Number(input.value);
-      if (typeof value === "number") {
-        if (!Number.isFinite(value)) {
+      let value;
+      if (input.type === "checkbox") {
+        value = input.checked;
+      } else if (setting.type === "choice") {
+        value = setting.choices[input.selectedIndex];
+      } else {
+        value = Number(input.value);
+        if (input.value.trim() === "" || !Number.isFinite(value)) {
           this._say(`${LABELS[name] ?? name}: not a number`);
           return;
         }
@@ -171,29 +178,38 @@ export class Control {
       label.className = "control-setting";
       const text = document.createElement("span");
       text.textContent = LABELS[name] ?? name;
-      const input = document.createElement("input");
+      let input;
+      const parts = [text];
+      if (setting.type === "choice") {
+        input = document.createElement("select");
+        for (const choice of setting.choices) input.add(new Option(String(choice)));
+      } else {
+        input = document.createElement("input");
+        if (setting.type === "bool") {
+          input.type = "checkbox";
+        } else if (setting.step) { // a gain in steps: a slider showing its value
+          input.type = "range";
+          input.min = String(setting.min);
+          input.max = String(setting.max);
+          input.step = String(setting.step);
+          const shown = document.createElement("output");
+          input.addEventListener("input", () => {
+            shown.textContent = `${input.value}${setting.unit ?? ""}`;
+          });
+          parts.push(input, shown);
+        } else {
+          const scale = IN_MHZ.has(name) ? 1e6 : 1;
+          input.type = "number";
+          input.step = "any";
+          input.inputMode = "decimal";
+          if (Number.isFinite(setting.min)) input.min = String(setting.min / scale);
+          if (Number.isFinite(setting.max)) input.max = String(setting.max / scale);
+        }
+      }
       input.dataset.setting = name;
       input.setAttribute("aria-label", LABELS[name] ?? name);
-      if (setting.type === "bool") {
-        input.type = "checkbox";
-      } else if (IN_MHZ.has(name)) {
-        input.type = "number";
-        input.step = "any";
-        input.inputMode = "decimal";
-        input.min = String(setting.min / 1e6);
-        input.max = String(setting.max / 1e6);
-      } else {
-        input.type = "range";
-        input.min = String(setting.min);
-        input.max = String(setting.max);
-        input.step = String(setting.step || 1);
-        const shown = document.createElement("output");
-        input.addEventListener("input", () => { shown.textContent = `${input.value}${setting.unit ?? ""}`; });
-        label.append(text, input, shown);
-        box.append(label);
-        continue;
-      }
-      label.append(text, input);
+      if (!parts.includes(input)) parts.push(input);
+      label.append(...parts);
       box.append(label);
     }
     this._fillValues();
@@ -201,10 +217,13 @@ export class Control {
 
   _fillValues() {
     for (const input of this.el.settings.querySelectorAll("[data-setting]")) {
-      const setting = this.state.settings[input.dataset.setting];
+      const name = input.dataset.setting;
+      const setting = this.state.settings[name];
       if (!setting || setting.value === null || setting.value === undefined) continue;
       if (input.type === "checkbox") input.checked = Boolean(setting.value);
-      else if (IN_MHZ.has(input.dataset.setting)) input.value = String(setting.value / 1e6);
+      else if (setting.type === "choice") {
+        input.selectedIndex = Math.max(0, setting.choices.indexOf(setting.value));
+      } else if (IN_MHZ.has(name)) input.value = String(setting.value / 1e6);
       else {
         input.value = String(setting.value);
         input.dispatchEvent(new Event("input"));
