@@ -169,7 +169,7 @@ def _system_lacks(repo_root: Path) -> set[str]:
 
 @pytest.mark.skipif(not SYSTEM_PYTHON.exists(), reason="no /usr/bin/python3")
 def test_dependencies_the_system_python_lacks_are_installed_privately(installed, repo_root: Path):
-    """What the system Python lacks (Debian 12: websockets >= 14, prometheus-client) is in
+    """What the system Python lacks (Debian 12 and 13: websockets >= 17, prometheus-client) is in
     gr_argos/_deps, and the system Python, given only the prefix, imports it from there."""
     lacks = _system_lacks(repo_root)
     deps = installed["pkg_dir"] / "_deps"
@@ -182,7 +182,7 @@ def test_dependencies_the_system_python_lacks_are_installed_privately(installed,
     where, version = json.loads(proc.stdout.splitlines()[-1])
     if "websockets" in lacks:
         assert Path(where).is_relative_to(deps.resolve()), where
-    assert int(version.split(".")[0]) >= 14
+    assert int(version.split(".")[0]) >= 17
 
 
 def _grc_env(installed: dict, home: Path) -> dict[str, str]:

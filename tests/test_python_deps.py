@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """cmake/python_deps.py, configure's check of what the system Python lacks, decides what the
 CMake install bundles into gr_argos/_deps: a Debian release's own package must be used when it
-is in range (Debian 13's websockets 15.0.1) and replaced when it is not (Debian 12's 10.4)."""
+is in range and replaced when it is not (Debian 12's 10.4, Debian 13's 15.0.1: both older than
+the server needs)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from types import ModuleType
 import pytest
 
 SCRIPT = Path(__file__).resolve().parent.parent / "cmake" / "python_deps.py"
-WEBSOCKETS_RANGE = ">=14,<18"  # pyproject.toml's
+WEBSOCKETS_RANGE = ">=17,<18"  # pyproject.toml's
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +30,9 @@ def python_deps() -> ModuleType:
 
 @pytest.mark.parametrize(("version", "meets"), [
     ("10.4", False),     # Debian 12's python3-websockets: bundled
-    ("14.0", True),
-    ("15.0.1", True),    # Debian 13's python3-websockets: used as it is
+    ("15.0.1", False),   # Debian 13's python3-websockets: bundled too
+    ("16.1.1", False),
+    ("17.0", True),
     ("17.4", True),
     ("18.0", False),     # newer than the server was written for: bundled
     ("18.0rc1", False),
