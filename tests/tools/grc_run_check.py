@@ -89,7 +89,10 @@ def main() -> None:
         return False
 
     def run() -> bool:
-        page = app.main_window.current_page
+        window = app.main_window
+        window.left.set_position(560)  # a taller and wider console, for the flowgraph's output
+        window.left_subpanel.set_position(1000)
+        page = window.current_page
         flow_graph = page.flow_graph
         for name, value in values.items():
             (block,) = [b for b in flow_graph.blocks if b.name == name]
