@@ -26,18 +26,9 @@ import signal
 import sys
 from pathlib import Path
 
-import gi
-
-gi.require_version("Gtk", "3.0")
-gi.require_version("Gdk", "3.0")
-gi.require_version("PangoCairo", "1.0")
-from gi.repository import Gdk, GLib, Gtk  # noqa: E402
-from gnuradio import gr  # noqa: E402
-# In GRC's own order (gnuradio.grc.main): the other breaks a circular import in its gui package.
-from gnuradio.grc.gui.Platform import Platform  # noqa: E402  isort: skip
-from gnuradio.grc.gui.Application import Application  # noqa: E402  isort: skip
-from gnuradio.grc.gui import Actions  # noqa: E402  isort: skip
-from gnuradio.grc.core import Messages  # noqa: E402  isort: skip
+from grc_app import drain, screenshot, start  # first: it loads GTK 3 and GRC in GRC's order
+from gi.repository import GLib, Gtk  # isort: skip
+from gnuradio.grc.gui import Actions  # isort: skip
 
 SETTLE_MS = 4000  # for the window to open and draw the flowgraph, on a loaded machine
 POLL_MS = 200
@@ -49,24 +40,11 @@ def say(message: dict[str, object]) -> None:
     print(json.dumps(message), flush=True)
 
 
-def screenshot(window: Gtk.Window, png: Path) -> str:
-    drawn = window.get_window()
-    shot = Gdk.pixbuf_get_from_window(drawn, 0, 0, drawn.get_width(), drawn.get_height())
-    shot.savev(str(png), "png", [], [])
-    return str(png)
-
-
 def main() -> None:
     out_dir, path = Path(sys.argv[1]), str(Path(sys.argv[2]).resolve())
     values = dict(arg.split("=", 1) for arg in sys.argv[3:])
     out_dir.mkdir(parents=True, exist_ok=True)
-    console: list[str] = []
-    Messages.register_messenger(console.append)
-    platform = Platform(version=gr.version(),
-                        version_parts=(gr.major_version(), gr.api_version(), gr.minor_version()),
-                        prefs=gr.prefs(), install_prefix=gr.prefix())
-    platform.build_library()
-    app = Application([path], platform)
+    app, console = start([path])
     dialogs: list[str] = []
     stem = Path(path).stem
     polls = {"left": WAIT_POLLS}
@@ -142,10 +120,6 @@ def main() -> None:
 
         GLib.timeout_add(POLL_MS, wait_for_end)
         return False
-
-    def drain() -> None:
-        while Gtk.events_pending():
-            Gtk.main_iteration()
 
     def enlarge() -> bool:
         app.main_window.resize(1400, 900)
