@@ -44,15 +44,20 @@ class RunningProcess:
 
     ``url_pattern``'s first group is the ws:// URL in the line the program prints once it
     serves; ``name`` says which program it is in failure messages; ``env`` replaces
-    :data:`ENV` (the repository first on PYTHONPATH).
+    :data:`ENV` (the repository first on PYTHONPATH). With ``process_group`` the program
+    and everything it starts (a display server, the flowgraph GRC runs) are one process group,
+    stopped together.
     """
 
     def __init__(self, command: list[str], cwd: Path, *, url_pattern: re.Pattern[str],
-                 name: str, env: dict[str, str] | None = None) -> None:
+                 name: str, env: dict[str, str] | None = None,
+                 process_group: bool = False) -> None:
         self.process = subprocess.Popen(
             command, cwd=cwd, env=ENV if env is None else env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=process_group,
         )
+        self._process_group = process_group
         self.name = name
         self.lines: list[str] = []
         self._url_pattern = url_pattern
@@ -105,20 +110,33 @@ class RunningProcess:
     def stop(self) -> None:
         """SIGINT (the program stops its flowgraph cleanly), then SIGKILL if it hangs."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            self._signal(signal.SIGINT)
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                self._signal(signal.SIGKILL)
                 self.process.wait(timeout=15)
+        if self._process_group:  # what the program started may outlive it
+            self._signal(signal.SIGKILL)
         self._reader.join(timeout=5)
+
+    def _signal(self, signum: int) -> None:
+        try:
+            if self._process_group:
+                os.killpg(self.process.pid, signum)
+            else:
+                self.process.send_signal(signum)
+        except ProcessLookupError:
+            pass
 
 
 @contextmanager
 def running(command: list[str], cwd: Path, *, url_pattern: re.Pattern[str],
-            name: str, env: dict[str, str] | None = None) -> Iterator[RunningProcess]:
+            name: str, env: dict[str, str] | None = None,
+            process_group: bool = False) -> Iterator[RunningProcess]:
     """Run ``command`` for the ``with`` block; stop it on the way out, whatever happened."""
-    program = RunningProcess(command, cwd, url_pattern=url_pattern, name=name, env=env)
+    program = RunningProcess(command, cwd, url_pattern=url_pattern, name=name, env=env,
+                             process_group=process_group)
     try:
         yield program
     finally:

@@ -9,10 +9,12 @@ imported.
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import re
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -79,10 +81,12 @@ def test_every_package_file_installed(installed, repo_root: Path):
     have = _package_files(installed["pkg_dir"])
     assert want, "no files found in gr_argos/"
     assert want - have == set(), f"not installed: {sorted(want - have)}"
-    # GR_PYTHON_INSTALL byte-compiles every module.
+    # Every module is byte-compiled where Python reads it (__pycache__), for the system Python
+    # (the one the tests' venv is made from), whatever GNU Radio's GR_PYTHON_INSTALL does.
     for rel in want:
         if rel.endswith(".py"):
-            assert (installed["pkg_dir"] / (rel + "c")).is_file(), f"{rel} was not byte-compiled"
+            compiled = Path(importlib.util.cache_from_source(str(installed["pkg_dir"] / rel)))
+            assert compiled.is_file(), f"{rel} was not byte-compiled to {compiled}"
 
 
 def test_installed_package_imports_from_prefix(installed):
@@ -165,7 +169,7 @@ def _system_lacks(repo_root: Path) -> set[str]:
 
 @pytest.mark.skipif(not SYSTEM_PYTHON.exists(), reason="no /usr/bin/python3")
 def test_dependencies_the_system_python_lacks_are_installed_privately(installed, repo_root: Path):
-    """What the system Python lacks (Debian 12: websockets >= 14, prometheus-client) is in
+    """What the system Python lacks (Debian 12 and 13: websockets >= 17, prometheus-client) is in
     gr_argos/_deps, and the system Python, given only the prefix, imports it from there."""
     lacks = _system_lacks(repo_root)
     deps = installed["pkg_dir"] / "_deps"
@@ -178,7 +182,21 @@ def test_dependencies_the_system_python_lacks_are_installed_privately(installed,
     where, version = json.loads(proc.stdout.splitlines()[-1])
     if "websockets" in lacks:
         assert Path(where).is_relative_to(deps.resolve()), where
-    assert int(version.split(".")[0]) >= 14
+    assert int(version.split(".")[0]) >= 17
+
+
+def _grc_env(installed: dict, home: Path) -> dict[str, str]:
+    """A user's environment for GNU Radio Companion with the prefix's blocks and package."""
+    return {**_system_env(installed["python_dir"]), "HOME": str(home),
+            "GRC_BLOCKS_PATH": str(installed["prefix"] / GRC_BLOCKS_DIR)}
+
+
+def _grc_command(repo_root: Path, tool: str, *args: str) -> list[str]:
+    """tests/tools/TOOL run by the system Python (GRC's) under Xvfb; screenshots go to
+    test-artifacts/grc/."""
+    artifacts = Path(os.environ.get("ARGOS_TEST_ARTIFACTS", repo_root / "test-artifacts")) / "grc"
+    return ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", str(SYSTEM_PYTHON),
+            str(repo_root / "tests" / "tools" / tool), str(artifacts), *args]
 
 
 @pytest.mark.skipif(not SYSTEM_PYTHON.exists() or shutil.which("grcc") is None,
@@ -230,12 +248,8 @@ def test_grc_opens_every_installed_example_without_errors(installed, repo_root: 
     person to look at."""
     prefix = installed["prefix"]
     examples = sorted((prefix / "share/gr-argos/examples").glob("*.grc"))
-    artifacts = Path(os.environ.get("ARGOS_TEST_ARTIFACTS", repo_root / "test-artifacts")) / "grc"
-    env = {**_system_env(installed["python_dir"]),
-           "GRC_BLOCKS_PATH": str(prefix / GRC_BLOCKS_DIR), "HOME": str(installed["outside"])}
-    proc = _run(["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", str(SYSTEM_PYTHON),
-                 str(repo_root / "tests" / "tools" / "grc_gui_check.py"), str(artifacts),
-                 *map(str, examples)], cwd=installed["outside"], env=env)
+    proc = _run(_grc_command(repo_root, "grc_gui_check.py", *map(str, examples)),
+                cwd=installed["outside"], env=_grc_env(installed, installed["outside"]))
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     opened = report["flowgraphs"]
     assert sorted(opened) == [str(p.resolve()) for p in examples]
@@ -243,3 +257,46 @@ def test_grc_opens_every_installed_example_without_errors(installed, repo_root: 
         assert found["errors"] == [] and found["overlaps"] == [], (path, found)
         assert found["blocks"] > 3 and Path(found["screenshot"]).stat().st_size > 10_000
     assert not [line for line in report["console"] if "rror" in line], report["console"]
+
+
+@pytest.mark.skipif(not SYSTEM_PYTHON.exists() or shutil.which("xvfb-run") is None,
+                    reason="needs /usr/bin/python3 and xvfb-run (scripts/setup.sh --test)")
+def test_grc_run_serves_frames_and_kill_stops_the_flowgraph(installed, repo_root: Path,
+                                                             tmp_path: Path):
+    """In GNU Radio Companion (the system Python, only the prefix on its paths), with the
+    terminal setting docs/install.md gives (none: the flowgraph's output in GRC's console),
+    Run on the installed sim_spectrum.grc, its port Parameter set to 0, starts the flowgraph:
+    GRC's console shows the sink's URL and a client receives frames from it. Kill stops it
+    cleanly: connected clients get close code 1001, the flowgraph exits 0 and GRC says so."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    from helpers import RECEIVE_TIMEOUT_S, receive, running
+
+    home = tmp_path / "home"
+    (home / ".gnuradio").mkdir(parents=True)
+    (home / ".gnuradio" / "config.conf").write_text("[grc]\nxterm_executable =\n")
+    flowgraph = tmp_path / "sim_spectrum.grc"  # GRC saves it before running it
+    shutil.copy(installed["prefix"] / "share/gr-argos/examples/sim_spectrum.grc", flowgraph)
+    command = _grc_command(repo_root, "grc_run_check.py", str(flowgraph), "port=0")
+    with running(command, tmp_path, url_pattern=re.compile(r'"url": "(ws://[^"]+)"'),
+                 name="GNU Radio Companion", env=_grc_env(installed, home),
+                 process_group=True) as grc:
+        url = grc.wait_for_url(timeout_s=120)
+        started = json.loads(next(line for line in grc.lines if '"url"' in line))
+        hello, frames = receive(url, 3)
+        assert hello["streams"][0]["bins"] == 2048 and len(frames) == 3
+        with connect(url, open_timeout=RECEIVE_TIMEOUT_S) as client:
+            client.recv(timeout=RECEIVE_TIMEOUT_S)  # hello
+            os.kill(started["tool_pid"], signal.SIGUSR1)  # GRC's Kill
+            with pytest.raises(ConnectionClosed):
+                for _ in range(10_000):  # frames until the server closes: at 30/s, far less
+                    client.recv(timeout=RECEIVE_TIMEOUT_S)
+            assert client.close_code == 1001
+        assert grc.wait_for_exit() == 0, grc.output()
+    ended = json.loads(next(line for line in grc.lines if '"returncode"' in line))
+    assert ended["returncode"] == 0, ended["console"]
+    assert f"on {url}" in ended["console"] and "Executing: " in ended["console"]
+    assert Path(started["screenshot"]).stat().st_size > 10_000
+    with pytest.raises(ProcessLookupError):
+        os.kill(started["pid"], 0)

@@ -76,7 +76,7 @@ class Routes:
 
 
 def request_method(request: Request) -> str:
-    """The request's method (websockets before 16.0 parsed only GET requests)."""
+    """The request's method (websockets before 17.0 parsed only GET requests)."""
     return str(getattr(request, "method", "GET"))
 
 

@@ -39,8 +39,9 @@ __all__ = ["ConnectionHooks", "TESTED_WEBSOCKETS", "Writer", "abort", "check_web
            "websocket_frame"]
 
 #: The ``websockets`` releases this module was tested with: from the first (inclusive) to
-#: the second (exclusive), as (major, minor). pyproject.toml pins the same range.
-TESTED_WEBSOCKETS = ((14, 0), (18, 0))
+#: the second (exclusive), as (major, minor). pyproject.toml pins the same range. (14.x-16.x
+#: fail tests/server: they answer no method but GET and leave closed connections in cycles.)
+TESTED_WEBSOCKETS = ((17, 0), (18, 0))
 #: Set to 1 to run with an untested ``websockets`` anyway (a warning instead of an error).
 ALLOW_UNTESTED_ENV = "ARGOS_ALLOW_UNTESTED_WEBSOCKETS"
 

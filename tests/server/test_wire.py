@@ -40,7 +40,8 @@ def test_the_installed_websockets_is_a_tested_release() -> None:
     assert low <= tuple(int(p) for p in websockets.version.version.split(".")[:2]) < high
 
 
-@pytest.mark.parametrize("version", ["13.1", "18.0", "99.1.0", "not-a-version"])
+@pytest.mark.parametrize("version", ["13.1", "15.0.1", "16.1.1", "18.0", "99.1.0",
+                                     "not-a-version"])
 def test_an_untested_release_is_refused_saying_which_work(
         version: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """An older or newer release is refused with the tested range and the pip command."""
@@ -49,7 +50,7 @@ def test_an_untested_release_is_refused_saying_which_work(
         check_websockets(version)
     message = str(caught.value)
     assert f"websockets {version} is not a release gr-argos was tested with" in message
-    assert "pip install 'websockets>=14.0,<18.0'" in message
+    assert "pip install 'websockets>=17.0,<18.0'" in message
     assert ALLOW_UNTESTED_ENV in message
 
 

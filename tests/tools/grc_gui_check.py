@@ -19,23 +19,10 @@ import json
 import sys
 from pathlib import Path
 
-import gi
-
-gi.require_version("Gtk", "3.0")
-gi.require_version("PangoCairo", "1.0")
-from gi.repository import Gdk, GLib, Gtk  # noqa: E402
-from gnuradio import gr  # noqa: E402
-# In GRC's own order (gnuradio.grc.main): the other breaks a circular import in its gui package.
-from gnuradio.grc.gui.Platform import Platform  # noqa: E402  isort: skip
-from gnuradio.grc.gui.Application import Application  # noqa: E402  isort: skip
-from gnuradio.grc.core import Messages  # noqa: E402  isort: skip
+from grc_app import drain, screenshot, start  # first: it loads GTK 3 and GRC in GRC's order
+from gi.repository import GLib  # isort: skip
 
 SETTLE_MS = 4000  # for the window to open and draw every page, on a loaded machine
-
-
-def drain() -> None:
-    while Gtk.events_pending():
-        Gtk.main_iteration()
 
 
 def areas(block: object) -> list[tuple[int, int, int, int]]:
@@ -61,13 +48,7 @@ def overlaps(blocks: list[object]) -> list[list[str]]:
 def main() -> None:
     out_dir, paths = Path(sys.argv[1]), [str(Path(p).resolve()) for p in sys.argv[2:]]
     out_dir.mkdir(parents=True, exist_ok=True)
-    console: list[str] = []
-    Messages.register_messenger(console.append)
-    platform = Platform(version=gr.version(),
-                        version_parts=(gr.major_version(), gr.api_version(), gr.minor_version()),
-                        prefs=gr.prefs(), install_prefix=gr.prefix())
-    platform.build_library()
-    app = Application(paths, platform)
+    app, console = start(paths)
     report: dict[str, dict[str, object]] = {}
 
     def enlarge() -> bool:
@@ -82,12 +63,9 @@ def main() -> None:
             drain()
             flow_graph = page.flow_graph
             flow_graph.validate()
-            png = out_dir / (Path(page.file_path).stem + ".png")
-            drawn = window.get_window()
-            shot = Gdk.pixbuf_get_from_window(drawn, 0, 0, drawn.get_width(), drawn.get_height())
-            shot.savev(str(png), "png", [], [])
+            png = screenshot(window, out_dir / (Path(page.file_path).stem + ".png"))
             report[page.file_path] = {"errors": list(flow_graph.get_error_messages()),
-                                      "blocks": len(flow_graph.blocks), "screenshot": str(png),
+                                      "blocks": len(flow_graph.blocks), "screenshot": png,
                                       "overlaps": overlaps(flow_graph.blocks)}
         print(json.dumps({"flowgraphs": report, "console": console}), flush=True)
         app.quit()
