@@ -60,6 +60,15 @@ class ServerConfig:
                                group=SERVER)
     reuse_port: bool = setting(False, "set SO_REUSEPORT so other processes can serve the same "
                                "port", group=SERVER)
+    resume_buffer_bytes: int = setting(16 * 2**20, "bytes of each stream's newest frames "
+                                       "(with the formats clients got) kept for clients that "
+                                       "reconnect (resume_from) or ask for the last seconds "
+                                       "(backfill_s); 16 MiB holds about 15 s of 4096 float32 "
+                                       "bins at 30 fps (0 = none)", check=at_least(0),
+                                       group=SERVER)
+    resume_fps: float = setting(300.0, "frames per second sent from that ring to every "
+                                "catching-up client together, beside the live stream",
+                                check=positive, group=SERVER)
     permessage_deflate: bool = setting(False, "negotiate permessage-deflate with clients that "
                                        "offer it (compatibility; costs CPU and memory per "
                                        "client); never for ?compress=1 clients", group=SERVER)

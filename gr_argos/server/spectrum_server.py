@@ -59,6 +59,7 @@ from gr_argos.server.connection import (
     peer_ip,
 )
 from gr_argos.server.hub import BroadcastHub
+from gr_argos.server.resume import Pacer, ResumeRing
 from gr_argos.server.listener import FdReserve, listening_sockets
 from gr_argos.server.metrics import (
     CONTENT_TYPE_LATEST,
@@ -134,11 +135,13 @@ class SpectrumServer:
                                                           self.counters))
         self._routes = Routes({"/healthz": self._healthz, "/metrics": self._metrics})
         self._ssl: ssl.SSLContext | None = None
+        self._pacer = Pacer(self.config.resume_fps)
 
     def _new_hub(self) -> BroadcastHub:
         return BroadcastHub(self.config.queue_depth, self.config.message_queue_depth,
                             wrap=websocket_frame,
-                            observe_latency=self.counters.send_latency.observe)
+                            observe_latency=self.counters.send_latency.observe,
+                            ring=ResumeRing(self.config.resume_buffer_bytes))
 
     # -- streams -------------------------------------------------------------------------
 
@@ -468,7 +471,8 @@ class SpectrumServer:
         self._deflate_clients += deflating
         connection = Connection(ws, config=self.config, hub=self.hub, counters=self.counters,
                                 events=self.events, hello=self.hello, gate=self.gate,
-                                authenticated=not waiting)
+                                authenticated=not waiting, session=self.session,
+                                pacer=self._pacer)
         try:
             await connection.serve()
         finally:
