@@ -201,6 +201,20 @@ class ServerCollector(Collector):
                 "argos_compression_ratio", "compress-once bytes out / bytes in since start "
                 "(lower is better; 1 when frames do not shrink)",
                 value=deflate["out_bytes"] / deflate["in_bytes"])
+        ring = total["resume_ring"]
+        ring_bytes = GaugeMetricFamily("argos_resume_ring_bytes", "bytes of recent frames "
+                                       "(with their variants) kept for resume and backfill, "
+                                       "by stream", labels=["stream"])
+        ring_frames = GaugeMetricFamily("argos_resume_ring_frames", "recent frames kept for "
+                                        "resume and backfill, by stream", labels=["stream"])
+        for stream_id, held in ring["streams"].items():
+            ring_bytes.add_metric([stream_id], held["bytes"])
+            ring_frames.add_metric([stream_id], held["frames"])
+        yield ring_bytes
+        yield ring_frames
+        yield CounterMetricFamily("argos_frames_replayed", "spectrum frames sent again from "
+                                  "the resume ring (resumes and backfills)",
+                                  value=total["frames_replayed"])
         counters = self._counters
         yield _labelled("argos_connections_refused", "connections refused before the "
                         "WebSocket upgrade, by reason", "reason", REFUSAL_REASONS,

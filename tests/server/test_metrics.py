@@ -44,7 +44,8 @@ _EMPTY_TOTAL: dict[str, Any] = {
     "clients": 0, "clients_total": 0, "frames_in": 0, "frames_sent": 0, "messages_sent": 0,
     "bytes_sent": 0, "frames_dropped": 0, "ingress_dropped": 0, "messages_dropped": 0,
     "queue_depth": 0, "encodes": {}, "deflate": {"in_bytes": 0, "out_bytes": 0},
-    "pyramid_levels": 0, "views": {}, "views_reset": 0}
+    "pyramid_levels": 0, "views": {}, "views_reset": 0, "frames_replayed": 0,
+    "resume_ring": {"streams": {}}}
 
 
 def scrape(port: int, token: str | None = None) -> str:

@@ -211,3 +211,20 @@ async def test_a_resumed_client_gets_its_own_format(start_server: StartServer) -
     frames = [decode_frame(i) for i in items if isinstance(i, bytes)]
     assert [f.encoding for f in frames] == [2, 2, 2] and all(f.flags & 1 for f in frames)
     assert [f.sequence for f in frames] == [3, 4, 5]
+
+
+async def test_metrics_show_the_ring_and_the_frames_replayed(start_server: StartServer) -> None:
+    """/metrics: the ring's bytes and frames of stream 0 within resume_buffer_bytes, and
+    the frames a resume sent again."""
+    from test_metrics import samples, scrape, value
+
+    server = start_server(resume_buffer_bytes=4 * FRAME_BYTES)
+    publish(server, range(10))
+    await wait_published(server, 9)
+    url = f"{server.url}?resume_session={server.session}&resume_from=7"
+    async with connected(url) as (ws, _):
+        await read_until(ws, lambda got: len(frames_of(got)) == 2)
+        found = samples(await asyncio.to_thread(scrape, server.port))
+    assert value(found, "argos_resume_ring_frames", stream="0") == 4
+    assert value(found, "argos_resume_ring_bytes", stream="0") == 4 * FRAME_BYTES
+    assert value(found, "argos_frames_replayed_total") == 2
