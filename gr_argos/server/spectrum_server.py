@@ -41,6 +41,7 @@ from gr_argos.protocol import (
     StreamInfo,
     encode_message,
 )
+from gr_argos.recording.recorder import Recorder
 from gr_argos.server.admission import (
     RETRY_AFTER_S,
     SINGLE_HEADERS,
@@ -131,11 +132,14 @@ class SpectrumServer:
         self._authenticated: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
         self._port: int | None = None
         self._started_at = time.monotonic()
-        self._registry = metrics_registry(ServerCollector(lambda: self.hub.stats(),
-                                                          self.counters))
+        self._registry = metrics_registry(ServerCollector(
+            lambda: self.hub.stats(), self.counters,
+            recorder=lambda: None if self.recorder is None else self.recorder.status()))
         self._routes = Routes({"/healthz": self._healthz, "/metrics": self._metrics})
         self._ssl: ssl.SSLContext | None = None
         self._pacer = Pacer(self.config.resume_fps)
+        #: Records every frame and message published while the server runs (record_dir).
+        self.recorder: Recorder | None = None
 
     def _new_hub(self) -> BroadcastHub:
         return BroadcastHub(self.config.queue_depth, self.config.message_queue_depth,
@@ -222,6 +226,9 @@ class SpectrumServer:
         install_log_filters(self.config.token)
         _raise_open_files_limit(self.config)
         self._ssl = tls_context(self.config) if self.config.tls else None
+        if self.config.record_dir:
+            self.recorder = Recorder(self.config, self.hello)
+            self.recorder.start()
         ready = threading.Event()
         failure: list[BaseException] = []
         self._thread = threading.Thread(
@@ -235,6 +242,7 @@ class SpectrumServer:
         if failure:
             self._thread.join(_STOP_TIMEOUT_S)
             self._thread = None
+            self._stop_recorder()
             raise _explain_start_failure(failure[0], self.config) from failure[0]
 
     def stop(self) -> None:
@@ -249,6 +257,12 @@ class SpectrumServer:
             log.warning("server shutdown did not complete cleanly: %s", exc)
         thread.join(_STOP_TIMEOUT_S)
         self._thread = None
+        self._stop_recorder()
+
+    def _stop_recorder(self) -> None:
+        recorder, self.recorder = self.recorder, None
+        if recorder is not None:
+            recorder.stop()
 
     def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
         loop = asyncio.new_event_loop()
@@ -349,7 +363,11 @@ class SpectrumServer:
     # -- producers (any thread) ----------------------------------------------------------
 
     def publish_frame(self, stream_id: int, frame: bytes) -> None:
-        """Send an encoded spectrum frame to every client. Thread-safe, never blocks or raises."""
+        """Send an encoded spectrum frame to every client (and the recorder, first).
+        Thread-safe, never blocks or raises."""
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.frame(frame)
         self.hub.publish_frame(stream_id, frame)
 
     def publish_message(self, msg_type: str, body: dict[str, Any] | None = None) -> None:
@@ -359,8 +377,12 @@ class SpectrumServer:
         A ``status`` message gets the server's own ``server`` object: its refusals by reason
         and whether it is shedding connections now.
         """
+        recorder = self.recorder
         if msg_type == "status":
-            body = {**(body or {}), "server": self.counters.server_status()}
+            server = self.counters.server_status()
+            if recorder is not None:
+                server["recorder"] = recorder.status()
+            body = {**(body or {}), "server": server}
         elif msg_type == "detection" and body:
             self.counters.detected(body)
         try:
@@ -368,6 +390,8 @@ class SpectrumServer:
         except ProtocolError as exc:
             log.warning("dropped a %s message: %s", msg_type, exc)
             return
+        if recorder is not None:
+            recorder.message(text)
         self.hub.publish_message(text)
 
     def stats(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from gr_argos.protocol import ProtocolError, decode_frame
 from gr_argos.server.outgoing import PublishedFrame
 from gr_argos.server.resume import ResumeRing, parse_resume_query
 
-from server_helpers import WAIT_S, StartServer, spectrum_frame
+from server_helpers import WAIT_S, StartServer, samples, scrape, spectrum_frame, value
 
 FRAME_BYTES = len(spectrum_frame(0))
 
@@ -216,8 +216,6 @@ async def test_a_resumed_client_gets_its_own_format(start_server: StartServer) -
 async def test_metrics_show_the_ring_and_the_frames_replayed(start_server: StartServer) -> None:
     """/metrics: the ring's bytes and frames of stream 0 within resume_buffer_bytes, and
     the frames a resume sent again."""
-    from test_metrics import samples, scrape, value
-
     server = start_server(resume_buffer_bytes=4 * FRAME_BYTES)
     publish(server, range(10))
     await wait_published(server, 9)
