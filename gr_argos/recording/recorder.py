@@ -101,6 +101,9 @@ class _Segment:
     sequences: dict[int, list[int]] = field(default_factory=dict)  # stream -> [first, last]
     gaps: list[_Gap] = field(default_factory=list)
     unsynced: int = 0  # items written since the last flush
+    #: Every stream described while the segment was written, by id: the latest description
+    #: (a stream removed before the segment closes is still one of its streams).
+    streams: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 class Recorder:
@@ -403,12 +406,14 @@ class Recorder:
     def _write_sidecar(self, segment: _Segment, complete: bool) -> None:
         """Write the segment's sidecar whole, then put it in place (never half a file)."""
         hello = self._describe()
+        for stream in hello.get("streams", []):
+            segment.streams[stream["id"]] = stream
         cfg = self.config
         sidecar = {
             "format": "gr-argos recording", "layout": 1, "software_version": __version__,
             "protocol": hello.get("protocol"), "session": hello.get("session"),
             "file": segment.path.name, "index": index_path(segment.path).name,
-            "streams": hello.get("streams", []),
+            "streams": [segment.streams[key] for key in sorted(segment.streams)],
             "settings": {"record_encoding": cfg.record_encoding,
                          "record_compress": cfg.record_compress,
                          "record_max_file_bytes": cfg.record_max_file_bytes,

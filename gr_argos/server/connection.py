@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection
@@ -61,7 +61,7 @@ from gr_argos.server.views import StreamGeometry, View, choose_view
 from gr_argos.server.wire import abort, frame_writer
 
 __all__ = ["CLOSE_POLICY_VIOLATION", "CLOSE_UNSUPPORTED_DATA",
-           "Connection", "close_or_abort", "peer_address", "peer_ip"]
+           "Connection", "MessageHandler", "close_or_abort", "peer_address", "peer_ip"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,9 @@ CLOSE_TRY_AGAIN_LATER = 1013
 # Time a client gets to take a close frame (and the error before it) before its connection
 # is dropped: websockets waits without limit for a socket that a stalled client stopped reading.
 CLOSE_GRACE_S = 3.0
+
+#: Answers a client message of a type the server was given: the reply's body.
+MessageHandler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class Connection:
@@ -90,16 +93,19 @@ class Connection:
             true until it did).
         session: the server's session (``hello``'s), which a resume must name.
         pacer: spaces the frames of every client's catch-up.
+        handlers: more message types the server answers (``replay`` for argos-replay): each
+            returns the body of its reply, of the same type, or raises ProtocolError.
     """
 
     __slots__ = ("_ws", "_config", "_hub", "_counters", "_events", "_hello", "_gate", "waiting",
                  "peer", "_ip", "_write", "_client", "_sending", "_sender", "_closer",
-                 "_session", "_pacer")
+                 "_session", "_pacer", "_handlers")
 
     def __init__(self, ws: ServerConnection, *, config: ServerConfig, hub: BroadcastHub,
                  counters: ServerCounters, events: EventLog,
                  hello: Callable[[], dict[str, Any]], gate: Gate,
-                 authenticated: bool, session: str = "", pacer: Pacer | None = None) -> None:
+                 authenticated: bool, session: str = "", pacer: Pacer | None = None,
+                 handlers: Mapping[str, MessageHandler] | None = None) -> None:
         self._ws = ws
         self._config = config
         self._hub = hub
@@ -117,6 +123,7 @@ class Connection:
         self._closer: asyncio.Task[None] | None = None
         self._session = session
         self._pacer = pacer or Pacer(config.resume_fps)
+        self._handlers = handlers or {}
 
     async def serve(self) -> None:
         """Authenticate if needed, then stream to the client and answer it until it leaves."""
@@ -446,10 +453,15 @@ class Connection:
                              message.get("step_db", 0), message.get("second_trace", False))
         elif msg_type == "set_view":
             self._set_view(client, message)
+        elif msg_type in self._handlers:
+            try:
+                self._reply(client, msg_type, self._handlers[msg_type](message))
+            except ProtocolError as exc:
+                self._error(client, "bad_message", str(exc))
         else:
             self._error(client, "unknown_type",
                         f"unknown message type {msg_type[:64]!r}; this server answers "
-                        + ", ".join(repr(t) for t in CLIENT_MESSAGE_TYPES))
+                        + ", ".join(repr(t) for t in (*CLIENT_MESSAGE_TYPES, *self._handlers)))
 
     def _choose_format_from_url(self, client: ClientQueue, query: dict[str, list[str]]) -> None:
         """Apply ``?encoding=...&compress=...&step_db=...&second_trace=...`` from the

@@ -25,7 +25,7 @@ import threading
 import time
 import weakref
 from dataclasses import replace
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -56,6 +56,7 @@ from gr_argos.server.config import ServerConfig, ServerError
 from gr_argos.server.connection import (
     CLOSE_GRACE_S,
     Connection,
+    MessageHandler,
     peer_address,
     peer_ip,
 )
@@ -109,10 +110,15 @@ class SpectrumServer:
 
     Args:
         config: the server's settings (defaults: :class:`ServerConfig`'s).
+        handlers: more client message types it answers, each with the body of its reply of
+            the same type (or a ProtocolError, answered as ``bad_message``); argos-replay's
+            ``replay``.
     """
 
-    def __init__(self, config: ServerConfig | None = None) -> None:
+    def __init__(self, config: ServerConfig | None = None,
+                 handlers: Mapping[str, MessageHandler] | None = None) -> None:
         self.config = config or ServerConfig()
+        self._handlers = dict(handlers or {})
         self.counters = ServerCounters()
         self.hub = self._new_hub()
         self.session = secrets.token_hex(8)
@@ -496,7 +502,7 @@ class SpectrumServer:
         connection = Connection(ws, config=self.config, hub=self.hub, counters=self.counters,
                                 events=self.events, hello=self.hello, gate=self.gate,
                                 authenticated=not waiting, session=self.session,
-                                pacer=self._pacer)
+                                pacer=self._pacer, handlers=self._handlers)
         try:
             await connection.serve()
         finally:
