@@ -134,7 +134,13 @@ class RecordingPlayer:
         self._paused = self.settings.paused
         self._seek_ns: int | None = self.start_ns + round(self.settings.start_s * 1e9)
         self._position_ns = self.start_ns
-        self._last_status: dict[int, dict[str, Any]] = {}
+        # The latest status of each stream, repeated while paused (before the first one is
+        # replayed: what the sidecar says of the stream).
+        self._last_status: dict[int, dict[str, Any]] = {
+            info.stream_id: {"stream": info.stream_id, "name": info.name,
+                             "center_freq_hz": info.center_freq_hz, "span_hz": info.span_hz,
+                             "bins": info.bins, "fps": 0.0}
+            for info in streams_of(self.path)}
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.frames_published = 0

@@ -23,6 +23,8 @@ from gr_argos.replay import RecordingPlayer, ReplaySettings, streams_of
 from gr_argos.server import ServerConfig, SpectrumServer
 
 from helpers import RECEIVE_TIMEOUT_S, running
+from playwright.sync_api import BrowserContext
+from viewer_page import WAIT_MS, open_viewer
 from server_helpers import StartServer, spectrum_frame
 
 SPECTRUM = [sys.executable, "-u", "-m", "gr_argos.apps.spectrum", "--port", "0"]
@@ -172,3 +174,14 @@ def test_a_path_that_is_no_recording_exits_1_saying_so(tmp_path: Path) -> None:
                             text=True, timeout=60)
     assert result.returncode == 1
     assert f"{tmp_path} holds no recording" in result.stderr
+
+
+def test_the_viewer_shows_that_it_is_a_replay(
+        replaying: tuple[SpectrumServer, RecordingPlayer], context: BrowserContext) -> None:
+    """The viewer's status bar says replay, paused, and where in the recording it is."""
+    server, _ = replaying
+    viewer = open_viewer(context, server.url.replace("ws://", "http://"))
+    viewer.page.wait_for_selector("#replay:not([hidden])", timeout=WAIT_MS)
+    text = viewer.page.text_content("#replay")
+    assert text is not None and re.fullmatch(r"replaypaused 0 / 2 s", text.strip()), text
+    assert viewer.errors == []

@@ -988,6 +988,17 @@ function main() {
     });
   }
 
+  // argos-replay says so in every status message: show the speed and where it is.
+  const replayBadge = $("replay");
+  client.addEventListener("status", (event) => {
+    const replay = event.detail?.replay;
+    replayBadge.hidden = !replay;
+    if (!replay) return;
+    const seconds = (ns) => Math.max(0, Math.round((ns - replay.start_ns) / 1e9));
+    $("replay-text").textContent = `${replay.paused ? "paused" : `${replay.speed}x`} ` +
+      `${seconds(replay.position_ns)} / ${seconds(replay.end_ns)} s`;
+  });
+
   client.addEventListener("warning", (event) => {
     view.counters.warnings += 1;
     showNotice(`skipped: ${event.detail.message}`);

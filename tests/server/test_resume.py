@@ -226,3 +226,28 @@ async def test_metrics_show_the_ring_and_the_frames_replayed(start_server: Start
     assert value(found, "argos_resume_ring_frames", stream="0") == 4
     assert value(found, "argos_resume_ring_bytes", stream="0") == 4 * FRAME_BYTES
     assert value(found, "argos_frames_replayed_total") == 2
+
+
+async def test_the_python_client_asks_for_a_backfill(start_server: StartServer) -> None:
+    """ArgosClient(backfill_s=...): the newest frames the ring holds come first, marked
+    replayed, then live ones; no gap is reported for the frames before the backfill."""
+    from gr_argos.client import ArgosClient, FrameEvent, GapEvent, MessageEvent
+
+    server = start_server()
+    publish(server, range(20))
+    await wait_published(server, 19)
+    events: list[FrameEvent | GapEvent] = []
+    async with ArgosClient(server.url, backfill_s=5e-9) as argos:
+        async with asyncio.timeout(WAIT_S):
+            async for event in argos:
+                if isinstance(event, (FrameEvent, GapEvent)):
+                    events.append(event)
+                if isinstance(event, MessageEvent) and event.type == "caught_up":
+                    publish(server, range(20, 22))
+                if sum(isinstance(e, FrameEvent) for e in events) == 8:
+                    break
+    assert [(e.frame.sequence, e.frame.replayed) for e in events
+            if isinstance(e, FrameEvent)] == [(s, True) for s in range(14, 20)] + [
+        (20, False), (21, False)]
+    assert not any(isinstance(e, GapEvent) for e in events)
+    assert argos.stats.frames_replayed == 6
