@@ -220,3 +220,40 @@ async def test_an_unwritable_directory_is_a_clear_error_and_the_server_serves(
     assert decode_frame(frame).sequence == 0
     assert status["recording"] is False and str(record_dir) in status["error"]
     assert hint in status["error"]
+
+
+def test_export_writes_the_rtl_power_and_hackrf_sweep_layout(
+        start_server: StartServer, tmp_path: Path) -> None:
+    """argos-export: one CSV line per frame, which this project's hackrf_sweep parser reads
+    back to the frame's levels (two decimals) and bins (each bin's centre where the frame
+    puts it); --from-s and --to-s cut by publish time."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from gr_argos.sweep import parse_text_line
+    from helpers import ENV
+
+    server = start_server(record_dir=str(tmp_path / "rec"))
+    for sequence in range(5):
+        server.publish_frame(0, spectrum_frame(sequence))
+    server.stop()
+    out = tmp_path / "spectrum.csv"
+    result = subprocess.run([sys.executable, "-m", "gr_argos.apps.export", str(tmp_path / "rec"),
+                             "--output", str(out)], env=ENV, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "argos-export: 5 frames" in result.stderr
+    lines = out.read_text().splitlines()
+    assert len(lines) == 5
+    first = decode_frame(spectrum_frame(0))
+    segment = parse_text_line(lines[0])
+    assert lines[0].startswith("2023-11-14, 22:13:20, ")  # timestamp_ns 1.7e18, in UTC
+    assert np.allclose(segment.power_db, first.power_db, atol=0.005)
+    centres = segment.hz_low + (np.arange(2048) + 0.5) * segment.bin_width_hz
+    assert np.allclose(centres, first.bin_freqs_hz(), atol=1.0)
+    later = subprocess.run([sys.executable, "-m", "gr_argos.apps.export", str(tmp_path / "rec"),
+                            "--from-s", "3600"], env=ENV, capture_output=True, text=True,
+                           timeout=60)
+    assert later.returncode == 0 and later.stdout == ""
