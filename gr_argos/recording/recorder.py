@@ -27,9 +27,9 @@ import errno
 import json
 import logging
 import os
-import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable
@@ -63,11 +63,10 @@ log = logging.getLogger(__name__)
 
 #: Seconds between attempts to write again after a write error.
 RETRY_S = 5.0
-#: Seconds the writer waits for items before it looks at its clocks (fsync, rotation).
-_TICK_S = 0.2
-#: Items written between two checks of the queue (so a stop is not delayed long).
-_BATCH = 256
-_STOP = object()
+#: Seconds between two visits of the writer to its queue. The producer never wakes it (a
+#: wake-up per frame is a thread switch, and a wait for the GIL, on the radio's thread): it
+#: appends, and the writer takes what came every this often.
+_TICK_S = 0.05
 
 
 @dataclass
@@ -123,8 +122,9 @@ class Recorder:
                                         config.record_compress, second_trace=True)
         self._describe = describe
         self._clock_ns = clock_ns
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue: deque[tuple[int, int, bytes]] = deque()
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         self._queued_bytes = 0
         self._pending_gap: _Gap | None = None  # dropped by the producer, not yet noted
         self._thread: threading.Thread | None = None
@@ -162,7 +162,7 @@ class Recorder:
                                   "recorder stopped")
                 return
             self._queued_bytes += len(body)
-        self._queue.put((kind, time_ns, body))
+            self._queue.append((kind, time_ns, body))
 
     def _drop_locked(self, kind: int, time_ns: int, reason: str) -> None:
         if kind == KIND_FRAME:
@@ -205,7 +205,7 @@ class Recorder:
             thread, self._thread = self._thread, None
         if thread is None:
             return
-        self._queue.put(_STOP)
+        self._stopping.set()
         thread.join(timeout_s)
 
     # -- what it reports -------------------------------------------------------------------
@@ -231,22 +231,12 @@ class Recorder:
     def _run(self) -> None:
         try:
             while True:
-                try:
-                    item = self._queue.get(timeout=_TICK_S)
-                except queue.Empty:
-                    item = None
-                batch = [] if item is None else [item]
-                while item is not _STOP and len(batch) < _BATCH:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    batch.append(item)
-                for entry in batch:
-                    if entry is _STOP:
-                        return
-                    self._write(*entry)
+                stopping = self._stopping.wait(_TICK_S)
+                while self._queue:
+                    self._write(*self._queue.popleft())
                 self._flush()
+                if stopping:
+                    return
                 self._tick()
         except Exception:  # a bug: the server keeps serving, the log says why
             log.exception("event=recorder_failed dir=%s: recording stopped", self.directory)
