@@ -31,6 +31,11 @@ that lost frames gets a copy with its four ``missed`` bytes patched (the header 
 compressed). A client with a frame rate divisor on a stream (its view) is never offered
 the frames it leaves out, so they are neither queued nor counted as drops.
 
+Once offered to every client, a frame goes into the hub's
+:class:`~gr_argos.server.resume.ResumeRing`, from which a client that resumes or asks for a
+backfill is sent frames by its connection; the fan-out passes such a client by
+(``catching_up``) until it has caught up.
+
 This module imports neither GNU Radio nor any socket code.
 """
 

@@ -30,6 +30,7 @@ const RANGE_SNAP_DB = 5; // the auto range moves in steps of this size, with hys
 const RECENT_STATES = 20;
 const CLIENT_OPTIONS = [
   "backoffBaseMs", "backoffCapMs", "stableAfterMs", "heartbeatIntervalMs", "heartbeatTimeoutMs",
+  "backfillS",
 ];
 // Which traces of a stream with a second trace are shown; the first one is the default
 // everywhere else (a stream without one, the waterfall unless only the second is shown).
