@@ -19,7 +19,8 @@ A spectrum frame is a fixed 64-byte little-endian header followed by the payload
                                        2 peak, 3 average (a reader may ignore it)
     12     2    u16   stream_id        which stream (channel) of the server
     14     1    u8    second_detector  the second trace's detector (0 without one)
-    15     1    u8    reserved         0
+    15     1    u8    replayed         bit 0: sent again from the server's resume ring (a
+                                       resumed client's missed frames, a backfill); 0 live
     16     8    u64   sequence         per-stream frame counter, +1 per frame produced
     24     4    u32   missed           frames this client lost since the previous one it got
     28     4    u32   bin_count        number of spectrum bins in the payload
@@ -84,6 +85,8 @@ __all__ = [
     "encode_frame",
     "decode_frame",
     "with_missed",
+    "with_replayed",
+    "REPLAYED",
     "compress_frame",
     "reencode_frame",
     "encode_spectrum",
@@ -115,6 +118,11 @@ HEADER_SIZE = _HEADER.size
 _MISSED = struct.Struct("<I")
 _MISSED_OFFSET = 24
 
+#: Header byte 15, bit 0: the frame is sent again from the server's resume ring, not live.
+#: Byte 15 was reserved (written 0, ignored by readers), so a reader that does not know it
+#: reads such a frame as it always did.
+REPLAYED = 0x01
+_REPLAYED_OFFSET = 15
 _FLAGS_OFFSET = 8
 _FLAGS = struct.Struct("<H")
 _MAX_U32 = 0xFFFFFFFF
@@ -156,6 +164,8 @@ class SpectrumFrame:
             ``"sample"``, or ``""`` when the producer did not say.
         second_power_db: the second trace (float32 dB, ``bin_count`` values), or None.
         second_detector: its detector (``""`` without a second trace).
+        replayed: the server sent this frame again from its resume ring (a resumed
+            client's missed frames, or a backfill), not live.
     """
 
     power_db: npt.NDArray[np.float32]
@@ -170,6 +180,7 @@ class SpectrumFrame:
     detector: str = ""
     second_power_db: npt.NDArray[np.float32] | None = None
     second_detector: str = ""
+    replayed: bool = False
 
     @property
     def bin_count(self) -> int:
@@ -618,6 +629,16 @@ def with_missed(frame: bytes, missed: int) -> bytes:
     return bytes(patched)
 
 
+def with_replayed(frame: bytes, missed: int = 0) -> bytes:
+    """Return a copy of an encoded frame marked as replayed (header byte 15, bit 0), with
+    ``missed`` in its ``missed`` field: how the server sends a frame again from its resume
+    ring. The header is never compressed, so this works on every variant."""
+    patched = bytearray(frame)
+    patched[_REPLAYED_OFFSET] |= REPLAYED
+    _MISSED.pack_into(patched, _MISSED_OFFSET, min(max(missed, 0), _MAX_U32))
+    return bytes(patched)
+
+
 def decode_frame(data: bytes | bytearray | memoryview) -> SpectrumFrame:
     """Decode a v1 binary spectrum frame, inflating and dequantizing its payload.
 
@@ -644,7 +665,7 @@ def decode_frame(data: bytes | bytearray | memoryview) -> SpectrumFrame:
         detector,
         stream_id,
         second_detector,
-        _reserved,
+        replayed,
         sequence,
         missed,
         bin_count,
@@ -712,6 +733,7 @@ def decode_frame(data: bytes | bytearray | memoryview) -> SpectrumFrame:
         missed=missed,
         encoding=encoding,
         flags=flags,
+        replayed=bool(replayed & REPLAYED),
     )
 
 

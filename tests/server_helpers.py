@@ -17,10 +17,12 @@ import os
 import socket
 import struct
 import threading
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -77,6 +79,29 @@ async def close_code_seen(ws: ClientConnection) -> int | None:
                 await ws.recv()
         except ConnectionClosed as exc:
             return exc.rcvd.code if exc.rcvd is not None else None
+
+
+def scrape(port: int, token: str | None = None) -> str:
+    """The server's /metrics text (with the token, if given)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=WAIT_S) as response:
+        assert response.headers["Content-Type"].startswith("text/plain")
+        return str(response.read().decode())
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the exposition: (name, sorted labels) -> value."""
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples}
+
+
+def value(found: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
+          **labels: str) -> float:
+    """One sample of :func:`samples` by name and labels."""
+    return found[(name, tuple(sorted(labels.items())))]
 
 
 def server_threads() -> set[threading.Thread]:

@@ -112,8 +112,8 @@ def test_grc_block_parameters_are_the_block_arguments(block: str) -> None:
 @pytest.mark.parametrize("block", ["websocket_sink", "zmq_sink"])
 def test_rarely_used_sink_parameters_are_on_tabs_of_their_own(block: str) -> None:
     """The General tab (and the canvas) keeps what every user sets; the security limits and
-    the per-client tuning, signal detection and clients' control of the radio sit on GRC's
-    Security, Advanced, Detection and Control tabs."""
+    the per-client tuning, signal detection, clients' control of the radio and recording sit
+    on GRC's Security, Advanced, Detection, Control and Recording tabs."""
     definition = yaml.safe_load((REPO_ROOT / "grc" / f"gr_argos_{block}.block.yml").read_text())
     general = {p["id"] for p in definition["parameters"]
                if "category" not in p and p.get("hide") != "all"}
@@ -121,7 +121,7 @@ def test_rarely_used_sink_parameters_are_on_tabs_of_their_own(block: str) -> Non
                        "encoding", "step_db"} | ({"host", "port"} if block == "websocket_sink"
                                                  else {"zmq_endpoint"})
     tabs = {p["id"]: p["category"] for p in definition["parameters"] if "category" in p}
-    assert set(tabs.values()) <= {"Advanced", "Security", "Detection", "Control"}
+    assert set(tabs.values()) <= {"Advanced", "Security", "Detection", "Control", "Recording"}
     assert block == "zmq_sink" or tabs["token"] == tabs["tls_cert"] == "Security"
 
 

@@ -94,6 +94,7 @@ class Recording:
 
     client: ArgosClient
     sequences: list[int] = field(default_factory=list)
+    replayed: list[int] = field(default_factory=list)  # sequences of replayed frames
     missed: int = 0  # the sum of the frames' missed fields
     gaps: list[GapEvent] = field(default_factory=list)
     states: list[StateEvent] = field(default_factory=list)
@@ -107,6 +108,8 @@ class Recording:
     def record(self, event: object) -> None:
         if isinstance(event, FrameEvent):
             self.sequences.append(event.frame.sequence)
+            if event.frame.replayed:
+                self.replayed.append(event.frame.sequence)
             self.missed += event.frame.missed
         elif isinstance(event, GapEvent):
             self.gaps.append(event)
@@ -123,10 +126,11 @@ class Recording:
 
 
 @contextlib.asynccontextmanager
-async def recording(url: str) -> AsyncIterator[Recording]:
+async def recording(url: str, resume: bool = True) -> AsyncIterator[Recording]:
     """An ArgosClient on ``url`` (fast backoff) whose events are recorded by a task; closed
     and awaited on the way out."""
-    client = ArgosClient(url, backoff_base_s=0.1, backoff_cap_s=0.5, rng=random.Random(0))
+    client = ArgosClient(url, backoff_base_s=0.1, backoff_cap_s=0.5, rng=random.Random(0),
+                         resume=resume)
     record = Recording(client)
     task = asyncio.create_task(record.run())
     try:
@@ -215,12 +219,12 @@ class ServerView:
 
 async def test_cut_links_reconnect_and_report_exactly_the_frames_missed(
         start_server: StartServer, wait_until: WaitUntil) -> None:
-    """Cut twice, each time with the link down for a while: the proxied client goes
-    reconnecting, retries with backoff while refused, comes back open, and its gaps account
-    for every frame it missed; the direct client sees every frame."""
+    """Cut twice, each time with the link down for a while: the proxied client (without
+    resume) goes reconnecting, retries with backoff while refused, comes back open, and its
+    gaps account for every frame it missed; the direct client sees every frame."""
     server = start_server(queue_depth=QUEUE_DEPTH)
     async with FaultProxy(server.port) as proxy, recording(server.url) as healthy, \
-            recording(proxy.url()) as faulted:
+            recording(proxy.url(), resume=False) as faulted:
         await wait_until(lambda: healthy.hellos == faulted.hellos == 1, timeout=WAIT_S,
                          what="both clients to get their hello")
         async with Producer(server) as producer:
@@ -248,6 +252,79 @@ async def test_cut_links_reconnect_and_report_exactly_the_frames_missed(
     down_gaps = [g for g in faulted.gaps if g.reason == GAP_SEQUENCE_JUMP]
     assert len(down_gaps) == 2 and all(g.lost >= LOST_WHILE_DOWN for g in down_gaps)
     assert not any(g.session_changed for g in faulted.gaps)  # the same server all along
+    assert_client_gaps_are_exact(faulted)
+    assert faulted.sequences[0] == 0 and faulted.last() == last
+    assert_saw_every_frame(healthy, last)
+
+
+CUT_S = 3.0  # a short outage: the default ring holds it
+
+
+async def cut_for(wait_until: WaitUntil, proxy: FaultProxy, producer: Producer,
+                  faulted: Recording, frames_down: int) -> None:
+    """Cut the proxied link and keep it down (refusing reconnects) while ``frames_down``
+    frames are published, then let the client reconnect; return once it has."""
+    await wait_for_frames(wait_until, faulted, 20, "frames through the proxy")
+    proxy.refuse_new(True)
+    assert proxy.cut() == 1
+    await wait_until(lambda: faulted.client.state == "reconnecting", timeout=WAIT_S,
+                     what="the cut to be noticed")
+    down_from = producer.published
+    await wait_until(lambda: producer.published >= down_from + frames_down,
+                     timeout=WAIT_S, what="frames to go by while the link is down")
+    proxy.refuse_new(False)
+    await wait_until(lambda: faulted.client.stats.reconnects == 1, timeout=WAIT_S,
+                     what="the reconnect")
+
+
+async def test_a_3_s_cut_loses_no_frame_with_the_default_ring(
+        start_server: StartServer, wait_until: WaitUntil) -> None:
+    """With the server's default resume ring, a client cut off for 3 s reconnects and gets
+    every frame it missed (marked replayed) before the live ones: no gap, no frame twice,
+    none out of order; the direct client sees every frame too."""
+    server = start_server(queue_depth=QUEUE_DEPTH)
+    async with FaultProxy(server.port) as proxy, recording(server.url) as healthy, \
+            recording(proxy.url()) as faulted:
+        await wait_until(lambda: healthy.hellos == faulted.hellos == 1, timeout=WAIT_S,
+                         what="both clients to get their hello")
+        async with Producer(server) as producer:
+            await cut_for(wait_until, proxy, producer, faulted, round(CUT_S * FPS))
+            await wait_for_frames(wait_until, faulted, 20, "frames after the reconnect")
+            last = await finish(wait_until, producer, healthy, faulted)
+
+    assert faulted.state_names() == ["connecting", "open", "reconnecting", "open", "closed"]
+    assert faulted.sequences == list(range(last + 1))
+    assert (faulted.gaps, faulted.client.stats.frames_lost) == ([], 0)
+    assert len(faulted.replayed) >= CUT_S * FPS
+    # The replayed frames are the ones right after the last received before the cut.
+    first = faulted.sequences.index(faulted.replayed[0])
+    assert faulted.replayed == faulted.sequences[first:first + len(faulted.replayed)]
+    assert faulted.client.stats.frames_replayed == len(faulted.replayed)
+    assert_saw_every_frame(healthy, last)
+
+
+async def test_a_cut_longer_than_the_ring_reports_the_gap_exactly(
+        start_server: StartServer, wait_until: WaitUntil) -> None:
+    """A ring of 20 frames and a cut through 60 (as a long outage is with the default
+    ring): the client gets the 20 the ring holds, replayed, and reports the frames before
+    them as one gap, exactly."""
+    ring_frames = 20
+    server = start_server(queue_depth=QUEUE_DEPTH,
+                          resume_buffer_bytes=ring_frames * len(spectrum_frame(0)))
+    async with FaultProxy(server.port) as proxy, recording(server.url) as healthy, \
+            recording(proxy.url()) as faulted:
+        await wait_until(lambda: healthy.hellos == faulted.hellos == 1, timeout=WAIT_S,
+                         what="both clients to get their hello")
+        async with Producer(server) as producer:
+            await cut_for(wait_until, proxy, producer, faulted, 3 * ring_frames)
+            await wait_for_frames(wait_until, faulted, 20, "frames after the reconnect")
+            last = await finish(wait_until, producer, healthy, faulted)
+
+    assert faulted.state_names() == ["connecting", "open", "reconnecting", "open", "closed"]
+    (gap,) = faulted.gaps
+    assert gap.reason == GAP_SEQUENCE_JUMP and gap.lost >= 2 * ring_frames
+    assert faulted.replayed[0] == gap.to_sequence
+    assert ring_frames - 2 <= len(faulted.replayed)
     assert_client_gaps_are_exact(faulted)
     assert faulted.sequences[0] == 0 and faulted.last() == last
     assert_saw_every_frame(healthy, last)
@@ -332,10 +409,12 @@ PAGE_PATH = "/healthz"
 # Records what argos-client.js reports; it connects to the page's server, through the proxy.
 SCRIPT = """
   import { ArgosClient } from "/argos-client.js";
-  const log = { sequences: [], missed: 0, gaps: [], states: [] };
-  const client = new ArgosClient(undefined, { backoffBaseMs: 100, backoffCapMs: 500 });
+  const log = { sequences: [], replayed: [], missed: 0, gaps: [], states: [] };
+  const client = new ArgosClient(undefined,
+    { backoffBaseMs: 100, backoffCapMs: 500, resume: RESUME });
   client.addEventListener("frame", (e) => {
     log.sequences.push(e.detail.frame.sequence);
+    if (e.detail.frame.replayed) log.replayed.push(e.detail.frame.sequence);
     log.missed += e.detail.frame.missed;
   });
   client.addEventListener("gap", (e) => log.gaps.push(
@@ -349,11 +428,13 @@ SCRIPT = """
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("resume", [False, True])
 async def test_browser_client_reconnects_after_a_cut_and_reports_exact_gaps(
-        start_server: StartServer, wait_until: WaitUntil) -> None:
+        start_server: StartServer, wait_until: WaitUntil, resume: bool) -> None:
     """argos-client.js in headless Chromium, in a page loaded through the proxy: after a
-    cut (and a while refused) it reconnects and its gap events add up exactly to the
-    frames it missed; the direct Python client sees every frame."""
+    cut (and a while refused) it reconnects; without resume its gap events add up exactly to
+    the frames it missed, with resume (its default) it gets them all, replayed; the direct
+    Python client sees every frame."""
     from playwright.async_api import async_playwright
 
     wait_ms = WAIT_S * 1000
@@ -366,7 +447,9 @@ async def test_browser_client_reconnects_after_a_cut_and_reports_exact_gaps(
             page.on("pageerror", lambda error: errors.append(str(error)))
             async with recording(server.url) as healthy:
                 await page.goto(proxy.url("http", PAGE_PATH))
-                await page.add_script_tag(content=SCRIPT, type="module")
+                await page.add_script_tag(
+                    content=SCRIPT.replace("RESUME", "true" if resume else "false"),
+                    type="module")
                 await page.wait_for_function("window.faultTest?.client.hello != null",
                                              timeout=wait_ms)
                 await wait_until(lambda: healthy.hellos == 1, timeout=WAIT_S,
@@ -402,12 +485,17 @@ async def test_browser_client_reconnects_after_a_cut_and_reports_exact_gaps(
 
     assert errors == []
     assert log["states"] == ["connecting", "open", "reconnecting", "open"]
+    assert stats["reconnects"] == 1 and stats["failedAttempts"] >= 1
+    assert log["sequences"][0] == 0 and log["sequences"][-1] == last
+    assert_saw_every_frame(healthy, last)
+    if resume:
+        assert log["sequences"] == list(range(last + 1)) and log["gaps"] == []
+        assert len(log["replayed"]) >= LOST_WHILE_DOWN
+        assert stats["replayed"] == len(log["replayed"])
+        return
     gaps: list[Gap] = [(start, end, lost) for start, end, lost, _ in log["gaps"]]
     assert_gaps_are_exact(log["sequences"], gaps)
-    assert log["sequences"][0] == 0 and log["sequences"][-1] == last
     jumps = [g for g in log["gaps"] if g[3] == GAP_SEQUENCE_JUMP]
     assert len(jumps) == 1 and jumps[0][2] >= LOST_WHILE_DOWN
     assert (stats["gaps"], stats["lost"]) == (len(gaps), sum(g[2] for g in gaps))
-    assert stats["reconnects"] == 1 and stats["failedAttempts"] >= 1
-    assert_saw_every_frame(healthy, last)
 

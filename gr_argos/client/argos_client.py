@@ -33,7 +33,9 @@ from gr_argos.client.options import (
     check_token,
     check_url,
     client_tls_context,
+    with_backfill,
     with_format,
+    with_resume,
     with_view,
 )
 from gr_argos.protocol import (
@@ -110,6 +112,13 @@ class ArgosClient:
         retry_auth_failure: keep retrying, with the usual backoff, after the server
             refused the token (e.g. while the server's token is being changed) instead of
             giving up.
+        resume: on a reconnect to the same server, ask for the frames missed while the
+            link was down (``resume_session`` and ``resume_from`` in the URL, the session
+            of the last ``hello`` and the last sequence of each stream): the server sends
+            those it still holds, marked ``frame.replayed``, before the live ones. Frames
+            it no longer holds are reported as a gap, as without resume.
+        backfill_s: on the first connection, ask for the last ``backfill_s`` seconds of
+            every stream the server holds (0: none), marked ``frame.replayed``.
 
     Raises:
         ValueError: if ``url`` is not a ws:// or wss:// URL, a duration is invalid, the
@@ -136,6 +145,8 @@ class ArgosClient:
         retry_auth_failure: bool = False,
         second_trace: bool = False,
         view: ViewRequest | None = None,
+        resume: bool = True,
+        backfill_s: float = 0.0,
     ) -> None:
         check_url(url)
         self._ssl = client_tls_context(url, ssl_cafile)
@@ -144,6 +155,8 @@ class ArgosClient:
         self._token = token
         self._retry_auth_failure = retry_auth_failure
         url = with_view(with_format(url, encoding, compress, step_db, second_trace), view)
+        url = with_backfill(url, backfill_s)
+        self._resume = resume
         if heartbeat_interval_s < 0:
             raise ValueError(f"heartbeat_interval_s must be >= 0 s, got {heartbeat_interval_s}")
         if open_timeout_s <= 0:
@@ -373,7 +386,7 @@ class ArgosClient:
                 "logger": MaskingLogger(_WEBSOCKETS_CLIENT_LOG, self._token),
             }
         opening = asyncio.ensure_future(
-            connect(self.url, open_timeout=self._open_timeout_s, compression=None,
+            connect(self._connect_url(), open_timeout=self._open_timeout_s, compression=None,
                     max_size=_MAX_MESSAGE_BYTES, ssl=self._ssl, **credentials))
         closing = asyncio.ensure_future(self._closing.wait())
         try:
@@ -388,6 +401,14 @@ class ArgosClient:
         if not opening.cancelled() and opening.exception() is None:
             await opening.result().close()
         return None
+
+    def _connect_url(self) -> str:
+        """The URL of the next attempt: :attr:`url`, asking to resume after the frames
+        received so far when there are some (and ``resume`` is on)."""
+        after = self._gaps.last_sequences()
+        if not (self._resume and self._gaps.session and after):
+            return self.url
+        return with_resume(self.url, self._gaps.session, after)
 
     async def _receive(self, ws: ClientConnection) -> list[Event] | None:
         """The events of the next message (none if it was skipped); None once closed."""
@@ -410,6 +431,7 @@ class ArgosClient:
         except ProtocolError as exc:
             return self._skip("frame", exc)
         self.stats.frames += 1
+        self.stats.frames_replayed += frame.replayed
         events: list[Event] = []
         gap = self._gaps.observe(frame)
         if gap is not None:
@@ -431,6 +453,9 @@ class ArgosClient:
         elif message["type"] == "error" and message.get("code") == "auth_failed":
             # The server closes the connection next; then the client gives up.
             self._auth_error = f"auth_failed: {message.get('message', '')}"
+        elif message["type"] == "error" and message.get("code") == "resume_refused":
+            # Served live from now on: what was missed shows as a gap, as without resume.
+            logger.info("%s: no resume: %s", self.url, message.get("message", ""))
         elif message["type"] == "view":
             stream_id, fps_divisor = message.get("stream_id"), message.get("fps_divisor")
             if isinstance(stream_id, int) and isinstance(fps_divisor, int):

@@ -53,6 +53,9 @@ class FrameEvent:
         age_ms: receive time minus the frame's capture timestamp, in ms (depends on
             both clocks agreeing).
         size_bytes: size of the binary message.
+
+    ``frame.replayed`` is true for a frame the server sent again from its resume ring (one
+    this client missed while it reconnected, or a backfill), not live.
     """
 
     frame: SpectrumFrame
@@ -151,6 +154,15 @@ class GapDetector:
         self._fps_divisors.clear()
         self._previous_divisors.clear()
 
+    @property
+    def session(self) -> str | None:
+        """The session of the latest hello (None before the first)."""
+        return self._session
+
+    def last_sequences(self) -> dict[int, int]:
+        """The sequence of the latest frame of each stream: where a resume starts from."""
+        return dict(self._last_sequence)
+
     def set_fps_divisor(self, stream_id: int, fps_divisor: int) -> None:
         """Record a stream's frame rate divisor (a ``view`` reply's): the client then gets
         one frame in ``fps_divisor``, and the sequence steps over the others.
@@ -222,12 +234,14 @@ class ClientStats:
         gaps: gap events (times frames were lost).
         frames_lost: frames lost in all gaps.
         malformed: messages skipped because they did not decode.
+        frames_replayed: frames of those the server sent again from its resume ring.
         reconnects: connections opened again after one was lost.
         failed_attempts: connection attempts that failed.
         last_rtt_ms: round-trip time of the last heartbeat ping, in ms (None until one).
     """
 
     frames: int = 0
+    frames_replayed: int = 0
     messages: int = 0
     bytes_received: int = 0
     gaps: int = 0

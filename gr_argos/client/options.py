@@ -139,3 +139,30 @@ def with_view(url: str, view: ViewRequest | None) -> str:
     ViewRequest.parse(dict(view.query()))  # a ProtocolError (ValueError) naming the key
     query.extend(view.query())
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def with_resume(url: str, session: str | None, after: dict[int, int]) -> str:
+    """``url`` asking to resume ``session`` after the sequences ``after`` (stream id -> the
+    last sequence received), replacing any resume or backfill request there (see
+    docs/protocol.md, "Resume and backfill"); no session or no sequence leaves the request
+    out."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query)
+             if k not in ("resume_from", "resume_session", "backfill_s")]
+    if session and after:
+        query.append(("resume_session", session))
+        query.append(("resume_from", ",".join(f"{stream_id}:{sequence}"
+                                              for stream_id, sequence in sorted(after.items()))))
+    return urlunsplit(parts._replace(query=urlencode(query, safe=":,")))
+
+
+def with_backfill(url: str, backfill_s: float) -> str:
+    """``url`` asking for the last ``backfill_s`` seconds of every stream first (0: none)."""
+    if not backfill_s:
+        return url
+    if not 0 < backfill_s <= 3600:
+        raise ValueError(f"backfill_s must be more than 0 and at most 3600 s, got {backfill_s}")
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "backfill_s"]
+    query.append(("backfill_s", format(backfill_s, "g")))
+    return urlunsplit(parts._replace(query=urlencode(query)))

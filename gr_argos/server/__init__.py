@@ -25,6 +25,7 @@ Modules, each with one job:
 - :mod:`~gr_argos.server.tls`: the TLS context and its policy;
 - :mod:`~gr_argos.server.logs`: log lines no client can forge or flood, without tokens;
 - :mod:`~gr_argos.server.outgoing`: each frame's variants, encoded once;
+- :mod:`~gr_argos.server.resume`: the ring of recent frames, resume and backfill requests;
 - :mod:`~gr_argos.server.registry`: one server per host and port for the sinks of a process.
 
 Imports run one way: the server builds connections and routes and hands them what they need;

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gr_argos.protocol import ENCODING_CODES
 from gr_argos.server.control import check_freq_ranges
 from gr_argos.settings import at_least, in_range, non_negative, positive, setting, validate
 
-__all__ = ["CONTROL", "SECURITY", "SERVER", "ServerConfig", "ServerError", "parse_origins"]
+__all__ = ["CONTROL", "RECORDING", "SECURITY", "SERVER", "ServerConfig", "ServerError",
+           "parse_origins"]
 
 #: ``--help`` sections.
 SERVER = "server"
 SECURITY = "security and limits (docs/operations.md)"
 CONTROL = "control of the radio from clients (docs/control.md)"
+RECORDING = "recording (docs/recording.md)"
 
 
 class ServerError(RuntimeError):
@@ -62,6 +65,15 @@ class ServerConfig:
                                group=SERVER)
     reuse_port: bool = setting(False, "set SO_REUSEPORT so other processes can serve the same "
                                "port", group=SERVER)
+    resume_buffer_bytes: int = setting(16 * 2**20, "bytes of each stream's newest frames "
+                                       "(with the formats clients got) kept for clients that "
+                                       "reconnect (resume_from) or ask for the last seconds "
+                                       "(backfill_s); 16 MiB holds about 15 s of 4096 float32 "
+                                       "bins at 30 fps (0 = none)", check=at_least(0),
+                                       group=SERVER)
+    resume_fps: float = setting(300.0, "frames per second sent from that ring to every "
+                                "catching-up client together, beside the live stream",
+                                check=positive, group=SERVER)
     permessage_deflate: bool = setting(False, "negotiate permessage-deflate with clients that "
                                        "offer it (compatibility; costs CPU and memory per "
                                        "client); never for ?compress=1 clients", group=SERVER)
@@ -154,6 +166,30 @@ class ServerConfig:
     max_tunes_per_s: float = setting(
         2.0, "changes per second a client may ask for (a burst of 5 more; 0 = no limit); "
         "over it they are refused", check=non_negative, group=CONTROL)
+    record_dir: str = setting("", "directory to record every frame and message published to "
+                              "(rotating .args files in the wire format, with an index and a "
+                              "JSON sidecar each; created if missing); empty = no recording",
+                              group=RECORDING)
+    record_encoding: str = setting("float32", "encoding of the recorded frames: float32 "
+                                   "(exactly as published), int16 or uint8 (smaller, "
+                                   "re-encoded on the recorder's thread)",
+                                   choices=tuple(ENCODING_CODES), group=RECORDING)
+    record_compress: bool = setting(False, "deflate the recorded frames' payloads",
+                                    group=RECORDING)
+    record_max_file_bytes: int = setting(256 * 2**20, "start a new file past this size",
+                                         check=at_least(4096), group=RECORDING)
+    record_max_file_s: float = setting(3600.0, "start a new file after this many seconds",
+                                       check=positive, group=RECORDING)
+    record_max_total_bytes: int = setting(0, "delete the oldest files of record_dir past this "
+                                          "many bytes in all (0 = keep every file)",
+                                          check=at_least(0), group=RECORDING)
+    record_fsync_s: float = setting(1.0, "seconds between fsyncs of the file being written "
+                                    "(a power cut loses at most about that much; 0 = after "
+                                    "every write)", check=non_negative, group=RECORDING)
+    record_buffer_bytes: int = setting(16 * 2**20, "bytes of frames and messages waiting for "
+                                       "the disk; past it they are dropped, counted as a gap "
+                                       "in the file's sidecar (the radio never waits)",
+                                       check=at_least(65536), group=RECORDING)
 
     def __post_init__(self) -> None:
         validate(self)

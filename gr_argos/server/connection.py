@@ -10,6 +10,12 @@ tells it when it had to queue some instead (:meth:`Connection.queued` starts a s
 that drains the queue as the socket drains, then ends). Meanwhile :meth:`Connection.serve`
 reads the client's JSON requests, each rate-limited and checked, and answers them through
 the hub, so replies keep their place among the frames.
+
+A client whose URL asks to resume after the frames it has (or for a backfill of the last
+seconds) is first sent the frames it asks for from the hub's resume ring, marked replayed,
+by a catch-up task that takes the sender's place (:mod:`gr_argos.server.resume`); the fan-out
+passes it by until it has caught up with the newest frame, so no frame comes twice or out
+of order.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection
@@ -45,12 +51,19 @@ from gr_argos.server.detection_history import DETECTIONS_KEPT, DetectionHistory
 from gr_argos.server.hub import BroadcastHub, ClientQueue
 from gr_argos.server.logs import EventLog, quoted
 from gr_argos.server.metrics import ServerCounters
-from gr_argos.server.outgoing import nearest_format
+from gr_argos.server.outgoing import PublishedFrame, nearest_format
+from gr_argos.server.resume import (
+    CatchUpPlan,
+    Pacer,
+    ResumeRing,
+    parse_resume_query,
+    plan_catch_up,
+)
 from gr_argos.server.views import StreamGeometry, View, choose_view
 from gr_argos.server.wire import abort, frame_writer
 
 __all__ = ["CLOSE_POLICY_VIOLATION", "CLOSE_UNSUPPORTED_DATA",
-           "Connection", "close_or_abort", "peer_address", "peer_ip"]
+           "Connection", "MessageHandler", "close_or_abort", "peer_address", "peer_ip"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +77,9 @@ CLOSE_TRY_AGAIN_LATER = 1013
 # Time a client gets to take a close frame (and the error before it) before its connection
 # is dropped: websockets waits without limit for a socket that a stalled client stopped reading.
 CLOSE_GRACE_S = 3.0
+
+#: Answers a client message of a type the server was given: the reply's body.
+MessageHandler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class Connection:
@@ -82,17 +98,24 @@ class Connection:
         authenticated: the token came with the upgrade request, or none is needed (else
             the client must send it in a first ``auth`` message, and :attr:`waiting` is
             true until it did).
+        session: the server's session (``hello``'s), which a resume must name.
+        pacer: spaces the frames of every client's catch-up.
+        handlers: more message types the server answers (``replay`` for argos-replay): each
+            returns the body of its reply, of the same type, or raises ProtocolError.
     """
 
     __slots__ = ("_ws", "_config", "_hub", "_counters", "_events", "_hello", "_detections",
                  "_gate", "waiting", "peer", "_ip", "_write", "_client", "_sending", "_sender",
-                 "_closer", "role", "_controller", "_local", "_tunes", "_tuning")
+                 "_closer", "role", "_controller", "_local", "_tunes", "_tuning", "_session",
+                 "_pacer", "_handlers")
 
     def __init__(self, ws: ServerConnection, *, config: ServerConfig, hub: BroadcastHub,
                  counters: ServerCounters, events: EventLog,
                  hello: Callable[[], dict[str, Any]], detections: DetectionHistory,
                  gate: Gate, authenticated: bool, controller: Controller,
-                 role: str | None = None, local: bool = False) -> None:
+                 role: str | None = None, local: bool = False, session: str = "",
+                 pacer: Pacer | None = None,
+                 handlers: Mapping[str, MessageHandler] | None = None) -> None:
         self._ws = ws
         self._config = config
         self._hub = hub
@@ -114,6 +137,9 @@ class Connection:
         self._local = local
         self._tunes = TokenBucket(config.max_tunes_per_s, TUNE_BURST)
         self._tuning: set[asyncio.Task[None]] = set()
+        self._session = session
+        self._pacer = pacer or Pacer(config.resume_fps)
+        self._handlers = handlers or {}
 
     async def serve(self) -> None:
         """Authenticate if needed, then stream to the client and answer it until it leaves."""
@@ -131,6 +157,7 @@ class Connection:
         self._choose_format_from_url(client, query)
         if any(key in query for key in VIEW_KEYS):
             self._set_view(client, {key: values[-1] for key, values in query.items()})
+        self._resume_from_url(client, query)
         reason = "closed by client"
         try:
             reason = await self._read(client)
@@ -194,23 +221,13 @@ class Connection:
 
     async def _send_queued(self, client: ClientQueue) -> None:
         """Send the client's queue in order until it is empty, waiting for the transport to
-        drain between items; then end (the hub writes directly again).
-
-        A connection that takes nothing for the keepalive's time is aborted: websockets'
-        own keepalive cannot tell, as its ping and close frames wait behind the full buffer.
-        """
-        cfg = self._config
-        stall_s = (cfg.ping_interval_s + cfg.ping_timeout_s
-                   if cfg.ping_interval_s and cfg.ping_timeout_s else None)
+        drain between items; then end (the hub writes directly again)."""
         try:
             while not client.too_slow and (item := client.pop()) is not None:
                 self._sending = True
                 try:
-                    async with asyncio.timeout(stall_s):
-                        await self._ws.send(item)
-                except TimeoutError:
-                    self._abort_stalled(client, stall_s or 0.0)
-                    return
+                    if not await self._send_one(client, item):
+                        return
                 finally:
                     self._sending = False
                 self._hub.record_sent(client, item)
@@ -220,6 +237,117 @@ class Connection:
             log.exception("event=send_failed client=%d peer=%s", client.client_id, self.peer)
         finally:
             self._sender = None
+
+    async def _send_one(self, client: ClientQueue, item: bytes | str) -> bool:
+        """Send one item; False if the connection stalled and was aborted.
+
+        A connection that takes nothing for the keepalive's time is aborted: websockets'
+        own keepalive cannot tell, as its ping and close frames wait behind the full buffer.
+        """
+        cfg = self._config
+        stall_s = (cfg.ping_interval_s + cfg.ping_timeout_s
+                   if cfg.ping_interval_s and cfg.ping_timeout_s else None)
+        try:
+            async with asyncio.timeout(stall_s):
+                await self._ws.send(item)
+        except TimeoutError:
+            self._abort_stalled(client, stall_s or 0.0)
+            return False
+        return True
+
+    # -- resume and backfill ---------------------------------------------------------------
+
+    def _resume_from_url(self, client: ClientQueue, query: dict[str, list[str]]) -> None:
+        """Start the catch-up a URL asks for (``resume_from``/``resume_session`` or
+        ``backfill_s``), or say why not: ``bad_message`` for a malformed request,
+        ``resume_refused`` for one from another session or the future (the client is then
+        served live, as without a request)."""
+        try:
+            request = parse_resume_query(query)
+        except ProtocolError as exc:
+            self._error(client, "bad_message", f"resume: {exc}")
+            return
+        if request is None:
+            return
+        ring = self._hub.ring
+        streams = [s["id"] for s in self._hello()["streams"]]
+        try:
+            plan = plan_catch_up(request, ring, self._session, streams)
+        except ProtocolError as exc:
+            self._error(client, "resume_refused", str(exc))
+            return
+        reply: dict[str, Any] = {"streams": plan.describe(ring)}
+        if request.backfill_s is not None:
+            reply["backfill_s"] = request.backfill_s
+        self._reply(client, "resume", reply)
+        client.catching_up = True
+        self._sender = asyncio.create_task(self._catch_up(client, ring, plan))
+
+    async def _catch_up(self, client: ClientQueue, ring: ResumeRing, plan: CatchUpPlan) -> None:
+        """Send the client the ring's frames after the plan's sequences, oldest first and
+        marked replayed, at the pace of the server's pacer, then hand it to the fan-out.
+
+        Messages for it keep their place: they are sent between the frames. Frames the ring
+        lost before they were sent (the client reads slower than the stream) are counted in
+        the ``missed`` field of the next frame sent.
+        """
+        after = dict(plan.after)
+        started: set[int] = set()  # streams with a frame sent: a jump after is the ring's
+        replayed = lost = 0
+        self._sending = True  # the hub queues what it has for this client meanwhile
+        try:
+            while True:
+                await self._pacer.wait()
+                while client.messages and not client.too_slow:
+                    item = client.pop()
+                    assert item is not None
+                    if not await self._send_one(client, item):
+                        return
+                    self._hub.record_sent(client, item)
+                frame = self._next_to_replay(client, ring, after, plan)
+                if frame is None:
+                    break
+                stream_id = frame.stream_id
+                missed = 0
+                if stream_id in started:
+                    gone = min(ring.evicted_through(stream_id), frame.sequence - 1)
+                    missed = max(0, gone - after[stream_id])
+                started.add(stream_id)
+                after[stream_id] = frame.sequence
+                lost += missed
+                data = client.replayed(frame, missed)
+                if not await self._send_one(client, data):
+                    return
+                client.record_replayed(len(data))
+                replayed += 1
+            # Nothing newer in the ring: the fan-out sends this client the next frame.
+            client.catching_up = False
+            self._sending = False
+            self._reply(client, "caught_up", {"replayed": replayed, "missed": lost})
+        except ConnectionClosed:
+            pass  # serve() sees it too, and cleans up
+        except Exception:  # a bug: keep serving everyone else, and say so
+            log.exception("event=catch_up_failed client=%d peer=%s", client.client_id,
+                          self.peer)
+        finally:
+            client.catching_up = False
+            self._sending = False
+            self._sender = None
+        self.queued()
+
+    def _next_to_replay(self, client: ClientQueue, ring: ResumeRing, after: dict[int, int],
+                        plan: CatchUpPlan) -> PublishedFrame | None:
+        """The oldest frame of any stream the client is still to get from the ring."""
+        best: PublishedFrame | None = None
+        for stream_id in ring.stream_ids():
+            frame = ring.next_after(stream_id, after.get(stream_id, -1))
+            while frame is not None and (client.skips(frame) or (
+                    stream_id not in plan.after and frame.published_at < plan.started_at)):
+                after[stream_id] = frame.sequence  # not for this client's rate, or old
+                frame = ring.next_after(stream_id, frame.sequence)
+            if frame is not None and (best is None or frame.published_at < best.published_at):
+                best = frame
+        return best
 
     async def _stop_sending(self) -> None:
         sender, self._sender = self._sender, None
@@ -363,10 +491,15 @@ class Connection:
             self._set_view(client, message)
         elif msg_type == "detections":
             self._send_detections(client, message)
+        elif msg_type in self._handlers:
+            try:
+                self._reply(client, msg_type, self._handlers[msg_type](message))
+            except ProtocolError as exc:
+                self._error(client, "bad_message", str(exc))
         else:
             self._error(client, "unknown_type",
                         f"unknown message type {msg_type[:64]!r}; this server answers "
-                        + ", ".join(repr(t) for t in CLIENT_MESSAGE_TYPES))
+                        + ", ".join(repr(t) for t in (*CLIENT_MESSAGE_TYPES, *self._handlers)))
 
     def _send_detections(self, client: ClientQueue, message: dict[str, Any]) -> None:
         """Answer a ``detections`` query: the newest ``limit`` kept events (of ``stream``,

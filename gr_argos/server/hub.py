@@ -31,6 +31,11 @@ that lost frames gets a copy with its four ``missed`` bytes patched (the header 
 compressed). A client with a frame rate divisor on a stream (its view) is never offered
 the frames it leaves out, so they are neither queued nor counted as drops.
 
+Once offered to every client, a frame goes into the hub's
+:class:`~gr_argos.server.resume.ResumeRing`, from which a client that resumes or asks for a
+backfill is sent frames by its connection; the fan-out passes such a client by
+(``catching_up``) until it has caught up.
+
 This module imports neither GNU Radio nor any socket code.
 """
 
@@ -45,7 +50,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from gr_argos.protocol import FrameFormat, encode_message, with_missed
+from gr_argos.protocol import FrameFormat, encode_message, with_missed, with_replayed
 from gr_argos.server.outgoing import (
     DEFLATE_IN,
     DEFLATE_OUT,
@@ -54,6 +59,7 @@ from gr_argos.server.outgoing import (
     PublishedFrame,
     Wrap,
 )
+from gr_argos.server.resume import ResumeRing
 from gr_argos.server.views import View, ViewSlice, slice_fits
 
 __all__ = ["BroadcastHub", "ClientQueue", "DEFAULT_INGRESS_DEPTH", "Outlet"]
@@ -108,6 +114,8 @@ class ClientQueue:
             stream, every frame); a frame its ``fps_divisor`` skips is never queued, so it
             is not a drop and ``missed`` does not count it.
         outlet: the client's connection: takes items now, or is told when some are queued.
+        catching_up: the client is sent frames from the hub's resume ring by its
+            connection (a resume or backfill), not by the fan-out, until it caught up.
 
     The queues are lists, not deques: an empty deque costs ~700 bytes, and most clients
     never have anything queued; they are short (``depth``, ``message_depth``).
@@ -132,6 +140,8 @@ class ClientQueue:
     bytes_sent: int = 0
     too_slow: bool = False
     outlet: Outlet | None = None
+    catching_up: bool = False
+    frames_replayed: int = 0
     # When the frame pop() returned last was published (monotonic s): the send latency.
     last_published_at: float = 0.0
     # Publish -> transport write latency of this client's frames (seconds).
@@ -184,11 +194,20 @@ class ClientQueue:
         if self.frames:
             frame = self.frames.pop(0)
             self.last_published_at = frame.published_at
-            frame_format = self.frame_format or self.stream_formats.get(frame.stream_id)
-            data = frame.in_format(frame_format, self.encodes, self.view_slice(frame.stream_id))
+            data = self.in_own_format(frame)
             missed = self.pending_missed.pop(frame.stream_id, 0)
             return with_missed(data, missed) if missed else data
         return None
+
+    def in_own_format(self, frame: PublishedFrame) -> bytes:
+        """``frame`` in this client's format and view of its stream."""
+        frame_format = self.frame_format or self.stream_formats.get(frame.stream_id)
+        return frame.in_format(frame_format, self.encodes, self.view_slice(frame.stream_id))
+
+    def replayed(self, frame: PublishedFrame, missed: int = 0) -> bytes:
+        """``frame`` as this client gets it again from the resume ring: in its format,
+        marked replayed, ``missed`` saying the frames the ring lost meanwhile."""
+        return with_replayed(self.in_own_format(frame), missed)
 
     def view_slice(self, stream_id: int) -> ViewSlice | None:
         view = self.views.get(stream_id)
@@ -207,6 +226,13 @@ class ClientQueue:
             self.messages_sent += 1
             self.bytes_sent += len(item.encode())
 
+    def record_replayed(self, size: int) -> None:
+        """Count a frame of ``size`` bytes sent again from the resume ring (its age is not
+        a latency)."""
+        self.frames_sent += 1
+        self.frames_replayed += 1
+        self.bytes_sent += size
+
     def record_frame(self, size: int, latency_s: float) -> None:
         """Count a frame of ``size`` bytes written ``latency_s`` after it was published."""
         self.frames_sent += 1
@@ -224,6 +250,7 @@ class ClientQueue:
             "connected_s": round(time.monotonic() - self.connected_at, 3),
             "frames_sent": self.frames_sent,
             "frames_dropped": self.frames_dropped,
+            "frames_replayed": self.frames_replayed,
             "messages_sent": self.messages_sent,
             "messages_dropped": self.messages_dropped,
             "bytes_sent": self.bytes_sent,
@@ -251,6 +278,8 @@ class BroadcastHub:
         wrap: frames the bytes of a frame or message for clients' outlets (the WebSocket
             framing); built once per frame and format, and once per message. Default: as is.
         observe_latency: called with the publish -> write latency (s) of every frame sent.
+        ring: keeps each frame once it was fanned out, for clients that resume or ask for
+            a backfill (default: one that keeps none).
     """
 
     def __init__(
@@ -260,6 +289,7 @@ class BroadcastHub:
         ingress_depth: int = DEFAULT_INGRESS_DEPTH,
         wrap: Wrap | None = None,
         observe_latency: Callable[[float], None] | None = None,
+        ring: ResumeRing | None = None,
     ) -> None:
         if queue_depth < 1:
             raise ValueError(f"queue_depth must be at least 1, got {queue_depth}")
@@ -268,6 +298,7 @@ class BroadcastHub:
         self.queue_depth = queue_depth
         self.message_queue_depth = message_queue_depth
         self._wrap = wrap or _as_is
+        self.ring = ring or ResumeRing(0)
         self._observe_latency = observe_latency or (lambda seconds: None)
         self._ingress_depth = max(1, ingress_depth)
         self._lock = threading.Lock()
@@ -288,7 +319,8 @@ class BroadcastHub:
         self.unsent_after_stop = 0
         self.views_reset = 0  # clients' views a stream's new bin count left no room for
         self.frames_resent = 0  # current frames sent again in a view just chosen
-        self._departed = {"frames_sent": 0, "frames_dropped": 0, "messages_sent": 0,
+        self._departed = {"frames_sent": 0, "frames_dropped": 0, "frames_replayed": 0,
+                          "messages_sent": 0,
                           "messages_dropped": 0, "bytes_sent": 0}
         self.clients_total = 0
 
@@ -374,7 +406,9 @@ class BroadcastHub:
                 for client in clients:
                     self._push_message(client, message)
             else:
-                self._fan_out(PublishedFrame(*item), clients)
+                frame = PublishedFrame(*item)
+                self._fan_out(frame, clients)
+                self.ring.append(frame)
 
     def _fan_out(self, frame: PublishedFrame, clients: list[ClientQueue]) -> None:
         """Write ``frame`` now to every client that keeps up; queue it for the others.
@@ -386,6 +420,8 @@ class BroadcastHub:
         self._latest[frame.stream_id] = frame
         resets = 0
         for client in clients:
+            if client.catching_up:
+                continue  # its connection sends it this frame from the ring
             if client.views:
                 if client.skips(frame):
                     continue
@@ -572,5 +608,6 @@ class BroadcastHub:
             frames_resent=self.frames_resent,
             deflate={"in_bytes": self.encodes[DEFLATE_IN],
                      "out_bytes": self.encodes[DEFLATE_OUT]},
+            resume_ring=self.ring.stats(),
         )
         return {"clients": clients, "total": total}

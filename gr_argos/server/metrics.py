@@ -146,10 +146,14 @@ class ServerCollector(Collector):
         counters: the server's own counters.
         loop_tasks: returns the number of asyncio tasks on the server's loop, or None when
             unknown (default: the loop running the scrape, as ``/metrics`` is served there).
+        recorder: returns the recorder's ``status()``, or None when the server records
+            nothing.
     """
 
     def __init__(self, hub_stats: Callable[[], dict[str, Any]], counters: ServerCounters,
-                 loop_tasks: Callable[[], int | None] | None = None) -> None:
+                 loop_tasks: Callable[[], int | None] | None = None,
+                 recorder: Callable[[], dict[str, Any] | None] = lambda: None) -> None:
+        self._recorder = recorder
         self._hub_stats = hub_stats
         self._counters = counters
         self._loop_tasks = loop_tasks or running_loop_tasks
@@ -209,6 +213,21 @@ class ServerCollector(Collector):
                 "argos_compression_ratio", "compress-once bytes out / bytes in since start "
                 "(lower is better; 1 when frames do not shrink)",
                 value=deflate["out_bytes"] / deflate["in_bytes"])
+        ring = total["resume_ring"]
+        ring_bytes = GaugeMetricFamily("argos_resume_ring_bytes", "bytes of recent frames "
+                                       "(with their variants) kept for resume and backfill, "
+                                       "by stream", labels=["stream"])
+        ring_frames = GaugeMetricFamily("argos_resume_ring_frames", "recent frames kept for "
+                                        "resume and backfill, by stream", labels=["stream"])
+        for stream_id, held in ring["streams"].items():
+            ring_bytes.add_metric([stream_id], held["bytes"])
+            ring_frames.add_metric([stream_id], held["frames"])
+        yield ring_bytes
+        yield ring_frames
+        yield CounterMetricFamily("argos_frames_replayed", "spectrum frames sent again from "
+                                  "the resume ring (resumes and backfills)",
+                                  value=total["frames_replayed"])
+        yield from _recorder_metrics(self._recorder())
         counters = self._counters
         yield _labelled("argos_connections_refused", "connections refused before the "
                         "WebSocket upgrade, by reason", "reason", REFUSAL_REASONS,
@@ -246,6 +265,31 @@ class ServerCollector(Collector):
             yield GaugeMetricFamily("argos_event_loop_tasks",
                                     "asyncio tasks on the server's event loop now",
                                     value=tasks)
+
+
+def _recorder_metrics(status: dict[str, Any] | None) -> Iterator[Any]:
+    """The recorder's metrics (none when the server records nothing)."""
+    if status is None:
+        return
+    yield GaugeMetricFamily("argos_recording", "1 while the recorder writes, 0 after a write "
+                            "error (see the status message's server.recorder.error)",
+                            value=int(status["recording"]))
+    yield CounterMetricFamily("argos_recorded_bytes", "bytes written to recordings",
+                              value=status["bytes"])
+    recorded = CounterMetricFamily("argos_recorded", "frames and messages recorded",
+                                   labels=["kind"])
+    recorded.add_metric(["frame"], status["frames"])
+    recorded.add_metric(["message"], status["messages"])
+    yield recorded
+    dropped = CounterMetricFamily("argos_recording_dropped", "frames and messages the "
+                                  "recorder dropped (disk too slow, write errors)",
+                                  labels=["kind"])
+    dropped.add_metric(["frame"], status["dropped_frames"])
+    dropped.add_metric(["message"], status["dropped_messages"])
+    yield dropped
+    yield GaugeMetricFamily("argos_recorder_queued_bytes", "bytes of frames and messages "
+                            "waiting for the disk (at most record_buffer_bytes)",
+                            value=status["queued_bytes"])
 
 
 def running_loop_tasks() -> int | None:

@@ -102,6 +102,23 @@ class PublishedFrame:
         """The frame's ``sequence`` (0 for a frame too short to have one)."""
         return int.from_bytes(self.data[16:24], "little")
 
+    @property
+    def timestamp_ns(self) -> int:
+        """The frame's ``timestamp_ns`` (0 for a frame too short to have one)."""
+        return int.from_bytes(self.data[32:40], "little", signed=True)
+
+    def nbytes(self) -> int:
+        """Bytes this frame holds after :meth:`trim`: as published plus the variants
+        encoded of it (the memory a ring of recent frames accounts for)."""
+        return len(self.data) + sum(len(variant) for variant in self._variants.values())
+
+    def trim(self) -> None:
+        """Forget what only the fan-out needs: the framed copies (a queued or replayed frame
+        is framed by its sender) and the pyramid of levels (built again should a new view
+        of this frame be asked for). Called once the frame was offered to every client."""
+        self._wire.clear()
+        self._pyramid = None
+
     def geometry(self) -> StreamGeometry | None:
         """The bins and band of the frame, from its header (None: too short to have them)."""
         if self._geometry is None and len(self.data) >= HEADER_SIZE:

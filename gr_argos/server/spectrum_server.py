@@ -25,7 +25,7 @@ import threading
 import time
 import weakref
 from dataclasses import replace
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client.registry import Collector
@@ -42,6 +42,7 @@ from gr_argos.protocol import (
     StreamInfo,
     encode_message,
 )
+from gr_argos.recording.recorder import Recorder
 from gr_argos.server.admission import (
     RETRY_AFTER_S,
     SINGLE_HEADERS,
@@ -57,11 +58,13 @@ from gr_argos.server.control import VIEWER, Controller, Tuner, is_local
 from gr_argos.server.connection import (
     CLOSE_GRACE_S,
     Connection,
+    MessageHandler,
     peer_address,
     peer_ip,
 )
 from gr_argos.server.detection_history import DetectionHistory
 from gr_argos.server.hub import BroadcastHub
+from gr_argos.server.resume import Pacer, ResumeRing
 from gr_argos.server.listener import FdReserve, listening_sockets
 from gr_argos.server.metrics import (
     CONTENT_TYPE_LATEST,
@@ -119,10 +122,15 @@ class SpectrumServer:
 
     Args:
         config: the server's settings (defaults: :class:`ServerConfig`'s).
+        handlers: more client message types it answers, each with the body of its reply of
+            the same type (or a ProtocolError, answered as ``bad_message``); argos-replay's
+            ``replay``.
     """
 
-    def __init__(self, config: ServerConfig | None = None) -> None:
+    def __init__(self, config: ServerConfig | None = None,
+                 handlers: Mapping[str, MessageHandler] | None = None) -> None:
         self.config = config or ServerConfig()
+        self._handlers = dict(handlers or {})
         self.counters = ServerCounters()
         self.hub = self._new_hub()
         self.detections = DetectionHistory()
@@ -148,15 +156,20 @@ class SpectrumServer:
                                      self.counters.control_event)
         self._port: int | None = None
         self._started_at = time.monotonic()
-        self._registry = metrics_registry(ServerCollector(lambda: self.hub.stats(),
-                                                          self.counters))
+        self._registry = metrics_registry(ServerCollector(
+            lambda: self.hub.stats(), self.counters,
+            recorder=lambda: None if self.recorder is None else self.recorder.status()))
         self._routes = Routes({"/healthz": self._healthz, "/metrics": self._metrics})
         self._ssl: ssl.SSLContext | None = None
+        self._pacer = Pacer(self.config.resume_fps)
+        #: Records every frame and message published while the server runs (record_dir).
+        self.recorder: Recorder | None = None
 
     def _new_hub(self) -> BroadcastHub:
         return BroadcastHub(self.config.queue_depth, self.config.message_queue_depth,
                             wrap=websocket_frame,
-                            observe_latency=self.counters.send_latency.observe)
+                            observe_latency=self.counters.send_latency.observe,
+                            ring=ResumeRing(self.config.resume_buffer_bytes))
 
     # -- streams -------------------------------------------------------------------------
 
@@ -238,6 +251,9 @@ class SpectrumServer:
         install_log_filters(cfg.token, *cfg.operator_tokens, *cfg.admin_tokens)
         _raise_open_files_limit(self.config)
         self._ssl = tls_context(self.config) if self.config.tls else None
+        if self.config.record_dir:
+            self.recorder = Recorder(self.config, self.hello)
+            self.recorder.start()
         ready = threading.Event()
         failure: list[BaseException] = []
         self._thread = threading.Thread(
@@ -251,6 +267,7 @@ class SpectrumServer:
         if failure:
             self._thread.join(_STOP_TIMEOUT_S)
             self._thread = None
+            self._stop_recorder()
             raise _explain_start_failure(failure[0], self.config) from failure[0]
 
     def stop(self) -> None:
@@ -265,6 +282,12 @@ class SpectrumServer:
             log.warning("server shutdown did not complete cleanly: %s", exc)
         thread.join(_STOP_TIMEOUT_S)
         self._thread = None
+        self._stop_recorder()
+
+    def _stop_recorder(self) -> None:
+        recorder, self.recorder = self.recorder, None
+        if recorder is not None:
+            recorder.stop()
 
     def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
         loop = asyncio.new_event_loop()
@@ -376,7 +399,11 @@ class SpectrumServer:
     # -- producers (any thread) ----------------------------------------------------------
 
     def publish_frame(self, stream_id: int, frame: bytes) -> None:
-        """Send an encoded spectrum frame to every client. Thread-safe, never blocks or raises."""
+        """Send an encoded spectrum frame to every client (and the recorder, first).
+        Thread-safe, never blocks or raises."""
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.frame(frame)
         self.hub.publish_frame(stream_id, frame)
 
     def publish_message(self, msg_type: str, body: dict[str, Any] | None = None) -> None:
@@ -387,8 +414,12 @@ class SpectrumServer:
         and whether it is shedding connections now. A ``detection`` is counted (``/metrics``)
         and kept for the ``detections`` query.
         """
+        recorder = self.recorder
         if msg_type == "status":
-            body = {**(body or {}), "server": self.counters.server_status(),
+            server = self.counters.server_status()
+            if recorder is not None:
+                server["recorder"] = recorder.status()
+            body = {**(body or {}), "server": server,
                     "control": {"holder": self.controller.lease.describe()}}
         try:
             text = encode_message(msg_type, body)
@@ -398,6 +429,8 @@ class SpectrumServer:
         if msg_type == "detection" and body:
             self.counters.detected(body)
             self.detections.add(body)  # encodes: a detections reply will too
+        if recorder is not None:
+            recorder.message(text)
         self.hub.publish_message(text)
 
     def set_tuner(self, tuner: Tuner | None) -> None:
@@ -515,7 +548,9 @@ class SpectrumServer:
                                 detections=self.detections, gate=self.gate,
                                 authenticated=not waiting, role=self._authenticated.get(ws),
                                 controller=self.controller,
-                                local=is_local(ip, ws in self._forwarded))
+                                local=is_local(ip, ws in self._forwarded),
+                                session=self.session, pacer=self._pacer,
+                                handlers=self._handlers)
         try:
             await connection.serve()
         finally:

@@ -39,6 +39,9 @@ export interface SpectrumFrame {
   sequenceBig: bigint;
   /** Frames of this stream the server dropped for this client since its previous frame. */
   missed: number;
+  /** Sent again from the server's resume ring (missed while reconnecting, or a backfill),
+   * not live: header byte 15, bit 0. */
+  replayed: boolean;
   /** The stream this frame belongs to (an id from hello.streams). */
   streamId: number;
   /** Capture time, ns since the Unix epoch (i64). */
@@ -258,8 +261,34 @@ export interface TunedMessage extends ArgosMessage {
 export interface ErrorMessage extends ArgosMessage {
   type: "error";
   code: "bad_json" | "bad_message" | "unknown_type" | "binary_not_supported" | "auth_failed"
-    | "rate_limited" | "control_refused" | "tune_refused" | (string & {});
+    | "rate_limited" | "control_refused" | "tune_refused" | "resume_refused" | (string & {});
   message: string;
+}
+
+/** The answer to a resume (resume_from) or backfill (backfill_s) in the URL. */
+export interface ResumeMessage extends ArgosMessage {
+  type: "resume";
+  streams: Array<{
+    stream_id: number;
+    /** The last sequence the client has; frames after it follow, marked replayed. */
+    from_sequence: number;
+    /** The first frame replayed (null: none, the client is up to date). */
+    first_sequence: number | null;
+    /** Frames already gone from the server's ring: the gap the client will see. */
+    lost: number;
+  }>;
+  /** With a backfill: the seconds asked for. */
+  backfill_s?: number;
+}
+
+/** The replayed frames are sent; live frames follow. */
+export interface CaughtUpMessage extends ArgosMessage {
+  type: "caught_up";
+  /** Frames replayed. */
+  replayed: number;
+  /** Frames the ring lost before they could be replayed (a client reading slower than the
+   * stream), counted in the missed field of the frames after them. */
+  missed: number;
 }
 
 /** The answer to {"type": "ping", "id": X}. */
@@ -361,6 +390,10 @@ export interface ArgosClientEventMap {
   stats: CustomEvent<StatsMessage>;
   /** The server's answer to the view option or setView. */
   view: CustomEvent<ViewMessage>;
+  /** The server's answer to a resume or backfill: where each stream's replay starts. */
+  resume: CustomEvent<ResumeMessage>;
+  /** The replay is over: live frames follow. */
+  caught_up: CustomEvent<CaughtUpMessage>;
   warning: CustomEvent<WarningDetail>;
   authfailed: CustomEvent<AuthFailedDetail>;
 }
@@ -384,6 +417,8 @@ export interface ClientStats {
   messages: number;
   /** Connection attempts that failed. */
   failedAttempts: number;
+  /** Frames the server sent again from its resume ring (frame.replayed). */
+  replayed: number;
 }
 
 /** What the client needs of a WebSocket: the browser's, Node's global one and the ws package fit. */
@@ -467,6 +502,13 @@ export interface ArgosClientOptions {
   /** Keep retrying, with the usual backoff, after the server refused the token, instead of
    * giving up (default false). */
   retryAuthFailure?: boolean;
+  /** On a reconnect to the same server, ask for the frames missed meanwhile (resume_session
+   * and resume_from in the URL); they come with frame.replayed before the live ones
+   * (default true). */
+  resume?: boolean;
+  /** On the first connection, ask for the last seconds of every stream the server holds
+   * (backfill_s in the URL; 0, the default: none). */
+  backfillS?: number;
 }
 
 /** Reconnect delays: exponential backoff with full jitter, reset once a link is stable. */
@@ -487,6 +529,10 @@ export class Backoff {
 
 /** Gap detection from `missed` and per-stream sequence numbers. */
 export class GapDetector {
+  /** The session of the latest hello (null before the first). */
+  readonly session: string | null;
+  /** The sequence of the latest frame of each stream: where a resume starts. */
+  lastSequences(): Map<number, bigint>;
   /** Record the session of a hello; a different one means the server restarted. */
   newSession(session: string | null): void;
   /** Record a stream's frame rate divisor (from a view reply); forgotten on newSession(). */

@@ -195,6 +195,8 @@ function finishFrame(header, payload, inflated) {
     sequence: Number(sequenceBig),
     sequenceBig,
     missed: view.getUint32(24, true),
+    // Byte 15, bit 0: sent again from the server's resume ring (a resume, a backfill).
+    replayed: (view.getUint8(15) & 1) === 1,
     streamId: view.getUint16(12, true),
     timestampNs,
     timestampMs: Number(timestampNs) / 1e6,
@@ -396,6 +398,16 @@ export class GapDetector {
     this._sessionChanged = new Set();
   }
 
+  /** The session of the latest hello (null before the first). */
+  get session() {
+    return this._session;
+  }
+
+  /** The sequence (a BigInt) of the latest frame of each stream: where a resume starts. */
+  lastSequences() {
+    return new Map(this._lastSequence);
+  }
+
   /** Record the session of a hello; a different one means the server restarted. A hello
    * starts a connection at every frame (or at the URL's view, whose reply follows), so the
    * divisors are forgotten. */
@@ -502,6 +514,8 @@ const DEFAULT_OPTIONS = {
   view: null,
   token: null,
   retryAuthFailure: false,
+  resume: true,
+  backfillS: 0,
 };
 
 /**
@@ -531,7 +545,11 @@ export class ArgosClient extends EventTarget {
    *   fpsDivisor}, every key optional: a range, resolution and frame rate divisor of one
    *   stream, in the URL query too; see setView); token (the server's token,
    *   sent in a first `auth` message on every connection, never in the URL; null: none)
-   *   and retryAuthFailure (true: retry after the server refused the token).
+   *   and retryAuthFailure (true: retry after the server refused the token); resume (true,
+   *   the default: on a reconnect to the same server, ask for the frames missed meanwhile,
+   *   `resume_session` and `resume_from` in the URL; they come marked `frame.replayed`
+   *   before the live ones) and backfillS (seconds: on the first connection, ask for the
+   *   last seconds the server holds; 0: none).
    * @throws {TypeError} if the URL is not a WebSocket URL or there is no WebSocket, or the
    *   token is not one a server can hold (see setToken).
    * @throws {RangeError} if a duration, the encoding, stepDb or a value of the view is invalid.
@@ -553,6 +571,16 @@ export class ArgosClient extends EventTarget {
     this._format = checkFormat(settings);
     this._view = settings.view === null ? null : checkView(settings.view);
     this.url = withView(withFormat(webSocketUrl(url), this._format), this._view);
+    const backfillS = Number(settings.backfillS);
+    if (!(backfillS >= 0 && backfillS <= 3600)) {
+      throw new RangeError(`backfillS must be from 0 to 3600 s, got ${settings.backfillS}`);
+    }
+    if (backfillS > 0) {
+      const parsed = new URL(this.url);
+      parsed.searchParams.set("backfill_s", String(backfillS));
+      this.url = parsed.href;
+    }
+    this._resume = Boolean(settings.resume);
     this._WebSocket = settings.WebSocket ?? globalThis.WebSocket;
     if (typeof this._WebSocket !== "function") {
       throw new TypeError(
@@ -573,7 +601,7 @@ export class ArgosClient extends EventTarget {
     this._gaps = new GapDetector();
     this._stats = {
       frames: 0, bytes: 0, lost: 0, gaps: 0, reconnects: 0, malformed: 0, lastRttMs: null,
-      messages: 0, failedAttempts: 0,
+      messages: 0, failedAttempts: 0, replayed: 0,
     };
     this._state = "closed";
     this._running = false;
@@ -797,7 +825,7 @@ export class ArgosClient extends EventTarget {
   _openSocket() {
     let ws;
     try {
-      ws = new this._WebSocket(this.url);
+      ws = new this._WebSocket(this._connectUrl());
       ws.binaryType = "arraybuffer";
     } catch (error) {
       this._connectionLost(`cannot connect to ${this.url}: ${error.message ?? error}`, false);
@@ -822,6 +850,20 @@ export class ArgosClient extends EventTarget {
       this._lostSocket(openTimer, { code: 1006, reason: "" }, detail);
     };
     ws.onclose = (event) => this._lostSocket(openTimer, event, null);
+  }
+
+  /** The URL of the next attempt: `url`, asking to resume after the frames received so far
+   * when there are some (and resume is on). */
+  _connectUrl() {
+    const after = this._gaps.lastSequences();
+    const session = this._gaps.session;
+    if (!this._resume || session === null || after.size === 0) return this.url;
+    const parsed = new URL(this.url);
+    parsed.searchParams.delete("backfill_s");
+    parsed.searchParams.set("resume_session", session);
+    parsed.searchParams.set("resume_from", [...after].sort((a, b) => a[0] - b[0])
+      .map(([streamId, sequence]) => `${streamId}:${sequence}`).join(","));
+    return parsed.href;
   }
 
   _lostSocket(openTimer, closeEvent, errorText) {
@@ -1021,6 +1063,7 @@ export class ArgosClient extends EventTarget {
 
   _onFrame(frame, sizeBytes, receivedMs) {
     this._stats.frames += 1;
+    if (frame.replayed) this._stats.replayed += 1;
     const found = this._gaps.observe(frame);
     if (found !== null) {
       this._stats.gaps += 1;
@@ -1128,7 +1171,7 @@ export class ArgosClient extends EventTarget {
 
 // JSON types that also get an event of their own name (all of them get "message").
 const TYPED_EVENTS = new Set(["hello", "status", "gps", "detection", "detections", "control",
-  "tuned", "error", "pong", "stats", "view"]);
+  "tuned", "error", "pong", "stats", "view", "resume", "caught_up"]);
 
 /** The ws:// or wss:// URL to connect to; http(s) and relative URLs resolve against the
  * page, and no URL at all means the page's own server. */

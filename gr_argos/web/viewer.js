@@ -31,6 +31,7 @@ const RANGE_SNAP_DB = 5; // the auto range moves in steps of this size, with hys
 const RECENT_STATES = 20;
 const CLIENT_OPTIONS = [
   "backoffBaseMs", "backoffCapMs", "stableAfterMs", "heartbeatIntervalMs", "heartbeatTimeoutMs",
+  "backfillS",
 ];
 // Which traces of a stream with a second trace are shown; the first one is the default
 // everywhere else (a stream without one, the waterfall unless only the second is shown).
@@ -1023,6 +1024,17 @@ function main() {
       }
     });
   }
+
+  // argos-replay says so in every status message: show the speed and where it is.
+  const replayBadge = $("replay");
+  client.addEventListener("status", (event) => {
+    const replay = event.detail?.replay;
+    replayBadge.hidden = !replay;
+    if (!replay) return;
+    const seconds = (ns) => Math.max(0, Math.round((ns - replay.start_ns) / 1e9));
+    $("replay-text").textContent = `${replay.paused ? "paused" : `${replay.speed}x`} ` +
+      `${seconds(replay.position_ns)} / ${seconds(replay.end_ns)} s`;
+  });
 
   client.addEventListener("warning", (event) => {
     view.counters.warnings += 1;

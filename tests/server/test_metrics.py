@@ -15,7 +15,6 @@ import urllib.request
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -35,7 +34,10 @@ from server_helpers import (
     close_code_seen,
     next_frames,
     next_json,
+    samples,
+    scrape,
     spectrum_frame,
+    value,
 )
 
 TOKEN = "metrics-test-token-5d1c"
@@ -44,28 +46,8 @@ _EMPTY_TOTAL: dict[str, Any] = {
     "clients": 0, "clients_total": 0, "frames_in": 0, "frames_sent": 0, "messages_sent": 0,
     "bytes_sent": 0, "frames_dropped": 0, "ingress_dropped": 0, "messages_dropped": 0,
     "queue_depth": 0, "encodes": {}, "deflate": {"in_bytes": 0, "out_bytes": 0},
-    "pyramid_levels": 0, "views": {}, "views_reset": 0}
-
-
-def scrape(port: int, token: str | None = None) -> str:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics")
-    if token is not None:
-        request.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=WAIT_S) as response:
-        assert response.headers["Content-Type"].startswith("text/plain")
-        return response.read().decode()
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of the exposition: (name, sorted labels) -> value."""
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples}
-
-
-def value(found: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
-          **labels: str) -> float:
-    return found[(name, tuple(sorted(labels.items())))]
+    "pyramid_levels": 0, "views": {}, "views_reset": 0, "frames_replayed": 0,
+    "resume_ring": {"streams": {}}}
 
 
 def test_latency_histogram_buckets_are_cumulative() -> None:
