@@ -95,6 +95,9 @@ class SpectrumFlowgraph(gr.top_block):
                                         if name in _DETECTOR_NAMES})
         second = bool(settings["second_detector"])
         head = self.rotator or self.source
+        # The replaced blocks stay referenced until unlock() has stopped their threads:
+        # a Python block (period_detector) freed while its thread runs crashes the process.
+        retired = [self.fft, self.source]
         with self.sink.reconfiguring():
             self.lock()
             try:
@@ -111,6 +114,7 @@ class SpectrumFlowgraph(gr.top_block):
                     self.connect((self.fft, 1), (self.sink, 1))
             finally:
                 self.unlock()
+        del retired  # their threads have ended: the new chain runs alone
         self.settings = settings
         self.sink.set_span(settings["samp_rate"])
         self.sink.set_fps(self.fft.frame_rate)
