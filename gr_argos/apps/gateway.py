@@ -31,7 +31,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
+
+from prometheus_client.core import CounterMetricFamily
 
 from gr_argos.apps.common import (
     EXIT_FAILURE,
@@ -56,7 +58,12 @@ from gr_argos.settings import (
     setting,
 )
 from gr_argos.stream import StreamSettings
-from gr_argos.zmq_transport import FrameSubscriber, stream_info_from_descriptor
+from gr_argos.zmq_curve import CLIENT_FAILURE_REASONS, REFUSAL_REASONS
+from gr_argos.zmq_transport import (
+    FrameSubscriber,
+    SubscriberSettings,
+    stream_info_from_descriptor,
+)
 
 __all__ = ["Gateway", "SETTINGS", "WorkerSupervisor", "argument_parser", "main"]
 
@@ -86,6 +93,7 @@ SETTINGS: tuple[Setting, ...] = (
     *declared(ServerConfig, exclude=("write_limit",)),
     *declared(StreamSettings, only=STREAM_OVERRIDES),
     *declared(GatewaySettings),
+    *declared(SubscriberSettings),
     *declared(LogSettings),
 )
 _SERVER_SETTINGS = tuple(s.name for s in declared(ServerConfig, exclude=("write_limit",)))
@@ -105,6 +113,7 @@ class _Publisher:
     last_heard: float
     session: str | None = None
     silent: bool = False
+    refused: dict[str, int] = dataclasses.field(default_factory=dict)  # by the publisher
 
 
 class Gateway:
@@ -115,14 +124,24 @@ class Gateway:
         config: the WebSocket server's settings.
         publisher_timeout_s: seconds without a heartbeat before clients are told the
             publisher is silent.
+        stream_overrides: stream settings (:data:`STREAM_OVERRIDES`) replacing the
+            publisher's.
+        link: the CURVE settings of :class:`SubscriberSettings` (none: plain ZeroMQ).
+
+    Raises:
+        ValueError: a malformed endpoint.
+        ConfigError: a CURVE setting or key file cannot be used, or plain ZeroMQ to another
+            machine without ``zmq_trusted_network``.
     """
 
     def __init__(self, endpoints: Sequence[str], config: ServerConfig,
                  publisher_timeout_s: float = 3.0,
-                 stream_overrides: dict[str, Any] | None = None) -> None:
+                 stream_overrides: dict[str, Any] | None = None,
+                 link: dict[str, Any] | None = None) -> None:
+        self.subscriber = FrameSubscriber(endpoints, **(link or {}))
         self.server = SpectrumServer(config)
+        self.server.add_metrics(_LinkCollector(self))
         self._overrides = _descriptor_overrides(stream_overrides or {})
-        self.subscriber = FrameSubscriber(endpoints)
         self.publisher_timeout_s = publisher_timeout_s
         self.first_heartbeat = threading.Event()
         self._owners: dict[int, str] = {}  # stream id -> session of the publisher sending it
@@ -170,6 +189,7 @@ class Gateway:
         elif kind == "streams":
             self._set_streams(event[1])
         elif kind == "heartbeat":
+            self._publishers[endpoint].refused = dict(event[1].get("refused") or {})
             self._heartbeat(event[1])
 
     def _alive(self, publisher: _Publisher, session: str | None) -> None:
@@ -230,6 +250,31 @@ class Gateway:
                 self.server.remove_stream(stream_id)
 
 
+class _LinkCollector:
+    """The gateway's metric families about its ZeroMQ link: its failed handshakes with each
+    publisher, and the peers each publisher says (in its heartbeat) it refused."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        failures = CounterMetricFamily(
+            "argos_zmq_handshake_failures", "this gateway's failed ZeroMQ handshakes with a "
+            "publisher, by endpoint and reason", labels=["endpoint", "reason"])
+        refused = CounterMetricFamily(
+            "argos_zmq_publisher_refused", "peers a publisher refused (CURVE), as its last "
+            "heartbeat says, by endpoint and reason", labels=["endpoint", "reason"])
+        counts = dict(self._gateway.subscriber.handshake_failures)
+        for endpoint, publisher in self._gateway._publishers.items():
+            for reason in CLIENT_FAILURE_REASONS:
+                failures.add_metric([endpoint, reason], counts.get((endpoint, reason), 0))
+            by_reason = dict(publisher.refused)
+            for reason in sorted(set(REFUSAL_REASONS) | set(by_reason)):
+                refused.add_metric([endpoint, reason], by_reason.get(reason, 0))
+        yield failures
+        yield refused
+
+
 def _descriptor_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     """The stream settings a gateway was given, as fields of a stream descriptor."""
     fields: dict[str, Any] = {}
@@ -268,7 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = ServerConfig(**{**{name: settings[name] for name in _SERVER_SETTINGS},
                                  "reuse_port": settings["reuse_port"] or settings["workers"] > 1})
         gateway = Gateway(args.connect, config, settings["publisher_timeout_s"],
-                          {name: settings[name] for name in STREAM_OVERRIDES if name in given})
+                          {name: settings[name] for name in STREAM_OVERRIDES if name in given},
+                          {s.name: settings[s.name] for s in declared(SubscriberSettings)})
     except (ConfigError, ValueError) as exc:
         print(f"argos-gateway: {exc}", file=sys.stderr)
         return EXIT_USAGE

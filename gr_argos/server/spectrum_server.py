@@ -28,6 +28,7 @@ from dataclasses import replace
 from typing import Any, Callable, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+from prometheus_client.registry import Collector
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.http11 import Request, Response
@@ -366,6 +367,11 @@ class SpectrumServer:
             log.warning("dropped a %s message: %s", msg_type, exc)
             return
         self.hub.publish_message(text)
+
+    def add_metrics(self, collector: Collector) -> None:
+        """Serve ``collector``'s metric families on ``/metrics`` too (a gateway's counts of
+        its ZeroMQ link, say); it is called at each scrape, on the server's loop."""
+        self._registry.register(collector)
 
     def stats(self) -> dict[str, Any]:
         """Per-client and total counters (thread-safe; empty totals when stopped)."""
