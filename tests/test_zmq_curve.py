@@ -246,7 +246,7 @@ def test_only_the_allowed_gateway_gets_frames_and_every_refusal_is_counted(
         got = frames_received(good, publisher, everyone_refused_and_many_times)
         received_by_refused = 0
         for subscriber in refused_ones:  # whatever reached them is waiting in their queues
-            while (event := subscriber.receive(0.05)) is not None:
+            while subscriber.receive(0.05) is not None:
                 received_by_refused += 1
     finally:
         for subscriber in (good, *refused_ones):
