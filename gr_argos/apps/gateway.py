@@ -4,6 +4,8 @@
     argos-gateway --connect tcp://127.0.0.1:5555
     argos-gateway --connect tcp://radio1:5555 --connect tcp://radio2:5556 --host 0.0.0.0
     argos-gateway --connect ipc:///tmp/argos.sock --port 8765 --workers 2
+    argos-gateway --connect tcp://radio1:5555 --zmq-secret-key /etc/argos/keys/gw1.key_secret \
+        --zmq-server-key /etc/argos/keys/publisher.key
 
 The publisher is a zmq_sink (``argos-spectrum --transport zmq``,
 flowgraphs/hackrf_spectrum_zmq.grc). The gateway IS a gr-argos server, the same as the sink's
@@ -11,7 +13,9 @@ own: same protocol, hub, viewer and ``/healthz``; streams in ``hello`` are the p
 When nothing arrives from a ``--connect`` endpoint for ``--publisher-timeout-s`` seconds, clients
 get a ``status`` message with ``"publisher": "silent"`` and that ``endpoint``, and
 ``"publisher": "ok"`` once it is back; they stay connected. With ``--workers N`` the first
-process starts N-1 more on the same port and restarts any that dies. See docs/zmq.md.
+process starts N-1 more on the same port and restarts any that dies. Between machines the
+link runs over CURVE (``--zmq-secret-key``, ``--zmq-server-key``); plain ZeroMQ to another
+machine needs ``--zmq-trusted-network``. See docs/zmq.md.
 
 Exit codes: 0 stopped by SIGINT/SIGTERM; 1 the server could not start; 2 bad flags.
 """
