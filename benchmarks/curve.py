@@ -46,7 +46,7 @@ import numpy as np
 
 from benchmarks.frames import cache_dir, load_frames
 from benchmarks.gateway import proc_cpu_s
-from benchmarks.run import Proc, fmt, machine
+from benchmarks.run import Proc, fmt, machine, stop_process
 
 _PY = sys.executable
 _REPO = Path(__file__).resolve().parent.parent
@@ -155,13 +155,7 @@ class AppPublisher:
         return {"cpu_s": proc_cpu_s(self.process.pid) - c0, "published": None, "wall_s": wall}
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process, signal.SIGINT)  # the app stops its flowgraph
 
 
 def make_keys(directory: Path, gateways: int) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.frames import cache_dir, load_frames
-from benchmarks.run import Proc, fmt, machine
+from benchmarks.run import Proc, fmt, machine, stop_process
 
 _PY = sys.executable
 _REPO = Path(__file__).resolve().parent.parent
@@ -226,13 +226,7 @@ class ViaGateway:
 
     def close(self) -> None:
         workers = children(self.gw.pid) if self.gw.poll() is None else []
-        if self.gw.poll() is None:
-            self.gw.send_signal(signal.SIGTERM)
-            try:
-                self.gw.wait(20)
-            except subprocess.TimeoutExpired:
-                self.gw.kill()
-                self.gw.wait(5)
+        stop_process(self.gw)
         for pid in workers:  # normally already stopped by the first process
             try:
                 os.kill(pid, signal.SIGKILL)

@@ -111,12 +111,9 @@ class PublisherSettings:
 
     def __post_init__(self) -> None:
         validate(self)
-        if bool(self.zmq_secret_key) != bool(self.zmq_allowed_keys):
-            given, missing = (("zmq_secret_key", "zmq_allowed_keys") if self.zmq_secret_key
-                              else ("zmq_allowed_keys", "zmq_secret_key"))
-            raise ConfigError(f"{given} is set but {missing} is empty: CURVE on the publisher "
-                              "needs its key pair (zmq_secret_key) and the directory of the "
-                              "gateways' public keys (zmq_allowed_keys)")
+        _both_or_neither(self, "zmq_allowed_keys", "CURVE on the publisher needs its key pair "
+                         "(zmq_secret_key) and the directory of the gateways' public keys "
+                         "(zmq_allowed_keys)")
         if not self.zmq_secret_key:
             check_plain(self.zmq_endpoint, self.zmq_trusted_network, "publisher")
 
@@ -136,12 +133,18 @@ class SubscriberSettings:
 
     def __post_init__(self) -> None:
         validate(self)
-        if bool(self.zmq_secret_key) != bool(self.zmq_server_key):
-            given, missing = (("zmq_secret_key", "zmq_server_key") if self.zmq_secret_key
-                              else ("zmq_server_key", "zmq_secret_key"))
-            raise ConfigError(f"{given} is set but {missing} is empty: CURVE on a gateway "
-                              "needs its key pair (zmq_secret_key) and the publisher's public "
-                              "key (zmq_server_key)")
+        _both_or_neither(self, "zmq_server_key", "CURVE on a gateway needs its key pair "
+                         "(zmq_secret_key) and the publisher's public key (zmq_server_key)")
+
+
+def _both_or_neither(settings: PublisherSettings | SubscriberSettings, partner: str,
+                     why: str) -> None:
+    """Raise ConfigError if only one of ``zmq_secret_key`` and ``partner`` is set."""
+    values = {"zmq_secret_key": settings.zmq_secret_key, partner: getattr(settings, partner)}
+    given = [name for name, value in values.items() if value]
+    if len(given) == 1:
+        (missing,) = set(values) - set(given)
+        raise ConfigError(f"{given[0]} is set but {missing} is empty: {why}")
 
 
 def stream_info_from_descriptor(descriptor: dict[str, Any]) -> StreamInfo:

@@ -233,18 +233,25 @@ def test_only_the_allowed_gateway_gets_frames_and_every_refusal_is_counted(
     by reason (in stats(), so in the heartbeat), each gateway counts its failed handshakes,
     and the refusal lines stay few although the refusals keep coming."""
     caplog.set_level(logging.INFO)
+    started = time.monotonic()
     good = keys.subscriber(publisher.endpoint, "good")
     stranger = keys.subscriber(publisher.endpoint, "stranger")
     keyless = keys.subscriber(publisher.endpoint, None)
     misled = keys.subscriber(publisher.endpoint, "good", server="other")
     refused_ones = (stranger, keyless, misled)
+    received_by_refused = 0
+
+    def all_kinds_refused_many_times(_: int) -> bool:
+        nonlocal received_by_refused
+        for subscriber in refused_ones:  # they read on, as a gateway's relay thread does
+            received_by_refused += subscriber.receive(0) is not None
+        refused = publisher.stats()["refused"]
+        return (refused.get("unknown_key", 0) > 0 and refused.get("wrong_server_key", 0) > 0
+                and refused.get("no_key", 0) + refused.get("closed", 0) > 0
+                and sum(refused.values()) > 5 * ((time.monotonic() - started) // 10 + 1))
+
     try:
-        def everyone_refused_and_many_times(_: int) -> bool:
-            refused = publisher.stats()["refused"]
-            return (all(refused.get(r) for r in ("unknown_key", "no_key", "wrong_server_key"))
-                    and sum(refused.values()) > 12)
-        got = frames_received(good, publisher, everyone_refused_and_many_times)
-        received_by_refused = 0
+        got = frames_received(good, publisher, all_kinds_refused_many_times)
         for subscriber in refused_ones:  # whatever reached them is waiting in their queues
             while subscriber.receive(0.05) is not None:
                 received_by_refused += 1
@@ -253,16 +260,21 @@ def test_only_the_allowed_gateway_gets_frames_and_every_refusal_is_counted(
             subscriber.close()
     assert got > 0 and received_by_refused == 0
     refused = publisher.stats()["refused"]
-    assert set(refused) >= {"unknown_key", "no_key", "wrong_server_key"}, refused
+    # A plain peer is refused as no_key, or as closed when it noticed first and hung up.
+    assert refused["unknown_key"] and refused["wrong_server_key"], refused
+    assert refused.get("no_key", 0) + refused.get("closed", 0) >= 1, refused
     assert dict(good.handshake_failures) == {}
     endpoint = publisher.endpoint
     assert stranger.handshake_failures[endpoint, "key_refused"] >= 1
-    assert keyless.handshake_failures[endpoint, "mechanism_mismatch"] >= 1
+    # Likewise the plain peer sees a mechanism mismatch or the connection closed.
+    assert keyless.handshake_failures[endpoint, "mechanism_mismatch"] \
+        + keyless.handshake_failures[endpoint, "closed"] >= 1
     assert misled.handshake_failures[endpoint, "closed"] >= 1
     lines = [r.getMessage() for r in caplog.records if "event=zmq_refused reason=" in
              r.getMessage()]
     assert any("reason=unknown_key" in line and "zmq_allowed_keys" in line for line in lines)
-    assert len(lines) <= 5 < sum(refused.values())  # one window: its burst, no more
+    windows = (time.monotonic() - started) // 10 + 1  # 5 lines per 10 s at most
+    assert len(lines) <= 5 * windows < sum(refused.values()), (lines, refused)
     assert any("event=zmq_gateway_allowed" in r.getMessage() and "key_file=good.key" in
                r.getMessage() for r in caplog.records)
 
