@@ -16,6 +16,10 @@ Wire format (docs/zmq.md): multipart messages ``[topic, body]``
     b"stream"          JSON {"session", "streams": [descriptor, ...]} after any stream change
     b"hb"              JSON heartbeat: session, interval, descriptors and drop counters
 
+Between machines the link runs over CURVE (encrypted, and open only to the gateways whose
+keys the publisher was given: :mod:`gr_argos.zmq_curve`); plain ZeroMQ only on ``ipc://``,
+loopback or a network declared trusted.
+
 No GNU Radio import.
 """
 
@@ -56,8 +60,8 @@ __all__ = [
     "FramePublisher",
     "FrameSubscriber",
     "PublisherError",
-    "RETRY_REFUSED_S",
     "PublisherSettings",
+    "RETRY_REFUSED_S",
     "SubscriberSettings",
     "TOPIC_FRAME",
     "TOPIC_HEARTBEAT",
@@ -83,7 +87,7 @@ class PublisherError(ServerError):
     """The publisher could not bind its endpoint; the message says why and what to do."""
 
 
-ZMQ_GROUP = "ZeroMQ (docs/zmq.md)"
+_ZMQ_GROUP = "ZeroMQ (docs/zmq.md)"
 
 
 @dataclass(frozen=True)
@@ -97,17 +101,17 @@ class PublisherSettings:
 
     zmq_endpoint: str = setting("tcp://127.0.0.1:5555", "ZeroMQ endpoint to publish on "
                                 "(tcp://HOST:PORT, ipc://PATH; port 0 = any free port)",
-                                group=ZMQ_GROUP)
+                                group=_ZMQ_GROUP)
     zmq_secret_key: str = setting("", "this end's CURVE key pair, a NAME.key_secret file from "
                                   "argos-keys (the publisher's own, or the gateway's own); "
-                                  "empty = plain ZeroMQ", group=ZMQ_GROUP)
+                                  "empty = plain ZeroMQ", group=_ZMQ_GROUP)
     zmq_allowed_keys: str = setting("", "directory of the public keys (NAME.key files) of the "
                                     "gateways allowed to subscribe; needed with "
-                                    "zmq_secret_key", group=ZMQ_GROUP)
+                                    "zmq_secret_key", group=_ZMQ_GROUP)
     zmq_trusted_network: bool = setting(False, "allow plain ZeroMQ (no encryption, no "
                                         "authentication) on a tcp:// endpoint other machines "
                                         "can reach: only on a network you trust",
-                                        group=ZMQ_GROUP)
+                                        group=_ZMQ_GROUP)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -128,7 +132,7 @@ class SubscriberSettings:
 
     zmq_secret_key: str = same_as(PublisherSettings, "zmq_secret_key")
     zmq_server_key: str = setting("", "the publisher's public key, its NAME.key file; needed "
-                                  "with zmq_secret_key", group=ZMQ_GROUP)
+                                  "with zmq_secret_key", group=_ZMQ_GROUP)
     zmq_trusted_network: bool = same_as(PublisherSettings, "zmq_trusted_network")
 
     def __post_init__(self) -> None:
