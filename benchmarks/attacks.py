@@ -67,6 +67,7 @@ from websockets.typing import Origin
 
 from benchmarks.frames import cache_dir
 from benchmarks.load_client import Counters
+from benchmarks.run import stop_process
 from benchmarks.soak import SoakClient, _die_with_parent, machine
 
 _PY = sys.executable
@@ -852,14 +853,7 @@ class App:
 
     def stop(self) -> int | None:
         """SIGINT (the app stops its flowgraph), SIGKILL if it hangs; its exit status."""
-        if self.alive:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        return self.process.returncode
+        return stop_process(self.process, signal.SIGINT)
 
 
 class Sampler:

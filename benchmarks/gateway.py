@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.frames import cache_dir, load_frames
-from benchmarks.run import Proc, fmt, machine
+from benchmarks.run import Proc, fmt, machine, stop_process
 
 _PY = sys.executable
 _REPO = Path(__file__).resolve().parent.parent
@@ -82,14 +82,15 @@ def children(pid: int) -> list[int]:
 
 # -- publisher process (the flowgraph side) -------------------------------------------------
 
-def publisher_main(endpoint: str, bins: int) -> None:
-    """A FramePublisher fed with the recorded frames; JSON lines on stdin/stdout."""
+def publisher_main(endpoint: str, bins: int, **security: str) -> None:
+    """A FramePublisher fed with the recorded frames; JSON lines on stdin/stdout.
+    ``security``: its CURVE settings (``zmq_secret_key``, ``zmq_allowed_keys``), if any."""
     from gr_argos.protocol import StreamInfo
     from gr_argos.zmq_transport import FramePublisher
     from benchmarks.bench_server import paced
 
     frames = _encoded(bins)
-    pub = FramePublisher(endpoint)
+    pub = FramePublisher(endpoint, **security)
     pub.add_stream(StreamInfo(bins=bins, center_freq_hz=100e6, span_hz=2e6, fps=30.0))
     print(json.dumps({"endpoint": pub.endpoint}), flush=True)
     seq = 0
@@ -225,13 +226,7 @@ class ViaGateway:
 
     def close(self) -> None:
         workers = children(self.gw.pid) if self.gw.poll() is None else []
-        if self.gw.poll() is None:
-            self.gw.send_signal(signal.SIGTERM)
-            try:
-                self.gw.wait(20)
-            except subprocess.TimeoutExpired:
-                self.gw.kill()
-                self.gw.wait(5)
+        stop_process(self.gw)
         for pid in workers:  # normally already stopped by the first process
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -358,6 +353,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--role", choices=("bench", "publisher", "drain"), default="bench",
                         help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
+    parser.add_argument("--zmq-secret-key", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--zmq-allowed-keys", default="", help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=8.0, help=argparse.SUPPRESS)
     parser.add_argument("--clients", type=int, nargs="+", default=[10, 100, 300, 600, 1000])
     parser.add_argument("--setups", nargs="+", default=["inproc", "gw1", "gw2"],
@@ -373,7 +370,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.role == "publisher":
-        return publisher_main(args.endpoint, args.bins)
+        security = {"zmq_secret_key": args.zmq_secret_key,
+                    "zmq_allowed_keys": args.zmq_allowed_keys} if args.zmq_secret_key else {}
+        return publisher_main(args.endpoint, args.bins, **security)
     if args.role == "drain":
         return drain_main(args.endpoint, args.seconds)
 

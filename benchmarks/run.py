@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -101,6 +102,20 @@ class Proc:
         except Exception:
             self.p.kill()
             self.p.wait(5)
+
+
+def stop_process(process: subprocess.Popen[Any], signum: int = signal.SIGTERM,
+                 timeout_s: float = 20.0) -> int:
+    """Send ``signum`` (the program stops cleanly), SIGKILL if it has not ended within
+    ``timeout_s``; its exit status."""
+    if process.poll() is None:
+        process.send_signal(signum)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    return process.returncode
 
 
 def phase(server: Proc, clients: list[Proc], fps: float, seconds: float, latency: bool,

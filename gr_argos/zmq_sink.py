@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from gr_argos.settings import init_signature
@@ -23,23 +24,27 @@ class zmq_sink(SpectrumSinkBase):
     counted in the heartbeat. The socket is bound when the block is made.
 
     Keyword arguments: the stream's settings (:class:`~gr_argos.stream.StreamSettings`:
-    ``bins``, ``center_freq``, ``span``, ``fps``, ...) and ``zmq_endpoint``
+    ``bins``, ``center_freq``, ``span``, ``fps``, ...), ``zmq_endpoint`` and the CURVE
+    settings ``zmq_secret_key``, ``zmq_allowed_keys``, ``zmq_trusted_network``
     (:class:`~gr_argos.zmq_transport.PublisherSettings`). ``help(zmq_sink)`` lists them
     with their defaults.
 
     Raises:
         TypeError: an argument that is not a setting of this block.
-        ConfigError: a bad value, naming the setting.
+        ConfigError: a bad value or key file, naming the setting; plain ZeroMQ on an
+            endpoint other machines can reach without ``zmq_trusted_network``.
         PublisherError: the endpoint is malformed or in use.
     """
 
     def __init__(self, **settings: Any) -> None:
         stream, publisher = split_arguments("zmq_sink", settings, PublisherSettings)
         self._endpoint = publisher.zmq_endpoint
+        self._security = {name: value for name, value in dataclasses.asdict(publisher).items()
+                          if name != "zmq_endpoint"}
         SpectrumSinkBase.__init__(self, "zmq_sink", stream)
 
     def _open(self) -> Destination:
-        publisher = FramePublisher(self._endpoint)
+        publisher = FramePublisher(self._endpoint, **self._security)
         self._endpoint = publisher.endpoint  # a restart binds the same port, also for :0
         return publisher
 

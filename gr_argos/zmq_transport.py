@@ -16,6 +16,10 @@ Wire format (docs/zmq.md): multipart messages ``[topic, body]``
     b"stream"          JSON {"session", "streams": [descriptor, ...]} after any stream change
     b"hb"              JSON heartbeat: session, interval, descriptors and drop counters
 
+Between machines the link runs over CURVE (encrypted, and open only to the gateways whose
+keys the publisher was given: :mod:`gr_argos.zmq_curve`); plain ZeroMQ only on ``ipc://``,
+loopback or a network declared trusted.
+
 No GNU Radio import.
 """
 
@@ -28,14 +32,27 @@ import logging
 import secrets
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from gr_argos.protocol import ProtocolError, StreamInfo, encode_message
 from gr_argos.server.config import ServerError
-from gr_argos.settings import setting, validate
+from gr_argos.server.logs import EventLog
+from gr_argos.settings import ConfigError, same_as, setting, validate
+from gr_argos.zmq_curve import (
+    AllowedKeys,
+    CurveServer,
+    HANDSHAKE_EVENTS,
+    check_plain,
+    handshake_failure,
+    load_key_pair,
+    load_public_key,
+    secure_client,
+)
 
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL_S",
@@ -44,6 +61,8 @@ __all__ = [
     "FrameSubscriber",
     "PublisherError",
     "PublisherSettings",
+    "RETRY_REFUSED_S",
+    "SubscriberSettings",
     "TOPIC_FRAME",
     "TOPIC_HEARTBEAT",
     "TOPIC_MESSAGE",
@@ -68,16 +87,68 @@ class PublisherError(ServerError):
     """The publisher could not bind its endpoint; the message says why and what to do."""
 
 
+_ZMQ_GROUP = "ZeroMQ (docs/zmq.md)"
+
+
 @dataclass(frozen=True)
 class PublisherSettings:
-    """Settings of a ZeroMQ publisher (the ZeroMQ sink, ``argos-spectrum --transport zmq``)."""
+    """Settings of a ZeroMQ publisher (the ZeroMQ sink, ``argos-spectrum --transport zmq``).
+
+    Raises:
+        ConfigError: only half of the CURVE settings, or plain ZeroMQ on an endpoint other
+            machines can reach without ``zmq_trusted_network``.
+    """
 
     zmq_endpoint: str = setting("tcp://127.0.0.1:5555", "ZeroMQ endpoint to publish on "
                                 "(tcp://HOST:PORT, ipc://PATH; port 0 = any free port)",
-                                group="ZeroMQ (docs/zmq.md)")
+                                group=_ZMQ_GROUP)
+    zmq_secret_key: str = setting("", "this end's CURVE key pair, a NAME.key_secret file from "
+                                  "argos-keys (the publisher's own, or the gateway's own); "
+                                  "empty = plain ZeroMQ", group=_ZMQ_GROUP)
+    zmq_allowed_keys: str = setting("", "directory of the public keys (NAME.key files) of the "
+                                    "gateways allowed to subscribe; needed with "
+                                    "zmq_secret_key", group=_ZMQ_GROUP)
+    zmq_trusted_network: bool = setting(False, "allow plain ZeroMQ (no encryption, no "
+                                        "authentication) on a tcp:// endpoint other machines "
+                                        "can reach: only on a network you trust",
+                                        group=_ZMQ_GROUP)
 
     def __post_init__(self) -> None:
         validate(self)
+        _both_or_neither(self, "zmq_allowed_keys", "CURVE on the publisher needs its key pair "
+                         "(zmq_secret_key) and the directory of the gateways' public keys "
+                         "(zmq_allowed_keys)")
+        if not self.zmq_secret_key:
+            check_plain(self.zmq_endpoint, self.zmq_trusted_network, "publisher")
+
+
+@dataclass(frozen=True)
+class SubscriberSettings:
+    """Settings of a ZeroMQ subscriber (argos-gateway); the endpoints are its ``--connect``.
+
+    Raises:
+        ConfigError: only half of the CURVE settings.
+    """
+
+    zmq_secret_key: str = same_as(PublisherSettings, "zmq_secret_key")
+    zmq_server_key: str = setting("", "the publisher's public key, its NAME.key file; needed "
+                                  "with zmq_secret_key", group=_ZMQ_GROUP)
+    zmq_trusted_network: bool = same_as(PublisherSettings, "zmq_trusted_network")
+
+    def __post_init__(self) -> None:
+        validate(self)
+        _both_or_neither(self, "zmq_server_key", "CURVE on a gateway needs its key pair "
+                         "(zmq_secret_key) and the publisher's public key (zmq_server_key)")
+
+
+def _both_or_neither(settings: PublisherSettings | SubscriberSettings, partner: str,
+                     why: str) -> None:
+    """Raise ConfigError if only one of ``zmq_secret_key`` and ``partner`` is set."""
+    values = {"zmq_secret_key": settings.zmq_secret_key, partner: getattr(settings, partner)}
+    given = [name for name, value in values.items() if value]
+    if len(given) == 1:
+        (missing,) = set(values) - set(given)
+        raise ConfigError(f"{given[0]} is set but {missing} is empty: {why}")
 
 
 def stream_info_from_descriptor(descriptor: dict[str, Any]) -> StreamInfo:
@@ -96,14 +167,24 @@ class FramePublisher:
     to a subscriber whose queue (``sndhwm`` messages) is full fails at once instead of being
     dropped silently, so every drop is counted (``frames_dropped``, ``messages_dropped``).
 
+    With ``zmq_secret_key`` and ``zmq_allowed_keys`` the socket is a CURVE server
+    (:class:`~gr_argos.zmq_curve.CurveServer`): the link is encrypted and only the gateways
+    whose public keys are in that directory get anything; the others are refused, counted by
+    reason in :meth:`stats` (and so in every heartbeat) and logged at a bounded rate. Each
+    publisher has a ZeroMQ context of its own (a context has one ZAP handler).
+
     Args:
         endpoint: where to bind, e.g. "tcp://127.0.0.1:5555", "tcp://0.0.0.0:5555" or
             "ipc:///tmp/argos.sock"; port 0 picks a free port (read :attr:`endpoint`).
         sndhwm: messages queued per subscriber before sends are dropped.
         heartbeat_interval_s: seconds between heartbeats (> 0).
+        zmq_secret_key, zmq_allowed_keys, zmq_trusted_network: as
+            :class:`PublisherSettings`.
 
     Raises:
         PublisherError: the endpoint is malformed or in use.
+        ConfigError: a CURVE setting or key file cannot be used, or plain ZeroMQ on an
+            endpoint other machines can reach (the message names the setting).
     """
 
     def __init__(
@@ -111,11 +192,18 @@ class FramePublisher:
         endpoint: str,
         sndhwm: int = DEFAULT_SNDHWM,
         heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
+        *,
+        zmq_secret_key: str = "",
+        zmq_allowed_keys: str = "",
+        zmq_trusted_network: bool = False,
     ) -> None:
         if sndhwm < 1:
             raise ValueError(f"sndhwm must be at least 1, got {sndhwm}")
         if not heartbeat_interval_s > 0:
             raise ValueError(f"heartbeat_interval_s must be > 0, got {heartbeat_interval_s}")
+        PublisherSettings(endpoint, zmq_secret_key, zmq_allowed_keys, zmq_trusted_network)
+        curve_keys = (load_key_pair(zmq_secret_key, "zmq_secret_key"),
+                      AllowedKeys(zmq_allowed_keys)) if zmq_secret_key else None
         self.session = secrets.token_hex(8)
         self.heartbeat_interval_s = float(heartbeat_interval_s)
         self.frames_sent = 0
@@ -123,21 +211,30 @@ class FramePublisher:
         self.messages_dropped = 0
         self._streams: dict[int, StreamInfo] = {}
         self._lock = threading.Lock()  # a ZeroMQ socket is not thread-safe
-        self._socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUB)
+        self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self._context.setsockopt(zmq.LINGER, 0)  # term() never waits for unsent messages
+        self._socket: zmq.Socket[bytes] = self._context.socket(zmq.PUB)
         self._socket.setsockopt(zmq.SNDHWM, int(sndhwm))
         self._socket.setsockopt(zmq.XPUB_NODROP, 1)
-        self._socket.setsockopt(zmq.LINGER, 0)
+        self.curve = None if curve_keys is None else CurveServer(self._context, *curve_keys)
         try:
+            if self.curve is not None:
+                self.curve.secure(self._socket)
             _bind(self._socket, endpoint)
         except PublisherError:
-            self._socket.close()
+            self._release()
             raise
         self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        if self.curve is not None:
+            self.curve.bound(self.endpoint)
         self._stop = threading.Event()
         self._heartbeat = threading.Thread(target=self._beat, name="argos-zmq-heartbeat",
                                            daemon=True)
         self._heartbeat.start()
-        log.info("publishing on %s (session %s)", self.endpoint, self.session)
+        log.info("publishing on %s (session %s, %s)", self.endpoint, self.session,
+                 "plain ZeroMQ" if self.curve is None else
+                 f"CURVE, public key {self.curve.keys.public.decode()}, "
+                 f"{len(self.curve.allowed)} gateway key(s) allowed")
 
     @property
     def url(self) -> str:
@@ -194,23 +291,33 @@ class FramePublisher:
         self._send([TOPIC_MESSAGE, text.encode()])
 
     def stats(self) -> dict[str, Any]:
-        """Counters since the publisher was made: frames sent and dropped, messages dropped."""
+        """Counters since the publisher was made: frames sent and dropped, messages dropped,
+        and the peers refused by reason (``refused``; empty without CURVE)."""
         return {
             "frames_sent": self.frames_sent,
             "frames_dropped": self.frames_dropped,
             "messages_dropped": self.messages_dropped,
+            "refused": {} if self.curve is None else self.curve.refused(),
         }
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop the heartbeat and unbind. Idempotent; later publishes are dropped."""
+        """Stop the heartbeat, unbind, and stop the CURVE threads. Idempotent; later
+        publishes are dropped."""
         self._stop.set()
         if self._heartbeat.is_alive() and threading.current_thread() is not self._heartbeat:
             self._heartbeat.join()
+        self._release()
+
+    def _release(self) -> None:
         with self._lock:
             if not self._socket.closed:
                 self._socket.close()
+        if self.curve is not None:
+            self.curve.close()
+        if not self._context.closed:
+            self._context.term()
 
     def _send_streams(self) -> None:
         body = {"session": self.session, "streams": self.descriptors()}
@@ -286,18 +393,47 @@ class FrameSubscriber:
     it. Malformed or unknown messages are logged and skipped. ZeroMQ reconnects on its own
     when a publisher restarts.
 
+    With ``zmq_secret_key`` and ``zmq_server_key`` every socket is a CURVE client. A failed
+    handshake with a publisher (its key refused, the wrong server key, plain on one side) is
+    counted in :attr:`handshake_failures` and logged at a bounded rate; after a refusal
+    ZeroMQ would not try again, so the subscriber connects anew every
+    :data:`RETRY_REFUSED_S` seconds (a key added to the publisher's allowed keys then
+    takes effect without a restart here).
+
     Args:
         endpoints: publisher endpoints to connect to ("tcp://HOST:PORT", "ipc://PATH").
         rcvhwm: messages queued per endpoint before ZeroMQ drops new ones (the sequence
             shows it).
+        zmq_secret_key, zmq_server_key, zmq_trusted_network: as :class:`SubscriberSettings`.
+
+    Raises:
+        ValueError: no endpoint, or one that is malformed.
+        ConfigError: a CURVE setting or key file cannot be used, or plain ZeroMQ to an
+            endpoint on another machine without ``zmq_trusted_network``.
     """
 
-    def __init__(self, endpoints: Sequence[str], rcvhwm: int = 1000) -> None:
+    def __init__(self, endpoints: Sequence[str], rcvhwm: int = 1000, *,
+                 zmq_secret_key: str = "", zmq_server_key: str = "",
+                 zmq_trusted_network: bool = False) -> None:
         if not endpoints:
             raise ValueError("give at least one publisher endpoint to connect to")
+        SubscriberSettings(zmq_secret_key, zmq_server_key, zmq_trusted_network)
+        if not zmq_secret_key:
+            for endpoint in endpoints:
+                check_plain(endpoint, zmq_trusted_network, "gateway")
+            curve = None
+        else:
+            curve = (load_key_pair(zmq_secret_key, "zmq_secret_key"),
+                     load_public_key(zmq_server_key, "zmq_server_key"))
+        #: Failed handshakes with each publisher, by (endpoint, reason of
+        #: :data:`~gr_argos.zmq_curve.CLIENT_FAILURE_REASONS`).
+        self.handshake_failures: Counter[tuple[str, str]] = Counter()
+        self._events = EventLog(log)
         # One socket per endpoint: a SUB socket does not say which peer sent a message, and
         # the gateway reports each publisher's silence on its own.
         self._sockets: dict[zmq.Socket[bytes], str] = {}
+        self._monitors: dict[zmq.Socket[bytes], zmq.Socket[bytes]] = {}  # monitor -> socket
+        self._retry_at: dict[zmq.Socket[bytes], float] = {}
         self._poller = zmq.Poller()
         self._ready: list[zmq.Socket[bytes]] = []  # polled readable, not yet read: served in turn
         for endpoint in endpoints:
@@ -305,15 +441,20 @@ class FrameSubscriber:
             socket.setsockopt(zmq.RCVHWM, int(rcvhwm))
             socket.setsockopt(zmq.LINGER, 0)
             socket.setsockopt(zmq.SUBSCRIBE, b"")
+            if curve is not None:
+                secure_client(socket, *curve)
+            monitor = socket.get_monitor_socket(HANDSHAKE_EVENTS)
+            monitor.setsockopt(zmq.LINGER, 0)
+            self._sockets[socket] = endpoint
+            self._monitors[monitor] = socket
             try:
                 socket.connect(endpoint)
             except zmq.ZMQError as exc:
-                socket.close()
                 self.close()
                 raise ValueError(f"cannot connect to {endpoint!r}: {exc} (expected e.g. "
                                  "tcp://HOST:5555 or ipc:///tmp/argos.sock)") from exc
-            self._sockets[socket] = endpoint
             self._poller.register(socket, zmq.POLLIN)
+            self._poller.register(monitor, zmq.POLLIN)
         self.endpoints = list(endpoints)
 
     def receive(self, timeout_s: float) -> tuple[Any, ...] | None:
@@ -330,6 +471,7 @@ class FrameSubscriber:
         deadline = time.monotonic() + timeout_s
         while True:
             if not self._ready:
+                self._retry_refused()
                 remaining = deadline - time.monotonic()
                 if remaining < 0:
                     return None
@@ -338,6 +480,9 @@ class FrameSubscriber:
                 if not self._ready:
                     return None
             socket = self._ready.pop(0)
+            if socket in self._monitors:
+                self._handshake_event(socket)
+                continue
             try:
                 parts = socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
@@ -346,9 +491,59 @@ class FrameSubscriber:
             if event is not None:
                 return self._sockets[socket], event
 
+    def _handshake_event(self, monitor: zmq.Socket[bytes]) -> None:
+        """Count and log a failed handshake; after a refusal, plan a new connection."""
+        try:
+            event = recv_monitor_message(monitor, zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        reason = handshake_failure(event)
+        if reason is None:
+            return
+        socket = self._monitors[monitor]
+        endpoint = self._sockets[socket]
+        self.handshake_failures[endpoint, reason] += 1
+        self._events.log(logging.WARNING, "zmq_handshake_failed",
+                         "event=zmq_handshake_failed reason=%s endpoint=%s: %s", reason,
+                         endpoint, _FAILURE_HELP[reason])
+        if reason in ("key_refused", "mechanism_mismatch", "protocol"):
+            # ZeroMQ gives up on a connection refused this way: try again later ourselves.
+            self._retry_at.setdefault(socket, time.monotonic() + RETRY_REFUSED_S)
+
+    def _retry_refused(self) -> None:
+        now = time.monotonic()
+        for socket, due in list(self._retry_at.items()):
+            if due > now:
+                continue
+            del self._retry_at[socket]
+            endpoint = self._sockets[socket]
+            try:
+                socket.disconnect(endpoint)
+            except zmq.ZMQError:
+                pass  # already gone
+            socket.connect(endpoint)
+
     def close(self) -> None:
+        for monitor in self._monitors:
+            monitor.close()
         for socket in self._sockets:
             socket.close()
+
+
+#: Seconds before a subscriber whose handshake a publisher refused connects again.
+RETRY_REFUSED_S = 5.0
+
+_FAILURE_HELP = {
+    "key_refused": "the publisher refused this gateway's CURVE key: copy its public key "
+                   "(the NAME.key beside zmq_secret_key) into the publisher's "
+                   "zmq_allowed_keys directory",
+    "mechanism_mismatch": "one side uses CURVE and the other plain ZeroMQ: give both "
+                          "ends keys (zmq_secret_key), or neither",
+    "closed": "the publisher closed the connection during the handshake: is zmq_server_key "
+              "the publisher's public key, and does the publisher expect CURVE (this "
+              "gateway needs zmq_secret_key and zmq_server_key then)?",
+    "protocol": "the publisher broke the ZeroMQ handshake protocol",
+}
 
 
 def _parse(parts: list[bytes]) -> tuple[Any, ...] | None:

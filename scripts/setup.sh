@@ -6,7 +6,7 @@
 #   bash scripts/setup.sh --test  # that, and what the tests need (make test calls it)
 #
 # 1. apt: GNU Radio, gr-osmosdr, gnuradio-dev and the build tools the CMake install needs;
-#    with --test also the tools the tests run (Chromium, Node.js, gpsd, nginx, promtool), with no
+#    with --test also the tools the tests run (Chromium, Node.js, gpsd, nginx, tcpdump, promtool), with no
 #    service left running or enabled (the tests start their own). Skipped entirely when dpkg
 #    says every package is already installed.
 # 2. .venv in the repo root, made from Debian's /usr/bin/python3 with --system-site-packages
@@ -51,6 +51,7 @@ TEST_PACKAGES=(
     nodejs                              # runs the JavaScript client against the shared test vectors
     gpsd gpsd-clients                   # a real gpsd fed by gpsfake for the GPS tests
     nginx                               # TLS reverse proxy of tests/test_reverse_proxy.py
+    tcpdump                             # sniffs the veth link of tests/test_gateway_netns.py (CURVE)
     xvfb gir1.2-gtk-3.0                 # GNU Radio Companion's own window, opened by the tests
     prometheus                          # promtool: checks and unit-tests alerts/argos.rules.yml
 )

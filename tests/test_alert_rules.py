@@ -31,7 +31,7 @@ def test_the_rules_file_is_valid() -> None:
     """promtool check rules accepts every rule of the file."""
     result = promtool("check", "rules", "argos.rules.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 6 rules found" in result.stdout
+    assert "SUCCESS: 8 rules found" in result.stdout
 
 
 def test_each_alert_fires_on_its_synthetic_series() -> None:
@@ -44,4 +44,4 @@ def test_each_alert_fires_on_its_synthetic_series() -> None:
               if line.strip().startswith("- alert:")}
     tested = {line.split(":", 1)[1].strip() for line in cases.splitlines()
               if line.strip().startswith("alertname:")}
-    assert len(alerts) == 6 and alerts == tested
+    assert len(alerts) == 8 and alerts == tested

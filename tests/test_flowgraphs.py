@@ -103,7 +103,7 @@ def test_grc_block_parameters_are_the_block_arguments(block: str) -> None:
         if parameter["default"] == "samp_rate":
             # GRC convention: default to the flowgraph's samp_rate variable
             assert name in ("samp_rate", "span")
-        elif parameter["dtype"] in ("string", "file_open", "file_save"):  # Python strings
+        elif parameter["dtype"] in ("string", "file_open", "file_save", "dir_select"):  # Python strings
             assert parameter["default"] == arguments[name].default, name
         else:
             assert ast.literal_eval(str(parameter["default"])) == arguments[name].default, name

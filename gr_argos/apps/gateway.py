@@ -4,6 +4,8 @@
     argos-gateway --connect tcp://127.0.0.1:5555
     argos-gateway --connect tcp://radio1:5555 --connect tcp://radio2:5556 --host 0.0.0.0
     argos-gateway --connect ipc:///tmp/argos.sock --port 8765 --workers 2
+    argos-gateway --connect tcp://radio1:5555 --zmq-secret-key /etc/argos/keys/gw1.key_secret \
+        --zmq-server-key /etc/argos/keys/publisher.key
 
 The publisher is a zmq_sink (``argos-spectrum --transport zmq``,
 flowgraphs/hackrf_spectrum_zmq.grc). The gateway IS a gr-argos server, the same as the sink's
@@ -11,7 +13,9 @@ own: same protocol, hub, viewer and ``/healthz``; streams in ``hello`` are the p
 When nothing arrives from a ``--connect`` endpoint for ``--publisher-timeout-s`` seconds, clients
 get a ``status`` message with ``"publisher": "silent"`` and that ``endpoint``, and
 ``"publisher": "ok"`` once it is back; they stay connected. With ``--workers N`` the first
-process starts N-1 more on the same port and restarts any that dies. See docs/zmq.md.
+process starts N-1 more on the same port and restarts any that dies. Between machines the
+link runs over CURVE (``--zmq-secret-key``, ``--zmq-server-key``); plain ZeroMQ to another
+machine needs ``--zmq-trusted-network``. See docs/zmq.md.
 
 Exit codes: 0 stopped by SIGINT/SIGTERM; 1 the server could not start; 2 bad flags.
 """
@@ -33,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gr_argos.apps.common import (
@@ -59,7 +63,12 @@ from gr_argos.settings import (
     setting,
 )
 from gr_argos.stream import StreamSettings
-from gr_argos.zmq_transport import FrameSubscriber, stream_info_from_descriptor
+from gr_argos.zmq_curve import CLIENT_FAILURE_REASONS, REFUSAL_REASONS
+from gr_argos.zmq_transport import (
+    FrameSubscriber,
+    SubscriberSettings,
+    stream_info_from_descriptor,
+)
 
 __all__ = ["Gateway", "SETTINGS", "WorkerSupervisor", "argument_parser", "main"]
 
@@ -89,6 +98,7 @@ SETTINGS: tuple[Setting, ...] = (
     *declared(ServerConfig, exclude=("write_limit",)),
     *declared(StreamSettings, only=STREAM_OVERRIDES),
     *declared(GatewaySettings),
+    *declared(SubscriberSettings),
     *declared(LogSettings),
 )
 _SERVER_SETTINGS = tuple(s.name for s in declared(ServerConfig, exclude=("write_limit",)))
@@ -108,6 +118,7 @@ class _Publisher:
     last_heard: float
     session: str | None = None
     silent: bool = False
+    refused: dict[str, int] = dataclasses.field(default_factory=dict)  # by the publisher
 
 
 class _PublisherMetrics(Collector):
@@ -135,14 +146,24 @@ class Gateway:
         config: the WebSocket server's settings.
         publisher_timeout_s: seconds without a heartbeat before clients are told the
             publisher is silent.
+        stream_overrides: stream settings (:data:`STREAM_OVERRIDES`) replacing the
+            publisher's.
+        link: the CURVE settings of :class:`SubscriberSettings` (none: plain ZeroMQ).
+
+    Raises:
+        ValueError: a malformed endpoint.
+        ConfigError: a CURVE setting or key file cannot be used, or plain ZeroMQ to another
+            machine without ``zmq_trusted_network``.
     """
 
     def __init__(self, endpoints: Sequence[str], config: ServerConfig,
                  publisher_timeout_s: float = 3.0,
-                 stream_overrides: dict[str, Any] | None = None) -> None:
+                 stream_overrides: dict[str, Any] | None = None,
+                 link: dict[str, Any] | None = None) -> None:
+        self.subscriber = FrameSubscriber(endpoints, **(link or {}))
         self.server = SpectrumServer(config)
+        self.server.add_metrics(_LinkCollector(self))
         self._overrides = _descriptor_overrides(stream_overrides or {})
-        self.subscriber = FrameSubscriber(endpoints)
         self.publisher_timeout_s = publisher_timeout_s
         self.first_heartbeat = threading.Event()
         self._owners: dict[int, str] = {}  # stream id -> session of the publisher sending it
@@ -191,6 +212,7 @@ class Gateway:
         elif kind == "streams":
             self._set_streams(event[1])
         elif kind == "heartbeat":
+            self._publishers[endpoint].refused = dict(event[1].get("refused") or {})
             self._heartbeat(event[1])
 
     def _alive(self, publisher: _Publisher, session: str | None) -> None:
@@ -251,6 +273,31 @@ class Gateway:
                 self.server.remove_stream(stream_id)
 
 
+class _LinkCollector:
+    """The gateway's metric families about its ZeroMQ link: its failed handshakes with each
+    publisher, and the peers each publisher says (in its heartbeat) it refused."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        failures = CounterMetricFamily(
+            "argos_zmq_handshake_failures", "this gateway's failed ZeroMQ handshakes with a "
+            "publisher, by endpoint and reason", labels=["endpoint", "reason"])
+        refused = CounterMetricFamily(
+            "argos_zmq_publisher_refused", "peers a publisher refused (CURVE), as its last "
+            "heartbeat says, by endpoint and reason", labels=["endpoint", "reason"])
+        counts = dict(self._gateway.subscriber.handshake_failures)
+        for endpoint, publisher in self._gateway._publishers.items():
+            for reason in CLIENT_FAILURE_REASONS:
+                failures.add_metric([endpoint, reason], counts.get((endpoint, reason), 0))
+            by_reason = dict(publisher.refused)
+            for reason in sorted(set(REFUSAL_REASONS) | set(by_reason)):
+                refused.add_metric([endpoint, reason], by_reason.get(reason, 0))
+        yield failures
+        yield refused
+
+
 def _descriptor_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     """The stream settings a gateway was given, as fields of a stream descriptor."""
     fields: dict[str, Any] = {}
@@ -289,7 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = ServerConfig(**{**{name: settings[name] for name in _SERVER_SETTINGS},
                                  "reuse_port": settings["reuse_port"] or settings["workers"] > 1})
         gateway = Gateway(args.connect, config, settings["publisher_timeout_s"],
-                          {name: settings[name] for name in STREAM_OVERRIDES if name in given})
+                          {name: settings[name] for name in STREAM_OVERRIDES if name in given},
+                          {s.name: settings[s.name] for s in declared(SubscriberSettings)})
     except (ConfigError, ValueError) as exc:
         print(f"argos-gateway: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -122,11 +122,19 @@ def check_combination(settings: dict[str, Any]) -> None:
     freq_min not below its freq_max, or bins and fps that the spectrum's FFTs cannot have
     at samp_rate.
 
+    With ``transport`` zmq, the publisher's settings are checked together too (CURVE keys
+    given in full, plain ZeroMQ only where ``zmq_trusted_network`` allows it).
+
     A ``second_detector`` equal to the ``detector`` (``--detector average`` with the
     default second trace, the average) leaves one trace: it is set to none here.
     """
     if settings["second_detector"] == settings["detector"]:
         settings["second_detector"] = ""
+    if settings["transport"] == "zmq":
+        try:
+            PublisherSettings(**{s.name: settings[s.name] for s in declared(PublisherSettings)})
+        except ConfigError as exc:
+            raise ConfigError(str(exc).removeprefix("PublisherSettings: ")) from None
     if settings["source"] == "sweep":
         if not settings["freq_min"] < settings["freq_max"]:
             raise ConfigError(f"--freq-min ({settings['freq_min']:g}) must be below "
@@ -178,6 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SourceError, ServerError) as exc:
         print(f"argos-spectrum: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except ConfigError as exc:  # a key file named by a setting
+        print(f"argos-spectrum: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
     # The sources' drivers say they dropped samples with an "O" on stderr: count them into
     # every status message ("overflows").

@@ -22,12 +22,14 @@ from gr_argos.stream import StreamSettings
 from gr_argos.tuning import SourceTuner, SweepTuner
 from gr_argos.websocket_sink import websocket_sink
 from gr_argos.zmq_sink import zmq_sink
+from gr_argos.zmq_transport import PublisherSettings
 
 __all__ = ["SourceError", "SpectrumFlowgraph"]
 
 _STREAM_NAMES = {s.name for s in declared(StreamSettings)}
 _DETECTOR_NAMES = {s.name for s in declared(DetectorSettings)}
 _SERVER_NAMES = {s.name for s in declared(ServerConfig)}
+_PUBLISHER_NAMES = {s.name for s in declared(PublisherSettings)}
 
 
 class SpectrumFlowgraph(gr.top_block):
@@ -40,6 +42,7 @@ class SpectrumFlowgraph(gr.top_block):
     Raises:
         SourceError: the source cannot be opened.
         ServerError: the sink cannot serve (port in use, ...).
+        ConfigError: a ZeroMQ key file cannot be used.
     """
 
     def __init__(self, settings: dict[str, Any]) -> None:
@@ -166,6 +169,7 @@ def _make_sink(settings: dict[str, Any], **stream: Any) -> Any:
     arguments = {name: value for name, value in settings.items() if name in _STREAM_NAMES}
     arguments.update(stream, msg_channel="gps")
     if settings["transport"] == "zmq":
-        return zmq_sink(**arguments, zmq_endpoint=settings["zmq_endpoint"])
+        return zmq_sink(**arguments, **{name: value for name, value in settings.items()
+                                        if name in _PUBLISHER_NAMES})
     return websocket_sink(**arguments, **{name: value for name, value in settings.items()
                                           if name in _SERVER_NAMES})

@@ -439,7 +439,8 @@ class SpectrumServer:
         self.controller.tuner = tuner
 
     def add_metrics(self, collector: Collector) -> None:
-        """Serve ``collector``'s metric families on ``/metrics`` too (e.g. a gateway's)."""
+        """Serve ``collector``'s metric families on ``/metrics`` too (a gateway's counts of
+        its ZeroMQ link, say); it is called at each scrape, on the server's loop."""
         self._registry.register(collector)
 
     def stats(self) -> dict[str, Any]:

@@ -10,9 +10,9 @@ has such a suite."""
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 
+from gr_argos.key_files import warn_if_readable_by_others
 from gr_argos.server.config import ServerConfig, ServerError
 
 __all__ = ["TLS12_CIPHERS", "tls_context"]
@@ -45,9 +45,7 @@ def tls_context(config: ServerConfig) -> ssl.SSLContext:
         if marker not in data:
             what = "certificate" if setting == "tls_cert" else "private key"
             raise ServerError(f"{setting} file {path} holds no PEM {what}")
-    if os.stat(config.tls_key).st_mode & 0o004:
-        log.warning("event=tls_key_readable path=%s: the TLS private key is readable by every "
-                    "user of this machine; chmod 600 it", config.tls_key)
+    warn_if_readable_by_others(config.tls_key, "tls_key_readable", "the TLS private key", log)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(TLS12_CIPHERS)
