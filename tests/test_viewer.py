@@ -229,7 +229,8 @@ def test_gps_and_status_panels_appear_with_their_messages(served: Served,
         assert text in gps
     device = viewer.page.inner_text("#device")
     lines = dict(viewer.page.eval_on_selector_all(
-        "#device dt", "dts => dts.map((dt) => [dt.textContent, dt.nextElementSibling.textContent])"))
+        "#device dt", "dts => dts.map((dt) => [dt.textContent, "
+        "dt.nextElementSibling.textContent.replace(/\\u00a0/g, ' ')])"))
     expected = {"Device": "hackrf", "Gain": "40 dB", "Overflows": "0"}
     assert {label: lines.get(label) for label in expected} == expected
     assert "stream" not in device

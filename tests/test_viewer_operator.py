@@ -194,7 +194,7 @@ DEVICE_STATUS = {
 DEVICE_LINES = {
     "Stream": "spectrum", "Centre": "100.000 MHz", "Span": "8 MHz", "Bins": "2,048",
     "Frame rate": "30 frames/s", "Frames": "54,321", "Sample rate": "8 MS/s",
-    "Measured rate": "7.999872 MS/s", "LNA gain": "16 dB", "VGA gain": "20 dB",
+    "Measured rate": "7.99987 MS/s", "LNA gain": "16 dB", "VGA gain": "20 dB",
     "Amplifier": "off", "Overflows": "3", "Board temp c": "41.5", "If offset": "250 kHz",
     "Refused": "none", "Shedding load": "no",  # the server's own part
     "Device args": "hackrf=0000000000000000457863dc2a3b7e1f",
@@ -229,7 +229,7 @@ def test_the_device_panel_shows_labelled_values_in_units(
     viewer.page.wait_for_selector("#device-panel", state="visible", timeout=WAIT_MS)
     viewer.wait_for_more_frames(3)  # laid out with the panel
     lines = viewer.page.evaluate(PANEL_LINES_JS)
-    shown = {label: text for label, text, _ in lines}
+    shown = {label: text.replace("\xa0", " ") for label, text, _ in lines}
     for label, text in DEVICE_LINES.items():
         assert shown.get(label) == text, (label, shown)
     assert [label for label, _, split in lines if split] == []

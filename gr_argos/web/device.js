@@ -5,6 +5,7 @@
 // (`_hz`, `_db`, `_s`, `_m`).
 
 const GROUPED = new Intl.NumberFormat("en-GB", { maximumFractionDigits: 6 });
+const NBSP = "\u00a0"; // between a number and its unit: they stay on one line
 
 /** 2048 -> "2,048"; 7999872.5 -> "7,999,872.5". */
 export function count(value) {
@@ -17,15 +18,15 @@ export function frequency(hz, decimals = null) {
   const [scale, unit] = abs >= 1e9 ? [1e9, "GHz"] : abs >= 1e6 ? [1e6, "MHz"]
     : abs >= 1e3 ? [1e3, "kHz"] : [1, "Hz"];
   const text = decimals === null ? String(+(hz / scale).toPrecision(9)) : (hz / scale).toFixed(decimals);
-  return `${text} ${unit}`;
+  return `${text}${NBSP}${unit}`;
 }
 
 function sampleRate(value) {
-  return `${+(value / 1e6).toPrecision(9)} MS/s`;
+  return `${+(value / 1e6).toPrecision(6)}${NBSP}MS/s`;
 }
 
 function decibels(value) {
-  return `${+value.toFixed(2)} dB`;
+  return `${+value.toFixed(2)}${NBSP}dB`;
 }
 
 function onOff(value) {
@@ -56,7 +57,7 @@ const KNOWN = {
   bins: ["Bins", count],
   samp_rate: ["Sample rate", sampleRate],
   samp_rate_measured: ["Measured rate", sampleRate],
-  fps: ["Frame rate", (v) => `${+v.toFixed(1)} frames/s`],
+  fps: ["Frame rate", (v) => `${+v.toFixed(1)}${NBSP}frames/s`],
   frames: ["Frames", count],
   frames_skipped: ["Frames skipped", count],
   overflows: ["Overflows", count],
@@ -70,15 +71,15 @@ const KNOWN = {
   detector: ["Detector", plain],
   second_detector: ["Second trace", plain],
   window: ["Window", plain],
-  overlap: ["Overlap", (v) => `${+(v * 100).toFixed(1)} %`],
+  overlap: ["Overlap", (v) => `${+(v * 100).toFixed(1)}${NBSP}%`],
   fft_per_frame: ["FFTs per frame", count],
-  fft_sample_fraction: ["Samples in FFTs", (v) => `${+(v * 100).toFixed(1)} %`],
+  fft_sample_fraction: ["Samples in FFTs", (v) => `${+(v * 100).toFixed(1)}${NBSP}%`],
   detect_log_written: ["Detections logged", count],
   detect_log_failed: ["Detections not logged", count],
 };
 const UNIT_SUFFIXES = [
-  ["_hz", (v) => frequency(v)], ["_db", decibels], ["_ms", (v) => `${plain(v)} ms`],
-  ["_s", (v) => `${plain(v)} s`], ["_m", (v) => `${plain(v)} m`],
+  ["_hz", (v) => frequency(v)], ["_db", decibels], ["_ms", (v) => `${plain(v)}${NBSP}ms`],
+  ["_s", (v) => `${plain(v)}${NBSP}s`], ["_m", (v) => `${plain(v)}${NBSP}m`],
 ];
 const HIDDEN = new Set(["type", "stream", "control"]); // control has a panel of its own
 

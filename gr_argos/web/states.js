@@ -76,7 +76,7 @@ export class OutageBanner {
       : `No connection to the server ${since}.`];
     if (this.nextAttemptMs !== null && this.nextAttemptMs > now) {
       parts.push(`Next attempt in ${Math.ceil((this.nextAttemptMs - now) / 1000)} s` +
-        (this.attempt ? ` (attempt ${this.attempt + 1}).` : "."));
+        (this.attempt ? ` (attempt ${this.attempt}).` : "."));
     } else if (this.state !== "closed") {
       parts.push("Connecting…");
     }
