@@ -15,41 +15,25 @@ from __future__ import annotations
 
 import re
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pytest
 from playwright.sync_api import Browser, BrowserContext
 
-from gr_argos.protocol import encode_frame
-from gr_argos.protocol import StreamInfo
-from gr_argos.server import ServerConfig, SpectrumServer
-
 from helpers import REPO_ROOT, expected_bin, running
 from viewer_page import VIEW_DRAWN, WAIT_MS, Viewer, open_viewer
+from viewer_server import (
+    BINS, CARRIER_BIN, CARRIER_DB, CENTER_FREQ_HZ, FPS, NOISE_FLOOR_DB, SECOND_CARRIER_BIN,
+    SPAN_HZ, Served, serve, start_server,
+)
 
 pytestmark = pytest.mark.slow
 
 APP = [sys.executable, "-u", "-m", "gr_argos.apps.spectrum", "--source", "sim", "--port", "0"]
 URL_LINE = re.compile(r"argos-spectrum: connect to (ws://127\.0\.0\.1:\d+/)")
 
-# The synthetic stream of the in-process servers.
-BINS = 1024
-CENTER_FREQ_HZ = 100e6
-SPAN_HZ = 2e6
-FPS = 30.0
-NOISE_FLOOR_DB = -90.0
-CARRIER_BIN = 700
-CARRIER_DB = -30.0
-# The second trace of a two-trace stream (the "average" under the "peak"): lower, and with
-# its carrier in another bin, so the waterfall shows which trace it follows.
-SECOND_NOISE_FLOOR_DB = -100.0
-SECOND_CARRIER_BIN = 300
-SECOND_CARRIER_DB = -45.0
 NEWEST_ROWS = 10  # waterfall rows drawn after a change of trace, checked for its carrier
 
 TOKEN = "viewer-test-token-3e7b1"
@@ -75,79 +59,6 @@ WATERFALL_COLUMNS_JS = """(maxRows) => {
     }
     return {width: canvas.width, brightness, topRowColours: topRow.size};
 }"""
-
-
-class Publisher:
-    """A thread publishing a synthetic spectrum at ~30 frames/s to the current server.
-
-    The sequence counter keeps running when the server is swapped, like a flowgraph whose
-    server restarts; ``center_freq_hz`` may be changed to retune. With ``second_trace`` the
-    frames are a peak trace with a second, average, trace (for the clients that ask).
-    """
-
-    def __init__(self, server: SpectrumServer, *, second_trace: bool = False) -> None:
-        self.server = server
-        self.second_trace = second_trace
-        self.center_freq_hz = CENTER_FREQ_HZ
-        self.sequence = 0
-        self._stop = threading.Event()
-        self._rng = np.random.default_rng(1)
-        self._thread = threading.Thread(target=self._run, name="viewer-test-publisher",
-                                        daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(1 / FPS):
-            power = NOISE_FLOOR_DB + self._rng.normal(0.0, 2.0, BINS)
-            power[CARRIER_BIN - 1:CARRIER_BIN + 2] = (CARRIER_DB - 20, CARRIER_DB, CARRIER_DB - 20)
-            traces: dict[str, Any] = {}
-            if self.second_trace:
-                average = SECOND_NOISE_FLOOR_DB + self._rng.normal(0.0, 1.0, BINS)
-                average[SECOND_CARRIER_BIN] = SECOND_CARRIER_DB
-                traces = {"detector": "peak", "second_power_db": average,
-                          "second_detector": "average"}
-            self.server.publish_frame(0, encode_frame(
-                power, center_freq_hz=self.center_freq_hz, span_hz=SPAN_HZ,
-                timestamp_ns=time.time_ns(), sequence=self.sequence, **traces))
-            self.sequence += 1
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
-def start_server(port: int = 0, *, second_trace: bool = False,
-                 **settings: Any) -> SpectrumServer:
-    server = SpectrumServer(ServerConfig(port=port, **settings))
-    detectors = {"detector": "peak", "second_detector": "average"} if second_trace else {}
-    server.add_stream(StreamInfo(stream_id=0, bins=BINS, center_freq_hz=CENTER_FREQ_HZ,
-                                 span_hz=SPAN_HZ, fps=FPS, **detectors))
-    server.start()
-    return server
-
-
-@dataclass
-class Served:
-    """An in-process server with a publisher; ``page_url`` is the viewer on it."""
-
-    server: SpectrumServer
-    publisher: Publisher
-
-    @property
-    def page_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.port}/"
-
-
-def serve(*, second_trace: bool = False, **settings: Any) -> Iterator[Served]:
-    """A server with these ServerConfig settings and its publisher, stopped afterwards."""
-    server = start_server(second_trace=second_trace, **settings)
-    publisher = Publisher(server, second_trace=second_trace)
-    served = Served(server, publisher)
-    try:
-        yield served
-    finally:
-        publisher.stop()
-        served.server.stop()
 
 
 @pytest.fixture
@@ -317,7 +228,11 @@ def test_gps_and_status_panels_appear_with_their_messages(served: Served,
                  "7 of 11"):
         assert text in gps
     device = viewer.page.inner_text("#device")
-    assert "hackrf" in device and "gain_db" in device and "40" in device
+    lines = dict(viewer.page.eval_on_selector_all(
+        "#device dt", "dts => dts.map((dt) => [dt.textContent, "
+        "dt.nextElementSibling.textContent.replace(/\\u00a0/g, ' ')])"))
+    expected = {"Device": "hackrf", "Gain": "40 dB", "Overflows": "0"}
+    assert {label: lines.get(label) for label in expected} == expected
     assert "stream" not in device
 
 

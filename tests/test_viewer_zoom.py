@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import BrowserContext
 
 from helpers import REPO_ROOT, running
-from viewer_page import VIEW_DRAWN, Viewer, open_viewer
+from viewer_page import VIEW_DRAWN, Viewer, open_viewer, touch
 
 pytestmark = pytest.mark.slow
 
@@ -200,14 +200,6 @@ def test_double_click_goes_back_to_the_whole_stream(app_url: str,
     assert stats["plotPixels"] <= stats["axis"]["bins"] < 2 * stats["plotPixels"]
     assert not stats["zoomed"] and not viewer.page.is_visible("#zoom-reset")
     assert viewer.errors == []
-
-
-def touch(session: Any, kind: str, points: list[tuple[float, float]]) -> None:
-    """A touch event through the DevTools protocol, as a touch screen sends it."""
-    session.send("Input.dispatchTouchEvent", {
-        "type": kind,
-        "touchPoints": [{"x": x, "y": y, "id": i} for i, (x, y) in enumerate(points)],
-    })
 
 
 def test_pinch_zooms_and_double_tap_resets_on_a_phone(app_url: str,

@@ -64,3 +64,11 @@ def open_viewer(context: BrowserContext, url: str) -> Viewer:
     page.on("pageerror", lambda error: viewer.errors.append(f"page error: {error}"))
     page.goto(url)
     return viewer
+
+
+def touch(session: Any, kind: str, points: list[tuple[float, float]]) -> None:
+    """A touch event through the DevTools protocol, as a touch screen sends it."""
+    session.send("Input.dispatchTouchEvent", {
+        "type": kind,
+        "touchPoints": [{"x": x, "y": y, "id": i} for i, (x, y) in enumerate(points)],
+    })

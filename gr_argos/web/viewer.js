@@ -15,7 +15,13 @@ import {
 } from "./colormap.js";
 import { Control } from "./control.js";
 import { Detections } from "./detections.js";
+import { plain, statusEntries } from "./device.js";
+import { composePng, download, exportName, traceCsv } from "./export.js";
+import { setUpFullscreen } from "./fullscreen.js";
 import { TokenStore, setUpLogin } from "./login.js";
+import { Pause } from "./pause.js";
+import { Readout, RowHistory } from "./readout.js";
+import { OutageBanner, gapNotice, rangeProblem, streamProblem } from "./states.js";
 import {
   ViewRequester, ZoomControl, binGrid, regrid, sampleInto, setUpRateControl, urlWithView,
   viewFromUrl,
@@ -41,6 +47,7 @@ const ROW_DATA = 0;
 const ROW_GAP = 1;
 const ROW_RETUNE = 2;
 const ROW_VIEW = 3; // the window changed: the rows above it are drawn into the new one
+const ROW_SKIPPED = 4; // rows not drawn (a busy tab, a pause): only in the row history
 const MARKER_PIXELS = {
   [ROW_GAP]: packRgb(GAP_RGB), [ROW_RETUNE]: packRgb(RETUNE_RGB), [ROW_VIEW]: packRgb(VIEW_RGB),
 };
@@ -119,17 +126,6 @@ function formatHz(hz) {
   return `${+hz.toFixed(1)} Hz`;
 }
 
-function formatValue(value) {
-  if (value === null || value === undefined) return "–";
-  if (typeof value === "boolean") return value ? "yes" : "no";
-  if (typeof value === "number") {
-    return Number.isInteger(value) ? String(value) : String(+value.toPrecision(6));
-  }
-  if (Array.isArray(value)) return value.map(formatValue).join(", ");
-  if (typeof value === "object") return JSON.stringify(value);
-  return String(value);
-}
-
 /**
  * The scrolling waterfall, newest row on top: a column per device pixel of the plot. Each row
  * is drawn from its own frame's frequencies into the window shown when it came, and keeps
@@ -147,6 +143,7 @@ class Waterfall {
     this.skippedSinceDraw = 0;
     this.rowsSkipped = 0;
     this.lastKind = null;
+    this.history = new RowHistory(WATERFALL_ROWS); // what each row on screen shows
   }
 
   /** Use `columns` columns; the rows drawn so far are stretched to the new width. */
@@ -167,7 +164,8 @@ class Waterfall {
     this.ctx.fillRect(0, 0, columns, WATERFALL_ROWS);
     if (old) this.ctx.drawImage(old, 0, 0, columns, WATERFALL_ROWS);
     this.slots = Array.from({ length: MAX_PENDING_ROWS },
-      () => ({ kind: ROW_DATA, values: new Float32Array(columns) }));
+      () => ({ kind: ROW_DATA, values: new Float32Array(columns), window: null, timeMs: NaN }));
+    this.history.configure(columns);
     this.head = 0;
     this.count = 0;
     this.skippedSinceDraw = 0;
@@ -193,11 +191,14 @@ class Waterfall {
     return slot;
   }
 
-  /** A row of `sources` ({values, grid}, see sampleInto) drawn into `window`. */
-  pushSpectrum(sources, window) {
+  /** A row of `sources` ({values, grid}, see sampleInto) drawn into `window`, of a frame
+   * of time `timeMs` (ms since the epoch). */
+  pushSpectrum(sources, window, timeMs) {
     if (!this.columns) return;
     const slot = this.claim();
     slot.kind = ROW_DATA;
+    slot.window = { startHz: window.startHz, stopHz: window.stopHz };
+    slot.timeMs = timeMs;
     this.lastKind = ROW_DATA;
     const cellHz = (window.stopHz - window.startHz) / this.columns;
     sampleInto(slot.values, window.startHz, cellHz, sources);
@@ -208,6 +209,11 @@ class Waterfall {
     if (!this.columns || (kind === ROW_VIEW && this.lastKind === ROW_VIEW)) return;
     this.claim().kind = kind;
     this.lastKind = kind;
+  }
+
+  /** Mark rows left out on purpose (a pause) with the grey row of skipped rows. */
+  markSkipped() {
+    if (this.columns) this.skippedSinceDraw += 1;
   }
 
   /** Draw the pending rows; returns {rows, gapRows} drawn. */
@@ -238,6 +244,13 @@ class Waterfall {
     }
     if (markerRows) {
       pixels.fill(SKIP_PIXEL, this.count * columns, batch * columns);
+      this.history.push(ROW_SKIPPED, null, null, NaN);
+    }
+    for (let j = 0; j < this.count; j++) {
+      const slot = this.slots[(this.head + j) % MAX_PENDING_ROWS];
+      const data = slot.kind === ROW_DATA;
+      this.history.push(slot.kind, data ? slot.values : null, data ? slot.window : null,
+        data ? slot.timeMs : NaN);
     }
     ctx.putImageData(this.image, 0, 0, 0, 0, columns, batch);
     this.head = 0;
@@ -567,25 +580,18 @@ function gpsEntries(message) {
   if (typeof alt === "number") entries.push(["alt", `${alt.toFixed(1)} m`]);
   if (message.mode !== undefined) {
     entries.push(["fix", { 0: "unknown", 1: "no fix", 2: "2D", 3: "3D" }[message.mode]
-      ?? formatValue(message.mode)]);
+      ?? plain(message.mode)]);
   } else if (message.fix !== undefined) {
     entries.push(["fix", typeof message.fix === "boolean"
-      ? (message.fix ? "yes" : "no") : formatValue(message.fix)]);
+      ? (message.fix ? "yes" : "no") : plain(message.fix)]);
   }
   const time = message.time ?? message.time_utc ?? message.timestamp;
-  if (time !== undefined) entries.push(["time", formatValue(time)]);
+  if (time !== undefined) entries.push(["time", plain(time)]);
   if (typeof message.satellites_used === "number") {
     entries.push(["satellites", `${message.satellites_used}` + (typeof message.satellites_visible
       === "number" ? ` of ${message.satellites_visible}` : "")]);
   }
   return entries;
-}
-
-function statusEntries(message) {
-  // The control lease has a panel of its own (control.js).
-  return Object.entries(message)
-    .filter(([key]) => key !== "type" && key !== "stream" && key !== "control")
-    .map(([key, value]) => [key, formatValue(value)]);
 }
 
 function main() {
@@ -600,6 +606,10 @@ function main() {
     spectrum: $("spectrum"), waterfall: $("waterfall"), colorbar: $("colorbar"),
     side: $("side"), gpsPanel: $("gps-panel"), gps: $("gps"),
     devicePanel: $("device-panel"), device: $("device"),
+    plots: $("plots"), outage: $("outage"), streamError: $("stream-error"),
+    rangeError: $("range-error"), pause: $("pause"), paused: $("paused"),
+    fullscreen: $("fullscreen"), fullscreenExit: $("fullscreen-exit"),
+    exportPng: $("export-png"), exportCsv: $("export-csv"),
     login: {
       panel: $("login"), form: $("login-form"), token: $("login-token"),
       remember: $("login-remember"), help: $("login-help"), error: $("login-error"),
@@ -615,6 +625,10 @@ function main() {
     states: [],
     notices: [], // the latest notices shown (at most 10), for tests and diagnostics
     streamId: params.has("stream") ? Number(params.get("stream")) : null,
+    streamError: null, // the text shown when ?stream= is not one the server has
+    streamFps: NaN, // the stream's frame rate (hello)
+    lastFrameMs: NaN, // the timestamp of the latest frame received (also while paused)
+    pendingGap: null, // a gap event, finished by the frame that comes with it
     streamName: "",
     detector: "", // the stream's, from hello ("" when it does not say)
     secondDetector: "", // "" when the stream offers no second trace
@@ -639,6 +653,7 @@ function main() {
     counters: {
       framesReceived: 0, secondFramesReceived: 0, framesDrawn: 0, rowsDrawn: 0, gapEvents: 0,
       gapRowsDrawn: 0, retunes: 0, warnings: 0, errors: 0, gps: 0, status: 0,
+      framesMissed: 0, // the frames the gaps counted, with those estimated across restarts
     },
   };
   let lut = makeLut(view.colormap);
@@ -696,6 +711,21 @@ function main() {
   });
   const views = new ViewRequester(client, () => history.replaceState(history.state, "",
     urlWithView(location.href, zoom.zoomWindow, view.fpsDivisor)));
+
+  const banner = new OutageBanner(el.outage);
+  const pause = new Pause(el.pause, el.paused, (paused) => {
+    if (!paused) waterfall.markSkipped(); // the rows not drawn, then the live stream
+    view.traceDirty = true;
+    requestDraw();
+  });
+  const readout = new Readout(el.readout, [el.spectrum, el.waterfall], {
+    plotBox, spectrumBox: () => el.spectrum.getBoundingClientRect(), shownBand, levels: levelsAt,
+    history: waterfall.history,
+  });
+  setUpFullscreen({ button: el.fullscreen, exit: el.fullscreenExit }, el.plots, () => {
+    layoutDirty = true;
+    requestDraw();
+  });
 
   /** What each trace is called: its detector, else its place. */
   function traceLabel(key) {
@@ -800,6 +830,7 @@ function main() {
       view.tracesDrawn = traces.map((t) => t.key);
       if (view.latest) view.counters.framesDrawn += 1;
       view.traceDirty = false;
+      readout.refresh(); // the pointer may not move: the values under it do
     }
   }
 
@@ -927,11 +958,25 @@ function main() {
         (attempt ? ` (attempt ${attempt})` : "");
     }
     el.stateText.textContent = text;
+    banner.update(state, event.detail);
+    if (view.streamError) showStreamError(); // the pill says so while connected
   });
+
+  /** Say on the page that the stream asked for is not there (or clear it). */
+  function showStreamError() {
+    el.streamError.hidden = !view.streamError;
+    el.streamError.textContent = view.streamError ?? "";
+    if (view.streamError && view.state === "open") {
+      el.status.dataset.state = "error";
+      el.stateText.textContent = "no such stream";
+    }
+  }
 
   client.addEventListener("hello", (event) => {
     const streams = event.detail.streams ?? [];
     if (view.streamId === null && streams.length) view.streamId = streams[0].id;
+    view.streamError = params.has("stream") ? streamProblem(params.get("stream"), streams) : null;
+    showStreamError();
     detections.streamId = view.streamId;
     const stream = streams.find((s) => s.id === view.streamId);
     view.detector = stream?.detector ?? "";
@@ -940,6 +985,7 @@ function main() {
     if (view.secondDetector && !client.format.secondTrace) askForSecondTrace(stream);
     if (stream) {
       view.streamName = stream.name ?? "";
+      view.streamFps = Number(stream.fps);
       if (stream.bins > 0 && stream.span_hz > 0) {
         if (!view.axis) setAxis(stream.center_freq_hz, stream.span_hz, stream.bins);
         setBand(stream.center_freq_hz, stream.span_hz, stream.bins);
@@ -960,6 +1006,13 @@ function main() {
     const { frame, ageMs } = event.detail;
     if (view.streamId === null) view.streamId = frame.streamId;
     if (frame.streamId !== view.streamId) return;
+    noteMissed(frame);
+    view.counters.framesReceived += 1;
+    view.ageMs = Number.isFinite(ageMs) ? ageMs : Date.now() - frame.timestampMs;
+    if (pause.paused) {
+      pause.countFrame(); // received and counted, not drawn
+      return;
+    }
     const { binCount, centerFreqHz, spanHz } = frame;
     const a = view.peak ? view.axis : null;
     if (!a || a.centerHz !== centerFreqHz || a.spanHz !== spanHz || a.bins !== binCount) {
@@ -990,22 +1043,35 @@ function main() {
     const shown = tracesOf(frame).at(-1).values;
     const peak = view.peak;
     for (let i = 0; i < binCount; i++) if (shown[i] > peak[i]) peak[i] = shown[i];
-    waterfall.pushSpectrum(traceSources().at(-1).sources, shownBand());
+    waterfall.pushSpectrum(traceSources().at(-1).sources, shownBand(), frame.timestampMs);
     if (frame.secondPowerDb) view.counters.secondFramesReceived += 1;
-    view.ageMs = Number.isFinite(ageMs) ? ageMs : Date.now() - frame.timestampMs;
-    view.counters.framesReceived += 1;
     view.traceDirty = true;
     requestDraw();
   });
 
+  // A gap comes just before the frame after it: its notice needs that frame's timestamp.
   client.addEventListener("gap", (event) => {
-    const { streamId, lost, reason } = event.detail;
+    const { streamId } = event.detail;
     if (view.streamId !== null && streamId !== view.streamId) return;
     view.counters.gapEvents += 1;
     waterfall.pushMarker(ROW_GAP);
     requestDraw();
-    showNotice(`${lost ?? "?"} frames lost (${reason})`);
+    view.pendingGap = event.detail;
   });
+
+  /** Count and tell the frames missed before `frame` (a gap just announced), then keep its
+   * time. The time between two frames: the stream's rate at this page's divisor. */
+  function noteMissed(frame) {
+    if (view.pendingGap) {
+      const periodMs = view.streamFps > 0 ? (1000 * view.fpsDivisor) / view.streamFps : NaN;
+      const { missed, text } = gapNotice(view.pendingGap, frame.timestampMs, view.lastFrameMs,
+        periodMs);
+      view.counters.framesMissed += missed;
+      view.pendingGap = null;
+      showNotice(text);
+    }
+    view.lastFrameMs = frame.timestampMs;
+  }
 
   // The side panels, hidden until their first message: type -> [panel, list, entries].
   const panels = {
@@ -1059,10 +1125,16 @@ function main() {
     requestDraw();
   });
 
+  // A range that cannot be (min not below max) keeps the one shown and says why.
   const onRangeInput = () => {
-    const min = Number(el.dbMin.value);
-    const max = Number(el.dbMax.value);
-    if (el.dbMin.value !== "" && el.dbMax.value !== "" && min < max) setRange(min, max);
+    const problem = rangeProblem(el.dbMin.value, el.dbMax.value);
+    el.rangeError.hidden = problem === null;
+    for (const input of [el.dbMin, el.dbMax]) input.setAttribute("aria-invalid", String(!!problem));
+    if (problem) {
+      el.rangeError.textContent = `${problem}: still showing ${view.range[0]} to ${view.range[1]} dB`;
+      return;
+    }
+    setRange(Number(el.dbMin.value), Number(el.dbMax.value));
   };
   el.dbMin.addEventListener("change", onRangeInput);
   el.dbMax.addEventListener("change", onRangeInput);
@@ -1082,28 +1154,33 @@ function main() {
   el.zoomReset.hidden = !zoom.zoomed;
   el.zoomReset.addEventListener("click", () => zoom.reset());
 
-  const showReadout = (event) => {
+  /** The levels of the traces drawn at `hz` in the frame drawn, top trace first. */
+  function levelsAt(hz) {
     const a = view.axis;
-    const band = shownBand();
-    const box = plotBox();
-    const fraction = (event.clientX - box.left) / box.width;
-    if (!a || !band || fraction < 0 || fraction >= 1) {
-      el.readout.textContent = "";
-      return;
-    }
-    const hz = band.startHz + fraction * (band.stopHz - band.startHz);
+    if (!a) return "";
     const bin = Math.floor((hz - a.startHz) / a.binHz);
     const inFrame = view.latest?.binCount === a.bins && bin >= 0 && bin < a.bins;
     const traces = inFrame ? tracesOf(view.latest).reverse() : [];
-    const levels = traces.filter(({ values }) => Number.isFinite(values[bin]))
+    return traces.filter(({ values }) => Number.isFinite(values[bin]))
       .map(({ key, values }) => (traces.length > 1 ? `${traceLabel(key)} ` : "") +
-        `${values[bin].toFixed(1)} dB`);
-    el.readout.textContent = `${(hz / 1e6).toFixed(4)} MHz  ${levels.join(" · ")}`.trimEnd();
-  };
-  for (const canvas of [el.spectrum, el.waterfall]) {
-    canvas.addEventListener("pointermove", showReadout);
-    canvas.addEventListener("pointerleave", () => { el.readout.textContent = ""; });
+        `${values[bin].toFixed(1)} dB`).join(" · ");
   }
+
+  el.exportPng.addEventListener("click", async () => {
+    const blob = await composePng(
+      { spectrum: el.spectrum, colorbar: el.colorbar, waterfall: el.waterfall }, COLORS.background);
+    download(blob, exportName(shownBand() && (shownBand().startHz + shownBand().stopHz) / 2, "png"));
+  });
+  el.exportCsv.addEventListener("click", () => {
+    if (!view.latest || !view.axis) {
+      showNotice("no trace to export yet");
+      return;
+    }
+    const traces = tracesOf(view.latest).reverse()
+      .map(({ key, values }) => ({ label: traceLabel(key), values }));
+    download(new Blob([traceCsv(view.axis, traces)], { type: "text/csv" }),
+      exportName(view.axis.centerHz, "csv"));
+  });
 
   let laidOutPixels = 0;
   new ResizeObserver(() => {
@@ -1127,7 +1204,9 @@ function main() {
     lastTick = now;
     lastFrames = view.counters.framesReceived;
     el.fps.textContent = view.state === "open" ? `${fps.toFixed(1)} fps` : "–";
-    el.missed.textContent = String(client.stats?.lost ?? 0);
+    el.missed.textContent = String(view.counters.framesMissed);
+    banner.tick();
+    pause.render();
     el.age.textContent = view.state === "open" && Number.isFinite(view.ageMs)
       ? `${Math.round(view.ageMs)} ms` : "–";
   }, STATUS_INTERVAL_MS);
@@ -1180,6 +1259,14 @@ function main() {
         waterfallMarks: detections.waterfallMarks,
         beeps: detections.beeps,
         ageMs: view.ageMs,
+        paused: pause.paused,
+        framesWhilePaused: pause.framesWhilePaused,
+        streamError: view.streamError,
+        outage: banner.down ? { sinceMs: banner.downSinceMs, nextAttemptMs: banner.nextAttemptMs }
+          : null,
+        readout: { text: el.readout.textContent, surface: readout.surface, rowAge: readout.rowAge,
+                   refreshes: readout.refreshes },
+        historyRows: waterfall.history.count,
         client: { ...client.stats },
       };
     },
