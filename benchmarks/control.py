@@ -12,7 +12,9 @@ touches the watchers.
    ``--phase-s`` seconds; then for as long again ``--stormers`` clients each send ``control``
    and ``tune`` messages as fast as the server's message limit lets them stay connected
    (one holds the lease and is held to max_tunes_per_s, the others are refused). The
-   watchers' frames per second over 2-s windows, in both phases.
+   watchers' frames per second over 2-s windows, in both phases, and the frames the stream
+   withheld because their samples span one of the holder's retunes (``frames_retuning`` of
+   its status: a retune costs about a frame, by design, so that no frame is mislabelled).
 
     .venv/bin/python -m benchmarks.control            # ~2 min
 """
@@ -25,6 +27,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,7 @@ BINS = 2048
 SAMP_RATE = 8e6
 BIN_HZ = SAMP_RATE / BINS
 START_HZ = 100e6
+RETUNE_SPACING_S = 0.55  # max_tunes_per_s is 2 by default
 STEP_BINS = 25
 URL = re.compile(r"(ws://127\.0\.0\.1:\d+/)")
 
@@ -65,6 +69,14 @@ class App:
         if not self.url:
             self.close()
             raise RuntimeError("argos-spectrum printed no URL")
+        # Keep reading its log (the audit lines of a storm): a full pipe would block the app.
+        self.lines = 0
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.p.stdout is not None
+        for _ in self.p.stdout:
+            self.lines += 1
 
     @property
     def port(self) -> int:
@@ -79,11 +91,16 @@ class App:
             self.p.wait(5)
 
 
+_last_text: dict[int, str] = {}
+
+
 async def next_frame(ws: ClientConnection) -> SpectrumFrame:
     while True:
         message = await ws.recv()
         if isinstance(message, bytes):
             return decode_frame(message)
+        if '"status"' not in message:
+            _last_text[id(ws)] = message  # said if the retune never shows
 
 
 async def retune_latency(url: str, carrier_hz: float, retunes: int) -> dict[str, Any]:
@@ -99,19 +116,28 @@ async def retune_latency(url: str, carrier_hz: float, retunes: int) -> dict[str,
             target = START_HZ + (STEP_BINS * BIN_HZ if index % 2 == 0 else 0.0)
             sent = time.monotonic()
             await ws.send(json.dumps({"type": "tune", "center_freq": target}))
-            async with asyncio.timeout(10):
-                while True:
-                    frame = await next_frame(ws)
-                    expected = round((carrier_hz - frame.center_freq_hz) / BIN_HZ) + BINS // 2
-                    checked += 1
-                    wrong += abs(int(np.argmax(frame.power_db)) - expected) > 1
-                    if frame.center_freq_hz == target:
-                        latencies_ms.append((time.monotonic() - sent) * 1000)
-                        break
-            for _ in range(5):  # a few frames at the new centre before the next retune
+            try:
+                async with asyncio.timeout(10):
+                    while True:
+                        frame = await next_frame(ws)
+                        expected = (round((carrier_hz - frame.center_freq_hz) / BIN_HZ)
+                                    + BINS // 2)
+                        checked += 1
+                        wrong += abs(int(np.argmax(frame.power_db)) - expected) > 1
+                        if frame.center_freq_hz == target:
+                            latencies_ms.append((time.monotonic() - sent) * 1000)
+                            break
+            except TimeoutError:
+                raise RuntimeError(f"retune {index} to {target} Hz: no frame with that label in "
+                                   f"10 s; last message: {_last_text.get(id(ws))}") from None
+            # Frames at the new centre until the next retune is within the server's rate
+            # limit (max_tunes_per_s: 2 a second by default), and at least 5 of them.
+            after = 0
+            while after < 5 or time.monotonic() - sent < RETUNE_SPACING_S:
                 frame = await next_frame(ws)
                 expected = round((carrier_hz - frame.center_freq_hz) / BIN_HZ) + BINS // 2
                 checked += 1
+                after += 1
                 wrong += abs(int(np.argmax(frame.power_db)) - expected) > 1
     period_ms = 1000 * 130 * BINS / SAMP_RATE  # 130 FFTs a frame at 30 fps (the app's)
     return {"retunes": retunes, "p50_ms": float(np.percentile(latencies_ms, 50)),
@@ -122,7 +148,7 @@ async def retune_latency(url: str, carrier_hz: float, retunes: int) -> dict[str,
 
 async def storm(url: str, stormers: int, seconds: float) -> dict[str, int]:
     """``stormers`` clients send control and tune messages for ``seconds``; what they got."""
-    answers = {"tuned": 0, "refused": 0, "sent": 0}
+    answers = {"applied": 0, "refused": 0, "sent": 0}
 
     async def one(index: int) -> None:
         async with connect(url, max_size=None) as ws:
@@ -130,8 +156,12 @@ async def storm(url: str, stormers: int, seconds: float) -> dict[str, int]:
                 async for message in ws:
                     if isinstance(message, str):
                         kind = json.loads(message)
-                        if kind["type"] == "tuned":
-                            answers["tuned"] += 1
+                        if kind["type"] == "tuned" and index == 0:  # a broadcast
+                            answers["applied"] += 1
+                        elif kind["type"] == "status" and index == 0:
+                            # Frames computed across a retune are withheld and counted.
+                            answers.setdefault("retuning_before", kind["frames_retuning"])
+                            answers["retuning_after"] = kind["frames_retuning"]
                         elif kind["type"] == "error":
                             answers["refused"] += 1
             reader = asyncio.ensure_future(read())
@@ -192,19 +222,21 @@ def main(argv: list[str] | None = None) -> None:
             app.close()
         print(name, json.dumps(results[f"latency_{name}"]), flush=True)
 
-    app = App("--source", "sim")
+    # 100 watchers and 10 stormers from 127.0.0.1: no per-address limit here.
+    app = App("--source", "sim", "--max-clients", "0", "--max-clients-per-ip", "0",
+              "--max-pending-handshakes-per-ip", "0")
     watchers = Proc("-m", "benchmarks.load_client")
     try:
-        watchers.ask(cmd="connect", port=app.port, path="/?encoding=uint8&compress=1",
-                     n=args.watchers)
+        connected = watchers.ask(cmd="connect", port=app.port,
+                                 path="/?encoding=uint8&compress=1", n=args.watchers)
+        if connected["connected"] != args.watchers:
+            raise RuntimeError(f"watchers: {connected}")
         time.sleep(2.0)
         quiet = watch_rates(watchers, args.phase_s)
         loop_result: dict[str, Any] = {}
 
         def run_storm() -> None:
             loop_result.update(asyncio.run(storm(app.url, args.stormers, args.phase_s)))
-
-        import threading
 
         stormer = threading.Thread(target=run_storm)
         stormer.start()
@@ -215,7 +247,9 @@ def main(argv: list[str] | None = None) -> None:
             "watchers": args.watchers, "stormers": args.stormers,
             "quiet_fps_min": min(per_client(quiet)), "quiet_fps_mean": float(np.mean(per_client(quiet))),
             "storm_fps_min": min(per_client(stormy)),
-            "storm_fps_mean": float(np.mean(per_client(stormy))), "storm_messages": loop_result}
+            "storm_fps_mean": float(np.mean(per_client(stormy))), "storm_messages": loop_result,
+            "withheld_per_s": (loop_result.get("retuning_after", 0)
+                               - loop_result.get("retuning_before", 0)) / args.phase_s}
         print("storm", json.dumps(results["storm"]), flush=True)
     finally:
         watchers.close()
