@@ -9,7 +9,7 @@ from typing import Any
 from gr_argos.settings import init_signature
 from gr_argos.spectrum_sink_base import Destination, SpectrumSinkBase, split_arguments
 from gr_argos.stream import StreamSettings
-from gr_argos.zmq_transport import FramePublisher, PublisherSettings
+from gr_argos.zmq_transport import FramePublisher, PublisherSettings, gateway_command
 
 __all__ = ["zmq_sink"]
 
@@ -55,8 +55,8 @@ class zmq_sink(SpectrumSinkBase):
     def _describe(self, destination: Destination) -> str:
         assert isinstance(destination, FramePublisher)
         return (f"publishing {self._info.name!r} (stream {self._info.stream_id}) over ZeroMQ "
-                f"on {destination.endpoint}: serve it with argos-gateway --connect "
-                f"{destination.endpoint}")
+                f"on {destination.endpoint}: serve it with "
+                f"{gateway_command(destination.endpoint, self._security['zmq_secret_key'])}")
 
 
 zmq_sink.__init__.__signature__ = init_signature(StreamSettings, PublisherSettings)  # type: ignore[attr-defined]

@@ -47,6 +47,8 @@ from gr_argos.zmq_curve import (
     AllowedKeys,
     CurveServer,
     HANDSHAKE_EVENTS,
+    PUBLIC_KEY_SUFFIX,
+    SECRET_KEY_SUFFIX,
     check_plain,
     handshake_failure,
     load_key_pair,
@@ -67,6 +69,7 @@ __all__ = [
     "TOPIC_HEARTBEAT",
     "TOPIC_MESSAGE",
     "TOPIC_STREAMS",
+    "gateway_command",
     "stream_info_from_descriptor",
 ]
 
@@ -149,6 +152,21 @@ def _both_or_neither(settings: PublisherSettings | SubscriberSettings, partner: 
     if len(given) == 1:
         (missing,) = set(values) - set(given)
         raise ConfigError(f"{given[0]} is set but {missing} is empty: {why}")
+
+
+def gateway_command(endpoint: str, zmq_secret_key: str = "") -> str:
+    """The argos-gateway command that serves a publisher bound to ``endpoint``: a wildcard
+    address becomes ``THIS-HOST`` (a gateway connects to a name or an address), and a CURVE
+    publisher's gateway needs its own key pair and this publisher's public key."""
+    host_port = endpoint.partition("://")[2]
+    for wildcard in ("0.0.0.0:", "*:", "[::]:"):
+        if host_port.startswith(wildcard):
+            endpoint = f"tcp://THIS-HOST:{host_port[len(wildcard):]}"
+    command = f"argos-gateway --connect {endpoint}"
+    if zmq_secret_key:
+        public = zmq_secret_key.removesuffix(SECRET_KEY_SUFFIX) + PUBLIC_KEY_SUFFIX
+        command += f" --zmq-secret-key GATEWAY{SECRET_KEY_SUFFIX} --zmq-server-key {public}"
+    return command
 
 
 def stream_info_from_descriptor(descriptor: dict[str, Any]) -> StreamInfo:

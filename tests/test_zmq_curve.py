@@ -31,6 +31,7 @@ from gr_argos.zmq_transport import (
     FrameSubscriber,
     PublisherSettings,
     SubscriberSettings,
+    gateway_command,
 )
 
 from helpers import ENV, REPO_ROOT
@@ -372,3 +373,15 @@ def test_argos_keys_show_fails_on_a_secret_key_every_user_can_read(tmp_path: Pat
     shown = argos_keys("show", str(secret))
     assert shown.returncode == 1
     assert f"chmod 600 {secret}" in shown.stderr
+
+
+def test_the_gateway_command_a_publisher_prints_names_a_host_and_the_keys() -> None:
+    """What argos-spectrum and the zmq_sink print as the way to serve them: a wildcard bind
+    becomes THIS-HOST (a gateway cannot connect to 0.0.0.0), and a CURVE publisher's gateway
+    is told to bring its own key pair and this publisher's public key."""
+    assert gateway_command("tcp://127.0.0.1:5555") == "argos-gateway --connect tcp://127.0.0.1:5555"
+    assert gateway_command("ipc:///run/argos.sock") == "argos-gateway --connect ipc:///run/argos.sock"
+    assert gateway_command("tcp://0.0.0.0:5555", "/etc/argos/radio1.key_secret") == (
+        "argos-gateway --connect tcp://THIS-HOST:5555 --zmq-secret-key GATEWAY.key_secret "
+        "--zmq-server-key /etc/argos/radio1.key")
+    assert gateway_command("tcp://[::]:5556") == "argos-gateway --connect tcp://THIS-HOST:5556"

@@ -220,8 +220,10 @@ def serve(flowgraph: Any, settings: dict[str, Any]) -> None:
               f"{settings['center_freq'] / 1e6:g} MHz, {settings['samp_rate'] / 1e6:g} MS/s, "
               f"{settings['bins']} bins, {settings['fps']:g} frames/s", flush=True)
     if settings["transport"] == "zmq":
-        print(f"argos-spectrum: publishing on {url}  (serve it with: argos-gateway --connect "
-              f"{url})", flush=True)
+        from gr_argos.zmq_transport import gateway_command
+
+        print(f"argos-spectrum: publishing on {url}  (serve it with: "
+              f"{gateway_command(url, settings['zmq_secret_key'])})", flush=True)
     else:
         print(connect_line("argos-spectrum", url), flush=True)
 
