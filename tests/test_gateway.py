@@ -197,9 +197,52 @@ def test_two_gateways_relay_the_same_frames_and_survive_a_publisher_restart(
             assert process.process.poll() is None, process.output()
 
 
+def test_a_client_resumes_on_another_gateway_of_the_same_publisher(
+        publisher_flowgraph: tuple[Any, zmq_sink]) -> None:
+    """Gateways relaying the same publisher serve the same session (made from the
+    publisher's), so a client that leaves one and reconnects to another (a worker of
+    --workers, a host behind a balancer) resumes: the frames it missed come first, flagged
+    as replayed, with the sequences following its last one, then the live ones; no gap."""
+    tb, sink = publisher_flowgraph
+    with ExitStack() as stack:
+        first, second = (stack.enter_context(gateway(sink.url)) for _ in range(2))
+        tb.start()
+        leaving = Client(first.wait_for_url())
+        stack.callback(leaving.close)
+        leaving.wait_for("5 frames", lambda events: sum(
+            isinstance(e, SpectrumFrame) for e in events) >= 5)
+        leaving.close()
+        assert leaving.hello is not None
+        session, last = leaving.hello["session"], leaving.frames()[-1].sequence
+
+        url = second.wait_for_url()
+        time.sleep(1.0)  # the second gateway's ring fills with frames the client has not got
+        with connect(f"{url}?resume_session={session}&resume_from=0:{last}",
+                     open_timeout=RECEIVE_TIMEOUT_S) as ws:
+            hello = decode_message(ws.recv(timeout=RECEIVE_TIMEOUT_S))
+            assert hello["session"] == session
+            frames = []
+            while len(frames) < 30:
+                message = ws.recv(timeout=RECEIVE_TIMEOUT_S)
+                if isinstance(message, bytes):
+                    frames.append(decode_frame(message))
+                else:
+                    assert decode_message(message)["type"] != "error", message
+        sequences = [f.sequence for f in frames]
+        assert sequences == list(range(last + 1, last + 1 + len(frames))), sequences
+        assert frames[0].replayed and not frames[-1].replayed
+        assert all(f.missed == 0 for f in frames)
+        for frame in frames:
+            np.testing.assert_array_equal(frame.power_db, VECTORS[frame.sequence % 8])
+        for process in (first, second):
+            sessions = re.findall(r"serving session (\w+)", process.output())
+            assert sessions[-1:] == [session], process.output()
+
+
 def test_workers_share_one_port_and_stop_with_the_first_gateway() -> None:
-    """--workers 3 serves one port from three processes (three hello sessions among many
-    clients, each listing the publisher's stream); SIGINT stops them all."""
+    """--workers 3 serves one port from three processes (three hello instances among many
+    clients, each listing the publisher's stream, all of one session: the publisher's run);
+    SIGINT stops them all."""
     from gr_argos.protocol import StreamInfo
     from gr_argos.zmq_transport import FramePublisher
 
@@ -211,14 +254,16 @@ def test_workers_share_one_port_and_stop_with_the_first_gateway() -> None:
                  publisher.endpoint, "--port", "0", "--workers", "3"],
                 REPO_ROOT, url_pattern=URL_PATTERN, name="argos-gateway") as process:
             url = process.wait_for_url()
-            sessions = set()
+            instances, sessions = set(), set()
             deadline = time.monotonic() + WAIT_S
-            while len(sessions) < 3 and time.monotonic() < deadline:
+            while len(instances) < 3 and time.monotonic() < deadline:
                 with connect(url, open_timeout=RECEIVE_TIMEOUT_S) as ws:
                     hello = decode_message(ws.recv(timeout=RECEIVE_TIMEOUT_S))
                 if [s["name"] for s in hello["streams"]] == ["shared"]:
-                    sessions.add(hello["session"])  # a worker may still await a heartbeat
-            assert len(sessions) == 3, process.output()
+                    instances.add(hello["instance"])  # a worker may still await a heartbeat
+                    sessions.add(hello["session"])
+            assert len(instances) == 3, process.output()
+            assert len(sessions) == 1, (sessions, process.output())
             pids = [int(pid) for pid in re.search(r"pids ([\d, ]+)", process.output())
                     .group(1).split(", ")]
         deadline = time.monotonic() + WAIT_S
@@ -271,8 +316,8 @@ class _FrameFeed:
 
 class _Listener:
     """An ArgosClient on the test's event loop, keeping its frames and, for each connection,
-    the process that served it: the one whose "relaying ... (process P, session S)" line
-    names the session of the connection's hello (a hello does not say which process sent it).
+    the process that served it: the one whose "relaying ... (process P, instance I, ...)"
+    line names the instance of the connection's hello (the workers share a session).
     """
 
     def __init__(self, url: str, output: Any) -> None:
@@ -280,7 +325,7 @@ class _Listener:
 
         self.client = ArgosClient(url, backoff_base_s=0.2, backoff_cap_s=1.0,
                                   heartbeat_interval_s=0)
-        self.sessions: list[str] = []  # one per connection, from its hello
+        self.instances: list[str] = []  # one per connection, from its hello
         self.frames_per_connection: list[int] = []
         self._output = output
         self.task = asyncio.ensure_future(self._listen())
@@ -288,16 +333,16 @@ class _Listener:
     @property
     def pids(self) -> list[int]:
         """The process of each connection so far (-1 while its line is not printed yet)."""
-        processes = {session: int(pid) for pid, session in
-                     re.findall(r"\(process (\d+), session ([0-9a-f]+)\)", self._output())}
-        return [processes.get(session, -1) for session in self.sessions]
+        processes = {instance: int(pid) for pid, instance in
+                     re.findall(r"\(process (\d+), instance ([0-9a-f]+),", self._output())}
+        return [processes.get(instance, -1) for instance in self.instances]
 
     async def _listen(self) -> None:
         from gr_argos.client import FrameEvent, MessageEvent
 
         async for event in self.client:
             if isinstance(event, MessageEvent) and event.type == "hello":
-                self.sessions.append(str(event.message["session"]))
+                self.instances.append(str(event.message["instance"]))
                 self.frames_per_connection.append(0)
             elif isinstance(event, FrameEvent) and self.frames_per_connection:
                 self.frames_per_connection[-1] += 1

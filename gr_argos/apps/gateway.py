@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -220,12 +221,26 @@ class Gateway:
         if session is not None and session != publisher.session:
             log.info("publisher %s: session %s", publisher.endpoint, session)
             publisher.session = session
+            self._derive_session()
         if publisher.silent:
             publisher.silent = False
             log.info("publisher %s is back (session %s)", publisher.endpoint, publisher.session)
             self.server.publish_message("status", {
                 "publisher": "ok", "endpoint": publisher.endpoint, "session": publisher.session,
             })
+
+    def _derive_session(self) -> None:
+        """Serve under a session made from the publishers' sessions: every gateway relaying
+        the same publisher sessions (the workers of ``--workers``, gateways on other hosts
+        behind one balancer) has the same one and relays the same sequence numbers, so a
+        client that reconnects to any of them resumes (docs/recording.md); a publisher that
+        restarts makes a new one, as a restarted server does."""
+        sessions = sorted(p.session for p in self._publishers.values() if p.session)
+        derived = hashlib.sha256("\n".join(sessions).encode()).hexdigest()[:16]
+        if derived != self.server.session:
+            self.server.set_session(derived)
+            log.info("serving session %s (from publisher session%s %s)", derived,
+                     "s" if len(sessions) > 1 else "", ", ".join(sessions))
 
     def _heartbeat(self, body: dict[str, Any]) -> None:
         self._set_streams(body)
@@ -357,8 +372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     workers = WorkerSupervisor(_worker_command(argv, gateway.server.port),
                                settings["workers"] - 1)
     workers.start()
-    print(f"argos-gateway: relaying {', '.join(args.connect)} (process {os.getpid()}, session "
-          f"{gateway.server.session})", flush=True)
+    print(f"argos-gateway: relaying {', '.join(args.connect)} (process {os.getpid()}, instance "
+          f"{gateway.server.instance}, session {gateway.server.session})", flush=True)
     print(connect_line("argos-gateway", url), flush=True)
     while not stop_requested.wait(_POLL_S):
         workers.check()

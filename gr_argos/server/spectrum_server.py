@@ -135,6 +135,8 @@ class SpectrumServer:
         self.hub = self._new_hub()
         self.detections = DetectionHistory()
         self.session = secrets.token_hex(8)
+        self._given_session: str | None = None
+        self.instance = secrets.token_hex(4)  # this process, whatever session it serves
         self._streams: dict[int, StreamInfo] = {}
         self._streams_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -322,7 +324,8 @@ class SpectrumServer:
         loop.call_later(1.0, self._tick_control, loop)
 
     async def _open(self) -> None:
-        self.session = secrets.token_hex(8)  # new per start: clients see the restart
+        # New per start, so that clients see the restart, unless one was given.
+        self.session = self._given_session or secrets.token_hex(8)
         self.hub = self._new_hub()
         for info in self.streams():
             self.hub.set_stream_format(info.stream_id, info.frame_format)
@@ -438,6 +441,12 @@ class SpectrumServer:
         tuned from clients). Any thread; takes effect for the next change."""
         self.controller.tuner = tuner
 
+    def set_session(self, session: str) -> None:
+        """Serve under ``session`` from now on, and after a restart too (a gateway's, made
+        from its publishers'). Clients connected already keep the one of their hello; one
+        that resumes with it is refused as after a restart. Any thread."""
+        self._given_session = self.session = session
+
     def add_metrics(self, collector: Collector) -> None:
         """Serve ``collector``'s metric families on ``/metrics`` too (a gateway's counts of
         its ZeroMQ link, say); it is called at each scrape, on the server's loop."""
@@ -463,6 +472,7 @@ class SpectrumServer:
             "version": __version__,
             "protocol": PROTOCOL_VERSION,
             "session": self.session,
+            "instance": self.instance,
             "streams": [s.describe() for s in self.streams()],
             "encodings": list(ENCODING_CODES),
             "queue_depth": self.config.queue_depth,

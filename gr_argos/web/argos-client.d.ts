@@ -123,8 +123,11 @@ export interface HelloMessage extends ArgosMessage {
   server: string;
   version: string;
   protocol: number;
-  /** Random hex string chosen when the server starts; a new one means it restarted. */
+  /** The run of frames served: chosen when the server starts (a gateway makes it from its
+   * publishers'); a new one means it restarted. */
   session: string;
+  /** This server process (the workers of one gateway share a session, not an instance). */
+  instance: string;
   streams: StreamDescription[];
   queue_depth: number;
   /** The radio's control: who holds it, what can change, what this client may do. */
