@@ -663,6 +663,30 @@ SCREENSHOT_PIXELS_JS = """async (png) => {
 }"""
 
 
+def test_crowded_signals_keep_their_bands_and_labels_that_do_not_overlap(
+        served: Served, phone: BrowserContext) -> None:
+    """Eight signals 40 kHz apart on a phone's narrow plot: every band is drawn; the labels
+    go on two rows (the first two signals named), none over another on its row."""
+    viewer = open_viewer(phone, served.page_url)
+    viewer.wait_for("s.state === 'open' && s.framesDrawn > 3")
+    for index in range(8):
+        center = CENTER_FREQ_HZ - 300e3 + index * 40e3
+        served.server.publish_message("detection", {
+            "stream": 0, "event": "start", "id": 20 + index, "center_freq_hz": center,
+            "bandwidth_hz": 10e3, "low_freq_hz": center - 5e3, "high_freq_hz": center + 5e3,
+            "peak_db": -40.0, "mean_db": -45.0, "snr_db": 30.0,
+            "start_ns": time.time_ns(), "duration_s": 0.0333, "time_ns": time.time_ns(),
+            "tuning": {"center_freq_hz": CENTER_FREQ_HZ, "span_hz": SPAN_HZ}, "gps": None})
+    viewer.wait_for("s.detectionsOnAir === 8 && s.marksDrawn === 8")
+    labels = viewer.stats()["markLabels"]
+    assert 2 <= len(labels) < 8, labels  # too crowded for all of them, on two rows
+    assert {label["row"] for label in labels} == {0, 1}, labels
+    for row in (0, 1):
+        spans = sorted((label["left"], label["right"]) for label in labels if label["row"] == row)
+        assert all(right < left for (_, right), (left, _) in zip(spans, spans[1:])), spans
+    assert viewer.errors == []
+
+
 def test_a_detection_start_marks_the_waterfall_where_it_started_and_scrolls_with_it(
         served: Served, context: BrowserContext) -> None:
     """A detection start draws a white box with a black edge (a shape, not a colour) on the
@@ -686,8 +710,10 @@ def test_a_detection_start_marks_the_waterfall_where_it_started_and_scrolls_with
     viewer.wait_for("s.waterfallMarks === 1")
     marked_at = viewer.stats()["rowsDrawn"]
     viewer.wait_for(f"s.rowsDrawn >= {marked_at + 60}")
-    png = viewer.page.locator("#waterfall").screenshot()
+    viewer.page.click("#pause")  # nothing more drawn: the screenshot shows these rows
+    viewer.wait_for("s.paused")
     rows_since = viewer.stats()["rowsDrawn"] - marked_at
+    png = viewer.page.locator("#waterfall").screenshot()
     found = viewer.page.evaluate(SCREENSHOT_PIXELS_JS, base64.b64encode(png).decode())
     width, height = found["width"], found["height"]
     window = viewer.stats()["window"]
@@ -700,8 +726,9 @@ def test_a_detection_start_marks_the_waterfall_where_it_started_and_scrolls_with
     assert max(xs) - min(xs) >= 4  # a box's two sides, not one line
     row_px = height / viewer.stats()["waterfallRows"]
     # The mark's top edge was the newest row when drawn; it has moved down by the rows since
-    # (a few rows of slack: a batch of rows is drawn per animation frame).
-    assert (rows_since - 20) * row_px <= min(ys) <= (rows_since + 4) * row_px, (
+    # (slack: a batch of rows is drawn per animation frame, and on a loaded machine the
+    # count was read up to a second after the mark was drawn, so it may be lower still).
+    assert (rows_since - 20) * row_px <= min(ys) <= (rows_since + 30) * row_px, (
         min(ys), rows_since, row_px)
     black = {tuple(p) for p in found["black"]}
     assert any((x - 1, y) in black or (x + 1, y) in black for x, y in white), \

@@ -342,29 +342,47 @@ class SpectrumPlot {
       ctx.strokeStyle = COLORS.peak;
       ctx.stroke();
     }
-    this.marksDrawn = this.drawMarks(marks, window);
+    this.marksDrawn = this.drawMarks(marks, window,
+                                     legend ? this.legendBox(legend).left : Infinity);
     ctx.restore();
     if (legend) this.drawLegend(legend);
   }
 
   /** A band over the plot for each signal on the air ({startHz, stopHz, label}) in
-   * `window`, at least two pixels wide, its frequency above it; how many were drawn. */
-  drawMarks(marks, window) {
+   * `window`, at least two pixels wide, its frequency above it on the first of two label
+   * rows where it overlaps no other label (none where neither has room: the band stays);
+   * how many bands were drawn. */
+  drawMarks(marks, window, labelsEnd) {
     const { ctx, plot, dpr } = this;
     const span = window.stopHz - window.startHz;
     const xOf = (hz) => plot.left + ((hz - window.startHz) / span) * plot.width;
     let drawn = 0;
-    ctx.font = `${Math.round(10 * dpr)}px system-ui, sans-serif`;
+    const fontPx = Math.round(10 * dpr);
+    ctx.font = `${fontPx}px system-ui, sans-serif`;
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
-    for (const { startHz, stopHz, label } of marks) {
-      if (stopHz < window.startHz || startHz > window.stopHz) continue;
+    const rowsEnd = [-Infinity, -Infinity]; // right edge of the last label on each row
+    this.markLabels = []; // {left, right, row} of each label drawn, in canvas pixels
+    const gap = 4 * dpr;
+    const shown = marks.filter(({ startHz, stopHz }) =>
+      stopHz >= window.startHz && startHz <= window.stopHz);
+    shown.sort((a, b) => a.startHz - b.startHz);
+    for (const { startHz, stopHz, label } of shown) {
       const left = xOf(startHz);
       const w = Math.max(2 * dpr, xOf(stopHz) - left);
       ctx.fillStyle = COLORS.mark;
       ctx.fillRect(left, plot.top, w, plot.height);
-      ctx.fillStyle = COLORS.markLabel;
-      ctx.fillText(label, left + w / 2, plot.top + 2 * dpr);
+      const half = ctx.measureText(label).width / 2;
+      const x = Math.min(Math.max(left + w / 2, plot.left + half),
+                         plot.left + plot.width - half);
+      const fits = x + half + gap <= labelsEnd; // not under the legend
+      const row = fits ? rowsEnd.findIndex((end) => x - half >= end + gap) : -1;
+      if (row >= 0) {
+        ctx.fillStyle = COLORS.markLabel;
+        ctx.fillText(label, x, plot.top + 2 * dpr + row * (fontPx + 2 * dpr));
+        rowsEnd[row] = x + half;
+        this.markLabels.push({ left: x - half, right: x + half, row });
+      }
       drawn += 1;
     }
     return drawn;
@@ -372,20 +390,32 @@ class SpectrumPlot {
 
   /** A line of colour and the detector's name per trace, first to last from the left, in
    * the plot's top right corner on a backdrop that keeps it readable over the traces. */
-  drawLegend(entries) {
+  /** Where the legend of `entries` goes (top right): {left, x, width, widths}, with the
+   * legend's font set on the context. */
+  legendBox(entries) {
     const { ctx, plot, dpr } = this;
     ctx.font = `${Math.round(11 * dpr)}px system-ui, sans-serif`;
-    ctx.textAlign = "left";
-    ctx.textBaseline = "middle";
     const line = 14 * dpr;
     const gap = 5 * dpr;
     const pad = 6 * dpr;
     const widths = entries.map(({ label }) => line + gap + ctx.measureText(label).width);
     const width = widths.reduce((sum, w) => sum + w, 0) + 3 * gap * (entries.length - 1);
-    let x = plot.left + plot.width - width - 2 * pad;
+    const x = plot.left + plot.width - width - 2 * pad;
+    return { left: x - pad, x, width, widths };
+  }
+
+  drawLegend(entries) {
+    const { ctx, plot, dpr } = this;
+    const { left, width, widths } = this.legendBox(entries);
+    let x = left + 6 * dpr;
+    ctx.textAlign = "left";
+    ctx.textBaseline = "middle";
+    const line = 14 * dpr;
+    const gap = 5 * dpr;
+    const pad = 6 * dpr;
     const yy = plot.top + pad + 6 * dpr;
     ctx.fillStyle = "rgba(7, 9, 13, 0.75)";
-    ctx.fillRect(x - pad, plot.top + 2, width + 2 * pad, 12 * dpr + 2 * pad - 2);
+    ctx.fillRect(left, plot.top + 2, width + 2 * pad, 12 * dpr + 2 * pad - 2);
     ctx.lineWidth = 2 * dpr;
     entries.forEach(({ key, label }, i) => {
       ctx.strokeStyle = COLORS.trace[key];
@@ -1256,6 +1286,7 @@ function main() {
                    tunes: control.tunes, tuned: control.tuned,
                    holder: control.state?.holder ?? null },
         marksDrawn: spectrum.marksDrawn ?? 0,
+        markLabels: spectrum.markLabels ?? [],
         waterfallMarks: detections.waterfallMarks,
         beeps: detections.beeps,
         ageMs: view.ageMs,
