@@ -24,18 +24,23 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+import logging
 import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-from gr_argos.server.logs import quoted
+from gr_argos.server.logs import EventLog, quoted
 
 __all__ = ["ADMIN", "CONTROL_ACTIONS", "Capability", "ControlLease", "Controller", "Holder",
            "OPERATOR", "Requester", "TuneError", "Tuner", "VIEWER", "check_tune", "control_role",
            "is_local", "parse_freq_ranges", "role_of"]
 
 VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
+#: Audit lines of refusals of clients that may not control at all (no operator's or admin's
+#: token) per kind, at most, in each 10 s; the rest is said as ``event=KIND suppressed=N``.
+#: Every refusal is still counted in /metrics; an operator's or admin's is always logged.
+UNPRIVILEGED_AUDIT_BURST = 20
 
 #: Longest name a client may give itself for the lease (what everyone sees).
 MAX_NAME = 64
@@ -342,7 +347,10 @@ class Controller:
     Args:
         settings: the server's settings (``operator_tokens`` ... ``control_allow_amp``).
         broadcast: sends a message to every client (``publish_message``).
-        audit: writes one log line (``event=control ...``), never rate-limited.
+        audit: writes one log line (``event=control ...``), never rate-limited; the
+            refusals of clients that may not control at all go to the ``gr_argos.audit``
+            logger at a bounded rate instead (:data:`UNPRIVILEGED_AUDIT_BURST`), so that
+            anyone who can connect cannot flood the log.
         count: counts an event by action and outcome (for ``/metrics``).
     """
 
@@ -353,6 +361,8 @@ class Controller:
         self.tuner: Tuner | None = None
         self._broadcast = broadcast
         self._audit = audit
+        self._unprivileged = EventLog(logging.getLogger("gr_argos.audit"),
+                                      burst=UNPRIVILEGED_AUDIT_BURST)
         self._count = count
         # The limits: from the settings, changed by an admin's set_limits.
         self._freq_ranges = parse_freq_ranges(settings.control_freq_ranges)
@@ -418,11 +428,12 @@ class Controller:
             problem = "this client does not hold control"
         outcome = "refused" if problem else "accepted"
         self._count(action, outcome)
-        self._audit(f"event=control action={action} client={requester.client_id} "
-                    f"peer={requester.peer} name={_quoted(name)} role={role or '-'} "
-                    f"outcome={outcome}"
-                    + (f" from_client={former.client_id}" if former else "")
-                    + (f" reason={_quoted(problem)}" if problem else ""))
+        self._audit_line(role, "control_refused_unprivileged",
+                         f"event=control action={action} client={requester.client_id} "
+                         f"peer={requester.peer} name={_quoted(name)} role={role or '-'} "
+                         f"outcome={outcome}"
+                         + (f" from_client={former.client_id}" if former else "")
+                         + (f" reason={_quoted(problem)}" if problem else ""))
         if problem is None:
             self._announce({"acquire": "acquired", "take": "taken", "release": "released"}
                            [action], requester.client_id)
@@ -577,8 +588,17 @@ class Controller:
         self._count("tune", "refused")
         asked = " ".join(f"{_quoted(str(name))[:40]}={_value(value)}"
                          for name, value in list(fields.items())[:8])
-        self._audit(f"event=tune client={requester.client_id} peer={requester.peer} "
-                    f"role={role or '-'} outcome=refused {asked} reason={_quoted(problem)}")
+        self._audit_line(role, "tune_refused_unprivileged",
+                         f"event=tune client={requester.client_id} peer={requester.peer} "
+                         f"role={role or '-'} outcome=refused {asked} "
+                         f"reason={_quoted(problem)}")
+
+    def _audit_line(self, role: str | None, kind: str, line: str) -> None:
+        """Audit ``line``; at a bounded rate (as ``kind``) if the client may not control."""
+        if role is None:
+            self._unprivileged.log(logging.INFO, kind, "%s", line)
+        else:
+            self._audit(line)
 
 
 def _value(value: Any) -> str:

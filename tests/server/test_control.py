@@ -243,6 +243,44 @@ async def test_roles_and_the_lease_as_everyone_sees_them(
     assert 'argos_control_events_total{action="take",outcome="accepted"} 1.0' in metrics
 
 
+async def test_a_viewer_hammering_tune_cannot_flood_the_audit_log(
+        start_server: StartServer, caplog: pytest.LogCaptureFixture) -> None:
+    """120 tune and control messages from viewers (who may not control) are all refused and
+    counted, but at most a burst of them each is written to the audit log; an operator's
+    refusals are all written."""
+    from gr_argos.server.control import UNPRIVILEGED_AUDIT_BURST
+
+    server = start_server(token=VIEWER_TOKEN, operator_tokens=(OPERATOR_TOKEN,),
+                          control_freq_ranges="90e6-110e6", max_messages_per_s=0,
+                          max_tunes_per_s=0)
+    server.set_tuner(RecordingTuner())
+    caplog.set_level(logging.INFO, logger="gr_argos.audit")
+    async with joined(server, VIEWER_TOKEN) as (viewer, _), \
+            joined(server, OPERATOR_TOKEN) as (operator, _):
+        for index in range(60):
+            await send(viewer, "tune", center_freq=100e6 + index)
+            await send(viewer, "control", action="acquire", name="eve")
+        for _ in range(120):
+            assert (await next_message(viewer, "error"))["code"] in ("tune_refused",
+                                                                     "control_refused")
+        await send(operator, "control", action="acquire", name="alice")
+        await next_message(operator, "control")
+        for _ in range(30):  # outside the allowed range
+            await send(operator, "tune", center_freq=200e6)
+            assert (await next_message(operator, "error"))["code"] == "tune_refused"
+    lines = [record.getMessage() for record in caplog.records if record.name == "gr_argos.audit"]
+    by_viewer = [line for line in lines if "role=-" in line]
+    assert 0 < len([line for line in by_viewer if "event=tune" in line]) \
+        <= UNPRIVILEGED_AUDIT_BURST
+    assert 0 < len([line for line in by_viewer if "event=control" in line]) \
+        <= UNPRIVILEGED_AUDIT_BURST
+    assert len([line for line in lines if "role=operator" in line
+                and "outcome=refused" in line]) == 30
+    metrics = await asyncio.to_thread(scrape, server, VIEWER_TOKEN)
+    assert 'argos_control_events_total{action="tune",outcome="refused"} 90.0' in metrics
+    assert 'argos_control_events_total{action="acquire",outcome="refused"} 60.0' in metrics
+
+
 async def test_the_holder_tunes_and_everyone_sees_old_and_new_values(
         tokens_server: tuple[SpectrumServer, RecordingTuner],
         caplog: pytest.LogCaptureFixture) -> None:
