@@ -482,10 +482,12 @@ class Controller:
         self._count("limits", outcome)
         if problem is None:
             self._freq_ranges, self._max_gain, self._allow_amp = ranges, max_gain, allow_amp
-        self._audit(f"event=control action=limits client={requester.client_id} "
-                    f"peer={requester.peer} role={role or '-'} outcome={outcome} "
-                    + " ".join(f"{name}={_value(value)}" for name, value in self.limits().items())
-                    + (f" reason={_quoted(problem)}" if problem else ""))
+        self._audit_line(role, "control_refused_unprivileged",
+                         f"event=control action=limits client={requester.client_id} "
+                         f"peer={requester.peer} role={role or '-'} outcome={outcome} "
+                         + " ".join(f"{name}={_value(value)}"
+                                    for name, value in self.limits().items())
+                         + (f" reason={_quoted(problem)}" if problem else ""))
         if problem is None:
             self._broadcast("control", {"event": "limits", "client_id": requester.client_id,
                                         "holder": self.lease.describe(),

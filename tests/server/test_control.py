@@ -245,8 +245,8 @@ async def test_roles_and_the_lease_as_everyone_sees_them(
 
 async def test_a_viewer_hammering_tune_cannot_flood_the_audit_log(
         start_server: StartServer, caplog: pytest.LogCaptureFixture) -> None:
-    """120 tune and control messages from viewers (who may not control) are all refused and
-    counted, but at most a burst of them each is written to the audit log; an operator's
+    """180 tune, control and set_limits messages from a viewer (who may not control) are
+    all refused and counted, but at most a burst of them each is written to the audit log; an operator's
     refusals are all written."""
     from gr_argos.server.control import UNPRIVILEGED_AUDIT_BURST
 
@@ -260,7 +260,8 @@ async def test_a_viewer_hammering_tune_cannot_flood_the_audit_log(
         for index in range(60):
             await send(viewer, "tune", center_freq=100e6 + index)
             await send(viewer, "control", action="acquire", name="eve")
-        for _ in range(120):
+            await send(viewer, "set_limits", control_max_gain=60)
+        for _ in range(180):
             assert (await next_message(viewer, "error"))["code"] in ("tune_refused",
                                                                      "control_refused")
         await send(operator, "control", action="acquire", name="alice")
@@ -270,6 +271,8 @@ async def test_a_viewer_hammering_tune_cannot_flood_the_audit_log(
             assert (await next_message(operator, "error"))["code"] == "tune_refused"
     lines = [record.getMessage() for record in caplog.records if record.name == "gr_argos.audit"]
     by_viewer = [line for line in lines if "role=-" in line]
+    assert len([line for line in by_viewer if "action=limits" in line]) \
+        <= UNPRIVILEGED_AUDIT_BURST
     assert 0 < len([line for line in by_viewer if "event=tune" in line]) \
         <= UNPRIVILEGED_AUDIT_BURST
     assert 0 < len([line for line in by_viewer if "event=control" in line]) \
@@ -279,6 +282,7 @@ async def test_a_viewer_hammering_tune_cannot_flood_the_audit_log(
     metrics = await asyncio.to_thread(scrape, server, VIEWER_TOKEN)
     assert 'argos_control_events_total{action="tune",outcome="refused"} 90.0' in metrics
     assert 'argos_control_events_total{action="acquire",outcome="refused"} 60.0' in metrics
+    assert 'argos_control_events_total{action="limits",outcome="refused"} 60.0' in metrics
 
 
 async def test_the_holder_tunes_and_everyone_sees_old_and_new_values(
