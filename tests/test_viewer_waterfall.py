@@ -1,0 +1,119 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The viewer's waterfall in real headless Chromium, against an in-process
+:class:`~gr_argos.server.SpectrumServer` fed at about 30 frames/s (``viewer_server``): the
+time axis beside it in wall-clock time from the frames' timestamps, its speed (one row per 3
+frames), and the rows kept painted again in a new dB range and a new colour map.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import BrowserContext
+
+from viewer_page import Viewer, open_live
+from viewer_server import BINS, CARRIER_BIN, Served, serve
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def served(no_server_thread_left: None) -> Iterator[Served]:
+    yield from serve()
+
+
+def seconds_of_day(text: str) -> int:
+    hours, minutes, seconds = (int(part) for part in text.split(":"))
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def test_the_time_axis_labels_rows_with_the_wall_clock(served: Served,
+                                                      desktop: BrowserContext) -> None:
+    """Beside the waterfall, labels at round seconds in local time (HH:MM:SS) run down from
+    the newest row: each within a few seconds before now, older further down."""
+    viewer = open_live(desktop, served.page_url)
+    viewer.wait_for("s.timeLabels.length >= 2")
+    labels = viewer.stats()["timeLabels"]
+    local = time.localtime()
+    now_s = local.tm_hour * 3600 + local.tm_min * 60 + local.tm_sec
+    for label in labels:
+        assert 0 <= (now_s - seconds_of_day(label["text"])) % 86400 <= 30, (labels, local)
+    ys = [label["y"] for label in labels]
+    times = [seconds_of_day(label["text"]) for label in labels]
+    assert ys == sorted(ys) and times == sorted(times, reverse=True), labels
+    box = viewer.page.locator("#waterfall-time").bounding_box()
+    waterfall = viewer.page.locator("#waterfall").bounding_box()
+    assert box is not None and waterfall is not None
+    assert box["x"] >= waterfall["x"] + waterfall["width"] - 1  # beside it, on the right
+    assert viewer.errors == []
+
+
+def test_the_speed_draws_one_row_per_three_frames(served: Served,
+                                                  desktop: BrowserContext) -> None:
+    """With "1 row / 3 frames" chosen the waterfall draws a row for every three frames
+    received, each row read back at the carrier's level."""
+    viewer = open_live(desktop, served.page_url)
+    viewer.page.select_option("#row-every", "3")
+    viewer.wait_for("s.rowsEvery === 3")
+    before = viewer.stats()
+    viewer.wait_for(f"s.framesReceived >= {before['framesReceived'] + 90}")
+    after = viewer.stats()
+    frames = after["framesReceived"] - before["framesReceived"]
+    rows = after["rowsDrawn"] - before["rowsDrawn"]
+    assert frames / 3 - 2 <= rows <= frames / 3 + 2, (frames, rows)
+    assert after["rowCombine"] == "average"
+    assert not viewer.page.is_disabled("#row-combine")
+    assert viewer.errors == []
+
+
+# The colour (r, g, b) of canvas rows `first` .. `last` (canvas y, newest 0) of one column.
+COLUMN_JS = """([column, first, last]) => {
+    const canvas = window.argosViewer.waterfallCanvas;
+    const data = canvas.getContext("2d").getImageData(column, first, 1, last - first + 1).data;
+    const out = [];
+    for (let i = 0; i < data.length; i += 4) out.push([data[i], data[i + 1], data[i + 2]]);
+    return out;
+}"""
+
+
+# The colours of marker rows and of no data (colormap.js, waterfall-rows.js).
+MARKER_COLOURS = [[255, 0, 255], [90, 90, 90], [0, 220, 255], [255, 255, 255], [7, 9, 13]]
+
+
+def column_colours(viewer: Viewer, bin_index: int, first: int, last: int) -> list[list[int]]:
+    width = viewer.page.evaluate("window.argosViewer.waterfallCanvas.width")
+    column = int((bin_index + 0.5) / BINS * width)
+    colours: list[list[int]] = viewer.page.evaluate(COLUMN_JS, [column, first, last])
+    return colours
+
+
+def test_a_new_range_and_colour_map_repaint_the_rows_already_drawn(
+        served: Served, desktop: BrowserContext) -> None:
+    """Paused (no new rows), a new dB range repaints the old rows: the noise (-90 dB) under
+    a -60 dB floor turns the colour map's lowest colour; then the gray map repaints them in
+    gray, the carrier (-30 dB in -60 .. -20) at three quarters of white."""
+    viewer = open_live(desktop, served.page_url + "?min=-100&max=-20", frames=150)
+    viewer.page.keyboard.press(" ")
+    viewer.wait_for("s.paused")
+    noise_bin = 200
+    before = column_colours(viewer, noise_bin, 20, 100)
+    # The rows of data (not a marker row: a busy tab may have skipped some).
+    data = [i for i, colour in enumerate(before) if colour not in MARKER_COLOURS]
+    assert len(data) > 60 and all(before[i] != [0, 0, 4] for i in data), before
+
+    viewer.page.fill("#db-min", "-60")
+    viewer.page.press("#db-min", "Enter")
+    viewer.wait_for("s.dbMin === -60 && s.repaints >= 1")
+    after = column_colours(viewer, noise_bin, 20, 100)
+    assert all(after[i] == [0, 0, 4] for i in data), after  # inferno's lowest
+    viewer.page.select_option("#colormap", "gray")
+    viewer.wait_for("s.colormap === 'gray' && s.repaints >= 2")
+    after = column_colours(viewer, noise_bin, 20, 100)
+    assert all(after[i] == [0, 0, 0] for i in data), after
+    carrier = column_colours(viewer, CARRIER_BIN, 20, 100)
+    assert all(abs(carrier[i][0] - 191) <= 2 and carrier[i][0] == carrier[i][1] == carrier[i][2]
+               for i in data), carrier
+    assert viewer.stats()["paused"]
+    assert viewer.errors == []
