@@ -52,7 +52,7 @@ def test_the_time_axis_labels_rows_with_the_wall_clock(served: Served,
 
 def test_the_speed_draws_one_row_per_three_frames(served: Served,
                                                   desktop: BrowserContext) -> None:
-    """With "1 row / 3 frames" chosen the waterfall draws a row for every three frames
+    """With "1 per 3" chosen the waterfall draws a row for every three frames
     received, each row read back at the carrier's level."""
     viewer = open_live(desktop, served.page_url)
     viewer.page.select_option("#row-every", "3")
@@ -64,7 +64,7 @@ def test_the_speed_draws_one_row_per_three_frames(served: Served,
     rows = after["rowsDrawn"] - before["rowsDrawn"]
     assert frames / 3 - 2 <= rows <= frames / 3 + 2, (frames, rows)
     assert after["rowCombine"] == "average"
-    assert not viewer.page.is_disabled("#row-combine")
+    assert viewer.page.is_visible("#row-combine")  # only with rows of several frames
     assert viewer.errors == []
 
 

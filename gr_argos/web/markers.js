@@ -72,6 +72,7 @@ export class Markers {
     this.active = null; // the number of the active marker
     this.delta = false;
     this._shape = ""; // what the list was built for
+    this.drawn = 0; // markers in the window in the latest drawing
     this._down = null;
     el.spectrum.addEventListener("pointerdown", (event) => {
       this._down = { x: event.clientX, y: event.clientY };
@@ -330,6 +331,7 @@ export class Markers {
    * the number above it; the active one filled.
    */
   draw(ctx, plot, window, dbMin, dbMax, dpr) {
+    this.drawn = 0;
     if (!this.markers.length || !window) return;
     const span = window.stopHz - window.startHz;
     ctx.save();
@@ -340,6 +342,7 @@ export class Markers {
     const box = 15 * dpr;
     for (const { number, hz, levelDb, active } of this.entries()) {
       if (hz < window.startHz || hz > window.stopHz) continue;
+      this.drawn += 1;
       const x = plot.left + ((hz - window.startHz) / span) * plot.width;
       const t = Number.isFinite(levelDb) ? (levelDb - dbMin) / (dbMax - dbMin) : 0;
       const y = plot.top + plot.height * (1 - Math.min(1, Math.max(0, t)));
@@ -377,6 +380,6 @@ export class Markers {
   /** For tests and the console. */
   state() {
     return { markers: this.entries(), active: this.active, delta: this.delta,
-             deltas: this.deltas() };
+             deltas: this.deltas(), drawn: this.drawn };
   }
 }

@@ -1214,15 +1214,14 @@ function main() {
 
   // The waterfall's speed: one row per N frames, combined by power average or peak.
   for (const every of ROW_EVERY_CHOICES) {
-    el.rowEvery.add(new Option(every === 1 ? "every frame" : `1 row / ${every} frames`,
-      String(every)));
+    el.rowEvery.add(new Option(every === 1 ? "every frame" : `1 per ${every}`, String(every)));
   }
   for (const combine of ROW_COMBINE_CHOICES) {
     el.rowCombine.add(new Option(combine === "peak" ? "peak hold" : "power average", combine));
   }
   const onSpeed = () => {
     waterfall.setSpeed(Number(el.rowEvery.value), el.rowCombine.value);
-    el.rowCombine.disabled = el.rowEvery.value === "1";
+    el.rowCombine.hidden = el.rowEvery.value === "1"; // nothing to combine
   };
   el.rowEvery.value = ROW_EVERY_CHOICES.map(String).includes(params.get("rows_every"))
     ? params.get("rows_every") : "1";

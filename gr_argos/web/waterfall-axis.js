@@ -101,7 +101,12 @@ export function drawTimeAxis(canvas, history) {
     oldest = { age, timeMs: history.timeAt(age) };
   }
   const labels = [];
-  ctx.font = `${Math.round(10 * dpr)}px system-ui, sans-serif`;
+  // 10 px labels, smaller where the axis is too narrow for them (a phone).
+  ctx.font = `${10 * dpr}px system-ui, sans-serif`;
+  const labelWidth = ctx.measureText("00:00:00").width;
+  if (labelWidth + 8 * dpr > width) {
+    ctx.font = `${(10 * dpr * (width - 8 * dpr)) / labelWidth}px system-ui, sans-serif`;
+  }
   ctx.textBaseline = "middle";
   ctx.textAlign = "left";
   ctx.lineWidth = Math.max(1, dpr);
