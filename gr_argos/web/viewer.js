@@ -137,6 +137,7 @@ class Waterfall {
     this.count = 0;
     this.skippedSinceDraw = 0;
     this.rowsSkipped = 0;
+    this.rowsMade = 0; // rows of data made (of one frame, or of several: see setSpeed)
     this.lastKind = null;
     this.history = new RowHistory(WATERFALL_ROWS); // what each row on screen shows
     this.combiner = new RowCombiner(); // the speed: one row per combiner.every frames
@@ -207,6 +208,7 @@ class Waterfall {
     slot.window = { startHz: window.startHz, stopHz: window.stopHz };
     slot.timeMs = timeMs;
     this.lastKind = ROW_DATA;
+    this.rowsMade += 1;
     sampleInto(slot.values, window.startHz, cellHz, sources);
   }
 
@@ -219,6 +221,7 @@ class Waterfall {
     slot.window = combiner.window;
     slot.timeMs = combiner.timeMs;
     this.lastKind = ROW_DATA;
+    this.rowsMade += 1;
     combiner.finish(slot.values);
   }
 
@@ -1345,6 +1348,7 @@ function main() {
                    refreshes: readout.refreshes },
         historyRows: waterfall.history.count,
         rowsEvery: waterfall.combiner.every,
+        rowsMade: waterfall.rowsMade,
         rowCombine: waterfall.combiner.combine,
         timeLabels: [...timeLabels],
         markers: markers.state(),
