@@ -122,3 +122,43 @@ def test_a_new_range_and_colour_map_repaint_the_rows_already_drawn(
                for i in data), carrier
     assert viewer.stats()["paused"]
     assert viewer.errors == []
+
+
+# The canvas rows (y, newest 0) of the waterfall in grey dashes two columns long (rows the
+# page did not draw, waterfall-rows.js) and the time axis's symbols, drawn with them.
+SKIPPED_ROWS_JS = """() => {
+    const canvas = window.argosViewer.waterfallCanvas;
+    const data = canvas.getContext("2d").getImageData(0, 0, 16, canvas.height).data;
+    const rows = [];
+    for (let y = 0; y < canvas.height; y++) {
+        let dashed = true;
+        for (let x = 0; x < 16; x++) {
+            const grey = x % 4 < 2;
+            const r = data[4 * (y * 16 + x)];
+            if (r !== (grey ? 90 : 7)) dashed = false;
+        }
+        if (dashed) rows.push(y);
+    }
+    return {rows, symbols: window.argosViewer.stats().timeSymbols};
+}"""
+
+
+def test_rows_not_drawn_are_a_dashed_row_with_a_symbol_beside_it(
+        served: Served, desktop: BrowserContext) -> None:
+    """Paused for a moment and back to live, the rows not drawn are one row of grey dashes
+    (a pattern, not only a colour) with three dots beside it on the time axis, at its
+    height."""
+    viewer = open_live(desktop, served.page_url)
+    viewer.page.keyboard.press(" ")
+    viewer.wait_for("s.paused && s.framesWhilePaused >= 20")
+    viewer.page.click("#pause")
+    viewer.wait_for("!s.paused && s.timeSymbols.some((x) => x.kind === 'skipped')")
+    drawn = viewer.page.evaluate(SKIPPED_ROWS_JS)
+    rows = drawn["rows"]
+    assert len(rows) >= 1, rows
+    symbol = next(x for x in drawn["symbols"] if x["kind"] == "skipped")
+    box = viewer.page.locator("#waterfall").bounding_box()
+    assert box is not None
+    canvas_rows = viewer.stats()["waterfallRows"]
+    assert abs(symbol["y"] - (rows[0] + 0.5) * box["height"] / canvas_rows) <= 3, (symbol, rows)
+    assert viewer.errors == []

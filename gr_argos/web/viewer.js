@@ -667,7 +667,7 @@ function main() {
   let layoutDirty = true;
   let repaintDirty = false; // the waterfall's kept rows are to be painted again
   let timeAxisDirty = true;
-  let timeLabels = [];
+  let timeAxis = { labels: [], symbols: [] }; // what the time axis drew last
   let rafPending = false;
 
   const client = new ArgosClient(serverUrl(), clientOptions());
@@ -864,7 +864,7 @@ function main() {
       repaintDirty = false;
     }
     if (timeAxisDirty) {
-      timeLabels = drawTimeAxis(el.waterfallTime, waterfall.history);
+      timeAxis = drawTimeAxis(el.waterfallTime, waterfall.history);
       timeAxisDirty = false;
     }
     if (view.traceDirty) {
@@ -1350,7 +1350,8 @@ function main() {
         rowsEvery: waterfall.combiner.every,
         rowsMade: waterfall.rowsMade,
         rowCombine: waterfall.combiner.combine,
-        timeLabels: [...timeLabels],
+        timeLabels: [...timeAxis.labels],
+        timeSymbols: [...timeAxis.symbols],
         markers: markers.state(),
         said: [...announcer.said],
         summary: { text: $("plot-summary").textContent, updates: summary.updates },

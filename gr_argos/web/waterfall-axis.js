@@ -87,7 +87,8 @@ export function drawColorbar(canvas, colormap, dbMin, dbMax) {
 /**
  * Draw the time axis for `history` (the RowHistory of readout.js: row `age` is the waterfall's
  * canvas row `age` of `history.rows`, stretched to the canvas's height) on `canvas`.
- * Returns the labels drawn ([{y, text}], y in CSS pixels from the top), for tests.
+ * Returns what it drew, for tests: {labels: [{y, text}], symbols: [{y, kind}]}, y in CSS
+ * pixels from the top.
  */
 export function drawTimeAxis(canvas, history) {
   const { ctx, width, height, dpr } = fitCanvas(canvas);
@@ -141,6 +142,7 @@ export function drawTimeAxis(canvas, history) {
     }
   }
   // A symbol beside each marker row (the first of a run close together).
+  const symbols = [];
   let lastSymbolY = -Infinity;
   const r = 3 * dpr;
   for (let age = 0; age < history.count; age++) {
@@ -152,6 +154,7 @@ export function drawTimeAxis(canvas, history) {
     ctx.fillStyle = "rgba(7, 9, 13, 0.9)";
     ctx.fillRect(0, y - r - dpr, width, 2 * r + 2 * dpr);
     symbol(ctx, kind, width - r - 3 * dpr, y, r);
+    symbols.push({ y: y / dpr, kind });
   }
-  return labels;
+  return { labels, symbols };
 }
