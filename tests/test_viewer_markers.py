@@ -94,6 +94,20 @@ def test_markers_placed_by_click_read_the_carrier_live_with_a_delta_and_follow_z
     assert viewer.errors == []
 
 
+def test_a_double_click_on_the_spectrum_goes_back_to_the_whole_band_without_a_marker(
+        served: Served, desktop: BrowserContext) -> None:
+    """A double-click on the zoomed spectrum shows the whole band (zoom.js) and leaves no
+    marker behind: its first click's marker goes with the second."""
+    viewer = open_live(desktop, served.page_url)
+    viewer.page.evaluate("window.argosViewer.zoom.setWindow(100.2e6, 100.5e6)")
+    viewer.wait_for("s.zoomed")
+    viewer.page.mouse.dblclick(*carrier_point(viewer, "#spectrum", 0.7))
+    viewer.wait_for("!s.zoomed")
+    viewer.wait_for_more_frames(2)
+    assert markers(viewer) == []
+    assert viewer.errors == []
+
+
 def test_peak_search_and_the_next_peaks_by_keys(served: Served,
                                                 desktop: BrowserContext) -> None:
     """p puts a marker on the strongest signal; [ and ] move it to the next peak left and

@@ -15,6 +15,10 @@ export const MAX_MARKERS = 4;
 const CLICK_PX = { mouse: 4, touch: 12 }; // a click snaps to the strongest bin this near
 const SELECT_PX = 10; // a click this near a marker makes it the active one
 const TAP_PX = 8; // a pointer that moved further is a drag (a pan), not a click
+// A second click this soon and near makes a double click or tap (zoom.js: the whole band),
+// which places no marker.
+const DOUBLE_CLICK_MS = 400;
+const DOUBLE_CLICK_PX = 30;
 
 /** The keys of the markers, as the help lists them: [keys, what they do]. */
 export const MARKER_KEYS = [
@@ -74,6 +78,7 @@ export class Markers {
     this._shape = ""; // what the list was built for
     this.drawn = 0; // markers in the window in the latest drawing
     this._down = null;
+    this._lastClick = null; // {x, y, at, placed: the number of the marker it added, or null}
     el.spectrum.addEventListener("pointerdown", (event) => {
       this._down = { x: event.clientX, y: event.clientY };
     });
@@ -121,11 +126,12 @@ export class Markers {
 
   // -- changes -----------------------------------------------------------------------------
 
-  /** A new marker at `hz`, made active; with all four placed, the active one moves there. */
+  /** A new marker at `hz`, made active, and its number; with all four placed, the active
+   * one moves there (and null). */
   add(hz) {
     if (this.markers.length >= MAX_MARKERS) {
       this.moveActive(hz);
-      return;
+      return null;
     }
     let number = 1;
     while (this.markers.some((m) => m.number === number)) number++;
@@ -133,6 +139,7 @@ export class Markers {
     this.markers.sort((a, b) => a.number - b.number);
     this.active = number;
     this._changed();
+    return number;
   }
 
   /** The active marker to `hz` (a new one if there is none). */
@@ -237,6 +244,16 @@ export class Markers {
     const down = this._down;
     if (down && Math.hypot(event.clientX - down.x, event.clientY - down.y) > TAP_PX) return;
     if (!this.source.placeOnClick()) return;
+    const last = this._lastClick;
+    const click = { x: event.clientX, y: event.clientY, at: event.timeStamp, placed: null };
+    this._lastClick = click;
+    if (last && click.at - last.at < DOUBLE_CLICK_MS &&
+        Math.hypot(click.x - last.x, click.y - last.y) < DOUBLE_CLICK_PX) {
+      // The second of a double click or tap: the first one's marker goes too.
+      if (last.placed !== null) this.remove(last.placed);
+      this._lastClick = null;
+      return;
+    }
     const window = this.source.window();
     const box = this.source.plotBox();
     if (!window) return;
@@ -248,7 +265,7 @@ export class Markers {
       return;
     }
     const hz = this.hzAtClientX(event.clientX, CLICK_PX[event.pointerType] ?? CLICK_PX.touch);
-    if (hz !== null) this.add(hz);
+    if (hz !== null) click.placed = this.add(hz);
   }
 
   _key(event) {
