@@ -8,13 +8,16 @@ With ``--login`` it regenerates docs/viewer-login.png instead: the app gets a to
 viewer, on a 390x844 phone screen, shows its login form. With ``--zoom`` it regenerates
 docs/viewer-zoom.png: after some seconds of the whole band the viewer zooms in on 100.2 to
 102.6 MHz (as a wheel or pinch would), so the waterfall shows the whole band below a marker
-row and the zoomed window above it, the narrow carriers one bin wide. The PNG is reduced to a 128-colour
+row and the zoomed window above it, the narrow carriers one bin wide. With ``--markers`` it
+regenerates docs/viewer-markers.png: marker 1 on the strongest carrier, marker 2 on the next
+peak to its right, with the delta readout, and the keyboard cursor on the waterfall. The PNG is reduced to a 128-colour
 palette with Pillow (Debian's python3-pil, visible in the venv), which keeps it small enough
 for the repository.
 
 Usage: .venv/bin/python scripts/screenshot_viewer.py [--out docs/viewer.png] [--wait-s 8]
        .venv/bin/python scripts/screenshot_viewer.py --login
        .venv/bin/python scripts/screenshot_viewer.py --zoom
+       .venv/bin/python scripts/screenshot_viewer.py --markers
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ def argument_parser() -> argparse.ArgumentParser:
                       help="the login form of a server with a token, on a phone screen")
     mode.add_argument("--zoom", action="store_true",
                       help="a zoomed view of the simulated band (docs/viewer-zoom.png)")
+    mode.add_argument("--markers", action="store_true",
+                      help="two markers with their delta (docs/viewer-markers.png)")
     parser.add_argument("--wait-s", type=float, default=16.0,
                         help="seconds of spectrum to let scroll into the waterfall first")
     return parser
@@ -67,7 +72,8 @@ def argument_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = argument_parser().parse_args(argv)
-    name = "viewer-login.png" if args.login else "viewer-zoom.png" if args.zoom else "viewer.png"
+    name = ("viewer-login.png" if args.login else "viewer-zoom.png" if args.zoom
+            else "viewer-markers.png" if args.markers else "viewer.png")
     out = args.out or REPO_ROOT / "docs" / name
     command = [sys.executable, "-u", "-m", "gr_argos.apps.spectrum", "--source", "sim",
                "--port", "0"]
@@ -94,6 +100,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     page.wait_for_timeout(args.wait_s * 1000 / 2)
                 else:
                     page.wait_for_timeout(args.wait_s * 1000)
+                if args.markers:
+                    # Marker 1 on the strongest carrier, marker 2 on the next peak right of
+                    # it, the delta between them; the keyboard cursor on the waterfall.
+                    for key in ("p", "m", "]", "d"):
+                        page.keyboard.press(key)
+                    page.wait_for_function(
+                        "window.argosViewer.stats().markers.deltas.length === 1",
+                        timeout=TIMEOUT_MS)
+                    page.focus("#waterfall")
+                    page.keyboard.press("Shift+ArrowDown")
+                    page.wait_for_timeout(500)
             png = page.screenshot()
     out.parent.mkdir(parents=True, exist_ok=True)
     with Image.open(io.BytesIO(png)) as image:

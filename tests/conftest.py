@@ -109,21 +109,28 @@ def browser() -> Iterator[Browser]:
         yield chromium
 
 
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+def _browser_context(browser: Browser, **options: Any) -> Iterator[BrowserContext]:
+    ctx = browser.new_context(**options)
     try:
         yield ctx
     finally:
         ctx.close()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    """A 1280x800 screen with a mouse."""
+    yield from _browser_context(browser, viewport={"width": 1280, "height": 800})
+
+
+@pytest.fixture
+def desktop(browser: Browser) -> Iterator[BrowserContext]:
+    """A 1440x900 desktop screen with a mouse."""
+    yield from _browser_context(browser, viewport={"width": 1440, "height": 900})
 
 
 @pytest.fixture
 def phone(browser: Browser) -> Iterator[BrowserContext]:
     """A 390x844 phone screen with touch."""
-    ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=3,
-                              is_mobile=True, has_touch=True)
-    try:
-        yield ctx
-    finally:
-        ctx.close()
+    yield from _browser_context(browser, viewport={"width": 390, "height": 844},
+                                device_scale_factor=3, is_mobile=True, has_touch=True)

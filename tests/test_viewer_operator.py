@@ -26,7 +26,7 @@ import pytest
 from playwright.sync_api import BrowserContext
 
 from helpers import REPO_ROOT, running
-from viewer_page import WAIT_MS, Viewer, open_viewer, touch
+from viewer_page import WAIT_MS, Viewer, carrier_point, open_live, open_viewer, touch
 from viewer_server import (
     BINS, CARRIER_BIN, CARRIER_DB, FPS, NOISE_FLOOR_DB, Served, serve, start_server,
 )
@@ -43,12 +43,6 @@ def served(no_server_thread_left: None) -> Iterator[Served]:
     yield from serve()
 
 
-def open_live(context: BrowserContext, url: str, frames: int = 10) -> Viewer:
-    viewer = open_viewer(context, url)
-    viewer.wait_for(f"s.state === 'open' && s.framesDrawn >= {frames} && s.rowsDrawn >= {frames}")
-    return viewer
-
-
 def opacity(viewer: Viewer, selector: str) -> float:
     return float(viewer.page.eval_on_selector(selector, "e => getComputedStyle(e).opacity"))
 
@@ -61,16 +55,6 @@ def level_in(text: str) -> float:
     match = READOUT_LEVEL.search(text)
     assert match, text
     return float(match.group(1))
-
-
-def carrier_point(viewer: Viewer, canvas: str, y_fraction: float = 0.5) -> tuple[float, float]:
-    """Page coordinates over the carrier's bin (the whole band is shown), at ``y_fraction``
-    of ``canvas``'s height."""
-    plot = viewer.page.locator("#waterfall").bounding_box()
-    box = viewer.page.locator(canvas).bounding_box()
-    assert plot is not None and box is not None
-    return (plot["x"] + (CARRIER_BIN + 0.5) / BINS * plot["width"],
-            box["y"] + y_fraction * box["height"])
 
 
 # -- honest states -------------------------------------------------------------------------

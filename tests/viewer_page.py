@@ -12,6 +12,8 @@ from typing import Any
 
 from playwright.sync_api import BrowserContext, Page
 
+from viewer_server import BINS, CARRIER_BIN
+
 WAIT_MS = 30_000  # generous: a loaded 2-core machine; a passing test never waits this long
 
 # For Viewer.wait_for: the frames drawn are of a view the server answered, with no view asked
@@ -64,6 +66,25 @@ def open_viewer(context: BrowserContext, url: str) -> Viewer:
     page.on("pageerror", lambda error: viewer.errors.append(f"page error: {error}"))
     page.goto(url)
     return viewer
+
+
+def open_live(context: BrowserContext, url: str, frames: int = 10) -> Viewer:
+    """Open ``url`` and wait until it has drawn ``frames`` frames and waterfall rows."""
+    viewer = open_viewer(context, url)
+    viewer.wait_for(f"s.state === 'open' && s.framesDrawn >= {frames} && s.rowsDrawn >= {frames}")
+    return viewer
+
+
+def carrier_point(viewer: Viewer, canvas: str, y_fraction: float = 0.5,
+                  bin_index: int = CARRIER_BIN) -> tuple[float, float]:
+    """Page coordinates over bin ``bin_index`` (default: the carrier's) of the in-process
+    server's stream (viewer_server.py; the whole band shown), at ``y_fraction`` of
+    ``canvas``'s height."""
+    plot = viewer.page.locator("#waterfall").bounding_box()
+    box = viewer.page.locator(canvas).bounding_box()
+    assert plot is not None and box is not None
+    return (plot["x"] + (bin_index + 0.5) / BINS * plot["width"],
+            box["y"] + y_fraction * box["height"])
 
 
 def touch(session: Any, kind: str, points: list[tuple[float, float]]) -> None:

@@ -39,7 +39,8 @@ class Publisher:
 
     The sequence counter keeps running when the server is swapped, like a flowgraph whose
     server restarts; ``center_freq_hz`` may be changed to retune, and ``carrier_db`` to
-    change the carrier's level (None: no carrier). With ``second_trace`` the
+    change the carrier's level (None: no carrier), and ``extra_carriers`` ({bin: dB}) adds
+    one-bin carriers. With ``second_trace`` the
     frames are a peak trace with a second, average, trace (for the clients that ask).
     """
 
@@ -48,6 +49,7 @@ class Publisher:
         self.second_trace = second_trace
         self.center_freq_hz = CENTER_FREQ_HZ
         self.carrier_db: float | None = CARRIER_DB
+        self.extra_carriers: dict[int, float] = {}
         self.sequence = 0
         self._stop = threading.Event()
         self._rng = np.random.default_rng(1)
@@ -62,6 +64,8 @@ class Publisher:
             if carrier_db is not None:
                 power[CARRIER_BIN - 1:CARRIER_BIN + 2] = (carrier_db - 20, carrier_db,
                                                           carrier_db - 20)
+            for bin_index, level_db in self.extra_carriers.items():
+                power[bin_index] = level_db
             traces: dict[str, Any] = {}
             if self.second_trace:
                 average = SECOND_NOISE_FLOOR_DB + self._rng.normal(0.0, 1.0, BINS)

@@ -55,6 +55,12 @@ function frame(ctx, style, x, y, w, h, t) {
   ctx.fillRect(x + w - t, y, t, h);
 }
 
+/** A start's box: white inside a black edge, `top` rows down, MARK_ROWS high. */
+function box(ctx, left, width, top) {
+  frame(ctx, MARK_EDGE, left, top, width, MARK_ROWS, 1);
+  frame(ctx, MARK_INNER, left + 1, top + 1, width - 2, MARK_ROWS - 2, 2);
+}
+
 export class Detections {
   /**
    * @param {EventTarget} client the ArgosClient (its "detection" events).
@@ -70,6 +76,7 @@ export class Detections {
     this.beeps = 0;
     this.waterfallMarks = 0; // start marks drawn into the waterfall so far
     this.pendingMarks = []; // starts not yet marked on the waterfall: {startHz, stopHz}
+    this.boxes = []; // the boxes on the waterfall: {serial (of the newest row then), left, width}
     this.streamId = null; // only this stream's (null: any)
     this._audio = null;
     client.addEventListener("detection", (event) => this.add(event.detail));
@@ -115,10 +122,13 @@ export class Detections {
    * it scrolls down with the rows (and stays where the signal started).
    * @param {HTMLCanvasElement} canvas the waterfall (one column a pixel, one row a pixel).
    * @param {{startHz: number, stopHz: number} | null} band the frequencies it shows.
+   * @param {number} serial the serial number of the newest row (RowHistory.pushed).
    */
-  markWaterfall(canvas, band) {
+  markWaterfall(canvas, band, serial = 0) {
     const marks = this.pendingMarks;
     this.pendingMarks = [];
+    // The boxes scrolled off the waterfall are forgotten.
+    this.boxes = this.boxes.filter((box) => serial - box.serial < canvas.height);
     if (!band || band.stopHz <= band.startHz) return;
     const ctx = canvas.getContext("2d");
     const perHz = canvas.width / (band.stopHz - band.startHz);
@@ -130,10 +140,17 @@ export class Detections {
       const left = Math.round(middle - half) - 2;
       const width = Math.round(2 * half) + 4;
       // A frame, not a bar: the signal's own rows stay visible inside it.
-      frame(ctx, MARK_EDGE, left, 0, width, MARK_ROWS, 1);
-      frame(ctx, MARK_INNER, left + 1, 1, width - 2, MARK_ROWS - 2, 2);
+      box(ctx, left, width, 0);
+      this.boxes.push({ serial, left, width });
       this.waterfallMarks += 1;
     }
+  }
+
+  /** Draw again the boxes still on the waterfall, after its rows were painted again: a box
+   * drawn when row `serial` was the newest is as many rows down as rows came since. */
+  redrawWaterfall(canvas, serialNow) {
+    const ctx = canvas.getContext("2d");
+    for (const { serial, left, width } of this.boxes) box(ctx, left, width, serialNow - serial);
   }
 
   render() {

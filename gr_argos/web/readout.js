@@ -17,6 +17,7 @@ export class RowHistory {
     this.rows = rows;
     this.columns = 0;
     this.count = 0;
+    this.pushed = 0; // rows pushed so far: a row's serial number
     this.newest = -1;
     this.kinds = new Uint8Array(rows);
     this.times = new Float64Array(rows);
@@ -47,6 +48,7 @@ export class RowHistory {
     if (!this.columns) return;
     this.newest = (this.newest + 1) % this.rows;
     this.count = Math.min(this.rows, this.count + 1);
+    this.pushed += 1;
     this.kinds[this.newest] = kind;
     this.times[this.newest] = timeMs;
     this.starts[this.newest] = window ? window.startHz : NaN;
@@ -56,13 +58,25 @@ export class RowHistory {
     else this.values.fill(NaN, offset, offset + this.columns);
   }
 
-  /** Row `age` (0 the newest, at the top) or null: {kind, timeMs, startHz, stopHz, values}. */
+  /** The kind (an index of ROW_NAMES) of row `age` (0 the newest), without its values. */
+  kindAt(age) {
+    return this.kinds[(this.newest - age + this.rows) % this.rows];
+  }
+
+  /** The time (ms since the epoch) of row `age`'s frame, NaN for a marker row. */
+  timeAt(age) {
+    return this.times[(this.newest - age + this.rows) % this.rows];
+  }
+
+  /** Row `age` (0 the newest, at the top) or null: {kind, kindIndex, timeMs, startHz,
+   * stopHz, values} (kind is its name in ROW_NAMES). */
   at(age) {
     if (age < 0 || age >= this.count) return null;
     const slot = (this.newest - age + this.rows) % this.rows;
     const offset = slot * this.columns;
     return {
       kind: ROW_NAMES[this.kinds[slot]],
+      kindIndex: this.kinds[slot],
       timeMs: this.times[slot],
       startHz: this.starts[slot],
       stopHz: this.stops[slot],

@@ -9,19 +9,25 @@
 // ImageData and the scratch arrays are allocated when the bin count or the canvas size
 // changes, never per frame.
 
+import { Announcer, KeyboardCursor, PlotSummary } from "./a11y.js";
 import { ArgosClient, ENCODINGS } from "./argos-client.js";
-import {
-  COLORMAP_NAMES, GAP_RGB, LUT_SIZE, RETUNE_RGB, SKIP_RGB, VIEW_RGB, colorAt, makeLut, packRgb,
-} from "./colormap.js";
+import { COLORMAP_NAMES, makeLut } from "./colormap.js";
 import { Control } from "./control.js";
 import { Detections } from "./detections.js";
 import { plain, statusEntries } from "./device.js";
 import { composePng, download, exportName, traceCsv } from "./export.js";
 import { setUpFullscreen } from "./fullscreen.js";
+import { setUpHelp } from "./help.js";
 import { TokenStore, setUpLogin } from "./login.js";
+import { MARKER_KEYS, Markers } from "./markers.js";
 import { Pause } from "./pause.js";
 import { Readout, RowHistory } from "./readout.js";
 import { OutageBanner, gapNotice, rangeProblem, streamProblem } from "./states.js";
+import { drawColorbar, drawTimeAxis } from "./waterfall-axis.js";
+import {
+  ROW_COMBINE_CHOICES, ROW_DATA, ROW_EVERY_CHOICES, ROW_GAP, ROW_RETUNE, ROW_SKIPPED, ROW_VIEW,
+  RowCombiner, paintRow, repaint,
+} from "./waterfall-rows.js";
 import {
   ViewRequester, ZoomControl, binGrid, regrid, sampleInto, setUpRateControl, urlWithView,
   viewFromUrl,
@@ -43,16 +49,6 @@ const CLIENT_OPTIONS = [
 // everywhere else (a stream without one, the waterfall unless only the second is shown).
 const TRACE_CHOICES = ["both", "first", "second"];
 
-const ROW_DATA = 0;
-const ROW_GAP = 1;
-const ROW_RETUNE = 2;
-const ROW_VIEW = 3; // the window changed: the rows above it are drawn into the new one
-const ROW_SKIPPED = 4; // rows not drawn (a busy tab, a pause): only in the row history
-const MARKER_PIXELS = {
-  [ROW_GAP]: packRgb(GAP_RGB), [ROW_RETUNE]: packRgb(RETUNE_RGB), [ROW_VIEW]: packRgb(VIEW_RGB),
-};
-const SKIP_PIXEL = packRgb(SKIP_RGB);
-
 const COLORS = {
   background: "#07090d",
   grid: "rgba(120, 140, 170, 0.16)",
@@ -68,7 +64,6 @@ const COLORS = {
   mark: "rgba(255, 112, 67, 0.22)", // a signal on the air (detections.js)
   markLabel: "#ffab91",
 };
-const BACKGROUND_PIXEL = packRgb([7, 9, 13]); // COLORS.background: no data there
 
 const params = new URLSearchParams(location.search);
 
@@ -142,8 +137,10 @@ class Waterfall {
     this.count = 0;
     this.skippedSinceDraw = 0;
     this.rowsSkipped = 0;
+    this.rowsMade = 0; // rows of data made (of one frame, or of several: see setSpeed)
     this.lastKind = null;
     this.history = new RowHistory(WATERFALL_ROWS); // what each row on screen shows
+    this.combiner = new RowCombiner(); // the speed: one row per combiner.every frames
   }
 
   /** Use `columns` columns; the rows drawn so far are stretched to the new width. */
@@ -166,6 +163,8 @@ class Waterfall {
     this.slots = Array.from({ length: MAX_PENDING_ROWS },
       () => ({ kind: ROW_DATA, values: new Float32Array(columns), window: null, timeMs: NaN }));
     this.history.configure(columns);
+    this.combiner.configure(columns);
+    this.fullImage = null; // for repaint(), allocated when first needed
     this.head = 0;
     this.count = 0;
     this.skippedSinceDraw = 0;
@@ -195,20 +194,58 @@ class Waterfall {
    * of time `timeMs` (ms since the epoch). */
   pushSpectrum(sources, window, timeMs) {
     if (!this.columns) return;
+    const cellHz = (window.stopHz - window.startHz) / this.columns;
+    const combiner = this.combiner;
+    if (combiner.every > 1) {
+      // A row of several frames: all of one window (a new window starts a new row).
+      if (!combiner.fits(window)) this.flushRow();
+      sampleInto(combiner.scratch, window.startHz, cellHz, sources);
+      if (combiner.add(window, timeMs)) this.flushRow();
+      return;
+    }
     const slot = this.claim();
     slot.kind = ROW_DATA;
     slot.window = { startHz: window.startHz, stopHz: window.stopHz };
     slot.timeMs = timeMs;
     this.lastKind = ROW_DATA;
-    const cellHz = (window.stopHz - window.startHz) / this.columns;
+    this.rowsMade += 1;
     sampleInto(slot.values, window.startHz, cellHz, sources);
   }
 
-  /** A marker row; a view marker only where the previous row is not one already. */
+  /** The row being combined, of the frames it has so far, as a pending row. */
+  flushRow() {
+    const combiner = this.combiner;
+    if (!combiner.frames) return;
+    const slot = this.claim();
+    slot.kind = ROW_DATA;
+    slot.window = combiner.window;
+    slot.timeMs = combiner.timeMs;
+    this.lastKind = ROW_DATA;
+    this.rowsMade += 1;
+    combiner.finish(slot.values);
+  }
+
+  /** One row per `every` frames, combined by `combine` ("average" or "peak"). */
+  setSpeed(every, combine) {
+    this.flushRow();
+    this.combiner.every = every;
+    this.combiner.combine = combine;
+  }
+
+  /** A marker row (after the row being combined); a view marker only where the previous row
+   * is not one already. */
   pushMarker(kind) {
     if (!this.columns || (kind === ROW_VIEW && this.lastKind === ROW_VIEW)) return;
+    this.flushRow();
     this.claim().kind = kind;
     this.lastKind = kind;
+  }
+
+  /** Paint every row kept again (a new colour map or range). */
+  repaint(lut, dbMin, dbMax) {
+    if (!this.columns) return;
+    this.fullImage ??= this.ctx.createImageData(this.columns, WATERFALL_ROWS);
+    repaint(this.ctx, this.fullImage, this.history, lut, dbMin, dbMax);
   }
 
   /** Mark rows left out on purpose (a pause) with the grey row of skipped rows. */
@@ -225,25 +262,15 @@ class Waterfall {
     // Scroll by drawing the canvas onto itself, batch rows lower.
     ctx.drawImage(this.canvas, 0, 0, columns, WATERFALL_ROWS - batch,
       0, batch, columns, WATERFALL_ROWS - batch);
-    const scale = (LUT_SIZE - 1) / Math.max(1e-6, dbMax - dbMin);
     let gapRows = 0;
     for (let j = 0; j < this.count; j++) {
       const slot = this.slots[(this.head + j) % MAX_PENDING_ROWS];
       const offset = (this.count - 1 - j) * columns; // oldest lowest, newest on top
-      if (slot.kind !== ROW_DATA) {
-        pixels.fill(MARKER_PIXELS[slot.kind], offset, offset + columns);
-        if (slot.kind === ROW_GAP) gapRows += 1;
-        continue;
-      }
-      const values = slot.values;
-      for (let c = 0; c < columns; c++) {
-        const x = (values[c] - dbMin) * scale;
-        pixels[offset + c] = values[c] !== values[c] ? BACKGROUND_PIXEL // no data there
-          : lut[x < 0 ? 0 : x > LUT_SIZE - 1 ? LUT_SIZE - 1 : x | 0];
-      }
+      paintRow(pixels, offset, columns, slot.kind, slot.values, lut, dbMin, dbMax);
+      if (slot.kind === ROW_GAP) gapRows += 1;
     }
     if (markerRows) {
-      pixels.fill(SKIP_PIXEL, this.count * columns, batch * columns);
+      paintRow(pixels, this.count * columns, columns, ROW_SKIPPED, null, lut, dbMin, dbMax);
       this.history.push(ROW_SKIPPED, null, null, NaN);
     }
     for (let j = 0; j < this.count; j++) {
@@ -518,31 +545,6 @@ class SpectrumPlot {
   }
 }
 
-/** The colour scale beside the waterfall, labelled with the dB range. */
-function drawColorbar(canvas, colormap, dbMin, dbMax) {
-  const dpr = window.devicePixelRatio || 1;
-  const width = Math.max(1, Math.round(canvas.clientWidth * dpr));
-  const height = Math.max(1, Math.round(canvas.clientHeight * dpr));
-  if (canvas.width !== width) canvas.width = width;
-  if (canvas.height !== height) canvas.height = height;
-  const ctx = canvas.getContext("2d");
-  ctx.clearRect(0, 0, width, height);
-  const barWidth = Math.round(8 * dpr);
-  const barLeft = width - barWidth - Math.round(6 * dpr);
-  for (let y = 0; y < height; y++) {
-    const [r, g, b] = colorAt(colormap, 1 - y / Math.max(1, height - 1));
-    ctx.fillStyle = `rgb(${r},${g},${b})`;
-    ctx.fillRect(barLeft, y, barWidth, 1);
-  }
-  ctx.font = `${Math.round(11 * dpr)}px system-ui, sans-serif`;
-  ctx.fillStyle = COLORS.label;
-  ctx.textAlign = "right";
-  ctx.textBaseline = "top";
-  ctx.fillText(`${Math.round(dbMax)}`, barLeft - 4 * dpr, 0);
-  ctx.textBaseline = "bottom";
-  ctx.fillText(`${Math.round(dbMin)}`, barLeft - 4 * dpr, height);
-}
-
 /** The auto range: a floor a little under the noise (median) and a ceiling over the peaks. */
 class AutoRange {
   constructor() {
@@ -640,6 +642,7 @@ function main() {
     rangeError: $("range-error"), pause: $("pause"), paused: $("paused"),
     fullscreen: $("fullscreen"), fullscreenExit: $("fullscreen-exit"),
     exportPng: $("export-png"), exportCsv: $("export-csv"),
+    waterfallTime: $("waterfall-time"), rowEvery: $("row-every"), rowCombine: $("row-combine"),
     login: {
       panel: $("login"), form: $("login-form"), token: $("login-token"),
       remember: $("login-remember"), help: $("login-help"), error: $("login-error"),
@@ -682,7 +685,7 @@ function main() {
       ? params.get("colormap") : COLORMAP_NAMES[0],
     counters: {
       framesReceived: 0, secondFramesReceived: 0, framesDrawn: 0, rowsDrawn: 0, gapEvents: 0,
-      gapRowsDrawn: 0, retunes: 0, warnings: 0, errors: 0, gps: 0, status: 0,
+      gapRowsDrawn: 0, repaints: 0, retunes: 0, warnings: 0, errors: 0, gps: 0, status: 0,
       framesMissed: 0, // the frames the gaps counted, with those estimated across restarts
     },
   };
@@ -692,6 +695,9 @@ function main() {
   const autoRange = new AutoRange();
   let colorbarDirty = true;
   let layoutDirty = true;
+  let repaintDirty = false; // the waterfall's kept rows are to be painted again
+  let timeAxisDirty = true;
+  let timeAxis = { labels: [], symbols: [] }; // what the time axis drew last
   let rafPending = false;
 
   const client = new ArgosClient(serverUrl(), clientOptions());
@@ -743,7 +749,9 @@ function main() {
     urlWithView(location.href, zoom.zoomWindow, view.fpsDivisor)));
 
   const banner = new OutageBanner(el.outage);
+  const announcer = new Announcer($("announce"));
   const pause = new Pause(el.pause, el.paused, (paused) => {
+    announcer.say(paused ? "Paused" : "Live");
     if (!paused) waterfall.markSkipped(); // the rows not drawn, then the live stream
     view.traceDirty = true;
     requestDraw();
@@ -755,6 +763,28 @@ function main() {
   setUpFullscreen({ button: el.fullscreen, exit: el.fullscreenExit }, el.plots, () => {
     layoutDirty = true;
     requestDraw();
+  });
+  const redraw = () => {
+    view.traceDirty = true;
+    requestDraw();
+  };
+  const markers = new Markers({
+    spectrum: el.spectrum, list: $("marker-list"), peak: $("marker-peak"), left: $("marker-left"),
+    right: $("marker-right"), delta: $("marker-delta"), clear: $("marker-clear"),
+  }, {
+    trace: shownTrace, window: shownBand, plotBox, pointer: () => readout.pointer,
+    placeOnClick: () => !($("control-tap").checked && control.holds), // a click tunes then
+    changed: redraw,
+  });
+  setUpHelp($("help"), $("help-button"), MARKER_KEYS);
+  const summary = new PlotSummary($("plot-summary"), { spectrum: el.spectrum }, {
+    trace: shownTrace, window: shownBand, range: () => view.range, paused: () => pause.paused,
+  });
+  const cursorSay = $("cursor-say");
+  const cursor = new KeyboardCursor({ spectrum: el.spectrum, waterfall: el.waterfall }, readout, {
+    trace: shownTrace, window: shownBand, plotBox,
+    spectrumBox: () => el.spectrum.getBoundingClientRect(), rows: WATERFALL_ROWS,
+    changed: redraw, say: (text) => { cursorSay.textContent = text; },
   });
 
   /** What each trace is called: its detector, else its place. */
@@ -783,6 +813,14 @@ function main() {
       if (under) sources.push({ values: under.values, grid: wide.grid });
       return { key, sources };
     });
+  }
+
+  /** The trace the waterfall follows in the frame drawn, with its bins ({values, grid}),
+   * or null: what markers and the summary read. */
+  function shownTrace() {
+    const trace = tracesOf(view.latest).at(-1);
+    return trace && view.axis?.bins === trace.values.length
+      ? { values: trace.values, grid: view.axis } : null;
   }
 
   /** The band the plots show: the zoomed window, else the whole stream (or, before its
@@ -828,6 +866,7 @@ function main() {
       layoutDirty = false;
       view.traceDirty = true;
       colorbarDirty = true;
+      timeAxisDirty = true;
     }
     if (view.auto && view.latest && now - autoRange.last >= AUTO_RANGE_INTERVAL_MS) {
       // The range fits the frame's bins, also those outside a window that is not the view's.
@@ -841,9 +880,22 @@ function main() {
     }
     if (waterfall.pending > 0 || waterfall.skippedSinceDraw > 0) {
       const drawn = waterfall.draw(lut, ...view.range);
-      if (drawn.rows > 0) detections.markWaterfall(el.waterfall, shownBand());
+      if (drawn.rows > 0) {
+        detections.markWaterfall(el.waterfall, shownBand(), waterfall.history.pushed);
+      }
       view.counters.rowsDrawn += drawn.rows;
       view.counters.gapRowsDrawn += drawn.gapRows;
+      timeAxisDirty = true;
+    }
+    if (repaintDirty) {
+      waterfall.repaint(lut, ...view.range);
+      detections.redrawWaterfall(el.waterfall, waterfall.history.pushed);
+      view.counters.repaints += 1;
+      repaintDirty = false;
+    }
+    if (timeAxisDirty) {
+      timeAxis = drawTimeAxis(el.waterfallTime, waterfall.history);
+      timeAxisDirty = false;
     }
     if (view.traceDirty) {
       const traces = traceSources();
@@ -857,6 +909,9 @@ function main() {
           ? traces.map(({ key }) => ({ key, label: traceLabel(key) })).reverse() : null,
         marks: detections.marks(),
       });
+      markers.draw(spectrum.ctx, spectrum.plot, shownBand(), ...view.range, spectrum.dpr);
+      cursor.draw(spectrum.ctx, spectrum.plot, shownBand(), spectrum.dpr);
+      markers.render();
       view.tracesDrawn = traces.map((t) => t.key);
       if (view.latest) view.counters.framesDrawn += 1;
       view.traceDirty = false;
@@ -865,6 +920,7 @@ function main() {
   }
 
   function setRange(min, max, fromAuto = false) {
+    if (min !== view.range[0] || max !== view.range[1]) repaintDirty = true;
     view.range = [min, max];
     if (!fromAuto) setAuto(false);
     for (const [input, value] of [[el.dbMin, min], [el.dbMax, max]]) {
@@ -988,6 +1044,7 @@ function main() {
         (attempt ? ` (attempt ${attempt})` : "");
     }
     el.stateText.textContent = text;
+    announcer.state(state, attempt);
     banner.update(state, event.detail);
     if (view.streamError) showStreamError(); // the pill says so while connected
   });
@@ -996,6 +1053,7 @@ function main() {
   function showStreamError() {
     el.streamError.hidden = !view.streamError;
     el.streamError.textContent = view.streamError ?? "";
+    if (view.streamError) announcer.error(view.streamError);
     if (view.streamError && view.state === "open") {
       el.status.dataset.state = "error";
       el.stateText.textContent = "no such stream";
@@ -1142,6 +1200,8 @@ function main() {
     const { code, message } = event.detail ?? {};
     if (code === "auth_failed") return; // the login form says so
     showNotice(`server: ${message ?? code ?? "error"}`);
+    // A resume refused after a server restart is expected there; the gap notice says it.
+    if (code !== "resume_refused") announcer.error(`Server error: ${message ?? code ?? "error"}`);
   });
 
   // -- controls ----------------------------------------------------------------------------
@@ -1152,6 +1212,7 @@ function main() {
     view.colormap = el.colormap.value;
     lut = makeLut(view.colormap);
     colorbarDirty = true;
+    repaintDirty = true; // the rows kept, in the new colours
     requestDraw();
   });
 
@@ -1183,6 +1244,25 @@ function main() {
   });
   el.zoomReset.hidden = !zoom.zoomed;
   el.zoomReset.addEventListener("click", () => zoom.reset());
+
+  // The waterfall's speed: one row per N frames, combined by power average or peak.
+  for (const every of ROW_EVERY_CHOICES) {
+    el.rowEvery.add(new Option(every === 1 ? "every frame" : `1 per ${every}`, String(every)));
+  }
+  for (const combine of ROW_COMBINE_CHOICES) {
+    el.rowCombine.add(new Option(combine === "peak" ? "peak hold" : "power average", combine));
+  }
+  const onSpeed = () => {
+    waterfall.setSpeed(Number(el.rowEvery.value), el.rowCombine.value);
+    el.rowCombine.hidden = el.rowEvery.value === "1"; // nothing to combine
+  };
+  el.rowEvery.value = ROW_EVERY_CHOICES.map(String).includes(params.get("rows_every"))
+    ? params.get("rows_every") : "1";
+  el.rowCombine.value = ROW_COMBINE_CHOICES.includes(params.get("row_combine"))
+    ? params.get("row_combine") : ROW_COMBINE_CHOICES[0];
+  el.rowEvery.addEventListener("change", onSpeed);
+  el.rowCombine.addEventListener("change", onSpeed);
+  onSpeed();
 
   /** The levels of the traces drawn at `hz` in the frame drawn, top trace first. */
   function levelsAt(hz) {
@@ -1298,6 +1378,15 @@ function main() {
         readout: { text: el.readout.textContent, surface: readout.surface, rowAge: readout.rowAge,
                    refreshes: readout.refreshes },
         historyRows: waterfall.history.count,
+        rowsEvery: waterfall.combiner.every,
+        rowsMade: waterfall.rowsMade,
+        rowCombine: waterfall.combiner.combine,
+        timeLabels: [...timeAxis.labels],
+        timeSymbols: [...timeAxis.symbols],
+        markers: markers.state(),
+        said: [...announcer.said],
+        summary: { text: $("plot-summary").textContent, updates: summary.updates },
+        cursor: { on: cursor.on, hz: cursor.hz, age: cursor.age },
         client: { ...client.stats },
       };
     },
