@@ -21,6 +21,7 @@ import { setUpFullscreen } from "./fullscreen.js";
 import { TokenStore, setUpLogin } from "./login.js";
 import { Pause } from "./pause.js";
 import { Readout, RowHistory } from "./readout.js";
+import { ReplayBar } from "./replay.js";
 import { OutageBanner, gapNotice, rangeProblem, streamProblem } from "./states.js";
 import {
   ViewRequester, ZoomControl, binGrid, regrid, sampleInto, setUpRateControl, urlWithView,
@@ -1091,16 +1092,12 @@ function main() {
     });
   }
 
-  // argos-replay says so in every status message: show the speed and where it is.
-  const replayBadge = $("replay");
-  client.addEventListener("status", (event) => {
-    const replay = event.detail?.replay;
-    replayBadge.hidden = !replay;
-    if (!replay) return;
-    const seconds = (ns) => Math.max(0, Math.round((ns - replay.start_ns) / 1e9));
-    $("replay-text").textContent = `${replay.paused ? "paused" : `${replay.speed}x`} ` +
-      `${seconds(replay.position_ns)} / ${seconds(replay.end_ns)} s`;
-  });
+  // argos-replay says so in every status message: the replay bar (replay.js).
+  new ReplayBar({
+    bar: $("replay-bar"), play: $("replay-play"), position: $("replay-position"),
+    time: $("replay-time"), speed: $("replay-speed"), loop: $("replay-loop"),
+    name: $("replay-name"), badge: $("replay"), badgeText: $("replay-text"),
+  }, client);
 
   client.addEventListener("warning", (event) => {
     view.counters.warnings += 1;
