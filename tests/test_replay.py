@@ -192,6 +192,9 @@ def test_the_viewer_shows_the_replay_and_controls_it(
     assert page.text_content("#replay-time") == f"0:00.0 / {length_text}"
     assert page.text_content("#replay-text") == f"paused 0:00.0 / {length_text}"
     assert page.text_content("#replay-play") == "Play"
+    # The replay has a bar: not a blob in the device panel, nor a frame age of days.
+    assert "Replay" not in page.inner_text("#device")
+    assert not page.is_visible("#age")
 
     def player_shows(condition: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
         deadline = time.monotonic() + WAIT_MS / 1000

@@ -2,7 +2,8 @@
 """Clients start and stop a real server's recording with the ``record`` message: operators
 and admins may, viewers are refused with record_refused, every request is audited and
 counted, and every client is told the new state (docs/protocol.md, docs/recording.md).
-Through raw websockets clients, the Python client and argos-client."""
+Through raw websockets clients, the Python client, argos-client, and the viewer's device
+panel (headless Chromium)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import BrowserContext
 
 from gr_argos.client import ArgosClient, MessageEvent
 from gr_argos.protocol import decode_frame
@@ -21,6 +24,7 @@ from gr_argos.recording import KIND_FRAME, read_recording, segments
 from gr_argos.server import SpectrumServer
 from helpers import ENV
 from server_helpers import WAIT_S, StartServer, samples, scrape, spectrum_frame, value
+from viewer_page import open_viewer
 from tests.server.test_control import (
     OPERATOR_TOKEN,
     VIEWER_TOKEN,
@@ -142,3 +146,40 @@ def test_argos_client_record_prints_the_state_or_exits_4(
         assert json.loads(result.stdout)["spectrum"]["started"] is False
     else:
         assert result.stdout == "" and "operator or admin token" in result.stderr
+
+
+def test_the_viewer_device_panel_says_whether_it_records(
+        start_server: StartServer, tmp_path: Path, context: BrowserContext) -> None:
+    """The viewer's device panel has a Recording line: on with what it wrote, then stopped
+    after a client's record stop (the next status says so)."""
+    from websockets.sync.client import connect as sync_connect
+
+    server = start_server(record_dir=str(tmp_path / "rec"))
+    viewer = open_viewer(context, server.url.replace("ws://", "http://"))
+    viewer.wait_for("s.state === 'open'")
+
+    def recording_line() -> str:
+        lines = dict(viewer.page.eval_on_selector_all(
+            "#device dt", "dts => dts.map((dt) => [dt.textContent, "
+            "dt.nextElementSibling.textContent.replace(/\\u00a0/g, ' ')])"))
+        return str(lines.get("Recording", ""))
+
+    def status_until(expected: str) -> str:
+        deadline = time.monotonic() + WAIT_S
+        while not (line := recording_line()).startswith(expected):
+            assert time.monotonic() < deadline, line
+            server.publish_frame(0, spectrum_frame(0))
+            server.publish_message("status", {"stream": 0})
+            time.sleep(0.2)
+        return line
+
+    on = status_until("on · ")
+    with sync_connect(server.url, open_timeout=WAIT_S) as ws:
+        ws.send(json.dumps({"type": "record", "action": "stop"}))
+        while True:
+            message = ws.recv(timeout=WAIT_S)
+            if isinstance(message, str) and json.loads(message)["type"] == "recording":
+                break
+    stopped = status_until("stopped")
+    assert on.endswith(" MB") and stopped == "stopped"
+    assert viewer.errors == []
