@@ -21,6 +21,7 @@ import { setUpFullscreen } from "./fullscreen.js";
 import { TokenStore, setUpLogin } from "./login.js";
 import { Pause } from "./pause.js";
 import { Readout, RowHistory } from "./readout.js";
+import { RecordButton } from "./recording.js";
 import { ReplayBar } from "./replay.js";
 import { OutageBanner, gapNotice, rangeProblem, streamProblem } from "./states.js";
 import {
@@ -1091,6 +1092,9 @@ function main() {
       }
     });
   }
+
+  // Operators and admins start and stop the server's recordings (recording.js).
+  new RecordButton($("record"), client, (text) => showNotice(text));
 
   // argos-replay says so in every status message: the replay bar (replay.js).
   new ReplayBar({

@@ -148,18 +148,21 @@ def test_argos_client_record_prints_the_state_or_exits_4(
         assert result.stdout == "" and "operator or admin token" in result.stderr
 
 
-def test_the_viewer_device_panel_says_whether_it_records(
+def test_the_viewer_records_and_stops_and_says_so(
         start_server: StartServer, tmp_path: Path, context: BrowserContext) -> None:
-    """The viewer's device panel has a Recording line: on with what it wrote, then stopped
-    after a client's record stop (the next status says so)."""
-    from websockets.sync.client import connect as sync_connect
-
+    """A page that may control (on the server's machine) has a Stop recording button while
+    the server records, and its device panel a Recording line: on with what it wrote. The
+    button stops the server's recorder (the line says stopped, the button Record), and
+    starts it again."""
     server = start_server(record_dir=str(tmp_path / "rec"))
+    recorder = server.recorder
+    assert recorder is not None
     viewer = open_viewer(context, server.url.replace("ws://", "http://"))
+    page = viewer.page
     viewer.wait_for("s.state === 'open'")
 
     def recording_line() -> str:
-        lines = dict(viewer.page.eval_on_selector_all(
+        lines = dict(page.eval_on_selector_all(
             "#device dt", "dts => dts.map((dt) => [dt.textContent, "
             "dt.nextElementSibling.textContent.replace(/\\u00a0/g, ' ')])"))
         return str(lines.get("Recording", ""))
@@ -173,13 +176,32 @@ def test_the_viewer_device_panel_says_whether_it_records(
             time.sleep(0.2)
         return line
 
+    def button_says(text: str) -> None:
+        page.wait_for_function(f"document.querySelector('#record').textContent === '{text}'",
+                               timeout=WAIT_S * 1000)
+
     on = status_until("on · ")
-    with sync_connect(server.url, open_timeout=WAIT_S) as ws:
-        ws.send(json.dumps({"type": "record", "action": "stop"}))
-        while True:
-            message = ws.recv(timeout=WAIT_S)
-            if isinstance(message, str) and json.loads(message)["type"] == "recording":
-                break
+    button_says("Stop recording")
+    page.click("#record")
+    button_says("Record")
     stopped = status_until("stopped")
+    assert not recorder.started
+    page.click("#record")
+    button_says("Stop recording")
+    assert recorder.started
     assert on.endswith(" MB") and stopped == "stopped"
     assert viewer.errors == []
+
+
+def test_a_viewer_page_has_no_record_button(
+        recording_server: SpectrumServer, context: BrowserContext) -> None:
+    """A page with the viewers' token may not record: no button, though the server records."""
+    page = context.new_page()
+    page.goto(recording_server.url.replace("ws://", "http://"))
+    page.fill("#login-token", VIEWER_TOKEN)
+    page.press("#login-token", "Enter")
+    page.wait_for_function("window.argosViewer?.stats().state === 'open'",
+                           timeout=WAIT_S * 1000)
+    recording_server.publish_message("status", {"stream": 0})
+    page.wait_for_selector("#device-panel", state="visible", timeout=WAIT_S * 1000)
+    assert page.is_hidden("#record")
