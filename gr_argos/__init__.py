@@ -33,6 +33,7 @@ _BLOCKS = {
     "retune_sweep": "gr_argos.retune_sweep",
     "hackrf_sweep_source": "gr_argos.hackrf_sweep_source",
     "spectrum_detector": "gr_argos.spectrum_detector",
+    "sigmf_sink": "gr_argos.sigmf_sink",
 }
 
 # Helpers for GRC expressions (a Variable block), loaded on first use like the blocks.

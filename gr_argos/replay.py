@@ -132,6 +132,7 @@ class RecordingPlayer:
         self._lock = threading.Condition()
         self._speed = self.settings.speed
         self._paused = self.settings.paused
+        self._loop = self.settings.loop
         self._seek_ns: int | None = self.start_ns + round(self.settings.start_s * 1e9)
         self._position_ns = self.start_ns
         # The latest status of each stream, repeated while paused (before the first one is
@@ -166,8 +167,9 @@ class RecordingPlayer:
         """Apply a client's ``replay`` message and return the state after it (the reply).
 
         ``action``: ``"pause"``, ``"play"``, ``"seek"`` (with ``time_ns``, a recording
-        time, or ``offset_s``, seconds from the recording's start) or ``"speed"`` (with
-        ``speed``); ``"state"`` changes nothing.
+        time, or ``offset_s``, seconds from the recording's start), ``"speed"`` (with
+        ``speed``) or ``"loop"`` (with ``loop``, true or false); ``"state"`` changes
+        nothing.
 
         Raises:
             ProtocolError: an unknown action or a bad value, naming what is accepted.
@@ -179,7 +181,7 @@ class RecordingPlayer:
             elif action == "play":
                 self._paused = False
             elif action == "seek":
-                self._seek_ns = self._seek_target(message)
+                self._seek_ns = self._position_ns = self._seek_target(message)
             elif action == "speed":
                 speed = message.get("speed")
                 if isinstance(speed, bool) or not isinstance(speed, (int, float)) or \
@@ -187,9 +189,14 @@ class RecordingPlayer:
                     raise ProtocolError(f"replay: speed must be a number more than 0 and at "
                                         f"most {MAX_SPEED:g}, got {speed!r}")
                 self._speed = float(speed)
+            elif action == "loop":
+                loop = message.get("loop")
+                if not isinstance(loop, bool):
+                    raise ProtocolError(f"replay: loop must be true or false, got {loop!r}")
+                self._loop = loop
             elif action != "state":
                 raise ProtocolError(f"replay: unknown action {str(action)[:32]!r}; use pause, "
-                                    "play, seek (time_ns or offset_s), speed or state")
+                                    "play, seek (time_ns or offset_s), speed, loop or state")
             self._lock.notify_all()
             return self.state()
 
@@ -212,7 +219,7 @@ class RecordingPlayer:
         """What status messages say of the replay (``replay``)."""
         return {"file": self.path.name, "start_ns": self.start_ns, "end_ns": self.end_ns,
                 "position_ns": self._position_ns, "speed": self._speed,
-                "paused": self._paused, "loop": self.settings.loop}
+                "paused": self._paused, "loop": self._loop}
 
     # -- the player thread -----------------------------------------------------------------
 
@@ -223,7 +230,7 @@ class RecordingPlayer:
                     seek, self._seek_ns = self._seek_ns, None
                 if self._play(read_recording(self.path, seek)):
                     continue  # a seek: start reading there
-                if not self.settings.loop:
+                if not self._loop:
                     break
                 self.loops += 1
                 with self._lock:

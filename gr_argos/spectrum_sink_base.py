@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from typing import Any, Iterator, Protocol, TypeVar
+from typing import Any, Callable, Iterator, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -87,6 +87,8 @@ class SpectrumSinkBase(gr.sync_block):
         self._last_fix: tuple[dict[str, Any], float] | None = None
         self._reconfiguring = False
         self.detection_log: DetectionLog | None = None
+        #: Called with each detection event too (argos-spectrum annotates its IQ recording).
+        self.detection_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.destination: Destination | None = None
         self.stream: SpectrumStream | None = None
         self.status: StatusReporter | None = None
@@ -362,6 +364,8 @@ class SpectrumSinkBase(gr.sync_block):
         self._publish("detection", body)
         if self.detection_log is not None:
             self.detection_log.write(body)
+        for listener in self.detection_listeners:
+            listener(body)
 
     def _publish(self, msg_type: str, body: dict[str, Any]) -> None:
         destination = self.destination

@@ -95,12 +95,17 @@ class SourceTuner:
         settings: the app's settings at start (centre frequency, sample rate, gains).
         device: the osmosdr source (not for ``sim``).
         rotator: the ``blocks.rotator_cc`` that shifts a simulated band or a recording.
+        rebuild: makes the spectrum chain anew for the settings in :data:`REBUILT`.
+        iq_sink: the :class:`~gr_argos.sigmf_sink.sigmf_sink` recording the samples (told
+            of a retune: a device's when done; a rotator's before, for its tag).
     """
 
     def __init__(self, kind: str, sink: RetunableSink, settings: dict[str, Any],
                  device: Any = None, rotator: Any = None,
-                 rebuild: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+                 rebuild: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                 iq_sink: Any = None) -> None:
         self.kind = kind
+        self._iq_sink = iq_sink
         self._sink = sink
         self._device = device
         self._rotator = rotator
@@ -188,6 +193,8 @@ class SourceTuner:
             if "center_freq" in changes and "center_freq" in applied:
                 self._sink.retuned(applied["center_freq"], HACKRF_SETTLE_S,
                                    tagged=self._rotator is not None)
+                if self._iq_sink is not None and self._rotator is None:
+                    self._iq_sink.retuned(applied["center_freq"])
         return applied
 
     def _apply_one(self, name: str, value: Any) -> Any:
@@ -197,6 +204,8 @@ class SourceTuner:
                 # The band moves the other way: a signal at f now sits at f - new centre.
                 # Through the cmd port, the rotator tags the sample where it takes effect.
                 inc = -2 * math.pi * (value - self._origin_hz) / self._samp_rate
+                if self._iq_sink is not None:
+                    self._iq_sink.expect_retune(float(value))
                 self._rotator.to_basic_block()._post(ROTATOR_CMD, pmt.dict_add(
                     pmt.make_dict(), pmt.intern("inc"), pmt.from_double(inc)))
                 return float(value)

@@ -9,6 +9,7 @@ import pmt
 
 from gr_argos.server import ServerConfig, SpectrumServer, acquire_server, release_server
 from gr_argos.server.control import Tuner
+from gr_argos.server.recording_switch import Recording
 from gr_argos.settings import init_signature
 from gr_argos.spectrum_sink_base import Destination, SpectrumSinkBase, split_arguments
 from gr_argos.stream import StreamSettings
@@ -64,6 +65,7 @@ class websocket_sink(SpectrumSinkBase):
             raise TypeError(f"websocket_sink: {_MOVED_TO_ZMQ_SINK}")
         stream, self.config = split_arguments("websocket_sink", settings, ServerConfig)
         self._tuner: Tuner | None = None
+        self._recordings: dict[str, Recording] = {}
         self._running = False  # between start() and stop() of the flowgraph
         SpectrumSinkBase.__init__(self, "websocket_sink", stream)
         self.message_port_register_out(CommandPortTuner.PORT)
@@ -77,10 +79,20 @@ class websocket_sink(SpectrumSinkBase):
         if self._running:
             self._install_tuner()
 
+    def add_recording(self, kind: str, recording: Recording) -> None:
+        """A recording of the flowgraph's own (argos-spectrum's ``iq``) that the server
+        reports in ``status`` and that clients may start and stop (``record``)."""
+        self._recordings[kind] = recording
+        if isinstance(self.destination, SpectrumServer):
+            self.destination.add_recording(kind, recording)
+
     def start(self) -> bool:
         started = SpectrumSinkBase.start(self)
         self._running = True
         self._install_tuner()
+        if isinstance(self.destination, SpectrumServer):
+            for kind, recording in self._recordings.items():
+                self.destination.add_recording(kind, recording)
         return started
 
     def stop(self) -> bool:

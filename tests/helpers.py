@@ -131,6 +131,21 @@ class RunningProcess:
 
 
 @contextmanager
+def small_tmpfs(path: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted at ``path`` with ``options`` (e.g. ``size=256k``), unmounted after
+    (mounting needs root: the test is skipped without it)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "argos-test", str(path)],
+                   check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@contextmanager
 def running(command: list[str], cwd: Path, *, url_pattern: re.Pattern[str],
             name: str, env: dict[str, str] | None = None,
             process_group: bool = False) -> Iterator[RunningProcess]:

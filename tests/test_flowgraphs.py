@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from contextlib import AbstractContextManager
 from importlib import import_module
 from pathlib import Path
@@ -75,7 +77,7 @@ def test_there_are_flowgraphs_to_check() -> None:
     """The flowgraphs this test is about exist: an example for every block."""
     assert {path.stem for path in FLOWGRAPHS} >= {
         "sim_spectrum", "hackrf_spectrum", "hackrf_spectrum_zmq", "hackrf_sweep",
-        "sim_spectrum_gps", "hackrf_retune_sweep"}
+        "sim_spectrum_gps", "hackrf_retune_sweep", "sim_spectrum_sigmf"}
     used = {block["id"] for path in FLOWGRAPHS
             for block in yaml.safe_load(path.read_text())["blocks"]}
     blocks = {path.name.split(".")[0] for path in (REPO_ROOT / "grc").glob("*.block.yml")}
@@ -83,7 +85,8 @@ def test_there_are_flowgraphs_to_check() -> None:
 
 
 @pytest.mark.parametrize("block", ["websocket_sink", "zmq_sink", "spectrum_detector",
-                                   "hackrf_sweep_source", "sim_band_source", "gpsd_source"])
+                                   "hackrf_sweep_source", "sim_band_source", "gpsd_source",
+                                   "sigmf_sink"])
 def test_grc_block_parameters_are_the_block_arguments(block: str) -> None:
     """Each GRC parameter is a constructor argument of the same name, with the same default,
     passed by the block's make template, and named in its documentation by its label."""
@@ -168,6 +171,35 @@ def test_sim_spectrum_serves_the_simulated_band(generated: dict[str, Path],
     assert all(f.detector == "peak" and f.second_power_db is None for f in frames)
     carrier_bin = expected_bin(STRONGEST_CARRIER[0], 2048)
     assert abs(strongest_bin(frames[2:]) - carrier_bin) <= 1
+
+
+@needs_grcc
+def test_sim_spectrum_sigmf_records_the_band_it_serves(generated: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    """sim_spectrum_sigmf.py serves the band and records its samples as SigMF: a cf32_le
+    recording at the flowgraph's rate and frequency, whose strongest line is the band's
+    strongest carrier, and a meta file complete when the flowgraph stops."""
+    from gr_argos.sim_band_source import STRONGEST_CARRIER
+
+    center_freq_hz, samp_rate = 433.92e6, 2e6
+    record_dir = tmp_path / "iq"
+    args = ["--port", "0", "--center-freq", str(center_freq_hz), "--samp-rate", str(samp_rate),
+            "--record-iq-dir", str(record_dir)]
+    with running_flowgraph(generated["sim_spectrum_sigmf"], args, tmp_path) as flowgraph:
+        receive(flowgraph.wait_for_url(), FRAMES_TO_AVERAGE)
+        deadline = time.monotonic() + 60
+        while sum(p.stat().st_size for p in record_dir.glob("*.sigmf-data")) < 8 * samp_rate:
+            assert time.monotonic() < deadline, "no second of samples recorded in 60 s"
+            time.sleep(0.2)
+    assert flowgraph.process.returncode == 0, f"unclean stop on SIGINT:\n{flowgraph.output()}"
+    (data,) = record_dir.glob("*.sigmf-data")
+    meta = json.loads(data.with_suffix(".sigmf-meta").read_text())
+    assert meta["global"]["core:datatype"] == "cf32_le"
+    assert meta["global"]["core:sample_rate"] == samp_rate
+    assert [c["core:frequency"] for c in meta["captures"]] == [center_freq_hz]
+    samples = np.fromfile(data, dtype="<c8")[: 2048 * 200].reshape(-1, 2048)
+    power = (np.abs(np.fft.fftshift(np.fft.fft(samples, axis=1), axes=1)) ** 2).mean(axis=0)
+    assert abs(int(np.argmax(power)) - expected_bin(STRONGEST_CARRIER[0], 2048)) <= 1
 
 
 @needs_grcc

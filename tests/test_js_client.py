@@ -175,6 +175,6 @@ async def test_client_against_a_real_server_in_node(repo_root: Path) -> None:
     log = "".join(output)
     assert status == 0, f"node client test failed (exit {status}):\n{log}"
     assert restarts == 1, f"node asked for {restarts} restarts:\n{log}"
-    assert "# fail 0" in log and "# pass 10" in log, log
+    assert "# fail 0" in log and "# pass 11" in log, log
     # The wrong token and the missing one: one attempt each, however long node waited.
     assert dict(token_server.counters.auth_failures) == {"message": 2}

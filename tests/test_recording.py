@@ -12,9 +12,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +22,7 @@ from gr_argos.recording import KIND_FRAME, KIND_MESSAGE, read_recording, segment
 from gr_argos.recording.files import index_path, read_sidecar, sidecar_path
 from gr_argos.server import SpectrumServer
 
+from helpers import small_tmpfs
 from server_helpers import (
     WAIT_S,
     StartServer,
@@ -130,20 +128,6 @@ def test_a_disk_too_slow_for_the_stream_is_a_counted_gap(
     assert len(recorded) + dropped == 400
     assert sum(s["dropped_frames"] for s in sidecars) == dropped
     assert all(gap["reason"] == "disk too slow" for s in sidecars for gap in s["gaps"])
-
-
-@contextlib.contextmanager
-def small_tmpfs(path: Path, options: str) -> Iterator[Path]:
-    """A tmpfs mounted at ``path`` with ``options`` (e.g. ``size=256k``), unmounted after."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small file system needs root")
-    path.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "argos-test", str(path)],
-                   check=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 async def status_of(server: SpectrumServer) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -176,15 +176,52 @@ def test_a_path_that_is_no_recording_exits_1_saying_so(tmp_path: Path) -> None:
     assert f"{tmp_path} holds no recording" in result.stderr
 
 
-def test_the_viewer_shows_that_it_is_a_replay(
+def test_the_viewer_shows_the_replay_and_controls_it(
         replaying: tuple[SpectrumServer, RecordingPlayer], context: BrowserContext) -> None:
-    """The viewer's status bar says replay, paused, and where in the recording it is."""
+    """The viewer of a replay shows its bar: the recording's name, paused, where it is and
+    how long it is (in the status bar too). Its buttons play and pause the replay, its
+    slider seeks, its select changes the speed and its box loops it: the server's player
+    does each, and the bar follows."""
     server, player = replaying
     viewer = open_viewer(context, server.url.replace("ws://", "http://"))
-    viewer.page.wait_for_selector("#replay:not([hidden])", timeout=WAIT_MS)
-    text = viewer.page.text_content("#replay")
-    # About 2 s: the recording's own clock (a loaded machine sleeps longer than asked).
-    length_s = round((player.end_ns - player.start_ns) / 1e9)
-    assert length_s >= 2 and text is not None, (length_s, text)
-    assert text.strip() == f"replaypaused 0 / {length_s} s", text
+    page = viewer.page
+    page.wait_for_selector("#replay-bar:not([hidden])", timeout=WAIT_MS)
+    length = (player.end_ns - player.start_ns) / 1e9
+    length_text = f"0:{length:04.1f}"
+    assert page.text_content("#replay-name") == "rec"
+    assert page.text_content("#replay-time") == f"0:00.0 / {length_text}"
+    assert page.text_content("#replay-text") == f"paused 0:00.0 / {length_text}"
+    assert page.text_content("#replay-play") == "Play"
+    # The replay has a bar: not a blob in the device panel, nor a frame age of days.
+    assert "Replay" not in page.inner_text("#device")
+    assert not page.is_visible("#age")
+
+    def player_shows(condition: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while not condition(state := player.state()):
+            assert time.monotonic() < deadline, state
+            time.sleep(0.05)
+        return state
+
+    page.click("#replay-play")
+    player_shows(lambda s: not s["paused"] and s["position_ns"] > player.start_ns)
+    page.wait_for_function("document.querySelector('#replay-play').textContent === 'Pause'",
+                           timeout=WAIT_MS)
+    viewer.wait_for("s.framesReceived > 0")
+    page.click("#replay-play")
+    player_shows(lambda s: s["paused"])
+    page.wait_for_function("document.querySelector('#replay-play').textContent === 'Play'",
+                           timeout=WAIT_MS)
+    page.eval_on_selector("#replay-position", """(slider) => {
+        slider.value = '1'; slider.dispatchEvent(new Event('input'));
+        slider.dispatchEvent(new Event('change')); }""")
+    player_shows(lambda s: s["position_ns"] == player.start_ns + 1_000_000_000)
+    page.wait_for_function("document.querySelector('#replay-time').textContent"
+                           f".startsWith('0:01.0 / ')", timeout=WAIT_MS)
+    page.select_option("#replay-speed", "8")
+    player_shows(lambda s: s["speed"] == 8)
+    page.check("#replay-loop")
+    player_shows(lambda s: s["loop"])
+    page.wait_for_function("document.querySelector('#replay-text').textContent"
+                           ".startsWith('paused 0:01.0')", timeout=WAIT_MS)
     assert viewer.errors == []

@@ -8,6 +8,7 @@
     argos-client ws://127.0.0.1:8765/ --center-freq-hz 101.6e6 --span-hz 200e3 --bins 1024
     argos-client wss://pi:8765/ --token-file ~/.config/argos/token --ssl-cafile ca.pem
     argos-client ws://127.0.0.1:8765/ --tune center_freq=433.92e6 --tune lna_gain=16
+    argos-client ws://127.0.0.1:8765/ --record stop --record-kind iq
 
 The status line shows the connection state, frames per second, bins, centre frequency,
 frames lost so far and the age of the newest frame. On a terminal it refreshes in place;
@@ -21,7 +22,7 @@ user). The token is sent in an ``Authorization: Bearer`` header and never printe
 Exit status: 0 when frames were received (``--count`` reached, ``--duration`` over, or
 stdout closed by a reader such as ``head``), 1 when ``--duration`` passed without a
 single frame, 2 for a bad URL, option or token file, 3 when the server refused the token
-(or needs one), 4 when ``--tune`` was refused, 130 after Ctrl-C (SIGINT) and 143 after
+(or needs one), 4 when ``--tune`` or ``--record`` was refused, 130 after Ctrl-C (SIGINT) and 143 after
 SIGTERM.
 """
 
@@ -39,7 +40,7 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Mapping, TextIO
+from typing import Any, Awaitable, Callable, Mapping, TextIO
 
 import numpy as np
 
@@ -60,8 +61,8 @@ EXIT_OK = 0
 EXIT_NO_FRAMES = 1
 EXIT_USAGE = 2
 EXIT_AUTH_FAILED = 3
-EXIT_REFUSED = 4  # --tune: the server refused the lease or the change
-#: Seconds --tune waits for the answer (unless --duration says otherwise).
+EXIT_REFUSED = 4  # --tune, --record: the server refused the lease, the change or the record
+#: Seconds --tune and --record wait for the answer (unless --duration says otherwise).
 TUNE_TIMEOUT_S = 10.0
 #: The environment variable that may hold the server's token.
 TOKEN_ENV = "ARGOS_TOKEN"
@@ -148,6 +149,14 @@ def argument_parser() -> argparse.ArgumentParser:
                          help="the name other clients see for the lease's holder")
     control.add_argument("--take", action="store_true",
                          help="take the lease from whoever holds it (admins only)")
+    record = parser.add_argument_group(
+        "recording (see docs/recording.md): start or stop the server's recordings as an "
+        "operator or admin, print their state as JSON and exit (4: refused)")
+    record.add_argument("--record", choices=("start", "stop"),
+                        help="start or stop recording")
+    record.add_argument("--record-kind", choices=("spectrum", "iq"),
+                        help="only this recording: spectrum (record_dir) or iq "
+                             "(record_iq_dir); default: every one the server has")
     tls = parser.add_argument_group("TLS (wss:// URLs)")
     tls.add_argument("--ssl-cafile", "--cafile", dest="ssl_cafile", metavar="FILE.pem",
                      help="trust the CA certificate(s) in this PEM file (or a self-signed "
@@ -425,7 +434,35 @@ def _tune_pair(text: str) -> tuple[str, float | bool]:
 async def _tune(client: ArgosClient, args: argparse.Namespace) -> int:
     """Take the lease, send the changes, print the ``tuned`` answer (or the refusal), give
     the lease back; return the exit code."""
-    changes = dict(args.tune)
+    async def ask() -> None:
+        await client.control("take" if args.take else "acquire", args.name)
+        await client.tune(**dict(args.tune))
+
+    async def done() -> None:
+        with contextlib.suppress(ConnectionError):
+            await client.control("release")
+
+    return await _ask(client, args, ask, ("tuned", "changes"),
+                      ("control_refused", "tune_refused"), "the change", done)
+
+
+async def _record(client: ArgosClient, args: argparse.Namespace) -> int:
+    """Ask the server to start or stop recording, print the ``recording`` answer's state
+    (or the refusal); return the exit code."""
+    async def ask() -> None:
+        await client.record(args.record, args.record_kind)
+
+    return await _ask(client, args, ask, ("recording", "recording"), ("record_refused",),
+                      "--record")
+
+
+async def _ask(client: ArgosClient, args: argparse.Namespace,
+               ask: Callable[[], Awaitable[None]], answer: tuple[str, str],
+               refusals: tuple[str, ...], what: str,
+               done: Callable[[], Awaitable[None]] | None = None) -> int:
+    """Connect, ``ask`` once the hello came, print the answer's field as JSON (the answer:
+    a message of type ``answer[0]`` about this client) or the refusal (an error with one
+    of the ``refusals`` codes), call ``done``, close; return the exit code."""
     me: int | None = None
     outcome = EXIT_NO_FRAMES
     try:
@@ -437,23 +474,19 @@ async def _tune(client: ArgosClient, args: argparse.Namespace) -> int:
                     message = event.message
                     if event.type == "hello":
                         me = message.get("control", {}).get("you", {}).get("client_id")
-                        await client.control("take" if args.take else "acquire", args.name)
-                        await client.tune(**changes)
-                    elif event.type == "tuned" and message.get("client_id") == me:
-                        print(json.dumps(message["changes"]), flush=True)
+                        await ask()
+                    elif event.type == answer[0] and message.get("client_id") == me:
+                        print(json.dumps(message[answer[1]]), flush=True)
                         outcome = EXIT_OK
-                    elif event.type == "error" and message.get("code") in (
-                            "control_refused", "tune_refused"):
+                    elif event.type == "error" and message.get("code") in refusals:
                         print(f"argos-client: {message.get('message')}", file=sys.stderr)
                         outcome = EXIT_REFUSED
-                    else:
-                        continue
                     if outcome != EXIT_NO_FRAMES:
-                        with contextlib.suppress(ConnectionError):
-                            await client.control("release")
+                        if done is not None:
+                            await done()
                         await client.close()
     except TimeoutError:
-        print(f"argos-client: no answer to the change within "
+        print(f"argos-client: no answer to {what} within "
               f"{args.duration or TUNE_TIMEOUT_S:g} s", file=sys.stderr)
     if client.auth_failed:
         print(f"argos-client: {_auth_hint(client, '')}", file=sys.stderr)
@@ -549,6 +582,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.tune:
             return asyncio.run(_tune(client, args))
+        if args.record:
+            return asyncio.run(_record(client, args))
         return asyncio.run(_watch(client, args, token_source))
     except KeyboardInterrupt:  # SIGINT before the handler was installed
         return _EXIT_ON_SIGNAL[signal.SIGINT]

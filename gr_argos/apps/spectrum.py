@@ -32,6 +32,7 @@ from gr_argos.apps.common import (
 )
 from gr_argos.detectors import DetectorSettings
 from gr_argos.gpsd import parse_address
+from gr_argos.recording.sigmf import IqRecordSettings
 from gr_argos.server.config import SERVER, ServerConfig, ServerError
 from gr_argos.settings import (
     ConfigError,
@@ -112,6 +113,7 @@ SETTINGS: tuple[Setting, ...] = (
               defaults={"second_detector": "average"}),
     *declared(AppSettings, only=("gps", "transport")),
     *declared(ServerConfig, exclude=("reuse_port", "write_limit")),
+    *declared(IqRecordSettings),
     *declared(PublisherSettings),
     *declared(LogSettings),
 )
@@ -136,6 +138,10 @@ def check_combination(settings: dict[str, Any]) -> None:
         except ConfigError as exc:
             raise ConfigError(str(exc).removeprefix("PublisherSettings: ")) from None
     if settings["source"] == "sweep":
+        if settings["record_iq_dir"]:
+            raise ConfigError("--record-iq-dir records IQ samples, and --source sweep has "
+                              "none (hackrf_sweep gives spectra): use --record-dir, or "
+                              "another source")
         if not settings["freq_min"] < settings["freq_max"]:
             raise ConfigError(f"--freq-min ({settings['freq_min']:g}) must be below "
                               f"--freq-max ({settings['freq_max']:g})")
@@ -219,6 +225,9 @@ def serve(flowgraph: Any, settings: dict[str, Any]) -> None:
         print(f"argos-spectrum: streaming {settings['source']} at "
               f"{settings['center_freq'] / 1e6:g} MHz, {settings['samp_rate'] / 1e6:g} MS/s, "
               f"{settings['bins']} bins, {settings['fps']:g} frames/s", flush=True)
+    if settings["record_iq_dir"]:
+        print(f"argos-spectrum: recording the IQ samples as SigMF to {settings['record_iq_dir']}",
+              flush=True)
     if settings["transport"] == "zmq":
         from gr_argos.zmq_transport import gateway_command
 

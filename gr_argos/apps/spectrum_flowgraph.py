@@ -6,7 +6,8 @@ Imports GNU Radio (the settings and the command line in :mod:`gr_argos.apps.spec
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 from gnuradio import blocks, gr
 
@@ -14,8 +15,10 @@ from gr_argos.apps.sources import SourceError, open_osmosdr, open_sweep, source_
 from gr_argos.detectors import DetectorSettings
 from gr_argos.gpsd import parse_address
 from gr_argos.gpsd_source import gpsd_source
+from gr_argos.recording.sigmf import IqRecordSettings
 from gr_argos.server.config import ServerConfig
 from gr_argos.settings import declared
+from gr_argos.sigmf_sink import sigmf_sink
 from gr_argos.sim_band_source import sim_band_source
 from gr_argos.spectrum_detector import spectrum_detector
 from gr_argos.stream import StreamSettings
@@ -30,6 +33,7 @@ _STREAM_NAMES = {s.name for s in declared(StreamSettings)}
 _DETECTOR_NAMES = {s.name for s in declared(DetectorSettings)}
 _SERVER_NAMES = {s.name for s in declared(ServerConfig)}
 _PUBLISHER_NAMES = {s.name for s in declared(PublisherSettings)}
+_IQ_NAMES = {s.name for s in declared(IqRecordSettings)}
 
 
 class SpectrumFlowgraph(gr.top_block):
@@ -77,6 +81,7 @@ class SpectrumFlowgraph(gr.top_block):
         self.connect(head, self.fft, self.sink)
         if settings["second_detector"]:
             self.connect((self.fft, 1), (self.sink, 1))
+        self.iq_sink = self._record_iq(settings, head) if settings["record_iq_dir"] else None
         # The sink's periodic status reports the rate the source really delivers.
         self.rate_probe = blocks.probe_rate(gr.sizeof_gr_complex, 1000.0, 0.15)
         self.connect(self.source, self.rate_probe)
@@ -85,7 +90,27 @@ class SpectrumFlowgraph(gr.top_block):
         if isinstance(self.sink, websocket_sink):
             self.sink.set_tuner(SourceTuner(
                 kind if kind in ("sim", "file", "hackrf") else "osmosdr", self.sink, settings,
-                device=device, rotator=self.rotator, rebuild=self.rebuild_spectrum))
+                device=device, rotator=self.rotator, rebuild=self.rebuild_spectrum,
+                iq_sink=self.iq_sink))
+
+    def _record_iq(self, settings: dict[str, Any], head: Any) -> sigmf_sink:
+        """The source's samples (as the spectrum gets them: shifted when a client tunes a
+        simulated band or a file) to a SigMF recording, annotated with the detections."""
+        kind, _, argument = settings["source"].partition("=")
+        described = source_status(settings)
+        hw = {"sim": "gr-argos simulated band (sim_band_source)",
+              "file": f"IQ file {Path(argument).name} through gr-osmosdr's file source",
+              "hackrf": f"HackRF One ({described.get('args', '')})"}.get(
+                  kind, f"osmosdr device ({described.get('args', '')})")
+        iq = sigmf_sink(samp_rate=settings["samp_rate"], center_freq=settings["center_freq"],
+                        hw=hw, description=f"argos-spectrum --source {kind}",
+                        **{name: value for name, value in settings.items()
+                           if name in _IQ_NAMES})
+        self.connect(head, iq)
+        self.sink.detection_listeners.append(_annotator(iq))
+        if isinstance(self.sink, websocket_sink):
+            self.sink.add_recording("iq", iq.switch)
+        return iq
 
     def rebuild_spectrum(self, changes: dict[str, Any]) -> dict[str, Any]:
         """A new spectrum chain for other detector settings (``samp_rate``, ``fps``,
@@ -111,6 +136,8 @@ class SpectrumFlowgraph(gr.top_block):
                 if "samp_rate" in changes:
                     settings["samp_rate"] = self._new_sample_rate(settings["samp_rate"])
                     head = self.rotator or self.source
+                    if self.iq_sink is not None:  # before a sample at the new rate
+                        self.iq_sink.set_sample_rate(settings["samp_rate"])
                 self.fft = detector
                 self.connect(head, self.fft, self.sink)
                 if second:
@@ -162,6 +189,20 @@ class SpectrumFlowgraph(gr.top_block):
         host, port = parse_address(settings["gps"])
         self.gps = gpsd_source(host=host, port=port)
         self.msg_connect(self.gps, "gps", self.sink, "msg")
+
+
+def _annotator(iq: sigmf_sink) -> Callable[[dict[str, Any]], None]:
+    """A detection listener that marks each signal in the IQ recording when it ends."""
+    def annotate(event: dict[str, Any]) -> None:
+        if event.get("event") != "end":
+            return
+        start_ns = int(event["start_ns"])
+        iq.recorder.annotate(start_ns, start_ns + round(float(event["duration_s"]) * 1e9),
+                             float(event["low_freq_hz"]), float(event["high_freq_hz"]),
+                             f"signal at {float(event['center_freq_hz']) / 1e6:.6f} MHz",
+                             f"gr-argos detection {event.get('id')}: peak "
+                             f"{event.get('peak_db')} dB, SNR {event.get('snr_db')} dB")
+    return annotate
 
 
 def _make_sink(settings: dict[str, Any], **stream: Any) -> Any:

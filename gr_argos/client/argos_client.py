@@ -256,6 +256,17 @@ class ArgosClient:
         """
         await self.send_message("tune", dict(changes))
 
+    async def record(self, action: str, kind: str | None = None) -> None:
+        """Start (``"start"``) or stop (``"stop"``) the server's recordings, or one of them
+        (``kind``: ``"spectrum"`` or ``"iq"``), as an operator or admin (docs/protocol.md).
+        Everyone gets a ``recording`` message with the new state; a refusal comes back as
+        an ``error`` with code ``record_refused`` saying why.
+
+        Raises:
+            ConnectionError: no connection is open.
+        """
+        await self.send_message("record", {"action": action, **({"kind": kind} if kind else {})})
+
     async def request_detections(self, limit: int | None = None, since_ns: int | None = None,
                                  stream: int | None = None) -> None:
         """Ask for the recent detection events the server kept (a ``detections`` message).

@@ -23,8 +23,6 @@ much, and leaves whole records. Plain code: no GNU Radio, no sockets.
 
 from __future__ import annotations
 
-import errno
-import json
 import logging
 import os
 import threading
@@ -42,6 +40,7 @@ from gr_argos.protocol import (
     ProtocolError,
     reencode_frame,
 )
+from gr_argos.recording.disk import RETRY_S, delete_oldest, replace_json, report_write_error
 from gr_argos.recording.files import (
     FILE_MAGIC,
     INDEX_ENTRY,
@@ -61,8 +60,6 @@ __all__ = ["RETRY_S", "Recorder"]
 
 log = logging.getLogger(__name__)
 
-#: Seconds between attempts to write again after a write error.
-RETRY_S = 5.0
 #: Seconds between two visits of the writer to its queue. The producer never wakes it (a
 #: wake-up per frame is a thread switch, and a wait for the GIL, on the radio's thread): it
 #: appends, and the writer takes what came every this often.
@@ -156,10 +153,10 @@ class Recorder:
     def _put(self, kind: int, body: bytes) -> None:
         time_ns = self._clock_ns()
         with self._lock:
-            if self._thread is None or \
-                    self._queued_bytes + len(body) > self.config.record_buffer_bytes:
-                self._drop_locked(kind, time_ns, "disk too slow" if self._thread else
-                                  "recorder stopped")
+            if self._thread is None:
+                return  # stopped: nothing is being recorded, so nothing is lost
+            if self._queued_bytes + len(body) > self.config.record_buffer_bytes:
+                self._drop_locked(kind, time_ns, "disk too slow")
                 return
             self._queued_bytes += len(body)
             self._queue.append((kind, time_ns, body))
@@ -180,10 +177,13 @@ class Recorder:
     # -- life cycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the writer thread; a directory that cannot be written is reported (log
-        and status), not raised: the server serves without recording until it can."""
+        """Start the writer thread (again, after :meth:`stop`: into a new segment); a
+        directory that cannot be written is reported (log and status), not raised: the
+        server serves without recording until it can."""
         if self._thread is not None:
             return
+        self._stopping.clear()
+        self._retry_at = 0.0
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             probe = self.directory / ".argos-write-test"
@@ -200,7 +200,8 @@ class Recorder:
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Write what is queued, close the segment (its sidecar complete) and stop."""
+        """Write what is queued, close the segment (its sidecar complete) and stop; what is
+        published from then on is not recorded (nor counted as dropped)."""
         with self._lock:
             thread, self._thread = self._thread, None
         if thread is None:
@@ -210,10 +211,16 @@ class Recorder:
 
     # -- what it reports -------------------------------------------------------------------
 
+    @property
+    def started(self) -> bool:
+        """Whether it records (between :meth:`start` and :meth:`stop`)."""
+        return self._thread is not None
+
     def status(self) -> dict[str, Any]:
         """The recorder's state, as ``status`` messages carry it (``server.recorder``)."""
         segment = self._segment
         return {
+            "started": self.started,
             "recording": segment is not None and self.error is None,
             "dir": str(self.directory),
             "file": None if segment is None else segment.path.name,
@@ -420,53 +427,21 @@ class Recorder:
             "dropped_messages": sum(gap.messages for gap in segment.gaps),
             "complete": complete,
         }
-        target = sidecar_path(segment.path)
-        temporary = target.with_suffix(".json.tmp")
-        with temporary.open("w", encoding="utf-8") as handle:
-            json.dump(sidecar, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
+        replace_json(sidecar_path(segment.path), sidecar)
 
     def _apply_retention(self, current: Path) -> None:
         """Delete the oldest segments (with their index and sidecar) past
         ``record_max_total_bytes``; never the one being written."""
-        limit = self.config.record_max_total_bytes
-        if not limit:
-            return
-        found = [path for path in segments(self.directory) if path != current]
-        sizes = {path: _size(path) for path in [*found, current]}
-        total = sum(sizes.values())
-        for path in found:
-            if total <= limit:
-                break
-            for part in (path, index_path(path), sidecar_path(path)):
-                try:
-                    part.unlink()
-                except FileNotFoundError:
-                    pass
-                except OSError as exc:
-                    log.warning("event=retention_failed file=%s: %s", part, exc)
-            total -= sizes[path]
-            self.files_deleted += 1
-            log.info("event=recording_deleted file=%s reason=record_max_total_bytes", path.name)
+        self.files_deleted += delete_oldest(
+            [_parts(path) for path in segments(self.directory) if path != current],
+            _parts(current), self.config.record_max_total_bytes, "record_max_total_bytes")
 
     def _fail(self, exc: OSError, what: str) -> None:
         """Stop writing after an OSError: say what and why (once per distinct error), drop
         the segment, and try again in :data:`RETRY_S` s."""
-        name = errno.errorcode.get(exc.errno or 0, "error")
-        problem = f"{what}: {exc.strerror or exc} ({name})"
-        hint = {errno.ENOSPC: "free space or set record_max_total_bytes",
-                errno.EACCES: "make it writable for this user or choose another record_dir",
-                errno.EROFS: "the file system is read-only: choose another record_dir",
-                errno.ENOTDIR: "part of the path is a file: choose another record_dir"}.get(
-                    exc.errno or 0, "check the disk and record_dir")
-        message = (f"recording stopped: {problem}; {hint}. Frames are dropped and counted "
-                   f"until it works again (tried every {RETRY_S:g} s)")
+        self.error = report_write_error(log, "recording_failed", exc, what, "record_dir",
+                                        "record_max_total_bytes", self.error)
         self.write_errors += 1
-        if message != self.error:
-            log.error("event=recording_failed %s", message)
-        self.error = message
         self._retry_at = time.monotonic() + RETRY_S
         segment, self._segment = self._segment, None
         if segment is not None:
@@ -477,11 +452,5 @@ class Recorder:
                     pass
 
 
-def _size(path: Path) -> int:
-    total = 0
-    for part in (path, index_path(path), sidecar_path(path)):
-        try:
-            total += part.stat().st_size
-        except OSError:
-            pass
-    return total
+def _parts(segment: Path) -> tuple[Path, Path, Path]:
+    return segment, index_path(segment), sidecar_path(segment)

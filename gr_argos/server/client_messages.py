@@ -23,6 +23,7 @@ from gr_argos.protocol import (
     check_step_db,
 )
 from gr_argos.server.control import CONTROL_ACTIONS
+from gr_argos.server.recording_switch import RECORD_ACTIONS, RECORDING_KINDS
 
 __all__ = ["CLIENT_MESSAGE_TYPES", "TokenBucket", "error_code", "validate_message"]
 
@@ -118,6 +119,11 @@ _SCHEMAS: dict[str, dict[str, tuple[bool, Any, str]]] = {
         "action": (True, lambda v: v in CONTROL_ACTIONS, " or ".join(CONTROL_ACTIONS)),
         "name": (False, lambda v: isinstance(v, str) and len(v) <= 200,
                  "a string of at most 200 characters (the name others see)"),
+    },
+    "record": {
+        "action": (True, lambda v: v in RECORD_ACTIONS, " or ".join(RECORD_ACTIONS)),
+        "kind": (False, lambda v: v in RECORDING_KINDS,
+                 " or ".join(RECORDING_KINDS) + " (omitted: every recording)"),
     },
     "tune": {},  # the settings' names; checked against the source (server/control.py)
     "set_limits": {},  # the control_* limits; checked by server/control.py

@@ -47,6 +47,7 @@ from gr_argos.server.client_messages import (
 )
 from gr_argos.server.config import ServerConfig
 from gr_argos.server.control import ADMIN, OPERATOR, VIEWER, Controller, Requester, TuneError
+from gr_argos.server.recording_switch import RecordingSwitch
 from gr_argos.server.detection_history import DETECTIONS_KEPT, DetectionHistory
 from gr_argos.server.hub import BroadcastHub, ClientQueue
 from gr_argos.server.logs import EventLog, quoted
@@ -107,7 +108,7 @@ class Connection:
     __slots__ = ("_ws", "_config", "_hub", "_counters", "_events", "_hello", "_detections",
                  "_gate", "waiting", "peer", "_ip", "_write", "_client", "_sending", "_sender",
                  "_closer", "role", "_controller", "_local", "_tunes", "_tuning", "_session",
-                 "_pacer", "_handlers")
+                 "_pacer", "_handlers", "_recordings")
 
     def __init__(self, ws: ServerConnection, *, config: ServerConfig, hub: BroadcastHub,
                  counters: ServerCounters, events: EventLog,
@@ -115,7 +116,8 @@ class Connection:
                  gate: Gate, authenticated: bool, controller: Controller,
                  role: str | None = None, local: bool = False, session: str = "",
                  pacer: Pacer | None = None,
-                 handlers: Mapping[str, MessageHandler] | None = None) -> None:
+                 handlers: Mapping[str, MessageHandler] | None = None,
+                 recordings: RecordingSwitch | None = None) -> None:
         self._ws = ws
         self._config = config
         self._hub = hub
@@ -140,6 +142,7 @@ class Connection:
         self._session = session
         self._pacer = pacer or Pacer(config.resume_fps)
         self._handlers = handlers or {}
+        self._recordings = recordings
 
     async def serve(self) -> None:
         """Authenticate if needed, then stream to the client and answer it until it leaves."""
@@ -475,6 +478,9 @@ class Connection:
         if msg_type == "tune":
             self._tune(client, {key: value for key, value in message.items() if key != "type"})
             return
+        if msg_type == "record":
+            self._record(client, message["action"], message.get("kind"))
+            return
         if msg_type == "ping":
             try:
                 self._reply(client, "pong", {"id": message.get("id"),
@@ -593,6 +599,24 @@ class Connection:
                             "see the server's log")
 
         task = asyncio.ensure_future(apply())
+        self._tuning.add(task)
+        task.add_done_callback(self._tuning.discard)
+
+    def _record(self, client: ClientQueue, action: str, kind: str | None) -> None:
+        """Start or stop recording on a thread (stopping writes what is queued); the answer
+        is a ``recording`` message to everyone, or an error to this client."""
+        switch = self._recordings
+        if switch is None:
+            self._error(client, "record_refused", "this server records nothing")
+            return
+        requester = self._requester(client)
+
+        async def switch_it() -> None:
+            problem = await asyncio.to_thread(switch.record, requester, action, kind)
+            if problem is not None:
+                self._error(client, "record_refused", f"record: {problem}")
+
+        task = asyncio.ensure_future(switch_it())
         self._tuning.add(task)
         task.add_done_callback(self._tuning.discard)
 

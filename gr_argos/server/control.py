@@ -428,7 +428,7 @@ class Controller:
             problem = "this client does not hold control"
         outcome = "refused" if problem else "accepted"
         self._count(action, outcome)
-        self._audit_line(role, "control_refused_unprivileged",
+        self.audit_line(role, "control_refused_unprivileged",
                          f"event=control action={action} client={requester.client_id} "
                          f"peer={requester.peer} name={_quoted(name)} role={role or '-'} "
                          f"outcome={outcome}"
@@ -482,7 +482,7 @@ class Controller:
         self._count("limits", outcome)
         if problem is None:
             self._freq_ranges, self._max_gain, self._allow_amp = ranges, max_gain, allow_amp
-        self._audit_line(role, "control_refused_unprivileged",
+        self.audit_line(role, "control_refused_unprivileged",
                          f"event=control action=limits client={requester.client_id} "
                          f"peer={requester.peer} role={role or '-'} outcome={outcome} "
                          + " ".join(f"{name}={_value(value)}"
@@ -590,12 +590,12 @@ class Controller:
         self._count("tune", "refused")
         asked = " ".join(f"{_quoted(str(name))[:40]}={_value(value)}"
                          for name, value in list(fields.items())[:8])
-        self._audit_line(role, "tune_refused_unprivileged",
+        self.audit_line(role, "tune_refused_unprivileged",
                          f"event=tune client={requester.client_id} peer={requester.peer} "
                          f"role={role or '-'} outcome=refused {asked} "
                          f"reason={_quoted(problem)}")
 
-    def _audit_line(self, role: str | None, kind: str, line: str) -> None:
+    def audit_line(self, role: str | None, kind: str, line: str) -> None:
         """Audit ``line``; at a bounded rate (as ``kind``) if the client may not control."""
         if role is None:
             self._unprivileged.log(logging.INFO, kind, "%s", line)

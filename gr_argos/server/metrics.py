@@ -272,8 +272,12 @@ def _recorder_metrics(status: dict[str, Any] | None) -> Iterator[Any]:
     if status is None:
         return
     yield GaugeMetricFamily("argos_recording", "1 while the recorder writes, 0 after a write "
-                            "error (see the status message's server.recorder.error)",
+                            "error (see the status message's server.recorder.error) or while "
+                            "a client has stopped it (argos_recording_started 0)",
                             value=int(status["recording"]))
+    yield GaugeMetricFamily("argos_recording_started", "1 while the recorder is switched on "
+                            "(0: a client stopped it with a record message)",
+                            value=int(status["started"]))
     yield CounterMetricFamily("argos_recorded_bytes", "bytes written to recordings",
                               value=status["bytes"])
     recorded = CounterMetricFamily("argos_recorded", "frames and messages recorded",

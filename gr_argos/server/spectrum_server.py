@@ -63,6 +63,7 @@ from gr_argos.server.connection import (
     peer_ip,
 )
 from gr_argos.server.detection_history import DetectionHistory
+from gr_argos.server.recording_switch import Recording, RecordingSwitch
 from gr_argos.server.hub import BroadcastHub
 from gr_argos.server.resume import Pacer, ResumeRing
 from gr_argos.server.listener import FdReserve, listening_sockets
@@ -156,6 +157,9 @@ class SpectrumServer:
         self._forwarded: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
         self.controller = Controller(self.config, self.publish_message, _audit,
                                      self.counters.control_event)
+        #: The recordings clients may start and stop (``record``), by kind.
+        self.recordings = RecordingSwitch(self.controller, self.publish_message, _audit,
+                                          self.counters.control_event)
         self._port: int | None = None
         self._started_at = time.monotonic()
         self._registry = metrics_registry(ServerCollector(
@@ -256,6 +260,7 @@ class SpectrumServer:
         if self.config.record_dir:
             self.recorder = Recorder(self.config, self.hello)
             self.recorder.start()
+            self.recordings.recordings["spectrum"] = self.recorder
         ready = threading.Event()
         failure: list[BaseException] = []
         self._thread = threading.Thread(
@@ -288,6 +293,7 @@ class SpectrumServer:
 
     def _stop_recorder(self) -> None:
         recorder, self.recorder = self.recorder, None
+        self.recordings.recordings.pop("spectrum", None)
         if recorder is not None:
             recorder.stop()
 
@@ -420,8 +426,9 @@ class SpectrumServer:
         recorder = self.recorder
         if msg_type == "status":
             server = self.counters.server_status()
-            if recorder is not None:
-                server["recorder"] = recorder.status()
+            for kind, recording in list(self.recordings.recordings.items()):
+                server["recorder" if kind == "spectrum" else f"{kind}_recorder"] = \
+                    recording.status()
             body = {**(body or {}), "server": server,
                     "control": {"holder": self.controller.lease.describe()}}
         try:
@@ -435,6 +442,15 @@ class SpectrumServer:
         if recorder is not None:
             recorder.message(text)
         self.hub.publish_message(text)
+
+    def add_recording(self, kind: str, recording: Recording | None) -> None:
+        """A recording clients may start and stop besides the server's own (argos-spectrum's
+        ``iq``), reported in ``status`` as ``server.<kind>_recorder``; None removes it.
+        Any thread."""
+        if recording is None:
+            self.recordings.recordings.pop(kind, None)
+        else:
+            self.recordings.recordings[kind] = recording
 
     def set_tuner(self, tuner: Tuner | None) -> None:
         """What applies clients' ``tune`` changes to the radio (None: nothing can be
@@ -476,6 +492,7 @@ class SpectrumServer:
             "streams": [s.describe() for s in self.streams()],
             "encodings": list(ENCODING_CODES),
             "queue_depth": self.config.queue_depth,
+            "recording": self.recordings.state(),
         }
 
     async def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
@@ -561,7 +578,7 @@ class SpectrumServer:
                                 controller=self.controller,
                                 local=is_local(ip, ws in self._forwarded),
                                 session=self.session, pacer=self._pacer,
-                                handlers=self._handlers)
+                                handlers=self._handlers, recordings=self.recordings)
         try:
             await connection.serve()
         finally:

@@ -132,6 +132,57 @@ export interface HelloMessage extends ArgosMessage {
   queue_depth: number;
   /** The radio's control: who holds it, what can change, what this client may do. */
   control?: ControlState;
+  /** The server's recordings by kind (empty: it records nothing). */
+  recording?: RecordingState;
+}
+
+/** One recording's state (status's server.recorder and server.iq_recorder hold it too). */
+export interface RecorderStatus {
+  /** Switched on (by the settings, or a client's record start). */
+  started: boolean;
+  /** Writing now (false after a write error: see error). */
+  recording: boolean;
+  dir: string;
+  file: string | null;
+  bytes: number;
+  queued_bytes: number;
+  /** Why it cannot write, and what to do (null while all is well). */
+  error: string | null;
+  [key: string]: unknown;
+}
+
+/** The recordings a server has: its spectra (record_dir) and argos-spectrum's IQ samples
+ * as SigMF (record_iq_dir). */
+export interface RecordingState {
+  spectrum?: RecorderStatus;
+  iq?: RecorderStatus;
+}
+
+/** A recording was started or stopped (to everyone). */
+export interface RecordingMessage extends ArgosMessage {
+  type: "recording";
+  event: "started" | "stopped";
+  kinds: Array<"spectrum" | "iq">;
+  client_id: number;
+  role: "operator" | "admin";
+  recording: RecordingState;
+}
+
+/** An argos-replay server's replay (status messages carry it as `replay` too). */
+export interface ReplayState {
+  /** The recording's name (a record_dir or a segment). */
+  file: string;
+  start_ns: number;
+  end_ns: number;
+  position_ns: number;
+  speed: number;
+  paused: boolean;
+  loop: boolean;
+}
+
+/** The answer to a replay message (to the client that sent it). */
+export interface ReplayMessage extends ArgosMessage, ReplayState {
+  type: "replay";
 }
 
 /** A message the flowgraph posted (`status`, `gps`, ...): free-form keys besides these. */
@@ -141,6 +192,8 @@ export interface StreamMessage extends ArgosMessage {
 
 export interface StatusMessage extends StreamMessage {
   type: "status";
+  /** From argos-replay: the replay's state. */
+  replay?: ReplayState;
 }
 
 export interface GpsMessage extends StreamMessage {
@@ -264,7 +317,8 @@ export interface TunedMessage extends ArgosMessage {
 export interface ErrorMessage extends ArgosMessage {
   type: "error";
   code: "bad_json" | "bad_message" | "unknown_type" | "binary_not_supported" | "auth_failed"
-    | "rate_limited" | "control_refused" | "tune_refused" | "resume_refused" | (string & {});
+    | "rate_limited" | "control_refused" | "tune_refused" | "resume_refused"
+    | "record_refused" | (string & {});
   message: string;
 }
 
@@ -397,6 +451,10 @@ export interface ArgosClientEventMap {
   resume: CustomEvent<ResumeMessage>;
   /** The replay is over: live frames follow. */
   caught_up: CustomEvent<CaughtUpMessage>;
+  /** A recording was started or stopped (by any client). */
+  recording: CustomEvent<RecordingMessage>;
+  /** The answer to replay(). */
+  replay: CustomEvent<ReplayMessage>;
   warning: CustomEvent<WarningDetail>;
   authfailed: CustomEvent<AuthFailedDetail>;
 }
@@ -582,6 +640,12 @@ export class ArgosClient extends EventTarget {
   control(action: "acquire" | "release" | "take", name?: string): void;
   /** Change the radio's settings by name, as the lease's holder: answered by "tuned". */
   tune(changes: Record<string, number | boolean>): void;
+  /** Start or stop the server's recordings (or one kind), as an operator or admin:
+   * answered by a "recording" event to everyone, or an error "record_refused". */
+  record(action: "start" | "stop", kind?: "spectrum" | "iq"): void;
+  /** Control an argos-replay server's (shared) replay: answered by a "replay" event. */
+  replay(action: "play" | "pause" | "seek" | "speed" | "state",
+         fields?: { offset_s?: number; time_ns?: number; speed?: number }): void;
   /** Present an operator's or admin's token on the open connection, to raise its role. */
   authenticate(token: string): void;
   /**

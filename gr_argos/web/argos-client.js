@@ -723,6 +723,34 @@ export class ArgosClient extends EventTarget {
   }
 
   /**
+   * Start (`"start"`) or stop (`"stop"`) the server's recordings, or only one of them
+   * (`kind`: `"spectrum"` or `"iq"`), as an operator or admin (docs/recording.md). Every
+   * client gets a `recording` event with the new state; a refusal is an `error` event with
+   * code `record_refused`, saying why.
+   *
+   * @param {"start" | "stop"} action
+   * @param {"spectrum" | "iq"} [kind] every recording the server has when omitted.
+   * @throws {Error} if no connection is open.
+   */
+  record(action, kind) {
+    this.send(kind ? { type: "record", action, kind } : { type: "record", action });
+  }
+
+  /**
+   * Control an argos-replay server's replay, shared by all its clients: `"play"`,
+   * `"pause"`, `"state"`, `"seek"` (`{offset_s}` after the recording's start, or
+   * `{time_ns}`) or `"speed"` (`{speed}`). Answered by a `replay` event with the state, or
+   * an `error` event with code `bad_message` (an `unknown_type` from a live server).
+   *
+   * @param {"play" | "pause" | "seek" | "speed" | "state"} action
+   * @param {{offset_s?: number, time_ns?: number, speed?: number}} [fields]
+   * @throws {Error} if no connection is open.
+   */
+  replay(action, fields) {
+    this.send({ type: "replay", action, ...(fields || {}) });
+  }
+
+  /**
    * Present another token on the open connection (an operator's or an admin's) to raise
    * its role: answered by a `control` event whose `you` says the new role, or an `error`
    * event with code `auth_failed` (the connection keeps its rights).
@@ -1171,7 +1199,7 @@ export class ArgosClient extends EventTarget {
 
 // JSON types that also get an event of their own name (all of them get "message").
 const TYPED_EVENTS = new Set(["hello", "status", "gps", "detection", "detections", "control",
-  "tuned", "error", "pong", "stats", "view", "resume", "caught_up"]);
+  "tuned", "error", "pong", "stats", "view", "resume", "caught_up", "recording", "replay"]);
 
 /** The ws:// or wss:// URL to connect to; http(s) and relative URLs resolve against the
  * page, and no URL at all means the page's own server. */

@@ -81,7 +81,10 @@ const UNIT_SUFFIXES = [
   ["_hz", (v) => frequency(v)], ["_db", decibels], ["_ms", (v) => `${plain(v)}${NBSP}ms`],
   ["_s", (v) => `${plain(v)}${NBSP}s`], ["_m", (v) => `${plain(v)}${NBSP}m`],
 ];
-const HIDDEN = new Set(["type", "stream", "control"]); // control has a panel of its own
+// control has a panel of its own, a replay its bar (replay.js)
+const HIDDEN = new Set(["type", "stream", "control", "replay"]);
+// The server's recorders (docs/recording.md), each said in a few words.
+const RECORDERS = { recorder: "Recording", iq_recorder: "IQ recording" };
 
 /** "lna_gain_db" -> "Lna gain db"; "sampleCount" -> "Sample count". */
 export function readable(key) {
@@ -98,7 +101,19 @@ function unknownEntry(key, value) {
   return [readable(key), plain(value)];
 }
 
-/** The server's own part: its refusals and whether it sheds load. */
+/** A recorder's state in a few words: on (MB written, anything dropped), stopped (by a
+ * client), or what failed. */
+export function recorderText(recorder) {
+  if (!recorder || typeof recorder !== "object") return plain(recorder);
+  if (recorder.error) return `failed: ${recorder.error}`;
+  if (!recorder.started) return "stopped";
+  const dropped = (recorder.dropped_frames ?? 0) + (recorder.dropped_samples ?? 0);
+  return [recorder.recording ? "on" : "starting",
+    `${count(+((recorder.bytes ?? 0) / 1e6).toFixed(1))}${NBSP}MB`,
+    dropped ? `${count(dropped)} dropped` : ""].filter(Boolean).join(" · ");
+}
+
+/** The server's own part: its refusals, whether it sheds load, its recorders. */
 function serverEntries(server) {
   if (!server || typeof server !== "object") return [["Server", plain(server)]];
   const entries = [];
@@ -109,7 +124,8 @@ function serverEntries(server) {
   }
   if ("shedding" in server) entries.push(["Shedding load", server.shedding ? "yes" : "no"]);
   for (const [key, value] of Object.entries(server)) {
-    if (key !== "refused" && key !== "shedding") entries.push(unknownEntry(key, value));
+    if (key in RECORDERS) entries.push([RECORDERS[key], recorderText(value)]);
+    else if (key !== "refused" && key !== "shedding") entries.push(unknownEntry(key, value));
   }
   return entries;
 }

@@ -22,6 +22,8 @@ import { TokenStore, setUpLogin } from "./login.js";
 import { MARKER_KEYS, Markers } from "./markers.js";
 import { Pause } from "./pause.js";
 import { Readout, RowHistory } from "./readout.js";
+import { RecordButton } from "./recording.js";
+import { ReplayBar } from "./replay.js";
 import { OutageBanner, gapNotice, rangeProblem, streamProblem } from "./states.js";
 import { drawColorbar, drawTimeAxis } from "./waterfall-axis.js";
 import {
@@ -1179,16 +1181,15 @@ function main() {
     });
   }
 
-  // argos-replay says so in every status message: show the speed and where it is.
-  const replayBadge = $("replay");
-  client.addEventListener("status", (event) => {
-    const replay = event.detail?.replay;
-    replayBadge.hidden = !replay;
-    if (!replay) return;
-    const seconds = (ns) => Math.max(0, Math.round((ns - replay.start_ns) / 1e9));
-    $("replay-text").textContent = `${replay.paused ? "paused" : `${replay.speed}x`} ` +
-      `${seconds(replay.position_ns)} / ${seconds(replay.end_ns)} s`;
-  });
+  // Operators and admins start and stop the server's recordings (recording.js).
+  new RecordButton($("record"), client, (text) => showNotice(text));
+
+  // argos-replay says so in every status message: the replay bar (replay.js).
+  new ReplayBar({
+    bar: $("replay-bar"), play: $("replay-play"), position: $("replay-position"),
+    time: $("replay-time"), speed: $("replay-speed"), loop: $("replay-loop"),
+    name: $("replay-name"), badge: $("replay"), badgeText: $("replay-text"),
+  }, client);
 
   client.addEventListener("warning", (event) => {
     view.counters.warnings += 1;

@@ -158,6 +158,26 @@ describe("ArgosClient against a real gr-argos server", { skip }, () => {
     assert.equal(client.state, "closed");
   });
 
+  test("record() and replay() reach the server, which answers them as errors here", async () => {
+    // This server records nothing and replays nothing: each message comes back as an error
+    // event of its own code, and the connection goes on.
+    const client = new ArgosClient(SERVER_URL);
+    const hello = nextEvent(client, "hello");
+    client.connect();
+    try {
+      assert.deepEqual((await hello).recording, {});
+      const refused = nextEvent(client, "error", (e) => e.code === "record_refused");
+      client.record("start", "iq");
+      assert.match((await refused).message, /record_iq_dir/);
+      const unknown = nextEvent(client, "error", (e) => e.code === "unknown_type");
+      client.replay("seek", { offset_s: 1 });
+      assert.match((await unknown).message, /'replay'/);
+      assert.equal(client.state, "open");
+    } finally {
+      client.close();
+    }
+  });
+
   test("uint8 deflated frames, asked for in the URL, decode in order within step/2", async () => {
     const client = new ArgosClient(SERVER_URL, { encoding: "uint8", compress: true });
     assert.match(client.url, /encoding=uint8&compress=1/);

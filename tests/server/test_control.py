@@ -245,7 +245,7 @@ async def test_roles_and_the_lease_as_everyone_sees_them(
 
 async def test_a_viewer_hammering_tune_cannot_flood_the_audit_log(
         start_server: StartServer, caplog: pytest.LogCaptureFixture) -> None:
-    """180 tune, control and set_limits messages from a viewer (who may not control) are
+    """240 tune, control, set_limits and record messages from a viewer (who may not control) are
     all refused and counted, but at most a burst of them each is written to the audit log; an operator's
     refusals are all written."""
     from gr_argos.server.control import UNPRIVILEGED_AUDIT_BURST
@@ -261,9 +261,10 @@ async def test_a_viewer_hammering_tune_cannot_flood_the_audit_log(
             await send(viewer, "tune", center_freq=100e6 + index)
             await send(viewer, "control", action="acquire", name="eve")
             await send(viewer, "set_limits", control_max_gain=60)
-        for _ in range(180):
-            assert (await next_message(viewer, "error"))["code"] in ("tune_refused",
-                                                                     "control_refused")
+            await send(viewer, "record", action="start")
+        for _ in range(240):
+            assert (await next_message(viewer, "error"))["code"] in (
+                "tune_refused", "control_refused", "record_refused")
         await send(operator, "control", action="acquire", name="alice")
         await next_message(operator, "control")
         for _ in range(30):  # outside the allowed range
@@ -272,6 +273,8 @@ async def test_a_viewer_hammering_tune_cannot_flood_the_audit_log(
     lines = [record.getMessage() for record in caplog.records if record.name == "gr_argos.audit"]
     by_viewer = [line for line in lines if "role=-" in line]
     assert len([line for line in by_viewer if "action=limits" in line]) \
+        <= UNPRIVILEGED_AUDIT_BURST
+    assert 0 < len([line for line in by_viewer if "event=record" in line]) \
         <= UNPRIVILEGED_AUDIT_BURST
     assert 0 < len([line for line in by_viewer if "event=tune" in line]) \
         <= UNPRIVILEGED_AUDIT_BURST
