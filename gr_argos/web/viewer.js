@@ -10,6 +10,7 @@
 // changes, never per frame.
 
 import { ArgosClient, ENCODINGS } from "./argos-client.js";
+import { AutoRange } from "./autorange.js";
 import {
   COLORMAP_NAMES, GAP_RGB, LUT_SIZE, RETUNE_RGB, SKIP_RGB, VIEW_RGB, colorAt, makeLut, packRgb,
 } from "./colormap.js";
@@ -21,6 +22,7 @@ import { setUpFullscreen } from "./fullscreen.js";
 import { TokenStore, setUpLogin } from "./login.js";
 import { Pause } from "./pause.js";
 import { Readout, RowHistory } from "./readout.js";
+import { SharedConnection } from "./shared-connection.js";
 import { OutageBanner, gapNotice, rangeProblem, streamProblem } from "./states.js";
 import {
   ViewRequester, ZoomControl, binGrid, regrid, sampleInto, setUpRateControl, urlWithView,
@@ -33,7 +35,6 @@ const MAX_PENDING_ROWS = 16; // rows waiting for the next animation frame; older
 const AUTO_RANGE_INTERVAL_MS = 400;
 const STATUS_INTERVAL_MS = 500;
 const DEFAULT_RANGE_DB = [-110, -30];
-const RANGE_SNAP_DB = 5; // the auto range moves in steps of this size, with hysteresis
 const RECENT_STATES = 20;
 const CLIENT_OPTIONS = [
   "backoffBaseMs", "backoffCapMs", "stableAfterMs", "heartbeatIntervalMs", "heartbeatTimeoutMs",
@@ -94,7 +95,7 @@ function clientOptions() {
   if (options.encoding === "uint8" && stepDb >= 0.01 && stepDb <= 20) options.stepDb = stepDb;
   // ?center_freq_hz=&span_hz=&bins=&fps_divisor= open a view (see zoom.js).
   const view = viewFromUrl(params);
-  if (view.spanHz || view.fpsDivisor > 1) {
+  if (view.spanHz || view.bins || view.fpsDivisor > 1) {
     const stream = params.has("stream") ? Number(params.get("stream")) : NaN;
     options.view = { streamId: Number.isInteger(stream) ? stream : undefined, ...view };
     if (view.spanHz && !view.bins) {
@@ -513,50 +514,6 @@ function drawColorbar(canvas, colormap, dbMin, dbMax) {
   ctx.fillText(`${Math.round(dbMin)}`, barLeft - 4 * dpr, height);
 }
 
-/** The auto range: a floor a little under the noise (median) and a ceiling over the peaks. */
-class AutoRange {
-  constructor() {
-    this.scratch = new Float32Array(1);
-    this.last = 0;
-  }
-
-  /** [min, max] fitted to the traces shown (the lowest noise floor, the highest peak),
-   * moving `current` only when it no longer fits well. */
-  fit(traces, [currentMin, currentMax]) {
-    let floor = Infinity;
-    let top = -Infinity;
-    for (const power of traces) {
-      const [traceFloor, traceTop] = this.floorAndTop(power);
-      floor = Math.min(floor, traceFloor);
-      top = Math.max(top, traceTop);
-    }
-    if (!Number.isFinite(floor) || !Number.isFinite(top)) return [currentMin, currentMax];
-    top = Math.max(top, floor + 20);
-    const wantMin = floor - 8;
-    const wantMax = top + 6;
-    let min = currentMin;
-    let max = currentMax;
-    if (wantMin < min || wantMin > min + RANGE_SNAP_DB) {
-      min = Math.floor(wantMin / RANGE_SNAP_DB) * RANGE_SNAP_DB;
-    }
-    if (wantMax > max || wantMax < max - 2 * RANGE_SNAP_DB) {
-      max = Math.ceil(wantMax / RANGE_SNAP_DB) * RANGE_SNAP_DB;
-    }
-    return [min, max];
-  }
-
-  /** The median of the finite values of `power` (the noise floor) and its maximum. */
-  floorAndTop(power) {
-    if (this.scratch.length !== power.length) this.scratch = new Float32Array(power.length);
-    const sorted = this.scratch;
-    sorted.set(power);
-    sorted.sort();
-    let low = 0;
-    while (low < sorted.length - 1 && !Number.isFinite(sorted[low])) low++;
-    return [sorted[Math.floor(low + (sorted.length - low) / 2)], sorted[sorted.length - 1]];
-  }
-}
-
 function renderList(dl, entries) {
   const items = [];
   for (const [key, value] of entries) {
@@ -654,6 +611,7 @@ function main() {
       framesReceived: 0, secondFramesReceived: 0, framesDrawn: 0, rowsDrawn: 0, gapEvents: 0,
       gapRowsDrawn: 0, retunes: 0, warnings: 0, errors: 0, gps: 0, status: 0,
       framesMissed: 0, // the frames the gaps counted, with those estimated across restarts
+      framesWhileHidden: 0, // received while the tab was hidden: not drawn, no waterfall row
     },
   };
   let lut = makeLut(view.colormap);
@@ -664,13 +622,20 @@ function main() {
   let layoutDirty = true;
   let rafPending = false;
 
-  const client = new ArgosClient(serverUrl(), clientOptions());
+  // Tabs of this viewer share one connection where they can (shared-connection.js).
+  const shared = new SharedConnection(params);
+  const client = new ArgosClient(serverUrl(), { ...clientOptions(), WebSocket: shared.WebSocket });
+  client.addEventListener("state", (event) => {
+    if (event.detail.state === "closed") shared.leave("its client stopped (a token to enter?)");
+  });
   setUpLogin(client, new TokenStore(client.url), el.login);
   const plotBox = () => el.waterfall.getBoundingClientRect();
   const zoom = new ZoomControl({
     surfaces: [el.spectrum, el.waterfall], plotBox, keyTarget: document, onChange: onZoom,
   });
   const opened = viewFromUrl(params);
+  // ?bins= without a band: the whole stream at that resolution, not the plot's width.
+  const fixedBins = opened.spanHz ? undefined : opened.bins;
   if (opened.spanHz) {
     zoom.setWindow(opened.centerFreqHz - opened.spanHz / 2, opened.centerFreqHz + opened.spanHz / 2,
       false);
@@ -709,8 +674,11 @@ function main() {
         ? band.startHz + fraction * (band.stopHz - band.startHz) : null;
     },
   });
-  const views = new ViewRequester(client, () => history.replaceState(history.state, "",
-    urlWithView(location.href, zoom.zoomWindow, view.fpsDivisor)));
+  const views = new ViewRequester(client, () => {
+    const url = new URL(urlWithView(location.href, zoom.zoomWindow, view.fpsDivisor));
+    if (fixedBins && !zoom.zoomed) url.searchParams.set("bins", String(fixedBins));
+    history.replaceState(history.state, "", url.href);
+  });
 
   const banner = new OutageBanner(el.outage);
   const pause = new Pause(el.pause, el.paused, (paused) => {
@@ -779,7 +747,8 @@ function main() {
   }
 
   function askForView(options) {
-    views.request(view.streamId, zoom.zoomWindow, plotPixels(), view.fpsDivisor, options);
+    const bins = zoom.zoomed ? plotPixels() : fixedBins ?? plotPixels();
+    views.request(view.streamId, zoom.zoomWindow, bins, view.fpsDivisor, options);
   }
 
   function requestDraw() {
@@ -1040,6 +1009,12 @@ function main() {
       view.wide = { frame, grid: view.axis };
     }
     view.latest = frame;
+    if (document.hidden) {
+      // A tab in the background draws nothing (no animation frames come): it keeps only
+      // the latest frame, drawn when it is shown again.
+      view.counters.framesWhileHidden += 1;
+      return;
+    }
     const shown = tracesOf(frame).at(-1).values;
     const peak = view.peak;
     for (let i = 0; i < binCount; i++) if (shown[i] > peak[i]) peak[i] = shown[i];
@@ -1246,6 +1221,7 @@ function main() {
         viewsAsked: views.sent,
         viewReplies: views.answers,
         plotPixels: plotPixels(),
+        plot: { ...spectrum.plot }, // the plot area on the spectrum canvas, device pixels
         streamId: view.streamId,
         lastSequence: view.latest ? Number(view.latest.sequence) : null,
         detections: detections.events,
@@ -1268,6 +1244,7 @@ function main() {
                    refreshes: readout.refreshes },
         historyRows: waterfall.history.count,
         client: { ...client.stats },
+        shared: shared.stats(),
       };
     },
     setRange: (min, max) => setRange(min, max),
@@ -1276,10 +1253,21 @@ function main() {
     resetPeak,
   };
 
+  // Back in the foreground: a grey row for the rows not drawn, then the latest frame.
+  let hiddenFramesSeen = 0;
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) return;
+    if (view.counters.framesWhileHidden > hiddenFramesSeen) waterfall.markSkipped();
+    hiddenFramesSeen = view.counters.framesWhileHidden;
+    view.traceDirty = true;
+    requestDraw();
+  });
+
   setRange(...view.range, true);
   setAuto(view.auto);
   requestDraw();
-  client.connect();
+  const stream = params.get("stream") ?? "";
+  shared.start(`${client.url} stream=${stream}`).then(() => client.connect());
 }
 
 main();

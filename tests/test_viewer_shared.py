@@ -1,0 +1,111 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Tabs of one viewer share one connection (gr_argos/web/shared-connection.js), in real
+headless Chromium (pages of one browser context: tabs of one browser) against a real
+in-process :class:`~gr_argos.server.SpectrumServer` publishing at about 30 frames/s.
+
+Five tabs: the server counts one client and every tab draws; the leader tab closes: another
+takes over (one client again), every tab keeps drawing, and each tab's missed count is the
+number of frames it did not get (the new leader, resuming from the server's ring, none).
+With ``?share=0`` every tab has its own connection.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import BrowserContext
+
+from viewer_page import WAIT_MS, Viewer, open_viewer
+from viewer_server import Served, serve
+
+pytestmark = pytest.mark.slow
+
+TABS = 5
+
+# Record the sequence of every frame the page's client gets from now on, and the viewer's
+# missed count now; RECORDED_JS reads them back with the missed count then.
+RECORD_JS = """() => {
+    const viewer = window.argosViewer;
+    window.__recorded = { sequences: [], missedBefore: viewer.stats().framesMissed };
+    viewer.client.addEventListener("frame", (event) => {
+        window.__recorded.sequences.push(event.detail.frame.sequence);
+    });
+}"""
+RECORDED_JS = """() => ({ ...window.__recorded,
+                          missedAfter: window.argosViewer.stats().framesMissed })"""
+
+
+@pytest.fixture
+def served(no_server_thread_left: None) -> Iterator[Served]:
+    yield from serve()
+
+
+def wait_for_clients(served: Served, count: int) -> None:
+    """Wait until the server has ``count`` clients connected."""
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while served.server.hub.client_count != count:
+        assert time.monotonic() < deadline, (
+            f"the server has {served.server.hub.client_count} clients, expected {count}")
+        time.sleep(0.05)
+
+
+def role(viewer: Viewer) -> str:
+    return str(viewer.stats()["shared"]["role"])
+
+
+def holes(sequences: list[int]) -> int:
+    """How many sequences between the first and the last recorded are not there."""
+    return (max(sequences) - min(sequences) + 1) - len(set(sequences))
+
+
+def test_five_tabs_share_one_connection_and_the_next_tab_takes_over(
+        served: Served, context: BrowserContext) -> None:
+    """Five tabs of the viewer: one connection on the server, one leader, every tab draws;
+    closing the leader hands the connection to another tab: still one connection, frames
+    keep coming to every tab, and each tab's missed count is what it did not get."""
+    viewers = [open_viewer(context, served.page_url) for _ in range(TABS)]
+    for viewer in viewers:
+        viewer.wait_for("s.state === 'open' && s.framesDrawn >= 3 && s.rowsDrawn >= 1")
+    wait_for_clients(served, 1)
+    roles = [role(viewer) for viewer in viewers]
+    assert sorted(roles) == ["follower"] * (TABS - 1) + ["leader"], roles
+    assert served.server.hub.client_count == 1
+
+    for viewer in viewers:
+        viewer.page.evaluate(RECORD_JS)
+    for viewer in viewers:
+        viewer.wait_for_more_frames(5)
+    leader = viewers[roles.index("leader")]
+    leader.page.close()
+    rest = [viewer for viewer in viewers if viewer is not leader]
+
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while [role(viewer) for viewer in rest].count("leader") != 1:
+        assert time.monotonic() < deadline, [role(viewer) for viewer in rest]
+        time.sleep(0.1)
+    for viewer in rest:
+        viewer.wait_for("s.state === 'open' && s.client.reconnects >= 1")
+        viewer.wait_for_more_frames(10)
+    wait_for_clients(served, 1)
+
+    for viewer in rest:
+        recorded = viewer.page.evaluate(RECORDED_JS)
+        sequences = recorded["sequences"]
+        missed = recorded["missedAfter"] - recorded["missedBefore"]
+        assert holes(sequences) == missed, (role(viewer), missed, sequences)
+        if role(viewer) == "leader":
+            assert missed == 0  # resumed from the server's ring
+        assert viewer.errors == []
+    assert served.server.hub.client_count == 1
+
+
+def test_share_0_gives_every_tab_its_own_connection(served: Served,
+                                                    context: BrowserContext) -> None:
+    """With ?share=0 two tabs are two clients of the server, each drawing."""
+    viewers = [open_viewer(context, served.page_url + "?share=0") for _ in range(2)]
+    for viewer in viewers:
+        viewer.wait_for("s.state === 'open' && s.framesDrawn >= 3")
+        assert viewer.stats()["shared"]["role"] == "off"
+    wait_for_clients(served, 2)
