@@ -139,7 +139,9 @@ def snapshot(page: Any, cdp: Any) -> dict[str, Any]:
         return { framesReceived: s.framesReceived, framesDrawn: s.framesDrawn,
                  rowsDrawn: s.rowsDrawn, rowsSkipped: s.rowsSkipped, bins: s.axis?.bins ?? 0,
                  waterfallColumns: s.waterfallColumns, plotPixels: s.plotPixels,
-                 ageMs: s.ageMs, role: s.shared?.role ?? "none", ...window.__bench };
+                 ageMs: s.ageMs, role: s.shared?.role ?? "none",
+                 frameMs: s.work?.frames.ms ?? null, drawMs: s.work?.draws.ms ?? null,
+                 ...window.__bench };
     }""")
     return {"wall_s": time.monotonic(), "task_s": metrics["TaskDuration"],
             "script_s": metrics["ScriptDuration"], **page_side}
@@ -217,6 +219,11 @@ def page_result(start: dict[str, Any], end: dict[str, Any], ages: list[Any]) -> 
         "rows_per_s": per_s("rowsDrawn"), "rows_skipped_per_s": per_s("rowsSkipped"),
         "main_thread_busy": round((end["task_s"] - start["task_s"]) / wall_s, 3),
         "script_busy": round((end["script_s"] - start["script_s"]) / wall_s, 3),
+        # The viewer's own frame handling and drawing (its stats' work), ms per second.
+        "frame_ms_per_s": None if end["frameMs"] is None
+        else round((end["frameMs"] - start["frameMs"]) / wall_s, 1),
+        "draw_ms_per_s": None if end["drawMs"] is None
+        else round((end["drawMs"] - start["drawMs"]) / wall_s, 1),
         "long_tasks": end["longTasks"] - start["longTasks"],
         "long_task_ms": round(end["longTaskMs"] - start["longTaskMs"]),
         "age_ms_p50": round(statistics.median(ages)) if ages else None,

@@ -514,6 +514,19 @@ function drawColorbar(canvas, colormap, dbMin, dbMax) {
   ctx.fillText(`${Math.round(dbMin)}`, barLeft - 4 * dpr, height);
 }
 
+/** Call `fn(arg)` and add the time it took to `counter` ({count, ms, maxMs}). */
+function timed(counter, fn, arg) {
+  const start = performance.now();
+  try {
+    fn(arg);
+  } finally {
+    const ms = performance.now() - start;
+    counter.count += 1;
+    counter.ms += ms;
+    if (ms > counter.maxMs) counter.maxMs = ms;
+  }
+}
+
 function renderList(dl, entries) {
   const items = [];
   for (const [key, value] of entries) {
@@ -614,6 +627,8 @@ function main() {
       framesWhileHidden: 0, // received while the tab was hidden: not drawn, no waterfall row
     },
   };
+  // The main thread's time in this page's own frame handling and drawing (benchmarks).
+  const work = { frames: { count: 0, ms: 0, maxMs: 0 }, draws: { count: 0, ms: 0, maxMs: 0 } };
   let lut = makeLut(view.colormap);
   const waterfall = new Waterfall(el.waterfall);
   const spectrum = new SpectrumPlot(el.spectrum);
@@ -754,7 +769,7 @@ function main() {
   function requestDraw() {
     if (rafPending) return;
     rafPending = true;
-    requestAnimationFrame(drawNow);
+    requestAnimationFrame((now) => timed(work.draws, drawNow, now));
   }
 
   function drawNow(now) {
@@ -971,7 +986,9 @@ function main() {
     if (reply.snapped) showNotice(`view: ${reply.message ?? "snapped to one in use"}`);
   });
 
-  client.addEventListener("frame", (event) => {
+  client.addEventListener("frame", (event) => timed(work.frames, onFrame, event));
+
+  function onFrame(event) {
     const { frame, ageMs } = event.detail;
     if (view.streamId === null) view.streamId = frame.streamId;
     if (frame.streamId !== view.streamId) return;
@@ -1022,7 +1039,7 @@ function main() {
     if (frame.secondPowerDb) view.counters.secondFramesReceived += 1;
     view.traceDirty = true;
     requestDraw();
-  });
+  }
 
   // A gap comes just before the frame after it: its notice needs that frame's timestamp.
   client.addEventListener("gap", (event) => {
@@ -1245,6 +1262,7 @@ function main() {
         historyRows: waterfall.history.count,
         client: { ...client.stats },
         shared: shared.stats(),
+        work: { frames: { ...work.frames }, draws: { ...work.draws } },
       };
     },
     setRange: (min, max) => setRange(min, max),
