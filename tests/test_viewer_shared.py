@@ -17,8 +17,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import BrowserContext
 
-from viewer_page import WAIT_MS, Viewer, open_viewer
-from viewer_server import Served, serve
+from viewer_page import VIEW_DRAWN, WAIT_MS, Viewer, open_viewer
+from viewer_server import SPAN_HZ, Served, serve
 
 pytestmark = pytest.mark.slow
 
@@ -109,3 +109,33 @@ def test_share_0_gives_every_tab_its_own_connection(served: Served,
         viewer.wait_for("s.state === 'open' && s.framesDrawn >= 3")
         assert viewer.stats()["shared"]["role"] == "off"
     wait_for_clients(served, 2)
+
+
+@pytest.mark.parametrize("zooming", ["follower", "leader"])
+def test_a_tab_that_zooms_gets_its_own_connection_and_the_others_keep_sharing(
+        served: Served, context: BrowserContext, zooming: str) -> None:
+    """Three tabs share one connection; one zooms in (a follower, or the leader, which keeps
+    its connection and hands the group over): it has a connection of its own that gets its
+    window (the server counts two clients), and the two others share the whole stream, still
+    drawing."""
+    viewers = [open_viewer(context, served.page_url) for _ in range(3)]
+    for viewer in viewers:
+        viewer.wait_for("s.state === 'open' && s.framesDrawn >= 3")
+    wait_for_clients(served, 1)
+    zoomer = next(viewer for viewer in viewers if role(viewer) == zooming)
+    zoomer.page.evaluate("""() => {
+        const w = window.argosViewer.stats().window;
+        const quarter = (w.stopHz - w.startHz) / 4;
+        window.argosViewer.zoom.setWindow(w.startHz + quarter, w.stopHz - quarter);
+    }""")
+    zoomer.wait_for(f"s.shared.role === 'own' && s.state === 'open' && {VIEW_DRAWN}")
+    assert zoomer.stats()["lastView"]["span_hz"] < SPAN_HZ
+    wait_for_clients(served, 2)
+    others = [viewer for viewer in viewers if viewer is not zoomer]
+    for viewer in others:
+        viewer.wait_for("s.state === 'open' && ['leader', 'follower'].includes(s.shared.role)")
+        viewer.wait_for_more_frames(5)
+        assert viewer.stats()["window"]["stopHz"] - viewer.stats()["window"]["startHz"] \
+            == pytest.approx(SPAN_HZ)
+        assert viewer.errors == []
+    assert sorted(role(viewer) for viewer in others) == ["follower", "leader"]
