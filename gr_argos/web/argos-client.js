@@ -621,6 +621,7 @@ export class ArgosClient extends EventTarget {
     this._decodeChain = Promise.resolve();
     this._pendingDecodes = 0;
     this._helloOnThisConnection = false;
+    this._askedInUrl = { view: this._view, format: this._format }; // of the socket opening
     this._authError = null; // why the server refused this connection's token, if it did
     this.hello = null;
     this.lastError = null;
@@ -660,12 +661,15 @@ export class ArgosClient extends EventTarget {
     }
     this._format = checked;
     this.url = withFormat(this.url, checked);
-    if (this._openSocketOrNull() !== null) {
-      this.send({
-        type: "set_encoding", encoding: checked.encoding, compress: checked.compress,
-        step_db: checked.stepDb, second_trace: checked.secondTrace,
-      });
-    }
+    if (this._openSocketOrNull() !== null) this.send(this._formatMessage());
+  }
+
+  _formatMessage() {
+    const format = this._format;
+    return {
+      type: "set_encoding", encoding: format.encoding, compress: format.compress,
+      step_db: format.stepDb, second_trace: format.secondTrace,
+    };
   }
 
   /** The view this client asks for (a copy), or null while it asks for none. */
@@ -687,13 +691,15 @@ export class ArgosClient extends EventTarget {
     const checked = checkView({ ...view, streamId });
     this._view = checked;
     this.url = withView(this.url, checked);
-    if (this._openSocketOrNull() !== null) {
-      const message = { type: "set_view" };
-      for (const [key, wireKey] of Object.entries(VIEW_KEYS)) {
-        if (checked[key] !== undefined) message[wireKey] = checked[key];
-      }
-      this.send(message);
+    if (this._openSocketOrNull() !== null) this.send(this._viewMessage());
+  }
+
+  _viewMessage() {
+    const message = { type: "set_view" };
+    for (const [key, wireKey] of Object.entries(VIEW_KEYS)) {
+      if (this._view[key] !== undefined) message[wireKey] = this._view[key];
     }
+    return message;
   }
 
   /**
@@ -824,6 +830,7 @@ export class ArgosClient extends EventTarget {
 
   _openSocket() {
     let ws;
+    this._askedInUrl = { view: this._view, format: this._format };
     try {
       ws = new this._WebSocket(this._connectUrl());
       ws.binaryType = "arraybuffer";
@@ -891,6 +898,13 @@ export class ArgosClient extends EventTarget {
     this._authError = null;
     this.lastError = null;
     if (this._token !== null) this._ws.send(JSON.stringify({ type: "auth", token: this._token }));
+    // A format or view set while this socket was opening is not in the URL it opened with.
+    if (this._format !== this._askedInUrl.format && this._format.encoding !== undefined) {
+      this._ws.send(JSON.stringify(this._formatMessage()));
+    }
+    if (this._view !== this._askedInUrl.view && this._view !== null) {
+      this._ws.send(JSON.stringify(this._viewMessage()));
+    }
     this._startHeartbeat();
     this._setState("open", {});
   }

@@ -17,6 +17,7 @@ import {
 import { Control } from "./control.js";
 import { Detections } from "./detections.js";
 import { plain, statusEntries } from "./device.js";
+import { ColumnCache } from "./draw.js";
 import { composePng, download, exportName, traceCsv } from "./export.js";
 import { setUpFullscreen } from "./fullscreen.js";
 import { TokenStore, setUpLogin } from "./login.js";
@@ -70,6 +71,8 @@ const COLORS = {
   markLabel: "#ffab91",
 };
 const BACKGROUND_PIXEL = packRgb([7, 9, 13]); // COLORS.background: no data there
+// A frame's traces in the plot's columns, reduced once for its waterfall row and its line.
+const frameColumns = new ColumnCache();
 
 const params = new URLSearchParams(location.search);
 
@@ -202,7 +205,7 @@ class Waterfall {
     slot.timeMs = timeMs;
     this.lastKind = ROW_DATA;
     const cellHz = (window.stopHz - window.startHz) / this.columns;
-    sampleInto(slot.values, window.startHz, cellHz, sources);
+    frameColumns.sample(slot.values, window.startHz, cellHz, sources);
   }
 
   /** A marker row; a view marker only where the previous row is not one already. */
@@ -339,7 +342,7 @@ class SpectrumPlot {
     }
     if (peak) {
       ctx.beginPath();
-      this.tracePath([peak], window, y);
+      this.tracePath([peak], window, y, false);
       ctx.strokeStyle = COLORS.peak;
       ctx.stroke();
     }
@@ -405,8 +408,9 @@ class SpectrumPlot {
    * centres of the bins of the first source when the window holds fewer of them than the
    * plot has pixels, else (or with another source to fill in) through each pixel's maximum.
    * Returns the x of its first and last points, or null when nothing lies in the window.
+   * `ofFrame`: the sources are a frame's (their columns may be remembered, see draw.js).
    */
-  tracePath(sources, window, y) {
+  tracePath(sources, window, y, ofFrame = true) {
     const { ctx, plot } = this;
     const span = window.stopHz - window.startHz;
     const { values, grid } = sources[0];
@@ -426,7 +430,9 @@ class SpectrumPlot {
     if (sources.length === 1 && last - first + 1 <= plot.width) {
       for (let i = first; i <= last; i++) point(xOf(grid.startHz + (i + 0.5) * grid.binHz), values[i]);
     } else {
-      const out = sampleInto(this.columnMax, window.startHz, span / plot.width, sources);
+      const cellHz = span / plot.width;
+      const out = ofFrame ? frameColumns.sample(this.columnMax, window.startHz, cellHz, sources)
+        : sampleInto(this.columnMax, window.startHz, cellHz, sources);
       for (let c = 0; c < out.length; c++) if (out[c] === out[c]) point(plot.left + c + 0.5, out[c]);
     }
     return ends;
@@ -1262,7 +1268,8 @@ function main() {
         historyRows: waterfall.history.count,
         client: { ...client.stats },
         shared: shared.stats(),
-        work: { frames: { ...work.frames }, draws: { ...work.draws } },
+        work: { frames: { ...work.frames }, draws: { ...work.draws },
+                columnsRemembered: frameColumns.hits, columnsReduced: frameColumns.misses },
       };
     },
     setRange: (min, max) => setRange(min, max),
