@@ -647,8 +647,8 @@ export class ArgosClient extends EventTarget {
 
   /**
    * Ask for another frame format: a `set_encoding` message on an open connection (the
-   * server's `encoding` message confirms it), and the URL query of every later connection,
-   * so that a reconnect starts with it.
+   * server's `encoding` message confirms it; one still opening gets it when it opens), and the
+   * URL query of every later connection, so that a reconnect starts with it.
    *
    * @param {{encoding: string, compress?: boolean, stepDb?: number, secondTrace?: boolean}} format
    *   as the options of the same names.
@@ -679,7 +679,8 @@ export class ArgosClient extends EventTarget {
 
   /**
    * Ask for a view of a stream: a `set_view` message on an open connection, and the URL
-   * query of every later connection, so that a reconnect starts with it. The server answers
+   * query of every later connection, so that a reconnect starts with it (a connection still
+   * opening gets the message when it opens). The server answers
    * with a `view` event: the view it sends (snapped to its lattice), or an `error`.
    *
    * @param {number | undefined} streamId the stream (an id from hello); undefined: the first.
