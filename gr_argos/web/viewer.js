@@ -3,7 +3,8 @@
 // stream offers a second trace), peak hold and a scrolling waterfall, zoomed and panned with
 // the gestures of zoom.js.
 //
-// Frames only update state (the latest frame, the peak hold, one pending waterfall row); all
+// Frames only update state (the latest frame, the peak hold, one pending waterfall row that
+// refers to the frame's bins, reduced to the plot's columns once drawn); all
 // drawing happens in one requestAnimationFrame callback, so a slow or hidden tab draws the
 // newest spectrum and never works through a backlog. Memory is bounded: the pending rows, the
 // ImageData and the scratch arrays are allocated when the bin count or the canvas size
@@ -168,7 +169,8 @@ class Waterfall {
     this.ctx.fillRect(0, 0, columns, WATERFALL_ROWS);
     if (old) this.ctx.drawImage(old, 0, 0, columns, WATERFALL_ROWS);
     this.slots = Array.from({ length: MAX_PENDING_ROWS },
-      () => ({ kind: ROW_DATA, values: new Float32Array(columns), window: null, timeMs: NaN }));
+      () => ({ kind: ROW_DATA, values: new Float32Array(columns), sources: null, window: null,
+        timeMs: NaN }));
     this.history.configure(columns);
     this.head = 0;
     this.count = 0;
@@ -196,16 +198,16 @@ class Waterfall {
   }
 
   /** A row of `sources` ({values, grid}, see sampleInto) drawn into `window`, of a frame
-   * of time `timeMs` (ms since the epoch). */
+   * of time `timeMs` (ms since the epoch). Its columns are worked out when it is drawn, so
+   * a row skipped (a tab that cannot draw in time) costs nothing. */
   pushSpectrum(sources, window, timeMs) {
     if (!this.columns) return;
     const slot = this.claim();
     slot.kind = ROW_DATA;
+    slot.sources = sources;
     slot.window = { startHz: window.startHz, stopHz: window.stopHz };
     slot.timeMs = timeMs;
     this.lastKind = ROW_DATA;
-    const cellHz = (window.stopHz - window.startHz) / this.columns;
-    frameColumns.sample(slot.values, window.startHz, cellHz, sources);
   }
 
   /** A marker row; a view marker only where the previous row is not one already. */
@@ -239,7 +241,10 @@ class Waterfall {
         if (slot.kind === ROW_GAP) gapRows += 1;
         continue;
       }
-      const values = slot.values;
+      const { window: band, values } = slot;
+      frameColumns.sample(values, band.startHz, (band.stopHz - band.startHz) / columns,
+        slot.sources);
+      slot.sources = null; // the frame's bins are not needed any more
       for (let c = 0; c < columns; c++) {
         const x = (values[c] - dbMin) * scale;
         pixels[offset + c] = values[c] !== values[c] ? BACKGROUND_PIXEL // no data there
