@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import BrowserContext
 
 from viewer_page import VIEW_DRAWN, WAIT_MS, Viewer, open_viewer
-from viewer_server import SPAN_HZ, Served, serve
+from viewer_server import SPAN_HZ, Served, serve, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -139,3 +139,34 @@ def test_a_tab_that_zooms_gets_its_own_connection_and_the_others_keep_sharing(
             == pytest.approx(SPAN_HZ)
         assert viewer.errors == []
     assert sorted(role(viewer) for viewer in others) == ["follower", "leader"]
+
+
+def test_shared_tabs_follow_a_server_restart_whose_sequences_start_again(
+        served: Served, context: BrowserContext) -> None:
+    """The server restarts on its port and the stream's sequence starts again from 0: both
+    tabs of the group reconnect, one connection again, and draw the new frames at once (no
+    frame taken for one already seen), with the restart's gap counted in each."""
+    viewers = [open_viewer(context, served.page_url + "?backoffCapMs=1000") for _ in range(2)]
+    for viewer in viewers:
+        viewer.wait_for("s.state === 'open' && s.framesReceived >= 150")
+    port = served.server.port
+    served.server.stop()
+    for viewer in viewers:
+        viewer.wait_for("s.state !== 'open'")
+    # The frames from now on: those of the restarted stream, from 0, must not be taken for
+    # the ones already seen (up to `seen`).
+    seen = max(viewer.stats()["lastSequence"] for viewer in viewers)
+    for viewer in viewers:
+        viewer.page.evaluate(RECORD_JS)
+    served.server = start_server(port)
+    served.publisher.sequence = 0
+    served.publisher.server = served.server
+    for viewer in viewers:
+        viewer.wait_for("s.state === 'open' && s.gapEvents >= 1")
+        viewer.wait_for_more_frames(5)
+        assert min(viewer.page.evaluate(RECORDED_JS)["sequences"]) < seen
+        assert viewer.stats()["shared"]["skippedAgain"] == 0
+        # The browser logs each refused attempt while the server is down; nothing else.
+        assert [e for e in viewer.errors if "ERR_CONNECTION_REFUSED" not in e] == []
+    wait_for_clients(served, 1)
+    assert sorted(role(viewer) for viewer in viewers) == ["follower", "leader"]

@@ -233,11 +233,12 @@ export class SharedConnection {
 
   /** Welcome a relay (`join`: its id and resume point) with what a late comer needs, and
    * the frames after its resume point that this tab still has. */
-  _welcome({ from, after }) {
+  _welcome({ from, after, session }) {
     this.counters.welcomed += 1;
     this._followers.add(from);
     const cached = CACHED_TYPES.map((type) => this._cache.get(type)).filter(Boolean);
-    if (after.size > 0) {
+    // Sequences after a resume point mean something only in the session it was of.
+    if (after.size > 0 && session === messageType(this._cache.get("hello")).session) {
       for (const data of this._recent) {
         const [stream, sequence] = frameSequence(data) ?? [];
         if (after.has(stream) && sequence > after.get(stream)) cached.push(data);
@@ -366,7 +367,9 @@ class RelaySocket {
     // A reconnect resumes after the frames this tab has: frames the leader relays that are
     // not newer (its own resume started earlier) are skipped, not counted twice.
     this._after = new Map();
-    for (const item of (new URL(url).searchParams.get("resume_from") ?? "").split(",")) {
+    const query = new URL(url).searchParams;
+    this._session = query.get("resume_session"); // the server's session of those frames
+    for (const item of (query.get("resume_from") ?? "").split(",")) {
       const [stream, sequence] = item.split(":");
       if (sequence !== undefined) this._after.set(Number(stream), BigInt(sequence));
     }
@@ -375,7 +378,8 @@ class RelaySocket {
   }
 
   _join() {
-    this._group._post({ kind: "join", from: this._id, after: this._after });
+    this._group._post({ kind: "join", from: this._id, after: this._after,
+      session: this._session });
   }
 
   send(data) {
@@ -404,6 +408,10 @@ class RelaySocket {
     if (this.readyState === 0) {
       if (post.kind !== "welcome") return;
       this._leader = post.leader;
+      // Another session (the server restarted): its sequences started again, skip none.
+      if (post.cached.length && messageType(post.cached[0]).session !== this._session) {
+        this._after.clear();
+      }
       this.readyState = OPEN;
       this.onopen?.({ type: "open" });
       for (const data of post.cached) this._deliver(data);
