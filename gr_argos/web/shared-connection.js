@@ -30,8 +30,9 @@ const CACHED_TYPES = ["hello", "view", "encoding", "status", "gps", "control"];
 // What a follower may ask over the leader's connection as it is.
 const FORWARDED_TYPES = new Set(["ping", "detections", "stats"]);
 // Frames the leader keeps after relaying them, for a follower that rejoins after a handover
-// (its resume point in the join): 3 s at 30 frames/s.
+// (its resume point in the join): 3 s at 30 frames/s, and at most 4 MiB of them.
 const RECENT_FRAMES = 90;
+const RECENT_BYTES = 4 * 2 ** 20;
 const OPEN = 1;
 const CLOSED = 3;
 const CLOSE_GOING_AWAY = 1001;
@@ -94,7 +95,8 @@ export class SharedConnection {
     this._relays = new Set(); // this tab's RelaySockets (one at a time in practice)
     this._socket = null; // the leader's (or own) socket: a TappedSocket
     this._cache = new Map(); // type -> the latest text of that type on this connection
-    this._recent = []; // the latest RECENT_FRAMES frames relayed
+    this._recent = []; // the latest frames relayed (RECENT_FRAMES, RECENT_BYTES)
+    this._recentBytes = 0;
     this._helloSeen = false;
     this._waitingJoins = new Map(); // relay id -> its join, asked before hello
     this._followers = new Set(); // ids of the relays welcomed and not gone: posts go to them
@@ -201,7 +203,10 @@ export class SharedConnection {
     if (!this._helloSeen) return;
     if (typeof data !== "string") {
       this._recent.push(data);
-      if (this._recent.length > RECENT_FRAMES) this._recent.shift();
+      this._recentBytes += data.byteLength;
+      while (this._recent.length > RECENT_FRAMES || this._recentBytes > RECENT_BYTES) {
+        this._recentBytes -= this._recent.shift().byteLength;
+      }
     }
     if (this._followers.size === 0) return; // a tab alone posts nothing
     this.counters.relayed += 1;
