@@ -46,7 +46,8 @@ export function shareProblem(params, scope = globalThis) {
   return null;
 }
 
-function messageType(text) {
+/** A JSON message as an object ({} for one that is not JSON). */
+function parseMessage(text) {
   try {
     return JSON.parse(text);
   } catch {
@@ -191,7 +192,7 @@ export class SharedConnection {
   _fromServer(socket, data) {
     if (socket !== this._socket || this.role !== "leader") return;
     if (typeof data === "string") {
-      const { type } = messageType(data);
+      const { type } = parseMessage(data);
       if (CACHED_TYPES.includes(type)) this._cache.set(type, data);
       if (type === "hello") {
         this._cache = new Map([["hello", data]]); // a new connection: the rest is older
@@ -218,7 +219,7 @@ export class SharedConnection {
    * share makes a leader leave first (it keeps the connection). */
   _fromClient(socket, data, first) {
     if (this.role !== "leader" || socket !== this._socket || typeof data !== "string") return;
-    const message = messageType(data);
+    const message = parseMessage(data);
     if (message.type === "set_encoding") {
       this._format = formatKey(message);
     } else if (message.type === "set_view") {
@@ -243,7 +244,7 @@ export class SharedConnection {
     this._followers.add(from);
     const cached = CACHED_TYPES.map((type) => this._cache.get(type)).filter(Boolean);
     // Sequences after a resume point mean something only in the session it was of.
-    if (after.size > 0 && session === messageType(this._cache.get("hello")).session) {
+    if (after.size > 0 && session === parseMessage(this._cache.get("hello")).session) {
       for (const data of this._recent) {
         const [stream, sequence] = frameSequence(data) ?? [];
         if (after.has(stream) && sequence > after.get(stream)) cached.push(data);
@@ -255,7 +256,7 @@ export class SharedConnection {
   /** What a follower's client sent: forward it, answer it from the cache, or tell the
    * follower to leave and send it on a connection of its own. */
   _fromFollower(from, data) {
-    const message = messageType(data);
+    const message = parseMessage(data);
     const answer = (type) => {
       const text = this._cache.get(type);
       if (text) this._post({ kind: "answer", to: from, data: text });
@@ -392,7 +393,7 @@ class RelaySocket {
     const first = !this._sentAny;
     this._sentAny = true;
     // The leader's connection is authenticated already: the first auth is not needed.
-    if (first && typeof data === "string" && messageType(data).type === "auth") return;
+    if (first && typeof data === "string" && parseMessage(data).type === "auth") return;
     this._group._post({ kind: "send", from: this._id, data });
   }
 
@@ -414,7 +415,7 @@ class RelaySocket {
       if (post.kind !== "welcome") return;
       this._leader = post.leader;
       // Another session (the server restarted): its sequences started again, skip none.
-      if (post.cached.length && messageType(post.cached[0]).session !== this._session) {
+      if (post.cached.length && parseMessage(post.cached[0]).session !== this._session) {
         this._after.clear();
       }
       this.readyState = OPEN;
@@ -429,7 +430,7 @@ class RelaySocket {
       this._lost("the tab that shared its connection lost it or left");
     } else if (post.kind === "refused") {
       this._group._pendingSends.push(post.data);
-      this._group.leave(`a ${messageType(post.data).type} message`);
+      this._group.leave(`a ${parseMessage(post.data).type} message`);
     }
   }
 
