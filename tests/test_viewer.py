@@ -415,11 +415,13 @@ def test_trace_control_on_a_phone_with_touch(two_trace_served: Served,
 
 def test_docs_list_every_url_parameter_the_viewer_reads() -> None:
     """docs/viewer.md's URL table names exactly the query parameters the viewer reads:
-    those viewer.js and zoom.js (a view's keys) ask ``params`` for and the ArgosClient
-    options viewer.js passes through."""
+    those viewer.js, zoom.js (a view's keys) and shared-connection.js (``share``) ask
+    ``params`` for and the ArgosClient options viewer.js passes through."""
     web = REPO_ROOT / "gr_argos" / "web"
     script = (web / "viewer.js").read_text(encoding="utf-8")
-    read = {name for module in (script, (web / "zoom.js").read_text(encoding="utf-8"))
+    others = [(web / name).read_text(encoding="utf-8")
+              for name in ("zoom.js", "shared-connection.js")]
+    read = {name for module in (script, *others)
             for name in re.findall(r'params\.(?:get|has)\("([^"]+)"\)', module)}
     passed = re.search(r"const CLIENT_OPTIONS = \[(.*?)\];", script, re.DOTALL)
     assert passed is not None, "viewer.js no longer lists CLIENT_OPTIONS"

@@ -82,11 +82,11 @@ class Publisher:
         self._thread.join(timeout=5)
 
 
-def start_server(port: int = 0, *, second_trace: bool = False,
+def start_server(port: int = 0, *, second_trace: bool = False, bins: int = BINS,
                  **settings: Any) -> SpectrumServer:
     server = SpectrumServer(ServerConfig(port=port, **settings))
     detectors = {"detector": "peak", "second_detector": "average"} if second_trace else {}
-    server.add_stream(StreamInfo(stream_id=0, bins=BINS, center_freq_hz=CENTER_FREQ_HZ,
+    server.add_stream(StreamInfo(stream_id=0, bins=bins, center_freq_hz=CENTER_FREQ_HZ,
                                  span_hz=SPAN_HZ, fps=FPS, **detectors))
     server.start()
     return server

@@ -624,7 +624,8 @@ export class ArgosClient extends EventTarget {
     secondTrace: boolean };
   /**
    * Ask for another frame format: a set_encoding message on an open connection (confirmed
-   * by the server's "encoding" message) and the URL query of every later connection.
+   * by the server's "encoding" message; one still opening gets it when it opens) and the URL
+   * query of every later connection.
    * @throws {RangeError} for an unknown encoding, a bad stepDb, or no encoding.
    */
   setFormat(format: FrameFormat): void;
@@ -632,7 +633,8 @@ export class ArgosClient extends EventTarget {
   readonly view: ViewRequest | null;
   /**
    * Ask for a view of a stream: a set_view message on an open connection (answered by a
-   * "view" event) and the URL query of every later connection.
+   * "view" event; one still opening gets it when it opens) and the URL query of every later
+   * connection.
    * @throws {RangeError} for a value the server would refuse.
    */
   setView(streamId: number | undefined, view?: Omit<ViewRequest, "streamId">): void;

@@ -621,6 +621,7 @@ export class ArgosClient extends EventTarget {
     this._decodeChain = Promise.resolve();
     this._pendingDecodes = 0;
     this._helloOnThisConnection = false;
+    this._askedInUrl = { view: this._view, format: this._format }; // of the socket opening
     this._authError = null; // why the server refused this connection's token, if it did
     this.hello = null;
     this.lastError = null;
@@ -646,8 +647,8 @@ export class ArgosClient extends EventTarget {
 
   /**
    * Ask for another frame format: a `set_encoding` message on an open connection (the
-   * server's `encoding` message confirms it), and the URL query of every later connection,
-   * so that a reconnect starts with it.
+   * server's `encoding` message confirms it; one still opening gets it when it opens), and the
+   * URL query of every later connection, so that a reconnect starts with it.
    *
    * @param {{encoding: string, compress?: boolean, stepDb?: number, secondTrace?: boolean}} format
    *   as the options of the same names.
@@ -660,12 +661,15 @@ export class ArgosClient extends EventTarget {
     }
     this._format = checked;
     this.url = withFormat(this.url, checked);
-    if (this._openSocketOrNull() !== null) {
-      this.send({
-        type: "set_encoding", encoding: checked.encoding, compress: checked.compress,
-        step_db: checked.stepDb, second_trace: checked.secondTrace,
-      });
-    }
+    if (this._openSocketOrNull() !== null) this.send(this._formatMessage());
+  }
+
+  _formatMessage() {
+    const format = this._format;
+    return {
+      type: "set_encoding", encoding: format.encoding, compress: format.compress,
+      step_db: format.stepDb, second_trace: format.secondTrace,
+    };
   }
 
   /** The view this client asks for (a copy), or null while it asks for none. */
@@ -675,7 +679,8 @@ export class ArgosClient extends EventTarget {
 
   /**
    * Ask for a view of a stream: a `set_view` message on an open connection, and the URL
-   * query of every later connection, so that a reconnect starts with it. The server answers
+   * query of every later connection, so that a reconnect starts with it (a connection still
+   * opening gets the message when it opens). The server answers
    * with a `view` event: the view it sends (snapped to its lattice), or an `error`.
    *
    * @param {number | undefined} streamId the stream (an id from hello); undefined: the first.
@@ -687,13 +692,15 @@ export class ArgosClient extends EventTarget {
     const checked = checkView({ ...view, streamId });
     this._view = checked;
     this.url = withView(this.url, checked);
-    if (this._openSocketOrNull() !== null) {
-      const message = { type: "set_view" };
-      for (const [key, wireKey] of Object.entries(VIEW_KEYS)) {
-        if (checked[key] !== undefined) message[wireKey] = checked[key];
-      }
-      this.send(message);
+    if (this._openSocketOrNull() !== null) this.send(this._viewMessage());
+  }
+
+  _viewMessage() {
+    const message = { type: "set_view" };
+    for (const [key, wireKey] of Object.entries(VIEW_KEYS)) {
+      if (this._view[key] !== undefined) message[wireKey] = this._view[key];
     }
+    return message;
   }
 
   /**
@@ -852,6 +859,7 @@ export class ArgosClient extends EventTarget {
 
   _openSocket() {
     let ws;
+    this._askedInUrl = { view: this._view, format: this._format };
     try {
       ws = new this._WebSocket(this._connectUrl());
       ws.binaryType = "arraybuffer";
@@ -919,6 +927,13 @@ export class ArgosClient extends EventTarget {
     this._authError = null;
     this.lastError = null;
     if (this._token !== null) this._ws.send(JSON.stringify({ type: "auth", token: this._token }));
+    // A format or view set while this socket was opening is not in the URL it opened with.
+    if (this._format !== this._askedInUrl.format && this._format.encoding !== undefined) {
+      this._ws.send(JSON.stringify(this._formatMessage()));
+    }
+    if (this._view !== this._askedInUrl.view && this._view !== null) {
+      this._ws.send(JSON.stringify(this._viewMessage()));
+    }
     this._startHeartbeat();
     this._setState("open", {});
   }

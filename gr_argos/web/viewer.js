@@ -3,7 +3,8 @@
 // stream offers a second trace), peak hold and a scrolling waterfall, zoomed and panned with
 // the gestures of zoom.js.
 //
-// Frames only update state (the latest frame, the peak hold, one pending waterfall row); all
+// Frames only update state (the latest frame, the peak hold, one pending waterfall row that
+// refers to the frame's bins, reduced to the plot's columns once drawn); all
 // drawing happens in one requestAnimationFrame callback, so a slow or hidden tab draws the
 // newest spectrum and never works through a backlog. Memory is bounded: the pending rows, the
 // ImageData and the scratch arrays are allocated when the bin count or the canvas size
@@ -11,10 +12,12 @@
 
 import { Announcer, KeyboardCursor, PlotSummary } from "./a11y.js";
 import { ArgosClient, ENCODINGS } from "./argos-client.js";
+import { AutoRange } from "./autorange.js";
 import { COLORMAP_NAMES, makeLut } from "./colormap.js";
 import { Control } from "./control.js";
 import { Detections } from "./detections.js";
 import { plain, statusEntries } from "./device.js";
+import { ColumnCache } from "./draw.js";
 import { composePng, download, exportName, traceCsv } from "./export.js";
 import { setUpFullscreen } from "./fullscreen.js";
 import { setUpHelp } from "./help.js";
@@ -24,6 +27,7 @@ import { Pause } from "./pause.js";
 import { Readout, RowHistory } from "./readout.js";
 import { RecordButton } from "./recording.js";
 import { ReplayBar } from "./replay.js";
+import { SharedConnection } from "./shared-connection.js";
 import { OutageBanner, gapNotice, rangeProblem, streamProblem } from "./states.js";
 import { drawColorbar, drawTimeAxis } from "./waterfall-axis.js";
 import {
@@ -41,7 +45,6 @@ const MAX_PENDING_ROWS = 16; // rows waiting for the next animation frame; older
 const AUTO_RANGE_INTERVAL_MS = 400;
 const STATUS_INTERVAL_MS = 500;
 const DEFAULT_RANGE_DB = [-110, -30];
-const RANGE_SNAP_DB = 5; // the auto range moves in steps of this size, with hysteresis
 const RECENT_STATES = 20;
 const CLIENT_OPTIONS = [
   "backoffBaseMs", "backoffCapMs", "stableAfterMs", "heartbeatIntervalMs", "heartbeatTimeoutMs",
@@ -66,6 +69,8 @@ const COLORS = {
   mark: "rgba(255, 112, 67, 0.22)", // a signal on the air (detections.js)
   markLabel: "#ffab91",
 };
+// A frame's traces in the plot's columns, reduced once for its waterfall row and its line.
+const frameColumns = new ColumnCache();
 
 const params = new URLSearchParams(location.search);
 
@@ -91,7 +96,7 @@ function clientOptions() {
   if (options.encoding === "uint8" && stepDb >= 0.01 && stepDb <= 20) options.stepDb = stepDb;
   // ?center_freq_hz=&span_hz=&bins=&fps_divisor= open a view (see zoom.js).
   const view = viewFromUrl(params);
-  if (view.spanHz || view.fpsDivisor > 1) {
+  if (view.spanHz || view.bins || view.fpsDivisor > 1) {
     const stream = params.has("stream") ? Number(params.get("stream")) : NaN;
     options.view = { streamId: Number.isInteger(stream) ? stream : undefined, ...view };
     if (view.spanHz && !view.bins) {
@@ -163,7 +168,8 @@ class Waterfall {
     this.ctx.fillRect(0, 0, columns, WATERFALL_ROWS);
     if (old) this.ctx.drawImage(old, 0, 0, columns, WATERFALL_ROWS);
     this.slots = Array.from({ length: MAX_PENDING_ROWS },
-      () => ({ kind: ROW_DATA, values: new Float32Array(columns), window: null, timeMs: NaN }));
+      () => ({ kind: ROW_DATA, values: new Float32Array(columns), sources: null, window: null,
+        timeMs: NaN }));
     this.history.configure(columns);
     this.combiner.configure(columns);
     this.fullImage = null; // for repaint(), allocated when first needed
@@ -193,7 +199,8 @@ class Waterfall {
   }
 
   /** A row of `sources` ({values, grid}, see sampleInto) drawn into `window`, of a frame
-   * of time `timeMs` (ms since the epoch). */
+   * of time `timeMs` (ms since the epoch). Its columns are worked out when it is drawn, so
+   * a row skipped (a tab that cannot draw in time) costs nothing. */
   pushSpectrum(sources, window, timeMs) {
     if (!this.columns) return;
     const cellHz = (window.stopHz - window.startHz) / this.columns;
@@ -207,11 +214,11 @@ class Waterfall {
     }
     const slot = this.claim();
     slot.kind = ROW_DATA;
+    slot.sources = sources;
     slot.window = { startHz: window.startHz, stopHz: window.stopHz };
     slot.timeMs = timeMs;
     this.lastKind = ROW_DATA;
     this.rowsMade += 1;
-    sampleInto(slot.values, window.startHz, cellHz, sources);
   }
 
   /** The row being combined, of the frames it has so far, as a pending row. */
@@ -268,6 +275,12 @@ class Waterfall {
     for (let j = 0; j < this.count; j++) {
       const slot = this.slots[(this.head + j) % MAX_PENDING_ROWS];
       const offset = (this.count - 1 - j) * columns; // oldest lowest, newest on top
+      if (slot.kind === ROW_DATA && slot.sources) { // a frame's row: its columns now
+        const band = slot.window;
+        frameColumns.sample(slot.values, band.startHz, (band.stopHz - band.startHz) / columns,
+          slot.sources);
+        slot.sources = null; // the frame's bins are not needed any more
+      }
       paintRow(pixels, offset, columns, slot.kind, slot.values, lut, dbMin, dbMax);
       if (slot.kind === ROW_GAP) gapRows += 1;
     }
@@ -367,7 +380,7 @@ class SpectrumPlot {
     }
     if (peak) {
       ctx.beginPath();
-      this.tracePath([peak], window, y);
+      this.tracePath([peak], window, y, false);
       ctx.strokeStyle = COLORS.peak;
       ctx.stroke();
     }
@@ -463,8 +476,9 @@ class SpectrumPlot {
    * centres of the bins of the first source when the window holds fewer of them than the
    * plot has pixels, else (or with another source to fill in) through each pixel's maximum.
    * Returns the x of its first and last points, or null when nothing lies in the window.
+   * `ofFrame`: the sources are a frame's (their columns may be remembered, see draw.js).
    */
-  tracePath(sources, window, y) {
+  tracePath(sources, window, y, ofFrame = true) {
     const { ctx, plot } = this;
     const span = window.stopHz - window.startHz;
     const { values, grid } = sources[0];
@@ -484,7 +498,9 @@ class SpectrumPlot {
     if (sources.length === 1 && last - first + 1 <= plot.width) {
       for (let i = first; i <= last; i++) point(xOf(grid.startHz + (i + 0.5) * grid.binHz), values[i]);
     } else {
-      const out = sampleInto(this.columnMax, window.startHz, span / plot.width, sources);
+      const cellHz = span / plot.width;
+      const out = ofFrame ? frameColumns.sample(this.columnMax, window.startHz, cellHz, sources)
+        : sampleInto(this.columnMax, window.startHz, cellHz, sources);
       for (let c = 0; c < out.length; c++) if (out[c] === out[c]) point(plot.left + c + 0.5, out[c]);
     }
     return ends;
@@ -547,47 +563,16 @@ class SpectrumPlot {
   }
 }
 
-/** The auto range: a floor a little under the noise (median) and a ceiling over the peaks. */
-class AutoRange {
-  constructor() {
-    this.scratch = new Float32Array(1);
-    this.last = 0;
-  }
-
-  /** [min, max] fitted to the traces shown (the lowest noise floor, the highest peak),
-   * moving `current` only when it no longer fits well. */
-  fit(traces, [currentMin, currentMax]) {
-    let floor = Infinity;
-    let top = -Infinity;
-    for (const power of traces) {
-      const [traceFloor, traceTop] = this.floorAndTop(power);
-      floor = Math.min(floor, traceFloor);
-      top = Math.max(top, traceTop);
-    }
-    if (!Number.isFinite(floor) || !Number.isFinite(top)) return [currentMin, currentMax];
-    top = Math.max(top, floor + 20);
-    const wantMin = floor - 8;
-    const wantMax = top + 6;
-    let min = currentMin;
-    let max = currentMax;
-    if (wantMin < min || wantMin > min + RANGE_SNAP_DB) {
-      min = Math.floor(wantMin / RANGE_SNAP_DB) * RANGE_SNAP_DB;
-    }
-    if (wantMax > max || wantMax < max - 2 * RANGE_SNAP_DB) {
-      max = Math.ceil(wantMax / RANGE_SNAP_DB) * RANGE_SNAP_DB;
-    }
-    return [min, max];
-  }
-
-  /** The median of the finite values of `power` (the noise floor) and its maximum. */
-  floorAndTop(power) {
-    if (this.scratch.length !== power.length) this.scratch = new Float32Array(power.length);
-    const sorted = this.scratch;
-    sorted.set(power);
-    sorted.sort();
-    let low = 0;
-    while (low < sorted.length - 1 && !Number.isFinite(sorted[low])) low++;
-    return [sorted[Math.floor(low + (sorted.length - low) / 2)], sorted[sorted.length - 1]];
+/** Call `fn(arg)` and add the time it took to `counter` ({count, ms, maxMs}). */
+function timed(counter, fn, arg) {
+  const start = performance.now();
+  try {
+    fn(arg);
+  } finally {
+    const ms = performance.now() - start;
+    counter.count += 1;
+    counter.ms += ms;
+    if (ms > counter.maxMs) counter.maxMs = ms;
   }
 }
 
@@ -689,8 +674,11 @@ function main() {
       framesReceived: 0, secondFramesReceived: 0, framesDrawn: 0, rowsDrawn: 0, gapEvents: 0,
       gapRowsDrawn: 0, repaints: 0, retunes: 0, warnings: 0, errors: 0, gps: 0, status: 0,
       framesMissed: 0, // the frames the gaps counted, with those estimated across restarts
+      framesWhileHidden: 0, // received while the tab was hidden: not drawn, no waterfall row
     },
   };
+  // The main thread's time in this page's own frame handling and drawing (benchmarks).
+  const work = { frames: { count: 0, ms: 0, maxMs: 0 }, draws: { count: 0, ms: 0, maxMs: 0 } };
   let lut = makeLut(view.colormap);
   const waterfall = new Waterfall(el.waterfall);
   const spectrum = new SpectrumPlot(el.spectrum);
@@ -702,13 +690,20 @@ function main() {
   let timeAxis = { labels: [], symbols: [] }; // what the time axis drew last
   let rafPending = false;
 
-  const client = new ArgosClient(serverUrl(), clientOptions());
+  // Tabs of this viewer share one connection where they can (shared-connection.js).
+  const shared = new SharedConnection(params);
+  const client = new ArgosClient(serverUrl(), { ...clientOptions(), WebSocket: shared.WebSocket });
+  client.addEventListener("state", (event) => {
+    if (event.detail.state === "closed") shared.leave("its client stopped (a token to enter?)");
+  });
   setUpLogin(client, new TokenStore(client.url), el.login);
   const plotBox = () => el.waterfall.getBoundingClientRect();
   const zoom = new ZoomControl({
     surfaces: [el.spectrum, el.waterfall], plotBox, keyTarget: document, onChange: onZoom,
   });
   const opened = viewFromUrl(params);
+  // ?bins= without a band: the whole stream at that resolution, not the plot's width.
+  const fixedBins = opened.spanHz ? undefined : opened.bins;
   if (opened.spanHz) {
     zoom.setWindow(opened.centerFreqHz - opened.spanHz / 2, opened.centerFreqHz + opened.spanHz / 2,
       false);
@@ -747,8 +742,11 @@ function main() {
         ? band.startHz + fraction * (band.stopHz - band.startHz) : null;
     },
   });
-  const views = new ViewRequester(client, () => history.replaceState(history.state, "",
-    urlWithView(location.href, zoom.zoomWindow, view.fpsDivisor)));
+  const views = new ViewRequester(client, () => {
+    const url = new URL(urlWithView(location.href, zoom.zoomWindow, view.fpsDivisor));
+    if (fixedBins && !zoom.zoomed) url.searchParams.set("bins", String(fixedBins));
+    history.replaceState(history.state, "", url.href);
+  });
 
   const banner = new OutageBanner(el.outage);
   const announcer = new Announcer($("announce"));
@@ -849,13 +847,14 @@ function main() {
   }
 
   function askForView(options) {
-    views.request(view.streamId, zoom.zoomWindow, plotPixels(), view.fpsDivisor, options);
+    const bins = zoom.zoomed ? plotPixels() : fixedBins ?? plotPixels();
+    views.request(view.streamId, zoom.zoomWindow, bins, view.fpsDivisor, options);
   }
 
   function requestDraw() {
     if (rafPending) return;
     rafPending = true;
-    requestAnimationFrame(drawNow);
+    requestAnimationFrame((now) => timed(work.draws, drawNow, now));
   }
 
   function drawNow(now) {
@@ -1092,7 +1091,9 @@ function main() {
     if (reply.snapped) showNotice(`view: ${reply.message ?? "snapped to one in use"}`);
   });
 
-  client.addEventListener("frame", (event) => {
+  client.addEventListener("frame", (event) => timed(work.frames, onFrame, event));
+
+  function onFrame(event) {
     const { frame, ageMs } = event.detail;
     if (view.streamId === null) view.streamId = frame.streamId;
     if (frame.streamId !== view.streamId) return;
@@ -1130,6 +1131,12 @@ function main() {
       view.wide = { frame, grid: view.axis };
     }
     view.latest = frame;
+    if (document.hidden) {
+      // A tab in the background draws nothing (no animation frames come): it keeps only
+      // the latest frame, drawn when it is shown again.
+      view.counters.framesWhileHidden += 1;
+      return;
+    }
     const shown = tracesOf(frame).at(-1).values;
     const peak = view.peak;
     for (let i = 0; i < binCount; i++) if (shown[i] > peak[i]) peak[i] = shown[i];
@@ -1137,7 +1144,7 @@ function main() {
     if (frame.secondPowerDb) view.counters.secondFramesReceived += 1;
     view.traceDirty = true;
     requestDraw();
-  });
+  }
 
   // A gap comes just before the frame after it: its notice needs that frame's timestamp.
   client.addEventListener("gap", (event) => {
@@ -1357,6 +1364,7 @@ function main() {
         viewsAsked: views.sent,
         viewReplies: views.answers,
         plotPixels: plotPixels(),
+        plot: { ...spectrum.plot }, // the plot area on the spectrum canvas, device pixels
         streamId: view.streamId,
         lastSequence: view.latest ? Number(view.latest.sequence) : null,
         detections: detections.events,
@@ -1389,6 +1397,9 @@ function main() {
         summary: { text: $("plot-summary").textContent, updates: summary.updates },
         cursor: { on: cursor.on, hz: cursor.hz, age: cursor.age },
         client: { ...client.stats },
+        shared: shared.stats(),
+        work: { frames: { ...work.frames }, draws: { ...work.draws },
+                columnsRemembered: frameColumns.hits, columnsReduced: frameColumns.misses },
       };
     },
     setRange: (min, max) => setRange(min, max),
@@ -1397,10 +1408,21 @@ function main() {
     resetPeak,
   };
 
+  // Back in the foreground: a grey row for the rows not drawn, then the latest frame.
+  let hiddenFramesSeen = 0;
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) return;
+    if (view.counters.framesWhileHidden > hiddenFramesSeen) waterfall.markSkipped();
+    hiddenFramesSeen = view.counters.framesWhileHidden;
+    view.traceDirty = true;
+    requestDraw();
+  });
+
   setRange(...view.range, true);
   setAuto(view.auto);
   requestDraw();
-  client.connect();
+  const stream = params.get("stream") ?? "";
+  shared.start(`${client.url} stream=${stream}`).then(() => client.connect());
 }
 
 main();

@@ -72,8 +72,8 @@ const VIEW_URL_KEYS = ["center_freq_hz", "span_hz", "bins", "fps_divisor"];
 
 /**
  * The view a page URL's query opens: ?center_freq_hz=&span_hz= a window (both needed),
- * &bins= its resolution, &fps_divisor= the rate (1 unless given). Values the server would
- * refuse are left out.
+ * &bins= its resolution (without a window: the whole stream's), &fps_divisor= the rate (1
+ * unless given). Values the server would refuse are left out.
  *
  * @param {URLSearchParams} params
  * @returns {{centerFreqHz?: number, spanHz?: number, bins?: number, fpsDivisor: number}}
@@ -85,9 +85,9 @@ export function viewFromUrl(params) {
   const spanHz = number(params.get("span_hz"));
   if (Number.isFinite(centerFreqHz) && spanHz > 0 && Number.isFinite(spanHz)) {
     Object.assign(view, { centerFreqHz, spanHz });
-    const bins = number(params.get("bins"));
-    if (Number.isInteger(bins) && bins >= 1 && bins <= 1 << 20) view.bins = bins;
   }
+  const bins = number(params.get("bins"));
+  if (Number.isInteger(bins) && bins >= 1 && bins <= 1 << 20) view.bins = bins;
   const fpsDivisor = number(params.get("fps_divisor"));
   view.fpsDivisor = Number.isInteger(fpsDivisor) && fpsDivisor >= 1 && fpsDivisor <= 100
     ? fpsDivisor : 1;

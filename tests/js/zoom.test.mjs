@@ -73,6 +73,7 @@ describe("a view in the page's URL", () => {
       { centerFreqHz: 1e8, spanHz: 1e6, fpsDivisor: 1 });
     assert.deepEqual(read("center_freq_hz=1e8&span_hz=1e6&bins=512&fps_divisor=6"),
       { centerFreqHz: 1e8, spanHz: 1e6, bins: 512, fpsDivisor: 6 });
+    assert.deepEqual(read("bins=65536"), { bins: 65536, fpsDivisor: 1 }); // the whole stream
   });
 });
 

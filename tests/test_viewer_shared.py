@@ -1,0 +1,172 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Tabs of one viewer share one connection (gr_argos/web/shared-connection.js), in real
+headless Chromium (pages of one browser context: tabs of one browser) against a real
+in-process :class:`~gr_argos.server.SpectrumServer` publishing at about 30 frames/s.
+
+Five tabs: the server counts one client and every tab draws; the leader tab closes: another
+takes over (one client again), every tab keeps drawing, and each tab's missed count is the
+number of frames it did not get (the new leader, resuming from the server's ring, none).
+With ``?share=0`` every tab has its own connection.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import BrowserContext
+
+from viewer_page import VIEW_DRAWN, WAIT_MS, Viewer, open_viewer
+from viewer_server import SPAN_HZ, Served, serve, start_server
+
+pytestmark = pytest.mark.slow
+
+TABS = 5
+
+# Record the sequence of every frame the page's client gets from now on, and the viewer's
+# missed count now; RECORDED_JS reads them back with the missed count then.
+RECORD_JS = """() => {
+    const viewer = window.argosViewer;
+    window.__recorded = { sequences: [], missedBefore: viewer.stats().framesMissed };
+    viewer.client.addEventListener("frame", (event) => {
+        window.__recorded.sequences.push(event.detail.frame.sequence);
+    });
+}"""
+RECORDED_JS = """() => ({ ...window.__recorded,
+                          missedAfter: window.argosViewer.stats().framesMissed })"""
+
+
+@pytest.fixture
+def served(no_server_thread_left: None) -> Iterator[Served]:
+    yield from serve()
+
+
+def wait_for_clients(served: Served, count: int) -> None:
+    """Wait until the server has ``count`` clients connected."""
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while served.server.hub.client_count != count:
+        assert time.monotonic() < deadline, (
+            f"the server has {served.server.hub.client_count} clients, expected {count}")
+        time.sleep(0.05)
+
+
+def role(viewer: Viewer) -> str:
+    return str(viewer.stats()["shared"]["role"])
+
+
+def holes(sequences: list[int]) -> int:
+    """How many sequences between the first and the last recorded are not there."""
+    return (max(sequences) - min(sequences) + 1) - len(set(sequences))
+
+
+def test_five_tabs_share_one_connection_and_the_next_tab_takes_over(
+        served: Served, context: BrowserContext) -> None:
+    """Five tabs of the viewer: one connection on the server, one leader, every tab draws;
+    closing the leader hands the connection to another tab: still one connection, frames
+    keep coming to every tab, and each tab's missed count is what it did not get."""
+    viewers = [open_viewer(context, served.page_url) for _ in range(TABS)]
+    for viewer in viewers:
+        viewer.wait_for("s.state === 'open' && s.framesDrawn >= 3 && s.rowsDrawn >= 1")
+    wait_for_clients(served, 1)
+    roles = [role(viewer) for viewer in viewers]
+    assert sorted(roles) == ["follower"] * (TABS - 1) + ["leader"], roles
+    assert served.server.hub.client_count == 1
+
+    for viewer in viewers:
+        viewer.page.evaluate(RECORD_JS)
+    for viewer in viewers:
+        viewer.wait_for_more_frames(5)
+    leader = viewers[roles.index("leader")]
+    leader.page.close()
+    rest = [viewer for viewer in viewers if viewer is not leader]
+
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while [role(viewer) for viewer in rest].count("leader") != 1:
+        assert time.monotonic() < deadline, [role(viewer) for viewer in rest]
+        time.sleep(0.1)
+    for viewer in rest:
+        viewer.wait_for("s.state === 'open' && s.client.reconnects >= 1")
+        viewer.wait_for_more_frames(10)
+    wait_for_clients(served, 1)
+
+    for viewer in rest:
+        recorded = viewer.page.evaluate(RECORDED_JS)
+        sequences = recorded["sequences"]
+        missed = recorded["missedAfter"] - recorded["missedBefore"]
+        assert holes(sequences) == missed, (role(viewer), missed, sequences)
+        if role(viewer) == "leader":
+            assert missed == 0  # resumed from the server's ring
+        assert viewer.errors == []
+    assert served.server.hub.client_count == 1
+
+
+def test_share_0_gives_every_tab_its_own_connection(served: Served,
+                                                    context: BrowserContext) -> None:
+    """With ?share=0 two tabs are two clients of the server, each drawing."""
+    viewers = [open_viewer(context, served.page_url + "?share=0") for _ in range(2)]
+    for viewer in viewers:
+        viewer.wait_for("s.state === 'open' && s.framesDrawn >= 3")
+        assert viewer.stats()["shared"]["role"] == "off"
+    wait_for_clients(served, 2)
+
+
+@pytest.mark.parametrize("zooming", ["follower", "leader"])
+def test_a_tab_that_zooms_gets_its_own_connection_and_the_others_keep_sharing(
+        served: Served, context: BrowserContext, zooming: str) -> None:
+    """Three tabs share one connection; one zooms in (a follower, or the leader, which keeps
+    its connection and hands the group over): it has a connection of its own that gets its
+    window (the server counts two clients), and the two others share the whole stream, still
+    drawing."""
+    viewers = [open_viewer(context, served.page_url) for _ in range(3)]
+    for viewer in viewers:
+        viewer.wait_for("s.state === 'open' && s.framesDrawn >= 3")
+    wait_for_clients(served, 1)
+    zoomer = next(viewer for viewer in viewers if role(viewer) == zooming)
+    zoomer.page.evaluate("""() => {
+        const w = window.argosViewer.stats().window;
+        const quarter = (w.stopHz - w.startHz) / 4;
+        window.argosViewer.zoom.setWindow(w.startHz + quarter, w.stopHz - quarter);
+    }""")
+    zoomer.wait_for(f"s.shared.role === 'own' && s.state === 'open' && {VIEW_DRAWN}")
+    assert zoomer.stats()["lastView"]["span_hz"] < SPAN_HZ
+    wait_for_clients(served, 2)
+    others = [viewer for viewer in viewers if viewer is not zoomer]
+    for viewer in others:
+        viewer.wait_for("s.state === 'open' && ['leader', 'follower'].includes(s.shared.role)")
+        viewer.wait_for_more_frames(5)
+        assert viewer.stats()["window"]["stopHz"] - viewer.stats()["window"]["startHz"] \
+            == pytest.approx(SPAN_HZ)
+        assert viewer.errors == []
+    assert sorted(role(viewer) for viewer in others) == ["follower", "leader"]
+
+
+def test_shared_tabs_follow_a_server_restart_whose_sequences_start_again(
+        served: Served, context: BrowserContext) -> None:
+    """The server restarts on its port and the stream's sequence starts again from 0: both
+    tabs of the group reconnect, one connection again, and draw the new frames at once (no
+    frame taken for one already seen), with the restart's gap counted in each."""
+    viewers = [open_viewer(context, served.page_url + "?backoffCapMs=1000") for _ in range(2)]
+    for viewer in viewers:
+        viewer.wait_for("s.state === 'open' && s.framesReceived >= 150")
+    port = served.server.port
+    served.server.stop()
+    for viewer in viewers:
+        viewer.wait_for("s.state !== 'open'")
+    # The frames from now on: those of the restarted stream, from 0, must not be taken for
+    # the ones already seen (up to `seen`).
+    seen = max(viewer.stats()["lastSequence"] for viewer in viewers)
+    for viewer in viewers:
+        viewer.page.evaluate(RECORD_JS)
+    served.server = start_server(port)
+    served.publisher.sequence = 0
+    served.publisher.server = served.server
+    for viewer in viewers:
+        viewer.wait_for("s.state === 'open' && s.gapEvents >= 1")
+        viewer.wait_for_more_frames(5)
+        assert min(viewer.page.evaluate(RECORDED_JS)["sequences"]) < seen
+        assert viewer.stats()["shared"]["skippedAgain"] == 0
+        # The browser logs each refused attempt while the server is down; nothing else.
+        assert [e for e in viewer.errors if "ERR_CONNECTION_REFUSED" not in e] == []
+    wait_for_clients(served, 1)
+    assert sorted(role(viewer) for viewer in viewers) == ["follower", "leader"]
