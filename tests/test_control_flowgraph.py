@@ -472,3 +472,37 @@ def test_a_client_changes_the_fft_size_of_a_recording(tmp_path: Path) -> None:
     assert tuned["changes"]["bins"] == {"old": BINS, "new": 1024}
     for frame in frames:
         assert int(np.argmax(frame.power_db)) == carrier_bin(frame, carrier_hz) == 512 + 150
+
+
+def test_the_spectrum_chain_is_rebuilt_again_and_again_while_a_client_watches(
+        tmp_path: Path) -> None:
+    """Twelve changes in a row of the FFT size, the second trace and the frame rate (each a
+    new chain, most a new sink): every one is applied, the watcher's frames take each new
+    size, and argos-spectrum keeps running (a thread waiting in GNU Radio's top_block.wait()
+    during these crashed it within a few under load)."""
+    changes = [{"bins": 4096}, {"bins": 1024, "second_detector": ""},
+               {"second_detector": "average"}, {"bins": 2048, "fps": 20},
+               {"bins": 8192, "second_detector": "", "fps": 30},
+               {"bins": BINS, "second_detector": "average"}] * 2
+    with sim_app(tmp_path, "--max-tunes-per-s", "0") as app:
+        url = app.wait_for_url()
+
+        async def rebuild() -> list[int]:
+            sizes = []
+            async with connect(url, open_timeout=RECEIVE_TIMEOUT_S, max_size=None) as watcher, \
+                    connect(url, open_timeout=RECEIVE_TIMEOUT_S) as holder:
+                await next_frame(watcher)
+                await holder.send(json.dumps({"type": "control", "action": "acquire"}))
+                for change in changes:
+                    await holder.send(json.dumps({"type": "tune", **change}))
+                    answer = await next_message(holder, "tuned")
+                    assert set(answer["changes"]) == set(change)
+                    bins = change.get("bins", sizes[-1] if sizes else BINS)
+                    sizes.append((await next_frame(watcher, lambda f: f.bin_count == bins))
+                                 .bin_count)
+            return sizes
+
+        sizes = asyncio.run(rebuild())
+        assert app.process.poll() is None  # still running
+    assert sizes == [4096, 1024, 1024, 2048, 8192, 2048] * 2
+    assert "Traceback" not in app.output()
