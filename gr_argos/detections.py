@@ -242,6 +242,7 @@ class SignalFinder:
         self._time_high: npt.NDArray[np.float32] | None = None
         self._tracks: list[Track] = []
         self._next_id = 1
+        self._bins = 0  # of the frame processed last
         self.floor_db: npt.NDArray[np.float32] | None = None
         # (centre, span, bins) -> the threshold per bin and the bins that may hold a signal
         self._ranges_key: tuple[float, float, int] | None = None
@@ -298,9 +299,15 @@ class SignalFinder:
     def process(self, power_db: npt.ArrayLike, center_freq_hz: float, span_hz: float,
                 timestamp_ns: int) -> list[dict[str, Any]]:
         """Find the signals of one frame; return the events it completes (start, update,
-        end), oldest track first."""
+        end), oldest track first. A frame of another bin count than the one before (a new
+        FFT size) ends the signals found so far first, as a retune does."""
         values = np.asarray(power_db, dtype=np.float32)
         settings = self.settings
+        events: list[dict[str, Any]] = []
+        if self._tracks and values.size != self._bins:
+            # A new FFT size: the tracks' bins are other frequencies now; start again.
+            events = self.retuned(timestamp_ns)
+        self._bins = values.size
         floor, spread_threshold = self._update_floor(values)
         bin_threshold, allowed = self._rules(center_freq_hz, span_hz, values.size)
         threshold = np.maximum(bin_threshold, spread_threshold)
@@ -314,7 +321,6 @@ class SignalFinder:
         signals = _merge(runs, MERGE_BINS)
         bin_hz = span_hz / values.size
         low_edge = center_freq_hz - (values.size // 2 + 0.5) * bin_hz
-        events: list[dict[str, Any]] = []
         seen: set[int] = set()
         for first, end in signals:
             track = self._match(first, end, seen)

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from gr_argos.settings import ConfigError, positive, same_as, setting, validate
 from gr_argos.stream import STREAM, StreamSettings
 
-__all__ = ["DETECTORS", "DetectorSettings", "MAX_SAMPLES_PER_FRAME", "MIN_BINS", "OVERLAPS",
-           "WINDOWS"]
+__all__ = ["DETECTORS", "DetectorSettings", "MAX_FFT_BINS", "MAX_SAMPLES_PER_FRAME", "MIN_BINS",
+           "OVERLAPS", "WINDOWS"]
 
 #: Detector name -> how the FFTs of one frame period are reduced (None: one FFT per frame).
 DETECTORS: dict[str, str | None] = {"peak": "max", "average": "mean", "sample": None}
@@ -20,6 +20,8 @@ WINDOWS = ("blackmanharris", "hann", "hamming", "flattop", "rectangular")
 #: Allowed overlaps of consecutive FFTs: each needs 1 / (1 - overlap) FFT branches.
 OVERLAPS = (0.0, 0.5, 0.75)
 MIN_BINS = 16
+#: The largest FFT size argos-spectrum offers clients (a frame of it is 256 KiB in float32).
+MAX_FFT_BINS = 65536
 #: Longest frame period in samples: its buffers take about 32 bytes per sample (512 MiB).
 MAX_SAMPLES_PER_FRAME = 2**24
 

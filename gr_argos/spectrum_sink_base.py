@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from typing import Any, Callable, Iterator, Protocol, TypeVar
+from typing import Any, Callable, Iterator, Protocol, Self, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -78,25 +78,69 @@ class SpectrumSinkBase(gr.sync_block):
     STATUS_PORT = pmt.intern("status")
 
     def __init__(self, name: str, stream: StreamSettings) -> None:
-        inputs = 2 if stream.second_detector else 1
-        gr.sync_block.__init__(self, name=name, in_sig=[(np.float32, stream.bins)] * inputs,
-                               out_sig=None)
-        self.settings = stream
+        self._make_block(name, stream)
         self._info = stream.info()
-        self._guard = FrameRateGuard(stream.fps, stream.max_fps)
         self._last_fix: tuple[dict[str, Any], float] | None = None
-        self._reconfiguring = False
         self.detection_log: DetectionLog | None = None
         #: Called with each detection event too (argos-spectrum annotates its IQ recording).
         self.detection_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.destination: Destination | None = None
         self.stream: SpectrumStream | None = None
         self.status: StatusReporter | None = None
+        self._serve()
+
+    def _make_block(self, name: str, stream: StreamSettings) -> None:
+        """The GNU Radio block: ``bins`` floats an item on one input (two with a
+        ``second_detector``), and the message ports."""
+        inputs = 2 if stream.second_detector else 1
+        gr.sync_block.__init__(self, name=name, in_sig=[(np.float32, stream.bins)] * inputs,
+                               out_sig=None)
+        self._block_name = name
+        self.settings = stream
+        self._guard = FrameRateGuard(stream.fps, stream.max_fps)
+        self._reconfiguring = False
+        #: The flowgraph stopped this block (it stopped, or ended on its own), not a
+        #: reconfiguration: what an app polls instead of waiting in ``top_block.wait()``
+        #: (which crashes against the ``unlock()`` of a reconfiguration in GNU Radio 3.10).
+        self.stopped = False
         self.message_port_register_in(self.MSG_PORT)
         self.set_msg_handler(self.MSG_PORT, self._handle_msg)
         self.message_port_register_in(self.STATUS_PORT)
         self.set_msg_handler(self.STATUS_PORT, self._handle_status)
-        self._serve()
+
+    def successor(self, *, bins: int, second_detector: str) -> Self:
+        """A block like this one with other inputs (``bins`` per vector, a second input or
+        none), which serves this one's stream: the same server or publisher, clients,
+        sequence numbers, status and detection; its frames say their new size.
+
+        An input's size is fixed when a block is made, so a new FFT size needs a new sink.
+        Put the successor in this block's place while both are :meth:`reconfiguring`
+        (between the flowgraph's ``lock()`` and ``unlock()``), connecting its message
+        ports as this one's were; this one serves until then. Once the successor runs,
+        :meth:`describe_inputs` makes the stream's descriptor say its inputs.
+
+        Raises:
+            ConfigError: a bad value, naming the setting.
+        """
+        block = type(self).__new__(type(self))
+        block._make_block(self._block_name, dataclasses.replace(
+            self.settings, bins=bins, second_detector=second_detector))  # checks them
+        block._take_over(self)
+        return block
+
+    def _take_over(self, predecessor: SpectrumSinkBase) -> None:
+        """Serve ``predecessor``'s stream (see :meth:`successor`)."""
+        self._info = predecessor._info
+        self._last_fix = predecessor._last_fix
+        self.detection_log = predecessor.detection_log
+        self.detection_listeners = predecessor.detection_listeners  # an IQ recording's notes
+        self.destination = predecessor.destination
+        self.stream = predecessor.stream
+        self.status = predecessor.status
+        if self.stream is not None and self.stream.on_detection is not None:
+            self.stream.on_detection = self._publish_detection
+        if self.status is not None:
+            self.status.publish = self._publish
 
     # -- what a subclass provides -------------------------------------------------------------
 
@@ -143,6 +187,7 @@ class SpectrumSinkBase(gr.sync_block):
         """
         if self.reconfiguring_now:
             return True  # never stopped (see reconfiguring)
+        self.stopped = False
         if self.destination is None:
             try:
                 self._serve()
@@ -173,11 +218,23 @@ class SpectrumSinkBase(gr.sync_block):
             if self.stream is not None:
                 self.stream.new_producer()
 
+    def describe_inputs(self) -> None:
+        """Make the stream's descriptor (``hello``, ``status``) say this block's inputs:
+        a :meth:`successor`'s, once it runs."""
+        info, settings = self._info, self.settings
+        if (info.bins, info.second_detector) == (settings.bins, settings.second_detector):
+            return
+        info.bins, info.second_detector = settings.bins, settings.second_detector
+        if self.destination is not None:
+            self.destination.update_stream(info.stream_id, bins=info.bins,
+                                           second_detector=info.second_detector)
+
     def stop(self) -> bool:
         """Stop serving: a server closes every client (code 1001) unless another sink uses it
         (or the flowgraph is being reconfigured: :meth:`reconfiguring`)."""
         if self.reconfiguring_now:
             return True
+        self.stopped = True
         if self.status is not None:
             self.status.stop()
         if self.detection_log is not None:

@@ -45,7 +45,7 @@ class StatusReporter:
             raise ValueError(f"status_interval must be >= 0 seconds, got {interval}")
         self.stream = stream
         self.interval = interval
-        self._publish = publish
+        self.publish = publish  # a sink that takes over the stream sets its own
         self._clock = clock
         self._lock = threading.Lock()
         self._source: dict[str, Any] = {}
@@ -105,4 +105,4 @@ class StatusReporter:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self._publish("status", self.snapshot())
+            self.publish("status", self.snapshot())

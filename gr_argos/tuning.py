@@ -21,7 +21,7 @@ from typing import Any, Callable, Protocol
 
 import pmt
 
-from gr_argos.detectors import DETECTORS, OVERLAPS, WINDOWS
+from gr_argos.detectors import DETECTORS, MAX_FFT_BINS, MIN_BINS, OVERLAPS, WINDOWS
 from gr_argos.server.control import Capability, TuneError
 
 __all__ = ["COMMAND_KEYS", "CommandPortTuner", "SourceTuner", "SweepTuner"]
@@ -35,7 +35,10 @@ COMMAND_SETTLE_S = 0.05
 HACKRF_SETTLE_S = 0.05
 ROTATOR_CMD = pmt.intern("cmd")
 #: Settings applied by building the spectrum chain anew (argos-spectrum's own flowgraph).
-REBUILT = ("samp_rate", "fps", "detector", "avg_alpha", "window", "overlap")
+REBUILT = ("samp_rate", "bins", "fps", "detector", "second_detector", "avg_alpha", "window",
+           "overlap")
+#: The FFT sizes a client may choose.
+FFT_SIZES = tuple(1 << k for k in range(MIN_BINS.bit_length() - 1, MAX_FFT_BINS.bit_length()))
 
 
 class RetunableSink(Protocol):
@@ -106,7 +109,7 @@ class SourceTuner:
                  iq_sink: Any = None) -> None:
         self.kind = kind
         self._iq_sink = iq_sink
-        self._sink = sink
+        self.sink = sink  # its successor, after a change of FFT size or second trace
         self._device = device
         self._rotator = rotator
         self._rebuild = rebuild
@@ -128,8 +131,10 @@ class SourceTuner:
     def capabilities(self) -> dict[str, Capability]:
         found = self._device_capabilities()
         if self._rebuild is not None:
-            found.update(fps=Capability(float, 1.0, 120.0, unit=" frames/s"),
+            found.update(bins=Capability(int, choices=FFT_SIZES),
+                         fps=Capability(float, 1.0, 120.0, unit=" frames/s"),
                          detector=Capability(str, choices=tuple(DETECTORS)),
+                         second_detector=Capability(str, choices=("", *DETECTORS)),
                          avg_alpha=Capability(float, 0.001, 1.0),
                          window=Capability(str, choices=WINDOWS),
                          overlap=Capability(float, choices=OVERLAPS))
@@ -191,7 +196,7 @@ class SourceTuner:
             with self._lock:
                 self._values.update(applied)
             if "center_freq" in changes and "center_freq" in applied:
-                self._sink.retuned(applied["center_freq"], HACKRF_SETTLE_S,
+                self.sink.retuned(applied["center_freq"], HACKRF_SETTLE_S,
                                    tagged=self._rotator is not None)
                 if self._iq_sink is not None and self._rotator is None:
                     self._iq_sink.retuned(applied["center_freq"])

@@ -68,7 +68,17 @@ class websocket_sink(SpectrumSinkBase):
         self._recordings: dict[str, Recording] = {}
         self._running = False  # between start() and stop() of the flowgraph
         SpectrumSinkBase.__init__(self, "websocket_sink", stream)
+
+    def _make_block(self, name: str, stream: StreamSettings) -> None:
+        SpectrumSinkBase._make_block(self, name, stream)
         self.message_port_register_out(CommandPortTuner.PORT)
+
+    def _take_over(self, predecessor: SpectrumSinkBase) -> None:
+        assert isinstance(predecessor, websocket_sink)
+        self.config, self._tuner = predecessor.config, predecessor._tuner
+        self._running = predecessor._running
+        self._recordings = predecessor._recordings  # the server serves them on
+        SpectrumSinkBase._take_over(self, predecessor)
 
     def set_tuner(self, tuner: Tuner | None) -> None:
         """What applies clients' ``tune`` changes to the radio (an app's own source, say),

@@ -43,6 +43,11 @@ class zmq_sink(SpectrumSinkBase):
                           if name != "zmq_endpoint"}
         SpectrumSinkBase.__init__(self, "zmq_sink", stream)
 
+    def _take_over(self, predecessor: SpectrumSinkBase) -> None:
+        assert isinstance(predecessor, zmq_sink)
+        self._endpoint, self._security = predecessor._endpoint, predecessor._security
+        SpectrumSinkBase._take_over(self, predecessor)
+
     def _open(self) -> Destination:
         publisher = FramePublisher(self._endpoint, **self._security)
         self._endpoint = publisher.endpoint  # a restart binds the same port, also for :0

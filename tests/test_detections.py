@@ -270,3 +270,23 @@ def test_a_retune_ends_the_signals_on_the_air_and_starts_the_floor_again() -> No
              for e in finder.process(frame, CENTER_HZ + 1e6, SPAN_HZ, (62 + index) * PERIOD_NS)]
     assert [e["event"] for e in later] == ["start", "update"]
     assert abs(later[0]["center_freq_hz"] - (freq_of_bin(901.5) + 1e6)) <= 1e3
+
+
+def test_a_new_fft_size_ends_the_signals_and_finds_them_again_at_the_new_size() -> None:
+    """Frames of another bin count (a client changed the FFT size): the signals found at
+    the old size end at once (their bins are other frequencies now), and the same carrier
+    is found again as a new signal at its frequency, by the new bins."""
+    finder = SignalFinder(PERIOD_S)
+    before = noise_frames(40, seed=1)
+    before[:, 300:303] = -70.0
+    events = run(finder, before)
+    assert [e["event"] for e in events] == ["start", "update"]
+    rng = np.random.default_rng(4)
+    after = (-100.0 + 10 * np.log10(-np.log1p(-rng.random((10, 2 * BINS)) ** (1 / 65)))
+             ).astype(np.float32)
+    after[:, 600:606] = -70.0  # the same 3 kHz, in 500 Hz bins
+    later = [e for index, frame in enumerate(after)
+             for e in finder.process(frame, CENTER_HZ, SPAN_HZ, (41 + index) * PERIOD_NS)]
+    assert [(e["event"], e["id"]) for e in later] == [("end", events[0]["id"]),
+                                                      ("start", events[0]["id"] + 1)]
+    assert later[1]["center_freq_hz"] == pytest.approx(events[0]["center_freq_hz"], abs=500)

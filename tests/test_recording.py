@@ -15,9 +15,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
-from gr_argos.protocol import decode_frame
+from gr_argos.protocol import decode_frame, encode_frame
 from gr_argos.recording import KIND_FRAME, KIND_MESSAGE, read_recording, segments
 from gr_argos.recording.files import index_path, read_sidecar, sidecar_path
 from gr_argos.server import SpectrumServer
@@ -85,6 +86,30 @@ def test_frames_are_recorded_in_the_encoding_asked_for(
     step = 100.0 / 255
     assert abs(recorded[4].power_db - original).max() <= step / 2 + 1e-3
     assert sum(len(b) for b in frames_recorded(tmp_path)) < 5 * FRAME_BYTES / 3
+
+
+def test_a_new_fft_size_starts_a_new_file_whose_sidecar_says_its_bins(
+        start_server: StartServer, tmp_path: Path) -> None:
+    """The stream goes from 2048 to 4096 bins (a client changed the FFT size): the frames
+    of each size are in files of their own, each sidecar saying its frames' bins, and the
+    recording reads back whole, in order."""
+    server = start_server(record_dir=str(tmp_path))
+    for sequence in range(5):
+        server.publish_frame(0, spectrum_frame(sequence))
+    server.update_stream(0, bins=4096)  # as a sink does when its FFT size changes
+    for sequence in range(5, 10):
+        server.publish_frame(0, encode_frame(
+            np.full(4096, -90.0, dtype=np.float32), center_freq_hz=100e6, span_hz=2.048e6,
+            timestamp_ns=sequence, sequence=sequence))
+    server.stop()
+    first, second = segments(tmp_path)
+    assert [decode_frame(body).bin_count for body in frames_recorded(first)] == [2048] * 5
+    assert [decode_frame(body).bin_count for body in frames_recorded(second)] == [4096] * 5
+    assert read_sidecar(first)["streams"][0]["bins"] == 2048
+    assert read_sidecar(first)["sequences"] == {"0": {"first": 0, "last": 4}}
+    assert read_sidecar(second)["streams"][0]["bins"] == 4096
+    assert [decode_frame(body).sequence for body in frames_recorded(tmp_path)] == list(
+        range(10))
 
 
 def test_files_rotate_by_size_and_the_oldest_go_past_the_retention(

@@ -80,14 +80,14 @@ def test_running_reporter_publishes_status_messages_until_stopped() -> None:
     """start() publishes a status every interval on its own thread; stop() ends it."""
     _, reporter, _, published = make(interval=0.05)
     got_two = threading.Event()
-    original = reporter._publish
+    original = reporter.publish
 
     def publish(msg_type: str, body: dict[str, Any]) -> None:
         original(msg_type, body)
         if len(published) >= 2:
             got_two.set()
 
-    reporter._publish = publish
+    reporter.publish = publish
     reporter.start()
     try:
         assert got_two.wait(20)

@@ -105,3 +105,36 @@ def test_the_panel_stays_hidden_from_a_client_that_may_not_control(
         assert viewer.page.is_hidden("#control-panel")
         assert viewer.stats()["control"]["shown"] is False
         assert viewer.errors == []
+
+
+def test_a_new_fft_size_from_the_panel_reaches_every_viewer(
+        app_url: str, context: BrowserContext, browser: object) -> None:
+    """The FFT size is a list in the panel (16 to 65536, the size now chosen) and the second
+    trace one with "none": 4096 applied, this page (the whole band, at its plot's width:
+    a coarser level of the finer stream) and another one zoomed on 400 kHz stay open, and
+    the zoomed one draws bins half as wide (1953 Hz at 8 MS/s); back to 2048 afterwards."""
+    viewer = open_live(context, app_url)
+    zoomed = open_viewer(context, app_url + "?center_freq_hz=101.6e6&span_hz=400e3&bins=256")
+    zoomed.wait_for("s.state === 'open' && s.framesDrawn >= 3 && s.axis.binHz === 3906.25")
+    viewer.page.click("#control-acquire")
+    viewer.wait_for("s.control.holds")
+    bins = "#control-settings [data-setting='bins']"
+    assert viewer.page.input_value(bins) == "2048"
+    options = viewer.page.locator(f"{bins} option").all_inner_texts()
+    assert options[0] == "16" and options[-1] == "65536"
+    assert viewer.page.locator(
+        "#control-settings [data-setting='second_detector'] option").first.inner_text() == "none"
+    level = viewer.stats()["lastView"]["level"]
+    viewer.page.select_option(bins, "4096")
+    viewer.page.click("#control-form button[type='submit']")
+    viewer.wait_for(f"s.control.tuned >= 1 && s.lastView.level === {level + 1}")
+    zoomed.wait_for("s.axis.binHz === 1953.125")
+    drawn = zoomed.stats()["framesDrawn"]
+    zoomed.wait_for(f"s.state === 'open' && s.framesDrawn > {drawn + 5}")
+    assert abs(zoomed.stats()["axis"]["spanHz"] - 400e3) < 200e3  # still zoomed on its band
+    viewer.page.select_option(bins, "2048")
+    viewer.page.click("#control-form button[type='submit']")
+    viewer.wait_for(f"s.control.tuned >= 2 && s.lastView.level === {level}")
+    zoomed.wait_for("s.axis.binHz === 3906.25")
+    viewer.page.click("#control-release")
+    assert viewer.errors == [] and zoomed.errors == []

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -236,15 +235,11 @@ def serve(flowgraph: Any, settings: dict[str, Any]) -> None:
     else:
         print(connect_line("argos-spectrum", url), flush=True)
 
-    # The flowgraph ends on its own only if a source ends; otherwise wait for a signal.
-    finished = threading.Event()
-
-    def wait_for_the_flowgraph() -> None:
-        flowgraph.wait()
-        finished.set()
-
-    threading.Thread(target=wait_for_the_flowgraph, daemon=True).start()
-    while not stop_requested.is_set() and not finished.is_set():
+    # The flowgraph ends on its own only if a source ends (its sink stops then); otherwise
+    # wait for a signal. No thread waits in flowgraph.wait() meanwhile: in GNU Radio 3.10
+    # it races with the unlock() of a client's change (rebuild_spectrum), which frees the
+    # scheduler it waits on, and the process crashes.
+    while not stop_requested.is_set() and not flowgraph.sink.stopped:
         stop_requested.wait(0.2)
     flowgraph.stop()
     flowgraph.wait()

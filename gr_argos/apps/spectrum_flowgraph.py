@@ -6,6 +6,7 @@ Imports GNU Radio (the settings and the command line in :mod:`gr_argos.apps.spec
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -51,6 +52,8 @@ class SpectrumFlowgraph(gr.top_block):
 
     def __init__(self, settings: dict[str, Any]) -> None:
         gr.top_block.__init__(self, "argos-spectrum", catch_exceptions=True)
+        self._sink_messages: list[tuple[Any, str, str]] = []  # (source, port, sink's port)
+        self.tuner: SourceTuner | None = None
         if settings["source"] == "sweep":
             self._build_sweep(settings)
         else:
@@ -85,13 +88,14 @@ class SpectrumFlowgraph(gr.top_block):
         # The sink's periodic status reports the rate the source really delivers.
         self.rate_probe = blocks.probe_rate(gr.sizeof_gr_complex, 1000.0, 0.15)
         self.connect(self.source, self.rate_probe)
-        self.msg_connect(self.rate_probe, "rate", self.sink, "status")
+        self._msg_connect_sink(self.rate_probe, "rate", "status")
         self.sink.set_source_status({**source_status(settings), **self.fft.status_fields()})
         if isinstance(self.sink, websocket_sink):
-            self.sink.set_tuner(SourceTuner(
+            self.tuner = SourceTuner(
                 kind if kind in ("sim", "file", "hackrf") else "osmosdr", self.sink, settings,
                 device=device, rotator=self.rotator, rebuild=self.rebuild_spectrum,
-                iq_sink=self.iq_sink))
+                iq_sink=self.iq_sink)
+            self.sink.set_tuner(self.tuner)
 
     def _record_iq(self, settings: dict[str, Any], head: Any) -> sigmf_sink:
         """The source's samples (as the spectrum gets them: shifted when a client tunes a
@@ -112,32 +116,51 @@ class SpectrumFlowgraph(gr.top_block):
             self.sink.add_recording("iq", iq.switch)
         return iq
 
+    def _msg_connect_sink(self, source: Any, port: str, sink_port: str) -> None:
+        """A message connection to the sink, made again to a sink that takes its place."""
+        self._sink_messages.append((source, port, sink_port))
+        self.msg_connect(source, port, self.sink, sink_port)
+
     def rebuild_spectrum(self, changes: dict[str, Any]) -> dict[str, Any]:
-        """A new spectrum chain for other detector settings (``samp_rate``, ``fps``,
-        ``detector``, ``avg_alpha``, ``window``, ``overlap``), swapped in while the
-        flowgraph runs; the sink keeps serving and labels the new chain's frames. A new
-        sample rate goes to the device first (or makes a new simulated band). Returns what
-        is in force (the device's rate, the frame rate the FFTs give)."""
+        """A new spectrum chain for other detector settings (``samp_rate``, ``bins``,
+        ``fps``, ``detector``, ``second_detector``, ``avg_alpha``, ``window``,
+        ``overlap``), swapped in while the flowgraph runs; the sink keeps serving and
+        labels the new chain's frames. A new sample rate goes to the device first (or makes
+        a new simulated band); a new FFT size or second trace needs a sink with other
+        inputs, which takes over the stream and its clients. Returns what is in force (the
+        device's rate, the frame rate the FFTs give)."""
         settings = {**self.settings, **changes}
         detector = spectrum_detector(**{name: value for name, value in settings.items()
                                         if name in _DETECTOR_NAMES})
-        second = bool(settings["second_detector"])
+        was_second, second = bool(self.settings["second_detector"]), bool(
+            settings["second_detector"])
+        sink = self.sink
+        if (settings["bins"], settings["second_detector"]) != (
+                self.settings["bins"], self.settings["second_detector"]):
+            sink = self.sink.successor(bins=settings["bins"],
+                                       second_detector=settings["second_detector"])
         head = self.rotator or self.source
         # The replaced blocks stay referenced until unlock() has stopped their threads:
-        # a Python block (period_detector) freed while its thread runs crashes the process.
-        retired = [self.fft, self.source]
-        with self.sink.reconfiguring():
+        # a Python block (period_detector, a sink) freed while its thread runs crashes the
+        # process.
+        retired = [self.fft, self.source, self.sink]
+        with contextlib.ExitStack() as serving:
+            serving.enter_context(self.sink.reconfiguring())
+            if sink is not self.sink:
+                serving.enter_context(sink.reconfiguring())
             self.lock()
             try:
                 self.disconnect(head, self.fft)
                 self.disconnect(self.fft, self.sink)
-                if second:
+                if was_second:
                     self.disconnect((self.fft, 1), (self.sink, 1))
                 if "samp_rate" in changes:
                     settings["samp_rate"] = self._new_sample_rate(settings["samp_rate"])
                     head = self.rotator or self.source
                     if self.iq_sink is not None:  # before a sample at the new rate
                         self.iq_sink.set_sample_rate(settings["samp_rate"])
+                if sink is not self.sink:
+                    self._replace_sink(sink)
                 self.fft = detector
                 self.connect(head, self.fft, self.sink)
                 if second:
@@ -146,6 +169,7 @@ class SpectrumFlowgraph(gr.top_block):
                 self.unlock()
         del retired  # their threads have ended: the new chain runs alone
         self.settings = settings
+        self.sink.describe_inputs()
         self.sink.set_span(settings["samp_rate"])
         self.sink.set_fps(self.fft.frame_rate)
         self.sink.set_detector(settings["detector"])
@@ -167,6 +191,16 @@ class SpectrumFlowgraph(gr.top_block):
             return samp_rate
         return float(self.source.set_sample_rate(samp_rate))
 
+    def _replace_sink(self, sink: Any) -> None:
+        """Put ``sink`` (the sink's successor) in the sink's place, under the lock: its
+        message connections and the tuner go to it."""
+        for source, port, sink_port in self._sink_messages:
+            self.msg_disconnect(source, port, self.sink, sink_port)
+            self.msg_connect(source, port, sink, sink_port)
+        self.sink = sink
+        if self.tuner is not None:
+            self.tuner.sink = sink
+
     def _build_sweep(self, settings: dict[str, Any]) -> None:
         """hackrf_sweep source -> sink: one frame per sweep, no FFT here."""
         self.source = open_sweep(settings)
@@ -177,7 +211,7 @@ class SpectrumFlowgraph(gr.top_block):
                                # hackrf_sweep's bins are averages; it has no second trace.
                                detector="average", second_detector="")
         self.connect(self.source, self.sink)
-        self.msg_connect(self.source, "status", self.sink, "status")
+        self._msg_connect_sink(self.source, "status", "status")
         if isinstance(self.sink, websocket_sink):
             self.sink.set_tuner(SweepTuner(self.source))
 
@@ -188,7 +222,7 @@ class SpectrumFlowgraph(gr.top_block):
             return
         host, port = parse_address(settings["gps"])
         self.gps = gpsd_source(host=host, port=port)
-        self.msg_connect(self.gps, "gps", self.sink, "msg")
+        self._msg_connect_sink(self.gps, "gps", "msg")
 
 
 def _annotator(iq: sigmf_sink) -> Callable[[dict[str, Any]], None]:

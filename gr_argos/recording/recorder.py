@@ -100,6 +100,7 @@ class _Segment:
     #: Every stream described while the segment was written, by id: the latest description
     #: (a stream removed before the segment closes is still one of its streams).
     streams: dict[int, dict[str, Any]] = field(default_factory=dict)
+    bins: dict[int, int] = field(default_factory=dict)  # stream -> its frames' bin count
 
 
 class Recorder:
@@ -254,7 +255,13 @@ class Recorder:
     def _write(self, kind: int, time_ns: int, body: bytes) -> None:
         with self._lock:
             self._queued_bytes -= len(body)
-        segment = self._segment or self._open_segment(time_ns)
+        segment = self._segment
+        if segment is not None and kind == KIND_FRAME \
+                and segment.bins.get(_stream_id(body), _bin_count(body)) != _bin_count(body):
+            # A new FFT size starts a new segment: each one's sidecar says its frames' bins.
+            self._close_segment()
+            segment = None
+        segment = segment or self._open_segment(time_ns)
         if segment is None:
             with self._lock:
                 self._drop_locked(kind, time_ns, "write error")
@@ -262,10 +269,13 @@ class Recorder:
         self._note_gap(segment)
         if kind == KIND_FRAME:
             body = self._encode(body)
-            stream_id = int.from_bytes(body[12:14], "little")
+            stream_id = _stream_id(body)
             sequence = int.from_bytes(body[16:24], "little")
             seen = segment.sequences.setdefault(stream_id, [sequence, sequence])
             seen[1] = sequence
+            bins = _bin_count(body)
+            if bins is not None:
+                segment.bins.setdefault(stream_id, bins)
             segment.frames += 1
         else:
             segment.messages += 1
@@ -404,7 +414,9 @@ class Recorder:
         """Write the segment's sidecar whole, then put it in place (never half a file)."""
         hello = self._describe()
         for stream in hello.get("streams", []):
-            segment.streams[stream["id"]] = stream
+            # Its frames' bin count, whatever the stream has now (a later segment has theirs).
+            bins = segment.bins.get(stream["id"])
+            segment.streams[stream["id"]] = stream if bins is None else {**stream, "bins": bins}
         cfg = self.config
         sidecar = {
             "format": "gr-argos recording", "layout": 1, "software_version": __version__,
@@ -454,3 +466,12 @@ class Recorder:
 
 def _parts(segment: Path) -> tuple[Path, Path, Path]:
     return segment, index_path(segment), sidecar_path(segment)
+
+
+def _stream_id(frame: bytes) -> int:
+    return int.from_bytes(frame[12:14], "little")
+
+
+def _bin_count(frame: bytes) -> int | None:
+    """The frame's bin count from its header (None: too short to say)."""
+    return int.from_bytes(frame[28:32], "little") if len(frame) >= 32 else None

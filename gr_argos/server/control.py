@@ -292,8 +292,11 @@ def check_tune(fields: dict[str, Any], capabilities: dict[str, Capability],
         if capability.choices is not None:
             if isinstance(value, bool) or value not in capability.choices:
                 raise ValueError(f"tune: {name} must be one of "
-                                 + ", ".join(str(choice) for choice in capability.choices))
-            changes[name] = value
+                                 + ", ".join(repr(choice) if choice == "" else str(choice)
+                                             for choice in capability.choices))
+            # 4096.0 from JSON is the choice 4096
+            changes[name] = capability.kind(value) if capability.kind in (int, float) \
+                else value
             continue
         if capability.kind is bool:
             if not isinstance(value, bool):

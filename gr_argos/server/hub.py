@@ -60,7 +60,7 @@ from gr_argos.server.outgoing import (
     Wrap,
 )
 from gr_argos.server.resume import ResumeRing
-from gr_argos.server.views import View, ViewSlice, slice_fits
+from gr_argos.server.views import View, ViewSlice, resnap, slice_fits
 
 __all__ = ["BroadcastHub", "ClientQueue", "DEFAULT_INGRESS_DEPTH", "Outlet"]
 
@@ -446,23 +446,24 @@ class BroadcastHub:
 
     def _reset_view_outside(self, client: ClientQueue, frame: PublishedFrame) -> bool:
         """When ``frame`` does not hold the client's slice of its stream (the stream changed
-        its bin count), give the client the whole stream from this frame on (keeping its
-        frame rate divisor) and tell it with a ``view`` message saying ``reset``."""
+        its bin count), give the client its view resolved again for the new size from this
+        frame on (the same share of the band, as many bins across it, its frame rate
+        divisor) and tell it with a ``view`` message saying ``reset``."""
         view = client.views.get(frame.stream_id)
         geometry = frame.geometry()
         if view is None or view.slice is None or geometry is None \
                 or slice_fits(view.slice, geometry.bins):
             return False
-        whole = View(None, view.fps_divisor)
-        if whole == View():
+        new = resnap(view, geometry)
+        if new == View():
             del client.views[frame.stream_id]
         else:
-            client.views[frame.stream_id] = whole
+            client.views[frame.stream_id] = new
         self.views_reset += 1
         self._push_message(client, OutgoingMessage(encode_message("view", {
-            "stream_id": frame.stream_id, **geometry.describe(whole), "reset": True,
+            "stream_id": frame.stream_id, **geometry.describe(new), "reset": True,
             "message": f"stream {frame.stream_id} now has {geometry.bins} bins: your view is "
-                       "the whole stream until you send set_view again"})))
+                       "the same band at the new size (send set_view to choose again)"})))
         return True
 
     def send_current_frame(self, client: ClientQueue, stream_id: int) -> bool:

@@ -198,8 +198,8 @@ class ServerCollector(Collector):
         for stream_id, count in total["views"].items():
             views.add_metric([stream_id], count)
         yield views
-        yield CounterMetricFamily("argos_views_reset", "clients' views reset to the whole "
-                                  "stream because its bin count changed",
+        yield CounterMetricFamily("argos_views_reset", "clients' views resolved again for "
+                                  "a new bin count of their stream (the same band)",
                                   value=total["views_reset"])
         deflate = total["deflate"]
         deflated = CounterMetricFamily(

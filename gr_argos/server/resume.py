@@ -42,6 +42,11 @@ def _sequence(frame: PublishedFrame) -> int:
     return frame.sequence
 
 
+def _bins(frame: PublishedFrame) -> int | None:
+    geometry = frame.geometry()
+    return None if geometry is None else geometry.bins
+
+
 @dataclass
 class _StreamRing:
     """The recent frames of one stream, oldest first, with their sizes."""
@@ -71,19 +76,26 @@ class ResumeRing:
         self._streams: dict[int, _StreamRing] = {}
         self.evicted = 0
         self.restarts = 0
+        self.resizes = 0  # times a stream's bin count changed (its ring emptied)
 
     def append(self, frame: PublishedFrame) -> None:
         """Keep ``frame`` (already offered to every live client), evicting the oldest
         frames of its stream past the limit. A sequence at or below the stream's newest
-        (its producer started counting again) empties the stream's ring first."""
+        (its producer started counting again) empties the stream's ring first; so does a
+        frame of another bin count (counted as evicted, in ``resizes`` too)."""
         ring = self._streams.setdefault(frame.stream_id, _StreamRing())
         sequence = frame.sequence
         if sequence <= ring.last_sequence:
             self.restarts += 1
-            ring.frames.clear()
-            ring.sizes.clear()
-            ring.nbytes = 0
+            self._empty(ring)
             ring.evicted_through = -1
+        elif ring.frames and _bins(ring.frames[-1]) != _bins(frame):
+            # A new FFT size: a catch-up never mixes frames of two sizes. The frames before
+            # are gone for it (the recording has them), a gap its client sees and reports.
+            self.resizes += 1
+            self.evicted += len(ring.frames)
+            ring.evicted_through = ring.frames[-1].sequence
+            self._empty(ring)
         ring.last_sequence = sequence
         frame.trim()
         if self.max_bytes == 0:
@@ -102,6 +114,12 @@ class ResumeRing:
             ring.evicted_through = ring.frames.popleft().sequence
             ring.nbytes -= ring.sizes.popleft()
             self.evicted += 1
+
+    @staticmethod
+    def _empty(ring: _StreamRing) -> None:
+        ring.frames.clear()
+        ring.sizes.clear()
+        ring.nbytes = 0
 
     def stream_ids(self) -> list[int]:
         return list(self._streams)
@@ -147,7 +165,8 @@ class ResumeRing:
         return sum(ring.nbytes for ring in self._streams.values())
 
     def stats(self) -> dict[str, Any]:
-        """Frames and bytes held, by stream; frames evicted; restarts seen."""
+        """Frames and bytes held, by stream; frames evicted; restarts and changes of bin
+        count seen."""
         return {
             "max_bytes": self.max_bytes,
             "bytes": self.nbytes,
@@ -159,6 +178,7 @@ class ResumeRing:
                         for stream_id, ring in sorted(self._streams.items())},
             "evicted": self.evicted,
             "restarts": self.restarts,
+            "resizes": self.resizes,
         }
 
 

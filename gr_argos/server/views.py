@@ -24,7 +24,7 @@ from typing import Any, Iterable
 from gr_argos.protocol import ProtocolError, ViewRequest
 
 __all__ = ["VIEW_WIDTHS", "StreamGeometry", "View", "ViewSlice", "choose_view", "nearest_slice",
-           "resolve_view", "slice_fits"]
+           "resnap", "resolve_view", "slice_fits"]
 
 @dataclass(frozen=True)
 class ViewSlice:
@@ -173,6 +173,21 @@ def resolve_view(request: ViewRequest, stream: StreamGeometry) -> View:
             break
     whole = slice_.level == 0 and slice_.width == stream.bins
     return View(None if whole else slice_, request.fps_divisor)
+
+
+def resnap(view: View, stream: StreamGeometry) -> View:
+    """``view``, resolved for another bin count, resolved again for ``stream`` (a new FFT
+    size): the same share of the band with as many bins across it (its level changes with
+    the size: the same bin width in Hz), the same frame rate divisor. A slice resolved for
+    no bin count in particular gives the whole stream."""
+    old = view.slice
+    if old is None or not old.stream_bins:
+        return View(None, view.fps_divisor)
+    scale = stream.bins / old.stream_bins
+    low = stream.low_edge_hz + old.first_bin * scale * stream.bin_width_hz
+    high = stream.low_edge_hz + old.end_bin * scale * stream.bin_width_hz
+    request = ViewRequest(None, (low + high) / 2, high - low, old.width, view.fps_divisor)
+    return resolve_view(request, stream)
 
 
 def nearest_slice(wanted: ViewSlice | None, available: Iterable[ViewSlice | None],

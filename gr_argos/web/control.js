@@ -10,6 +10,7 @@ const LABELS = {
   amp: "RF amplifier", bandwidth: "Bandwidth (MHz)", freq_min: "From (MHz)",
   freq_max: "To (MHz)", samp_rate: "Sample rate (MS/s)", fps: "Frames/s",
   detector: "Detector", avg_alpha: "Averaging weight", window: "Window", overlap: "Overlap",
+  bins: "FFT size (bins)", second_detector: "Second trace",
 };
 /** Settings shown in millions (MHz, MS/s), entered so and sent in Hz. */
 const IN_MHZ = new Set(["center_freq", "bandwidth", "freq_min", "freq_max", "samp_rate"]);
@@ -182,7 +183,9 @@ export class Control {
       const parts = [text];
       if (setting.type === "choice") {
         input = document.createElement("select");
-        for (const choice of setting.choices) input.add(new Option(String(choice)));
+        for (const choice of setting.choices) {
+          input.add(new Option(choice === "" ? "none" : String(choice)));
+        }
       } else {
         input = document.createElement("input");
         if (setting.type === "bool") {

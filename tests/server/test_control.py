@@ -107,6 +107,23 @@ def test_changes_are_checked_against_the_source_and_the_limits() -> None:
     assert check_tune({"amp": True}, HACKRF_LIKE, (), 0.0, True) == {"amp": True}
 
 
+def test_a_choice_takes_only_its_values_a_json_number_as_the_choice_it_is() -> None:
+    """bins as argos-spectrum offers it: 4096.0 (a JSON number) is the choice 4096; a size
+    not offered, its text or true are refused naming the sizes; "" is a choice that says
+    itself."""
+    from gr_argos.tuning import FFT_SIZES
+
+    choices = {"bins": Capability(int, choices=FFT_SIZES),
+               "second_detector": Capability(str, choices=("", "peak", "average"))}
+    changes = check_tune({"bins": 4096.0, "second_detector": ""}, choices, (), 0.0, False)
+    assert changes == {"bins": 4096, "second_detector": ""} and type(changes["bins"]) is int
+    for bins in (3000, 8, 131072, "4096", True):
+        with pytest.raises(ValueError, match="bins must be one of 16, 32, .*, 32768, 65536$"):
+            check_tune({"bins": bins}, choices, (), 0.0, False)
+    with pytest.raises(ValueError, match="second_detector must be one of '', peak, average"):
+        check_tune({"second_detector": "max"}, choices, (), 0.0, False)
+
+
 def test_bad_control_settings_are_refused_naming_them() -> None:
     with pytest.raises(ConfigError, match="control_freq_ranges.*LOW-HIGH"):
         ServerConfig(control_freq_ranges="88-MHz")

@@ -12,10 +12,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from gr_argos.protocol import ProtocolError, decode_frame
+from gr_argos.protocol import ProtocolError, decode_frame, encode_frame
 from gr_argos.server.outgoing import PublishedFrame
 from gr_argos.server.resume import ResumeRing, parse_resume_query
 
@@ -46,6 +47,22 @@ def test_ring_empties_a_stream_whose_sequence_starts_again() -> None:
         ring.append(PublishedFrame(0, spectrum_frame(sequence)))
     assert ring.oldest_sequence(0) == 0 and ring.last_sequence(0) == 1
     assert ring.stats()["restarts"] == 1
+
+
+def test_ring_never_mixes_frame_sizes_a_new_fft_size_is_a_gap() -> None:
+    """Frames of a new bin count empty the stream's ring: a catch-up from before the change
+    starts after it, and the frames gone are counted (evicted, resizes)."""
+    ring = ResumeRing(10 * FRAME_BYTES)
+    for sequence in range(3):
+        ring.append(PublishedFrame(0, spectrum_frame(sequence)))
+    for sequence in (3, 4):
+        ring.append(PublishedFrame(0, encode_frame(
+            np.full(4096, -90.0, dtype=np.float32), center_freq_hz=100e6, span_hz=2.048e6,
+            timestamp_ns=sequence, sequence=sequence)))
+    assert ring.oldest_sequence(0) == 3 and ring.evicted_through(0) == 2
+    frame = ring.next_after(0, 0)
+    assert frame is not None and frame.sequence == 3 and decode_frame(frame.data).bin_count == 4096
+    assert ring.stats()["resizes"] == 1 and ring.stats()["evicted"] == 3
 
 
 def test_ring_of_zero_bytes_keeps_no_frame_but_knows_the_newest() -> None:

@@ -11,6 +11,7 @@ import logging
 from typing import Any, AsyncIterator
 
 import numpy as np
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from gr_argos.protocol import SpectrumFrame, decode_frame, encode_frame
@@ -176,18 +177,19 @@ async def test_a_view_reduces_the_second_trace_by_mean_of_power(
     assert np.abs(frame.power_db - published.power_db.reshape(256, 8).max(axis=1)).max() <= step
 
 
-async def test_a_new_bin_count_that_leaves_no_room_for_a_view_resets_it_once(
+async def test_a_new_bin_count_resnaps_each_view_to_its_band_once(
         start_server: StartServer, caplog: Any) -> None:
     """When the stream's FFT size changes, each client with a slice of it is told with one
-    view message saying reset (whole stream, its frame rate kept) before the first frame of
-    the new size, then gets whole frames until it asks again; one log line says it, not one
-    per frame or client; stats count the resets."""
+    view message saying reset before the first frame of the new size: its view is the same
+    band at the new size (as many bins across it, its frame rate kept), and its frames
+    follow it until it asks again; one log line says it, not one per frame or client; stats
+    count the resets."""
     caplog.set_level(logging.INFO, logger="gr_argos.server.hub")
     server = start_server(queue_depth=64)
     async with viewer(server, "?center_freq_hz=100.9e6&span_hz=100e3&bins=100&fps_divisor=2") \
             as high, viewer(server, "?center_freq_hz=99.5e6&span_hz=100e3&bins=100") as low:
         high_view, low_view = await next_json(high), await next_json(low)
-        assert high_view["bins"] < 2048 and low_view["bins"] < 2048
+        assert high_view["bins"] == low_view["bins"] == 128  # 1 kHz bins
         assert server.stats()["total"]["views"] == {"0": 2}
         server.publish_frame(0, carrier_frame(0))
         assert (await frames_of(high, 1))[0].bin_count == high_view["bins"]
@@ -199,15 +201,21 @@ async def test_a_new_bin_count_that_leaves_no_room_for_a_view_resets_it_once(
                                                  timestamp_ns=sequence, sequence=sequence))
         reset = await next_json(high)
         assert reset["type"] == "view" and reset["reset"] is True
-        assert (reset["bins"], reset["span_hz"], reset["fps_divisor"]) == (1024, 2.048e6, 2)
+        # The same 128 kHz in 2 kHz bins, from the same first frequency (a quarter of a
+        # 1 kHz bin apart: bins are centred on their frequencies).
+        assert (reset["bins"], reset["span_hz"], reset["fps_divisor"]) == (64, 128e3, 2)
+        assert reset["center_freq_hz"] - reset["span_hz"] / 2 == pytest.approx(
+            high_view["center_freq_hz"] - high_view["span_hz"] / 2, abs=1e3)
         assert "1024 bins" in reset["message"] and "set_view" in reset["message"]
-        whole = await frames_of(high, 3)
-        assert [(f.sequence, f.bin_count) for f in whole] == [(2, 1024), (4, 1024), (6, 1024)]
+        resnapped = await frames_of(high, 3)
+        assert [(f.sequence, f.bin_count, f.center_freq_hz) for f in resnapped] == [
+            (sequence, 64, reset["center_freq_hz"]) for sequence in (2, 4, 6)]
         low_reset = await next_json(low)
         assert low_reset["reset"] is True and low_reset["fps_divisor"] == 1
-        assert [f.bin_count for f in await frames_of(low, 6)] == [1024] * 6
+        assert low_reset["bins"] == 64
+        assert [f.bin_count for f in await frames_of(low, 6)] == [64] * 6
         stats = server.stats()["total"]
-        assert stats["views_reset"] == 2 and stats["views"] == {}
+        assert stats["views_reset"] == 2 and stats["views"] == {"0": 2}
         again = await ask(high, center_freq_hz=100.5e6, span_hz=100e3, bins=50)
         assert again["type"] == "view" and "reset" not in again
         server.publish_frame(0, encode_frame(np.full(1024, -90.0, dtype=np.float32),
