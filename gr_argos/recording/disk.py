@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""What both recorders (spectra and IQ samples) do with the disk the same way: say what a
-write error means and what to do, and delete the oldest files past a total size.
+"""What both recorders (spectra and IQ samples) do the same way: say what a write error
+means and what to do, delete the oldest files past a total size, and run a writer thread
+between start and stop.
 
 Plain code: no GNU Radio, no sockets.
 """
@@ -11,11 +12,13 @@ import errno
 import json
 import logging
 import os
+import threading
+import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import IO, Any, Sequence
 
-__all__ = ["RETRY_S", "delete_oldest", "replace_json", "report_write_error",
-           "write_error_message"]
+__all__ = ["RETRY_S", "WriterThread", "close_quietly", "delete_oldest", "replace_json",
+           "report_write_error", "write_error_message"]
 
 log = logging.getLogger(__name__)
 
@@ -111,3 +114,48 @@ def delete_oldest(recordings: Sequence[Sequence[Path]], current: Sequence[Path],
         deleted += 1
         log.info("event=recording_deleted file=%s reason=%s", files[0].name, setting)
     return deleted
+
+
+def close_quietly(*handles: IO[bytes]) -> None:
+    """Close each file; an error now was reported when writing failed (the file ends at its
+    last whole record)."""
+    for handle in handles:
+        try:
+            handle.close()
+        except OSError:
+            pass
+
+
+class WriterThread:
+    """What both recorders share about their writer thread: whether it runs, stopping it,
+    and what a write error does to it (said once per distinct error, counted, tried again
+    in :data:`RETRY_S` s). A recorder sets these attributes in its ``__init__``."""
+
+    _thread: threading.Thread | None
+    _stopping: threading.Event
+    _lock: threading.Lock
+    _retry_at: float
+    error: str | None
+    write_errors: int
+
+    @property
+    def started(self) -> bool:
+        """Whether it records (between ``start()`` and :meth:`stop`)."""
+        return self._thread is not None
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Write what is queued, finish the file being written and stop; what comes from
+        then on is not recorded (nor counted as dropped)."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stopping.set()
+        thread.join(timeout_s)
+
+    def _write_failed(self, logger: logging.Logger, event: str, exc: OSError, what: str,
+                      dir_setting: str, total_setting: str) -> None:
+        self.error = report_write_error(logger, event, exc, what, dir_setting, total_setting,
+                                        self.error)
+        self.write_errors += 1
+        self._retry_at = time.monotonic() + RETRY_S

@@ -40,7 +40,9 @@ from gr_argos.protocol import (
     ProtocolError,
     reencode_frame,
 )
-from gr_argos.recording.disk import RETRY_S, delete_oldest, replace_json, report_write_error
+from gr_argos.recording.disk import (
+    RETRY_S, WriterThread, close_quietly, delete_oldest, replace_json,
+)
 from gr_argos.recording.files import (
     FILE_MAGIC,
     INDEX_ENTRY,
@@ -103,7 +105,7 @@ class _Segment:
     bins: dict[int, int] = field(default_factory=dict)  # stream -> its frames' bin count
 
 
-class Recorder:
+class Recorder(WriterThread):
     """Records every frame and message handed to it, on a thread of its own.
 
     Args:
@@ -200,22 +202,7 @@ class Recorder:
                                             daemon=True)
         self._thread.start()
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Write what is queued, close the segment (its sidecar complete) and stop; what is
-        published from then on is not recorded (nor counted as dropped)."""
-        with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        self._stopping.set()
-        thread.join(timeout_s)
-
     # -- what it reports -------------------------------------------------------------------
-
-    @property
-    def started(self) -> bool:
-        """Whether it records (between :meth:`start` and :meth:`stop`)."""
-        return self._thread is not None
 
     def status(self) -> dict[str, Any]:
         """The recorder's state, as ``status`` messages carry it (``server.recorder``)."""
@@ -404,11 +391,7 @@ class Recorder:
         except OSError as exc:
             self._fail(exc, f"cannot finish {segment.path}")
         finally:
-            for handle in (segment.data, segment.index):
-                try:
-                    handle.close()
-                except OSError:
-                    pass  # already reported by _fail: the file ends at its last whole record
+            close_quietly(segment.data, segment.index)
 
     def _write_sidecar(self, segment: _Segment, complete: bool) -> None:
         """Write the segment's sidecar whole, then put it in place (never half a file)."""
@@ -451,17 +434,11 @@ class Recorder:
     def _fail(self, exc: OSError, what: str) -> None:
         """Stop writing after an OSError: say what and why (once per distinct error), drop
         the segment, and try again in :data:`RETRY_S` s."""
-        self.error = report_write_error(log, "recording_failed", exc, what, "record_dir",
-                                        "record_max_total_bytes", self.error)
-        self.write_errors += 1
-        self._retry_at = time.monotonic() + RETRY_S
+        self._write_failed(log, "recording_failed", exc, what, "record_dir",
+                           "record_max_total_bytes")
         segment, self._segment = self._segment, None
         if segment is not None:
-            for handle in (segment.data, segment.index):
-                try:
-                    handle.close()
-                except OSError:
-                    pass
+            close_quietly(segment.data, segment.index)
 
 
 def _parts(segment: Path) -> tuple[Path, Path, Path]:

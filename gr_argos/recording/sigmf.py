@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gr_argos import __version__
-from gr_argos.recording.disk import RETRY_S, delete_oldest, replace_json, report_write_error
+from gr_argos.recording.disk import WriterThread, close_quietly, delete_oldest, replace_json
 from gr_argos.server.config import RECORDING
 from gr_argos.settings import at_least, positive, setting, validate
 
@@ -158,7 +158,7 @@ def _datetime(time_ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ns // 1000:06d}Z"
 
 
-class IqRecorder:
+class IqRecorder(WriterThread):
     """Records the IQ samples handed to it as SigMF, on a thread of its own.
 
     Args:
@@ -241,10 +241,6 @@ class IqRecorder:
 
     # -- life cycle ------------------------------------------------------------------------
 
-    @property
-    def started(self) -> bool:
-        return self._thread is not None
-
     def start(self) -> None:
         """Start recording (again, after :meth:`stop`: into a new file). A directory that
         cannot be written is reported (log and status), not raised."""
@@ -261,15 +257,6 @@ class IqRecorder:
             self._fail(exc, f"cannot create the directory {self.directory}")
         log.info("recording IQ samples as SigMF to %s", self.directory)
         thread.start()
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Write what is queued, finish the recording (its meta file) and stop."""
-        with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        self._stopping.set()
-        thread.join(timeout_s)
 
     def status(self) -> dict[str, Any]:
         """The recorder's state, as ``status`` messages carry it (``server.iq_recorder``)."""
@@ -439,10 +426,7 @@ class IqRecorder:
             return
         self._sync(current)
         self._file = None
-        try:
-            current.data.close()
-        except OSError:
-            pass  # reported by _sync: the file ends at its last whole sample written
+        close_quietly(current.data)  # an error was reported by _sync
 
     def _write_meta(self, current: _File) -> None:
         """Write the meta file whole, then put it in place (never half a file)."""
@@ -469,13 +453,8 @@ class IqRecorder:
     def _fail(self, exc: OSError, what: str) -> None:
         """Stop writing after an OSError: say what and why (once per distinct error), drop
         the file, and try again in :data:`RETRY_S` s."""
-        self.error = report_write_error(log, "iq_recording_failed", exc, what, "record_iq_dir",
-                                        "record_iq_max_total_bytes", self.error)
-        self.write_errors += 1
-        self._retry_at = time.monotonic() + RETRY_S
+        self._write_failed(log, "iq_recording_failed", exc, what, "record_iq_dir",
+                           "record_iq_max_total_bytes")
         current, self._file = self._file, None
         if current is not None:
-            try:
-                current.data.close()
-            except OSError:
-                pass
+            close_quietly(current.data)
