@@ -120,6 +120,13 @@ def gpsfake(port: int) -> Iterator[GpsFake]:
     try:
         fake.wait_listening()
         yield fake
+    except BaseException:
+        # Shown with the failure: whether gpsfake (and its gpsd) still ran, and what it said.
+        status = fake.process.poll()
+        print(f"gpsfake on port {port}: {'running' if status is None else f'exited {status}'}")
+        if status is not None and fake.process.stderr is not None:
+            print(fake.process.stderr.read().decode(errors="replace")[-2000:])
+        raise
     finally:
         fake.kill()
 
