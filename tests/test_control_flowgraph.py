@@ -506,3 +506,55 @@ def test_the_spectrum_chain_is_rebuilt_again_and_again_while_a_client_watches(
         assert app.process.poll() is None  # still running
     assert sizes == [4096, 1024, 1024, 2048, 8192, 2048] * 2
     assert "Traceback" not in app.output()
+
+
+def test_retunes_after_a_rebuild_of_the_chain_label_every_frame_right(tmp_path: Path) -> None:
+    """After a client's change has rebuilt the spectrum chain of a flowgraph that ran a
+    while (here the frame rate), retunes at random moments of a frame period still label
+    every frame right: no frame holds the tone at both its old and its new place, and the
+    tone is where each frame's label puts it. (The rebuilt chain's blocks start inside a
+    running flowgraph: its half-period delay and the tag path must still line up.)"""
+    pytest.importorskip("osmosdr")
+    tone_bins = 300
+    samples = np.arange(BINS * 64)
+    noise = (np.random.default_rng(5).standard_normal((samples.size, 2)) * 0.01).astype(
+        np.float32).view(np.complex64)[:, 0]
+    recording = tmp_path / "tone.cf32"
+    (np.exp(2j * np.pi * tone_bins / BINS * samples) + noise).astype(np.complex64).tofile(
+        recording)
+    carrier_hz = START_HZ + tone_bins * BIN_HZ
+    centres = [START_HZ + STEP_BINS * BIN_HZ * (k % 2 + 1) for k in range(6)]
+    with running([*APP, "--port", "0", "--source", f"file={recording}", "--samp-rate",
+                  str(SAMP_RATE), "--center-freq", str(START_HZ), "--bins", str(BINS),
+                  "--no-detect", "--max-tunes-per-s", "0"],
+                 tmp_path, url_pattern=URL_PATTERN, name="argos-spectrum") as app:
+        url = app.wait_for_url()
+
+        async def watch() -> list[SpectrumFrame]:
+            frames: list[SpectrumFrame] = []
+            async with connect(url, open_timeout=RECEIVE_TIMEOUT_S, max_size=None) as ws:
+                for _ in range(30):  # a chain that has run a while
+                    await next_frame(ws)
+                await ws.send(json.dumps({"type": "control", "action": "acquire"}))
+                await ws.send(json.dumps({"type": "tune", "fps": 25}))
+                assert "fps" in (await next_message(ws, "tuned"))["changes"]
+                for centre in centres:
+                    await ws.send(json.dumps({"type": "tune", "center_freq": centre}))
+                    # every frame until a few carry the new place (a random number, so
+                    # that the next change comes at another moment of a frame period)
+                    wanted, start = 3 + int(np.random.default_rng().integers(3)), len(frames)
+                    while sum(f.center_freq_hz == centre for f in frames[start:]) < wanted:
+                        frames.append(await next_frame(ws))
+            return frames
+
+        frames = asyncio.run(watch())
+    places = {carrier_bin(f, carrier_hz) for f in frames}
+    assert len(places) == 2  # the tone was seen at its two places
+    for frame in frames:
+        here = carrier_bin(frame, carrier_hz)
+        elsewhere = (places - {here}).pop()
+        assert int(np.argmax(frame.power_db)) == here, frame.sequence
+        # a frame of samples from both sides of a retune shows the tone at both places
+        assert frame.power_db[elsewhere] < frame.power_db[here] - 30, (
+            frame.sequence, frame.center_freq_hz, frame.power_db[here],
+            frame.power_db[elsewhere])
