@@ -558,3 +558,31 @@ def test_retunes_after_a_rebuild_of_the_chain_label_every_frame_right(tmp_path: 
         assert frame.power_db[elsewhere] < frame.power_db[here] - 30, (
             frame.sequence, frame.center_freq_hz, frame.power_db[here],
             frame.power_db[elsewhere])
+
+
+def test_sinks_replaced_by_fft_size_changes_are_freed() -> None:
+    """A field computer's argos-spectrum may see thousands of FFT size changes: each makes
+    a successor sink, and the one it replaces must not stay in memory (GNU Radio holds a
+    block's message handlers, which refer to the block)."""
+    import gc
+    import weakref
+
+    from gr_argos.apps.spectrum import SETTINGS, argument_parser, resolve
+    from gr_argos.apps.spectrum_flowgraph import SpectrumFlowgraph
+
+    args = argument_parser().parse_args(["--host", "127.0.0.1", "--port", "0", "--source",
+                                         "sim", "--bins", str(BINS), "--no-detect"])
+    flowgraph = SpectrumFlowgraph(resolve(args, SETTINGS, args.config))
+    replaced = []
+    flowgraph.start()
+    try:
+        assert flowgraph.tuner is not None
+        for size in (1024, BINS, 1024, BINS):
+            replaced.append(weakref.ref(flowgraph.sink))
+            assert flowgraph.tuner.apply({"bins": size})["bins"] == size
+        assert flowgraph.sink.settings.bins == BINS
+    finally:
+        flowgraph.stop()
+        flowgraph.wait()
+    gc.collect()
+    assert [ref() is None for ref in replaced] == [True] * len(replaced)
