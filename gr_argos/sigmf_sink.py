@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections import deque
 from typing import Any
 
 import numpy as np
@@ -54,7 +53,8 @@ class sigmf_sink(gr.sync_block):
         self._origin_hz = float(center_freq)  # where a rotator's shift is counted from
         self._wanted = recording
         self._running = False
-        self._expected: deque[float] = deque()  # frequencies of the rotator's next tags
+        # The frequency each phase increment the rotator will tag stands for.
+        self._expected: dict[float, float] = {}
 
     # -- recording on and off --------------------------------------------------------------
 
@@ -90,11 +90,14 @@ class sigmf_sink(gr.sync_block):
         samples this block gets (a device that tags nothing)."""
         self.recorder.retune(center_freq)
 
-    def expect_retune(self, center_freq: float) -> None:
-        """The next ``rot_phase_inc`` tag moves the band to exactly ``center_freq`` (Hz):
-        call it before the rotator gets its new increment (which it holds only as a float,
-        a few mHz from the frequency asked for)."""
-        self._expected.append(float(center_freq))
+    def expect_retune(self, center_freq: float, phase_inc: float) -> None:
+        """A ``rot_phase_inc`` tag of ``phase_inc`` will move the band to exactly
+        ``center_freq`` (Hz): call it before the rotator gets its new increment (which it
+        holds only as a float, a few mHz from the frequency asked for). Tags are matched by
+        value, so one sent twice changes nothing the second time."""
+        if len(self._expected) >= 64:  # tags that never came (a chain rebuilt meanwhile)
+            self._expected.clear()
+        self._expected[_tag_key(phase_inc)] = float(center_freq)
 
     def set_sample_rate(self, samp_rate: float) -> None:
         """The source's new rate: a new recording from the next samples in."""
@@ -123,12 +126,18 @@ class sigmf_sink(gr.sync_block):
         elif pmt.eq(tag.key, RX_RATE) and pmt.is_number(tag.value):
             self.set_sample_rate(pmt.to_double(tag.value))
         elif pmt.eq(tag.key, ROT_PHASE_INC) and pmt.is_number(tag.value):
-            if self._expected:
-                self.recorder.retune(self._expected.popleft())
+            expected = self._expected.get(_tag_key(pmt.to_double(tag.value)))
+            if expected is not None:
+                self.recorder.retune(expected)
                 return
             # The rotator moves the band by -inc: its centre is now origin - inc * rate / 2 pi.
             shift = -pmt.to_double(tag.value) * self._samp_rate / (2 * math.pi)
             self.recorder.retune(round(self._origin_hz + shift, 3))
+
+
+def _tag_key(phase_inc: float) -> float:
+    """A phase increment as the rotator's tag holds it (a float32)."""
+    return float(np.float32(phase_inc))
 
 
 class _Switch:

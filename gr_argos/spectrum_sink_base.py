@@ -298,7 +298,7 @@ class SpectrumSinkBase(gr.sync_block):
                 fraction = pmt.to_double(pmt.tuple_ref(value, 1))
                 stream.set_capture_time(seconds * 1_000_000_000 + round(fraction * 1e9))
             elif pmt.eq(key, ROT_PHASE_INC):
-                stream.retune_tag_seen()
+                stream.retune_tag_seen(pmt.to_double(value))
             elif pmt.eq(key, PERIOD_TIME):
                 stream.set_period(pmt.to_double(pmt.tuple_ref(value, 0)),
                                   pmt.to_double(pmt.tuple_ref(value, 1)))
@@ -321,16 +321,18 @@ class SpectrumSinkBase(gr.sync_block):
         the spectrum chain)."""
         return self.settings.center_freq
 
-    def retuned(self, center_freq: float, settle_s: float = 0.0, tagged: bool = False) -> None:
+    def retuned(self, center_freq: float, settle_s: float = 0.0,
+                phase_inc: float | None = None) -> None:
         """The source was retuned to ``center_freq`` (Hz) just now: frames of samples taken
         ``settle_s`` after now get it, frames of samples on both sides of the change are
         dropped (counted in ``frames_retuning``), earlier ones keep the old label. With
-        ``tagged``, the change takes effect where a ``rot_phase_inc`` tag says, exactly.
-        Any thread."""
+        ``phase_inc``, a rotator changes to that increment exactly at the first sample of
+        a frame, which its ``rot_phase_inc`` tag marks: that frame and the later ones get
+        the new label, none is dropped (call it before the rotator is told). Any thread."""
         self.settings = dataclasses.replace(self.settings, center_freq=center_freq)
         assert self.stream is not None  # made with the block
-        if tagged:
-            self.stream.retune_at_tag(center_freq_hz=center_freq)
+        if phase_inc is not None:
+            self.stream.retune_at_tag(phase_inc, center_freq_hz=center_freq)
         else:
             self.stream.retune_at(time.time_ns(), round(settle_s * 1e9),
                                   center_freq_hz=center_freq)

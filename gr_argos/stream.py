@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
@@ -225,6 +226,8 @@ LATE_FOR_NS = 1_000_000_000
 REANCHOR_LOG_EVERY_NS = 60_000_000_000
 #: A retune waits at most this long (host time) for the first frame after it.
 RETUNE_WAIT_NS = 2_000_000_000
+#: Retunes at a tagged frame that may wait for their tag at once (a control storm's).
+TAGGED_PENDING = 64
 #: How far one frame's earlier estimate moves the first sample's time back: frame times never
 #: go backwards (a frame period is longer), and a source that fell behind and catches up
 #: (a throttled file) comes back smoothly.
@@ -280,7 +283,9 @@ class SpectrumStream:
         # A retune made at some moment: (changes, applied ns, settle ns, asked at host ns).
         self._retune: tuple[dict[str, float], int, int, int] | None = None
         self.frames_retuning = 0  # frames dropped because their samples span a retune
-        self._retune_tagged = False  # the frame handed off next holds a retune's tag
+        # Retunes at a frame's first sample, waiting for their tag: (phase increment, changes).
+        self._tagged: deque[tuple[float, dict[str, float]]] = deque(maxlen=TAGGED_PENDING)
+        self._tag_seen: float | None = None  # the tag on the frame handed off next
 
     def attach(self, destination: FrameDestination) -> None:
         """Send frames elsewhere from now on (the sequence keeps counting)."""
@@ -319,44 +324,58 @@ class SpectrumStream:
         (:meth:`set_period`); others are relabelled once they are handed off after
         ``applied_ns + settle_ns``. A retune not reached within ``RETUNE_WAIT_NS`` of host
         time (frames that stopped coming) applies to the next frame."""
-        changes = {key: float(value) for key, value in
-                   (("center_freq_hz", center_freq_hz), ("span_hz", span_hz))
-                   if value is not None}
+        changes = _changes(center_freq_hz, span_hz)
         self._retune = (changes, int(applied_ns), int(settle_ns), self._clock_ns())
-        self._retune_tagged = False
 
-    def retune_at_tag(self, *, center_freq_hz: float | None = None,
+    def retune_at_tag(self, phase_inc: float, *, center_freq_hz: float | None = None,
                       span_hz: float | None = None) -> None:
-        """As :meth:`retune_at`, at the frame that the producer tags where the change takes
-        effect (:meth:`retune_tag_seen`, a ``rot_phase_inc`` tag): frames before it keep
-        the old label, that one is dropped, the frames after it get the new one."""
-        self.retune_at(-1, 0, center_freq_hz=center_freq_hz, span_hz=span_hz)
+        """Change the centre frequency and/or span from the frame whose first sample holds
+        a ``rot_phase_inc`` tag of ``phase_inc`` (:meth:`retune_tag_seen`): a rotator told
+        to change its increment exactly at a frame's first sample, so no frame spans the
+        change and none is dropped. Tags are matched by value: a tag repeated (the change
+        sent again, to be sure it was in time) or one nobody asked for changes nothing, and
+        a retune whose tag never came is passed over by a later one's."""
+        self._tagged.append((float(phase_inc), _changes(center_freq_hz, span_hz)))
 
     def new_producer(self) -> None:
         """The block before the sink was replaced (a flowgraph reconfigured): its periods
-        count from its own first sample, so the first sample's time is found again."""
+        count from its own first sample, so the first sample's time is found again; and it
+        starts at the latest retune asked for, whose tag will never come."""
         self._first_sample_ns = None
         self._late = None
         self._period = None
         self._device_clock = False
+        self._tag_seen = None
+        if self._tagged:
+            latest = self._tagged[-1][1]
+            self._tagged.clear()
+            self.retune(**latest)
 
-    def retune_tag_seen(self) -> None:
-        """The frame handed off next holds the sample where a retune took effect."""
-        self._retune_tagged = True
+    def retune_tag_seen(self, phase_inc: float) -> None:
+        """The frame handed off next starts with a ``rot_phase_inc`` tag of ``phase_inc``."""
+        self._tag_seen = float(phase_inc)
+
+    def _apply_tagged(self) -> None:
+        """Apply the retune whose tag the frame handed off now holds, if one waits for it
+        (and forget those asked before it, passed over)."""
+        seen, self._tag_seen = self._tag_seen, None
+        if seen is None:
+            return
+        for index, (phase_inc, changes) in enumerate(self._tagged):
+            # The rotator's tag holds its increment as a float32.
+            if abs(phase_inc - seen) <= 1e-6 * max(1.0, abs(phase_inc)):
+                for _ in range(index + 1):
+                    self._tagged.popleft()
+                self.retune(**changes)
+                return
 
     def _retuning(self, timestamp_ns: int) -> bool:
         """Whether the frame starting at ``timestamp_ns`` (ending at ``_frame_end_ns``)
         is to be dropped for a retune; applies the retune at its first frame after it."""
+        self._apply_tagged()
         if self._retune is None:
             return False
         changes, applied_ns, settle_ns, asked_ns = self._retune
-        if applied_ns < 0:  # at the tagged frame
-            waited = self._clock_ns() - asked_ns >= RETUNE_WAIT_NS
-            if not (self._retune_tagged or waited):
-                return False
-            self._retune, self._retune_tagged = None, False
-            self.retune(**changes)
-            return not waited
         if self._frame_end_ns <= applied_ns:
             return False  # all of it before the retune: the old label is right
         if timestamp_ns < applied_ns + settle_ns \
@@ -485,3 +504,9 @@ class SpectrumStream:
         so every client sees the gap)."""
         self.sequence += count
         self.frames_skipped += count
+
+
+def _changes(center_freq_hz: float | None, span_hz: float | None) -> dict[str, float]:
+    """A retune's changes, as :meth:`SpectrumStream.retune` takes them."""
+    return {key: float(value) for key, value in
+            (("center_freq_hz", center_freq_hz), ("span_hz", span_hz)) if value is not None}

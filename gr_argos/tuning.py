@@ -15,8 +15,10 @@ whose samples span it (:meth:`~gr_argos.stream.SpectrumStream.retune_at`).
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
+import time
 from typing import Any, Callable, Protocol
 
 import pmt
@@ -26,6 +28,8 @@ from gr_argos.server.control import Capability, TuneError
 
 __all__ = ["COMMAND_KEYS", "CommandPortTuner", "SourceTuner", "SweepTuner"]
 
+log = logging.getLogger(__name__)
+
 #: The command port's PMT keys for each setting (gr-osmosdr's and UHD's convention).
 COMMAND_KEYS = {"center_freq": "freq", "gain": "gain", "bandwidth": "bandwidth"}
 
@@ -34,6 +38,13 @@ COMMAND_KEYS = {"center_freq": "freq", "gain": "gain", "bandwidth": "bandwidth"}
 COMMAND_SETTLE_S = 0.05
 HACKRF_SETTLE_S = 0.05
 ROTATOR_CMD = pmt.intern("cmd")
+#: How far ahead of the rotator a shift is scheduled, at least: the rotator reads a command
+#: between two calls of its work, each of at most ROTATOR_MAX_ITEMS samples.
+ROTATOR_MAX_ITEMS = 8192
+SHIFT_MARGIN_SAMPLES = 4 * ROTATOR_MAX_ITEMS
+#: Tries to schedule a shift, each further ahead, and how long each waits for the rotator.
+SHIFT_TRIES = 4
+SHIFT_TAKEN_WAIT_S = 1.0
 #: Settings applied by building the spectrum chain anew (argos-spectrum's own flowgraph).
 REBUILT = ("samp_rate", "bins", "fps", "detector", "second_detector", "avg_alpha", "window",
            "overlap")
@@ -48,7 +59,8 @@ class RetunableSink(Protocol):
     @property
     def center_freq(self) -> float: ...
 
-    def retuned(self, center_freq: float, settle_s: float, tagged: bool = False) -> None: ...
+    def retuned(self, center_freq: float, settle_s: float = 0.0,
+                phase_inc: float | None = None) -> None: ...
 
     def message_port_pub(self, port: Any, msg: Any) -> None: ...
 
@@ -101,17 +113,25 @@ class SourceTuner:
         rebuild: makes the spectrum chain anew for the settings in :data:`REBUILT`.
         iq_sink: the :class:`~gr_argos.sigmf_sink.sigmf_sink` recording the samples (told
             of a retune: a device's when done; a rotator's before, for its tag).
+        frame_start_after: with a rotator: the first sample of the first frame that starts
+            at or after a sample of the rotator's (both counted from the flowgraph's start),
+            where a shift takes effect so that no frame spans it.
     """
 
     def __init__(self, kind: str, sink: RetunableSink, settings: dict[str, Any],
                  device: Any = None, rotator: Any = None,
                  rebuild: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-                 iq_sink: Any = None) -> None:
+                 iq_sink: Any = None,
+                 frame_start_after: Callable[[int], int] | None = None) -> None:
+        if rotator is not None and frame_start_after is None:
+            raise ValueError("a rotator's shifts need frame_start_after")
         self.kind = kind
         self._iq_sink = iq_sink
         self.sink = sink  # its successor, after a change of FFT size or second trace
         self._device = device
-        self._rotator = rotator
+        self.rotator = rotator  # a new one after a rebuild of the chain
+        self._frame_start_after = frame_start_after
+        self._applying = threading.Lock()  # one change at a time
         self._rebuild = rebuild
         self._samp_rate = float(settings["samp_rate"])
         self._origin_hz = float(settings["center_freq"])  # where a shifted source "is"
@@ -165,7 +185,21 @@ class SourceTuner:
         with self._lock:
             return dict(self._values)
 
+    def phase_inc(self) -> float:
+        """The rotator's phase increment that puts the band at the centre frequency now
+        asked for, at the sample rate in force."""
+        return -2 * math.pi * (float(self._values["center_freq"]) - self._origin_hz) / self._samp_rate
+
+    def rate_changed(self, samp_rate: float) -> None:
+        """The chain was rebuilt at another sample rate (a new rotator gets
+        :meth:`phase_inc`)."""
+        self._samp_rate = float(samp_rate)
+
     def apply(self, changes: dict[str, Any]) -> dict[str, Any]:
+        with self._applying:
+            return self._apply(changes)
+
+    def _apply(self, changes: dict[str, Any]) -> dict[str, Any]:
         rebuilt = {name: value for name, value in changes.items() if name in REBUILT}
         changes = {name: value for name, value in changes.items() if name not in REBUILT}
         applied: dict[str, Any] = {}
@@ -177,11 +211,6 @@ class SourceTuner:
                 raise TuneError(f"tune: {exc}") from exc
             with self._lock:
                 self._values.update(applied)
-            if "samp_rate" in applied and self._rotator is not None:
-                self._samp_rate = float(applied["samp_rate"])
-                center = self._values["center_freq"]
-                self._rotator.set_phase_inc(
-                    -2 * math.pi * (center - self._origin_hz) / self._samp_rate)
         try:
             with self._lock:
                 for name, value in changes.items():
@@ -195,25 +224,48 @@ class SourceTuner:
         finally:
             with self._lock:
                 self._values.update(applied)
-            if "center_freq" in changes and "center_freq" in applied:
-                self.sink.retuned(applied["center_freq"], HACKRF_SETTLE_S,
-                                   tagged=self._rotator is not None)
-                if self._iq_sink is not None and self._rotator is None:
+            if "center_freq" in applied and self.rotator is None:
+                self.sink.retuned(applied["center_freq"], HACKRF_SETTLE_S)
+                if self._iq_sink is not None:
                     self._iq_sink.retuned(applied["center_freq"])
         return applied
+
+    def _shift(self, center_freq: float) -> float:
+        """Move a simulated band or a recording to ``center_freq``: the rotator changes its
+        increment at the first sample of a frame, which its tag marks; the sink and the IQ
+        recording are told first, so the tag finds them ready."""
+        inc = -2 * math.pi * (center_freq - self._origin_hz) / self._samp_rate
+        self.sink.retuned(center_freq, phase_inc=inc)
+        if self._iq_sink is not None:
+            self._iq_sink.expect_retune(center_freq, inc)
+        rotator, frame_start_after = self.rotator, self._frame_start_after
+        assert frame_start_after is not None  # checked with the rotator
+        margin = SHIFT_MARGIN_SAMPLES
+        for _ in range(SHIFT_TRIES):
+            at = frame_start_after(rotator.nitems_written(0) + margin)
+            rotator.to_basic_block()._post(ROTATOR_CMD, pmt.dict_add(pmt.dict_add(
+                pmt.make_dict(), pmt.intern("inc"), pmt.from_double(inc)),
+                pmt.intern("offset"), pmt.from_uint64(at)))
+            deadline = time.monotonic() + SHIFT_TAKEN_WAIT_S
+            while rotator.nmsgs(ROTATOR_CMD) and time.monotonic() < deadline:
+                time.sleep(0.0005)
+            # GNU Radio's rotator drops a change whose sample has passed when it reads the
+            # command: taken while the rotator had not reached it, it happens there. Else
+            # (a thread starved long) the same change is sent for a later frame: if the
+            # first happened too, the second changes nothing.
+            if rotator.nitems_written(0) <= at:
+                return float(center_freq)
+            margin *= 4
+        log.warning("tune: the rotator was too busy to be sure when the shift to %.6f MHz "
+                    "takes effect", center_freq / 1e6)
+        return float(center_freq)
 
     def _apply_one(self, name: str, value: Any) -> Any:
         device = self._device
         try:
-            if name == "center_freq" and self._rotator is not None:
+            if name == "center_freq" and self.rotator is not None:
                 # The band moves the other way: a signal at f now sits at f - new centre.
-                # Through the cmd port, the rotator tags the sample where it takes effect.
-                inc = -2 * math.pi * (value - self._origin_hz) / self._samp_rate
-                if self._iq_sink is not None:
-                    self._iq_sink.expect_retune(float(value))
-                self._rotator.to_basic_block()._post(ROTATOR_CMD, pmt.dict_add(
-                    pmt.make_dict(), pmt.intern("inc"), pmt.from_double(inc)))
-                return float(value)
+                return self._shift(float(value))
             if name == "center_freq":
                 return float(device.set_center_freq(value, 0))
             if name == "lna_gain":

@@ -7,6 +7,7 @@ Imports GNU Radio (the settings and the command line in :mod:`gr_argos.apps.spec
 from __future__ import annotations
 
 import contextlib
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,7 +24,7 @@ from gr_argos.sigmf_sink import sigmf_sink
 from gr_argos.sim_band_source import sim_band_source
 from gr_argos.spectrum_detector import spectrum_detector
 from gr_argos.stream import StreamSettings
-from gr_argos.tuning import SourceTuner, SweepTuner
+from gr_argos.tuning import ROTATOR_MAX_ITEMS, SourceTuner, SweepTuner
 from gr_argos.websocket_sink import websocket_sink
 from gr_argos.zmq_sink import zmq_sink
 from gr_argos.zmq_transport import PublisherSettings
@@ -54,6 +55,8 @@ class SpectrumFlowgraph(gr.top_block):
         gr.top_block.__init__(self, "argos-spectrum", catch_exceptions=True)
         self._sink_messages: list[tuple[Any, str, str]] = []  # (source, port, sink's port)
         self.tuner: SourceTuner | None = None
+        self._changing = threading.Lock()  # a rebuild, or the flowgraph's stop
+        self._stopping = False
         if settings["source"] == "sweep":
             self._build_sweep(settings)
         else:
@@ -78,7 +81,7 @@ class SpectrumFlowgraph(gr.top_block):
         self.rotator = None
         if kind in ("sim", "file"):
             # Clients tune a simulated band or a recording by shifting it (docs/control.md).
-            self.rotator = blocks.rotator_cc(0.0, True)
+            self.rotator = _rotator(0.0)
             self.connect(self.source, self.rotator)
             head = self.rotator
         self.connect(head, self.fft, self.sink)
@@ -94,7 +97,8 @@ class SpectrumFlowgraph(gr.top_block):
             self.tuner = SourceTuner(
                 kind if kind in ("sim", "file", "hackrf") else "osmosdr", self.sink, settings,
                 device=device, rotator=self.rotator, rebuild=self.rebuild_spectrum,
-                iq_sink=self.iq_sink)
+                iq_sink=self.iq_sink,
+                frame_start_after=self.frame_start_after if self.rotator is not None else None)
             self.sink.set_tuner(self.tuner)
 
     def _record_iq(self, settings: dict[str, Any], head: Any) -> sigmf_sink:
@@ -121,14 +125,45 @@ class SpectrumFlowgraph(gr.top_block):
         self._sink_messages.append((source, port, sink_port))
         self.msg_connect(source, port, self.sink, sink_port)
 
+    def frame_start_after(self, sample: int) -> int:
+        """The first sample of the first frame that starts at or after ``sample`` (the
+        rotator's samples and the spectrum's, both counted from the flowgraph's last
+        start): frame j covers [j M - M/2, (j + 1) M - M/2) (see spectrum_detector)."""
+        period = int(self.fft.bins) * int(self.fft.vectors_per_frame)
+        frame = max(1, -(-(int(sample) + period // 2) // period))
+        return frame * period - period // 2
+
+    def stop(self) -> None:
+        """Stop the flowgraph, after a client's change being made (no change starts after)."""
+        with self._changing:
+            self._stopping = True
+            gr.top_block.stop(self)
+
     def rebuild_spectrum(self, changes: dict[str, Any]) -> dict[str, Any]:
         """A new spectrum chain for other detector settings (``samp_rate``, ``bins``,
         ``fps``, ``detector``, ``second_detector``, ``avg_alpha``, ``window``,
-        ``overlap``), swapped in while the flowgraph runs; the sink keeps serving and
-        labels the new chain's frames. A new sample rate goes to the device first (or makes
-        a new simulated band); a new FFT size or second trace needs a sink with other
-        inputs, which takes over the stream and its clients. Returns what is in force (the
-        device's rate, the frame rate the FFTs give)."""
+        ``overlap``), swapped in while the sink keeps serving and labels the new chain's
+        frames. A new sample rate goes to the device first (or makes a new simulated band);
+        a new FFT size or second trace needs a sink with other inputs, which takes over the
+        stream and its clients. Returns what is in force (the device's rate, the frame rate
+        the FFTs give).
+
+        The flowgraph is stopped and started again, not lock()ed: GNU Radio 3.10 attaches
+        a block added under lock() to its input without its history, so the chain's delays
+        (half a period; the overlapping FFTs') would be lost, and it keeps the blocks'
+        sample counts, where a frame's first sample is found. After a start every count is
+        0 again, and a new rotator holds no change meant for the old counts.
+
+        Raises:
+            RuntimeError: argos-spectrum is stopping.
+            ConfigError: a setting out of range.
+        """
+        with self._changing:
+            if self._stopping:
+                raise RuntimeError("argos-spectrum is stopping")
+            return self._rebuild(changes)
+
+    def _rebuild(self, changes: dict[str, Any]) -> dict[str, Any]:
         settings = {**self.settings, **changes}
         detector = spectrum_detector(**{name: value for name, value in settings.items()
                                         if name in _DETECTOR_NAMES})
@@ -139,34 +174,34 @@ class SpectrumFlowgraph(gr.top_block):
                 self.settings["bins"], self.settings["second_detector"]):
             sink = self.sink.successor(bins=settings["bins"],
                                        second_detector=settings["second_detector"])
-        head = self.rotator or self.source
-        # The replaced blocks stay referenced until unlock() has stopped their threads:
-        # a Python block (period_detector, a sink) freed while its thread runs crashes the
-        # process.
-        retired = [self.fft, self.source, self.sink]
+        # The replaced blocks stay referenced until their threads have ended: a Python
+        # block (period_detector, a sink) freed while its thread runs crashes the process.
+        retired = [self.fft, self.source, self.sink, self.rotator]
         with contextlib.ExitStack() as serving:
             serving.enter_context(self.sink.reconfiguring())
             if sink is not self.sink:
                 serving.enter_context(sink.reconfiguring())
-            self.lock()
+            gr.top_block.stop(self)
+            gr.top_block.wait(self)
             try:
-                self.disconnect(head, self.fft)
+                self.disconnect(self.rotator or self.source, self.fft)
                 self.disconnect(self.fft, self.sink)
                 if was_second:
                     self.disconnect((self.fft, 1), (self.sink, 1))
                 if "samp_rate" in changes:
                     settings["samp_rate"] = self._new_sample_rate(settings["samp_rate"])
-                    head = self.rotator or self.source
                     if self.iq_sink is not None:  # before a sample at the new rate
                         self.iq_sink.set_sample_rate(settings["samp_rate"])
+                if self.rotator is not None:
+                    self._new_rotator(settings["samp_rate"])
                 if sink is not self.sink:
                     self._replace_sink(sink)
                 self.fft = detector
-                self.connect(head, self.fft, self.sink)
+                self.connect(self.rotator or self.source, self.fft, self.sink)
                 if second:
                     self.connect((self.fft, 1), (self.sink, 1))
             finally:
-                self.unlock()
+                gr.top_block.start(self)
         del retired  # their threads have ended: the new chain runs alone
         self.settings = settings
         self.sink.describe_inputs()
@@ -180,7 +215,7 @@ class SpectrumFlowgraph(gr.top_block):
         return applied
 
     def _new_sample_rate(self, samp_rate: float) -> float:
-        """Give the source a new rate (under the flowgraph's lock); the rate it took."""
+        """Give the source a new rate (the flowgraph stopped); the rate it took."""
         if self.settings["source"] == "sim":
             old = self.source
             self.disconnect(old, self.rotator)
@@ -190,6 +225,20 @@ class SpectrumFlowgraph(gr.top_block):
             self.connect(self.source, self.rate_probe)
             return samp_rate
         return float(self.source.set_sample_rate(samp_rate))
+
+    def _new_rotator(self, samp_rate: float) -> None:
+        """A rotator in the old one's place (the flowgraph stopped), at the shift clients
+        asked for last: changes the old one still held were for its old sample counts."""
+        assert self.tuner is not None and self.rotator is not None
+        self.tuner.rate_changed(samp_rate)
+        rotator = _rotator(self.tuner.phase_inc())
+        self.disconnect(self.source, self.rotator)
+        self.connect(self.source, rotator)
+        if self.iq_sink is not None:
+            self.disconnect(self.rotator, self.iq_sink)
+            self.connect(rotator, self.iq_sink)
+            self.iq_sink.retuned(self.tuner.values()["center_freq"])
+        self.rotator = self.tuner.rotator = rotator
 
     def _replace_sink(self, sink: Any) -> None:
         """Put ``sink`` (the sink's successor) in the sink's place, under the lock: its
@@ -223,6 +272,14 @@ class SpectrumFlowgraph(gr.top_block):
         host, port = parse_address(settings["gps"])
         self.gps = gpsd_source(host=host, port=port)
         self._msg_connect_sink(self.gps, "gps", "msg")
+
+
+def _rotator(phase_inc: float) -> Any:
+    """The rotator that shifts a simulated band or a recording, tagging each change; its
+    work calls are bounded so that a change scheduled ahead of it is read in time."""
+    rotator = blocks.rotator_cc(phase_inc, True)
+    rotator.set_max_noutput_items(ROTATOR_MAX_ITEMS)
+    return rotator
 
 
 def _annotator(iq: sigmf_sink) -> Callable[[dict[str, Any]], None]:
