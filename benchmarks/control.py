@@ -14,7 +14,8 @@ touches the watchers.
    (one holds the lease and is held to max_tunes_per_s, the others are refused). The
    watchers' frames per second over 2-s windows, in both phases, and the frames the stream
    withheld because their samples span one of the holder's retunes (``frames_retuning`` of
-   its status: a retune costs about a frame, by design, so that no frame is mislabelled).
+   its status: none, since a rotator's shift takes effect at a frame's first sample; a
+   device's retune costs about a frame, so that no frame is mislabelled).
 
     .venv/bin/python -m benchmarks.control            # ~2 min
 """
