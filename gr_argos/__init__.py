@@ -34,6 +34,7 @@ _BLOCKS = {
     "hackrf_sweep_source": "gr_argos.hackrf_sweep_source",
     "spectrum_detector": "gr_argos.spectrum_detector",
     "sigmf_sink": "gr_argos.sigmf_sink",
+    "sigmf_source": "gr_argos.sigmf_source",
 }
 
 # Helpers for GRC expressions (a Variable block), loaded on first use like the blocks.
