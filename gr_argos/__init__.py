@@ -40,6 +40,7 @@ _BLOCKS = {
 # Helpers for GRC expressions (a Variable block), loaded on first use like the blocks.
 _HELPERS = {
     "sweep_bins": "gr_argos.retune_sweep",
+    "sigmf_rate_and_freq": "gr_argos.recording.sigmf_reader",
 }
 
 __all__ = ["__version__", *_BLOCKS, *_HELPERS]

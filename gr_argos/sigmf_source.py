@@ -42,7 +42,7 @@ class sigmf_source(gr.hier_block2):
         SigmfError: the recording cannot be played (the message says why and what to do).
     """
 
-    def __init__(self, path: str, repeat: bool = True, throttle: bool = True) -> None:
+    def __init__(self, path: str = "", repeat: bool = True, throttle: bool = True) -> None:
         gr.hier_block2.__init__(self, "sigmf_source", gr.io_signature(0, 0, 0),
                                 gr.io_signature(1, 1, gr.sizeof_gr_complex))
         self.recording = recording = read_sigmf(path)

@@ -155,7 +155,10 @@ def test_a_recording_that_cannot_be_played_is_refused_saying_why(
 
 
 def test_missing_or_garbled_files_are_refused_saying_what_to_do(tmp_path: Path) -> None:
-    """No meta file, a meta file that is not SigMF, no data file, an archive: each named."""
+    """No path, no meta file, a meta file that is not SigMF, no data file, an archive: each
+    named."""
+    with pytest.raises(SigmfError, match="no SigMF recording named"):
+        read_sigmf("")
     with pytest.raises(SigmfError, match="SigMF meta file not found: .*absent.sigmf-meta"):
         read_sigmf(tmp_path / "absent.sigmf-data")
     (tmp_path / "garbled.sigmf-meta").write_text("{\"global\": ")

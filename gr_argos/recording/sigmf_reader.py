@@ -19,7 +19,7 @@ from typing import Any
 from gr_argos.recording.sigmf import DATA_SUFFIX, META_SUFFIX
 
 __all__ = ["DATATYPES", "Capture", "SigmfError", "SigmfRecording", "read_sigmf",
-           "sigmf_paths"]
+           "sigmf_paths", "sigmf_rate_and_freq"]
 
 #: Datatypes played, with the bytes of one complex sample.
 DATATYPES = {"cf32_le": 8, "ci16_le": 4, "ci8": 2, "cu8": 2}
@@ -73,6 +73,9 @@ def sigmf_paths(path: str | Path) -> tuple[Path, Path]:
     Raises:
         SigmfError: a SigMF archive (``.sigmf``), which must be unpacked first.
     """
+    if not str(path):
+        raise SigmfError("no SigMF recording named: give its .sigmf-meta or .sigmf-data file, "
+                         "or their base name")
     path = Path(path)
     if path.suffix == ARCHIVE_SUFFIX:
         raise SigmfError(f"{path} is a SigMF archive: unpack it (tar xf {path.name}) and "
@@ -131,6 +134,23 @@ def read_sigmf(path: str | Path) -> SigmfRecording:
         raise SigmfError(f"{data_path} holds no samples")
     return SigmfRecording(meta_path, data_path, datatype, samp_rate,
                           _captures(meta.get("captures", []), samples, meta_path), samples)
+
+
+def sigmf_rate_and_freq(path: str, fallback: tuple[float, float]) -> tuple[float, float]:
+    """A recording's sample rate (S/s) and first frequency (Hz), for a GRC Variable that
+    sets the blocks after a SigMF IQ Player.
+
+    GRC evaluates Variables when it compiles a flowgraph, maybe before the recording is
+    there: while it cannot be read this gives ``fallback`` (the player's own error stops the
+    flowgraph at its start if it still cannot be read then). A recording without
+    ``core:frequency`` gives ``fallback``'s frequency.
+    """
+    try:
+        recording = read_sigmf(path)
+    except SigmfError:
+        return fallback
+    center_freq = recording.center_freq
+    return recording.samp_rate, fallback[1] if center_freq is None else center_freq
 
 
 def _captures(captures: Any, samples: int, meta_path: Path) -> tuple[Capture, ...]:
