@@ -36,6 +36,8 @@ URL_LINE = re.compile(r"argos-spectrum: connect to (ws://127\.0\.0\.1:\d+/)")
 SAMP_RATE = 2e6
 BINS = 2048
 FIRST_HZ, SECOND_HZ = 100e6, 100.5e6
+# Samples of the first recording argos-spectrum makes when it plays one (past a loop).
+RECORDED_AGAIN = 5_000_000
 # A tone in each capture segment, in bins from the centre: telling the two apart in a frame.
 FIRST_TONE, SECOND_TONE = 300, -200
 
@@ -224,13 +226,17 @@ def test_argos_spectrum_plays_a_recording_at_its_rate_and_each_segments_frequenc
     stream has the recorded rate and first frequency; every frame says the frequency of the
     segment its samples are from and shows that segment's tone at its bin and no trace of
     the other's (a frame spanning the change is dropped, counted in frames_retuning), both
-    segments come round, in a loop."""
+    segments come round, in a loop; clients are not offered to tune it. Recorded again (--record-iq-dir), the samples are the
+    same, with the same capture segments."""
     meta = record_through_a_retune(tmp_path / "iq")
     assert [c["core:frequency"] for c in json.loads(meta.read_text())["captures"]] == [
         FIRST_HZ, SECOND_HZ]
     frames, statuses = [], []
+    again = tmp_path / "again"
     with running([*APP, "--port", "0", "--source", str(meta), "--fps", "10", "--no-detect",
-                  "--status-interval-s", "0.5"], tmp_path, name="argos-spectrum",
+                  "--status-interval-s", "0.5", "--record-iq-dir", str(again),
+                  "--record-iq-max-file-bytes", str(RECORDED_AGAIN * 8)], tmp_path,
+                 name="argos-spectrum",
                  url_pattern=URL_LINE) as app:
         with connect(app.wait_for_url(), open_timeout=RECEIVE_TIMEOUT_S) as websocket:
             hello = json.loads(websocket.recv(timeout=RECEIVE_TIMEOUT_S))
@@ -244,6 +250,9 @@ def test_argos_spectrum_plays_a_recording_at_its_rate_and_each_segments_frequenc
     (stream,) = hello["streams"]
     assert (stream["center_freq_hz"], stream["span_hz"]) == (FIRST_HZ, SAMP_RATE)
     assert f"streaming sigmf={meta} at 100 MHz, 2 MS/s" in app.output()
+    # A recording plays at its own frequencies: clients may change the spectrum, not tune.
+    assert "center_freq" not in hello["control"]["settings"]
+    assert "fps" in hello["control"]["settings"]
     tones = {FIRST_HZ: FIRST_TONE, SECOND_HZ: SECOND_TONE}
     labels = []
     for frame in frames:
@@ -259,6 +268,15 @@ def test_argos_spectrum_plays_a_recording_at_its_rate_and_each_segments_frequenc
     assert changes >= 3, labels
     assert statuses[-1]["frames_retuning"] >= 1
     assert statuses[-1]["source"] == "sigmf"
+
+    first = sorted(again.glob("*.sigmf-data"))[0]
+    assert first.stat().st_size >= RECORDED_AGAIN * 8  # rotated past it
+    captures = json.loads(first.with_suffix(".sigmf-meta").read_text())["captures"]
+    half = int(SAMP_RATE * 1.2)
+    assert [(c["core:sample_start"], c["core:frequency"]) for c in captures] == [
+        (0, FIRST_HZ), (half, SECOND_HZ), (2 * half, FIRST_HZ)]
+    original = np.fromfile(meta.with_suffix(".sigmf-data"), dtype="<c8")
+    assert np.array_equal(np.fromfile(first, dtype="<c8")[: 2 * half], original)
 
 
 @pytest.mark.parametrize(("args", "status", "expected"), [
