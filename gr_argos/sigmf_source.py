@@ -38,6 +38,12 @@ class sigmf_source(gr.hier_block2):
         throttle: pace the samples at the recorded rate, as a radio delivers them (off:
             as fast as the flowgraph takes them, with nothing else pacing it).
 
+    Attributes:
+        recording: what its meta file says
+            (:class:`~gr_argos.recording.sigmf_reader.SigmfRecording`).
+        samp_rate: its sample rate in S/s.
+        center_freq: its first capture segment's frequency in Hz (None: not said).
+
     Raises:
         SigmfError: the recording cannot be played (the message says why and what to do).
     """
