@@ -226,8 +226,8 @@ def test_argos_spectrum_plays_a_recording_at_its_rate_and_each_segments_frequenc
     stream has the recorded rate and first frequency; every frame says the frequency of the
     segment its samples are from and shows that segment's tone at its bin and no trace of
     the other's (a frame spanning the change is dropped, counted in frames_retuning), both
-    segments come round, in a loop; clients are not offered to tune it. Recorded again (--record-iq-dir), the samples are the
-    same, with the same capture segments."""
+    segments come round, in a loop; clients are not offered to tune it. Recorded again
+    (--record-iq-dir), the samples are the same, with the same capture segments."""
     meta = record_through_a_retune(tmp_path / "iq")
     assert [c["core:frequency"] for c in json.loads(meta.read_text())["captures"]] == [
         FIRST_HZ, SECOND_HZ]

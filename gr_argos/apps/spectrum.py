@@ -175,8 +175,8 @@ def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="argos-spectrum",
         description="Stream live spectrum from a HackRF, an osmosdr device, an IQ file or "
-                    "SigMF recording, a simulated band or a wideband HackRF sweep to WebSocket clients and "
-                    "browsers.",
+                    "SigMF recording, a simulated band or a wideband HackRF sweep to "
+                    "WebSocket clients and browsers.",
         epilog="Every setting can also be given in a YAML file (--config) under the same name, "
                "e.g. 'center_freq: 433.92e6'; flags override the file. Exit codes: 0 stopped, "
                "1 source or server failure, 2 bad flags or configuration.",

@@ -102,10 +102,9 @@ class SpectrumFlowgraph(gr.top_block):
         self.sink.set_source_status({**source_status(settings), **self.fft.status_fields()})
         if isinstance(self.sink, websocket_sink):
             self.tuner = SourceTuner(
-                kind if kind in ("sim", "file", "sigmf", "hackrf") else "osmosdr", self.sink,
-                settings,
-                device=device, rotator=self.rotator, rebuild=self.rebuild_spectrum,
-                iq_sink=self.iq_sink)
+                kind if kind in ("sim", "file", "sigmf", "hackrf") else "osmosdr",
+                self.sink, settings, device=device, rotator=self.rotator,
+                rebuild=self.rebuild_spectrum, iq_sink=self.iq_sink)
             self.sink.set_tuner(self.tuner)
 
     def _record_iq(self, settings: dict[str, Any], head: Any) -> sigmf_sink:
