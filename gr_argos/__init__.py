@@ -34,11 +34,13 @@ _BLOCKS = {
     "hackrf_sweep_source": "gr_argos.hackrf_sweep_source",
     "spectrum_detector": "gr_argos.spectrum_detector",
     "sigmf_sink": "gr_argos.sigmf_sink",
+    "sigmf_source": "gr_argos.sigmf_source",
 }
 
 # Helpers for GRC expressions (a Variable block), loaded on first use like the blocks.
 _HELPERS = {
     "sweep_bins": "gr_argos.retune_sweep",
+    "sigmf_rate_and_freq": "gr_argos.recording.sigmf_reader",
 }
 
 __all__ = ["__version__", *_BLOCKS, *_HELPERS]

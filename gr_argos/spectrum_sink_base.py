@@ -277,20 +277,33 @@ class SpectrumSinkBase(gr.sync_block):
                 f"set fps to the real rate. Beyond {guard.limit:g} frames/s (max_fps) frames "
                 f"are skipped and counted in frames_skipped.")
         for index in range(count):
+            held = []
             while tag_index < len(tags) and tags[tag_index].offset <= first + index:
-                self._apply_tag(stream, tags[tag_index])
+                held.append(tags[tag_index])
                 tag_index += 1
+            # A frame of a period of samples (period_time) holding an rx_freq tag holds
+            # samples of both tunings, unlike a sweep's vector, which is all of its own.
+            period = any(pmt.eq(tag.key, PERIOD_TIME) for tag in held)
+            for tag in held:
+                self._apply_tag(stream, tag, period)
             if index < keep_from or not guard.admit():
                 stream.skip(1)
             else:
                 stream.publish(vectors[index], None if second is None else second[index])
         return count
 
-    def _apply_tag(self, stream: SpectrumStream, tag: Any) -> None:
+    def _apply_tag(self, stream: SpectrumStream, tag: Any, period: bool) -> None:
+        """Apply a stream tag to the frames from this one (``period``: this frame is a
+        period of samples, the tag on one of them)."""
         key, value = tag.key, tag.value
         try:
             if pmt.eq(key, RX_FREQ):
-                stream.retune(center_freq_hz=pmt.to_double(value))
+                center_freq_hz = pmt.to_double(value)
+                if period and center_freq_hz != stream.center_freq_hz:
+                    # As a live retune: the frame is dropped (counted), the next relabelled.
+                    stream.retune_within(center_freq_hz=center_freq_hz)
+                else:
+                    stream.retune(center_freq_hz=center_freq_hz)
             elif pmt.eq(key, RX_RATE):
                 stream.retune(span_hz=pmt.to_double(value))
             elif pmt.eq(key, RX_TIME):

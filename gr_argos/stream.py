@@ -286,6 +286,7 @@ class SpectrumStream:
         # Retunes at a frame's first sample, waiting for their tag: (phase increment, changes).
         self._tagged: deque[tuple[float, dict[str, float]]] = deque(maxlen=TAGGED_PENDING)
         self._tag_seen: float | None = None  # the tag on the frame handed off next
+        self._within: dict[str, float] | None = None  # a change inside that frame
 
     def attach(self, destination: FrameDestination) -> None:
         """Send frames elsewhere from now on (the sequence keeps counting)."""
@@ -345,11 +346,18 @@ class SpectrumStream:
         self._late = None
         self._period = None
         self._device_clock = False
-        self._tag_seen = None
+        self._tag_seen = self._within = None
         if self._tagged:
             latest = self._tagged[-1][1]
             self._tagged.clear()
             self.retune(**latest)
+
+    def retune_within(self, *, center_freq_hz: float | None = None,
+                      span_hz: float | None = None) -> None:
+        """The frame handed off next holds samples from both sides of a change (an
+        ``rx_freq`` tag inside its period): it is dropped (counted in ``frames_retuning``),
+        and the frames after it get the new label."""
+        self._within = _changes(center_freq_hz, span_hz)
 
     def retune_tag_seen(self, phase_inc: float) -> None:
         """The frame handed off next starts with a ``rot_phase_inc`` tag of ``phase_inc``."""
@@ -373,6 +381,10 @@ class SpectrumStream:
         """Whether the frame starting at ``timestamp_ns`` (ending at ``_frame_end_ns``)
         is to be dropped for a retune; applies the retune at its first frame after it."""
         self._apply_tagged()
+        if self._within is not None:
+            changes, self._within = self._within, None
+            self.retune(**changes)
+            return True
         if self._retune is None:
             return False
         changes, applied_ns, settle_ns, asked_ns = self._retune

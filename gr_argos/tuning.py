@@ -105,7 +105,9 @@ class SourceTuner:
     """Applies changes to argos-spectrum's source.
 
     Args:
-        kind: ``hackrf``, ``sim``, ``file`` or another osmosdr device (``osmosdr``).
+        kind: ``hackrf``, ``sim``, ``file``, ``sigmf`` (a SigMF recording, which plays at
+            its recorded frequencies: nothing of the radio to change) or another osmosdr
+            device (``osmosdr``).
         sink: the sink whose frames follow the changes.
         settings: the app's settings at start (centre frequency, sample rate, gains).
         device: the osmosdr source (not for ``sim``).
@@ -135,10 +137,11 @@ class SourceTuner:
         self._rebuild = rebuild
         self._samp_rate = float(settings["samp_rate"])
         self._origin_hz = float(settings["center_freq"])  # where a shifted source "is"
-        self._values: dict[str, Any] = {"center_freq": float(settings["center_freq"])}
+        self._values: dict[str, Any] = (
+            {} if kind == "sigmf" else {"center_freq": float(settings["center_freq"])})
         if rebuild is not None:
             self._values.update({name: settings[name] for name in REBUILT
-                                 if not (name == "samp_rate" and kind == "file")})
+                                 if not (name == "samp_rate" and kind in ("file", "sigmf"))})
         if kind == "hackrf":
             self._values.update(lna_gain=settings["lna_gain"], vga_gain=settings["vga_gain"],
                                 amp=bool(settings["amp"]),
@@ -165,6 +168,8 @@ class SourceTuner:
         return found
 
     def _device_capabilities(self) -> dict[str, Capability]:
+        if self.kind == "sigmf":
+            return {}
         center = Capability(float, 1e6, 6e9, unit=" Hz")
         if self.kind == "hackrf":
             return {"center_freq": center,
@@ -188,7 +193,8 @@ class SourceTuner:
     def phase_inc(self) -> float:
         """The rotator's phase increment that puts the band at the centre frequency now
         asked for, at the sample rate in force."""
-        return -2 * math.pi * (float(self._values["center_freq"]) - self._origin_hz) / self._samp_rate
+        shift_hz = float(self._values["center_freq"]) - self._origin_hz
+        return -2 * math.pi * shift_hz / self._samp_rate
 
     def rate_changed(self, samp_rate: float) -> None:
         """The chain was rebuilt at another sample rate (a new rotator gets

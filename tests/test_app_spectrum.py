@@ -445,7 +445,7 @@ def test_missing_iq_file_exits_1_naming_it(tmp_path: Path) -> None:
     ("fft_size: abc\n", ["'fft_size'", "expected an integer"]),
     ("port: 70000\n", ["'port'", "must be between 0 and 65535"]),
     ("source: bogus\n",
-     ["'source'", "expected sim, sweep, hackrf[=ARGS], osmosdr=ARGS or file=PATH"]),
+     ["'source'", "expected sim, sweep, hackrf[=ARGS], osmosdr=ARGS, file=PATH or sigmf=PATH"]),
     ("center_freq: [1e6\n", ["is not valid YAML"]),
     ("step_db: 50\n", ["'step_db'", "must be 0 (automatic) or from 0.01 to 20 dB"]),
 ], ids=["unknown-key", "fft_size-abc", "port-70000", "source-bogus", "invalid-yaml",

@@ -77,7 +77,7 @@ def test_there_are_flowgraphs_to_check() -> None:
     """The flowgraphs this test is about exist: an example for every block."""
     assert {path.stem for path in FLOWGRAPHS} >= {
         "sim_spectrum", "hackrf_spectrum", "hackrf_spectrum_zmq", "hackrf_sweep",
-        "sim_spectrum_gps", "hackrf_retune_sweep", "sim_spectrum_sigmf"}
+        "sim_spectrum_gps", "hackrf_retune_sweep", "sim_spectrum_sigmf", "sigmf_spectrum"}
     used = {block["id"] for path in FLOWGRAPHS
             for block in yaml.safe_load(path.read_text())["blocks"]}
     blocks = {path.name.split(".")[0] for path in (REPO_ROOT / "grc").glob("*.block.yml")}
@@ -86,7 +86,7 @@ def test_there_are_flowgraphs_to_check() -> None:
 
 @pytest.mark.parametrize("block", ["websocket_sink", "zmq_sink", "spectrum_detector",
                                    "hackrf_sweep_source", "sim_band_source", "gpsd_source",
-                                   "sigmf_sink"])
+                                   "sigmf_sink", "sigmf_source"])
 def test_grc_block_parameters_are_the_block_arguments(block: str) -> None:
     """Each GRC parameter is a constructor argument of the same name, with the same default,
     passed by the block's make template, and named in its documentation by its label."""
@@ -200,6 +200,33 @@ def test_sim_spectrum_sigmf_records_the_band_it_serves(generated: dict[str, Path
     samples = np.fromfile(data, dtype="<c8")[: 2048 * 200].reshape(-1, 2048)
     power = (np.abs(np.fft.fftshift(np.fft.fft(samples, axis=1), axes=1)) ** 2).mean(axis=0)
     assert abs(int(np.argmax(power)) - expected_bin(STRONGEST_CARRIER[0], 2048)) <= 1
+
+
+@needs_grcc
+def test_sigmf_spectrum_serves_a_recording_at_its_rate_and_frequency(
+        generated: dict[str, Path], tmp_path: Path) -> None:
+    """sigmf_spectrum.py, given a SigMF recording (ci8, as hackrf_transfer writes), serves
+    frames at the recording's rate and frequency (from its meta file, with no flag for
+    either) with its tone in its bin."""
+    samp_rate, center_freq_hz, tone_bins = 4e6, 868e6, -333
+    samples = np.arange(2048 * 64)
+    tone = 0.5 * np.exp(2j * np.pi * tone_bins / 2048 * samples)
+    noise = np.random.default_rng(1).standard_normal((samples.size, 2)) * 0.01
+    iq = np.stack([tone.real, tone.imag], axis=1) + noise
+    (tmp_path / "tone.sigmf-data").write_bytes(np.round(iq * 127).astype("i1").tobytes())
+    (tmp_path / "tone.sigmf-meta").write_text(json.dumps({
+        "global": {"core:datatype": "ci8", "core:sample_rate": samp_rate,
+                   "core:version": "1.2.0"},
+        "captures": [{"core:sample_start": 0, "core:frequency": center_freq_hz}]}))
+
+    args = ["--port", "0", "--recording", str(tmp_path / "tone.sigmf-meta")]
+    with running_flowgraph(generated["sigmf_spectrum"], args, tmp_path) as flowgraph:
+        hello, frames = receive(flowgraph.wait_for_url(), FRAMES_TO_AVERAGE)
+
+    assert flowgraph.process.returncode == 0, f"unclean stop on SIGINT:\n{flowgraph.output()}"
+    assert_stream_is(hello, frames, bins=2048, center_freq_hz=center_freq_hz,
+                     span_hz=samp_rate)
+    assert strongest_bin(frames) == expected_bin(tone_bins / 2048, 2048)
 
 
 @needs_grcc

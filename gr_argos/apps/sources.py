@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The sources argos-spectrum can stream from, opened from its settings with errors that say
 what to do: a HackRF or any osmosdr device, a raw IQ recording (through gr-osmosdr's file
-source, the same code path as a device), or hackrf_sweep. GNU Radio is imported only when a
-source is opened.
+source, the same code path as a device), a SigMF recording (the sigmf_source block), or
+hackrf_sweep. GNU Radio is imported only when a source is opened.
 """
 
 from __future__ import annotations
@@ -11,7 +11,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SourceError", "open_osmosdr", "open_sweep", "osmosdr_args", "source_status"]
+from gr_argos.recording.sigmf_reader import SigmfError, SigmfRecording, read_sigmf
+from gr_argos.settings import ConfigError
+
+__all__ = ["SIGMF_SUFFIXES", "SourceError", "open_osmosdr", "open_sigmf", "open_sweep",
+           "osmosdr_args", "source_status", "take_recording_settings"]
+
+#: A ``--source`` ending in one of these is a SigMF recording (``sigmf=`` may be left out).
+SIGMF_SUFFIXES = (".sigmf-meta", ".sigmf-data", ".sigmf")
 
 
 class SourceError(RuntimeError):
@@ -69,6 +76,61 @@ def open_osmosdr(source: str, settings: dict[str, Any]) -> Any:
     return device
 
 
+def take_recording_settings(settings: dict[str, Any], given: set[str]) -> None:
+    """For ``--source sigmf=PATH``: the sample rate and centre frequency from the
+    recording's meta file, into ``settings`` (a meta file without ``core:frequency`` leaves
+    ``center_freq`` as set). Does nothing for other sources.
+
+    Args:
+        settings: the resolved settings, changed in place.
+        given: the settings a flag or the config file set.
+
+    Raises:
+        SourceError: the recording cannot be played (missing, not SigMF, a datatype not
+            played).
+        ConfigError: ``samp_rate`` or ``center_freq`` was given with another value than the
+            recording's.
+    """
+    kind, _, path = settings["source"].partition("=")
+    if kind != "sigmf":
+        return
+    recording = _read_recording(path)
+    for name, value, field in (("samp_rate", recording.samp_rate, "core:sample_rate"),
+                               ("center_freq", recording.center_freq,
+                                "the first capture's core:frequency")):
+        if value is None:
+            continue
+        if name in given and settings[name] != value:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(
+                f"{flag} {settings[name]:g} disagrees with the recording, which says "
+                f"{value:g} ({field} in {recording.meta_path}): leave {flag} (and "
+                f"{name} in the config file) out, a recording plays as it was recorded")
+        settings[name] = value
+
+
+def _read_recording(path: str) -> SigmfRecording:
+    try:
+        return read_sigmf(path)
+    except SigmfError as exc:
+        raise SourceError(str(exc)) from None
+
+
+def open_sigmf(source: str) -> Any:
+    """The :class:`~gr_argos.sigmf_source.sigmf_source` for ``--source sigmf=PATH``, in a
+    loop and paced at the recorded rate.
+
+    Raises:
+        SourceError: the recording cannot be played.
+    """
+    from gr_argos.sigmf_source import sigmf_source
+
+    try:
+        return sigmf_source(path=source.partition("=")[2], repeat=True, throttle=True)
+    except SigmfError as exc:
+        raise SourceError(str(exc)) from None
+
+
 def open_sweep(settings: dict[str, Any]) -> Any:
     """The hackrf_sweep source for ``--source sweep``.
 
@@ -99,7 +161,9 @@ def source_status(settings: dict[str, Any]) -> dict[str, Any]:
         "source": kind,
         "samp_rate": settings["samp_rate"],
     }
-    if kind != "sim":
+    if kind == "sigmf":
+        status["path"] = settings["source"].partition("=")[2]
+    elif kind != "sim":
         args = osmosdr_args(settings["source"], settings["samp_rate"])
         status["args"] = _SECRET_ARG.sub(r"\1=***", args)
     if kind == "hackrf":

@@ -1,10 +1,12 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """``argos-spectrum``: a headless live-spectrum server for a HackRF, any osmosdr device, an IQ
-recording, the built-in simulated band or a wideband HackRF sweep (hackrf_sweep).
+recording (raw or SigMF), the built-in simulated band or a wideband HackRF sweep
+(hackrf_sweep).
 
     argos-spectrum --source sim
     argos-spectrum --source sweep --freq-min 2400e6 --freq-max 2500e6 --bins 1024
     argos-spectrum --source hackrf --center-freq 433.92e6 --samp-rate 10e6 --host 0.0.0.0
+    argos-spectrum --source sigmf=argos-iq-20261207T130000Z-000001.sigmf-meta
     argos-spectrum --config field.yaml --port 9000
 
 Exit codes: 0 stopped by SIGINT/SIGTERM (or the source ended); 1 the source or server failed
@@ -29,6 +31,7 @@ from gr_argos.apps.common import (
     setup_logging,
     stop_event_on_signals,
 )
+from gr_argos.apps.sources import SIGMF_SUFFIXES, SourceError, take_recording_settings
 from gr_argos.detectors import DetectorSettings
 from gr_argos.gpsd import parse_address
 from gr_argos.recording.sigmf import IqRecordSettings
@@ -56,12 +59,21 @@ GPS = "GPS"
 
 def _source(value: str) -> str | None:
     kind, _, argument = value.partition("=")
-    if value in ("sim", "sweep") or kind in ("hackrf", "osmosdr", "file"):
-        if kind in ("osmosdr", "file") and not argument:
-            example = "rtl=0" if kind == "osmosdr" else "capture.cfile"
+    if value in ("sim", "sweep") or kind in ("hackrf", "osmosdr", "file", "sigmf"):
+        if kind in ("osmosdr", "file", "sigmf") and not argument:
+            example = {"osmosdr": "rtl=0", "file": "capture.cfile",
+                       "sigmf": "capture.sigmf-meta"}[kind]
             return f"--source {kind}= needs a value, e.g. {kind}={example}"
         return None
-    return "expected sim, sweep, hackrf[=ARGS], osmosdr=ARGS or file=PATH"
+    return "expected sim, sweep, hackrf[=ARGS], osmosdr=ARGS, file=PATH or sigmf=PATH"
+
+
+def _sigmf_path_as_source(value: object) -> object:
+    """A SigMF recording's path given alone (``rec.sigmf-meta``) as ``sigmf=rec.sigmf-meta``."""
+    if isinstance(value, str) and value.endswith(SIGMF_SUFFIXES) and not value.startswith(
+            ("sigmf=", "file=")):
+        return f"sigmf={value}"
+    return value
 
 
 def _gps_address(value: str) -> str | None:
@@ -84,7 +96,9 @@ class AppSettings:
     """
 
     source: str = setting("sim", "sim | sweep | hackrf[=ARGS] | osmosdr=ARGS | file=PATH (raw "
-                          "complex64 IQ, paced at --samp-rate)", check=_source, group=SOURCE)
+                          "complex64 IQ, paced at --samp-rate) | sigmf=PATH (a SigMF "
+                          "recording, at its recorded rate and frequencies)", check=_source,
+                          convert=_sigmf_path_as_source, group=SOURCE)
     bandwidth: float = setting(0.0, "baseband filter bandwidth in Hz (0 = automatic)",
                                check=non_negative, group=HACKRF)
     gps: str = setting("", "HOST:PORT of a gpsd whose fixes go to clients as 'gps' messages "
@@ -160,9 +174,9 @@ def detector_settings(settings: dict[str, Any]) -> DetectorSettings:
 def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="argos-spectrum",
-        description="Stream live spectrum from a HackRF, an osmosdr device, an IQ file, a "
-                    "simulated band or a wideband HackRF sweep to WebSocket clients and "
-                    "browsers.",
+        description="Stream live spectrum from a HackRF, an osmosdr device, an IQ file or "
+                    "SigMF recording, a simulated band or a wideband HackRF sweep to "
+                    "WebSocket clients and browsers.",
         epilog="Every setting can also be given in a YAML file (--config) under the same name, "
                "e.g. 'center_freq: 433.92e6'; flags override the file. Exit codes: 0 stopped, "
                "1 source or server failure, 2 bad flags or configuration.",
@@ -176,15 +190,20 @@ def argument_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argument_parser()
     args = parser.parse_args(argv)
+    given: set[str] = set()
     try:
-        settings = resolve(args, SETTINGS, args.config)
+        settings = resolve(args, SETTINGS, args.config, given)
+        take_recording_settings(settings, given)
         check_combination(settings)
     except ConfigError as exc:
         print(f"argos-spectrum: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except SourceError as exc:
+        print(f"argos-spectrum: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     setup_logging(settings["log_level"])
 
-    from gr_argos.apps.spectrum_flowgraph import SourceError, SpectrumFlowgraph
+    from gr_argos.apps.spectrum_flowgraph import SpectrumFlowgraph
 
     try:
         flowgraph = SpectrumFlowgraph(settings)

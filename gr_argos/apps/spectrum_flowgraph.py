@@ -13,7 +13,13 @@ from typing import Any, Callable
 
 from gnuradio import blocks, gr
 
-from gr_argos.apps.sources import SourceError, open_osmosdr, open_sweep, source_status
+from gr_argos.apps.sources import (
+    SourceError,
+    open_osmosdr,
+    open_sigmf,
+    open_sweep,
+    source_status,
+)
 from gr_argos.detectors import DetectorSettings
 from gr_argos.gpsd import parse_address
 from gr_argos.gpsd_source import gpsd_source
@@ -70,6 +76,10 @@ class SpectrumFlowgraph(gr.top_block):
         device = None
         if kind == "sim":
             self.source = sim_band_source(samp_rate=settings["samp_rate"])
+        elif kind == "sigmf":
+            # Its rx_freq tags label the frames of each capture segment (the sink drops the
+            # frame holding samples of two).
+            self.source = open_sigmf(settings["source"])
         else:
             self.source = device = open_osmosdr(settings["source"], settings)
         self.fft = spectrum_detector(**{name: value for name, value in settings.items()
@@ -95,9 +105,9 @@ class SpectrumFlowgraph(gr.top_block):
         self.sink.set_source_status({**source_status(settings), **self.fft.status_fields()})
         if isinstance(self.sink, websocket_sink):
             self.tuner = SourceTuner(
-                kind if kind in ("sim", "file", "hackrf") else "osmosdr", self.sink, settings,
-                device=device, rotator=self.rotator, rebuild=self.rebuild_spectrum,
-                iq_sink=self.iq_sink,
+                kind if kind in ("sim", "file", "sigmf", "hackrf") else "osmosdr",
+                self.sink, settings, device=device, rotator=self.rotator,
+                rebuild=self.rebuild_spectrum, iq_sink=self.iq_sink,
                 frame_start_after=self.frame_start_after if self.rotator is not None else None)
             self.sink.set_tuner(self.tuner)
 
@@ -108,6 +118,7 @@ class SpectrumFlowgraph(gr.top_block):
         described = source_status(settings)
         hw = {"sim": "gr-argos simulated band (sim_band_source)",
               "file": f"IQ file {Path(argument).name} through gr-osmosdr's file source",
+              "sigmf": f"SigMF recording {Path(argument).name} (gr-argos sigmf_source)",
               "hackrf": f"HackRF One ({described.get('args', '')})"}.get(
                   kind, f"osmosdr device ({described.get('args', '')})")
         iq = sigmf_sink(samp_rate=settings["samp_rate"], center_freq=settings["center_freq"],
