@@ -10,10 +10,12 @@ carrier is checked against where that carrier must be under the frame's own labe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -591,3 +593,30 @@ def test_sinks_replaced_by_fft_size_changes_are_freed() -> None:
         flowgraph.wait()
     gc.collect()
     assert [ref() is None for ref in replaced] == [True] * len(replaced)
+
+
+@pytest.mark.parametrize("delay_s", [0.0, 0.05, 0.2])
+def test_argos_spectrum_stopped_while_a_change_is_made_exits_cleanly(
+        tmp_path: Path, delay_s: float) -> None:
+    """Ctrl-C while a client's change rebuilds the chain (at once, and a little later):
+    argos-spectrum waits for the change, then stops: exit status 0, "stopped", no
+    traceback, no crash."""
+    with sim_app(tmp_path, "--max-tunes-per-s", "0") as app:
+        url = app.wait_for_url()
+
+        async def change_then_stop() -> None:
+            async with connect(url, open_timeout=RECEIVE_TIMEOUT_S) as ws:
+                await next_frame(ws)
+                await ws.send(json.dumps({"type": "control", "action": "acquire"}))
+                await next_message(ws, "control")
+                await ws.send(json.dumps({"type": "tune", "bins": 4096, "fps": 20}))
+                await asyncio.sleep(delay_s)
+                app.process.send_signal(signal.SIGINT)
+                with contextlib.suppress(Exception):  # the server closes the connection
+                    await next_message(ws, "tuned")
+
+        asyncio.run(change_then_stop())
+        status = app.wait_for_exit()
+    assert status == 0, app.output()
+    assert "argos-spectrum: stopped" in app.output()
+    assert "Traceback" not in app.output()
