@@ -25,7 +25,8 @@ from gr_argos.protocol import StreamInfo
 from gr_argos.server.hub import DEFAULT_INGRESS_DEPTH
 from gr_argos.settings import from_arguments, rename_arguments
 from gr_argos.status import StatusReporter
-from gr_argos.stream import FrameDestination, FrameRateGuard, SpectrumStream, StreamSettings
+from gr_argos.stream import (
+    FrameDestination, FrameRateGuard, Shift, SpectrumStream, StreamSettings)
 from gr_argos.tags import PERIOD_TIME, ROT_PHASE_INC, RX_FREQ, RX_RATE, RX_TIME
 
 __all__ = ["Destination", "SpectrumSinkBase", "split_arguments"]
@@ -335,17 +336,17 @@ class SpectrumSinkBase(gr.sync_block):
         return self.settings.center_freq
 
     def retuned(self, center_freq: float, settle_s: float = 0.0,
-                phase_inc: float | None = None) -> None:
+                shift: Shift | None = None) -> None:
         """The source was retuned to ``center_freq`` (Hz) just now: frames of samples taken
         ``settle_s`` after now get it, frames of samples on both sides of the change are
         dropped (counted in ``frames_retuning``), earlier ones keep the old label. With
-        ``phase_inc``, a rotator changes to that increment exactly at the first sample of
-        a frame, which its ``rot_phase_inc`` tag marks: that frame and the later ones get
-        the new label, none is dropped (call it before the rotator is told). Any thread."""
+        ``shift``, a rotator changes its increment exactly at the first sample of a frame,
+        which its ``rot_phase_inc`` tag marks: that frame and the later ones get the new
+        label, none is dropped (call it before the rotator is told). Any thread."""
         self.settings = dataclasses.replace(self.settings, center_freq=center_freq)
         assert self.stream is not None  # made with the block
-        if phase_inc is not None:
-            self.stream.retune_at_tag(phase_inc, center_freq_hz=center_freq)
+        if shift is not None:
+            self.stream.retune_at_tag(shift, center_freq_hz=center_freq)
         else:
             self.stream.retune_at(time.time_ns(), round(settle_s * 1e9),
                                   center_freq_hz=center_freq)

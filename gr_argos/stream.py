@@ -13,6 +13,7 @@ it directly. No GNU Radio import.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -228,10 +229,30 @@ REANCHOR_LOG_EVERY_NS = 60_000_000_000
 RETUNE_WAIT_NS = 2_000_000_000
 #: Retunes at a tagged frame that may wait for their tag at once (a control storm's).
 TAGGED_PENDING = 64
+#: A frame's period start and a shift's sample, both in ns from seconds, may differ by this.
+SHIFT_SLACK_NS = 1_000
 #: How far one frame's earlier estimate moves the first sample's time back: frame times never
 #: go backwards (a frame period is longer), and a source that fell behind and catches up
 #: (a throttled file) comes back smoothly.
 EARLIER_STEP_NS = 500_000
+
+
+@dataclass(frozen=True)
+class Shift:
+    """A change of a rotator's phase increment scheduled at the first sample of a frame
+    (:meth:`SpectrumStream.retune_at_tag`).
+
+    Attributes:
+        phase_inc: the new increment, as its ``rot_phase_inc`` tag will say.
+        at_s: that frame's first sample, in seconds after the producer's first sample (as
+            the frames' ``period_time`` says their periods).
+        missed: called (on the sink's thread) when a frame from ``at_s`` on comes without
+            the tag: the rotator read the change after passing its sample and dropped it.
+    """
+
+    phase_inc: float
+    at_s: float
+    missed: Callable[[], None] | None = None
 
 
 class SpectrumStream:
@@ -283,9 +304,11 @@ class SpectrumStream:
         # A retune made at some moment: (changes, applied ns, settle ns, asked at host ns).
         self._retune: tuple[dict[str, float], int, int, int] | None = None
         self.frames_retuning = 0  # frames dropped because their samples span a retune
-        # Retunes at a frame's first sample, waiting for their tag: (phase increment, changes).
-        self._tagged: deque[tuple[float, dict[str, float]]] = deque(maxlen=TAGGED_PENDING)
+        # Retunes at a frame's first sample, waiting for their tag (any thread adds them).
+        self._tagged: deque[tuple[Shift, dict[str, float]]] = deque(maxlen=TAGGED_PENDING)
+        self._tagged_lock = threading.Lock()
         self._tag_seen: float | None = None  # the tag on the frame handed off next
+        self._period_start_ns: int | None = None  # the first sample of that frame's period
         self._within: dict[str, float] | None = None  # a change inside that frame
 
     def attach(self, destination: FrameDestination) -> None:
@@ -328,15 +351,17 @@ class SpectrumStream:
         changes = _changes(center_freq_hz, span_hz)
         self._retune = (changes, int(applied_ns), int(settle_ns), self._clock_ns())
 
-    def retune_at_tag(self, phase_inc: float, *, center_freq_hz: float | None = None,
+    def retune_at_tag(self, shift: Shift, *, center_freq_hz: float | None = None,
                       span_hz: float | None = None) -> None:
         """Change the centre frequency and/or span from the frame whose first sample holds
-        a ``rot_phase_inc`` tag of ``phase_inc`` (:meth:`retune_tag_seen`): a rotator told
-        to change its increment exactly at a frame's first sample, so no frame spans the
-        change and none is dropped. Tags are matched by value: a tag repeated (the change
-        sent again, to be sure it was in time) or one nobody asked for changes nothing, and
-        a retune whose tag never came is passed over by a later one's."""
-        self._tagged.append((float(phase_inc), _changes(center_freq_hz, span_hz)))
+        a ``rot_phase_inc`` tag of ``shift.phase_inc`` (:meth:`retune_tag_seen`): a rotator
+        told to change its increment exactly at a frame's first sample, so no frame spans
+        the change and none is dropped. Tags are matched by value: a tag nobody waits for
+        changes nothing, and a retune whose tag never came is passed over by a later one's.
+        A frame from ``shift.at_s`` on without the tag means the rotator dropped the change
+        (it read it too late): ``shift.missed`` is called, to send it again. Any thread."""
+        with self._tagged_lock:
+            self._tagged.append((shift, _changes(center_freq_hz, span_hz)))
 
     def new_producer(self) -> None:
         """The block before the sink was replaced (a flowgraph reconfigured): its periods
@@ -346,10 +371,11 @@ class SpectrumStream:
         self._late = None
         self._period = None
         self._device_clock = False
-        self._tag_seen = self._within = None
-        if self._tagged:
-            latest = self._tagged[-1][1]
+        self._tag_seen = self._within = self._period_start_ns = None
+        with self._tagged_lock:
+            latest = self._tagged[-1][1] if self._tagged else None
             self._tagged.clear()
+        if latest is not None:
             self.retune(**latest)
 
     def retune_within(self, *, center_freq_hz: float | None = None,
@@ -365,17 +391,30 @@ class SpectrumStream:
 
     def _apply_tagged(self) -> None:
         """Apply the retune whose tag the frame handed off now holds, if one waits for it
-        (and forget those asked before it, passed over)."""
+        (and forget those asked before it, passed over); tell the shifts whose frame came
+        without their tag that they were missed."""
         seen, self._tag_seen = self._tag_seen, None
-        if seen is None:
-            return
-        for index, (phase_inc, changes) in enumerate(self._tagged):
-            # The rotator's tag holds its increment as a float32.
-            if abs(phase_inc - seen) <= 1e-6 * max(1.0, abs(phase_inc)):
-                for _ in range(index + 1):
-                    self._tagged.popleft()
-                self.retune(**changes)
-                return
+        start_ns = self._period_start_ns
+        missed: list[Shift] = []
+        changes: dict[str, float] | None = None
+        with self._tagged_lock:
+            for index, (shift, wanted) in enumerate(self._tagged):
+                # The rotator's tag holds its increment as a float32.
+                if seen is not None and abs(shift.phase_inc - seen) <= 1e-6 * max(
+                        1.0, abs(shift.phase_inc)):
+                    for _ in range(index + 1):
+                        self._tagged.popleft()
+                    changes = wanted
+                    break
+            else:
+                while self._tagged and start_ns is not None \
+                        and start_ns >= round(self._tagged[0][0].at_s * 1e9) - SHIFT_SLACK_NS:
+                    missed.append(self._tagged.popleft()[0])
+        if changes is not None:
+            self.retune(**changes)
+        for shift in missed:
+            if shift.missed is not None:
+                shift.missed()
 
     def _retuning(self, timestamp_ns: int) -> bool:
         """Whether the frame starting at ``timestamp_ns`` (ending at ``_frame_end_ns``)
@@ -416,6 +455,7 @@ class SpectrumStream:
         """Capture time for the frame handed off now (see the class)."""
         now = self._clock_ns()
         period, self._period = self._period, None
+        self._period_start_ns = None if period is None else period[0]
         if period is not None:
             start_ns = self._period_timestamp_ns(now, *period)
             self._frame_end_ns = start_ns + period[1] - period[0]

@@ -18,13 +18,13 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
 from typing import Any, Callable, Protocol
 
 import pmt
 
 from gr_argos.detectors import DETECTORS, MAX_FFT_BINS, MIN_BINS, OVERLAPS, WINDOWS
 from gr_argos.server.control import Capability, TuneError
+from gr_argos.stream import Shift
 
 __all__ = ["COMMAND_KEYS", "CommandPortTuner", "SourceTuner", "SweepTuner"]
 
@@ -42,9 +42,8 @@ ROTATOR_CMD = pmt.intern("cmd")
 #: between two calls of its work, each of at most ROTATOR_MAX_ITEMS samples.
 ROTATOR_MAX_ITEMS = 8192
 SHIFT_MARGIN_SAMPLES = 4 * ROTATOR_MAX_ITEMS
-#: Tries to schedule a shift, each further ahead, and how long each waits for the rotator.
+#: How many times a shift the rotator dropped (read too late) is sent again, in all.
 SHIFT_TRIES = 4
-SHIFT_TAKEN_WAIT_S = 1.0
 #: Settings applied by building the spectrum chain anew (argos-spectrum's own flowgraph).
 REBUILT = ("samp_rate", "bins", "fps", "detector", "second_detector", "avg_alpha", "window",
            "overlap")
@@ -60,7 +59,7 @@ class RetunableSink(Protocol):
     def center_freq(self) -> float: ...
 
     def retuned(self, center_freq: float, settle_s: float = 0.0,
-                phase_inc: float | None = None) -> None: ...
+                shift: Shift | None = None) -> None: ...
 
     def message_port_pub(self, port: Any, msg: Any) -> None: ...
 
@@ -236,34 +235,32 @@ class SourceTuner:
                     self._iq_sink.retuned(applied["center_freq"])
         return applied
 
-    def _shift(self, center_freq: float) -> float:
+    def _shift(self, center_freq: float, tries: int = SHIFT_TRIES) -> float:
         """Move a simulated band or a recording to ``center_freq``: the rotator changes its
-        increment at the first sample of a frame, which its tag marks; the sink and the IQ
-        recording are told first, so the tag finds them ready."""
-        inc = -2 * math.pi * (center_freq - self._origin_hz) / self._samp_rate
-        self.sink.retuned(center_freq, phase_inc=inc)
-        if self._iq_sink is not None:
-            self._iq_sink.expect_retune(center_freq, inc)
+        increment at the first sample of the next frame it has not reached, which its tag
+        marks. The sink and the IQ recording are told first, so that the tag finds them
+        ready. GNU Radio's rotator drops a change whose sample it passed before reading the
+        command (a thread starved long): the sink then finds that frame without the tag,
+        and the change is sent again for a later frame (``tries`` times in all)."""
         rotator, frame_start_after = self.rotator, self._frame_start_after
         assert frame_start_after is not None  # checked with the rotator
-        margin = SHIFT_MARGIN_SAMPLES
-        for _ in range(SHIFT_TRIES):
-            at = frame_start_after(rotator.nitems_written(0) + margin)
-            rotator.to_basic_block()._post(ROTATOR_CMD, pmt.dict_add(pmt.dict_add(
-                pmt.make_dict(), pmt.intern("inc"), pmt.from_double(inc)),
-                pmt.intern("offset"), pmt.from_uint64(at)))
-            deadline = time.monotonic() + SHIFT_TAKEN_WAIT_S
-            while rotator.nmsgs(ROTATOR_CMD) and time.monotonic() < deadline:
-                time.sleep(0.0005)
-            # GNU Radio's rotator drops a change whose sample has passed when it reads the
-            # command: taken while the rotator had not reached it, it happens there. Else
-            # (a thread starved long) the same change is sent for a later frame: if the
-            # first happened too, the second changes nothing.
-            if rotator.nitems_written(0) <= at:
-                return float(center_freq)
-            margin *= 4
-        log.warning("tune: the rotator was too busy to be sure when the shift to %.6f MHz "
-                    "takes effect", center_freq / 1e6)
+        inc = -2 * math.pi * (center_freq - self._origin_hz) / self._samp_rate
+        at = frame_start_after(rotator.nitems_written(0) + SHIFT_MARGIN_SAMPLES)
+
+        def missed() -> None:
+            if rotator is not self.rotator:
+                return  # the chain was rebuilt meanwhile, at the shift asked for last
+            log.warning("tune: the rotator read the shift to %.6f MHz too late%s",
+                        center_freq / 1e6, "; sending it again" if tries > 1 else "")
+            if tries > 1:
+                self._shift(center_freq, tries - 1)
+
+        self.sink.retuned(center_freq, shift=Shift(inc, at / self._samp_rate, missed))
+        if self._iq_sink is not None:
+            self._iq_sink.expect_retune(center_freq, inc)
+        rotator.to_basic_block()._post(ROTATOR_CMD, pmt.dict_add(pmt.dict_add(
+            pmt.make_dict(), pmt.intern("inc"), pmt.from_double(inc)),
+            pmt.intern("offset"), pmt.from_uint64(at)))
         return float(center_freq)
 
     def _apply_one(self, name: str, value: Any) -> Any:

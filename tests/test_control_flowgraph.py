@@ -620,3 +620,65 @@ def test_argos_spectrum_stopped_while_a_change_is_made_exits_cleanly(
     assert status == 0, app.output()
     assert "argos-spectrum: stopped" in app.output()
     assert "Traceback" not in app.output()
+
+
+def test_a_shift_the_rotator_read_too_late_is_sent_again_and_labels_stay_true(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """GNU Radio's rotator drops a change whose sample it has passed. Here the first shift
+    is scheduled at a frame long gone (as if the machine had starved the rotator's thread):
+    the frames keep their true old label, the sink finds the frame without the tag, and the
+    shift sent again moves the band; every frame's strongest carrier is where its label
+    puts it."""
+    import threading
+
+    from gr_argos.apps.spectrum import SETTINGS, argument_parser, resolve
+    from gr_argos.apps.spectrum_flowgraph import SpectrumFlowgraph
+    from websockets.sync.client import connect as sync_connect
+
+    from gr_argos.sim_band_source import STRONGEST_CARRIER
+
+    args = argument_parser().parse_args([
+        "--host", "127.0.0.1", "--port", "0", "--source", "sim", "--samp-rate",
+        str(SAMP_RATE), "--center-freq", str(START_HZ), "--bins", str(BINS), "--no-detect"])
+    flowgraph = SpectrumFlowgraph(resolve(args, SETTINGS, args.config))
+    tuner = flowgraph.tuner
+    assert tuner is not None
+    real_frame_start_after = flowgraph.frame_start_after
+    calls: list[int] = []
+
+    def first_one_too_late(sample: int) -> int:
+        calls.append(sample)
+        return real_frame_start_after(0) if len(calls) == 1 else real_frame_start_after(sample)
+
+    tuner._frame_start_after = first_one_too_late
+    carrier_hz = START_HZ + STRONGEST_CARRIER[0] * SAMP_RATE
+    new_center_hz = START_HZ + STEP_BINS * BIN_HZ
+    flowgraph.start()
+    try:
+        url = flowgraph.sink.url
+        frames: list[SpectrumFrame] = []
+        watching = threading.Event()
+
+        def watch() -> None:
+            with sync_connect(url, open_timeout=RECEIVE_TIMEOUT_S) as ws:
+                while len(frames) < 40:
+                    message = ws.recv(timeout=RECEIVE_TIMEOUT_S)
+                    if isinstance(message, bytes):
+                        frames.append(decode_frame(message))
+                        if len(frames) == 5:
+                            watching.set()
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        assert watching.wait(RECEIVE_TIMEOUT_S)
+        with caplog.at_level("WARNING", logger="gr_argos.tuning"):
+            assert tuner.apply({"center_freq": new_center_hz}) == {"center_freq": new_center_hz}
+            watcher.join(timeout=60)
+    finally:
+        flowgraph.stop()
+        flowgraph.wait()
+    assert len(frames) == 40
+    assert len(calls) == 2  # sent again once
+    assert "read the shift to" in caplog.text and "sending it again" in caplog.text
+    assert frames[-1].center_freq_hz == new_center_hz
+    assert_every_label_true(frames, carrier_hz, new_center_hz)

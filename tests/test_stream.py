@@ -233,3 +233,49 @@ def test_the_frame_rate_guard_passes_max_fps_and_reports_a_fast_input_once() -> 
         clock.now += 1 / 30
         results.append((calm.measure(1), calm.admit()))
     assert all(report is None and admitted for report, admitted in results)
+
+
+def test_a_shift_at_a_frames_first_sample_relabels_that_frame_and_drops_none() -> None:
+    """A rotator's shift scheduled at frame 3's first sample: frames 0-2 keep the old label,
+    frame 3 (its tag on it) and later get the new one, none is dropped; the same tag again
+    (the shift sent twice) and a tag nobody asked for change nothing."""
+    from gr_argos.stream import Shift
+
+    clock = FakeClock(0)
+    stream, sink = make_stream(clock)
+    at_s = (3 - 0.5) * PERIOD_S
+    stream.retune_at_tag(Shift(-0.25, at_s), center_freq_hz=101e6)
+    for frame in range(6):
+        if frame in (3, 4):
+            stream.retune_tag_seen(float(np.float32(-0.25)))  # as the rotator's float32
+        if frame == 5:
+            stream.retune_tag_seen(0.5)
+        publish_period(stream, clock, frame, 10**18, MS)
+    frames = sink.decoded()
+    assert [f.sequence for f in frames] == list(range(6))
+    assert [f.center_freq_hz for f in frames] == [100e6] * 3 + [101e6] * 3
+    assert stream.frames_retuning == 0
+
+
+def test_a_shift_whose_frame_comes_without_its_tag_was_missed_and_is_told() -> None:
+    """The rotator drops a change it reads after its sample: frame 3 then comes without the
+    tag, keeps the old label (its samples were not shifted) and the shift's ``missed`` is
+    called once; the shift sent again for frame 5 relabels from there."""
+    from gr_argos.stream import Shift
+
+    clock = FakeClock(0)
+    stream, sink = make_stream(clock)
+    missed: list[int] = []
+
+    def send_again() -> None:
+        missed.append(1)
+        stream.retune_at_tag(Shift(-0.25, (5 - 0.5) * PERIOD_S), center_freq_hz=101e6)
+
+    stream.retune_at_tag(Shift(-0.25, (3 - 0.5) * PERIOD_S, send_again), center_freq_hz=101e6)
+    for frame in range(7):
+        if frame == 5:
+            stream.retune_tag_seen(-0.25)
+        publish_period(stream, clock, frame, 10**18, MS)
+    assert missed == [1]
+    assert [f.center_freq_hz for f in sink.decoded()] == [100e6] * 5 + [101e6] * 2
+    assert stream.frames_retuning == 0
