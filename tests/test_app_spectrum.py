@@ -461,6 +461,21 @@ def test_bad_config_file_exits_2_saying_why(tmp_path: Path, yaml_text: str,
         assert text in message
 
 
+@pytest.mark.parametrize(
+    "as_given", ["{dir}", "{dir}/argos-0001.args", "file={dir}/argos-0001.args"],
+    ids=["directory", "segment", "file="])
+def test_a_recording_of_spectra_as_source_exits_2_naming_argos_replay(
+        tmp_path: Path, as_given: str) -> None:
+    """--source given a gr-argos recording of spectra (its directory or a segment) exits 2
+    saying that argos-replay serves it (--source takes IQ samples)."""
+    recording = tmp_path / "spectra"
+    recording.mkdir()
+    (recording / "argos-0001.args").write_bytes(b"")
+    message = error_of_failed_run(["--source", as_given.format(dir=recording)], tmp_path, 2)
+    assert "a gr-argos recording of spectra, not of IQ samples" in message
+    assert f"argos-replay {recording}" in message
+
+
 def test_missing_config_file_exits_2(tmp_path: Path) -> None:
     """--config naming a file that does not exist exits 2 with a message naming it."""
     missing = tmp_path / "absent.yaml"

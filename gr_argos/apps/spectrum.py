@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from gr_argos.apps.common import (
 from gr_argos.apps.sources import SIGMF_SUFFIXES, SourceError, take_recording_settings
 from gr_argos.detectors import DetectorSettings
 from gr_argos.gpsd import parse_address
+from gr_argos.recording.files import SEGMENT_SUFFIX
 from gr_argos.recording.sigmf import IqRecordSettings
 from gr_argos.server.config import SERVER, ServerConfig, ServerError
 from gr_argos.settings import (
@@ -59,6 +61,11 @@ GPS = "GPS"
 
 def _source(value: str) -> str | None:
     kind, _, argument = value.partition("=")
+    path = argument if kind in ("file", "sigmf") else value
+    if path.endswith(SEGMENT_SUFFIX) or (
+            os.path.isdir(path) and any(Path(path).glob("*" + SEGMENT_SUFFIX))):
+        return (f"{path} is a gr-argos recording of spectra, not of IQ samples: serve it with "
+                f"argos-replay {path} (--source takes IQ: file=PATH or a SigMF recording)")
     if value in ("sim", "sweep") or kind in ("hackrf", "osmosdr", "file", "sigmf"):
         if kind in ("osmosdr", "file", "sigmf") and not argument:
             example = {"osmosdr": "rtl=0", "file": "capture.cfile",
