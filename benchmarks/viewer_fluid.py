@@ -4,6 +4,7 @@
     .venv/bin/python -m benchmarks.viewer_fluid                     # 65,536 bins, 20 s, ~40 s
     .venv/bin/python -m benchmarks.viewer_fluid --web-from /tmp/argos-before   # an older viewer
     .venv/bin/python -m benchmarks.viewer_fluid --tabs 5 --views               # five tabs sharing
+    .venv/bin/python -m benchmarks.viewer_fluid --hidden                       # a background tab
 
 A real ``SpectrumServer`` on 127.0.0.1 (port 0) in this process, fed by a thread that
 publishes a 65,536-bin float32 spectrum (noise and one narrow carrier) at 30 frames/s; the
@@ -26,6 +27,11 @@ Measured over ``--seconds`` after ``--warmup-s``:
 ``--tabs N`` opens N pages of the viewer in one browser context (tabs of one browser) and
 reports each, with its role in the shared connection, and the server's client count at the
 end (one when the tabs share it; ``--query '?share=0'`` for one each).
+
+``--hidden`` sends the pages (all but the first, with ``--tabs``) to the background once
+they draw: ``document.hidden`` true and a ``visibilitychange`` event, as a browser does with a
+tab not shown (headless Chromium never hides a page by itself; a real browser also slows a
+hidden tab's timers, so this is the most a background tab can cost).
 
 ``--web-from CHECKOUT`` serves the viewer's files from another checkout's ``gr_argos/web``
 (the same server and stream), to measure before and after a change. Results: a JSON line
@@ -73,6 +79,16 @@ try {
     }
   }).observe({ type: "longtask", buffered: true });
 } catch (error) { window.__bench.noLongTasks = String(error); }
+// --hidden: the page can be sent to the background (document.hidden, visibilitychange) the
+// way a browser does with a tab not shown; headless Chromium never hides a page itself.
+window.__benchHidden = false;
+Object.defineProperty(Document.prototype, "hidden", { get: () => window.__benchHidden });
+Object.defineProperty(Document.prototype, "visibilityState",
+                      { get: () => (window.__benchHidden ? "hidden" : "visible") });
+window.__benchHide = (hidden) => {
+  window.__benchHidden = hidden;
+  document.dispatchEvent(new Event("visibilitychange"));
+};
 if (DROP_VIEWS) {
   const send = WebSocket.prototype.send;
   WebSocket.prototype.send = function (data) {
@@ -177,6 +193,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 for page, _ in pages:
                     page.wait_for_function("window.argosViewer?.stats().framesDrawn > 0",
                                            timeout=60_000)
+                for page, _ in pages[1 if args.tabs > 1 else 0:] if args.hidden else []:
+                    page.evaluate("window.__benchHide(true)")
                 time.sleep(args.warmup_s)
                 load_before = os.getloadavg()
                 starts = [snapshot(page, cdp) for page, cdp in pages]
@@ -199,7 +217,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "bins": args.bins, "fps": args.fps, "viewport": f"{args.width}x{args.height}",
         "web_from": args.web_from or "this checkout", "views": args.views,
-        "query": args.query, "tabs": args.tabs, "server_clients": clients,
+        "query": args.query, "tabs": args.tabs, "hidden": args.hidden,
+        "server_clients": clients,
         "published_per_s": round(published / (ends[0]["wall_s"] - starts[0]["wall_s"]), 1),
         "pages": [page_result(start, end, page_ages)
                   for start, end, page_ages in zip(starts, ends, ages)],
@@ -247,6 +266,9 @@ def argument_parser() -> argparse.ArgumentParser:
                         help="let the page ask for views (the server cuts frames to its width)")
     parser.add_argument("--web-from", default="",
                         help="a checkout whose gr_argos/web the page is served from")
+    parser.add_argument("--hidden", action="store_true",
+                        help="send the pages to the background after they draw (all but the "
+                             "first with --tabs), as a browser does with tabs not shown")
     parser.add_argument("--out", default="", help="append the result as a JSON line to FILE")
     return parser
 
