@@ -6,7 +6,9 @@ in-process :class:`~gr_argos.server.SpectrumServer` publishing at about 30 frame
 Five tabs: the server counts one client and every tab draws; the leader tab closes: another
 takes over (one client again), every tab keeps drawing, and each tab's missed count is the
 number of frames it did not get (the new leader, resuming from the server's ring, none).
-With ``?share=0`` every tab has its own connection.
+Without Web Locks (a page over plain http from another machine) the tabs elect their leader
+over the BroadcastChannel alone, and two tabs that led at once resolve to one without losing
+a frame. With ``?share=0`` every tab has its own connection.
 """
 
 from __future__ import annotations
@@ -37,6 +39,23 @@ RECORDED_JS = """() => ({ ...window.__recorded,
                           missedAfter: window.argosViewer.stats().framesMissed })"""
 
 
+# A browser without Web Locks, as for a page over plain http from another machine (Web Locks
+# exist only in a secure context, and the tests' http://127.0.0.1 is one).
+NO_WEB_LOCKS_JS = "delete Navigator.prototype.locks;"
+
+# The tab's BroadcastChannels hear and say nothing while window.__deaf is true: tabs that
+# cannot hear each other each lead, as when a claim is not heard in time on a busy machine.
+DEAF_CHANNEL_JS = NO_WEB_LOCKS_JS + """
+window.__deaf = true;
+window.BroadcastChannel = class extends BroadcastChannel {
+    postMessage(message) { if (!window.__deaf) super.postMessage(message); }
+    set onmessage(listener) {
+        super.onmessage = (event) => { if (!window.__deaf) listener(event); };
+    }
+};
+"""
+
+
 @pytest.fixture
 def served(no_server_thread_left: None) -> Iterator[Served]:
     yield from serve()
@@ -60,11 +79,16 @@ def holes(sequences: list[int]) -> int:
     return (max(sequences) - min(sequences) + 1) - len(set(sequences))
 
 
+@pytest.mark.parametrize("election", ["lock", "channel"])
 def test_five_tabs_share_one_connection_and_the_next_tab_takes_over(
-        served: Served, context: BrowserContext) -> None:
+        served: Served, context: BrowserContext, election: str) -> None:
     """Five tabs of the viewer: one connection on the server, one leader, every tab draws;
     closing the leader hands the connection to another tab: still one connection, frames
-    keep coming to every tab, and each tab's missed count is what it did not get."""
+    keep coming to every tab, and each tab's missed count is what it did not get. The same
+    in a browser without Web Locks (a page over plain http from another machine): the tabs
+    elect their leader over the BroadcastChannel alone."""
+    if election == "channel":
+        context.add_init_script(NO_WEB_LOCKS_JS)
     viewers = [open_viewer(context, served.page_url) for _ in range(TABS)]
     for viewer in viewers:
         viewer.wait_for("s.state === 'open' && s.framesDrawn >= 3 && s.rowsDrawn >= 1")
@@ -72,6 +96,7 @@ def test_five_tabs_share_one_connection_and_the_next_tab_takes_over(
     roles = [role(viewer) for viewer in viewers]
     assert sorted(roles) == ["follower"] * (TABS - 1) + ["leader"], roles
     assert served.server.hub.client_count == 1
+    assert {viewer.stats()["shared"]["election"] for viewer in viewers} == {election}
 
     for viewer in viewers:
         viewer.page.evaluate(RECORD_JS)
@@ -170,3 +195,36 @@ def test_shared_tabs_follow_a_server_restart_whose_sequences_start_again(
         assert [e for e in viewer.errors if "ERR_CONNECTION_REFUSED" not in e] == []
     wait_for_clients(served, 1)
     assert sorted(role(viewer) for viewer in viewers) == ["follower", "leader"]
+
+
+def test_two_tabs_leading_at_once_resolve_to_one_without_losing_frames(
+        served: Served, context: BrowserContext) -> None:
+    """Without Web Locks, two tabs that could not hear each other both lead (two
+    connections); once they hear each other the one that led first stays and the other
+    follows it: one connection, both drawing, and the tab that gave up its connection
+    missed no frame (it resumes through the leader's recent frames)."""
+    context.add_init_script(DEAF_CHANNEL_JS)
+    first = open_viewer(context, served.page_url)
+    first.wait_for("s.state === 'open' && s.shared.role === 'leader' && s.framesDrawn >= 3")
+    second = open_viewer(context, served.page_url)
+    second.wait_for("s.state === 'open' && s.shared.role === 'leader' && s.framesDrawn >= 3")
+    wait_for_clients(served, 2)
+    for viewer in (first, second):
+        viewer.page.evaluate(RECORD_JS)
+        viewer.wait_for_more_frames(5)
+
+    for viewer in (first, second):
+        viewer.page.evaluate("window.__deaf = false")
+    second.wait_for("s.shared.role === 'follower' && s.shared.yielded === 1 && "
+                    "s.state === 'open' && s.client.reconnects >= 1")
+    wait_for_clients(served, 1)
+    for viewer in (first, second):
+        viewer.wait_for_more_frames(10)
+    assert role(first) == "leader"
+    assert first.stats()["shared"]["yielded"] == 0
+    recorded = second.page.evaluate(RECORDED_JS)
+    assert recorded["missedAfter"] == recorded["missedBefore"]
+    assert holes(recorded["sequences"]) == 0
+    for viewer in (first, second):
+        assert viewer.errors == []
+    assert served.server.hub.client_count == 1

@@ -2,17 +2,17 @@
 // gr-argos viewer: tabs of the same viewer share one WebSocket.
 //
 // Tabs of one origin that open the same viewer URL (same server, stream, format and view)
-// form a group. One of them, the leader, holds a Web Lock (navigator.locks: exactly one holder
-// in the browser) and the group's only connection; every message the server sends it is posted
-// on a BroadcastChannel, and the other tabs (followers) read their frames from there. The
-// server sees one client.
+// form a group. One of them, the leader, holds the group's only connection; every message the
+// server sends it is posted on a BroadcastChannel, and the other tabs (followers) read their
+// frames from there. The server sees one client. Who leads is decided by a Web Lock where the
+// page has one, else over the channel alone (leader-election.js).
 //
 // The tab's ArgosClient is unchanged: it gets a WebSocket constructor (SharedConnection's
 // `WebSocket`) that makes the leader's socket a real one, relayed to the channel, and a
 // follower's a RelaySocket that opens when the leader welcomes it (with the messages a late
 // comer needs: hello, the view and format replies, the latest status, gps and control) and
 // closes when the leader goes. So each tab keeps its own gap detection, missed count,
-// reconnect and resume: when the leader tab closes, its lock passes to a waiting tab, which
+// reconnect and resume: when the leader tab closes, another tab leads, and
 // reconnects with resume_session/resume_from (the frames it has seen) and gets the frames
 // missed meanwhile from the server's resume ring; the other followers join it, each skipping
 // the replayed frames it already has.
@@ -20,9 +20,10 @@
 // A tab that needs a connection of its own leaves the group for good: a zoom or another frame
 // rate (a set_view the group does not share), another format, the control lease, a tune or a
 // new token. The message that needed it goes out on the tab's own connection; a leader that
-// leaves keeps its connection and hands the group over. Without BroadcastChannel or Web Locks
-// (e.g. a page over plain http from another machine: Web Locks need a secure context), with
+// leaves keeps its connection and hands the group over. Without BroadcastChannel, with
 // ?share=0, or for a page opened zoomed, every tab has its own connection.
+
+import { BeaconElection, LEADER_KINDS, LockElection } from "./leader-election.js";
 
 const CHANNEL_PREFIX = "gr-argos-viewer ";
 // The messages a tab that joins late needs before the live ones, by type, hello first.
@@ -42,7 +43,6 @@ export function shareProblem(params, scope = globalThis) {
   if (["0", "false"].includes(params.get("share"))) return "turned off (?share=0)";
   if (params.has("center_freq_hz") || params.has("span_hz")) return "the page opened zoomed";
   if (typeof scope.BroadcastChannel !== "function") return "no BroadcastChannel";
-  if (!scope.navigator?.locks) return "no Web Locks (navigator.locks needs a secure context)";
   return null;
 }
 
@@ -103,11 +103,10 @@ export class SharedConnection {
     this._followers = new Set(); // ids of the relays welcomed and not gone: posts go to them
     this._format = null; // formatKey of the leader's latest set_encoding
     this._pendingSends = []; // for the own connection a tab leaves the group with
-    this._releaseLock = null;
-    this._queue = null; // AbortController of the request for the lock
+    this._election = null; // who leads: a LockElection or a BeaconElection
     this._relayCount = 0;
     this.counters = { relayed: 0, relayedBytes: 0, welcomed: 0, leads: 0, joins: 0,
-      skippedAgain: 0 };
+      skippedAgain: 0, yielded: 0 };
     const group = this;
     /** The WebSocket constructor for the tab's ArgosClient (undefined when not sharing). */
     this.WebSocket = this.problem !== null ? undefined : function SharedSocket(url) {
@@ -118,35 +117,24 @@ export class SharedConnection {
   /** What the page shows in its stats: the role, the leader and the counters. */
   stats() {
     return { role: this.role, problem: this.problem, leftBecause: this.leftBecause,
-      relays: this._relays.size, ...this.counters };
+      election: this._election?.kind ?? null, relays: this._relays.size, ...this.counters };
   }
 
   /**
    * Join the group of `key` (the client's URL: server, stream, format and view): lead it if
    * no tab does, else follow, waiting in line to lead. Resolves once the role is known.
    */
-  start(key) {
-    if (this.problem !== null) return Promise.resolve();
+  async start(key) {
+    if (this.problem !== null) return;
     const name = CHANNEL_PREFIX + key;
     this._channel = new this._scope.BroadcastChannel(name);
     this._channel.onmessage = (event) => this._onPost(event.data);
     this._scope.addEventListener?.("pagehide", () => this.leave("the page closed"));
-    const locks = this._scope.navigator.locks;
-    return new Promise((resolve) => {
-      locks.request(name, { ifAvailable: true }, (lock) => {
-        if (lock === null) {
-          this.role = "follower";
-          this._queue = new AbortController();
-          locks.request(name, { signal: this._queue.signal }, () => this._lead())
-            .catch(() => {}); // aborted: the tab left the group
-          resolve();
-          return undefined;
-        }
-        const held = this._lead();
-        resolve();
-        return held;
-      });
-    });
+    const locks = this._scope.navigator?.locks;
+    this._election = locks ? new LockElection(locks, name)
+      : new BeaconElection((post) => this._post(post), this._id, this._scope);
+    await this._election.start({ onLead: () => this._lead(), onFollow: () => this._follow() });
+    if (this.role === "starting") this.role = "follower";
   }
 
   /**
@@ -160,23 +148,36 @@ export class SharedConnection {
     this.role = "own";
     this.leftBecause = reason;
     if (wasLeader) this._post({ kind: "gone" });
-    this._releaseLock?.();
-    this._queue?.abort();
+    this._election.resign();
     for (const relay of [...this._relays]) relay._lost(`this tab left the shared connection: ${reason}`);
     this._channel.close(); // no more frames posted for the group
   }
 
   // -- leading -----------------------------------------------------------------------------
 
-  /** The lock is this tab's: lead until it leaves (the returned promise holds the lock). */
+  /** The election made this tab the leader: lead until it leaves. Whether it leads (not
+   * once it left the group). */
   _lead() {
-    if (this.role === "own") return undefined;
+    if (this.role === "own") return false;
     this.role = "leader";
     this.counters.leads += 1;
     this._post({ kind: "lead" });
     // A relay of this tab reconnects: its client then gets a real socket, resuming.
     for (const relay of [...this._relays]) relay._lost("this tab leads the shared connection now");
-    return new Promise((resolve) => { this._releaseLock = resolve; });
+    return true;
+  }
+
+  /** Another tab leads (over the channel, two tabs led at once and the other led first):
+   * this tab's followers go to it, and so does this tab's client, once its socket closes
+   * (it reconnects through the leader, resuming after the frames it has). */
+  _follow() {
+    if (this.role !== "leader") return;
+    this.role = "follower";
+    this.counters.yielded += 1;
+    this._post({ kind: "gone" });
+    this._followers.clear();
+    this._waitingJoins.clear();
+    this._socket?.drop("another tab leads the shared connection");
   }
 
   _open(url) {
@@ -276,13 +277,14 @@ export class SharedConnection {
 
   _post(post) {
     try {
-      this._channel.postMessage({ ...post, leader: this._id });
+      this._channel.postMessage({ ...post, leader: this._id, since: this._election?.since ?? null });
     } catch {
       // the channel is closed: this tab left
     }
   }
 
   _onPost(post) {
+    this._election.hear(post);
     if (this.role === "leader") {
       if (post.kind === "join") {
         this.counters.joins += 1;
@@ -297,6 +299,7 @@ export class SharedConnection {
       return;
     }
     if (this.role !== "follower") return;
+    if (LEADER_KINDS.has(post.kind) && !this._election.accepts(post)) return;
     for (const relay of [...this._relays]) relay._onPost(post);
   }
 }
@@ -354,6 +357,11 @@ class TappedSocket {
   close(code, reason) {
     this._group._socketClosed(this);
     this._ws.close(code, reason);
+  }
+
+  /** Close the real socket for the client to see a lost connection (and reconnect). */
+  drop(reason) {
+    this._ws.close(1000, reason);
   }
 }
 
