@@ -8,7 +8,8 @@ takes over (one client again), every tab keeps drawing, and each tab's missed co
 number of frames it did not get (the new leader, resuming from the server's ring, none).
 Without Web Locks (a page over plain http from another machine) the tabs elect their leader
 over the BroadcastChannel alone, and two tabs that led at once resolve to one without losing
-a frame. With ``?share=0`` every tab has its own connection.
+a frame. Each tab gets the answers to its own requests (pongs, stats, detections) only.
+With ``?share=0`` every tab has its own connection.
 """
 
 from __future__ import annotations
@@ -228,3 +229,78 @@ def test_two_tabs_leading_at_once_resolve_to_one_without_losing_frames(
     for viewer in (first, second):
         assert viewer.errors == []
     assert served.server.hub.client_count == 1
+
+
+# Record the answers the page's client gets from now on: pongs (their ids), stats,
+# detections and errors; and the ids of the pings it sends.
+RECORD_ANSWERS_JS = """() => {
+    const client = window.argosViewer.client;
+    const answers = { pings: [], pongs: [], stats: 0, detections: [], errors: [] };
+    window.__answers = answers;
+    const watch = (ws) => {
+        const send = ws.send.bind(ws);
+        ws.send = (data) => {
+            const message = typeof data === "string" ? JSON.parse(data) : {};
+            if (message.type === "ping") answers.pings.push(message.id);
+            return send(data);
+        };
+    };
+    watch(client._ws);
+    client.addEventListener("state", () => { if (client._ws) watch(client._ws); });
+    client.addEventListener("pong", (event) => answers.pongs.push(event.detail.id));
+    client.addEventListener("stats", () => { answers.stats += 1; });
+    client.addEventListener("detections", (event) => answers.detections.push(event.detail.events));
+    client.addEventListener("error", (event) => answers.errors.push(event.detail.message));
+}"""
+
+
+def test_each_tab_gets_the_answers_to_its_own_requests(served: Served,
+                                                       context: BrowserContext) -> None:
+    """Two tabs sharing a connection each ping every 0.5 s: each gets the pongs of its own
+    pings only, with a round-trip time of its own; a follower's stats and detections
+    requests are answered to it alone, the leader's to the leader alone, and a follower's
+    bad request gets its error in that tab only."""
+    url = served.page_url + "?heartbeatIntervalMs=500"
+    viewers = [open_viewer(context, url) for _ in range(2)]
+    for viewer in viewers:
+        viewer.wait_for("s.state === 'open' && s.framesDrawn >= 3")
+    wait_for_clients(served, 1)
+    leader = next(viewer for viewer in viewers if role(viewer) == "leader")
+    follower = next(viewer for viewer in viewers if role(viewer) == "follower")
+    for viewer in viewers:
+        viewer.page.evaluate(RECORD_ANSWERS_JS)
+
+    follower.page.evaluate("""() => {
+        const client = window.argosViewer.client;
+        client.send({ type: "stats" });
+        client.send({ type: "stats" });
+        client.requestDetections({ limit: 5 });
+        client.send({ type: "detections", limit: 0 });
+    }""")
+    leader.page.evaluate("window.argosViewer.client.requestDetections({ limit: 7 })")
+    answers_js = "window.__answers"
+    follower.page.wait_for_function(
+        f"{answers_js}.stats >= 2 && {answers_js}.detections.length >= 1 && "
+        f"{answers_js}.errors.length >= 1 && {answers_js}.pongs.length >= 4", timeout=WAIT_MS)
+    leader.page.wait_for_function(
+        f"{answers_js}.detections.length >= 1 && {answers_js}.pongs.length >= 4",
+        timeout=WAIT_MS)
+    time.sleep(1)  # time for any answer sent to the wrong tab to arrive there too
+
+    follower_answers = follower.page.evaluate(answers_js)
+    leader_answers = leader.page.evaluate(answers_js)
+    assert follower_answers["stats"] == 2 and leader_answers["stats"] == 0
+    assert len(follower_answers["detections"]) == 1
+    assert len(leader_answers["detections"]) == 1
+    assert len(follower_answers["errors"]) == 1
+    assert "detections: field 'limit'" in follower_answers["errors"][0]
+    assert leader_answers["errors"] == []
+    for answers in (follower_answers, leader_answers):
+        # Each pong answers a ping of this tab's (one sent since recording, or just before),
+        # once: no pong of the other tab's.
+        pings, pongs = answers["pings"], answers["pongs"]
+        assert len(set(pongs)) == len(pongs) <= len(pings) + 1, answers
+        assert all(pong in pings or pong < min(pings) for pong in pongs), answers
+    for viewer in viewers:
+        assert viewer.stats()["client"]["lastRttMs"] is not None
+        assert viewer.errors == []

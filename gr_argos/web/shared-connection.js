@@ -17,6 +17,10 @@
 // missed meanwhile from the server's resume ring; the other followers join it, each skipping
 // the replayed frames it already has.
 //
+// A follower's ping, stats and detections go out on the leader's connection, and their answers
+// come back to that follower alone (a ping with an id the leader maps back; the others answered
+// in the order asked), so each tab gets its own round-trip time.
+//
 // A tab that needs a connection of its own leaves the group for good: a zoom or another frame
 // rate (a set_view the group does not share), another format, the control lease, a tune or a
 // new token. The message that needed it goes out on the tab's own connection; a leader that
@@ -28,8 +32,14 @@ import { BeaconElection, LEADER_KINDS, LockElection } from "./leader-election.js
 const CHANNEL_PREFIX = "gr-argos-viewer ";
 // The messages a tab that joins late needs before the live ones, by type, hello first.
 const CACHED_TYPES = ["hello", "view", "encoding", "status", "gps", "control"];
-// What a follower may ask over the leader's connection as it is.
+// What a follower may ask over the leader's connection (a ping with an id of the leader's).
 const FORWARDED_TYPES = new Set(["ping", "detections", "stats"]);
+// Requests without an id, answered by one message of their type (or a bad_message error
+// naming it) in the order asked: the leader routes each answer to the tab that asked.
+const ANSWERED_IN_TURN = ["detections", "stats"];
+// The id of a follower's ping on the leader's connection: this prefix, the follower's relay
+// id, a space and the JSON of its own id, so its pong goes back to it alone.
+const RELAYED_PING = "tab ";
 // Frames the leader keeps after relaying them, for a follower that rejoins after a handover
 // (its resume point in the join): 3 s at 30 frames/s, and at most 4 MiB of them.
 const RECENT_FRAMES = 90;
@@ -102,6 +112,9 @@ export class SharedConnection {
     this._waitingJoins = new Map(); // relay id -> its join, asked before hello
     this._followers = new Set(); // ids of the relays welcomed and not gone: posts go to them
     this._format = null; // formatKey of the leader's latest set_encoding
+    // ANSWERED_IN_TURN type -> who asked on this connection, in turn: "" this tab, else a
+    // follower's relay id.
+    this._asked = new Map(ANSWERED_IN_TURN.map((type) => [type, []]));
     this._pendingSends = []; // for the own connection a tab leaves the group with
     this._election = null; // who leads: a LockElection or a BeaconElection
     this._relayCount = 0;
@@ -189,11 +202,20 @@ export class SharedConnection {
     return socket;
   }
 
-  /** A message from the server on `socket`: relay it (texts of CACHED_TYPES kept). */
+  /** A message from the server on `socket`: relay it (texts of CACHED_TYPES kept), or send
+   * an answer to the follower that asked. Whether this tab's own client gets it. */
   _fromServer(socket, data) {
-    if (socket !== this._socket || this.role !== "leader") return;
+    if (socket !== this._socket) return true;
     if (typeof data === "string") {
-      const { type } = parseMessage(data);
+      const message = parseMessage(data);
+      const asker = this._askerOf(message, data);
+      if (asker !== null) {
+        if (asker.to === "") return true;
+        if (this.role === "leader") this._post({ kind: "answer", to: asker.to, data: asker.text ?? data });
+        return false;
+      }
+      if (this.role !== "leader") return true;
+      const { type } = message;
       if (CACHED_TYPES.includes(type)) this._cache.set(type, data);
       if (type === "hello") {
         this._cache = new Map([["hello", data]]); // a new connection: the rest is older
@@ -202,7 +224,7 @@ export class SharedConnection {
         this._waitingJoins.clear();
       }
     }
-    if (!this._helloSeen) return;
+    if (this.role !== "leader" || !this._helloSeen) return true;
     if (typeof data !== "string") {
       this._recent.push(data);
       this._recentBytes += data.byteLength;
@@ -210,17 +232,44 @@ export class SharedConnection {
         this._recentBytes -= this._recent.shift().byteLength;
       }
     }
-    if (this._followers.size === 0) return; // a tab alone posts nothing
+    if (this._followers.size === 0) return true; // a tab alone posts nothing
     this.counters.relayed += 1;
     this.counters.relayedBytes += typeof data === "string" ? data.length : data.byteLength;
     this._post({ kind: "message", data });
+    return true;
+  }
+
+  /**
+   * Who asked for the server's `message`, when it answers one tab's request: `{to}` ("" for
+   * this tab, else a follower's relay id) and, for a follower's pong, `text`: the pong with
+   * the follower's own id back. Null for a message to everyone.
+   */
+  _askerOf(message, data) {
+    const { type } = message;
+    if (type === "pong") {
+      const id = typeof message.id === "string" && message.id.startsWith(RELAYED_PING)
+        ? message.id.slice(RELAYED_PING.length) : null;
+      const space = id?.indexOf(" ") ?? -1;
+      if (space < 0) return { to: "" };
+      // Back in the text as the server wrote it (its server_time_ns exact, as it came).
+      const own = id.slice(space + 1);
+      let text = data.replace(JSON.stringify(message.id), own);
+      if (text === data) text = JSON.stringify({ ...message, id: parseMessage(own) });
+      return { to: id.slice(0, space), text };
+    }
+    const asked = this._asked.get(type === "error" && message.code === "bad_message"
+      ? String(message.message).split(":")[0] : type);
+    if (asked === undefined) return null;
+    return { to: asked.shift() ?? "" };
   }
 
   /** Whether this tab's own client may send `data` as it is; a message the group cannot
    * share makes a leader leave first (it keeps the connection). */
   _fromClient(socket, data, first) {
-    if (this.role !== "leader" || socket !== this._socket || typeof data !== "string") return;
+    if (socket !== this._socket || typeof data !== "string") return;
     const message = parseMessage(data);
+    if (socket.readyState === OPEN) this._asked.get(message.type)?.push("");
+    if (this.role !== "leader") return;
     if (message.type === "set_encoding") {
       this._format = formatKey(message);
     } else if (message.type === "set_view") {
@@ -235,6 +284,7 @@ export class SharedConnection {
     this._socket = null;
     this._helloSeen = false;
     this._cache.clear();
+    for (const asked of this._asked.values()) asked.length = 0; // no answers on a new one
     if (this.role === "leader") this._post({ kind: "down" });
   }
 
@@ -262,7 +312,11 @@ export class SharedConnection {
       const text = this._cache.get(type);
       if (text) this._post({ kind: "answer", to: from, data: text });
     };
-    if (FORWARDED_TYPES.has(message.type)) {
+    if (message.type === "ping") {
+      const id = `${RELAYED_PING}${from} ${JSON.stringify(message.id ?? null)}`;
+      this._socket?.sendNow(JSON.stringify({ ...message, id }));
+    } else if (FORWARDED_TYPES.has(message.type)) {
+      if (this._socket?.readyState === OPEN) this._asked.get(message.type).push(from);
       this._socket?.sendNow(data);
     } else if (message.type === "set_view" && wholeStreamDivisor(message) === this._divisor) {
       answer("view");
@@ -322,8 +376,7 @@ class TappedSocket {
       for (const data of group._pendingSends.splice(0)) this.sendNow(data);
     };
     ws.onmessage = (event) => {
-      this.onmessage?.(event);
-      group._fromServer(this, event.data);
+      if (group._fromServer(this, event.data)) this.onmessage?.(event);
     };
     ws.onerror = (event) => this.onerror?.(event);
     ws.onclose = (event) => {
