@@ -1291,7 +1291,7 @@ function main() {
 
   el.exportPng.addEventListener("click", async () => {
     const blob = await composePng(
-      { spectrum: el.spectrum, colorbar: el.colorbar, waterfall: el.waterfall }, COLORS.background);
+      [el.spectrum, el.colorbar, el.waterfall, el.waterfallTime], COLORS.background);
     download(blob, exportName(shownBand() && (shownBand().startHz + shownBand().stopHz) / 2, "png"));
   });
   el.exportCsv.addEventListener("click", () => {
