@@ -27,7 +27,8 @@ import pytest
 from playwright.sync_api import BrowserContext
 
 from helpers import REPO_ROOT, running
-from viewer_page import WAIT_MS, Viewer, carrier_point, open_live, open_viewer, touch
+from viewer_page import (DECODE_PNG_JS, WAIT_MS, Viewer, carrier_point, open_live, open_viewer,
+                         touch)
 from viewer_server import (
     BINS, CARRIER_BIN, CARRIER_DB, FPS, NOISE_FLOOR_DB, Served, serve, start_server,
 )
@@ -441,14 +442,8 @@ def test_export_downloads_the_trace_as_csv_and_the_view_as_png(
 # on screen where the picture has it (the page lays it out as it does, at the same scale):
 # how many of the axis's pixels differ, how many are labels (far from the background) in the
 # picture and on screen, and how many pixels the axis has.
-PNG_TIME_AXIS_JS = """async (png) => {
-    const image = new Image();
-    image.src = "data:image/png;base64," + png;
-    await image.decode();
-    const picture = document.createElement("canvas");
-    picture.width = image.width;
-    picture.height = image.height;
-    picture.getContext("2d").drawImage(image, 0, 0);
+PNG_TIME_AXIS_JS = """async (png) => {""" + DECODE_PNG_JS + """
+    const picture = await decodePng(png);
     const axis = document.getElementById("waterfall-time");
     const spectrum = document.getElementById("spectrum").getBoundingClientRect();
     const box = axis.getBoundingClientRect();
