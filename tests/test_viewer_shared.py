@@ -8,7 +8,8 @@ takes over (one client again), every tab keeps drawing, and each tab's missed co
 number of frames it did not get (the new leader, resuming from the server's ring, none).
 Without Web Locks (a page over plain http from another machine) the tabs elect their leader
 over the BroadcastChannel alone, and two tabs that led at once resolve to one without losing
-a frame. Each tab gets the answers to its own requests (pongs, stats, detections) only.
+a frame; a leader that goes silent is taken for gone. Each tab gets the answers to its own
+requests (pongs, stats, detections) only.
 With ``?share=0`` every tab has its own connection.
 """
 
@@ -44,10 +45,11 @@ RECORDED_JS = """() => ({ ...window.__recorded,
 # exist only in a secure context, and the tests' http://127.0.0.1 is one).
 NO_WEB_LOCKS_JS = "delete Navigator.prototype.locks;"
 
-# The tab's BroadcastChannels hear and say nothing while window.__deaf is true: tabs that
-# cannot hear each other each lead, as when a claim is not heard in time on a busy machine.
-DEAF_CHANNEL_JS = NO_WEB_LOCKS_JS + """
-window.__deaf = true;
+# No Web Locks, and the tab's BroadcastChannels hear and say nothing while window.__deaf is
+# true: tabs that cannot hear each other each lead, as when a claim is not heard in time on a
+# busy machine, and a leader that says nothing looks gone.
+SWITCHED_CHANNEL_JS = NO_WEB_LOCKS_JS + """
+window.__deaf = false;
 window.BroadcastChannel = class extends BroadcastChannel {
     postMessage(message) { if (!window.__deaf) super.postMessage(message); }
     set onmessage(listener) {
@@ -204,7 +206,7 @@ def test_two_tabs_leading_at_once_resolve_to_one_without_losing_frames(
     connections); once they hear each other the one that led first stays and the other
     follows it: one connection, both drawing, and the tab that gave up its connection
     missed no frame (it resumes through the leader's recent frames)."""
-    context.add_init_script(DEAF_CHANNEL_JS)
+    context.add_init_script(SWITCHED_CHANNEL_JS + "window.__deaf = true;")
     first = open_viewer(context, served.page_url)
     first.wait_for("s.state === 'open' && s.shared.role === 'leader' && s.framesDrawn >= 3")
     second = open_viewer(context, served.page_url)
@@ -304,3 +306,42 @@ def test_each_tab_gets_the_answers_to_its_own_requests(served: Served,
     for viewer in viewers:
         assert viewer.stats()["client"]["lastRttMs"] is not None
         assert viewer.errors == []
+
+
+def test_a_silent_leader_is_taken_for_gone_and_leads_again_once_heard(
+        served: Served, context: BrowserContext) -> None:
+    """Without Web Locks, three tabs share; the leader says nothing more on the channel (as
+    a crashed tab): the two others take it for gone within seconds, one of them leads and
+    the other follows it, both drawing, each with its missed count the frames it did not
+    get. Heard again, the old leader, which led first, stays: one connection again."""
+    context.add_init_script(SWITCHED_CHANNEL_JS)
+    viewers = [open_viewer(context, served.page_url) for _ in range(3)]
+    for viewer in viewers:
+        viewer.wait_for("s.state === 'open' && s.framesDrawn >= 3")
+    wait_for_clients(served, 1)
+    leader = next(viewer for viewer in viewers if role(viewer) == "leader")
+    rest = [viewer for viewer in viewers if viewer is not leader]
+    for viewer in rest:
+        viewer.page.evaluate(RECORD_JS)
+    leader.page.evaluate("window.__deaf = true")
+
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while sorted(role(viewer) for viewer in rest) != ["follower", "leader"]:
+        assert time.monotonic() < deadline, [role(viewer) for viewer in rest]
+        time.sleep(0.1)
+    wait_for_clients(served, 2)  # the silent leader still has its own
+    for viewer in rest:
+        viewer.wait_for("s.state === 'open' && s.client.reconnects >= 1")
+        viewer.wait_for_more_frames(10)
+        recorded = viewer.page.evaluate(RECORDED_JS)
+        missed = recorded["missedAfter"] - recorded["missedBefore"]
+        assert holes(recorded["sequences"]) == missed, (role(viewer), missed, recorded)
+
+    leader.page.evaluate("window.__deaf = false")
+    wait_for_clients(served, 1)
+    assert role(leader) == "leader"
+    for viewer in viewers:
+        viewer.wait_for("s.state === 'open'")
+        viewer.wait_for_more_frames(5)
+        assert viewer.errors == []
+    assert sorted(role(viewer) for viewer in rest) == ["follower", "follower"]

@@ -102,11 +102,12 @@ export class BeaconElection {
   /**
    * Claim the lead: lead (`onLead()`) if no leader answers and no lower claim comes within
    * CLAIM_MS, else follow. Later, `onLead()` when this tab takes over from a silent or gone
-   * leader, and `onFollow()` when a leader that led first is heard while this tab leads.
+   * leader, `onFollow()` when a leader that led first is heard while this tab leads, and
+   * `onLeaderChange(id)` when the leader this tab follows changes (null: gone or silent).
    * Resolves to whether this tab leads now.
    */
-  start({ onLead, onFollow }) {
-    this._callbacks = { onLead, onFollow };
+  start({ onLead, onFollow, onLeaderChange }) {
+    this._callbacks = { onLead, onFollow, onLeaderChange };
     this._beatTimer = this._scope.setInterval(() => this._tick(), BEAT_MS);
     return new Promise((resolve) => {
       this._resolveStart = resolve;
@@ -123,7 +124,7 @@ export class BeaconElection {
     }
     if (post.kind === "gone") {
       if (this._state === "following" && post.leader === this.leaderId) {
-        this._leader = this.leaderId = null;
+        this._setLeader(null);
         this._claim(); // the leader closed: the next one now, not after SILENT_MS
       }
       return;
@@ -163,7 +164,7 @@ export class BeaconElection {
       if (this._state !== "claiming") return;
       this._state = "leading";
       this.since = Date.now();
-      this._leader = this.leaderId = null;
+      this._setLeader(null);
       this._settle(true);
       this._callbacks.onLead();
     }, CLAIM_MS);
@@ -181,8 +182,7 @@ export class BeaconElection {
     this._scope.clearTimeout(this._claimTimer);
     this._state = "following";
     this.since = null;
-    this._leader = leader;
-    this.leaderId = leader.leader;
+    this._setLeader(leader);
     this._heardMs = performance.now();
     this._settle(false);
     if (wasLeading) this._callbacks.onFollow();
@@ -196,9 +196,17 @@ export class BeaconElection {
     if (this._state === "leading") {
       this._beat();
     } else if (this._state === "following" && performance.now() - this._heardMs > SILENT_MS) {
-      this._leader = this.leaderId = null;
+      this._setLeader(null);
       this._claim();
     }
+  }
+
+  _setLeader(leader) {
+    const id = leader?.leader ?? null;
+    const changed = id !== this.leaderId;
+    this._leader = leader;
+    this.leaderId = id;
+    if (changed) this._callbacks.onLeaderChange(id);
   }
 
   _settle(leads) {

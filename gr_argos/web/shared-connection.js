@@ -146,7 +146,8 @@ export class SharedConnection {
     const locks = this._scope.navigator?.locks;
     this._election = locks ? new LockElection(locks, name)
       : new BeaconElection((post) => this._post(post), this._id, this._scope);
-    await this._election.start({ onLead: () => this._lead(), onFollow: () => this._follow() });
+    await this._election.start({ onLead: () => this._lead(), onFollow: () => this._follow(),
+      onLeaderChange: (id) => this._leaderChanged(id) });
     if (this.role === "starting") this.role = "follower";
   }
 
@@ -324,6 +325,16 @@ export class SharedConnection {
       answer("encoding");
     } else {
       this._post({ kind: "refused", to: from, data });
+    }
+  }
+
+  /** Over the channel alone, the leader this tab follows changed (null: it went silent or
+   * gone): a relay of another leader's is lost, and its client reconnects (to the new one). */
+  _leaderChanged(id) {
+    for (const relay of [...this._relays]) {
+      if (relay._leader !== null && relay._leader !== id) {
+        relay._lost("the tab that shared its connection is gone");
+      }
     }
   }
 
