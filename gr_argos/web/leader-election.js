@@ -80,7 +80,8 @@ export class LockElection {
 /**
  * Leadership over a BroadcastChannel alone. `post(message)` posts on the group's channel
  * (shared-connection.js adds this tab's id as `leader` and `since`); every post on the
- * channel goes to `hear(post)`.
+ * channel goes to `hear(post)`. `scope` has the timers and the wall clock (`Date`): the
+ * window, or a test's.
  */
 export class BeaconElection {
   constructor(post, id, scope = globalThis) {
@@ -163,7 +164,7 @@ export class BeaconElection {
     this._claimTimer = this._scope.setTimeout(() => {
       if (this._state !== "claiming") return;
       this._state = "leading";
-      this.since = Date.now();
+      this.since = this._now();
       this._setLeader(null);
       this._settle(true);
       this._callbacks.onLead();
@@ -174,7 +175,7 @@ export class BeaconElection {
   _standDown() {
     this._scope.clearTimeout(this._claimTimer);
     this._state = "following";
-    this._heardMs = performance.now();
+    this._heardMs = this._now();
   }
 
   _follow(leader) {
@@ -183,7 +184,7 @@ export class BeaconElection {
     this._state = "following";
     this.since = null;
     this._setLeader(leader);
-    this._heardMs = performance.now();
+    this._heardMs = this._now();
     this._settle(false);
     if (wasLeading) this._callbacks.onFollow();
   }
@@ -195,10 +196,15 @@ export class BeaconElection {
   _tick() {
     if (this._state === "leading") {
       this._beat();
-    } else if (this._state === "following" && performance.now() - this._heardMs > SILENT_MS) {
+    } else if (this._state === "following" && this._now() - this._heardMs > SILENT_MS) {
       this._setLeader(null);
       this._claim();
     }
+  }
+
+  /** The wall clock, in ms: `since` is compared across tabs. */
+  _now() {
+    return this._scope.Date.now();
   }
 
   _setLeader(leader) {

@@ -212,7 +212,8 @@ export class SharedConnection {
       const asker = this._askerOf(message, data);
       if (asker !== null) {
         if (asker.to === "") return true;
-        if (this.role === "leader") this._post({ kind: "answer", to: asker.to, data: asker.text ?? data });
+        const text = asker.text ?? data;
+        if (this.role === "leader") this._post({ kind: "answer", to: asker.to, data: text });
         return false;
       }
       if (this.role !== "leader") return true;
@@ -342,7 +343,8 @@ export class SharedConnection {
 
   _post(post) {
     try {
-      this._channel.postMessage({ ...post, leader: this._id, since: this._election?.since ?? null });
+      const since = this._election?.since ?? null; // a leader's, for BeaconElection
+      this._channel.postMessage({ ...post, leader: this._id, since });
     } catch {
       // the channel is closed: this tab left
     }
