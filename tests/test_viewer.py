@@ -23,7 +23,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext
 
 from helpers import REPO_ROOT, expected_bin, running
-from viewer_page import VIEW_DRAWN, WAIT_MS, Viewer, open_viewer
+from viewer_page import DECODE_PNG_JS, VIEW_DRAWN, WAIT_MS, Viewer, open_viewer
 from viewer_server import (
     BINS, CARRIER_BIN, CARRIER_DB, CENTER_FREQ_HZ, FPS, NOISE_FLOOR_DB, SECOND_CARRIER_BIN,
     SPAN_HZ, Served, serve, start_server,
@@ -643,16 +643,9 @@ def test_detections_are_listed_marked_while_on_the_air_and_beep(served: Served,
 
 # The screenshot of an element, decoded by the page itself (no image library needed): its
 # size and, per pixel column, the rows whose pixel is white or black.
-SCREENSHOT_PIXELS_JS = """async (png) => {
-    const image = new Image();
-    image.src = "data:image/png;base64," + png;
-    await image.decode();
-    const canvas = document.createElement("canvas");
-    canvas.width = image.width;
-    canvas.height = image.height;
-    const ctx = canvas.getContext("2d");
-    ctx.drawImage(image, 0, 0);
-    const data = ctx.getImageData(0, 0, image.width, image.height).data;
+SCREENSHOT_PIXELS_JS = """async (png) => {""" + DECODE_PNG_JS + """
+    const image = await decodePng(png);
+    const data = image.getContext("2d").getImageData(0, 0, image.width, image.height).data;
     const white = [], black = [];
     for (let y = 0; y < image.height; y++) {
         for (let x = 0; x < image.width; x++) {

@@ -192,3 +192,59 @@ def test_the_help_opens_with_a_question_mark_lists_the_keys_and_closes_with_esca
     viewer.page.wait_for_selector("#help", state="hidden", timeout=WAIT_MS)
     assert markers(viewer) == []
     assert viewer.errors == []
+
+
+# Where the marker list, the signals' labels and the legend are, in CSS px of the page.
+BOXES_JS = """() => {
+    const s = window.argosViewer.stats();
+    const canvas = document.getElementById("spectrum");
+    const box = canvas.getBoundingClientRect();
+    const scale = box.width / canvas.width;
+    const page = (r) => ({ left: box.left + r.left * scale, right: box.left + r.right * scale,
+                           top: box.top + r.top * scale, bottom: box.top + r.bottom * scale });
+    const list = document.getElementById("marker-list").getBoundingClientRect();
+    const plot = { left: s.plot.left, right: s.plot.left + s.plot.width,
+                   top: s.plot.top, bottom: s.plot.top + s.plot.height };
+    return { list: { left: list.left, right: list.right, top: list.top, bottom: list.bottom },
+             labels: s.markLabels.map(page), legend: s.legendBox && page(s.legendBox),
+             plot: page(plot),
+             waterfall: document.getElementById("waterfall").getBoundingClientRect().toJSON() };
+}"""
+
+
+def overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return a["left"] < b["right"] and b["left"] < a["right"] and \
+        a["top"] < b["bottom"] and b["top"] < a["bottom"]
+
+
+@pytest.mark.parametrize("screen", ["desktop", "phone"])
+def test_the_marker_list_hides_no_signal_label_legend_or_plot(
+        no_server_thread_left: None, request: pytest.FixtureRequest, screen: str) -> None:
+    """With markers set, a signal on the air at the left of the band and a stream with two
+    traces (a legend), on a 1440x900 desktop and a 390x844 phone: the markers' list is
+    shown, and its box covers neither the signals' labels, nor the legend, nor any part of
+    the spectrum's plot or the waterfall."""
+    context: BrowserContext = request.getfixturevalue(screen)
+    for served in serve(second_trace=True):
+        viewer = open_live(context, served.page_url + "?min=-100&max=-10")
+        center = CENTER_FREQ_HZ - SPAN_HZ / 2 + 40e3  # at the plot's left edge
+        served.server.publish_message("detection", {
+            "stream": 0, "event": "start", "id": 1, "center_freq_hz": center,
+            "bandwidth_hz": 10e3, "low_freq_hz": center - 5e3, "high_freq_hz": center + 5e3,
+            "peak_db": -40.0, "mean_db": -45.0, "snr_db": 30.0, "start_ns": 1,
+            "duration_s": 0.0333, "time_ns": 1,
+            "tuning": {"center_freq_hz": CENTER_FREQ_HZ, "span_hz": SPAN_HZ}, "gps": None})
+        viewer.wait_for("s.marksDrawn === 1 && s.markLabels.length === 1 && s.legendBox")
+        viewer.page.keyboard.press("p")  # marker 1 on the strongest signal
+        viewer.page.keyboard.press("m")  # marker 2, nothing under the pointer: the strongest
+        viewer.page.keyboard.press("d")  # with the delta: the widest list
+        viewer.wait_for("s.markers.markers.length === 2 && s.markers.delta")
+        viewer.wait_for_more_frames(3)
+        boxes = viewer.page.evaluate(BOXES_JS)
+        assert viewer.page.is_visible("#marker-list")
+        assert boxes["list"]["bottom"] > boxes["list"]["top"]
+        for name, box in [("a signal's label", label) for label in boxes["labels"]] + [
+                ("the legend", boxes["legend"]), ("the plot", boxes["plot"]),
+                ("the waterfall", boxes["waterfall"])]:
+            assert not overlap(boxes["list"], box), (name, boxes)
+        assert viewer.errors == []

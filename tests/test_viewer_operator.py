@@ -13,6 +13,7 @@ app twice on one port.
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import re
@@ -26,7 +27,8 @@ import pytest
 from playwright.sync_api import BrowserContext
 
 from helpers import REPO_ROOT, running
-from viewer_page import WAIT_MS, Viewer, carrier_point, open_live, open_viewer, touch
+from viewer_page import (DECODE_PNG_JS, WAIT_MS, Viewer, carrier_point, open_live, open_viewer,
+                         touch)
 from viewer_server import (
     BINS, CARRIER_BIN, CARRIER_DB, FPS, NOISE_FLOOR_DB, Served, serve, start_server,
 )
@@ -433,4 +435,49 @@ def test_export_downloads_the_trace_as_csv_and_the_view_as_png(
     spectrum = viewer.page.evaluate("[window.argosViewer.spectrumCanvas.width, "
                                     "window.argosViewer.spectrumCanvas.height]")
     assert width == spectrum[0] and height > spectrum[1] + 100
+    assert viewer.errors == []
+
+
+# The downloaded PNG (base64) decoded by the page, compared with the waterfall's time axis
+# on screen where the picture has it (the page lays it out as it does, at the same scale):
+# how many of the axis's pixels differ, how many are labels (far from the background) in the
+# picture and on screen, and how many pixels the axis has.
+PNG_TIME_AXIS_JS = """async (png) => {""" + DECODE_PNG_JS + """
+    const picture = await decodePng(png);
+    const axis = document.getElementById("waterfall-time");
+    const spectrum = document.getElementById("spectrum").getBoundingClientRect();
+    const box = axis.getBoundingClientRect();
+    const x = Math.round(box.left - spectrum.left), y = Math.round(box.top - spectrum.top);
+    const shown = axis.getContext("2d").getImageData(0, 0, axis.width, axis.height).data;
+    const saved = picture.getContext("2d").getImageData(x, y, axis.width, axis.height).data;
+    const background = Array.from(picture.getContext("2d").getImageData(0, 0, 1, 1).data);
+    const counts = { differ: 0, savedLabels: 0, shownLabels: 0, pixels: axis.width * axis.height };
+    for (let i = 0; i < shown.length; i += 4) {
+        // The axis's pixel as the picture has it: over the background.
+        const alpha = shown[i + 3] / 255;
+        const over = [0, 1, 2].map((c) => shown[i + c] * alpha + background[c] * (1 - alpha));
+        const far = (rgb, j) => [0, 1, 2].some((c) => Math.abs(rgb[c] - j[c]) > 40);
+        if (far(over, saved.slice(i, i + 3))) counts.differ += 1;
+        if (far(saved.slice(i, i + 3), background)) counts.savedLabels += 1;
+        if (far(over, background)) counts.shownLabels += 1;
+    }
+    return counts;
+}"""
+
+
+def test_the_png_export_has_the_waterfalls_time_axis(served: Served,
+                                                     context: BrowserContext) -> None:
+    """Paused with the time axis labelled, the PNG has the axis beside the waterfall as on
+    screen: its labels are in the picture, pixel for pixel where the page shows them."""
+    viewer = open_live(context, served.page_url)
+    viewer.wait_for("s.timeLabels.length >= 1")
+    viewer.page.keyboard.press(" ")
+    viewer.wait_for("s.paused")
+    with viewer.page.expect_download(timeout=WAIT_MS) as download_info:
+        viewer.page.click("#export-png")
+    png = open(download_info.value.path(), "rb").read()
+    counts = viewer.page.evaluate(PNG_TIME_AXIS_JS, base64.b64encode(png).decode())
+    assert counts["shownLabels"] > 20, counts  # the axis has labels on screen
+    assert counts["savedLabels"] >= counts["shownLabels"] * 0.9, counts
+    assert counts["differ"] <= counts["shownLabels"] * 0.1, counts
     assert viewer.errors == []

@@ -6,6 +6,10 @@ in-process :class:`~gr_argos.server.SpectrumServer` publishing at about 30 frame
 Five tabs: the server counts one client and every tab draws; the leader tab closes: another
 takes over (one client again), every tab keeps drawing, and each tab's missed count is the
 number of frames it did not get (the new leader, resuming from the server's ring, none).
+Without Web Locks (a page over plain http from another machine) the tabs elect their leader
+over the BroadcastChannel alone, and two tabs that led at once resolve to one without losing
+a frame; a leader that goes silent is taken for gone. Each tab gets the answers to its own
+requests (pongs, stats, detections) only.
 With ``?share=0`` every tab has its own connection.
 """
 
@@ -37,6 +41,24 @@ RECORDED_JS = """() => ({ ...window.__recorded,
                           missedAfter: window.argosViewer.stats().framesMissed })"""
 
 
+# A browser without Web Locks, as for a page over plain http from another machine (Web Locks
+# exist only in a secure context, and the tests' http://127.0.0.1 is one).
+NO_WEB_LOCKS_JS = "delete Navigator.prototype.locks;"
+
+# No Web Locks, and the tab's BroadcastChannels hear and say nothing while window.__deaf is
+# true: tabs that cannot hear each other each lead, as when a claim is not heard in time on a
+# busy machine, and a leader that says nothing looks gone.
+SWITCHED_CHANNEL_JS = NO_WEB_LOCKS_JS + """
+window.__deaf = false;
+window.BroadcastChannel = class extends BroadcastChannel {
+    postMessage(message) { if (!window.__deaf) super.postMessage(message); }
+    set onmessage(listener) {
+        super.onmessage = (event) => { if (!window.__deaf) listener(event); };
+    }
+};
+"""
+
+
 @pytest.fixture
 def served(no_server_thread_left: None) -> Iterator[Served]:
     yield from serve()
@@ -60,11 +82,16 @@ def holes(sequences: list[int]) -> int:
     return (max(sequences) - min(sequences) + 1) - len(set(sequences))
 
 
+@pytest.mark.parametrize("election", ["lock", "channel"])
 def test_five_tabs_share_one_connection_and_the_next_tab_takes_over(
-        served: Served, context: BrowserContext) -> None:
+        served: Served, context: BrowserContext, election: str) -> None:
     """Five tabs of the viewer: one connection on the server, one leader, every tab draws;
     closing the leader hands the connection to another tab: still one connection, frames
-    keep coming to every tab, and each tab's missed count is what it did not get."""
+    keep coming to every tab, and each tab's missed count is what it did not get. The same
+    in a browser without Web Locks (a page over plain http from another machine): the tabs
+    elect their leader over the BroadcastChannel alone."""
+    if election == "channel":
+        context.add_init_script(NO_WEB_LOCKS_JS)
     viewers = [open_viewer(context, served.page_url) for _ in range(TABS)]
     for viewer in viewers:
         viewer.wait_for("s.state === 'open' && s.framesDrawn >= 3 && s.rowsDrawn >= 1")
@@ -72,6 +99,7 @@ def test_five_tabs_share_one_connection_and_the_next_tab_takes_over(
     roles = [role(viewer) for viewer in viewers]
     assert sorted(roles) == ["follower"] * (TABS - 1) + ["leader"], roles
     assert served.server.hub.client_count == 1
+    assert {viewer.stats()["shared"]["election"] for viewer in viewers} == {election}
 
     for viewer in viewers:
         viewer.page.evaluate(RECORD_JS)
@@ -170,3 +198,150 @@ def test_shared_tabs_follow_a_server_restart_whose_sequences_start_again(
         assert [e for e in viewer.errors if "ERR_CONNECTION_REFUSED" not in e] == []
     wait_for_clients(served, 1)
     assert sorted(role(viewer) for viewer in viewers) == ["follower", "leader"]
+
+
+def test_two_tabs_leading_at_once_resolve_to_one_without_losing_frames(
+        served: Served, context: BrowserContext) -> None:
+    """Without Web Locks, two tabs that could not hear each other both lead (two
+    connections); once they hear each other the one that led first stays and the other
+    follows it: one connection, both drawing, and the tab that gave up its connection
+    missed no frame (it resumes through the leader's recent frames)."""
+    context.add_init_script(SWITCHED_CHANNEL_JS + "window.__deaf = true;")
+    first = open_viewer(context, served.page_url)
+    first.wait_for("s.state === 'open' && s.shared.role === 'leader' && s.framesDrawn >= 3")
+    second = open_viewer(context, served.page_url)
+    second.wait_for("s.state === 'open' && s.shared.role === 'leader' && s.framesDrawn >= 3")
+    wait_for_clients(served, 2)
+    for viewer in (first, second):
+        viewer.page.evaluate(RECORD_JS)
+        viewer.wait_for_more_frames(5)
+
+    for viewer in (first, second):
+        viewer.page.evaluate("window.__deaf = false")
+    second.wait_for("s.shared.role === 'follower' && s.shared.yielded === 1 && "
+                    "s.state === 'open' && s.client.reconnects >= 1")
+    wait_for_clients(served, 1)
+    for viewer in (first, second):
+        viewer.wait_for_more_frames(10)
+    assert role(first) == "leader"
+    assert first.stats()["shared"]["yielded"] == 0
+    recorded = second.page.evaluate(RECORDED_JS)
+    assert recorded["missedAfter"] == recorded["missedBefore"]
+    assert holes(recorded["sequences"]) == 0
+    for viewer in (first, second):
+        assert viewer.errors == []
+    assert served.server.hub.client_count == 1
+
+
+# Record the answers the page's client gets from now on: pongs (their ids), stats,
+# detections and errors; and the ids of the pings it sends.
+RECORD_ANSWERS_JS = """() => {
+    const client = window.argosViewer.client;
+    const answers = { pings: [], pongs: [], stats: 0, detections: [], errors: [] };
+    window.__answers = answers;
+    const watch = (ws) => {
+        const send = ws.send.bind(ws);
+        ws.send = (data) => {
+            const message = typeof data === "string" ? JSON.parse(data) : {};
+            if (message.type === "ping") answers.pings.push(message.id);
+            return send(data);
+        };
+    };
+    watch(client._ws);
+    client.addEventListener("state", () => { if (client._ws) watch(client._ws); });
+    client.addEventListener("pong", (event) => answers.pongs.push(event.detail.id));
+    client.addEventListener("stats", () => { answers.stats += 1; });
+    client.addEventListener("detections", (event) => answers.detections.push(event.detail.events));
+    client.addEventListener("error", (event) => answers.errors.push(event.detail.message));
+}"""
+
+
+def test_each_tab_gets_the_answers_to_its_own_requests(served: Served,
+                                                       context: BrowserContext) -> None:
+    """Two tabs sharing a connection each ping every 0.5 s: each gets the pongs of its own
+    pings only, with a round-trip time of its own; a follower's stats and detections
+    requests are answered to it alone, the leader's to the leader alone, and a follower's
+    bad request gets its error in that tab only."""
+    url = served.page_url + "?heartbeatIntervalMs=500"
+    viewers = [open_viewer(context, url) for _ in range(2)]
+    for viewer in viewers:
+        viewer.wait_for("s.state === 'open' && s.framesDrawn >= 3")
+    wait_for_clients(served, 1)
+    leader = next(viewer for viewer in viewers if role(viewer) == "leader")
+    follower = next(viewer for viewer in viewers if role(viewer) == "follower")
+    for viewer in viewers:
+        viewer.page.evaluate(RECORD_ANSWERS_JS)
+
+    follower.page.evaluate("""() => {
+        const client = window.argosViewer.client;
+        client.send({ type: "stats" });
+        client.send({ type: "stats" });
+        client.requestDetections({ limit: 5 });
+        client.send({ type: "detections", limit: 0 });
+    }""")
+    leader.page.evaluate("window.argosViewer.client.requestDetections({ limit: 7 })")
+    answers_js = "window.__answers"
+    follower.page.wait_for_function(
+        f"{answers_js}.stats >= 2 && {answers_js}.detections.length >= 1 && "
+        f"{answers_js}.errors.length >= 1 && {answers_js}.pongs.length >= 4", timeout=WAIT_MS)
+    leader.page.wait_for_function(
+        f"{answers_js}.detections.length >= 1 && {answers_js}.pongs.length >= 4",
+        timeout=WAIT_MS)
+    time.sleep(1)  # time for any answer sent to the wrong tab to arrive there too
+
+    follower_answers = follower.page.evaluate(answers_js)
+    leader_answers = leader.page.evaluate(answers_js)
+    assert follower_answers["stats"] == 2 and leader_answers["stats"] == 0
+    assert len(follower_answers["detections"]) == 1
+    assert len(leader_answers["detections"]) == 1
+    assert len(follower_answers["errors"]) == 1
+    assert "detections: field 'limit'" in follower_answers["errors"][0]
+    assert leader_answers["errors"] == []
+    for answers in (follower_answers, leader_answers):
+        # Each pong answers a ping of this tab's (one sent since recording, or just before),
+        # once: no pong of the other tab's.
+        pings, pongs = answers["pings"], answers["pongs"]
+        assert len(set(pongs)) == len(pongs) <= len(pings) + 1, answers
+        assert all(pong in pings or pong < min(pings) for pong in pongs), answers
+    for viewer in viewers:
+        assert viewer.stats()["client"]["lastRttMs"] is not None
+        assert viewer.errors == []
+
+
+def test_a_silent_leader_is_taken_for_gone_and_leads_again_once_heard(
+        served: Served, context: BrowserContext) -> None:
+    """Without Web Locks, three tabs share; the leader says nothing more on the channel (as
+    a crashed tab): the two others take it for gone within seconds, one of them leads and
+    the other follows it, both drawing, each with its missed count the frames it did not
+    get. Heard again, the old leader, which led first, stays: one connection again."""
+    context.add_init_script(SWITCHED_CHANNEL_JS)
+    viewers = [open_viewer(context, served.page_url) for _ in range(3)]
+    for viewer in viewers:
+        viewer.wait_for("s.state === 'open' && s.framesDrawn >= 3")
+    wait_for_clients(served, 1)
+    leader = next(viewer for viewer in viewers if role(viewer) == "leader")
+    rest = [viewer for viewer in viewers if viewer is not leader]
+    for viewer in rest:
+        viewer.page.evaluate(RECORD_JS)
+    leader.page.evaluate("window.__deaf = true")
+
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while sorted(role(viewer) for viewer in rest) != ["follower", "leader"]:
+        assert time.monotonic() < deadline, [role(viewer) for viewer in rest]
+        time.sleep(0.1)
+    wait_for_clients(served, 2)  # the silent leader still has its own
+    for viewer in rest:
+        viewer.wait_for("s.state === 'open' && s.client.reconnects >= 1")
+        viewer.wait_for_more_frames(10)
+        recorded = viewer.page.evaluate(RECORDED_JS)
+        missed = recorded["missedAfter"] - recorded["missedBefore"]
+        assert holes(recorded["sequences"]) == missed, (role(viewer), missed, recorded)
+
+    leader.page.evaluate("window.__deaf = false")
+    wait_for_clients(served, 1)
+    assert role(leader) == "leader"
+    for viewer in viewers:
+        viewer.wait_for("s.state === 'open'")
+        viewer.wait_for_more_frames(5)
+        assert viewer.errors == []
+    assert sorted(role(viewer) for viewer in rest) == ["follower", "follower"]

@@ -22,6 +22,22 @@ VIEW_DRAWN = ("s.lastView && !s.viewPending && s.axis.spanHz === s.lastView.span
               "s.axis.bins === s.lastView.bins && s.axis.centerHz === s.lastView.center_freq_hz")
 
 
+# JavaScript for page.evaluate snippets: `await decodePng(png)` is a canvas holding the PNG
+# whose base64 text `png` is, decoded by the page itself (no image library needed).
+DECODE_PNG_JS = """
+const decodePng = async (png) => {
+    const image = new Image();
+    image.src = "data:image/png;base64," + png;
+    await image.decode();
+    const canvas = document.createElement("canvas");
+    canvas.width = image.width;
+    canvas.height = image.height;
+    canvas.getContext("2d").drawImage(image, 0, 0);
+    return canvas;
+};
+"""
+
+
 @dataclass
 class Viewer:
     """An open viewer page and what it printed to its console."""

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // gr-argos viewer: the current view downloaded, as a picture (PNG: the spectrum over the
-// colour bar and the waterfall, as on screen) or as numbers (CSV: a row per bin of the
-// frame drawn, its centre frequency and a level per trace).
+// colour bar, the waterfall and its time axis, as on screen) or as numbers (CSV: a row per
+// bin of the frame drawn, its centre frequency and a level per trace).
 
 /** A file name for an export: "argos-100.000MHz-20261207T074109Z.png". */
 export function exportName(centerHz, extension, nowMs = Date.now()) {
@@ -23,26 +23,26 @@ export function download(blob, name) {
 }
 
 /**
- * The spectrum canvas above the colour bar and the waterfall, at the spectrum's device
- * pixels and laid out as on screen (the waterfall stretched to its box), as a PNG Blob.
+ * `canvases` laid out as on screen (each stretched to its box), the first's device pixels
+ * to a CSS pixel, on `background`, as a PNG Blob: the spectrum, and under it the colour bar,
+ * the waterfall and its time axis.
  */
-export function composePng({ spectrum, colorbar, waterfall }, background) {
-  const boxOf = (canvas) => canvas.getBoundingClientRect();
-  const top = boxOf(spectrum).top;
-  const left = boxOf(spectrum).left;
-  const scale = spectrum.width / Math.max(1, boxOf(spectrum).width);
-  const bottom = Math.max(boxOf(colorbar).bottom, boxOf(waterfall).bottom);
+export function composePng(canvases, background) {
+  const boxes = canvases.map((canvas) => canvas.getBoundingClientRect());
+  const scale = canvases[0].width / Math.max(1, boxes[0].width);
+  const left = Math.min(...boxes.map((box) => box.left));
+  const top = Math.min(...boxes.map((box) => box.top));
   const out = document.createElement("canvas");
-  out.width = spectrum.width;
-  out.height = Math.round((bottom - top) * scale);
+  out.width = Math.round((Math.max(...boxes.map((box) => box.right)) - left) * scale);
+  out.height = Math.round((Math.max(...boxes.map((box) => box.bottom)) - top) * scale);
   const ctx = out.getContext("2d");
   ctx.fillStyle = background;
   ctx.fillRect(0, 0, out.width, out.height);
-  for (const canvas of [spectrum, colorbar, waterfall]) {
-    const box = boxOf(canvas);
+  canvases.forEach((canvas, i) => {
+    const box = boxes[i];
     ctx.drawImage(canvas, (box.left - left) * scale, (box.top - top) * scale,
       box.width * scale, box.height * scale);
-  }
+  });
   return new Promise((resolve) => out.toBlob(resolve, "image/png"));
 }
 

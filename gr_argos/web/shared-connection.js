@@ -2,33 +2,44 @@
 // gr-argos viewer: tabs of the same viewer share one WebSocket.
 //
 // Tabs of one origin that open the same viewer URL (same server, stream, format and view)
-// form a group. One of them, the leader, holds a Web Lock (navigator.locks: exactly one holder
-// in the browser) and the group's only connection; every message the server sends it is posted
-// on a BroadcastChannel, and the other tabs (followers) read their frames from there. The
-// server sees one client.
+// form a group. One of them, the leader, holds the group's only connection; every message the
+// server sends it is posted on a BroadcastChannel, and the other tabs (followers) read their
+// frames from there. The server sees one client. Who leads is decided by a Web Lock where the
+// page has one, else over the channel alone (leader-election.js).
 //
 // The tab's ArgosClient is unchanged: it gets a WebSocket constructor (SharedConnection's
 // `WebSocket`) that makes the leader's socket a real one, relayed to the channel, and a
 // follower's a RelaySocket that opens when the leader welcomes it (with the messages a late
 // comer needs: hello, the view and format replies, the latest status, gps and control) and
 // closes when the leader goes. So each tab keeps its own gap detection, missed count,
-// reconnect and resume: when the leader tab closes, its lock passes to a waiting tab, which
+// reconnect and resume: when the leader tab closes, another tab leads, and
 // reconnects with resume_session/resume_from (the frames it has seen) and gets the frames
 // missed meanwhile from the server's resume ring; the other followers join it, each skipping
 // the replayed frames it already has.
 //
+// A follower's ping, stats and detections go out on the leader's connection, and their answers
+// come back to that follower alone (a ping with an id the leader maps back; the others answered
+// in the order asked), so each tab gets its own round-trip time.
+//
 // A tab that needs a connection of its own leaves the group for good: a zoom or another frame
 // rate (a set_view the group does not share), another format, the control lease, a tune or a
 // new token. The message that needed it goes out on the tab's own connection; a leader that
-// leaves keeps its connection and hands the group over. Without BroadcastChannel or Web Locks
-// (e.g. a page over plain http from another machine: Web Locks need a secure context), with
+// leaves keeps its connection and hands the group over. Without BroadcastChannel, with
 // ?share=0, or for a page opened zoomed, every tab has its own connection.
+
+import { BeaconElection, LEADER_KINDS, LockElection } from "./leader-election.js";
 
 const CHANNEL_PREFIX = "gr-argos-viewer ";
 // The messages a tab that joins late needs before the live ones, by type, hello first.
 const CACHED_TYPES = ["hello", "view", "encoding", "status", "gps", "control"];
-// What a follower may ask over the leader's connection as it is.
+// What a follower may ask over the leader's connection (a ping with an id of the leader's).
 const FORWARDED_TYPES = new Set(["ping", "detections", "stats"]);
+// Requests without an id, answered by one message of their type (or a bad_message error
+// naming it) in the order asked: the leader routes each answer to the tab that asked.
+const ANSWERED_IN_TURN = ["detections", "stats"];
+// The id of a follower's ping on the leader's connection: this prefix, the follower's relay
+// id, a space and the JSON of its own id, so its pong goes back to it alone.
+const RELAYED_PING = "tab ";
 // Frames the leader keeps after relaying them, for a follower that rejoins after a handover
 // (its resume point in the join): 3 s at 30 frames/s, and at most 4 MiB of them.
 const RECENT_FRAMES = 90;
@@ -42,7 +53,6 @@ export function shareProblem(params, scope = globalThis) {
   if (["0", "false"].includes(params.get("share"))) return "turned off (?share=0)";
   if (params.has("center_freq_hz") || params.has("span_hz")) return "the page opened zoomed";
   if (typeof scope.BroadcastChannel !== "function") return "no BroadcastChannel";
-  if (!scope.navigator?.locks) return "no Web Locks (navigator.locks needs a secure context)";
   return null;
 }
 
@@ -102,12 +112,14 @@ export class SharedConnection {
     this._waitingJoins = new Map(); // relay id -> its join, asked before hello
     this._followers = new Set(); // ids of the relays welcomed and not gone: posts go to them
     this._format = null; // formatKey of the leader's latest set_encoding
+    // ANSWERED_IN_TURN type -> who asked on this connection, in turn: "" this tab, else a
+    // follower's relay id.
+    this._asked = new Map(ANSWERED_IN_TURN.map((type) => [type, []]));
     this._pendingSends = []; // for the own connection a tab leaves the group with
-    this._releaseLock = null;
-    this._queue = null; // AbortController of the request for the lock
+    this._election = null; // who leads: a LockElection or a BeaconElection
     this._relayCount = 0;
     this.counters = { relayed: 0, relayedBytes: 0, welcomed: 0, leads: 0, joins: 0,
-      skippedAgain: 0 };
+      skippedAgain: 0, yielded: 0 };
     const group = this;
     /** The WebSocket constructor for the tab's ArgosClient (undefined when not sharing). */
     this.WebSocket = this.problem !== null ? undefined : function SharedSocket(url) {
@@ -118,35 +130,25 @@ export class SharedConnection {
   /** What the page shows in its stats: the role, the leader and the counters. */
   stats() {
     return { role: this.role, problem: this.problem, leftBecause: this.leftBecause,
-      relays: this._relays.size, ...this.counters };
+      election: this._election?.kind ?? null, relays: this._relays.size, ...this.counters };
   }
 
   /**
    * Join the group of `key` (the client's URL: server, stream, format and view): lead it if
    * no tab does, else follow, waiting in line to lead. Resolves once the role is known.
    */
-  start(key) {
-    if (this.problem !== null) return Promise.resolve();
+  async start(key) {
+    if (this.problem !== null) return;
     const name = CHANNEL_PREFIX + key;
     this._channel = new this._scope.BroadcastChannel(name);
     this._channel.onmessage = (event) => this._onPost(event.data);
     this._scope.addEventListener?.("pagehide", () => this.leave("the page closed"));
-    const locks = this._scope.navigator.locks;
-    return new Promise((resolve) => {
-      locks.request(name, { ifAvailable: true }, (lock) => {
-        if (lock === null) {
-          this.role = "follower";
-          this._queue = new AbortController();
-          locks.request(name, { signal: this._queue.signal }, () => this._lead())
-            .catch(() => {}); // aborted: the tab left the group
-          resolve();
-          return undefined;
-        }
-        const held = this._lead();
-        resolve();
-        return held;
-      });
-    });
+    const locks = this._scope.navigator?.locks;
+    this._election = locks ? new LockElection(locks, name)
+      : new BeaconElection((post) => this._post(post), this._id, this._scope);
+    await this._election.start({ onLead: () => this._lead(), onFollow: () => this._follow(),
+      onLeaderChange: (id) => this._leaderChanged(id) });
+    if (this.role === "starting") this.role = "follower";
   }
 
   /**
@@ -160,23 +162,36 @@ export class SharedConnection {
     this.role = "own";
     this.leftBecause = reason;
     if (wasLeader) this._post({ kind: "gone" });
-    this._releaseLock?.();
-    this._queue?.abort();
+    this._election.resign();
     for (const relay of [...this._relays]) relay._lost(`this tab left the shared connection: ${reason}`);
     this._channel.close(); // no more frames posted for the group
   }
 
   // -- leading -----------------------------------------------------------------------------
 
-  /** The lock is this tab's: lead until it leaves (the returned promise holds the lock). */
+  /** The election made this tab the leader: lead until it leaves. Whether it leads (not
+   * once it left the group). */
   _lead() {
-    if (this.role === "own") return undefined;
+    if (this.role === "own") return false;
     this.role = "leader";
     this.counters.leads += 1;
     this._post({ kind: "lead" });
     // A relay of this tab reconnects: its client then gets a real socket, resuming.
     for (const relay of [...this._relays]) relay._lost("this tab leads the shared connection now");
-    return new Promise((resolve) => { this._releaseLock = resolve; });
+    return true;
+  }
+
+  /** Another tab leads (over the channel, two tabs led at once and the other led first):
+   * this tab's followers go to it, and so does this tab's client, once its socket closes
+   * (it reconnects through the leader, resuming after the frames it has). */
+  _follow() {
+    if (this.role !== "leader") return;
+    this.role = "follower";
+    this.counters.yielded += 1;
+    this._post({ kind: "gone" });
+    this._followers.clear();
+    this._waitingJoins.clear();
+    this._socket?.drop("another tab leads the shared connection");
   }
 
   _open(url) {
@@ -188,11 +203,21 @@ export class SharedConnection {
     return socket;
   }
 
-  /** A message from the server on `socket`: relay it (texts of CACHED_TYPES kept). */
+  /** A message from the server on `socket`: relay it (texts of CACHED_TYPES kept), or send
+   * an answer to the follower that asked. Whether this tab's own client gets it. */
   _fromServer(socket, data) {
-    if (socket !== this._socket || this.role !== "leader") return;
+    if (socket !== this._socket) return true;
     if (typeof data === "string") {
-      const { type } = parseMessage(data);
+      const message = parseMessage(data);
+      const asker = this._askerOf(message, data);
+      if (asker !== null) {
+        if (asker.to === "") return true;
+        const text = asker.text ?? data;
+        if (this.role === "leader") this._post({ kind: "answer", to: asker.to, data: text });
+        return false;
+      }
+      if (this.role !== "leader") return true;
+      const { type } = message;
       if (CACHED_TYPES.includes(type)) this._cache.set(type, data);
       if (type === "hello") {
         this._cache = new Map([["hello", data]]); // a new connection: the rest is older
@@ -201,7 +226,7 @@ export class SharedConnection {
         this._waitingJoins.clear();
       }
     }
-    if (!this._helloSeen) return;
+    if (this.role !== "leader" || !this._helloSeen) return true;
     if (typeof data !== "string") {
       this._recent.push(data);
       this._recentBytes += data.byteLength;
@@ -209,17 +234,44 @@ export class SharedConnection {
         this._recentBytes -= this._recent.shift().byteLength;
       }
     }
-    if (this._followers.size === 0) return; // a tab alone posts nothing
+    if (this._followers.size === 0) return true; // a tab alone posts nothing
     this.counters.relayed += 1;
     this.counters.relayedBytes += typeof data === "string" ? data.length : data.byteLength;
     this._post({ kind: "message", data });
+    return true;
+  }
+
+  /**
+   * Who asked for the server's `message`, when it answers one tab's request: `{to}` ("" for
+   * this tab, else a follower's relay id) and, for a follower's pong, `text`: the pong with
+   * the follower's own id back. Null for a message to everyone.
+   */
+  _askerOf(message, data) {
+    const { type } = message;
+    if (type === "pong") {
+      const id = typeof message.id === "string" && message.id.startsWith(RELAYED_PING)
+        ? message.id.slice(RELAYED_PING.length) : null;
+      const space = id?.indexOf(" ") ?? -1;
+      if (space < 0) return { to: "" };
+      // Back in the text as the server wrote it (its server_time_ns exact, as it came).
+      const own = id.slice(space + 1);
+      let text = data.replace(JSON.stringify(message.id), own);
+      if (text === data) text = JSON.stringify({ ...message, id: parseMessage(own) });
+      return { to: id.slice(0, space), text };
+    }
+    const asked = this._asked.get(type === "error" && message.code === "bad_message"
+      ? String(message.message).split(":")[0] : type);
+    if (asked === undefined) return null;
+    return { to: asked.shift() ?? "" };
   }
 
   /** Whether this tab's own client may send `data` as it is; a message the group cannot
    * share makes a leader leave first (it keeps the connection). */
   _fromClient(socket, data, first) {
-    if (this.role !== "leader" || socket !== this._socket || typeof data !== "string") return;
+    if (socket !== this._socket || typeof data !== "string") return;
     const message = parseMessage(data);
+    if (socket.readyState === OPEN) this._asked.get(message.type)?.push("");
+    if (this.role !== "leader") return;
     if (message.type === "set_encoding") {
       this._format = formatKey(message);
     } else if (message.type === "set_view") {
@@ -234,6 +286,7 @@ export class SharedConnection {
     this._socket = null;
     this._helloSeen = false;
     this._cache.clear();
+    for (const asked of this._asked.values()) asked.length = 0; // no answers on a new one
     if (this.role === "leader") this._post({ kind: "down" });
   }
 
@@ -261,7 +314,11 @@ export class SharedConnection {
       const text = this._cache.get(type);
       if (text) this._post({ kind: "answer", to: from, data: text });
     };
-    if (FORWARDED_TYPES.has(message.type)) {
+    if (message.type === "ping") {
+      const id = `${RELAYED_PING}${from} ${JSON.stringify(message.id ?? null)}`;
+      this._socket?.sendNow(JSON.stringify({ ...message, id }));
+    } else if (FORWARDED_TYPES.has(message.type)) {
+      if (this._socket?.readyState === OPEN) this._asked.get(message.type).push(from);
       this._socket?.sendNow(data);
     } else if (message.type === "set_view" && wholeStreamDivisor(message) === this._divisor) {
       answer("view");
@@ -272,17 +329,29 @@ export class SharedConnection {
     }
   }
 
+  /** Over the channel alone, the leader this tab follows changed (null: it went silent or
+   * gone): a relay of another leader's is lost, and its client reconnects (to the new one). */
+  _leaderChanged(id) {
+    for (const relay of [...this._relays]) {
+      if (relay._leader !== null && relay._leader !== id) {
+        relay._lost("the tab that shared its connection is gone");
+      }
+    }
+  }
+
   // -- the channel -------------------------------------------------------------------------
 
   _post(post) {
     try {
-      this._channel.postMessage({ ...post, leader: this._id });
+      const since = this._election?.since ?? null; // a leader's, for BeaconElection
+      this._channel.postMessage({ ...post, leader: this._id, since });
     } catch {
       // the channel is closed: this tab left
     }
   }
 
   _onPost(post) {
+    this._election.hear(post);
     if (this.role === "leader") {
       if (post.kind === "join") {
         this.counters.joins += 1;
@@ -297,6 +366,7 @@ export class SharedConnection {
       return;
     }
     if (this.role !== "follower") return;
+    if (LEADER_KINDS.has(post.kind) && !this._election.accepts(post)) return;
     for (const relay of [...this._relays]) relay._onPost(post);
   }
 }
@@ -319,8 +389,7 @@ class TappedSocket {
       for (const data of group._pendingSends.splice(0)) this.sendNow(data);
     };
     ws.onmessage = (event) => {
-      this.onmessage?.(event);
-      group._fromServer(this, event.data);
+      if (group._fromServer(this, event.data)) this.onmessage?.(event);
     };
     ws.onerror = (event) => this.onerror?.(event);
     ws.onclose = (event) => {
@@ -354,6 +423,11 @@ class TappedSocket {
   close(code, reason) {
     this._group._socketClosed(this);
     this._ws.close(code, reason);
+  }
+
+  /** Close the real socket for the client to see a lost connection (and reconnect). */
+  drop(reason) {
+    this._ws.close(1000, reason);
   }
 }
 

@@ -387,7 +387,7 @@ class SpectrumPlot {
     this.marksDrawn = this.drawMarks(marks, window,
                                      legend ? this.legendBox(legend).left : Infinity);
     ctx.restore();
-    if (legend) this.drawLegend(legend);
+    this.legendDrawn = legend ? this.drawLegend(legend) : null;
   }
 
   /** A band over the plot for each signal on the air ({startHz, stopHz, label}) in
@@ -404,7 +404,7 @@ class SpectrumPlot {
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
     const rowsEnd = [-Infinity, -Infinity]; // right edge of the last label on each row
-    this.markLabels = []; // {left, right, row} of each label drawn, in canvas pixels
+    this.markLabels = []; // {left, right, top, bottom, row} of each label drawn, in canvas pixels
     const gap = 4 * dpr;
     const shown = marks.filter(({ startHz, stopHz }) =>
       stopHz >= window.startHz && startHz <= window.stopHz);
@@ -421,17 +421,16 @@ class SpectrumPlot {
       const row = fits ? rowsEnd.findIndex((end) => x - half >= end + gap) : -1;
       if (row >= 0) {
         ctx.fillStyle = COLORS.markLabel;
-        ctx.fillText(label, x, plot.top + 2 * dpr + row * (fontPx + 2 * dpr));
+        const top = plot.top + 2 * dpr + row * (fontPx + 2 * dpr);
+        ctx.fillText(label, x, top);
         rowsEnd[row] = x + half;
-        this.markLabels.push({ left: x - half, right: x + half, row });
+        this.markLabels.push({ left: x - half, right: x + half, top, bottom: top + fontPx, row });
       }
       drawn += 1;
     }
     return drawn;
   }
 
-  /** A line of colour and the detector's name per trace, first to last from the left, in
-   * the plot's top right corner on a backdrop that keeps it readable over the traces. */
   /** Where the legend of `entries` goes (top right): {left, x, width, widths}, with the
    * legend's font set on the context. */
   legendBox(entries) {
@@ -446,6 +445,9 @@ class SpectrumPlot {
     return { left: x - pad, x, width, widths };
   }
 
+  /** A line of colour and the detector's name per trace, first to last from the left, in
+   * the plot's top right corner on a backdrop that keeps it readable over the traces; its
+   * box ({left, right, top, bottom} in canvas pixels). */
   drawLegend(entries) {
     const { ctx, plot, dpr } = this;
     const { left, width, widths } = this.legendBox(entries);
@@ -457,7 +459,9 @@ class SpectrumPlot {
     const pad = 6 * dpr;
     const yy = plot.top + pad + 6 * dpr;
     ctx.fillStyle = "rgba(7, 9, 13, 0.75)";
-    ctx.fillRect(left, plot.top + 2, width + 2 * pad, 12 * dpr + 2 * pad - 2);
+    const box = { left, right: left + width + 2 * pad, top: plot.top + 2,
+      bottom: plot.top + 12 * dpr + 2 * pad };
+    ctx.fillRect(box.left, box.top, box.right - box.left, box.bottom - box.top);
     ctx.lineWidth = 2 * dpr;
     entries.forEach(({ key, label }, i) => {
       ctx.strokeStyle = COLORS.trace[key];
@@ -469,6 +473,7 @@ class SpectrumPlot {
       ctx.fillText(label, x + line + gap, yy);
       x += widths[i] + 3 * gap;
     });
+    return box;
   }
 
   /**
@@ -1286,7 +1291,7 @@ function main() {
 
   el.exportPng.addEventListener("click", async () => {
     const blob = await composePng(
-      { spectrum: el.spectrum, colorbar: el.colorbar, waterfall: el.waterfall }, COLORS.background);
+      [el.spectrum, el.colorbar, el.waterfall, el.waterfallTime], COLORS.background);
     download(blob, exportName(shownBand() && (shownBand().startHz + shownBand().stopHz) / 2, "png"));
   });
   el.exportCsv.addEventListener("click", () => {
@@ -1376,6 +1381,7 @@ function main() {
                    holder: control.state?.holder ?? null },
         marksDrawn: spectrum.marksDrawn ?? 0,
         markLabels: spectrum.markLabels ?? [],
+        legendBox: spectrum.legendDrawn ?? null,
         waterfallMarks: detections.waterfallMarks,
         beeps: detections.beeps,
         ageMs: view.ageMs,
