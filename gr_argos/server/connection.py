@@ -158,9 +158,11 @@ class Connection:
             **self._hello(), "control": self._controller.state(self._requester(client))}))
         query = parse_qs(urlsplit(request.path if request else "/").query)
         self._choose_format_from_url(client, query)
+        # The catch-up first: a view chosen then must not send the current frame ahead of
+        # the frames replayed before it (Hub.send_current_frame).
+        self._resume_from_url(client, query)
         if any(key in query for key in VIEW_KEYS):
             self._set_view(client, {key: values[-1] for key, values in query.items()})
-        self._resume_from_url(client, query)
         reason = "closed by client"
         try:
             reason = await self._read(client)

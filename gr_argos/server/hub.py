@@ -470,9 +470,9 @@ class BroadcastHub:
         """Send ``client`` the stream's latest frame again, cut to the view it has just
         chosen, so that a zoom does not wait up to a frame period for the next one.
 
-        Only to a client that keeps up (nothing queued, nothing missed): one that is behind
-        gets its queued frames in the new view soon enough, and a resent frame must never
-        take a queued one's place. The frame keeps its ``sequence`` (readers take the same
+        Only to a client that keeps up (nothing queued, nothing missed, not catching up
+        from the resume ring): one that is behind gets its queued frames in the new view
+        soon enough, and a resent frame must never take a queued or replayed one's place. The frame keeps its ``sequence`` (readers take the same
         sequence again as the same frame in another view: docs/protocol.md). It is left
         out of the latency metric, which times frames from their publication.
         """
@@ -480,7 +480,7 @@ class BroadcastHub:
         view = client.views.get(stream_id)
         geometry = None if frame is None else frame.geometry()
         if frame is None or geometry is None or not client.can_write_now() \
-                or client.pending_missed or client.too_slow:
+                or client.pending_missed or client.too_slow or client.catching_up:
             return False
         if view is not None and view.slice is not None \
                 and not slice_fits(view.slice, geometry.bins):

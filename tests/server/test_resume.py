@@ -160,6 +160,32 @@ async def test_a_resumed_client_gets_what_it_missed_then_live_frames(
     assert total["frames_replayed"] == 20
 
 
+async def test_a_view_chosen_while_catching_up_keeps_the_frames_in_order(
+        start_server: StartServer) -> None:
+    """A resuming client that chooses a view in its URL and again in a message (as the
+    viewer does when a tab takes over a shared connection): the view applies from the
+    frames after the catch-up's, and
+    no frame comes out of order (the server answers a new view with its current frame only
+    for a client that is not catching up: it came before the replayed ones, and the page
+    took the sequence going back for a restart)."""
+    server = start_server()
+    publish(server, range(30))
+    await wait_published(server, 29)
+    async with connected(server.url) as (_, hello):
+        session = hello["session"]
+    url = f"{server.url}?resume_session={session}&resume_from=9&bins=2"
+    async with connected(url) as (ws, _):
+        await ws.send(json.dumps({"type": "set_view", "stream_id": 0, "bins": 2}))
+        items = await read_until(ws, lambda got: any(
+            isinstance(i, dict) and i["type"] == "caught_up" for i in got))
+        publish(server, range(30, 33))
+        items += await read_until(ws, lambda got: len(frames_of(got)) == 3)
+    sequences = [sequence for sequence, _ in frames_of(items)]
+    assert sequences == list(range(10, 33))
+    assert [decode_frame(i).bin_count for i in items if isinstance(i, bytes)][-3:] == [2] * 3
+    assert server.stats()["total"]["frames_replayed"] == 20
+
+
 async def test_frames_older_than_the_ring_are_a_gap_the_reply_counts(
         start_server: StartServer) -> None:
     """A ring of 5 frames: a client that had up to 9 of 0..29 gets 25..29, and the resume
