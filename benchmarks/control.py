@@ -7,7 +7,10 @@ touches the watchers.
    times, alternately between two centres 25 bins apart. For each, the time from sending
    ``tune`` to the first frame labelled with the new centre, and whether its strongest carrier
    is where that label puts it. Target: 2 frame periods plus the source's settle time (0 for
-   these two: the rotator tags the exact sample).
+   these two: the rotator tags the exact sample). Also: which frame after the last one the
+   client had when it asked is the first with the new label (``first_new_frame_after``),
+   and the frames' own pace at the client, from a frame's arrival to the next-but-one's
+   (``two_frames_apart``), the same span with no retune.
 2. **Control storm**: ``--watchers`` clients (a load process counting frames) watch for
    ``--phase-s`` seconds; then for as long again ``--stormers`` clients each send ``control``
    and ``tune`` messages as fast as the server's message limit lets them stay connected
@@ -108,25 +111,30 @@ async def retune_latency(url: str, carrier_hz: float, retunes: int) -> dict[str,
     """Retune ``retunes`` times; the latency of each to its first frame of the new label,
     and the frames whose strongest bin is not the carrier's under their label."""
     latencies_ms: list[float] = []
+    frames_later: list[int] = []  # the first new frame is the n-th after the last one seen
+    arrivals: dict[int, float] = {}  # sequence -> when it came, for the frames' own pace
     wrong = checked = 0
     async with connect(url, max_size=None) as ws:
         await ws.send(json.dumps({"type": "control", "action": "acquire", "name": "bench"}))
         for _ in range(10):
-            await next_frame(ws)
+            frame = await next_frame(ws)
         for index in range(retunes):
             target = START_HZ + (STEP_BINS * BIN_HZ if index % 2 == 0 else 0.0)
+            last_seen = frame.sequence
             sent = time.monotonic()
             await ws.send(json.dumps({"type": "tune", "center_freq": target}))
             try:
                 async with asyncio.timeout(10):
                     while True:
                         frame = await next_frame(ws)
+                        arrivals[frame.sequence] = time.monotonic()
                         expected = (round((carrier_hz - frame.center_freq_hz) / BIN_HZ)
                                     + BINS // 2)
                         checked += 1
                         wrong += abs(int(np.argmax(frame.power_db)) - expected) > 1
                         if frame.center_freq_hz == target:
                             latencies_ms.append((time.monotonic() - sent) * 1000)
+                            frames_later.append(frame.sequence - last_seen)
                             break
             except TimeoutError:
                 raise RuntimeError(f"retune {index} to {target} Hz: no frame with that label in "
@@ -136,14 +144,22 @@ async def retune_latency(url: str, carrier_hz: float, retunes: int) -> dict[str,
             after = 0
             while after < 5 or time.monotonic() - sent < RETUNE_SPACING_S:
                 frame = await next_frame(ws)
+                arrivals[frame.sequence] = time.monotonic()
                 expected = round((carrier_hz - frame.center_freq_hz) / BIN_HZ) + BINS // 2
                 checked += 1
                 after += 1
                 wrong += abs(int(np.argmax(frame.power_db)) - expected) > 1
     period_ms = 1000 * 130 * BINS / SAMP_RATE  # 130 FFTs a frame at 30 fps (the app's)
+    # The frames' own pace at the client: from a frame's arrival to the next-but-one's.
+    two_frames_ms = [1000 * (arrivals[s + 2] - arrivals[s]) for s in arrivals
+                     if s + 2 in arrivals and s + 1 in arrivals]
     return {"retunes": retunes, "p50_ms": float(np.percentile(latencies_ms, 50)),
             "p99_ms": float(np.percentile(latencies_ms, 99)), "max_ms": max(latencies_ms),
             "frame_period_ms": period_ms, "target_ms": 2 * period_ms,
+            "first_new_frame_after": {str(n): frames_later.count(n)
+                                      for n in sorted(set(frames_later))},
+            "two_frames_apart_p50_ms": float(np.percentile(two_frames_ms, 50)),
+            "two_frames_apart_p99_ms": float(np.percentile(two_frames_ms, 99)),
             "frames_checked": checked, "frames_mislabelled": wrong}
 
 
