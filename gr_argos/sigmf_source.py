@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -55,7 +56,8 @@ class sigmf_source(gr.hier_block2):
         self.samp_rate = recording.samp_rate
         self.center_freq = recording.center_freq
         chain = _reader(recording, repeat)
-        tagger = _capture_tagger(recording)
+        tagger = _capture_tagger(recording, chain[0], 1 if recording.datatype == "cf32_le"
+                                 else 2)
         if repeat:
             # A Python block costs ~50 us a call: in chunks this large it is called ~300
             # times a second at 20 MS/s (0.3 core for the whole source, against 0.75 in the
@@ -89,9 +91,16 @@ def _reader(recording: SigmfRecording, repeat: bool) -> list[Any]:
 class _capture_tagger(gr.sync_block):
     """Passes the samples through and tags where the recording says they were taken: the
     first sample and each capture segment's first sample, counted in loops of the
-    recording's length."""
+    recording's length.
 
-    def __init__(self, recording: SigmfRecording) -> None:
+    It counts the samples it passed on itself: when the flowgraph is started again (argos-
+    spectrum does when a client's change builds its spectrum chain anew), GNU Radio counts
+    every block's items from 0 again and drops what its buffers held, so at its start the
+    file source is sent back to the first sample not yet passed on.
+    """
+
+    def __init__(self, recording: SigmfRecording, file_source: Any,
+                 items_per_sample: int) -> None:
         gr.sync_block.__init__(self, name="sigmf_capture_tagger", in_sig=[np.complex64],
                                out_sig=[np.complex64])
         self._length = recording.samples
@@ -103,13 +112,23 @@ class _capture_tagger(gr.sync_block):
         self._again = [not math.isnan(freq) and freq != self._freqs[index - 1]
                        for index, freq in enumerate(self._freqs)]
         self._rate = pmt.from_double(recording.samp_rate)
+        self._file_source = file_source
+        self._items_per_sample = items_per_sample
+        self._position = 0  # samples passed on since the first start, over every loop
+
+    def start(self) -> bool:
+        if self._position:
+            within = self._position % self._length
+            self._file_source.seek(within * self._items_per_sample, os.SEEK_SET)
+        return True
 
     def work(self, input_items: list[npt.NDArray[Any]],
              output_items: list[npt.NDArray[Any]]) -> int:
         count = len(output_items[0])
         output_items[0][:] = input_items[0]
-        at = first = self.nitems_written(0)
-        end = first + count
+        # The recording's sample p is output item p - position + nitems_written.
+        position, shift = self._position, self.nitems_written(0) - self._position
+        at, end = position, position + count
         while at < end:
             loop, within = divmod(at, self._length)
             index = bisect.bisect_left(self._starts, within)
@@ -121,8 +140,9 @@ class _capture_tagger(gr.sync_block):
                 break
             freq = self._freqs[index]
             if offset == 0:
-                self.add_item_tag(0, 0, RX_RATE, self._rate)
+                self.add_item_tag(0, 0 + shift, RX_RATE, self._rate)
             if (offset == 0 and not math.isnan(freq)) or self._again[index]:
-                self.add_item_tag(0, offset, RX_FREQ, pmt.from_double(freq))
+                self.add_item_tag(0, offset + shift, RX_FREQ, pmt.from_double(freq))
             at = offset + 1
+        self._position = end
         return count

@@ -299,3 +299,36 @@ def test_argos_spectrum_refuses_a_recording_it_cannot_play(
     assert result.returncode == status, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("argos-spectrum:")]
     assert len(lines) == 1 and expected in lines[0], result.stderr
+
+
+def test_a_change_that_rebuilds_the_chain_keeps_a_recordings_frequencies_true(
+        tmp_path: Path) -> None:
+    """A client changes the frame rate while argos-spectrum plays a recording made through a
+    retune (the chain is built anew and the flowgraph started again): the recording goes on
+    where it was, and every frame after says the frequency of the segment its samples are
+    from (not the first segment's, as if the recording started again)."""
+    meta = record_through_a_retune(tmp_path / "iq")
+    tones = {FIRST_HZ: FIRST_TONE, SECOND_HZ: SECOND_TONE}
+    frames = []
+    with running([*APP, "--port", "0", "--source", str(meta), "--fps", "10", "--no-detect",
+                  "--max-tunes-per-s", "0"], tmp_path, name="argos-spectrum",
+                 url_pattern=URL_LINE) as app:
+        with connect(app.wait_for_url(), open_timeout=RECEIVE_TIMEOUT_S) as websocket:
+            def next_frame() -> Any:
+                while not isinstance(message := websocket.recv(timeout=RECEIVE_TIMEOUT_S),
+                                     bytes):
+                    pass
+                return decode_frame(message)
+
+            while next_frame().center_freq_hz != SECOND_HZ:  # into the second segment
+                pass
+            websocket.send(json.dumps({"type": "control", "action": "acquire"}))
+            websocket.send(json.dumps({"type": "tune", "fps": 8}))
+            while len(frames) < 30:
+                frames.append(next_frame())
+    assert {frame.center_freq_hz for frame in frames} == {FIRST_HZ, SECOND_HZ}
+    for frame in frames:
+        own, other = (expected_bin(tone / BINS, BINS) for tone in (
+            tones[frame.center_freq_hz], tones[sum(tones) - frame.center_freq_hz]))
+        assert int(np.argmax(frame.power_db)) == own, (frame.sequence, frame.center_freq_hz)
+        assert frame.power_db[other] < np.median(frame.power_db) + 10, frame.sequence
