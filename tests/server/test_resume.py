@@ -135,16 +135,21 @@ async def wait_published(server: Any, last: int) -> None:
             await asyncio.sleep(0.01)
 
 
+async def thirty_published_resume_after_9(server: Any) -> str:
+    """Frames 0..29 published (in the ring); the URL of a client that had up to 9."""
+    publish(server, range(30))
+    await wait_published(server, 29)
+    async with connected(server.url) as (_, hello):
+        session = hello["session"]
+    return f"{server.url}?resume_session={session}&resume_from=9"
+
+
 async def test_a_resumed_client_gets_what_it_missed_then_live_frames(
         start_server: StartServer) -> None:
     """Frames 0..29 published, the client had up to 9: it gets 10..29 replayed (marked),
     a resume reply saying where they start and a caught_up message, then 30.. live."""
     server = start_server()
-    publish(server, range(30))
-    await wait_published(server, 29)
-    async with connected(server.url) as (_, hello):
-        session = hello["session"]
-    url = f"{server.url}?resume_session={session}&resume_from=9"
+    url = await thirty_published_resume_after_9(server)
     async with connected(url) as (ws, _):
         items = await read_until(ws, lambda got: any(
             isinstance(i, dict) and i["type"] == "caught_up" for i in got))
@@ -169,11 +174,7 @@ async def test_a_view_chosen_while_catching_up_keeps_the_frames_in_order(
     for a client that is not catching up: it came before the replayed ones, and the page
     took the sequence going back for a restart)."""
     server = start_server()
-    publish(server, range(30))
-    await wait_published(server, 29)
-    async with connected(server.url) as (_, hello):
-        session = hello["session"]
-    url = f"{server.url}?resume_session={session}&resume_from=9&bins=2"
+    url = await thirty_published_resume_after_9(server) + "&bins=2"
     async with connected(url) as (ws, _):
         await ws.send(json.dumps({"type": "set_view", "stream_id": 0, "bins": 2}))
         items = await read_until(ws, lambda got: any(
