@@ -10,14 +10,17 @@ docs/viewer-zoom.png: after some seconds of the whole band the viewer zooms in o
 102.6 MHz (as a wheel or pinch would), so the waterfall shows the whole band below a marker
 row and the zoomed window above it, the narrow carriers one bin wide. With ``--markers`` it
 regenerates docs/viewer-markers.png: marker 1 on the strongest carrier, marker 2 on the next
-peak to its right, with the delta readout, and the keyboard cursor on the waterfall. The PNG is reduced to a 128-colour
-palette with Pillow (Debian's python3-pil, visible in the venv), which keeps it small enough
+peak to its right, with the delta readout, and the keyboard cursor on the waterfall. With
+``--phone`` it regenerates docs/viewer-phone.png: the viewer on a 390x844 touch screen, a
+marker placed by a tap on the strongest carrier, the readout under the finger. The PNG is
+reduced to a 128-colour palette with Pillow (Debian's python3-pil, visible in the venv), which keeps it small enough
 for the repository.
 
 Usage: .venv/bin/python scripts/screenshot_viewer.py [--out docs/viewer.png] [--wait-s 8]
        .venv/bin/python scripts/screenshot_viewer.py --login
        .venv/bin/python scripts/screenshot_viewer.py --zoom
        .venv/bin/python scripts/screenshot_viewer.py --markers
+       .venv/bin/python scripts/screenshot_viewer.py --phone
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))
+sys.path.insert(0, str(REPO_ROOT))
 
 from helpers import headless_chromium, running  # noqa: E402  (tests/helpers.py: test tooling)
 
@@ -65,6 +69,8 @@ def argument_parser() -> argparse.ArgumentParser:
                       help="a zoomed view of the simulated band (docs/viewer-zoom.png)")
     mode.add_argument("--markers", action="store_true",
                       help="two markers with their delta (docs/viewer-markers.png)")
+    mode.add_argument("--phone", action="store_true",
+                      help="the viewer on a phone, a marker tapped (docs/viewer-phone.png)")
     parser.add_argument("--wait-s", type=float, default=16.0,
                         help="seconds of spectrum to let scroll into the waterfall first")
     return parser
@@ -73,7 +79,8 @@ def argument_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = argument_parser().parse_args(argv)
     name = ("viewer-login.png" if args.login else "viewer-zoom.png" if args.zoom
-            else "viewer-markers.png" if args.markers else "viewer.png")
+            else "viewer-markers.png" if args.markers
+            else "viewer-phone.png" if args.phone else "viewer.png")
     out = args.out or REPO_ROOT / "docs" / name
     command = [sys.executable, "-u", "-m", "gr_argos.apps.spectrum", "--source", "sim",
                "--port", "0"]
@@ -84,7 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with running(command, REPO_ROOT, url_pattern=URL_LINE, name="argos-spectrum") as app:
         page_url = app.wait_for_url().replace("ws://", "http://")
         with headless_chromium() as browser:
-            page = browser.new_page(**(PHONE if args.login else {"viewport": VIEWPORT}))
+            page = browser.new_page(**(PHONE if args.login or args.phone
+                                       else {"viewport": VIEWPORT}))
             page.goto(page_url)
             if args.login:
                 page.wait_for_selector("#login", state="visible", timeout=TIMEOUT_MS)
@@ -111,6 +119,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                     page.focus("#waterfall")
                     page.keyboard.press("Shift+ArrowDown")
                     page.wait_for_timeout(500)
+                if args.phone:
+                    # A tap on the strongest carrier places marker 1 there; the readout
+                    # says its frequency and level.
+                    from gr_argos.sim_band_source import STRONGEST_CARRIER
+
+                    band = page.locator("#waterfall").bounding_box()  # the band's width
+                    plot = page.locator("#spectrum").bounding_box()
+                    assert band is not None and plot is not None
+                    page.touchscreen.tap(
+                        band["x"] + (0.5 + STRONGEST_CARRIER[0]) * band["width"],
+                        plot["y"] + plot["height"] / 2)
+                    page.wait_for_function("window.argosViewer.stats().markers.drawn >= 1",
+                                           timeout=TIMEOUT_MS)
+                    page.wait_for_timeout(1000)
             png = page.screenshot()
     out.parent.mkdir(parents=True, exist_ok=True)
     with Image.open(io.BytesIO(png)) as image:
