@@ -610,10 +610,14 @@ def test_argos_spectrum_stopped_while_a_change_is_made_exits_cleanly(
                 await ws.send(json.dumps({"type": "control", "action": "acquire"}))
                 await next_message(ws, "control")
                 await ws.send(json.dumps({"type": "tune", "bins": 4096, "fps": 20}))
-                await asyncio.sleep(delay_s)
+                with contextlib.suppress(TimeoutError):  # reading meanwhile, as a viewer does
+                    async with asyncio.timeout(delay_s):
+                        async for _ in ws:
+                            pass
                 app.process.send_signal(signal.SIGINT)
-                with contextlib.suppress(Exception):  # the server closes the connection
-                    await next_message(ws, "tuned")
+                async with asyncio.timeout(RECEIVE_TIMEOUT_S):
+                    async for _ in ws:  # until the server closes the connection
+                        pass
 
         asyncio.run(change_then_stop())
         status = app.wait_for_exit()
