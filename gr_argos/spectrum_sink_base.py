@@ -102,7 +102,8 @@ class SpectrumSinkBase(gr.sync_block):
         self._reconfiguring = False
         #: The flowgraph stopped this block (it stopped, or ended on its own), not a
         #: reconfiguration: what an app polls instead of waiting in ``top_block.wait()``
-        #: (which crashes against the ``unlock()`` of a reconfiguration in GNU Radio 3.10).
+        #: (which returns when a reconfiguration stops the flowgraph, and in GNU Radio 3.10
+        #: crashes against an ``unlock()``).
         self.stopped = False
         self.message_port_register_in(self.MSG_PORT)
         self.set_msg_handler(self.MSG_PORT, self._handle_msg)
@@ -116,9 +117,10 @@ class SpectrumSinkBase(gr.sync_block):
 
         An input's size is fixed when a block is made, so a new FFT size needs a new sink.
         Put the successor in this block's place while both are :meth:`reconfiguring`
-        (between the flowgraph's ``lock()`` and ``unlock()``), connecting its message
-        ports as this one's were; this one serves until then. Once the successor runs,
-        :meth:`describe_inputs` makes the stream's descriptor say its inputs.
+        (the flowgraph stopped for the change, or between ``lock()`` and ``unlock()``),
+        connecting its message ports as this one's were; this one serves until then. Once
+        the successor runs, :meth:`describe_inputs` makes the stream's descriptor say its
+        inputs.
 
         Raises:
             ConfigError: a bad value, naming the setting.
@@ -208,8 +210,8 @@ class SpectrumSinkBase(gr.sync_block):
 
     @contextlib.contextmanager
     def reconfiguring(self) -> Iterator[None]:
-        """Keep serving while the flowgraph is reconfigured (``lock()`` ... ``unlock()``):
-        GNU Radio stops and starts every block then, and the clients must not see a server
+        """Keep serving while the flowgraph is reconfigured (stopped and started again, or
+        ``lock()`` ... ``unlock()``): GNU Radio stops and starts every block then, and the clients must not see a server
         going away. The producer upstream is a new one: frame times anchor again."""
         self._reconfiguring = True
         try:

@@ -189,11 +189,13 @@ class SourceTuner:
         with self._lock:
             return dict(self._values)
 
-    def phase_inc(self) -> float:
-        """The rotator's phase increment that puts the band at the centre frequency now
-        asked for, at the sample rate in force."""
-        shift_hz = float(self._values["center_freq"]) - self._origin_hz
-        return -2 * math.pi * shift_hz / self._samp_rate
+    def phase_inc(self, center_freq: float | None = None) -> float:
+        """The rotator's phase increment that puts the band at ``center_freq`` (default: the
+        centre frequency now asked for), at the sample rate in force. The band moves the
+        other way: a signal at f then sits at f - the new centre."""
+        if center_freq is None:
+            center_freq = float(self._values["center_freq"])
+        return -2 * math.pi * (center_freq - self._origin_hz) / self._samp_rate
 
     def rate_changed(self, samp_rate: float) -> None:
         """The chain was rebuilt at another sample rate (a new rotator gets
@@ -244,7 +246,7 @@ class SourceTuner:
         and the change is sent again for a later frame (``tries`` times in all)."""
         rotator, frame_start_after = self.rotator, self._frame_start_after
         assert frame_start_after is not None  # checked with the rotator
-        inc = -2 * math.pi * (center_freq - self._origin_hz) / self._samp_rate
+        inc = self.phase_inc(center_freq)
         at = frame_start_after(rotator.nitems_written(0) + SHIFT_MARGIN_SAMPLES)
 
         def missed() -> None:
@@ -267,7 +269,6 @@ class SourceTuner:
         device = self._device
         try:
             if name == "center_freq" and self.rotator is not None:
-                # The band moves the other way: a signal at f now sits at f - new centre.
                 return self._shift(float(value))
             if name == "center_freq":
                 return float(device.set_center_freq(value, 0))

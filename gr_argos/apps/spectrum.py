@@ -262,9 +262,8 @@ def serve(flowgraph: Any, settings: dict[str, Any]) -> None:
         print(connect_line("argos-spectrum", url), flush=True)
 
     # The flowgraph ends on its own only if a source ends (its sink stops then); otherwise
-    # wait for a signal. No thread waits in flowgraph.wait() meanwhile: in GNU Radio 3.10
-    # it races with the unlock() of a client's change (rebuild_spectrum), which frees the
-    # scheduler it waits on, and the process crashes.
+    # wait for a signal. No thread waits in flowgraph.wait() meanwhile: a client's change
+    # (rebuild_spectrum) stops and starts the flowgraph, which would end that wait.
     while not stop_requested.is_set() and not flowgraph.sink.stopped:
         stop_requested.wait(0.2)
     flowgraph.stop()

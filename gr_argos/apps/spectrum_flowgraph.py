@@ -252,8 +252,8 @@ class SpectrumFlowgraph(gr.top_block):
         self.rotator = self.tuner.rotator = rotator
 
     def _replace_sink(self, sink: Any) -> None:
-        """Put ``sink`` (the sink's successor) in the sink's place, under the lock: its
-        message connections and the tuner go to it."""
+        """Put ``sink`` (the sink's successor) in the sink's place, the flowgraph stopped:
+        its message connections and the tuner go to it."""
         for source, port, sink_port in self._sink_messages:
             self.msg_disconnect(source, port, self.sink, sink_port)
             self.msg_connect(source, port, sink, sink_port)
