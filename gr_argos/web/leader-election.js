@@ -137,6 +137,11 @@ export class BeaconElection {
       else this._beat(); // it will hear this tab and follow
       return;
     }
+    if (this._state === "following" && this._leader?.leader === post.leader
+        && this._leader.since === post.since) {
+      this._heardMs = this._now(); // the leader followed already (every frame it relays)
+      return;
+    }
     if (this._leader === null || post.leader === this._leader.leader
         || winsOver(heard, this._leader)) {
       this._follow(heard);

@@ -218,7 +218,15 @@ export class SharedConnection {
       }
       if (this.role !== "leader") return true;
       const { type } = message;
-      if (CACHED_TYPES.includes(type)) this._cache.set(type, data);
+      if (CACHED_TYPES.includes(type)) {
+        // A view reset by the server (a new FFT size) is, for a tab joining later, just the
+        // view: answered with "reset" it would ask again, and be answered again.
+        this._cache.set(type, type === "view" && message.reset
+          ? JSON.stringify({ ...message, reset: undefined, message: undefined }) : data);
+      }
+      // The format in force, however it was asked for (set_encoding, or the URL of a
+      // connection this tab opened after taking over the group).
+      if (type === "encoding") this._format = formatKey(message);
       if (type === "hello") {
         this._cache = new Map([["hello", data]]); // a new connection: the rest is older
         this._helloSeen = true;
@@ -416,8 +424,9 @@ class TappedSocket {
   }
 
   sendNow(data) {
+    if (this._ws.readyState !== OPEN) return; // nothing sent: the next one is still the first
     this._sentAny = true;
-    if (this._ws.readyState === OPEN) this._ws.send(data);
+    this._ws.send(data);
   }
 
   close(code, reason) {

@@ -194,6 +194,7 @@ class Waterfall {
       this.rowsSkipped += 1;
     }
     const slot = this.slots[(this.head + this.count) % MAX_PENDING_ROWS];
+    slot.sources = null; // a reused slot must not draw the frame of the row it held
     this.count += 1;
     return slot;
   }
@@ -1136,17 +1137,18 @@ function main() {
       view.wide = { frame, grid: view.axis };
     }
     view.latest = frame;
+    if (frame.secondPowerDb) view.counters.secondFramesReceived += 1;
+    // The peak hold sees every frame, shown or not.
+    const shown = tracesOf(frame).at(-1).values;
+    const peak = view.peak;
+    for (let i = 0; i < binCount; i++) if (shown[i] > peak[i]) peak[i] = shown[i];
     if (document.hidden) {
       // A tab in the background draws nothing (no animation frames come): it keeps only
       // the latest frame, drawn when it is shown again.
       view.counters.framesWhileHidden += 1;
       return;
     }
-    const shown = tracesOf(frame).at(-1).values;
-    const peak = view.peak;
-    for (let i = 0; i < binCount; i++) if (shown[i] > peak[i]) peak[i] = shown[i];
     waterfall.pushSpectrum(traceSources().at(-1).sources, shownBand(), frame.timestampMs);
-    if (frame.secondPowerDb) view.counters.secondFramesReceived += 1;
     view.traceDirty = true;
     requestDraw();
   }
