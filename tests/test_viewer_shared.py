@@ -345,3 +345,24 @@ def test_a_silent_leader_is_taken_for_gone_and_leads_again_once_heard(
         viewer.wait_for_more_frames(5)
         assert viewer.errors == []
     assert sorted(role(viewer) for viewer in rest) == ["follower", "follower"]
+
+
+def test_a_tab_opened_after_a_handover_joins_a_second_trace_stream(
+        no_server_thread_left: None, context: BrowserContext) -> None:
+    """A stream with a second trace (every tab asks for the format that carries it): after
+    the leader closes, the tab that takes over reconnects with that format in its URL, and
+    a tab opened then still joins the group (one connection), drawing both traces."""
+    for served in serve(second_trace=True):
+        first, second = (open_viewer(context, served.page_url) for _ in range(2))
+        for viewer in (first, second):
+            viewer.wait_for("s.state === 'open' && s.secondFramesReceived >= 3")
+        wait_for_clients(served, 1)
+        leader, other = (first, second) if role(first) == "leader" else (second, first)
+        leader.page.close()
+        other.wait_for("s.shared.role === 'leader' && s.client.reconnects >= 1")
+        other.wait_for_more_frames(5)
+        late = open_viewer(context, served.page_url)
+        late.wait_for("s.state === 'open' && s.secondFramesReceived >= 3")
+        assert role(late) == "follower", late.stats()["shared"]
+        wait_for_clients(served, 1)
+        assert other.errors == [] and late.errors == []
